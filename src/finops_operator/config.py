@@ -2,17 +2,20 @@
 
 The format is the contract in DESIGN.md ("Configuration file"). Every key is
 optional. A bad file is refused with a message that names the bad key, so a
-typo never silently falls back to a default.
+typo never silently falls back to a default. docs/configuration.md is generated
+from the models below (scripts/gen_config_docs.py), so the descriptions here are
+the reference users read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -21,14 +24,19 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from finops_operator import conventions
 
-CONFIG_ENV: str = "FINOPS_CONFIG"
+CONFIG_ENV: Final = "FINOPS_CONFIG"
 
 Mode = Literal["enforce", "audit", "off"]
+
+# Passed as validation context when a file is read: the file has one spelling per key.
+_FROM_FILE: Final = "from_file"
 
 
 class ConfigError(ValueError):
@@ -36,17 +44,19 @@ class ConfigError(ValueError):
 
 
 def _parse_money(value: Any) -> Decimal:
-    if isinstance(value, bool | float):
+    if isinstance(value, float):
         raise ValueError(
             f"money must be written as a string, e.g. '{value}' in quotes, so that no "
             "precision is lost"
         )
+    amount = Decimal("NaN")
     if isinstance(value, Decimal):
-        return value
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not an amount of money (write it like '2.50')") from None
+        amount = value
+    elif isinstance(value, str | int) and not isinstance(value, bool):
+        with contextlib.suppress(InvalidOperation):
+            amount = Decimal(str(value).strip())
+    if amount.is_nan():
+        raise ValueError(f"{value!r} is not an amount of money (write it like '2.50')")
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"{value!r} must be a finite amount of at least 0")
     return amount
@@ -54,16 +64,55 @@ def _parse_money(value: Any) -> Decimal:
 
 Money = Annotated[Decimal, BeforeValidator(_parse_money)]
 
+_LABEL_NAME: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_DNS_SUBDOMAIN: Final = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
+_DNS_LABEL_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why `key` is not a valid Kubernetes label key, or None when it is."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return f"{key!r} is not a valid label key: the prefix must be a DNS subdomain"
+    if not name or len(name) > 63 or not _LABEL_NAME.fullmatch(name):
+        return (
+            f"{key!r} is not a valid label key: the name must be 1-63 letters, digits, "
+            "'-', '_' or '.', starting and ending with a letter or digit"
+        )
+    return None
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_spelling(cls, data: Any, info: ValidationInfo) -> Any:
+        # `key: null` (or a key with nothing after the colon) means "the default".
+        if not isinstance(data, Mapping):
+            return data
+        if isinstance(info.context, Mapping) and info.context.get(_FROM_FILE):
+            for name, field in cls.model_fields.items():
+                if field.alias and field.alias != name and name in data:
+                    raise ValueError(
+                        f"unknown key {name!r}: in the file it is spelled {field.alias!r}"
+                    )
+        return {key: value for key, value in data.items() if value is not None}
 
 
 class LabelRule(_Model):
     """What a cost label's value must look like: a pattern, a list of values, or both."""
 
-    pattern: str | None = None
-    values: tuple[str, ...] | None = None
+    pattern: str | None = Field(
+        default=None,
+        description="Regular expression (Python syntax) the whole value must match.",
+    )
+    values: tuple[str, ...] | None = Field(
+        default=None,
+        description="The only values allowed. With `pattern` too, a value must satisfy both.",
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -97,9 +146,9 @@ class LabelRule(_Model):
         return " and ".join(parts) or "must not be empty"
 
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS_LABEL: Final = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
-DEFAULT_LABEL_RULES: dict[str, LabelRule] = {
+DEFAULT_LABEL_RULES: Final[Mapping[str, LabelRule]] = {
     conventions.TEAM_LABEL: LabelRule(pattern=DNS_LABEL),
     conventions.FEATURE_LABEL: LabelRule(pattern=DNS_LABEL),
     conventions.ENVIRONMENT_LABEL: LabelRule(values=("production", "staging", "development")),
@@ -108,13 +157,32 @@ DEFAULT_LABEL_RULES: dict[str, LabelRule] = {
     ),
     conventions.COST_CENTER_LABEL: LabelRule(pattern=r"^cc-[0-9]+$"),
 }
+DEFAULT_GPU_HOURLY: Final = Decimal("2.00")
+DEFAULT_TOKENS_PER_1K: Final = Decimal("0.002")
 
 
 class PrometheusConfig(_Model):
-    url: str = "http://prometheus-operated.monitoring.svc:9090"
-    headers: dict[str, str] = Field(default_factory=dict)
-    bearer_token_file: str | None = Field(default=None, alias="bearerTokenFile")
-    ca_file: str | None = Field(default=None, alias="caFile")
+    """Where the operator reads metrics: Prometheus, Thanos Query, Mimir or Cortex."""
+
+    url: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        description="Base URL of the PromQL API; may carry a path prefix, e.g. "
+        "`https://mimir.example/prometheus`. A trailing `/` is dropped.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers sent with every query, e.g. `X-Scope-OrgID` for Mimir.",
+    )
+    bearer_token_file: str | None = Field(
+        default=None,
+        alias="bearerTokenFile",
+        description="File holding a bearer token, re-read on each query (rotated tokens work).",
+    )
+    ca_file: str | None = Field(
+        default=None,
+        alias="caFile",
+        description="PEM bundle of the CAs that sign the server's certificate.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -124,17 +192,38 @@ class PrometheusConfig(_Model):
         return url.rstrip("/")
 
 
+def _with_default(prices: Any, default: Decimal) -> Any:
+    if isinstance(prices, Mapping) and "default" not in prices:
+        return {"default": default, **prices}
+    return prices
+
+
 class PricingConfig(_Model):
-    currency: str = "USD"
+    """Prices, in one currency; amounts are strings such as `"2.50"`."""
+
+    currency: str = Field(default="USD", description="ISO 4217 code of every amount.")
     gpu_hourly: dict[str, Money] = Field(
-        default_factory=lambda: {"default": Decimal("2.00")}, alias="gpuHourly"
+        default_factory=lambda: {"default": DEFAULT_GPU_HOURLY},
+        alias="gpuHourly",
+        description="Price of one GPU for one hour, by GPU model (the node's "
+        "`nvidia.com/gpu.product` label). `default` prices every model not listed; when "
+        "left out it stays 2.00.",
     )
     tokens_per_1k: dict[str, Money] = Field(
-        default_factory=lambda: {"default": Decimal("0.002")}, alias="tokensPer1k"
+        default_factory=lambda: {"default": DEFAULT_TOKENS_PER_1K},
+        alias="tokensPer1k",
+        description="Price of 1,000 LLM tokens, by model name as the gateway reports it. "
+        "`default` prices every model not listed; when left out it stays 0.002.",
     )
-    shared_monthly: Money = Field(default=Decimal("0"), alias="sharedMonthly")
+    shared_monthly: Money = Field(
+        default=Decimal("0"),
+        alias="sharedMonthly",
+        description="Monthly platform cost (cluster overhead, observability) spread over teams.",
+    )
     shared_split: Literal["proportional", "even"] = Field(
-        default="proportional", alias="sharedSplit"
+        default="proportional",
+        alias="sharedSplit",
+        description="How shared cost is spread: in proportion to each team's GPU cost, or evenly.",
     )
 
     @field_validator("currency")
@@ -144,31 +233,64 @@ class PricingConfig(_Model):
             raise ValueError(f"{currency!r} is not an ISO 4217 currency code such as USD")
         return currency
 
+    @field_validator("gpu_hourly", mode="before")
+    @classmethod
+    def _gpu_default(cls, prices: Any) -> Any:
+        return _with_default(prices, DEFAULT_GPU_HOURLY)
+
+    @field_validator("tokens_per_1k", mode="before")
+    @classmethod
+    def _tokens_default(cls, prices: Any) -> Any:
+        return _with_default(prices, DEFAULT_TOKENS_PER_1K)
+
     def gpu_price(self, gpu_model: str) -> Decimal:
-        return self.gpu_hourly.get(gpu_model, self.gpu_hourly.get("default", Decimal("0")))
+        return self.gpu_hourly.get(gpu_model, self.gpu_hourly["default"])
+
+    def token_price(self, model: str) -> Decimal:
+        return self.tokens_per_1k.get(model, self.tokens_per_1k["default"])
 
 
 class Config(_Model):
     """The whole configuration; `Config()` is the embedded default."""
 
-    mode: Mode = "enforce"
+    mode: Mode = Field(
+        default="enforce",
+        description="Cluster default for label governance: `enforce` denies non-compliant "
+        "GPU workloads, `audit` admits them with warnings, annotations and Events, `off` "
+        "does nothing. A namespace may override it with the label "
+        f"`{conventions.MODE_NAMESPACE_LABEL}`.",
+    )
     exempt_namespaces: tuple[str, ...] = Field(
-        default=conventions.DEFAULT_EXEMPT_NAMESPACES, alias="exemptNamespaces"
+        default=conventions.DEFAULT_EXEMPT_NAMESPACES,
+        alias="exemptNamespaces",
+        description="Namespaces whose workloads are never checked (still counted). "
+        "Replaces the default list; `[]` exempts none.",
     )
-    labels: dict[str, LabelRule] = Field(default_factory=lambda: dict(DEFAULT_LABEL_RULES))
+    labels: dict[str, LabelRule] = Field(
+        default_factory=lambda: dict(DEFAULT_LABEL_RULES),
+        description="Cost label key -> its rule. Merged over the five default rules: a key "
+        "given replaces that key's default rule, a new key adds a required label, and "
+        "`key: null` drops a default. Every key listed is required on GPU workloads.",
+    )
     gpu_resources: tuple[str, ...] = Field(
-        default=conventions.DEFAULT_GPU_RESOURCES, alias="gpuResources"
+        default=conventions.DEFAULT_GPU_RESOURCES,
+        alias="gpuResources",
+        description="Extended resource names that are GPUs; `*` and `?` are wildcards "
+        "(`nvidia.com/mig-*`). Replaces the default list.",
     )
-    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
-    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    prometheus: PrometheusConfig = Field(
+        default_factory=PrometheusConfig, description="See `prometheus.*` below."
+    )
+    pricing: PricingConfig = Field(
+        default_factory=PricingConfig, description="See `pricing.*` below."
+    )
 
     @field_validator("labels", mode="before")
     @classmethod
     def _merge_over_defaults(cls, labels: Any) -> Any:
-        # Rules given override the default rule of their key; `key: null` drops a default.
         if not isinstance(labels, Mapping):
             return labels
-        merged: dict[str, Any] = dict(DEFAULT_LABEL_RULES)
+        merged: dict[Any, Any] = dict(DEFAULT_LABEL_RULES)
         for key, rule in labels.items():
             if rule is None:
                 merged.pop(key, None)
@@ -180,22 +302,40 @@ class Config(_Model):
     @classmethod
     def _label_keys_are_valid(cls, labels: dict[str, LabelRule]) -> dict[str, LabelRule]:
         for key in labels:
-            if not re.fullmatch(
-                r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", key
-            ):
-                raise ValueError(f"{key!r} is not a valid Kubernetes label key")
+            problem = label_key_problem(key)
+            if problem is not None:
+                raise ValueError(problem)
         return labels
+
+    @field_validator("exempt_namespaces")
+    @classmethod
+    def _namespaces_are_names(cls, namespaces: tuple[str, ...]) -> tuple[str, ...]:
+        for namespace in namespaces:
+            if not _DNS_LABEL_RE.fullmatch(namespace):
+                raise ValueError(f"{namespace!r} is not a namespace name")
+        return namespaces
 
     @field_validator("gpu_resources")
     @classmethod
-    def _gpu_resources_not_empty(cls, resources: tuple[str, ...]) -> tuple[str, ...]:
+    def _gpu_resources_are_names(cls, resources: tuple[str, ...]) -> tuple[str, ...]:
         if not resources:
             raise ValueError("at least one GPU resource name is needed, e.g. nvidia.com/gpu")
+        for resource in resources:
+            if not resource.strip() or any(c.isspace() for c in resource):
+                raise ValueError(f"{resource!r} is not a resource name, e.g. nvidia.com/gpu")
         return resources
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif "." in part or "/" in part:
+            text += f"[{part!r}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
 
 
 def explain(err: ValidationError) -> str:
@@ -210,6 +350,7 @@ def explain(err: ValidationError) -> str:
 
 
 def parse_config(data: Any, source: str = "configuration") -> Config:
+    """Validate the parsed YAML of a configuration file; ConfigError names each bad key."""
     if data is None:
         return Config()
     if not isinstance(data, Mapping):
@@ -217,7 +358,7 @@ def parse_config(data: Any, source: str = "configuration") -> Config:
             f"{source}: the top level must be a mapping of keys, not {type(data).__name__}"
         )
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={_FROM_FILE: True})
     except ValidationError as err:
         raise ConfigError(f"{source}: invalid configuration:\n{explain(err)}") from None
 
@@ -230,10 +371,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     file = Path(chosen)
     try:
         text = file.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{file}: cannot read the configuration file: {err.strerror}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ConfigError(f"{file}: cannot read the configuration file: {reason}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{file}: not valid YAML: {err}") from None
+        raise ConfigError(f"{file}: not valid YAML: {' '.join(str(err).split())}") from None
     return parse_config(data, str(file))

@@ -16,9 +16,10 @@ from finops_operator.config import Config, LabelRule
 from finops_operator.workloads import (
     GpuMatcher,
     gpu_requests,
-    is_workload_kind,
+    is_workload,
     pod_labels,
     pod_labels_path,
+    pod_template,
 )
 
 
@@ -67,7 +68,23 @@ class Violations:
 NO_VIOLATIONS = Violations()
 
 
+def _as_written(value: Any) -> str:
+    """A non-string label value as YAML/JSON shows it: true, 1234, 1.5."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+NOT_A_STRING = "must be a string (quote it in YAML)"
+
+
 def check_labels(labels: Mapping[str, Any], rules: Mapping[str, LabelRule]) -> Violations:
+    """Missing keys (absent, null or empty) and invalid values, in the order of `rules`."""
     missing = []
     invalid = {}
     for key, rule in rules.items():
@@ -75,21 +92,29 @@ def check_labels(labels: Mapping[str, Any], rules: Mapping[str, LabelRule]) -> V
         if value is None or value == "":
             missing.append(key)
         elif not isinstance(value, str):
-            invalid[key] = InvalidLabel(str(value), "must be a string (quote it in YAML)")
+            invalid[key] = InvalidLabel(_as_written(value), NOT_A_STRING)
         elif not rule.accepts(value):
             invalid[key] = InvalidLabel(value, rule.describe())
     return Violations(tuple(missing), invalid)
 
 
+def _annotations(meta: Any) -> Mapping[str, Any]:
+    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+    return annotations if isinstance(annotations, Mapping) else {}
+
+
 def exemption(obj: Mapping[str, Any], namespace: str | None, config: Config) -> str | None:
-    """Why an object is exempt from the check, or None when it is not."""
+    """Why an object is exempt from the check, or None when it is not.
+
+    The exempt annotation counts on the object itself and, for a controller, on its
+    pod template (where it reaches the pods the controller creates).
+    """
     if namespace is not None and namespace in config.exempt_namespaces:
         return f"namespace {namespace} is exempt by configuration"
-    meta = obj.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
-    reason = annotations.get(conventions.EXEMPT_ANNOTATION) if annotations else None
-    if reason is not None:
-        return f"annotated {conventions.EXEMPT_ANNOTATION}: {reason}"
+    for meta in (obj.get("metadata"), pod_template(obj).get("metadata")):
+        reason = _annotations(meta).get(conventions.EXEMPT_ANNOTATION)
+        if reason is not None:
+            return f"annotated {conventions.EXEMPT_ANNOTATION}: {_as_written(reason)}"
     return None
 
 
@@ -101,7 +126,7 @@ class LabelPolicy:
         self.is_gpu = GpuMatcher(config.gpu_resources)
 
     def needs_labels(self, obj: Mapping[str, Any]) -> bool:
-        return is_workload_kind(obj.get("kind")) and bool(gpu_requests(obj, self.is_gpu))
+        return is_workload(obj) and bool(gpu_requests(obj, self.is_gpu))
 
     def check_workload(self, obj: Mapping[str, Any], namespace: str | None = None) -> Violations:
         """The violations of one object; none for non-GPU, non-workload and exempt objects."""
@@ -116,6 +141,7 @@ class LabelPolicy:
 
 
 def object_ref(kind: str, namespace: str | None, name: str | None) -> str:
+    """`Kind namespace/name`, or `Kind name` when the namespace is not known."""
     where = f"{namespace}/" if namespace else ""
     return f"{kind} {where}{name or '(unnamed)'}"
 
@@ -123,8 +149,9 @@ def object_ref(kind: str, namespace: str | None, name: str | None) -> str:
 def violation_message(kind: str, namespace: str | None, name: str | None, found: Violations) -> str:
     """One line: the object, each problem with its rule, and how to fix it."""
     path = ".".join(pod_labels_path(kind))
-    return (
-        f"{object_ref(kind, namespace, name)} asks for a GPU but its cost labels are incomplete: "
-        f"{'; '.join(found.problems())}. Set them under {path}"
+    message = (
+        f"{object_ref(kind, namespace, name)} asks for a GPU but its cost labels are "
+        f"missing or invalid: {'; '.join(found.problems())}. Set them under {path}"
         " (or label the namespace to inherit them)."
     )
+    return " ".join(message.split())

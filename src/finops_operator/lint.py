@@ -2,8 +2,9 @@
 
 Reads files, folders (walked for *.yaml / *.yml) and stdin, understands
 multi-document files and `kind: List`, and reports each GPU workload whose pod
-labels break the policy. A file that cannot be read or parsed is named and
-skipped; the others are still checked.
+labels break the policy, with the same check the admission webhook runs. Input
+that cannot be read or parsed is named and skipped; everything else is still
+checked (docs/lint.md has the rules).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any, TextIO
 import yaml
 
 from finops_operator.label_check import LabelPolicy, Violations, object_ref
-from finops_operator.workloads import is_workload_kind
+from finops_operator.workloads import is_workload
 
 STDIN = "-"
+STDIN_NAME = "<stdin>"
+YAML_SUFFIXES = (".yaml", ".yml")
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -57,107 +60,127 @@ class LintResult:
 
 
 def expand_paths(paths: Iterable[str], errors: list[str]) -> Iterator[str]:
-    """Files to read, in a stable order; folders are walked for YAML files."""
+    """Files to read, each once, in a stable order; folders are walked for YAML files."""
+    seen: set[str] = set()
     for raw in paths:
         if raw == STDIN:
-            yield STDIN
-            continue
-        path = Path(raw)
-        if path.is_dir():
-            yield from sorted(
-                str(p) for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
-            )
-        elif path.exists():
-            yield str(path)
+            files = [STDIN]
         else:
-            errors.append(f"{raw}: no such file or folder")
+            path = Path(raw)
+            if path.is_dir():
+                files = sorted(
+                    str(p) for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file()
+                )
+            elif path.exists():
+                files = [raw]
+            else:
+                errors.append(f"{raw}: no such file or folder")
+                continue
+        for file in files:
+            if file not in seen:
+                seen.add(file)
+                yield file
 
 
-def _objects(document: Any) -> Iterator[Mapping[str, Any]]:
-    if not isinstance(document, Mapping):
-        return
-    if document.get("kind") == "List" or (
-        isinstance(document.get("kind"), str)
-        and document["kind"].endswith("List")
-        and isinstance(document.get("items"), list)
-    ):
-        for item in document.get("items") or []:
-            yield from _objects(item)
+def _describe(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _objects(
+    document: Mapping[str, Any], where: str, errors: list[str]
+) -> Iterator[Mapping[str, Any]]:
+    kind = document.get("kind")
+    items = document.get("items")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, Mapping):
+                yield from _objects(item, f"{where}, item {index}", errors)
+            else:
+                errors.append(f"{where}, item {index} is a {_describe(item)}, not an object")
     else:
         yield document
 
 
-def parse_documents(text: str, source: str) -> list[Mapping[str, Any]]:
-    """Every object in a YAML stream; raises ValueError naming the file and the place."""
-    try:
-        documents = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.YAMLError as err:
-        where = ""
-        mark = getattr(err, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ValueError(f"{source}: cannot parse YAML{where}: {problem}") from None
+def parse_documents(text: str, source: str) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """Every object in a YAML stream, and a message for each part that is not one.
+
+    Documents before a YAML syntax error are kept (the parser cannot resume after
+    one); a document that is not a mapping is named and the rest are kept.
+    """
     objects: list[Mapping[str, Any]] = []
-    for index, document in enumerate(documents, start=1):
-        if document is None:
-            continue
-        if not isinstance(document, Mapping):
-            raise ValueError(
-                f"{source}: document {index} is a {type(document).__name__}, "
-                "not a Kubernetes object"
-            )
-        objects.extend(_objects(document))
-    return objects
+    errors: list[str] = []
+    try:
+        for index, document in enumerate(yaml.load_all(text, Loader=_Loader), start=1):
+            if document is None:
+                continue
+            where = f"{source}: document {index}"
+            if isinstance(document, Mapping):
+                objects.extend(_objects(document, where, errors))
+            else:
+                errors.append(f"{where} is a {_describe(document)}, not a Kubernetes object")
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        errors.append(f"{source}: cannot parse YAML{where}: {problem}")
+    return objects, errors
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
 
 
 def lint_objects(
     objects: Iterable[Mapping[str, Any]], source: str, policy: LabelPolicy, result: LintResult
 ) -> None:
+    """Check each workload; `checked` counts objects of the seven workload kinds."""
     for obj in objects:
-        if not is_workload_kind(obj.get("kind")):
+        if not is_workload(obj):
             continue
         result.checked += 1
         meta = obj.get("metadata")
         if not isinstance(meta, Mapping):
             meta = {}
-        found = policy.check_workload(obj, meta.get("namespace"))
+        namespace = _text(meta.get("namespace"))
+        found = policy.check_workload(obj, namespace)
         if found:
-            result.findings.append(
-                Finding(source, obj["kind"], meta.get("namespace"), meta.get("name"), found)
-            )
+            name = _text(meta.get("name")) or _text(meta.get("generateName"))
+            result.findings.append(Finding(source, obj["kind"], namespace, name, found))
 
 
 def lint_paths(paths: Iterable[str], policy: LabelPolicy, stdin: TextIO = sys.stdin) -> LintResult:
     result = LintResult()
-    for source in expand_paths(paths, result.errors):
+    for file in expand_paths(paths, result.errors):
+        source = STDIN_NAME if file == STDIN else file
         try:
-            text = stdin.read() if source == STDIN else Path(source).read_text(encoding="utf-8")
+            text = stdin.read() if file == STDIN else Path(file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            result.errors.append(f"{source}: cannot read: {err}")
+            reason = getattr(err, "strerror", None) or str(err)
+            result.errors.append(f"{source}: cannot read: {reason}")
             continue
-        try:
-            objects = parse_documents(text, "<stdin>" if source == STDIN else source)
-        except ValueError as err:
-            result.errors.append(str(err))
-            continue
-        lint_objects(objects, "<stdin>" if source == STDIN else source, policy, result)
+        objects, errors = parse_documents(text, source)
+        result.errors.extend(errors)
+        lint_objects(objects, source, policy, result)
     return result
 
 
 def format_text(result: LintResult) -> str:
+    """One line per finding (file, object, each problem with its rule) and a summary."""
     lines = []
     for f in result.findings:
         problems = "; ".join(f.violations.problems())
         lines.append(f"{f.file}: {object_ref(f.kind, f.namespace, f.name)}: {problems}")
     lines.append(
         f"checked {result.checked} workload(s): {len(result.findings)} with cost-label violations"
-        + (f", {len(result.errors)} file(s) unreadable" if result.errors else "")
+        + (f", {len(result.errors)} input error(s)" if result.errors else "")
     )
     return "\n".join(lines)
 
 
 def format_json(result: LintResult) -> str:
+    """The JSON contract of DESIGN.md; `errors` is added only when there were some."""
     body: dict[str, Any] = {
         "checked": result.checked,
         "findings": [f.as_json() for f in result.findings],

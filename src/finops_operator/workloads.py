@@ -32,14 +32,41 @@ def is_workload_kind(kind: Any) -> bool:
     return isinstance(kind, str) and kind in WORKLOAD_KINDS
 
 
+# Groups that once served a kind, besides its current one (manifests older than 1.16).
+_LEGACY_GROUPS: Final = {
+    "Deployment": "extensions",
+    "DaemonSet": "extensions",
+    "ReplicaSet": "extensions",
+}
+
+
+def is_workload(obj: Mapping[str, Any]) -> bool:
+    """One of the seven kinds, in its own API group when the object names one.
+
+    A custom resource that reuses a name (Volcano's `Job` in `batch.volcano.sh`) is
+    not a Kubernetes Job and has no pod template where a Job keeps it.
+    """
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or kind not in WORKLOAD_KINDS:
+        return False
+    api_version = obj.get("apiVersion")
+    if not isinstance(api_version, str) or not api_version:
+        return True
+    group = api_version.rpartition("/")[0]
+    return group == WORKLOAD_KINDS[kind][0] or group == _LEGACY_GROUPS.get(kind)
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
 def pod_template(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """The object that plays the pod: the Pod itself or its template (empty if absent)."""
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or kind not in WORKLOAD_KINDS:
+        return {}
     node: Mapping[str, Any] = obj
-    for step in WORKLOAD_KINDS[obj["kind"]][2]:
+    for step in WORKLOAD_KINDS[kind][2]:
         node = _mapping(node.get(step))
     return node
 
@@ -79,7 +106,8 @@ def parse_quantity(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float | Decimal):
-        return Decimal(str(value))
+        number = Decimal(str(value))
+        return number if number.is_finite() else None
     if not isinstance(value, str):
         return None
     match = _QUANTITY.match(value.strip())
@@ -101,14 +129,17 @@ class GpuRequest:
 
 
 class GpuMatcher:
-    """Decides which extended resource names are GPUs (exact names and `*` patterns)."""
+    """Decides which extended resource names are GPUs (exact names and `*`/`?` patterns)."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = tuple(patterns)
         self._exact = frozenset(p for p in patterns if "*" not in p and "?" not in p)
-        self._globs = tuple(p for p in patterns if p not in self._exact)
+        self._globs = tuple(
+            re.compile(fnmatch.translate(p)) for p in patterns if p not in self._exact
+        )
 
     def __call__(self, resource: str) -> bool:
-        return resource in self._exact or any(fnmatch.fnmatchcase(resource, g) for g in self._globs)
+        return resource in self._exact or any(g.match(resource) for g in self._globs)
 
 
 def _containers(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -119,29 +150,32 @@ def _containers(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 
 def gpu_requests(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> list[GpuRequest]:
-    """Every non-zero GPU quantity a workload's containers request or limit.
+    """Every non-zero GPU quantity a workload's containers and init containers ask for.
 
-    Limits win over requests where both are set (the API server requires them to
-    be equal for extended resources). A quantity that cannot be parsed counts as
-    a GPU request: governance errs towards checking.
+    A container asks for the larger of its request and its limit of a resource
+    (the API server wants them equal for extended resources, but a manifest in CI
+    has not met the API server yet). A quantity that cannot be parsed counts as
+    one GPU: governance errs towards checking.
     """
     spec = _mapping(pod_template(obj).get("spec"))
     found = []
     for container in _containers(spec):
         resources = _mapping(container.get("resources"))
-        claimed: dict[str, Any] = {}
+        claimed: dict[str, Decimal] = {}
         for section in ("requests", "limits"):
-            for resource, quantity in _mapping(resources.get(section)).items():
-                if isinstance(resource, str) and is_gpu(resource):
-                    claimed[resource] = quantity
-        for resource, raw in claimed.items():
-            quantity = parse_quantity(raw)
-            if quantity is None:
-                quantity = Decimal(1)
+            for resource, raw in _mapping(resources.get(section)).items():
+                if not isinstance(resource, str) or not is_gpu(resource):
+                    continue
+                quantity = parse_quantity(raw)
+                if quantity is None:
+                    quantity = Decimal(1)
+                claimed[resource] = max(quantity, claimed.get(resource, quantity))
+        name = container.get("name")
+        for resource, quantity in claimed.items():
             if quantity > 0:
-                found.append(GpuRequest(str(container.get("name", "")), resource, quantity))
+                found.append(GpuRequest(name if isinstance(name, str) else "", resource, quantity))
     return found
 
 
 def is_gpu_workload(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> bool:
-    return is_workload_kind(obj.get("kind")) and bool(gpu_requests(obj, is_gpu))
+    return is_workload(obj) and bool(gpu_requests(obj, is_gpu))
