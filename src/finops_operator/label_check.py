@@ -80,7 +80,7 @@ def _as_written(value: Any) -> str:
         return str(value)
 
 
-NOT_A_STRING = "must be a string (quote it in YAML)"
+NOT_A_STRING = "must be a string; quote it in YAML"
 
 
 def check_labels(labels: Mapping[str, Any], rules: Mapping[str, LabelRule]) -> Violations:
