@@ -1,0 +1,73 @@
+"""Self-signed TLS for the admission webhook, for development and tests.
+
+kopf's own generator (certbuilder/oscrypto) cannot read this machine's OpenSSL,
+so the certificate is made with `cryptography`. In a cluster, mount a real
+certificate (cert-manager) and pass --webhook-cert/--webhook-key instead.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+DEFAULT_HOSTNAMES = (
+    "localhost",
+    "127.0.0.1",
+    "finops-operator-webhook",
+    "finops-operator-webhook.finops-system",
+    "finops-operator-webhook.finops-system.svc",
+)
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def self_signed(
+    hostnames: Iterable[str] = DEFAULT_HOSTNAMES, days: int = 365
+) -> tuple[bytes, bytes]:
+    """A PEM certificate and its PEM private key, valid for `hostnames`."""
+    names = list(hostnames)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def write_self_signed(directory: str | Path | None = None) -> tuple[Path, Path]:
+    """Write a fresh self-signed pair to files (a new private folder by default)."""
+    folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="finops-webhook-"))
+    cert_pem, key_pem = self_signed()
+    cert_path, key_path = folder / "tls.crt", folder / "tls.key"
+    cert_path.write_bytes(cert_pem)
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(key_pem)
+    return cert_path, key_path

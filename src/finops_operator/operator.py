@@ -1,0 +1,182 @@
+"""The operator process: kopf handlers, the admission server and the metrics server.
+
+Handlers are thin: they take an event, ask the domain, and write the result.
+Every watch uses kopf event handlers, never stateful create/update handlers,
+so kopf writes no bookkeeping annotations or finalizers on anything it watches
+and compliant objects are never patched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from finops_operator import conventions
+from finops_operator.audit import audit_workload, event_message
+from finops_operator.certificates import write_self_signed
+from finops_operator.config import Config
+from finops_operator.label_check import LabelPolicy
+from finops_operator.metrics import OperatorMetrics
+from finops_operator.webhook_server import AdmissionApp, metrics_app, start_site, tls_context
+from finops_operator.workloads import WORKLOAD_KINDS
+
+logger = logging.getLogger("finops_operator")
+
+ObjectKey = tuple[str, str, str]  # kind, namespace, name
+
+
+@dataclass
+class OperatorState:
+    """What the handlers share: the policy, the namespace index and the violators."""
+
+    config: Config
+    namespace: str
+    policy: LabelPolicy = field(init=False)
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    violating: set[ObjectKey] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.policy = LabelPolicy(self.config)
+
+    def mark(self, key: ObjectKey, violating: bool) -> None:
+        """Keep the violations gauge equal to the number of violating workloads."""
+        kind, namespace, _ = key
+        if violating and key not in self.violating:
+            self.violating.add(key)
+            self.metrics.violations.labels(namespace, kind).inc()
+        elif not violating and key in self.violating:
+            self.violating.discard(key)
+            self.metrics.violations.labels(namespace, kind).dec()
+
+
+def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.level = logging.WARNING  # only the Events we post on purpose
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 30
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.event("v1", "namespaces", registry=registry)
+    def index_namespace(type: str | None, body: kopf.Body, **_: Any) -> None:
+        name = body.metadata.name
+        if type == "DELETED":
+            state.namespaces.pop(name, None)
+        else:
+            state.namespaces[name] = dict(body.metadata.labels or {})
+
+    for kind, (group, plural, _) in WORKLOAD_KINDS.items():
+        kopf.on.event(group or "", "v1", plural, registry=registry)(_audit_handler(state, kind))
+    return registry
+
+
+def _audit_handler(state: OperatorState, kind: str) -> Any:
+    async def audit(type: str | None, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        key = (kind, body.metadata.namespace or "", body.metadata.name or "")
+        if type == "DELETED":
+            state.mark(key, violating=False)
+            return
+        obj: Mapping[str, Any] = {**body, "kind": kind}
+        outcome = audit_workload(obj, state.policy, state.namespaces.get(key[1]))
+        state.mark(key, violating=bool(outcome.violations))
+        if outcome.changed:
+            patch.metadata.annotations[conventions.VIOLATIONS_ANNOTATION] = outcome.desired
+            kopf.event(
+                body,
+                type="Warning" if outcome.violations else "Normal",
+                reason=conventions.EVENT_REASON_VIOLATION
+                if outcome.violations
+                else conventions.EVENT_REASON_FIXED,
+                message=event_message(obj, outcome),
+            )
+
+    audit.__name__ = f"audit_{kind.lower()}"
+    return audit
+
+
+async def serve(
+    state: OperatorState,
+    *,
+    webhook_host: str,
+    webhook_port: int,
+    webhook_cert: str | None,
+    webhook_key: str | None,
+    metrics_port: int,
+    stop_flag: asyncio.Event | None = None,
+) -> None:
+    """Run kopf, the admission server and the metrics server until stopped."""
+    if webhook_cert is None or webhook_key is None:
+        cert_path, key_path = write_self_signed()
+        logger.warning("No --webhook-cert given: serving a self-signed certificate %s", cert_path)
+        webhook_cert, webhook_key = str(cert_path), str(key_path)
+    admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
+    runners = [
+        await start_site(
+            admission.app(), webhook_host, webhook_port, tls_context(webhook_cert, webhook_key)
+        ),
+        await start_site(metrics_app(state.metrics), webhook_host, metrics_port),
+    ]
+    logger.info(
+        "Admission on https://%s:%d%s and %s, metrics on :%d/metrics, mode %s",
+        webhook_host,
+        webhook_port,
+        conventions.VALIDATE_PATH,
+        conventions.MUTATE_PATH,
+        metrics_port,
+        state.config.mode,
+    )
+    try:
+        await kopf.operator(
+            registry=build_registry(state),
+            clusterwide=True,
+            standalone=True,
+            stop_flag=stop_flag,
+        )
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def run_operator(
+    *,
+    config: Config,
+    webhook_host: str,
+    webhook_port: int,
+    webhook_cert: str | None,
+    webhook_key: str | None,
+    metrics_port: int,
+    namespace: str | None,
+    verbose: bool,
+) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    own_namespace = namespace or os.environ.get("POD_NAMESPACE") or conventions.OPERATOR_NAMESPACE
+    state = OperatorState(config=config, namespace=own_namespace)
+    asyncio.run(
+        serve(
+            state,
+            webhook_host=webhook_host,
+            webhook_port=webhook_port,
+            webhook_cert=webhook_cert,
+            webhook_key=webhook_key,
+            metrics_port=metrics_port,
+        )
+    )
+    return 0
