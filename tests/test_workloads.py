@@ -1,0 +1,275 @@
+"""Which objects are GPU workloads, and where their pods' labels live, for every kind."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from finops_operator.conventions import DEFAULT_GPU_RESOURCES
+from finops_operator.workloads import (
+    KIND_FOR_PLURAL,
+    WORKLOAD_KINDS,
+    GpuMatcher,
+    gpu_requests,
+    is_gpu_workload,
+    is_workload,
+    parse_quantity,
+    pod_labels,
+    pod_labels_path,
+    pod_template,
+)
+
+DEFAULT = GpuMatcher(DEFAULT_GPU_RESOURCES)
+API_VERSION = {"Pod": "v1", "Job": "batch/v1", "CronJob": "batch/v1"}
+
+
+def pod_spec(resources: dict[str, Any], where: str = "containers") -> dict[str, Any]:
+    return {where: [{"name": "main", "image": "x", "resources": resources}]}
+
+
+def workload(
+    kind: str, spec: dict[str, Any], labels: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A minimal object of `kind` whose pods get `spec` and `labels`."""
+    pod: dict[str, Any] = {"metadata": {"labels": labels or {}}, "spec": spec}
+    obj: dict[str, Any] = {
+        "apiVersion": API_VERSION.get(kind, "apps/v1"),
+        "kind": kind,
+        "metadata": {"name": "w", "namespace": "ml"},
+    }
+    if kind == "Pod":
+        obj["metadata"]["labels"] = pod["metadata"]["labels"]
+        obj["spec"] = spec
+    elif kind == "CronJob":
+        obj["spec"] = {"schedule": "@daily", "jobTemplate": {"spec": {"template": pod}}}
+    else:
+        obj["spec"] = {"template": pod}
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("1", Decimal(1), id="a plain string is a whole number"),
+        pytest.param(2, Decimal(2), id="a YAML integer is read as is"),
+        pytest.param(0, Decimal(0), id="the integer zero is zero"),
+        pytest.param("0", Decimal(0), id="the string zero is zero"),
+        pytest.param("500m", Decimal("0.5"), id="milli units are thousandths"),
+        pytest.param("1k", Decimal(1000), id="decimal SI suffixes multiply"),
+        pytest.param("1Ki", Decimal(1024), id="binary suffixes multiply by powers of two"),
+        pytest.param("1e3", Decimal(1000), id="an exponent is understood"),
+        pytest.param(" 2 ", Decimal(2), id="surrounding spaces are ignored"),
+        pytest.param(0.5, Decimal("0.5"), id="a YAML float is read as a decimal"),
+        pytest.param("lots", None, id="a word is not a quantity"),
+        pytest.param("1.2.3", None, id="two decimal points are not a quantity"),
+        pytest.param("", None, id="an empty string is not a quantity"),
+        pytest.param(True, None, id="a boolean is not a quantity"),
+        pytest.param(None, None, id="null is not a quantity"),
+        pytest.param([1], None, id="a list is not a quantity"),
+        pytest.param(float("nan"), None, id="NaN is not a quantity"),
+        pytest.param(float("inf"), None, id="infinity is not a quantity"),
+    ],
+)
+def test_parse_quantity(value: Any, expected: Decimal | None) -> None:
+    assert parse_quantity(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("patterns", "resource", "expected"),
+    [
+        pytest.param(DEFAULT_GPU_RESOURCES, "nvidia.com/gpu", True, id="a whole NVIDIA GPU"),
+        pytest.param(DEFAULT_GPU_RESOURCES, "nvidia.com/gpu.shared", True, id="a time slice"),
+        pytest.param(DEFAULT_GPU_RESOURCES, "nvidia.com/mig-1g.10gb", True, id="a small MIG slice"),
+        pytest.param(DEFAULT_GPU_RESOURCES, "nvidia.com/mig-3g.40gb", True, id="a large MIG slice"),
+        pytest.param(DEFAULT_GPU_RESOURCES, "amd.com/gpu", True, id="an AMD GPU"),
+        pytest.param(DEFAULT_GPU_RESOURCES, "cpu", False, id="CPU is not a GPU"),
+        pytest.param(DEFAULT_GPU_RESOURCES, "memory", False, id="memory is not a GPU"),
+        pytest.param(DEFAULT_GPU_RESOURCES, "nvidia.com/gpux", False, id="a longer name differs"),
+        pytest.param(DEFAULT_GPU_RESOURCES, "NVIDIA.com/gpu", False, id="names are case-sensitive"),
+        pytest.param(DEFAULT_GPU_RESOURCES, "nvidia.com/mig", False, id="mig without a profile"),
+        pytest.param(("gpu.intel.com/*",), "gpu.intel.com/i915", True, id="a configured pattern"),
+        pytest.param(("gpu.intel.com/*",), "nvidia.com/gpu", False, id="configured list replaces"),
+        pytest.param(("example.com/gpu-?",), "example.com/gpu-a", True, id="question mark is one"),
+        pytest.param(("example.com/gpu-?",), "example.com/gpu-ab", False, id="but only one"),
+    ],
+)
+def test_gpu_matcher(patterns: tuple[str, ...], resource: str, expected: bool) -> None:
+    assert GpuMatcher(patterns)(resource) is expected
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=f"for a {k}") for k in WORKLOAD_KINDS])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param(
+            pod_spec({"limits": {"nvidia.com/gpu": 1}}),
+            [("nvidia.com/gpu", 1)],
+            id="a GPU limit makes a GPU workload",
+        ),
+        pytest.param(
+            pod_spec({"requests": {"nvidia.com/gpu": "2"}}),
+            [("nvidia.com/gpu", 2)],
+            id="a GPU request makes a GPU workload",
+        ),
+        pytest.param(
+            pod_spec({"limits": {"amd.com/gpu": 1}}, "initContainers"),
+            [("amd.com/gpu", 1)],
+            id="a GPU in an init container makes a GPU workload",
+        ),
+        pytest.param(
+            pod_spec({"limits": {"nvidia.com/gpu": 0}}), [], id="zero GPUs make no GPU workload"
+        ),
+        pytest.param(
+            pod_spec({"limits": {"cpu": "4", "memory": "8Gi"}}),
+            [],
+            id="CPU and memory make no GPU workload",
+        ),
+        pytest.param({"containers": []}, [], id="no containers make no GPU workload"),
+    ],
+)
+def test_gpu_detection_for_every_kind(
+    kind: str, spec: dict[str, Any], expected: list[tuple[str, int]]
+) -> None:
+    obj = workload(kind, spec)
+    assert [(r.resource, r.quantity) for r in gpu_requests(obj, DEFAULT)] == expected
+    assert is_gpu_workload(obj, DEFAULT) is bool(expected)
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        pytest.param({"limits": {"nvidia.com/gpu": "0"}}, [], id="a string zero is not a GPU"),
+        pytest.param({"limits": {"nvidia.com/gpu": "500m"}}, ["0.500"], id="half a GPU is a GPU"),
+        pytest.param({"limits": {"nvidia.com/gpu": "lots"}}, ["1"], id="garbage counts as one GPU"),
+        pytest.param({"limits": {"nvidia.com/gpu": None}}, ["1"], id="null counts as one GPU"),
+        pytest.param({"limits": {"nvidia.com/gpu": "-1"}}, [], id="a negative number is not a GPU"),
+        pytest.param(
+            {"requests": {"nvidia.com/gpu": 2}, "limits": {"nvidia.com/gpu": 2}},
+            ["2"],
+            id="equal request and limit are one claim",
+        ),
+        pytest.param(
+            {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 0}},
+            ["1"],
+            id="a request counts even when the limit says zero",
+        ),
+        pytest.param(
+            {"requests": {"nvidia.com/gpu": 0}, "limits": {"nvidia.com/gpu": 4}},
+            ["4"],
+            id="the larger of request and limit is the claim",
+        ),
+        pytest.param(
+            {"limits": {"nvidia.com/mig-1g.10gb": 1, "nvidia.com/mig-3g.40gb": 1}},
+            ["1", "1"],
+            id="two MIG profiles are two claims",
+        ),
+        pytest.param(
+            {"limits": "nvidia.com/gpu"}, [], id="limits that are not a mapping are ignored"
+        ),
+        pytest.param({"limits": {1: 1}}, [], id="a resource name that is not a string is ignored"),
+    ],
+)
+def test_gpu_quantities(resources: dict[str, Any], expected: list[str]) -> None:
+    obj = workload("Pod", pod_spec(resources))
+    assert [str(r.quantity) for r in gpu_requests(obj, DEFAULT)] == expected
+
+
+def test_gpu_requests_name_each_container_including_init_containers() -> None:
+    spec = {
+        "initContainers": [{"name": "warmup", "resources": {"limits": {"nvidia.com/gpu": 1}}}],
+        "containers": [
+            {"name": "server", "resources": {"limits": {"nvidia.com/gpu": 2}}},
+            {"name": "sidecar", "resources": {"limits": {"cpu": 1}}},
+            "not a container",
+        ],
+    }
+    found = gpu_requests(workload("Pod", spec), DEFAULT)
+    assert [(r.container, r.quantity) for r in found] == [("warmup", 1), ("server", 2)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        pytest.param("Pod", "metadata.labels", id="a Pod keeps its own labels"),
+        pytest.param(
+            "Deployment", "spec.template.metadata.labels", id="a Deployment its template's"
+        ),
+        pytest.param(
+            "StatefulSet", "spec.template.metadata.labels", id="a StatefulSet its template's"
+        ),
+        pytest.param("DaemonSet", "spec.template.metadata.labels", id="a DaemonSet its template's"),
+        pytest.param(
+            "ReplicaSet", "spec.template.metadata.labels", id="a ReplicaSet its template's"
+        ),
+        pytest.param("Job", "spec.template.metadata.labels", id="a Job its template's"),
+        pytest.param(
+            "CronJob",
+            "spec.jobTemplate.spec.template.metadata.labels",
+            id="a CronJob its job template's pod template's",
+        ),
+    ],
+)
+def test_pod_labels_location(kind: str, path: str) -> None:
+    assert ".".join(pod_labels_path(kind)) == path
+    obj = workload(kind, {}, labels={"resilio.tech/team": "search"})
+    if kind != "Pod":
+        obj["metadata"]["labels"] = {"resilio.tech/team": "not-this-one"}
+    assert pod_labels(obj) == {"resilio.tech/team": "search"}
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pytest.param({"kind": "Deployment"}, id="a Deployment without a spec"),
+        pytest.param(
+            {"kind": "Deployment", "spec": {"template": []}}, id="a template that is a list"
+        ),
+        pytest.param(
+            {"kind": "Pod", "metadata": {"labels": "team=x"}}, id="labels that are a string"
+        ),
+        pytest.param({"kind": "Pod", "metadata": None}, id="null metadata"),
+        pytest.param({"kind": "Service", "spec": {}}, id="a kind that has no pods"),
+        pytest.param({}, id="an object without a kind"),
+    ],
+)
+def test_odd_shapes_have_no_labels_and_no_gpus(obj: dict[str, Any]) -> None:
+    assert pod_labels(obj) == {}
+    assert gpu_requests(obj, DEFAULT) == []
+
+
+def test_pod_template_of_a_pod_is_the_pod() -> None:
+    obj = workload("Pod", {})
+    assert pod_template(obj) is obj
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        pytest.param(
+            {"kind": "Deployment", "apiVersion": "apps/v1"}, True, id="apps/v1 Deployment"
+        ),
+        pytest.param({"kind": "Pod", "apiVersion": "v1"}, True, id="core v1 Pod"),
+        pytest.param({"kind": "CronJob", "apiVersion": "batch/v1"}, True, id="batch/v1 CronJob"),
+        pytest.param({"kind": "Deployment"}, True, id="no apiVersion trusts the kind"),
+        pytest.param(
+            {"kind": "Deployment", "apiVersion": "extensions/v1beta1"}, True, id="legacy group"
+        ),
+        pytest.param(
+            {"kind": "Job", "apiVersion": "batch.volcano.sh/v1alpha1"},
+            False,
+            id="a custom Job of another group is not a workload",
+        ),
+        pytest.param({"kind": "Pod", "apiVersion": "apps/v1"}, False, id="a Pod in apps is not"),
+        pytest.param({"kind": "ConfigMap", "apiVersion": "v1"}, False, id="a ConfigMap is not"),
+        pytest.param({"kind": ["Pod"]}, False, id="a kind that is not a string is not"),
+    ],
+)
+def test_is_workload(obj: dict[str, Any], expected: bool) -> None:
+    assert is_workload(obj) is expected
+
+
+def test_kind_for_plural_covers_the_seven_kinds() -> None:
+    assert sorted(KIND_FOR_PLURAL.values()) == sorted(WORKLOAD_KINDS)
+    assert KIND_FOR_PLURAL["cronjobs"] == "CronJob"
