@@ -28,12 +28,15 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    def __init__(self, cluster: KubeEmulator, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, cluster: KubeEmulator, workdir: Path, config: dict[str, Any], own_cert: bool = True
+    ) -> None:
         self.cluster = cluster
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
+        self.own_cert = own_cert
         self.cert, self.key = write_self_signed(workdir)
         self.webhook_port = free_port()
         self.metrics_port = free_port()
@@ -50,10 +53,10 @@ class OperatorProcess:
             "--config", str(self.config_path),
             "--webhook-host", "127.0.0.1",
             "--webhook-port", str(self.webhook_port),
-            "--webhook-cert", str(self.cert),
-            "--webhook-key", str(self.key),
             "--metrics-port", str(self.metrics_port),
         ]  # fmt: skip
+        if self.own_cert:
+            command += ["--webhook-cert", str(self.cert), "--webhook-key", str(self.key)]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
