@@ -83,7 +83,16 @@ def expand_paths(paths: Iterable[str], errors: list[str]) -> Iterator[str]:
 
 
 def _describe(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+    """What a YAML value is, in YAML's words: 'a string', 'a list'."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def _objects(
@@ -96,7 +105,7 @@ def _objects(
             if isinstance(item, Mapping):
                 yield from _objects(item, f"{where}, item {index}", errors)
             else:
-                errors.append(f"{where}, item {index} is a {_describe(item)}, not an object")
+                errors.append(f"{where}, item {index} is {_describe(item)}, not an object")
     else:
         yield document
 
@@ -117,7 +126,7 @@ def parse_documents(text: str, source: str) -> tuple[list[Mapping[str, Any]], li
             if isinstance(document, Mapping):
                 objects.extend(_objects(document, where, errors))
             else:
-                errors.append(f"{where} is a {_describe(document)}, not a Kubernetes object")
+                errors.append(f"{where} is {_describe(document)}, not a Kubernetes object")
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
