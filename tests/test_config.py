@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -304,3 +306,24 @@ def test_a_file_that_is_not_yaml_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML") as caught:
         load_config(file)
     assert "\n" not in str(caught.value)
+
+
+def test_the_configuration_reference_is_up_to_date() -> None:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "gen_config_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_example_in_the_configuration_reference_is_valid() -> None:
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "configuration.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(yaml.safe_load(example), "docs/configuration.md")
+    assert config.mode == "audit"
+    assert "resilio.tech/cost-center" not in config.labels
+    assert config.pricing.gpu_price("NVIDIA-A100-SXM4-80GB") == Decimal("1.80")

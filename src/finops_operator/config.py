@@ -176,7 +176,7 @@ class PrometheusConfig(_Model):
     bearer_token_file: str | None = Field(
         default=None,
         alias="bearerTokenFile",
-        description="File holding a bearer token, re-read on each query (rotated tokens work).",
+        description="File holding a bearer token sent in the `Authorization` header.",
     )
     ca_file: str | None = Field(
         default=None,
