@@ -76,3 +76,43 @@ METRIC_ADMISSION_DURATION: Final = "finops_admission_duration_seconds"
 METRIC_POD_GPU_ALLOCATION: Final = "finops_pod_gpu_allocation"
 METRIC_NODE_GPU_CAPACITY: Final = "finops_node_gpu_capacity"
 METRIC_GPU_HOURLY_PRICE: Final = "finops_gpu_hourly_price"
+
+# CostPolicy and the PrometheusRules it becomes (DESIGN.md, "Recording rules and alerts").
+COSTPOLICY_KIND: Final = "CostPolicy"
+COSTPOLICY_PLURAL: Final = "costpolicies"
+PROMETHEUS_RULE_API_VERSION: Final = "monitoring.coreos.com/v1"
+PROMETHEUS_RULE_KIND: Final = "PrometheusRule"
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "finops-operator"
+COSTPOLICY_RULE_LABEL: Final = "finops.resilio.tech/costpolicy"
+RECORDING_RULES_NAME: Final = "finops-recording-rules"
+RECORDING_RULE_GROUP: Final = "finops-recording-rules"
+COSTPOLICY_RULE_PREFIX: Final = "costpolicy-"
+COSTPOLICY_GROUP_PREFIX: Final = "finops-costpolicy"
+
+# Recording rules: shared by every policy's alerts and by dashboards.
+RULE_HEARTBEAT: Final = "finops:rule_evaluation:heartbeat"
+RULE_GPU_ALLOCATION: Final = "finops:gpu_allocation:sum"
+RULE_GPU_COST_HOURLY: Final = "finops:gpu_cost_hourly:sum"
+RULE_GPU_COST_LAST_HOUR: Final = "finops:gpu_cost_hourly:avg1h"
+# gpu_model value whose price applies to GPU models without a price of their own.
+DEFAULT_PRICE_MODEL: Final = "default"
+
+ALERT_SPEND_ANOMALY: Final = "FinOpsSpendAnomaly"
+ALERT_BUDGET_THRESHOLD: Final = "FinOpsBudgetThreshold"
+ALERT_BUDGET_FORECAST: Final = "FinOpsBudgetForecast"
+ALERT_GPU_IDLE: Final = "FinOpsGpuIdle"
+ALERT_GPU_RETRY_LOOP: Final = "FinOpsGpuRetryLoop"
+
+# Labels every generated alert carries, besides the policy's alerting.labels.
+ALERT_LABEL_TEAM: Final = "team"
+ALERT_LABEL_COSTPOLICY: Final = "costpolicy"
+ALERT_LABEL_SEVERITY: Final = "severity"
+ALERT_LABEL_THRESHOLD: Final = "threshold"
+ALERT_LABEL_REASON: Final = "reason"
+
+# Series read from other exporters (defaults; DESIGN.md "Metrics").
+METRIC_GPU_UTILIZATION: Final = "DCGM_FI_DEV_GPU_UTIL"
+METRIC_CONTAINER_RESTARTS: Final = "kube_pod_container_status_restarts_total"
+METRIC_JOB_FAILED: Final = "kube_job_status_failed"
+METRIC_POD_OWNER: Final = "kube_pod_owner"

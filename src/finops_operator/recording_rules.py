@@ -1,0 +1,87 @@
+"""The shared recording rules: GPU allocation and cost by the five cost labels.
+
+Every CostPolicy's alerts read these series instead of raw pod series, so a
+7-day baseline or a month-to-date sum is a cheap range over a few series per
+team. They live in one operator-owned PrometheusRule (see prometheus_rule.py).
+
+Two facts shape the PromQL (docs/rules.md explains them in full):
+
+- Scraped series carry target labels (`job`, `instance`, ...) and two operator
+  replicas export the same series. Each input is first reduced with
+  `max by (<the labels that identify it>)`, which drops target labels and
+  collapses replicas into one series, so nothing is counted twice and the price
+  join is always many-to-one.
+- `finops:gpu_cost_hourly:avg1h` is the money spent in the trailing hour: the
+  sum of the hourly rate over the hour divided by the number of evaluations in
+  that hour (counted on a heartbeat series), so minutes with no spend count as
+  zero whatever the evaluation interval is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from finops_operator import conventions
+from finops_operator.promql import check_expression, string_literal
+
+COST_LABELS = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)
+# What identifies one pod's allocation of one GPU resource, target labels excluded.
+POD_ALLOCATION_LABELS = ("namespace", "pod", "node", "resource", "gpu_model", *COST_LABELS)
+
+
+def by(labels: tuple[str, ...] | list[str]) -> str:
+    return "by (" + ", ".join(labels) + ")"
+
+
+def pod_allocation() -> str:
+    """Each pod's GPUs once, whatever the number of operator replicas or target labels."""
+    return f"max {by(POD_ALLOCATION_LABELS)} ({conventions.METRIC_POD_GPU_ALLOCATION})"
+
+
+def gpu_prices() -> str:
+    """One hourly price per GPU model, whatever the number of operator replicas."""
+    return f"max by (gpu_model) ({conventions.METRIC_GPU_HOURLY_PRICE})"
+
+
+def allocation_expr() -> str:
+    return f"sum {by(COST_LABELS)} (\n  {pod_allocation()}\n)"
+
+
+def cost_expr() -> str:
+    default = string_literal(conventions.DEFAULT_PRICE_MODEL)
+    return (
+        f"sum {by(COST_LABELS)} (\n"
+        f"    {pod_allocation()}\n"
+        f"  * on (gpu_model) group_left ()\n"
+        f"    {gpu_prices()}\n"
+        f"  or\n"
+        f"    (\n"
+        f"      {pod_allocation()}\n"
+        f"      unless on (gpu_model)\n"
+        f"      {conventions.METRIC_GPU_HOURLY_PRICE}\n"
+        f"    )\n"
+        f"  * on () group_left ()\n"
+        f"    max ({conventions.METRIC_GPU_HOURLY_PRICE}{{gpu_model={default}}})\n"
+        f")"
+    )
+
+
+def last_hour_cost_expr() -> str:
+    return (
+        f"sum_over_time({conventions.RULE_GPU_COST_HOURLY}[1h])\n"
+        f"/ on () group_left ()\n"
+        f"count_over_time({conventions.RULE_HEARTBEAT}[1h])"
+    )
+
+
+def render_recording_rules() -> list[dict[str, Any]]:
+    """The rule groups of the shared recording rules, as Prometheus reads them."""
+    rules = [
+        {"record": conventions.RULE_HEARTBEAT, "expr": "vector(1)"},
+        {"record": conventions.RULE_GPU_ALLOCATION, "expr": allocation_expr()},
+        {"record": conventions.RULE_GPU_COST_HOURLY, "expr": cost_expr()},
+        {"record": conventions.RULE_GPU_COST_LAST_HOUR, "expr": last_hour_cost_expr()},
+    ]
+    for rule in rules:
+        check_expression(rule["expr"])
+    return [{"name": conventions.RECORDING_RULE_GROUP, "rules": rules}]
