@@ -9,6 +9,7 @@ string literals, canonical numbers and durations), and every alert carries
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -37,6 +38,10 @@ class AlertOptions:
     utilization_metric: str = conventions.METRIC_GPU_UTILIZATION
     # DCGM_FI_DEV_GPU_UTIL reads 0-100; DCGM_FI_PROF_GR_ENGINE_ACTIVE reads 0-1 (give 1).
     utilization_full_scale: Decimal = Decimal(100)
+
+
+def _indent(text: str) -> str:
+    return textwrap.indent(text, "  ")
 
 
 def _team_cost_last_hour(policy: CostPolicy) -> str:
@@ -85,7 +90,7 @@ def month_to_date_expr(policy: CostPolicy) -> str:
     this_month = "month(max_over_time(vector(time())[1m:1m] @ end()))"
     in_month = f"month(vector(time() - 3600)) == {this_month}"
     cost = _team_cost_last_hour(policy)
-    return f"sum_over_time(({cost} and on () ({in_month}))[{MONTH_WINDOW}:1h])"
+    return f"sum_over_time(\n  (\n    {cost}\n    and on () ({in_month})\n  )[{MONTH_WINDOW}:1h]\n)"
 
 
 def budget_threshold_exprs(policy: CostPolicy, budget: Budget) -> list[tuple[Decimal, str]]:
@@ -93,10 +98,10 @@ def budget_threshold_exprs(policy: CostPolicy, budget: Budget) -> list[tuple[Dec
     mtd = month_to_date_expr(policy)
     exprs = []
     for index, percent in enumerate(budget.thresholds):
-        expr = f"{mtd} >= {number(budget.monthly * percent / 100)}"
+        expr = f"{mtd}\n>= {number(budget.monthly * percent / 100)}"
         if index + 1 < len(budget.thresholds):
             upper = budget.monthly * budget.thresholds[index + 1] / 100
-            expr = f"({expr}) < {number(upper)}"
+            expr = f"(\n{_indent(expr)}\n) < {number(upper)}"
         exprs.append((percent, expr))
     return exprs
 
@@ -107,12 +112,11 @@ def budget_forecast_expr(policy: CostPolicy, budget: Budget) -> str:
     hours = FORECAST_RATE_WINDOW_HOURS
     run_rate = f"sum_over_time(({cost})[{hours}h:1h]) / {hours}"
     hours_left = "(days_in_month() - day_of_month() + 1) * 24 - hour()"
-    return (
-        f"(\n"
-        f"    ({mtd} or 0 * {run_rate})\n"
-        f"  + {run_rate} * on () group_left () ({hours_left})\n"
-        f") > {number(budget.monthly)}"
+    projected = (
+        f"(\n{_indent(mtd)}\n  or\n  0 * {run_rate}\n)\n"
+        f"+ {run_rate} * on () group_left () ({hours_left})"
     )
+    return f"(\n{_indent(projected)}\n) > {number(budget.monthly)}"
 
 
 def idle_expr(policy: CostPolicy, idle: Idle, options: AlertOptions) -> str:

@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from finops_operator import render_command
 from finops_operator.config import ConfigError, load_config
 
 
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(handler=_run)
+
+    render = commands.add_parser("render", help="print the PrometheusRule a CostPolicy becomes")
+    render_command.add_arguments(render)
+    render.set_defaults(handler=render_command.run)
     return parser
 
 
