@@ -47,6 +47,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     # "group/version/plural": (kind, namespaced)
     "v1/pods": ("Pod", True),
     "v1/namespaces": ("Namespace", False),
+    "v1/nodes": ("Node", False),
     "v1/events": ("Event", True),
     "apps/v1/deployments": ("Deployment", True),
     "apps/v1/statefulsets": ("StatefulSet", True),

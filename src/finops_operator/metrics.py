@@ -5,9 +5,21 @@ One registry per process, so tests and the operator never share global state.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from finops_operator import conventions
+from finops_operator.allocation import (
+    ALLOCATION_LABELS,
+    allocation_samples,
+    capacity_samples,
+    price_samples,
+)
+from finops_operator.config import PricingConfig
+from finops_operator.inventory import Inventory
 
 
 class OperatorMetrics:
@@ -32,3 +44,38 @@ class OperatorMetrics:
             ("namespace", "kind"),
             registry=self.registry,
         )
+
+
+class InventoryCollector(Collector):
+    """Reads the inventory at scrape time, so the series always match the current state."""
+
+    def __init__(self, inventory: Inventory, pricing: PricingConfig) -> None:
+        self.inventory = inventory
+        self.pricing = pricing
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        nodes = dict(self.inventory.nodes)
+        allocation = GaugeMetricFamily(
+            conventions.METRIC_POD_GPU_ALLOCATION,
+            "GPUs held by a running pod (fractional for MIG slices and shared GPUs).",
+            labels=ALLOCATION_LABELS,
+        )
+        for values, held in allocation_samples(list(self.inventory.pods.values()), nodes):
+            allocation.add_metric(values, float(held))
+        yield allocation
+        capacity = GaugeMetricFamily(
+            conventions.METRIC_NODE_GPU_CAPACITY,
+            "GPUs a node offers, in devices.",
+            labels=("node", "gpu_model", "resource"),
+        )
+        for node_values, devices in capacity_samples(nodes):
+            capacity.add_metric(node_values, float(devices))
+        yield capacity
+        price = GaugeMetricFamily(
+            conventions.METRIC_GPU_HOURLY_PRICE,
+            f"Configured price of one GPU hour, in {self.pricing.currency}.",
+            labels=("gpu_model",),
+        )
+        for model, amount in price_samples(self.pricing, nodes):
+            price.add_metric((model,), float(amount))
+        yield price

@@ -21,8 +21,9 @@ from finops_operator import conventions
 from finops_operator.audit import audit_workload, event_message
 from finops_operator.certificates import write_self_signed
 from finops_operator.config import Config
+from finops_operator.inventory import Inventory
 from finops_operator.label_check import LabelPolicy
-from finops_operator.metrics import OperatorMetrics
+from finops_operator.metrics import InventoryCollector, OperatorMetrics
 from finops_operator.webhook_server import AdmissionApp, metrics_app, start_site, tls_context
 from finops_operator.workloads import WORKLOAD_KINDS
 
@@ -41,9 +42,12 @@ class OperatorState:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     violating: set[ObjectKey] = field(default_factory=set)
+    inventory: Inventory = field(init=False)
 
     def __post_init__(self) -> None:
         self.policy = LabelPolicy(self.config)
+        self.inventory = Inventory(self.policy.is_gpu)
+        self.metrics.registry.register(InventoryCollector(self.inventory, self.config.pricing))
 
     def mark(self, key: ObjectKey, violating: bool) -> None:
         """Keep the violations gauge equal to the number of violating workloads."""
@@ -76,6 +80,14 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
             state.namespaces.pop(name, None)
         else:
             state.namespaces[name] = dict(body.metadata.labels or {})
+
+    @kopf.on.event("v1", "pods", registry=registry)
+    def track_pod_gpus(type: str | None, body: kopf.Body, **_: Any) -> None:
+        state.inventory.observe_pod(type, body)
+
+    @kopf.on.event("v1", "nodes", registry=registry)
+    def track_node_gpus(type: str | None, body: kopf.Body, **_: Any) -> None:
+        state.inventory.observe_node(type, body)
 
     for kind, (group, plural, _) in WORKLOAD_KINDS.items():
         kopf.on.event(group or "", "v1", plural, registry=registry)(_audit_handler(state, kind))
