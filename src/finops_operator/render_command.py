@@ -41,7 +41,7 @@ _Dumper.add_representer(str, _str_representer)
 
 def dump_yaml(documents: list[dict[str, Any]]) -> str:
     """YAML documents as the command prints them: key order kept, PromQL as literal blocks."""
-    return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, width=100)
+    return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, width=10_000)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,1 @@
+"""Golden files: CostPolicies in `policies/`, the PrometheusRules they become in `rules/`."""

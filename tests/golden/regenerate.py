@@ -1,0 +1,47 @@
+"""Rewrite tests/golden/rules/ from tests/golden/policies/ after a deliberate rendering change.
+
+Run `.venv/bin/python -m tests.golden.regenerate`, then read `git diff tests/golden`
+before committing: every changed line is a change users will see in their rules.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from finops_operator import conventions
+from finops_operator.prometheus_rule import recording_rules_prometheus_rule, render_policy
+from finops_operator.render_command import dump_yaml
+
+GOLDEN = Path(__file__).resolve().parent
+POLICIES = GOLDEN / "policies"
+RULES = GOLDEN / "rules"
+RECORDING_RULES_FILE = RULES / f"{conventions.RECORDING_RULES_NAME}.yaml"
+
+
+def expected_rules() -> dict[Path, str]:
+    """Each golden rules file and the text rendering produces for it today."""
+    expected = {RECORDING_RULES_FILE: dump_yaml([recording_rules_prometheus_rule()])}
+    for policy_file in sorted(POLICIES.glob("*.yaml")):
+        policy = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
+        rule = render_policy(policy, source=str(policy_file.relative_to(GOLDEN)))
+        expected[RULES / policy_file.name] = dump_yaml([rule])
+    return expected
+
+
+def main() -> int:
+    expected = expected_rules()
+    for stale in set(RULES.glob("*.yaml")) - set(expected):
+        stale.unlink()
+        print(f"removed {stale.relative_to(GOLDEN.parent.parent)}")
+    for path, text in expected.items():
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(GOLDEN.parent.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
