@@ -271,8 +271,19 @@ def test_every_webhook_has_named_match_conditions_within_the_api_limit(
     assert "gpu-workload" in names
 
 
-def test_both_webhooks_send_exactly_the_same_requests() -> None:
+def test_both_webhooks_match_the_same_kinds_namespaces_and_gpu_condition() -> None:
     [validating] = _only("ValidatingWebhookConfiguration")["webhooks"]
     [mutating] = _only("MutatingWebhookConfiguration")["webhooks"]
-    for field in ("rules", "namespaceSelector", "matchConditions", "matchPolicy"):
+    for field in ("rules", "namespaceSelector", "matchPolicy"):
         assert validating[field] == mutating[field], field
+    shared = {c["name"]: c["expression"] for c in validating["matchConditions"]}
+    for condition in mutating["matchConditions"]:
+        assert shared.get(condition["name"]) == condition["expression"], condition["name"]
+
+
+def test_only_the_validating_webhook_skips_objects_made_by_a_controller() -> None:
+    [validating] = _only("ValidatingWebhookConfiguration")["webhooks"]
+    [mutating] = _only("MutatingWebhookConfiguration")["webhooks"]
+    validating_names = {c["name"] for c in validating["matchConditions"]}
+    mutating_names = {c["name"] for c in mutating["matchConditions"]}
+    assert validating_names - mutating_names == {"not-created-by-a-controller"}

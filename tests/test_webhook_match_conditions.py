@@ -28,6 +28,7 @@ import pytest
 import yaml
 from celpy import celtypes
 
+from finops_operator.admission import created_by_controller
 from finops_operator.conventions import DEFAULT_GPU_RESOURCES
 from finops_operator.workloads import GpuMatcher, is_gpu_workload
 
@@ -72,12 +73,17 @@ def _conditions(configuration: str) -> tuple[tuple[str, celpy.Runner], ...]:
     )
 
 
-def _evaluate(name: str, program: celpy.Runner, request: Mapping[str, Any]) -> bool:
-    activation = {
-        "object": celpy.json_to_cel(request.get("object")),
-        "oldObject": celpy.json_to_cel(request.get("oldObject")),
-        "request": celpy.json_to_cel(dict(request)),
+def _activation(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables the API server binds: the request, and its two objects by name."""
+    bound = celpy.json_to_cel(dict(request))
+    return {
+        "object": bound[celtypes.StringType("object")],
+        "oldObject": bound[celtypes.StringType("oldObject")],
+        "request": bound,
     }
+
+
+def _evaluate(name: str, program: celpy.Runner, activation: dict[str, Any]) -> bool:
     try:
         result = program.evaluate(activation)
     except celpy.CELEvalError as err:  # the API server would apply failurePolicy
@@ -89,14 +95,32 @@ def _evaluate(name: str, program: celpy.Runner, request: Mapping[str, Any]) -> b
 
 def sent(configuration: str, request: Mapping[str, Any]) -> bool:
     """Whether the API server would call this webhook: every condition true, none failing."""
-    results = [_evaluate(name, program, request) for name, program in _conditions(configuration)]
+    activation = _activation(request)
+    results = [_evaluate(name, program, activation) for name, program in _conditions(configuration)]
     return all(results)
 
 
 def sent_to_both(request: Mapping[str, Any]) -> bool:
+    """For objects no controller made, where the two webhooks must agree."""
     validating, mutating = (sent(configuration, request) for configuration in CONFIGURATIONS)
     assert validating == mutating, "the two webhooks disagree"
     return validating
+
+
+def owned(obj: Mapping[str, Any], kind: str, *, controller: bool | None = True) -> dict[str, Any]:
+    """`obj` with an ownerReference to a `kind`, as a controller sets it."""
+    ref: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "name": "ranker-7f9c6d",
+        "uid": "6d8a5a1e-1f0b-4c43-9a55-5b1b3c1c2f10",
+        "blockOwnerDeletion": True,
+    }
+    if controller is not None:
+        ref["controller"] = controller
+    made = copy.deepcopy(dict(obj))
+    made["metadata"]["ownerReferences"] = [ref]
+    return made
 
 
 # --- realistic objects and AdmissionRequests ---------------------------------------
@@ -188,6 +212,11 @@ def admission_request(
 
 def domain_decision(obj: Mapping[str, Any] | None) -> bool:
     return obj is not None and is_gpu_workload(obj, IS_GPU)
+
+
+def domain_validates(obj: Mapping[str, Any]) -> bool:
+    """Whether the operator's validating decision can depend on this object at all."""
+    return domain_decision(obj) and not created_by_controller(obj)
 
 
 # --- the cases ---------------------------------------------------------------------
@@ -358,9 +387,9 @@ def test_a_delete_is_never_sent_even_of_a_gpu_workload(kind: str) -> None:
 def test_the_gpu_condition_is_false_without_error_when_both_objects_are_null(
     configuration: str,
 ) -> None:
-    request = admission_request("CREATE", None)
+    activation = _activation(admission_request("CREATE", None))
     programs = dict(_conditions(configuration))
-    assert not _evaluate("gpu-workload", programs["gpu-workload"], request)
+    assert not _evaluate("gpu-workload", programs["gpu-workload"], activation)
 
 
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
@@ -368,7 +397,7 @@ def test_the_gpu_condition_ignores_a_null_old_object_on_create(configuration: st
     request = admission_request("CREATE", workload("Pod", GPU_SPECS["amd.com/gpu"]), None)
     assert request["oldObject"] is None
     programs = dict(_conditions(configuration))
-    assert _evaluate("gpu-workload", programs["gpu-workload"], request)
+    assert _evaluate("gpu-workload", programs["gpu-workload"], _activation(request))
 
 
 # --- the cross-check with the operator's own rule --------------------------------------
@@ -426,3 +455,53 @@ def test_a_pod_spec_at_another_kinds_path_is_a_known_disagreement_no_api_server_
     obj["spec"] = {"jobTemplate": {"spec": {"template": {"spec": GPU_SPECS["amd.com/gpu"]}}}}
     assert not domain_decision(obj)
     assert sent_to_both(admission_request("CREATE", obj))
+
+
+# --- objects made by a controller --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "owner"),
+    [
+        ("Pod", "ReplicaSet"),
+        ("Pod", "StatefulSet"),
+        ("Pod", "DaemonSet"),
+        ("Pod", "Job"),
+        ("ReplicaSet", "Deployment"),
+        ("Job", "CronJob"),
+    ],
+)
+def test_a_gpu_workload_made_by_a_controller_goes_to_the_mutating_webhook_only(
+    kind: str, owner: str
+) -> None:
+    obj = owned(workload(kind, GPU_SPECS["nvidia.com/gpu in limits"]), owner)
+    request = admission_request("CREATE", obj)
+    assert sent("MutatingWebhookConfiguration", request)
+    assert not sent("ValidatingWebhookConfiguration", request)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "controller", "owner"),
+    [
+        ("an owner that is not the controller", False, "ReplicaSet"),
+        ("an owner reference without the controller field", None, "ReplicaSet"),
+        ("a controller of a kind the operator does not know", True, "RayCluster"),
+    ],
+)
+def test_a_gpu_workload_with_other_owners_goes_to_both_webhooks(
+    sentence: str, controller: bool | None, owner: str
+) -> None:
+    obj = owned(workload("Pod", GPU_SPECS["amd.com/gpu"]), owner, controller=controller)
+    assert sent_to_both(admission_request("CREATE", obj))
+
+
+@pytest.mark.parametrize("owner", ["ReplicaSet", "RayCluster"])
+@pytest.mark.parametrize("where", EVERY_OBJECT)
+def test_the_validating_webhook_is_called_exactly_when_the_operator_could_deny(
+    where: str, owner: str
+) -> None:
+    # Without owners, the cross-check above already shows both webhooks agree.
+    obj = owned(EVERY_OBJECT[where], owner)
+    request = admission_request("CREATE", obj)
+    assert sent("ValidatingWebhookConfiguration", request) == domain_validates(obj)
+    assert sent("MutatingWebhookConfiguration", request) == domain_decision(obj)
