@@ -12,7 +12,11 @@ from pathlib import Path
 import yaml
 
 from finops_operator import conventions
-from finops_operator.prometheus_rule import recording_rules_prometheus_rule, render_policy
+from finops_operator.prometheus_rule import (
+    recording_rules_prometheus_rule,
+    render_policy,
+    rule_groups_file,
+)
 from finops_operator.render_command import dump_yaml
 
 GOLDEN = Path(__file__).resolve().parent
@@ -29,6 +33,17 @@ def expected_rules() -> dict[Path, str]:
         rule = render_policy(policy, source=str(policy_file.relative_to(GOLDEN)))
         expected[RULES / policy_file.name] = dump_yaml([rule])
     return expected
+
+
+def write_rule_groups(folder: Path) -> list[Path]:
+    """Each golden PrometheusRule as the plain `groups:` file promtool reads, into `folder`."""
+    written = []
+    for golden in sorted(RULES.glob("*.yaml")):
+        rule = yaml.safe_load(golden.read_text(encoding="utf-8"))
+        target = folder / golden.name
+        target.write_text(dump_yaml([rule_groups_file(rule)]), encoding="utf-8")
+        written.append(target)
+    return written
 
 
 def main() -> int:
