@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, localcontext
+from fractions import Fraction
 from typing import Final, Literal
 
 from finops_operator import conventions
@@ -195,19 +196,20 @@ def prorated_monthly(amount: Decimal, period: Period) -> Decimal:
     """
     if amount == 0:
         return ZERO
+    months = Fraction(0)
+    cursor = period.start
+    while cursor < period.end:
+        month_start = cursor.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        days = calendar.monthrange(month_start.year, month_start.month)[1]
+        month_end = month_start + timedelta(days=days)
+        overlap = min(month_end, period.end) - cursor
+        months += Fraction(int(overlap.total_seconds()), days * 86400)
+        cursor = min(month_end, period.end)
+    exact = Fraction(amount) * months
     with localcontext(_context()):
-        seconds_weighted = Decimal(0)
-        cursor = period.start
-        while cursor < period.end:
-            month_start = cursor.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-            days = calendar.monthrange(month_start.year, month_start.month)[1]
-            month_end = month_start + timedelta(days=days)
-            overlap = min(month_end, period.end) - cursor
-            seconds_weighted += Decimal(int(overlap.total_seconds())) / Decimal(days * 86400)
-            cursor = min(month_end, period.end)
-        if seconds_weighted == seconds_weighted.to_integral_value():
-            return amount * seconds_weighted
-        return (amount * seconds_weighted).quantize(QUANTUM, rounding=ROUND_DOWN)
+        value = Decimal(exact.numerator) / Decimal(exact.denominator)
+        carried = value.quantize(QUANTUM, rounding=ROUND_DOWN)
+        return value if value == carried else carried
 
 
 def split(amount: Decimal, weights: Mapping[str, Decimal]) -> dict[str, Decimal]:

@@ -1,0 +1,252 @@
+"""The cost model, with expectations computed by hand (docs/cost-model.md)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from finops_operator.config import PricingConfig
+from finops_operator.cost_model import (
+    CapacityUsage,
+    CostReport,
+    GpuUsage,
+    JobUsage,
+    Period,
+    TokenUsage,
+    compute_costs,
+    display_hours,
+    display_money,
+    idle_percent,
+    prorated_monthly,
+    split,
+    training_run_costs,
+)
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+A100 = "NVIDIA-A100-SXM4-80GB"
+NOVEMBER = Period.month(2026, 11)
+D = Decimal
+
+
+def pricing(**extra: Any) -> PricingConfig:
+    return PricingConfig.model_validate(
+        {
+            "gpuHourly": {"default": "2", H100: "4"},
+            "tokensPer1k": {"default": "0.002", "gpt-4o": "0.01"},
+            "sharedMonthly": "300",
+            **extra,
+        }
+    )
+
+
+def usage() -> dict[str, Any]:
+    return {
+        "gpu_usage": [
+            GpuUsage("a", H100, D(6), D(4), feature="chat", environment="production"),
+            GpuUsage("a", H100, D(4), D(2), feature="embeddings", environment="production"),
+            GpuUsage("b", A100, D(20), None, feature="ranking", workload_type="training"),
+            GpuUsage("__untagged__", H100, D(5), D(5)),
+        ],
+        "token_usage": [
+            TokenUsage("a", "gpt-4o", D(100_000)),
+            TokenUsage("c", "llama-3-70b", D(50_000)),
+        ],
+        "capacity": [CapacityUsage(H100, D(20)), CapacityUsage(A100, D(20))],
+    }
+
+
+def assert_adds_up(report: CostReport) -> None:
+    rows = [*report.teams, report.untagged]
+    total = sum((row.total_cost for row in rows), D(0)) + report.cluster.undistributed_cost
+    assert total == report.cluster.total_cost
+    for row in [*rows, report.cluster]:
+        assert row.total_cost == row.gpu_cost + row.token_cost + row.shared_cost
+
+
+def test_dedicated_token_and_idle_cost_are_priced_per_model() -> None:
+    report = compute_costs(period=NOVEMBER, pricing=pricing(), **usage())
+    a, b, c = report.teams
+    assert (a.team, a.gpu_hours, a.gpu_cost) == ("a", D(10), D(40))
+    assert (a.idle_gpu_hours, a.idle_cost) == (D(4), D(16))
+    assert (a.tokens, a.token_cost) == (D(100_000), D("1.00"))
+    # A100 has no price of its own: the default applies; no utilization, nothing idle.
+    assert (b.gpu_hours, b.gpu_cost, b.idle_gpu_hours) == (D(20), D(40), D(0))
+    assert (c.gpu_cost, c.token_cost) == (D(0), D("0.1"))
+    assert (report.untagged.gpu_cost, report.untagged.idle_gpu_hours) == (D(20), D(0))
+    assert idle_percent(a) == D(40)
+
+
+def test_proportional_split_gives_shared_and_unallocated_cost_by_gpu_cost() -> None:
+    report = compute_costs(period=NOVEMBER, pricing=pricing(), **usage())
+    cluster = report.cluster
+    # 5 H100 hours nobody allocated (20 - 6 - 4 - 5) at 4.00, plus the whole month's 300.
+    assert (cluster.unallocated_gpu_hours, cluster.unallocated_cost) == (D(5), D(20))
+    assert (cluster.platform_cost, cluster.shared_cost) == (D(300), D(320))
+    a, b, c = report.teams
+    # GPU cost 40 : 40 : 20 (untagged) of 100.
+    assert (a.shared_cost, b.shared_cost, report.untagged.shared_cost) == (D(128), D(128), D(64))
+    assert c.shared_cost == 0  # tokens only: no GPU cost, no share
+    assert (a.total_cost, b.total_cost, c.total_cost) == (D(169), D(168), D("0.1"))
+    assert report.untagged.total_cost == D(84)
+    assert cluster.total_cost == D("421.1")  # capacity 120 + tokens 1.10 + platform 300
+    assert cluster.undistributed_cost == 0
+    assert_adds_up(report)
+
+
+def test_even_split_gives_every_row_with_usage_the_same_share() -> None:
+    report = compute_costs(period=NOVEMBER, pricing=pricing(sharedSplit="even"), **usage())
+    a, b, c = report.teams
+    assert {a.shared_cost, b.shared_cost, c.shared_cost, report.untagged.shared_cost} == {D(80)}
+    assert (a.total_cost, c.total_cost, report.untagged.total_cost) == (
+        D(121),
+        D("80.1"),
+        D(100),
+    )
+    assert report.cluster.total_cost == D("421.1")
+    assert_adds_up(report)
+
+
+def test_shared_cost_stays_undistributed_when_no_team_has_gpu_cost() -> None:
+    report = compute_costs(
+        period=NOVEMBER, pricing=pricing(), token_usage=[TokenUsage("c", "gpt-4o", D(1000))]
+    )
+    (c,) = report.teams
+    assert (c.shared_cost, c.total_cost) == (D(0), D("0.01"))
+    assert report.cluster.undistributed_cost == D(300)
+    assert report.cluster.total_cost == D("300.01")
+    assert_adds_up(report)
+
+
+def test_an_empty_cluster_costs_its_platform_and_its_idle_capacity() -> None:
+    report = compute_costs(
+        period=NOVEMBER, pricing=pricing(sharedSplit="even"), capacity=[CapacityUsage(H100, D(2))]
+    )
+    assert report.teams == []
+    assert report.untagged.total_cost == 0
+    assert report.cluster.undistributed_cost == report.cluster.total_cost == D(308)
+    assert_adds_up(report)
+
+
+def test_the_untagged_row_exists_even_without_untagged_usage() -> None:
+    report = compute_costs(
+        period=NOVEMBER, pricing=pricing(), gpu_usage=[GpuUsage("a", H100, D(1), D(1))]
+    )
+    assert report.untagged.team == "__untagged__"
+    assert report.untagged.total_cost == 0
+    assert report.row("a").shared_cost == D(300)
+
+
+def test_breakdowns_split_a_teams_gpu_figures_by_each_cost_label() -> None:
+    report = compute_costs(period=NOVEMBER, pricing=pricing(), **usage())
+    a = report.row("a")
+    assert a.breakdowns["feature"]["chat"].gpu_cost == D(24)
+    assert a.breakdowns["feature"]["embeddings"].idle_gpu_hours == D(2)
+    assert a.breakdowns["environment"]["production"].gpu_hours == D(10)
+    assert a.breakdowns["workload_type"]["__untagged__"].gpu_cost == D(40)
+    cluster = report.cluster.breakdowns
+    assert cluster["workload_type"]["training"].gpu_cost == D(40)
+    assert sum(cell.gpu_cost for cell in cluster["feature"].values()) == report.cluster.gpu_cost
+
+
+def test_utilization_above_allocation_counts_as_no_idle_time() -> None:
+    assert GpuUsage("a", H100, D(1), D("1.02")).idle_gpu_hours == 0
+    assert GpuUsage("a", H100, D(2), D("-1")).idle_gpu_hours == D(2)
+
+
+def test_the_monthly_platform_cost_is_prorated_by_calendar_month() -> None:
+    day = datetime(2026, 11, 5, tzinfo=UTC)
+    assert prorated_monthly(D(300), NOVEMBER) == D(300)
+    assert prorated_monthly(D(300), Period(day, day.replace(day=6))) == D(10)
+    # October has 31 days: 100/31 carried to 1e-12, rounded down.
+    october = datetime(2026, 10, 5, tzinfo=UTC)
+    assert prorated_monthly(D(100), Period(october, october.replace(day=6))) == D("3.225806451612")
+    # Oct 31 and Nov 1: a 31st of October's amount plus a 30th of November's.
+    across = Period(datetime(2026, 10, 31, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
+    assert prorated_monthly(D(3100), across) == D("203.333333333333")
+
+
+def test_a_split_adds_up_exactly_and_places_remainders_by_largest_remainder() -> None:
+    shares = split(D(100), {"b": D(1), "a": D(1), "c": D(1)})
+    assert shares == {
+        "a": D("33.333333333334"),
+        "b": D("33.333333333333"),
+        "c": D("33.333333333333"),
+    }
+    assert sum(shares.values()) == D(100)
+    odd = split(D("0.1234567890123456789"), {"x": D(2), "y": D(1)})
+    assert sum(odd.values()) == D("0.1234567890123456789")
+    with pytest.raises(ValueError, match="all zero"):
+        split(D(1), {"x": D(0)})
+
+
+def test_the_identity_holds_exactly_for_measured_hours_with_many_digits() -> None:
+    rng = random.Random(5)
+    models = [H100, A100, "AMD-MI300X"]
+    gpu = [
+        GpuUsage(
+            rng.choice(["a", "b", "c", "__untagged__"]),
+            rng.choice(models),
+            D(str(rng.uniform(0, 50))),
+            D(str(rng.uniform(0, 50))),
+            feature=rng.choice(["x", "y"]),
+        )
+        for _ in range(200)
+    ]
+    tokens = [
+        TokenUsage(rng.choice("abd"), "gpt-4o", D(str(rng.uniform(0, 1e6)))) for _ in range(9)
+    ]
+    capacity = [CapacityUsage(model, D(str(rng.uniform(0, 4000)))) for model in models]
+    for how in ("proportional", "even"):
+        report = compute_costs(
+            period=Period(datetime(2026, 10, 7, 3, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)),
+            pricing=pricing(sharedSplit=how, sharedMonthly="1234.56"),
+            gpu_usage=gpu,
+            token_usage=tokens,
+            capacity=capacity,
+        )
+        assert_adds_up(report)
+        shared = sum((row.shared_cost for row in [*report.teams, report.untagged]), D(0))
+        assert shared + report.cluster.undistributed_cost == report.cluster.shared_cost
+
+
+def test_money_is_rounded_only_for_display() -> None:
+    report = compute_costs(
+        period=NOVEMBER,
+        pricing=pricing(gpuHourly={"default": "0.333"}, sharedMonthly="0"),
+        gpu_usage=[GpuUsage("a", A100, D("0.5"), D("0.25"))],
+    )
+    (a,) = report.teams
+    assert a.gpu_cost == D("0.1665")
+    assert a.idle_cost == D("0.08325")
+    assert display_money(a.gpu_cost) == "0.17"
+    assert display_money(D("0.125")) == "0.12"  # half-even
+    assert display_money(D("0.135")) == "0.14"
+    assert display_money(D(3)) == "3.00"
+    assert display_hours(D("1.23456")) == 1.235
+
+
+def test_cost_per_training_run_sums_every_attempt_of_the_job() -> None:
+    jobs = [
+        JobUsage("llm", "pretrain-7", "llm-core", H100, D(3)),
+        JobUsage("llm", "pretrain-7", "llm-core", H100, D(1)),  # the retry
+        JobUsage("llm", "eval-2", "llm-core", A100, D("0.5")),
+        JobUsage("vision", "finetune-1", "vision", A100, D(10)),
+    ]
+    rows = training_run_costs(jobs, pricing())
+    assert [(row.job, row.gpu_hours, row.cost) for row in rows] == [
+        ("finetune-1", D(10), D(20)),
+        ("pretrain-7", D(4), D(16)),
+        ("eval-2", D("0.5"), D(1)),
+    ]
+
+
+def test_a_period_must_be_aware_and_not_empty() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        Period(datetime(2026, 11, 1), datetime(2026, 12, 1))
+    with pytest.raises(ValueError, match="not after"):
+        Period(NOVEMBER.end, NOVEMBER.start)
+    assert Period.month(2024, 2).hours == D(29 * 24)
