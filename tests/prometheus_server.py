@@ -10,7 +10,9 @@ Debian's `prometheus` package (2.42) provides both binaries (scripts/bootstrap.s
 installs it). Notes on the backfill:
 
 - `promtool tsdb create-blocks-from openmetrics` writes 2-hour blocks and re-reads
-  the whole input once per block; keep test scenarios small (a few days at 5 min).
+  its whole input once per block, so `backfill` writes one file per day
+  (`write_openmetrics_chunks`) and imports them one by one. Keep test scenarios
+  small all the same (a few days at 5 min).
 - Prometheus deletes blocks older than its retention at start, so the server runs
   with `--storage.tsdb.retention.time=3650d`.
 - Backfilled series have no staleness markers: a series stays visible for the
@@ -44,7 +46,7 @@ from typing import Any
 
 import pytest
 
-from finops_operator.simulator import ExportOptions, Scenario, write_openmetrics
+from finops_operator.simulator import ExportOptions, Scenario, write_openmetrics_chunks
 
 PROMETHEUS = os.environ.get("FINOPS_TEST_PROMETHEUS", "prometheus")
 PROMTOOL = os.environ.get("FINOPS_TEST_PROMTOOL", "promtool")
@@ -126,12 +128,13 @@ class PrometheusServer:
             )
         return result.stdout
 
-    def backfill(self, scenario: Scenario, options: ExportOptions | None = None) -> Path:
-        """Write the scenario's OpenMetrics to the work dir and import it; returns the file."""
-        path = self.workdir / f"backfill-{len(list(self.workdir.glob('backfill-*')))}.om"
-        write_openmetrics(scenario, path, options)
-        self.backfill_file(path)
-        return path
+    def backfill(self, scenario: Scenario, options: ExportOptions | None = None) -> list[Path]:
+        """Write the scenario's OpenMetrics (one file per day) and import it; the files."""
+        folder = self.workdir / f"openmetrics-{len(list(self.workdir.glob('openmetrics-*')))}"
+        paths = write_openmetrics_chunks(scenario, folder, options)
+        for path in paths:
+            self.backfill_file(path)
+        return paths
 
     # ------------------------------------------------------------ process
 

@@ -33,6 +33,7 @@ from finops_operator.simulator import (
     ground_truth,
     to_unix,
     write_openmetrics,
+    write_openmetrics_chunks,
 )
 
 D = Decimal
@@ -285,6 +286,23 @@ def test_promtool_backfills_the_openmetrics(small: Scenario, tmp_path: Path) -> 
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "d").iterdir())) >= 24  # 2-hour blocks over 2 days
+
+
+def test_daily_chunks_hold_exactly_the_samples_of_the_whole_file(
+    small: Scenario, tmp_path: Path
+) -> None:
+    options = ExportOptions(scrape_interval=300, operator_replicas=2)
+    paths = write_openmetrics_chunks(small, tmp_path, options)
+    assert [path.name for path in paths] == ["20261110T000000Z.om", "20261111T000000Z.om"]
+    whole = openmetrics(small, options)
+    for metric in ("finops_pod_gpu_allocation", "litellm_total_tokens_metric_total"):
+        merged: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for path in paths:
+            for labels, points in samples(path.read_text(), metric).items():
+                merged[labels] += points
+        assert merged == samples(whole, metric)
+    with pytest.raises(ValueError, match="7200"):
+        write_openmetrics_chunks(small, tmp_path, options, chunk=3600)
 
 
 # ---------------------------------------------------------------- generated worlds
