@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -250,3 +250,66 @@ def test_a_period_must_be_aware_and_not_empty() -> None:
     with pytest.raises(ValueError, match="not after"):
         Period(NOVEMBER.end, NOVEMBER.start)
     assert Period.month(2024, 2).hours == D(29 * 24)
+
+
+def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
+    """Usage measured straight from a simulated cluster gives the truth's figures."""
+    from finops_operator import simulator
+
+    start, end = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 12, tzinfo=UTC)
+    scenario = simulator.generate_scenario(
+        simulator.ScenarioParams(start=start - timedelta(days=1), end=end, seed=8)
+    )
+    a, b = simulator.to_unix(start), simulator.to_unix(end)
+    step = scenario.utilization_step
+    gpu = []
+    for pod in scenario.pods:
+        lo, hi = max(pod.start, a), min(pod.end, b)
+        if lo >= hi:
+            continue
+        gpus = D(pod.units) / D(scenario.node(pod.node).units_per_gpu)
+        busy = D(0)
+        for t in range(lo, hi, 60):  # a minute at a time: starts, ends and windows align
+            levels = [
+                pod.utilization.value(simulator._mix(pod.uid, d, scenario.seed), t // step, step)
+                for d in pod.devices
+            ]
+            busy += D(sum(levels)) / len(levels) / 100 / 60
+        gpu.append(
+            GpuUsage(
+                pod.label("team"),
+                scenario.node(pod.node).gpu_model,
+                gpus * (hi - lo) / 3600,
+                gpus * busy,
+                **{name: pod.label(name) for name in simulator.COST_LABEL_NAMES[1:]},
+            )
+        )
+    tokens = [
+        TokenUsage(s.team, s.model, D(scenario._tokens3600(s, a, b)) / 3600)
+        for s in scenario.token_streams
+    ]
+    capacity = [
+        CapacityUsage(node.gpu_model, D(node.gpus * (b - a)) / 3600) for node in scenario.nodes
+    ]
+    for how in ("proportional", "even"):
+        prices = scenario.pricing.model_copy(update={"shared_split": how})
+        report = compute_costs(
+            period=Period(start, end),
+            pricing=prices,
+            gpu_usage=gpu,
+            token_usage=tokens,
+            capacity=capacity,
+        )
+        truth = simulator.ground_truth(scenario, start, end, prices)
+        rows = {row.team: row for row in [*report.teams, report.untagged] if row.total_cost}
+        assert set(rows) == set(truth.teams)
+        for team, expected in truth.teams.items():
+            row = rows[team]
+            for name in ("gpu_hours", "gpu_cost", "idle_gpu_hours", "idle_cost", "tokens"):
+                assert getattr(row, name) == pytest.approx(getattr(expected, name), abs=D("1e-9"))
+            for name in ("token_cost", "shared_cost", "total_cost"):
+                assert getattr(row, name) == pytest.approx(getattr(expected, name), abs=D("1e-9"))
+        assert report.cluster.total_cost == pytest.approx(truth.cluster.total_cost, abs=D("1e-9"))
+        assert report.cluster.unallocated_gpu_hours == pytest.approx(
+            truth.unallocated_gpu_hours, abs=D("1e-9")
+        )
