@@ -9,7 +9,6 @@ string literals, canonical numbers and durations), and every alert carries
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -18,13 +17,9 @@ from finops_operator import conventions
 from finops_operator.cost_policy import Anomaly, Budget, CostPolicy, Idle, Retries
 from finops_operator.promql import Duration, check_expression, matchers, number, string_literal
 
-# Budget sums reach back at most one month; 31d covers the longest month.
-MONTH_WINDOW = "31d"
-# Window the forecast's run rate is measured over.
+# Window the forecast's run rate is measured over (recording_rules.last_day_rate_expr).
 FORECAST_RATE_WINDOW_HOURS = 24
 FORECAST_FOR = Duration.of(hours=1)
-# Budget figures move by the hour; evaluating them more often only costs CPU.
-BUDGET_GROUP_INTERVAL = Duration.of(minutes=5)
 # Utilization is smoothed over this window so one busy sample does not end an idle spell.
 UTILIZATION_SMOOTHING = Duration.of(minutes=5)
 RETRY_WINDOW = Duration.of(hours=1)
@@ -38,10 +33,6 @@ class AlertOptions:
     utilization_metric: str = conventions.METRIC_GPU_UTILIZATION
     # DCGM_FI_DEV_GPU_UTIL reads 0-100; DCGM_FI_PROF_GR_ENGINE_ACTIVE reads 0-1 (give 1).
     utilization_full_scale: Decimal = Decimal(100)
-
-
-def _indent(text: str) -> str:
-    return textwrap.indent(text, "  ")
 
 
 def _team_cost_last_hour(policy: CostPolicy) -> str:
@@ -84,13 +75,9 @@ def anomaly_expr(policy: CostPolicy, anomaly: Anomaly) -> str:
 
 
 def month_to_date_expr(policy: CostPolicy) -> str:
-    """Spend since the 1st of the month (UTC), through the last full hour."""
-    # Step s of the subquery holds the hour (s-1h, s]; it belongs to this month when
-    # s-1h does. `@ end()` pins the month to the evaluation time inside the subquery.
-    this_month = "month(max_over_time(vector(time())[1m:1m] @ end()))"
-    in_month = f"month(vector(time() - 3600)) == {this_month}"
-    cost = _team_cost_last_hour(policy)
-    return f"sum_over_time(\n  (\n    {cost}\n    and on () ({in_month})\n  )[{MONTH_WINDOW}:1h]\n)"
+    """Spend since the 1st of the month (UTC), through the last full hour, by team."""
+    selector = matchers(policy.spec.selector.metric_labels())
+    return f"sum by (team) ({conventions.RULE_GPU_COST_MONTH_TO_DATE}{selector})"
 
 
 def budget_threshold_exprs(policy: CostPolicy, budget: Budget) -> list[tuple[Decimal, str]]:
@@ -98,25 +85,26 @@ def budget_threshold_exprs(policy: CostPolicy, budget: Budget) -> list[tuple[Dec
     mtd = month_to_date_expr(policy)
     exprs = []
     for index, percent in enumerate(budget.thresholds):
-        expr = f"{mtd}\n>= {number(budget.monthly * percent / 100)}"
+        expr = f"{mtd} >= {number(budget.monthly * percent / 100)}"
         if index + 1 < len(budget.thresholds):
             upper = budget.monthly * budget.thresholds[index + 1] / 100
-            expr = f"(\n{_indent(expr)}\n) < {number(upper)}"
+            expr = f"({expr}) < {number(upper)}"
         exprs.append((percent, expr))
     return exprs
 
 
 def budget_forecast_expr(policy: CostPolicy, budget: Budget) -> str:
+    selector = matchers(policy.spec.selector.metric_labels())
     mtd = month_to_date_expr(policy)
-    cost = _team_cost_last_hour(policy)
-    hours = FORECAST_RATE_WINDOW_HOURS
-    run_rate = f"sum_over_time(({cost})[{hours}h:1h]) / {hours}"
+    run_rate = f"sum by (team) ({conventions.RULE_GPU_COST_LAST_DAY}{selector})"
+    # Hours from the last full hour (where month-to-date stops) to the end of the month.
     hours_left = "(days_in_month() - day_of_month() + 1) * 24 - hour()"
-    projected = (
-        f"(\n{_indent(mtd)}\n  or\n  0 * {run_rate}\n)\n"
-        f"+ {run_rate} * on () group_left () ({hours_left})"
+    return (
+        f"(\n"
+        f"    ({mtd} or 0 * {run_rate})\n"
+        f"  + {run_rate} * on () group_left () ({hours_left})\n"
+        f") > {number(budget.monthly)}"
     )
-    return f"(\n{_indent(projected)}\n) > {number(budget.monthly)}"
 
 
 def idle_expr(policy: CostPolicy, idle: Idle, options: AlertOptions) -> str:
@@ -259,9 +247,7 @@ def budget_group(policy: CostPolicy, budget: Budget) -> dict[str, Any]:
                 duration=FORECAST_FOR,
             )
         )
-    group = _group(policy, "budget", rules)
-    group["interval"] = str(BUDGET_GROUP_INTERVAL)
-    return group
+    return _group(policy, "budget", rules)
 
 
 def idle_group(policy: CostPolicy, idle: Idle, options: AlertOptions) -> dict[str, Any]:

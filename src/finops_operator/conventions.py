@@ -87,6 +87,7 @@ MANAGED_BY: Final = "finops-operator"
 COSTPOLICY_RULE_LABEL: Final = "finops.resilio.tech/costpolicy"
 RECORDING_RULES_NAME: Final = "finops-recording-rules"
 RECORDING_RULE_GROUP: Final = "finops-recording-rules"
+RECORDING_RULE_MONTHLY_GROUP: Final = "finops-recording-rules-monthly"
 COSTPOLICY_RULE_PREFIX: Final = "costpolicy-"
 COSTPOLICY_GROUP_PREFIX: Final = "finops-costpolicy"
 
@@ -95,6 +96,8 @@ RULE_HEARTBEAT: Final = "finops:rule_evaluation:heartbeat"
 RULE_GPU_ALLOCATION: Final = "finops:gpu_allocation:sum"
 RULE_GPU_COST_HOURLY: Final = "finops:gpu_cost_hourly:sum"
 RULE_GPU_COST_LAST_HOUR: Final = "finops:gpu_cost_hourly:avg1h"
+RULE_GPU_COST_LAST_DAY: Final = "finops:gpu_cost_hourly:avg24h"
+RULE_GPU_COST_MONTH_TO_DATE: Final = "finops:gpu_cost_month_to_date:sum"
 # gpu_model value whose price applies to GPU models without a price of their own.
 DEFAULT_PRICE_MODEL: Final = "default"
 

@@ -15,6 +15,9 @@ Two facts shape the PromQL (docs/rules.md explains them in full):
   sum of the hourly rate over the hour divided by the number of evaluations in
   that hour (counted on a heartbeat series), so minutes with no spend count as
   zero whatever the evaluation interval is.
+- Month-to-date spend and the 24h run rate are sums of those hourly buckets,
+  recorded once for every label combination in a slower group; a policy sums
+  them by team (sums commute), so no policy runs a month-long subquery.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from __future__ import annotations
 from typing import Any
 
 from finops_operator import conventions
-from finops_operator.promql import check_expression, string_literal
+from finops_operator.promql import Duration, check_expression, string_literal
+
+# Budget sums reach back at most one month; 31d covers the longest month.
+MONTH_WINDOW = "31d"
+# Month-to-date figures move by the hour, so they need not be evaluated every
+# interval; but alerts in other groups read them, and a sample older than the
+# 5m lookback would vanish, so the interval stays well inside it.
+MONTHLY_GROUP_INTERVAL = Duration.of(minutes=2)
 
 COST_LABELS = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)
 # What identifies one pod's allocation of one GPU resource, target labels excluded.
@@ -74,6 +84,32 @@ def last_hour_cost_expr() -> str:
     )
 
 
+def month_to_date_expr() -> str:
+    """Spend since the 1st of the month (UTC), through the last full hour."""
+    # Step s of the subquery holds the hour (s-1h, s]; it belongs to this month when
+    # s-1h does. `@ end()` pins the month to the evaluation time inside the subquery.
+    this_month = "month(max_over_time(vector(time())[1m:1m] @ end()))"
+    return (
+        f"sum_over_time(\n"
+        f"  (\n"
+        f"    {conventions.RULE_GPU_COST_LAST_HOUR}\n"
+        f"    and on () (month(vector(time() - 3600)) == {this_month})\n"
+        f"  )[{MONTH_WINDOW}:1h]\n"
+        f")"
+    )
+
+
+def last_day_rate_expr() -> str:
+    """Mean hourly spend over the last 24 hourly buckets, hours without spend counting zero."""
+    # Dividing by the heartbeat's count rather than 24 stays right whether the
+    # subquery includes its first step (Prometheus 2) or not (Prometheus 3).
+    return (
+        f"sum_over_time({conventions.RULE_GPU_COST_LAST_HOUR}[24h:1h])\n"
+        f"/ on () group_left ()\n"
+        f"count_over_time({conventions.RULE_HEARTBEAT}[24h:1h])"
+    )
+
+
 def render_recording_rules() -> list[dict[str, Any]]:
     """The rule groups of the shared recording rules, as Prometheus reads them."""
     rules = [
@@ -82,6 +118,17 @@ def render_recording_rules() -> list[dict[str, Any]]:
         {"record": conventions.RULE_GPU_COST_HOURLY, "expr": cost_expr()},
         {"record": conventions.RULE_GPU_COST_LAST_HOUR, "expr": last_hour_cost_expr()},
     ]
-    for rule in rules:
+    monthly = [
+        {"record": conventions.RULE_GPU_COST_MONTH_TO_DATE, "expr": month_to_date_expr()},
+        {"record": conventions.RULE_GPU_COST_LAST_DAY, "expr": last_day_rate_expr()},
+    ]
+    for rule in rules + monthly:
         check_expression(rule["expr"])
-    return [{"name": conventions.RECORDING_RULE_GROUP, "rules": rules}]
+    return [
+        {"name": conventions.RECORDING_RULE_GROUP, "rules": rules},
+        {
+            "name": conventions.RECORDING_RULE_MONTHLY_GROUP,
+            "interval": str(MONTHLY_GROUP_INTERVAL),
+            "rules": monthly,
+        },
+    ]
