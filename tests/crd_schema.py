@@ -3,8 +3,9 @@
 The Kubernetes emulator used in tests does no schema validation, so tests call
 `validate_against_crd` on every object the operator writes or a user applies:
 apiVersion and kind, metadata name and label syntax, the served version's
-openAPIV3Schema (with jsonschema), and its CEL `x-kubernetes-validations`
-(with cel-python, plus the Kubernetes list functions the rules use).
+openAPIV3Schema (with jsonschema), unique items of `x-kubernetes-list-type: set`,
+and its CEL `x-kubernetes-validations` (with cel-python, plus the Kubernetes
+list functions the rules use).
 """
 
 from __future__ import annotations
@@ -144,6 +145,12 @@ def _cel_program(rule: str) -> celpy.Runner:
 
 
 def _cel_errors(value: Any, schema: Mapping[str, Any], path: list[Any]) -> Iterator[str]:
+    if schema.get("x-kubernetes-list-type") == "set" and isinstance(value, list):
+        seen: list[Any] = []
+        for item in value:
+            if item in seen:
+                yield f"{_path(path)}: duplicate value {item!r} in a list of unique values"
+            seen.append(item)
     for validation in schema.get("x-kubernetes-validations", []):
         program = _cel_program(validation["rule"])
         result = program.evaluate({"self": celpy.json_to_cel(_cel_value(value, schema))})
