@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from finops_operator import render_command
+from finops_operator import render_command, report_command
 from finops_operator.config import ConfigError, load_config
 
 
@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="print the PrometheusRule a CostPolicy becomes")
     render_command.add_arguments(render)
     render.set_defaults(handler=render_command.run)
+
+    report = commands.add_parser("report", help="showback for a period from Prometheus")
+    report_command.add_arguments(report)
+    report.set_defaults(handler=report_command.run)
     return parser
 
 
