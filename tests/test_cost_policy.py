@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -201,3 +202,22 @@ def test_uid_and_generation_are_kept_for_the_operator() -> None:
 def test_the_source_prefixes_the_message() -> None:
     error = refused(with_spec(selector={"team": "Bad"}), source="policy.yaml")
     assert str(error).startswith("policy.yaml: spec.selector.team:")
+
+
+class _ReadOnly(Mapping[str, Any]):
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._data[key]
+        return _ReadOnly(value) if isinstance(value, dict) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def test_a_read_only_mapping_such_as_a_kopf_body_is_accepted() -> None:
+    assert parse_cost_policy(_ReadOnly(EXAMPLE)).key == "finops/search-platform"

@@ -390,6 +390,15 @@ def _metadata_problems(metadata: Any, default_namespace: str) -> tuple[str, str,
     return name, namespace, problems
 
 
+def _plain(value: Any) -> Any:
+    # kopf hands over its own Mapping types; pydantic validates plain dicts and lists.
+    if isinstance(value, Mapping):
+        return {key: _plain(sub) for key, sub in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
 def parse_cost_policy(
     obj: Any,
     *,
@@ -409,6 +418,7 @@ def parse_cost_policy(
             [Problem("(top level)", f"a CostPolicy is a mapping, not {type(obj).__name__}")],
             source,
         )
+    obj = _plain(obj)
     problems: list[Problem] = []
     if obj.get("apiVersion") != API_VERSION:
         problems.append(Problem("apiVersion", f"must be {API_VERSION}"))
