@@ -146,6 +146,8 @@ class PrometheusClient:
             data=params,
             headers=self._connection.headers,
             timeout=self.timeout,
+            # Explicit: requests lets $REQUESTS_CA_BUNDLE override the session's CA otherwise.
+            verify=self._session.verify,
         )
         try:
             body = response.json()
