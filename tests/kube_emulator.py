@@ -56,7 +56,10 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "batch/v1/jobs": ("Job", True),
     "batch/v1/cronjobs": ("CronJob", True),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
+    "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True),
+    "finops.resilio.tech/v1alpha1/costpolicies": ("CostPolicy", True),
 }
+WITH_STATUS = {"finops.resilio.tech/v1alpha1/costpolicies"}
 PLURAL_OF_KIND = {kind: key for key, (kind, _) in RESOURCES.items()}
 VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 

@@ -114,7 +114,6 @@ def test_status_written_by_the_operator_is_accepted() -> None:
                 "observedGeneration": 3,
             }
         ],
-        "kopf": {"progress": {}},
     }
     assert crd_errors(policy, CRD) == []
 

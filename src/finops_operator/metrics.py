@@ -38,6 +38,18 @@ class OperatorMetrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
             registry=self.registry,
         )
+        self.policy_ready = Gauge(
+            "finops_costpolicy_ready",
+            "1 when a CostPolicy's PrometheusRule is in step with it, 0 when it is not.",
+            ("namespace", "costpolicy"),
+            registry=self.registry,
+        )
+        self.policy_failures = Counter(
+            "finops_costpolicy_failures",
+            "Reconciliations that left a CostPolicy not ready, by namespace and reason.",
+            ("namespace", "reason"),
+            registry=self.registry,
+        )
         self.violations = Gauge(
             conventions.METRIC_VIOLATIONS,
             "GPU workloads currently missing or misusing cost labels, by namespace and kind.",

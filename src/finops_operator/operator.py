@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -22,8 +22,10 @@ from finops_operator.audit import audit_workload, event_message
 from finops_operator.certificates import write_self_signed
 from finops_operator.config import Config
 from finops_operator.inventory import Inventory
+from finops_operator.kube_api import KubeApi, KubeError
 from finops_operator.label_check import LabelPolicy
 from finops_operator.metrics import InventoryCollector, OperatorMetrics
+from finops_operator.policy_controller import PolicyController
 from finops_operator.webhook_server import AdmissionApp, metrics_app, start_site, tls_context
 from finops_operator.workloads import WORKLOAD_KINDS
 
@@ -60,7 +62,7 @@ class OperatorState:
             self.metrics.violations.labels(namespace, kind).dec()
 
 
-def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
+def build_registry(state: OperatorState, policies: PolicyController) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -91,7 +93,50 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
 
     for kind, (group, plural, _) in WORKLOAD_KINDS.items():
         kopf.on.event(group or "", "v1", plural, registry=registry)(_audit_handler(state, kind))
+    _register_policy_handlers(registry, policies)
     return registry
+
+
+def _register_policy_handlers(registry: kopf.OperatorRegistry, policies: PolicyController) -> None:
+    @kopf.on.startup(registry=registry)
+    async def write_recording_rules(**_: Any) -> None:
+        await policies.ensure_recording_rules()
+
+    @kopf.on.event(
+        conventions.API_GROUP,
+        conventions.API_VERSION,
+        conventions.COSTPOLICY_PLURAL,
+        registry=registry,
+    )
+    async def reconcile_policy(type: str | None, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            policies.forget((body.metadata.namespace or "", body.metadata.name or ""))
+            try:
+                await policies.delete_owned_rule(body)
+            except KubeError as err:
+                logger.error("Cannot delete the PrometheusRule of a deleted CostPolicy: %s", err)
+            return
+        await policies.reconcile(policies.remember(body))
+
+    @kopf.on.event(
+        "monitoring.coreos.com",
+        "v1",
+        "prometheusrules",
+        labels={conventions.MANAGED_BY_LABEL: conventions.MANAGED_BY},
+        registry=registry,
+    )
+    async def keep_rule_in_step(type: str | None, body: kopf.Body, **_: Any) -> None:
+        seen = None if type == "DELETED" else body
+        if policies.is_recording_rules(body):
+            await policies.ensure_recording_rules(seen)
+        elif (key := policies.owner_of(body)) is not None:
+            await policies.reconcile(key, seen)
+
+
+def _post_event(body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, dict(body))), type=type, reason=reason, message=message[:1000]
+    )
 
 
 def _audit_handler(state: OperatorState, kind: str) -> Any:
@@ -133,6 +178,14 @@ async def serve(
         cert_path, key_path = write_self_signed()
         logger.warning("No --webhook-cert given: serving a self-signed certificate %s", cert_path)
         webhook_cert, webhook_key = str(cert_path), str(key_path)
+    policies = PolicyController(
+        config=state.config,
+        namespace=state.namespace,
+        kube=KubeApi(),
+        post_event=_post_event,
+        ready_gauge=state.metrics.policy_ready,
+        failures=state.metrics.policy_failures,
+    )
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
     runners = [
         await start_site(
@@ -151,7 +204,7 @@ async def serve(
     )
     try:
         await kopf.operator(
-            registry=build_registry(state),
+            registry=build_registry(state, policies),
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,
