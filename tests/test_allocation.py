@@ -167,7 +167,7 @@ def test_a_node_without_gpus_is_not_kept() -> None:
     assert node_gpus(node({}, {"nvidia.com/gpu": "0"}), IS_GPU) is None
 
 
-def test_prices_cover_configured_models_models_on_nodes_and_unknown() -> None:
+def test_prices_cover_configured_models_the_default_models_on_nodes_and_unknown() -> None:
     pricing = PricingConfig.model_validate(
         {"gpuHourly": {"default": "2.00", "NVIDIA-H100-80GB-HBM3": "4.00"}}
     )
@@ -176,5 +176,6 @@ def test_prices_cover_configured_models_models_on_nodes_and_unknown() -> None:
     assert price_samples(pricing, {"n": gpus}) == [
         ("NVIDIA-H100-80GB-HBM3", Decimal("4.00")),
         ("Tesla-T4", Decimal("2.00")),
+        ("default", Decimal("2.00")),
         ("unknown", Decimal("2.00")),
     ]

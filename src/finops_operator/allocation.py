@@ -181,8 +181,11 @@ def capacity_samples(nodes: Mapping[str, NodeGpus]) -> list[tuple[tuple[str, str
 def price_samples(
     pricing: PricingConfig, nodes: Mapping[str, NodeGpus]
 ) -> list[tuple[str, Decimal]]:
-    """The hourly price of every configured model and every model seen on a node."""
-    models = {m for m in pricing.gpu_hourly if m != "default"}
+    """The hourly price of every configured model (`default` included) and every model on a node.
+
+    The recording rules price a model without its own series at `default`.
+    """
+    models = set(pricing.gpu_hourly)
     models |= {node.gpu_model for node in nodes.values()}
     models.add(UNKNOWN_MODEL)
     return [(model, pricing.gpu_price(model)) for model in sorted(models)]
