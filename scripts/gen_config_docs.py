@@ -47,6 +47,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("`labels.<key>`: a label rule", "labels.<key>.", cfg.LabelRule),
     ("`prometheus`", "prometheus.", cfg.PrometheusConfig),
     ("`pricing`", "pricing.", cfg.PricingConfig),
+    ("`reports`", "reports.", cfg.ReportsConfig),
 ]
 
 

@@ -152,6 +152,8 @@ def _cel_errors(value: Any, schema: Mapping[str, Any], path: list[Any]) -> Itera
                 yield f"{_path(path)}: duplicate value {item!r} in a list of unique values"
             seen.append(item)
     for validation in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in validation["rule"]:
+            continue  # a transition rule: the API server checks it on updates only
         program = _cel_program(validation["rule"])
         result = program.evaluate({"self": celpy.json_to_cel(_cel_value(value, schema))})
         if isinstance(result, Exception) or not bool(result):
@@ -199,3 +201,21 @@ def validate_against_crd(obj: Any, crd_path: str | Path) -> None:
     errors = crd_errors(obj, crd_path)
     if errors:
         raise CrdValidationError(errors)
+
+
+def untyped_nodes(node: Any, path: str = "") -> list[str]:
+    """Paths of schema nodes without a `type`: a structural schema has none."""
+    if not isinstance(node, dict):
+        return []
+    missing = []
+    exempt = node.get("x-kubernetes-int-or-string") or node.get(
+        "x-kubernetes-preserve-unknown-fields"
+    )
+    if "type" not in node and not exempt:
+        missing.append(path)
+    for name, sub in node.get("properties", {}).items():
+        missing += untyped_nodes(sub, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            missing += untyped_nodes(node[key], f"{path}.{key}")
+    return missing

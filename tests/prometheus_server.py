@@ -138,9 +138,11 @@ class PrometheusServer:
 
     # ------------------------------------------------------------ process
 
-    def start(self, timeout: float = 60.0) -> PrometheusServer:
+    def start(self, timeout: float = 60.0, same_port: bool = False) -> PrometheusServer:
+        """Start on a free port, or on the previous one with `same_port` (a restart)."""
         self.config_path.write_text(MINIMAL_CONFIG)
-        self.port = free_port()
+        if not (same_port and self.port):
+            self.port = free_port()
         command = [
             PROMETHEUS,
             f"--config.file={self.config_path}",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from finops_operator.cost_policy import CostPolicyError, parse_cost_policy
-from tests.crd_schema import crd_errors, served_schema
+from tests.crd_schema import crd_errors, served_schema, untyped_nodes
 
 CRD = Path(__file__).resolve().parent.parent / "crds" / "costpolicies.finops.resilio.tech.yaml"
 GOLDEN_POLICIES = sorted((Path(__file__).parent / "golden" / "policies").glob("*.yaml"))
@@ -62,25 +62,8 @@ def test_the_crd_is_a_valid_apiextensions_v1_object() -> None:
     assert {"Ready", "Rules", "Age"} <= columns
 
 
-def _untyped_nodes(node: Any, path: str) -> list[str]:
-    if not isinstance(node, dict):
-        return []
-    missing = []
-    exempt = node.get("x-kubernetes-int-or-string") or node.get(
-        "x-kubernetes-preserve-unknown-fields"
-    )
-    if "type" not in node and not exempt:
-        missing.append(path)
-    for name, sub in node.get("properties", {}).items():
-        missing += _untyped_nodes(sub, f"{path}.{name}")
-    for key in ("items", "additionalProperties"):
-        if isinstance(node.get(key), dict):
-            missing += _untyped_nodes(node[key], f"{path}.{key}")
-    return missing
-
-
 def test_the_crd_schema_is_structural_every_field_has_a_type() -> None:
-    assert _untyped_nodes(served_schema(CRD), "") == []
+    assert untyped_nodes(served_schema(CRD)) == []
 
 
 def test_the_status_schema_holds_what_the_operator_reports() -> None:

@@ -250,6 +250,19 @@ class PricingConfig(_Model):
         return self.tokens_per_1k.get(model, self.tokens_per_1k["default"])
 
 
+class ReportsConfig(_Model):
+    """How the operator keeps CostReports up to date."""
+
+    interval_seconds: int = Field(
+        default=600,
+        alias="intervalSeconds",
+        ge=5,
+        description="Seconds between two refreshes of the current and previous month's "
+        "CostReports. After a failed read of Prometheus the operator retries sooner, "
+        "backing off from 5 seconds up to this interval.",
+    )
+
+
 class Config(_Model):
     """The whole configuration; `Config()` is the embedded default."""
 
@@ -283,6 +296,9 @@ class Config(_Model):
     )
     pricing: PricingConfig = Field(
         default_factory=PricingConfig, description="See `pricing.*` below."
+    )
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig, description="See `reports.*` below."
     )
 
     @field_validator("labels", mode="before")

@@ -87,8 +87,9 @@ class KubeApi:
         namespace = body["metadata"].get("namespace")
         what = f"create {plural} {namespace}/{body['metadata']['name']}"
         call = self._scoped("create", group, version, plural, namespace, body)
-        result: dict[str, Any] = await self._call(what, call)
-        return result
+        result = await self._call(what, call)
+        # The client returns the stored object; fall back to what was sent if it gave none.
+        return result if isinstance(result, dict) else body
 
     async def patch(
         self,

@@ -50,6 +50,18 @@ class OperatorMetrics:
             ("namespace", "reason"),
             registry=self.registry,
         )
+        self.reports_refreshed = Gauge(
+            "finops_costreport_refreshed_timestamp_seconds",
+            "When the CostReports of a period were last refreshed from Prometheus.",
+            ("period",),
+            registry=self.registry,
+        )
+        self.report_failures = Counter(
+            "finops_costreport_refresh_failures",
+            "CostReport refreshes that failed, by what failed (prometheus, kubernetes).",
+            ("source",),
+            registry=self.registry,
+        )
         self.violations = Gauge(
             conventions.METRIC_VIOLATIONS,
             "GPU workloads currently missing or misusing cost labels, by namespace and kind.",

@@ -26,6 +26,8 @@ from finops_operator.kube_api import KubeApi, KubeError
 from finops_operator.label_check import LabelPolicy
 from finops_operator.metrics import InventoryCollector, OperatorMetrics
 from finops_operator.policy_controller import PolicyController
+from finops_operator.prometheus_api import PrometheusClient
+from finops_operator.report_controller import REPORTS, ReportController
 from finops_operator.webhook_server import AdmissionApp, metrics_app, start_site, tls_context
 from finops_operator.workloads import WORKLOAD_KINDS
 
@@ -62,7 +64,9 @@ class OperatorState:
             self.metrics.violations.labels(namespace, kind).dec()
 
 
-def build_registry(state: OperatorState, policies: PolicyController) -> kopf.OperatorRegistry:
+def build_registry(
+    state: OperatorState, policies: PolicyController, reports: ReportController
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -94,6 +98,11 @@ def build_registry(state: OperatorState, policies: PolicyController) -> kopf.Ope
     for kind, (group, plural, _) in WORKLOAD_KINDS.items():
         kopf.on.event(group or "", "v1", plural, registry=registry)(_audit_handler(state, kind))
     _register_policy_handlers(registry, policies)
+
+    @kopf.on.event(*REPORTS, registry=registry)
+    def index_cost_report(type: str | None, body: kopf.Body, **_: Any) -> None:
+        reports.observe(type, body)
+
     return registry
 
 
@@ -186,6 +195,14 @@ async def serve(
         ready_gauge=state.metrics.policy_ready,
         failures=state.metrics.policy_failures,
     )
+    reports = ReportController(
+        config=state.config,
+        kube=policies.kube,
+        prometheus=PrometheusClient(state.config.prometheus),
+        policies=policies.policies,
+        refreshed=state.metrics.reports_refreshed,
+        failures=state.metrics.report_failures,
+    )
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
     runners = [
         await start_site(
@@ -202,14 +219,16 @@ async def serve(
         metrics_port,
         state.config.mode,
     )
+    refresher = asyncio.create_task(reports.run_forever(), name="cost-reports")
     try:
         await kopf.operator(
-            registry=build_registry(state, policies),
+            registry=build_registry(state, policies, reports),
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,
         )
     finally:
+        refresher.cancel()
         for runner in runners:
             await runner.cleanup()
 
