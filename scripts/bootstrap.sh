@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine: Debian's prometheus
 # package (prometheus + promtool, used by the tests and the demo) and a virtualenv
-# in .venv with the project and its test extras. Safe to run again.
+# in .venv with the project and its test and demo extras. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +25,7 @@ fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q -e '.[test,demo]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -1,0 +1,45 @@
+"""A cluster on one machine, for the demo, the end-to-end tests and the benchmarks.
+
+- `emulator`: a Kubernetes API (kmock's KubernetesEmulator) on loopback, in a
+  background thread, with the API-server behaviours kopf relies on;
+- `prometheus_runner`: a real Prometheus (Debian's `prometheus`) over a TSDB
+  backfilled from the cluster simulator with promtool;
+- `operator_runner`: `finops-operator run` as a real process against the emulator,
+  with its own certificate and free ports;
+- `api_server`: what kube-apiserver does with the admission webhooks (mutate,
+  apply the patch, validate, then store), and kubectl's way of reporting it.
+
+Everything listens on 127.0.0.1 only. kmock is needed by `emulator` (the `demo`
+and `test` extras install it); nothing here is used by the operator itself.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class WaitTimeoutError(AssertionError):
+    """A condition was not met in time (an AssertionError, so tests show it as one)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy; WaitTimeoutError with its last result."""
+    deadline = time.monotonic() + timeout
+    result = None
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise WaitTimeoutError(f"condition not met within {timeout}s; last result: {result!r}")
