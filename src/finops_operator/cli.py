@@ -37,6 +37,8 @@ def _run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         namespace=args.namespace,
         verbose=args.verbose,
+        leader_election=not args.no_leader_election,
+        lease_seconds=args.lease_seconds,
     )
 
 
@@ -64,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace",
         default=None,
         help="the operator's own namespace (default: $POD_NAMESPACE or finops-system)",
+    )
+    run.add_argument(
+        "--no-leader-election",
+        action="store_true",
+        help="write without holding the Lease (only for a single replica)",
+    )
+    run.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=15,
+        help="how long the leader's Lease holds without renewal (renewed every third of it)",
     )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(handler=_run)

@@ -18,6 +18,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from finops_operator.workloads import WORKLOAD_KINDS
+
 
 class KubeError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
@@ -42,11 +44,50 @@ def _configured_client() -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(configuration)
 
 
+MERGE_PATCH = "application/merge-patch+json"
+
+
 class KubeApi:
-    """Custom objects by (group, version, plural): get, create, merge-patch, status, delete."""
+    """Custom objects by (group, version, plural): get, create, merge-patch, status, delete.
+
+    Plus the two writes of the background audit: a merge patch of a workload and
+    a core Event.
+    """
 
     def __init__(self, client: kubernetes.client.ApiClient | None = None) -> None:
-        self._objects = kubernetes.client.CustomObjectsApi(client or _configured_client())
+        self._client = client or _configured_client()
+        self._objects = kubernetes.client.CustomObjectsApi(self._client)
+
+    def _raw(self, method: str, path: str, body: Any, content_type: str) -> Any:
+        """One JSON request, answered as plain JSON: no typed models, which would
+        refuse what they do not expect (the audit writes any workload, as stored)."""
+        request = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._client.call_api(*request)
+        data: bytes = response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response, body=data.decode(errors="replace"))
+        return json.loads(data or b"null")
+
+    async def patch_workload(
+        self, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        """A merge patch of one of the seven workload kinds."""
+        group, plural, _ = WORKLOAD_KINDS[kind]
+        prefix = f"/apis/{group}/v1" if group else "/api/v1"
+        path = f"{prefix}/namespaces/{namespace}/{plural}/{name}"
+        call = partial(self._raw, "PATCH", path, patch, MERGE_PATCH)
+        await self._call(f"patch {kind} {namespace}/{name}", call)
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        path = f"/api/v1/namespaces/{namespace}/events"
+        call = partial(self._raw, "POST", path, event, "application/json")
+        await self._call(f"create Event in {namespace}", call)
 
     async def _call(self, what: str, call: Callable[[], Any]) -> Any:
         try:

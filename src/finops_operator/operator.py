@@ -9,23 +9,29 @@ and compliant objects are never patched.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from finops_operator import conventions
 from finops_operator.audit import audit_workload, event_message
+from finops_operator.audit_writer import AuditWriter
 from finops_operator.certificates import write_self_signed
 from finops_operator.config import Config
+from finops_operator.events import ObjectRef, event_body
 from finops_operator.inventory import Inventory
 from finops_operator.kube_api import KubeApi, KubeError
 from finops_operator.label_check import LabelPolicy
+from finops_operator.leadership import Leadership
 from finops_operator.metrics import InventoryCollector, OperatorMetrics
-from finops_operator.policy_controller import PolicyController
+from finops_operator.policy_controller import EventPoster, PolicyController
 from finops_operator.prometheus_api import PrometheusClient
 from finops_operator.report_controller import REPORTS, ReportController
 from finops_operator.webhook_server import AdmissionApp, metrics_app, start_site, tls_context
@@ -65,7 +71,10 @@ class OperatorState:
 
 
 def build_registry(
-    state: OperatorState, policies: PolicyController, reports: ReportController
+    state: OperatorState,
+    policies: PolicyController,
+    reports: ReportController,
+    writer: AuditWriter,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -96,7 +105,8 @@ def build_registry(
         state.inventory.observe_node(type, body)
 
     for kind, (group, plural, _) in WORKLOAD_KINDS.items():
-        kopf.on.event(group or "", "v1", plural, registry=registry)(_audit_handler(state, kind))
+        handler = _audit_handler(state, writer, kind)
+        kopf.on.event(group or "", "v1", plural, registry=registry)(handler)
     _register_policy_handlers(registry, policies)
 
     @kopf.on.event(*REPORTS, registry=registry)
@@ -107,10 +117,6 @@ def build_registry(
 
 
 def _register_policy_handlers(registry: kopf.OperatorRegistry, policies: PolicyController) -> None:
-    @kopf.on.startup(registry=registry)
-    async def write_recording_rules(**_: Any) -> None:
-        await policies.ensure_recording_rules()
-
     @kopf.on.event(
         conventions.API_GROUP,
         conventions.API_VERSION,
@@ -120,10 +126,11 @@ def _register_policy_handlers(registry: kopf.OperatorRegistry, policies: PolicyC
     async def reconcile_policy(type: str | None, body: kopf.Body, **_: Any) -> None:
         if type == "DELETED":
             policies.forget((body.metadata.namespace or "", body.metadata.name or ""))
-            try:
-                await policies.delete_owned_rule(body)
-            except KubeError as err:
-                logger.error("Cannot delete the PrometheusRule of a deleted CostPolicy: %s", err)
+            if policies.leading():
+                try:
+                    await policies.delete_owned_rule(body)
+                except KubeError as err:
+                    logger.error("Cannot delete the rule of a deleted CostPolicy: %s", err)
             return
         await policies.reconcile(policies.remember(body))
 
@@ -142,31 +149,36 @@ def _register_policy_handlers(registry: kopf.OperatorRegistry, policies: PolicyC
             await policies.reconcile(key, seen)
 
 
-def _post_event(body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
-    kopf.event(
-        kopf.Body(cast(kopf.RawBody, dict(body))), type=type, reason=reason, message=message[:1000]
-    )
+def _event_poster(kube: KubeApi, reporter: str) -> EventPoster:
+    async def post(body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+        ref = ObjectRef.of(body)
+        event = event_body(
+            ref,
+            type=type,
+            reason=reason,
+            message=message,
+            now=datetime.datetime.now(datetime.UTC),
+            reporter=reporter,
+        )
+        try:
+            await kube.create_event(ref.namespace, event)
+        except KubeError as err:
+            logger.warning("Cannot post an Event about %s %s: %s", ref.kind, ref.name, err)
+
+    return post
 
 
-def _audit_handler(state: OperatorState, kind: str) -> Any:
-    async def audit(type: str | None, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+def _audit_handler(state: OperatorState, writer: AuditWriter, kind: str) -> Any:
+    async def audit(type: str | None, body: kopf.Body, **_: Any) -> None:
         key = (kind, body.metadata.namespace or "", body.metadata.name or "")
         if type == "DELETED":
             state.mark(key, violating=False)
+            writer.forget(key)
             return
         obj: Mapping[str, Any] = {**body, "kind": kind}
         outcome = audit_workload(obj, state.policy, state.namespaces.get(key[1]))
         state.mark(key, violating=bool(outcome.violations))
-        if outcome.changed:
-            patch.metadata.annotations[conventions.VIOLATIONS_ANNOTATION] = outcome.desired
-            kopf.event(
-                body,
-                type="Warning" if outcome.violations else "Normal",
-                reason=conventions.EVENT_REASON_VIOLATION
-                if outcome.violations
-                else conventions.EVENT_REASON_FIXED,
-                message=event_message(obj, outcome),
-            )
+        await writer.record(key, ObjectRef.of(obj), outcome, event_message(obj, outcome))
 
     audit.__name__ = f"audit_{kind.lower()}"
     return audit
@@ -180,18 +192,28 @@ async def serve(
     webhook_cert: str | None,
     webhook_key: str | None,
     metrics_port: int,
+    leader_election: bool = True,
+    lease_seconds: int = 15,
     stop_flag: asyncio.Event | None = None,
 ) -> None:
-    """Run kopf, the admission server and the metrics server until stopped."""
+    """Run kopf, the admission server, the metrics server and the writers until stopped."""
     if webhook_cert is None or webhook_key is None:
         cert_path, key_path = write_self_signed()
         logger.warning("No --webhook-cert given: serving a self-signed certificate %s", cert_path)
         webhook_cert, webhook_key = str(cert_path), str(key_path)
+    kube = KubeApi()
+    identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    leadership = Leadership(
+        kube, identity, state.namespace, duration=lease_seconds, renew_every=lease_seconds / 3
+    )
+    leading = (lambda: leadership.is_leader) if leader_election else (lambda: True)
+    writer = AuditWriter(kube, leading, identity)
     policies = PolicyController(
         config=state.config,
         namespace=state.namespace,
-        kube=KubeApi(),
-        post_event=_post_event,
+        kube=kube,
+        leading=leading,
+        post_event=_event_poster(kube, identity),
         ready_gauge=state.metrics.policy_ready,
         failures=state.metrics.policy_failures,
     )
@@ -202,7 +224,10 @@ async def serve(
         policies=policies.policies,
         refreshed=state.metrics.reports_refreshed,
         failures=state.metrics.report_failures,
+        leading=leading,
     )
+    leadership.on_elected += [policies.catch_up]
+    leadership.while_leading += [writer.flush]
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
     runners = [
         await start_site(
@@ -219,16 +244,21 @@ async def serve(
         metrics_port,
         state.config.mode,
     )
-    refresher = asyncio.create_task(reports.run_forever(), name="cost-reports")
+    background = [asyncio.create_task(reports.run_forever(), name="cost-reports")]
+    if leader_election:
+        background.append(asyncio.create_task(leadership.run_forever(), name="leadership"))
+    else:
+        background.append(asyncio.create_task(policies.catch_up(), name="catch-up"))
     try:
         await kopf.operator(
-            registry=build_registry(state, policies, reports),
+            registry=build_registry(state, policies, reports, writer),
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,
         )
     finally:
-        refresher.cancel()
+        for task in background:
+            task.cancel()
         for runner in runners:
             await runner.cleanup()
 
@@ -243,6 +273,8 @@ def run_operator(
     metrics_port: int,
     namespace: str | None,
     verbose: bool,
+    leader_election: bool = True,
+    lease_seconds: int = 15,
 ) -> int:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -251,6 +283,7 @@ def run_operator(
     if not verbose:
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     own_namespace = namespace or os.environ.get("POD_NAMESPACE") or conventions.OPERATOR_NAMESPACE
     state = OperatorState(config=config, namespace=own_namespace)
     asyncio.run(
@@ -261,6 +294,8 @@ def run_operator(
             webhook_cert=webhook_cert,
             webhook_key=webhook_key,
             metrics_port=metrics_port,
+            leader_election=leader_election,
+            lease_seconds=lease_seconds,
         )
     )
     return 0

@@ -14,7 +14,7 @@ import contextlib
 import datetime
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,9 @@ logger = logging.getLogger(__name__)
 RULES = ("monitoring.coreos.com", "v1", "prometheusrules")
 POLICIES = (conventions.API_GROUP, conventions.API_VERSION, conventions.COSTPOLICY_PLURAL)
 PolicyKey = tuple[str, str]  # namespace, name
-EventPoster = Callable[[Mapping[str, Any], str, str, str], None]  # body, type, reason, message
+EventPoster = Callable[
+    [Mapping[str, Any], str, str, str], Awaitable[None]
+]  # body, type, reason, message
 
 
 @dataclass
@@ -47,6 +49,7 @@ class PolicyController:
     config: Config
     namespace: str
     kube: KubeApi
+    leading: Callable[[], bool]
     post_event: EventPoster
     ready_gauge: Gauge
     failures: Counter
@@ -73,6 +76,8 @@ class PolicyController:
 
     async def reconcile(self, key: PolicyKey, rule_now: Mapping[str, Any] | None = None) -> None:
         """Bring the policy's rule and status in step; `rule_now` spares a read when known."""
+        if not self.leading():
+            return
         async with self.locks[key]:
             body = self.policies.get(key)
             if body is None:
@@ -132,9 +137,9 @@ class PolicyController:
             return
         if ready["status"] == "False":
             self.failures.labels(key[0], ready["reason"]).inc()
-            self.post_event(body, "Warning", ready["reason"], ready["message"])
+            await self.post_event(body, "Warning", ready["reason"], ready["message"])
         elif _was_not_ready(current):
-            self.post_event(body, "Normal", ready["reason"], ready["message"])
+            await self.post_event(body, "Normal", ready["reason"], ready["message"])
         try:
             await self.kube.patch(*POLICIES, key[0], key[1], patch, status=True)
             self.policies[key] = {**body, "status": desired}
@@ -152,7 +157,15 @@ class PolicyController:
             await self.kube.delete(*RULES, namespace, name)
             logger.info("Deleted PrometheusRule %s/%s", namespace, name)
 
+    async def catch_up(self) -> None:
+        """After becoming the leader (or at start, without election): reconcile everything."""
+        await self.ensure_recording_rules()
+        for key in list(self.policies):
+            await self.reconcile(key)
+
     async def ensure_recording_rules(self, rule_now: Mapping[str, Any] | None = None) -> None:
+        if not self.leading():
+            return
         desired = recording_rules_prometheus_rule(self.namespace)
         name = desired["metadata"]["name"]
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -70,6 +70,7 @@ class ReportController:
     policies: Mapping[Any, Mapping[str, Any]]
     refreshed: Gauge
     failures: Counter
+    leading: Callable[[], bool] = lambda: True
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -84,6 +85,9 @@ class ReportController:
         delay, failed = 0.0, 0
         while True:
             await asyncio.sleep(delay)
+            if not self.leading():
+                delay = 1.0
+                continue
             try:
                 healthy = await self.refresh(datetime.datetime.now(datetime.UTC))
             except Exception:  # a bug must not end the refreshes for good
