@@ -1,4 +1,7 @@
-"""Every manifest under manifests/ is valid Kubernetes, and the webhooks keep their contract.
+"""The webhook manifest is valid Kubernetes, and the webhooks keep their contract.
+
+This file is about manifests/base/webhooks.yaml (the two webhook configurations and
+the Service they call); tests/test_install_manifests.py checks the whole install.
 
 The schema check uses the official OpenAPI schemas that kubernetes-validate ships, in
 strict mode (an unknown or misspelt field fails), for the oldest Kubernetes release the
@@ -24,7 +27,7 @@ from finops_operator import conventions
 from finops_operator.workloads import WORKLOAD_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFESTS = ROOT / "manifests"
+WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
 CRD_FOLDERS = (ROOT / "crds", ROOT.parent / "shared" / "crds")
 
 # matchConditions are GA (and on by default) from 1.30; the newest is what the package knows.
@@ -37,8 +40,7 @@ MAX_TIMEOUT_SECONDS = 5
 
 
 def _documents() -> Iterator[tuple[str, dict[str, Any]]]:
-    files = sorted([*MANIFESTS.rglob("*.yaml"), *MANIFESTS.rglob("*.yml")])
-    for file in files:
+    for file in (WEBHOOKS_FILE,):
         with file.open(encoding="utf-8") as stream:
             for index, doc in enumerate(yaml.safe_load_all(stream)):
                 if doc is None:
@@ -52,7 +54,7 @@ DOCUMENTS = dict(_documents())
 
 def _only(kind: str) -> dict[str, Any]:
     found = [doc for doc in DOCUMENTS.values() if doc.get("kind") == kind]
-    assert len(found) == 1, f"expected exactly one {kind} under manifests/, found {len(found)}"
+    assert len(found) == 1, f"expected one {kind} in {WEBHOOKS_FILE.name}, found {len(found)}"
     return found[0]
 
 
@@ -110,8 +112,8 @@ def _namespace_labels(name: str, **extra: str) -> dict[str, str]:
     return {"kubernetes.io/metadata.name": name, **extra}
 
 
-def test_the_manifests_folder_holds_documents() -> None:
-    assert DOCUMENTS, "manifests/ has no YAML documents"
+def test_the_webhook_manifest_holds_documents() -> None:
+    assert DOCUMENTS, f"{WEBHOOKS_FILE} has no YAML documents"
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)

@@ -50,7 +50,7 @@ def auditing(
 def webhook_paths() -> dict[str, str]:
     """The service path each webhook configuration in manifests/ registers, by its kind."""
     paths = {}
-    for doc in yaml.safe_load_all((MANIFESTS / "webhooks.yaml").read_text()):
+    for doc in yaml.safe_load_all((MANIFESTS / "base" / "webhooks.yaml").read_text()):
         if doc and doc["kind"].endswith("WebhookConfiguration"):
             for hook in doc["webhooks"]:
                 paths[doc["kind"]] = hook["clientConfig"]["service"]["path"]

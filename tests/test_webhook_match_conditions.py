@@ -33,7 +33,7 @@ from finops_operator.conventions import DEFAULT_GPU_RESOURCES
 from finops_operator.workloads import GpuMatcher, is_gpu_workload
 
 ROOT = Path(__file__).resolve().parent.parent
-WEBHOOKS_FILE = ROOT / "manifests" / "webhooks.yaml"
+WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
 EXAMPLES = ROOT / "examples" / "manifests"
 CONFIGURATIONS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 IS_GPU = GpuMatcher(DEFAULT_GPU_RESOURCES)
