@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from finops_operator import render_command, report_command
+from finops_operator import demo, render_command, report_command
 from finops_operator.config import ConfigError, load_config
 
 
@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="showback for a period from Prometheus")
     report_command.add_arguments(report)
     report.set_defaults(handler=report_command.run)
+
+    tour = commands.add_parser(
+        "demo", help="the whole product on one machine: emulated cluster, real Prometheus"
+    )
+    demo.add_arguments(tour)
+    tour.set_defaults(handler=demo.run)
     return parser
 
 

@@ -1,0 +1,342 @@
+"""A showback report a person can open: one self-contained HTML file from CostReports.
+
+`render_showback(reports, generated)` takes CostReport objects as the operator
+writes them (any mix of periods; one section per period, newest first) and
+returns an HTML page with inline CSS and an inline SVG chart, no scripts and no
+external assets, so it can be mailed or attached to a ticket as it is:
+
+- the period's headline figures: total spend, GPU hours, idle share, untagged
+  spend, capacity nobody allocated;
+- cost by team as stacked bars (busy GPU, idle GPU, tokens, shared);
+- the per-team table with idle and budget use, untagged and cluster rows;
+- spend by cost center, the costliest training runs, and what untagged spend is.
+
+Plain function over plain dicts; every value from a report is escaped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+UNTAGGED: Final = "__untagged__"
+COLORS: Final = {
+    "busy": "#2f6fb3",
+    "idle": "#e39b3b",
+    "tokens": "#6aa84f",
+    "shared": "#9a9a9a",
+}
+CSS: Final = """
+body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       color: #1d2733; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+h2 { font-size: 1.3rem; margin-top: 2.5rem; border-bottom: 2px solid #dde3ea; }
+h3 { font-size: 1.05rem; margin-top: 1.8rem; }
+.muted { color: #66717d; }
+.cards { display: flex; flex-wrap: wrap; gap: .8rem; margin: 1rem 0; }
+.card { border: 1px solid #dde3ea; border-radius: 6px; padding: .6rem .9rem; min-width: 150px; }
+.card .value { font-size: 1.35rem; font-weight: 600; }
+.card .label { color: #66717d; font-size: .85rem; }
+table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; }
+th, td { padding: .35rem .6rem; border-bottom: 1px solid #e6ebf0; text-align: right; }
+th { background: #f4f6f9; font-weight: 600; }
+th:first-child, td:first-child { text-align: left; }
+tr.untagged td { background: #fff4e5; }
+tr.total td { font-weight: 600; border-top: 2px solid #c9d1da; }
+.bar { display: inline-block; height: .6rem; background: #2f6fb3; vertical-align: middle; }
+.bar.over { background: #c0392b; }
+.legend span { display: inline-block; margin-right: 1rem; }
+.swatch { display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem;
+          vertical-align: -1px; }
+footer { margin-top: 3rem; color: #66717d; font-size: .85rem; }
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _money(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value)) if value is not None else Decimal(0)
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _fmt_money(amount: Decimal, currency: str = "") -> str:
+    text = f"{amount:,.2f}"
+    return f"{text} {currency}".strip()
+
+
+def _fmt_hours(value: Any) -> str:
+    return f"{float(value or 0):,.1f}"
+
+
+def _fmt_percent(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.1f} %"
+
+
+def _team_label(report: Mapping[str, Any]) -> str:
+    spec = report.get("spec") or {}
+    if spec.get("scope") == "untagged":
+        return "untagged"
+    if spec.get("scope") == "cluster":
+        return "cluster"
+    return str(spec.get("team", ""))
+
+
+def _by_period(reports: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    periods: dict[str, list[Mapping[str, Any]]] = {}
+    for report in reports:
+        if not report.get("status"):
+            continue
+        period = str((report.get("spec") or {}).get("period", ""))
+        periods.setdefault(period, []).append(report)
+    return dict(sorted(periods.items(), reverse=True))
+
+
+def _chart(rows: Sequence[Mapping[str, Any]], currency: str) -> str:
+    """Horizontal stacked bars of total cost by team, as inline SVG."""
+    if not rows:
+        return ""
+    label_width, bar_width, row_height, value_width = 170, 680, 24, 130
+    height = row_height * len(rows) + 10
+    top = max((_money(r["status"].get("totalCost")) for r in rows), default=Decimal(0))
+    scale = Decimal(bar_width) / top if top > 0 else Decimal(0)
+    width = label_width + bar_width + value_width
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" aria-label="Cost by team">'
+    ]
+    for index, report in enumerate(rows):
+        status = report["status"]
+        gpu, idle = _money(status.get("gpuCost")), _money(status.get("idleCost"))
+        segments = [
+            ("busy", max(gpu - idle, Decimal(0))),
+            ("idle", idle),
+            ("tokens", _money(status.get("tokenCost"))),
+            ("shared", _money(status.get("sharedCost"))),
+        ]
+        y = 5 + index * row_height
+        name = _team_label(report)
+        parts.append(
+            f'<text x="{label_width - 8}" y="{y + 15}" text-anchor="end" font-size="12">'
+            f"{_e(name)}</text>"
+        )
+        x = Decimal(label_width)
+        for kind, amount in segments:
+            w = amount * scale
+            if w > 0:
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_height - 8}" '
+                    f'fill="{COLORS[kind]}"><title>{_e(name)}: {kind} '
+                    f"{_e(_fmt_money(amount, currency))}</title></rect>"
+                )
+            x += w
+        parts.append(
+            f'<text x="{x + 6:.1f}" y="{y + 15}" font-size="12">'
+            f"{_e(_fmt_money(_money(status.get('totalCost'))))}</text>"
+        )
+    parts.append("</svg>")
+    legend = "".join(
+        f'<span><i class="swatch" style="background:{color}"></i>{_e(text)}</span>'
+        for text, color in (
+            ("GPU, in use", COLORS["busy"]),
+            ("GPU, allocated but idle", COLORS["idle"]),
+            ("LLM tokens", COLORS["tokens"]),
+            ("shared platform", COLORS["shared"]),
+        )
+    )
+    return "".join(parts) + f'<p class="legend">{legend}</p>'
+
+
+def _budget_cell(status: Mapping[str, Any], currency: str) -> tuple[str, str]:
+    budget = status.get("budget")
+    used = status.get("budgetUsedPercent")
+    if budget is None or used is None:
+        return "–", "–"
+    width = min(float(used), 100.0)
+    over = " over" if float(used) >= 100 else ""
+    bar = f'<span class="bar{over}" style="width:{width * 0.6:.0f}px"></span>'
+    return _e(_fmt_money(_money(budget), currency)), f"{bar} {_e(_fmt_percent(used))}"
+
+
+def _team_table(
+    teams: Sequence[Mapping[str, Any]],
+    untagged: Mapping[str, Any] | None,
+    cluster: Mapping[str, Any] | None,
+    currency: str,
+) -> str:
+    head = (
+        "<tr><th>Team</th><th>GPU hours</th><th>GPU cost</th><th>Idle GPU hours</th>"
+        "<th>Idle %</th><th>Token cost</th><th>Shared cost</th><th>Total</th>"
+        "<th>Budget</th><th>Budget used</th></tr>"
+    )
+    body = []
+    for report in [*teams, *([untagged] if untagged else []), *([cluster] if cluster else [])]:
+        status = report["status"]
+        scope = (report.get("spec") or {}).get("scope")
+        css = {"untagged": ' class="untagged"', "cluster": ' class="total"'}.get(str(scope), "")
+        budget, used = _budget_cell(status, currency) if scope == "team" else ("–", "–")
+        name = _team_label(report)
+        if scope == "untagged":
+            name = "untagged (no team label)"
+        elif scope == "cluster":
+            name = "cluster total"
+        body.append(
+            f"<tr{css}><td>{_e(name)}</td>"
+            f"<td>{_fmt_hours(status.get('gpuHours'))}</td>"
+            f"<td>{_e(_fmt_money(_money(status.get('gpuCost'))))}</td>"
+            f"<td>{_fmt_hours(status.get('idleGpuHours'))}</td>"
+            f"<td>{_e(_fmt_percent(status.get('idlePercent')))}</td>"
+            f"<td>{_e(_fmt_money(_money(status.get('tokenCost'))))}</td>"
+            f"<td>{_e(_fmt_money(_money(status.get('sharedCost'))))}</td>"
+            f"<td>{_e(_fmt_money(_money(status.get('totalCost'))))}</td>"
+            f"<td>{budget}</td><td>{used}</td></tr>"
+        )
+    return f'<table class="teams">{head}{"".join(body)}</table>'
+
+
+def _breakdown_table(entries: Sequence[Mapping[str, Any]], title: str, currency: str) -> str:
+    if not entries:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(entry.get('name', ''))}</td><td>{_fmt_hours(entry.get('gpuHours'))}</td>"
+        f"<td>{_e(_fmt_money(_money(entry.get('gpuCost'))))}</td>"
+        f"<td>{_e(_fmt_money(_money(entry.get('idleCost'))))}</td></tr>"
+        for entry in entries
+    )
+    return (
+        f"<table><tr><th>{_e(title)}</th><th>GPU hours</th><th>GPU cost ({_e(currency)})</th>"
+        f"<th>of which idle</th></tr>{rows}</table>"
+    )
+
+
+def _training_runs(
+    cluster: Mapping[str, Any] | None, teams: Sequence[Mapping[str, Any]], currency: str
+) -> str:
+    runs = list(((cluster or {}).get("status") or {}).get("topWorkloads") or [])
+    if not runs:
+        return '<p class="muted">No training runs (Jobs) in this period.</p>'
+    owner = {}
+    for report in teams:
+        for run in (report.get("status") or {}).get("topWorkloads") or []:
+            owner[(run.get("namespace"), run.get("name"))] = _team_label(report)
+    rows = "".join(
+        f"<tr><td>{_e(run.get('namespace', ''))}/{_e(run.get('name', ''))}</td>"
+        f"<td>{_e(owner.get((run.get('namespace'), run.get('name')), '–'))}</td>"
+        f"<td>{_fmt_hours(run.get('gpuHours'))}</td>"
+        f"<td>{_e(_fmt_money(_money(run.get('cost'))))}</td></tr>"
+        for run in runs
+    )
+    return (
+        "<table><tr><th>Job</th><th>Team</th><th>GPU hours</th>"
+        f"<th>Cost ({_e(currency)})</th></tr>{rows}</table>"
+    )
+
+
+def _card(value: str, label: str) -> str:
+    return (
+        f'<div class="card"><div class="value">{value}</div><div class="label">{label}</div></div>'
+    )
+
+
+def _section(period: str, reports: Sequence[Mapping[str, Any]]) -> str:
+    by_scope: dict[str, list[Mapping[str, Any]]] = {}
+    for report in reports:
+        by_scope.setdefault(str((report.get("spec") or {}).get("scope")), []).append(report)
+    teams = sorted(
+        by_scope.get("team", []),
+        key=lambda r: (-_money(r["status"].get("totalCost")), _team_label(r)),
+    )
+    untagged = next(iter(by_scope.get("untagged", [])), None)
+    cluster = next(iter(by_scope.get("cluster", [])), None)
+    any_status = (
+        (cluster or untagged or teams[0])["status"] if (cluster or untagged or teams) else {}
+    )
+    currency = str(any_status.get("currency", "USD"))
+    through = any_status.get("dataThrough", "")
+    out = [f'<h2 id="period-{_e(period)}">{_e(period)}</h2>']
+    out.append(f'<p class="muted">Figures through {_e(through)} (UTC), in {_e(currency)}.</p>')
+    if cluster:
+        status = cluster["status"]
+        total = _money(status.get("totalCost"))
+        gpu_cost = _money(status.get("gpuCost"))
+        untagged_cost = _money(((untagged or {}).get("status") or {}).get("totalCost"))
+        share = f"{untagged_cost * 100 / total:.1f} % of spend" if total > 0 else ""
+        extra = status.get("cluster") or {}
+        capacity = float(extra.get("capacityGpuHours") or 0)
+        used = float(status.get("gpuHours") or 0)
+        allocated = f"{used * 100 / capacity:.0f} %" if capacity else "–"
+        out.append('<div class="cards">')
+        out.append(_card(_e(_fmt_money(total, currency)), "total spend"))
+        out.append(_card(_e(_fmt_money(gpu_cost, currency)), "GPU cost"))
+        out.append(_card(_e(_fmt_hours(status.get("gpuHours"))), "GPU hours"))
+        out.append(_card(_e(_fmt_percent(status.get("idlePercent"))), "of GPU hours idle"))
+        out.append(_card(_e(_fmt_money(untagged_cost, currency)), f"untagged spend {_e(share)}"))
+        out.append(_card(_e(allocated), "of GPU capacity allocated"))
+        out.append("</div>")
+    chart_rows = [*teams, *([untagged] if untagged else [])]
+    out.append("<h3>Cost by team</h3>")
+    out.append(_chart(chart_rows, currency))
+    out.append("<h3>Teams</h3>")
+    out.append(_team_table(teams, untagged, cluster, currency))
+    out.append(
+        '<p class="muted">Idle: GPU hours allocated but unused (already part of GPU cost). '
+        "Shared: the platform's monthly cost and GPU capacity nobody allocated, spread "
+        "in proportion to GPU cost. Budget: from the team's CostPolicy.</p>"
+    )
+    if cluster:
+        centers = ((cluster["status"].get("breakdowns") or {}).get("costCenter")) or []
+        if centers:
+            out.append("<h3>By cost center</h3>")
+            out.append(_breakdown_table(centers, "Cost center", currency))
+    out.append("<h3>Costliest training runs</h3>")
+    out.append(_training_runs(cluster, teams, currency))
+    out.append("<h3>Untagged spend</h3>")
+    if untagged:
+        status = untagged["status"]
+        out.append(
+            f"<p>{_e(_fmt_money(_money(status.get('totalCost')), currency))} from "
+            f"{_fmt_hours(status.get('gpuHours'))} GPU hours of workloads without a "
+            "<code>resilio.tech/team</code> label. In <code>enforce</code> mode they are "
+            "refused at admission; in <code>audit</code> mode each carries a "
+            "<code>finops.resilio.tech/violations</code> annotation naming what is missing.</p>"
+        )
+        features = (status.get("breakdowns") or {}).get("feature") or []
+        out.append(_breakdown_table(features, "Feature label", currency))
+    else:
+        out.append('<p class="muted">None: every GPU hour carried a team label.</p>')
+    return "\n".join(out)
+
+
+def render_showback(
+    reports: Sequence[Mapping[str, Any]],
+    generated: datetime.datetime,
+    title: str = "GPU showback",
+    note: str = "",
+) -> str:
+    """The whole HTML page."""
+    periods = _by_period(reports)
+    sections = [_section(period, rows) for period, rows in periods.items()]
+    if not sections:
+        sections = ['<p class="muted">No CostReports with figures yet.</p>']
+    stamp = generated.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    nav = " · ".join(f'<a href="#period-{_e(p)}">{_e(p)}</a>' for p in periods)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>\n"
+        f"<h1>{_e(title)}</h1>\n"
+        f'<p class="muted">From the CostReports of finops-operator, generated {_e(stamp)}. '
+        f"{nav}</p>\n"
+        + (f'<p class="muted">{_e(note)}</p>\n' if note else "")
+        + "\n".join(sections)
+        + "\n<footer>finops-operator · GPU cost by team, from the five cost labels "
+        "(team, feature, environment, workload type, cost center).</footer>\n"
+        "</body></html>\n"
+    )
