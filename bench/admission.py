@@ -406,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration > 600:
         parser.error("--duration is at most 600 seconds")
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in background
     try:
         report = run(args)
     except KeyboardInterrupt:
