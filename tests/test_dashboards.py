@@ -181,16 +181,31 @@ def test_the_leadership_dashboard_filters_by_team_and_cost_center() -> None:
     assert {"team", "cost_center"} <= variables
 
 
-def test_every_query_deduplicates_the_operator_replicas() -> None:
-    # A raw operator series is read only inside `max by (...)`, or integrated first.
+def _enclosing_call(expr: str, position: int) -> str:
+    """The text before the innermost bracket still open at `position`: its function."""
+    depth = 0
+    for index in range(position - 1, -1, -1):
+        char = expr[index]
+        if char in ")]}":
+            depth += 1
+        elif char in "([{":
+            if depth == 0:
+                return expr[:index].rstrip()
+            depth -= 1
+    return ""
+
+
+def test_every_query_reads_the_operator_series_through_max_by_or_per_target_integration() -> None:
+    # `max by (<labels>) (series)` counts two replicas once and drops target labels;
+    # `sum_over_time` / `count_over_time` are divided per target before a `max by`.
     raw = re.compile(r"finops_(pod_gpu_allocation|node_gpu_capacity|gpu_hourly_price)\b")
     for where, _panel, target in TARGETS:
         expr = target["expr"]
         for match in raw.finditer(expr):
-            before = expr[: match.start()]
-            opened = before.rfind("max by (")
-            integrated = re.search(r"(sum|count)_over_time\($", before)
-            assert opened >= 0 or integrated, f"{where}: {match.group(0)} read without max by"
+            before = _enclosing_call(expr, match.start())
+            assert re.search(r"(max by \([\w, ]+\)|sum_over_time|count_over_time)$", before), (
+                f"{where}: {match.group(0)} read outside max by: ...{before[-80:]}"
+            )
 
 
 def test_the_kustomization_lists_both_dashboards() -> None:
