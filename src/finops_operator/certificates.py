@@ -62,12 +62,30 @@ def self_signed(
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def write_self_signed(directory: str | Path | None = None) -> tuple[Path, Path]:
-    """Write a fresh self-signed pair to files (a new private folder by default)."""
+def service_hostnames(namespace: str, service: str = "finops-operator-webhook") -> list[str]:
+    """The names the API server may use for the webhook Service, plus loopback."""
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+        "localhost",
+        "127.0.0.1",
+    ]
+
+
+def write_pair(
+    cert_pem: bytes, key_pem: bytes, directory: str | Path | None = None
+) -> tuple[Path, Path]:
+    """Write a certificate and key to files (a new private folder by default)."""
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="finops-webhook-"))
-    cert_pem, key_pem = self_signed()
     cert_path, key_path = folder / "tls.crt", folder / "tls.key"
     cert_path.write_bytes(cert_pem)
     key_path.touch(mode=0o600)
     key_path.write_bytes(key_pem)
     return cert_path, key_path
+
+
+def write_self_signed(directory: str | Path | None = None) -> tuple[Path, Path]:
+    """Write a fresh self-signed pair to files (a new private folder by default)."""
+    return write_pair(*self_signed(), directory)

@@ -37,6 +37,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         namespace=args.namespace,
         verbose=args.verbose,
+        webhook_secret=args.webhook_secret,
         leader_election=not args.no_leader_election,
         lease_seconds=args.lease_seconds,
     )
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--webhook-port", type=int, default=9443, help="HTTPS port for admission")
     run.add_argument("--webhook-cert", help="TLS certificate (PEM); self-signed when absent")
     run.add_argument("--webhook-key", help="TLS private key (PEM) for --webhook-cert")
+    run.add_argument(
+        "--webhook-secret",
+        help="TLS Secret in the operator's namespace shared by all replicas: created once "
+        "if absent, its CA set as caBundle of the webhook configurations",
+    )
     run.add_argument("--metrics-port", type=int, default=8080, help="port of /metrics and /healthz")
     run.add_argument(
         "--namespace",
@@ -102,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run" and bool(args.webhook_cert) != bool(args.webhook_key):
         parser.error("--webhook-cert and --webhook-key go together")
+    if args.command == "run" and args.webhook_cert and args.webhook_secret:
+        parser.error(
+            "--webhook-secret replaces --webhook-cert/--webhook-key; give one or the other"
+        )
     try:
         code: int = args.handler(args)
     except ConfigError as err:

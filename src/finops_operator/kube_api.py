@@ -84,6 +84,27 @@ class KubeApi:
         call = partial(self._raw, "PATCH", path, patch, MERGE_PATCH)
         await self._call(f"patch {kind} {namespace}/{name}", call)
 
+    async def raw(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
+        """Any JSON request by path, for objects without a typed call here."""
+        call = partial(self._raw, method, path, body, content_type)
+        return await self._call(f"{method} {path}", call)
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            secret: dict[str, Any] = await self.raw(
+                "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}"
+            )
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return secret
+
+    async def create_secret(self, namespace: str, secret: dict[str, Any]) -> None:
+        await self.raw("POST", f"/api/v1/namespaces/{namespace}/secrets", secret)
+
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         path = f"/api/v1/namespaces/{namespace}/events"
         call = partial(self._raw, "POST", path, event, "application/json")

@@ -23,7 +23,7 @@ import kopf
 from finops_operator import conventions
 from finops_operator.audit import audit_workload, event_message
 from finops_operator.audit_writer import AuditWriter
-from finops_operator.certificates import write_self_signed
+from finops_operator.certificates import write_pair, write_self_signed
 from finops_operator.config import Config
 from finops_operator.events import ObjectRef, event_body
 from finops_operator.inventory import Inventory
@@ -35,6 +35,7 @@ from finops_operator.policy_controller import EventPoster, PolicyController
 from finops_operator.prometheus_api import PrometheusClient
 from finops_operator.report_controller import REPORTS, ReportController
 from finops_operator.webhook_server import AdmissionApp, metrics_app, start_site, tls_context
+from finops_operator.webhook_tls import inject_ca_bundle, shared_certificate
 from finops_operator.workloads import WORKLOAD_KINDS
 
 logger = logging.getLogger("finops_operator")
@@ -192,16 +193,22 @@ async def serve(
     webhook_cert: str | None,
     webhook_key: str | None,
     metrics_port: int,
+    webhook_secret: str | None = None,
     leader_election: bool = True,
     lease_seconds: int = 15,
     stop_flag: asyncio.Event | None = None,
 ) -> None:
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
-    if webhook_cert is None or webhook_key is None:
+    kube = KubeApi()
+    if webhook_secret is not None:
+        cert_pem, key_pem, ca_pem = await shared_certificate(kube, state.namespace, webhook_secret)
+        cert_path, key_path = write_pair(cert_pem, key_pem)
+        webhook_cert, webhook_key = str(cert_path), str(key_path)
+        await inject_ca_bundle(kube, ca_pem)
+    elif webhook_cert is None or webhook_key is None:
         cert_path, key_path = write_self_signed()
         logger.warning("No --webhook-cert given: serving a self-signed certificate %s", cert_path)
         webhook_cert, webhook_key = str(cert_path), str(key_path)
-    kube = KubeApi()
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     leadership = Leadership(
         kube, identity, state.namespace, duration=lease_seconds, renew_every=lease_seconds / 3
@@ -273,6 +280,7 @@ def run_operator(
     metrics_port: int,
     namespace: str | None,
     verbose: bool,
+    webhook_secret: str | None = None,
     leader_election: bool = True,
     lease_seconds: int = 15,
 ) -> int:
@@ -294,6 +302,7 @@ def run_operator(
             webhook_cert=webhook_cert,
             webhook_key=webhook_key,
             metrics_port=metrics_port,
+            webhook_secret=webhook_secret,
             leader_election=leader_election,
             lease_seconds=lease_seconds,
         )
