@@ -32,6 +32,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 from collections.abc import Callable, Iterator
@@ -576,12 +577,15 @@ class Demo:
         self.check_prerequisites()
         self.p.line("finops-operator demo: GPU cost labels, policies and reports on one machine.")
         with contextlib.ExitStack() as stack:
+            _restore_signals_at_the_end(stack)
             self.workdir = self._workdir(stack)
             try:
                 self.tour(stack)
             except Exception:
                 self._print_log_tail()
                 raise
+            finally:
+                _ignore_signals()  # a second Ctrl-C must not cut the cleanup short
             self.p.step("Done; cleaning up")
         self.p.line(f"  stopped the operator, Prometheus and the emulator{self._kept()}")
         return 0
@@ -675,11 +679,33 @@ def events_table(events: list[dict[str, Any]], now: datetime.datetime) -> str:
     return "\n".join("   ".join([*(r[i].ljust(widths[i]) for i in range(4)), r[4]]) for r in rows)
 
 
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _restore_signals_at_the_end(stack: contextlib.ExitStack) -> None:
+    if _in_main_thread():
+        for signum in _STOP_SIGNALS:
+            stack.callback(signal.signal, signum, signal.getsignal(signum))
+
+
+def _ignore_signals() -> None:
+    if _in_main_thread():
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise _Terminated()
 
+    if not _in_main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
