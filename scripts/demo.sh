@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the product on its embedded default: lints the bundled example manifests.
-set -uo pipefail
+# Runs the whole product on one machine: `finops-operator demo` (an emulated
+# Kubernetes API, a real Prometheus over simulated GPU usage, the operator), after
+# installing what it needs with scripts/bootstrap.sh. Arguments go to the demo,
+# e.g. scripts/demo.sh --keep, scripts/demo.sh --days 20 --hold.
+set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-.venv/bin/finops-operator lint examples/manifests
-code=$?
-echo "(exit code $code: 0 clean, 1 cost-label violations found, 2 unreadable input)"
+exec .venv/bin/finops-operator demo "$@"

@@ -310,7 +310,7 @@ class Demo:
         from finops_operator.devcluster.emulator import KubeEmulator
         from finops_operator.devcluster.operator_runner import OperatorProcess
 
-        self.p.step("A Kubernetes API emulator and the operator")
+        self.p.step("A Kubernetes API emulator and the operator; where everything is")
         cluster = KubeEmulator(REPORT_RESOURCE).start()
         self.cluster = cluster
         stack.callback(cluster.stop)
