@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import importlib
 import itertools
 import re
@@ -513,6 +514,7 @@ def kube_api_methods() -> dict[str, set[Permission]]:
     return methods
 
 
+@functools.cache
 def used_permissions() -> dict[Permission, str]:
     """Every (group, resource, verb) the operator's code uses, with where it comes from."""
     from kopf._cogs.structs import references
@@ -599,9 +601,6 @@ def granted_permissions(install: str) -> dict[Permission, list[tuple[str, tuple[
     return granted
 
 
-USED = used_permissions()
-
-
 @EACH_INSTALL
 def test_no_rbac_rule_has_a_wildcard(install: str) -> None:
     for role in [*_all(install, "Role"), *_all(install, "ClusterRole")]:
@@ -616,8 +615,8 @@ def test_no_rbac_rule_has_a_wildcard(install: str) -> None:
 def test_the_derivation_finds_the_watches_writes_and_events_of_the_code() -> None:
     # A guard for the derivation itself: were it to find nothing, RBAC would pass vacuously.
     for group, plural, _ in WORKLOAD_KINDS.values():
-        assert (group, plural, "watch") in USED
-        assert (group, plural, "patch") in USED
+        assert (group, plural, "watch") in used_permissions()
+        assert (group, plural, "patch") in used_permissions()
     for permission in [
         ("", "namespaces", "watch"),
         ("", "nodes", "list"),
@@ -626,19 +625,19 @@ def test_the_derivation_finds_the_watches_writes_and_events_of_the_code() -> Non
         (conventions.API_GROUP, "costpolicies/status", "patch"),
         (conventions.API_GROUP, "costreports", "create"),
     ]:
-        assert permission in USED, permission
+        assert permission in used_permissions(), permission
 
 
 def test_the_operator_is_granted_every_permission_its_code_uses() -> None:
     granted = granted_permissions("base")
-    needed = {**USED, **NOT_DERIVABLE}
+    needed = {**used_permissions(), **NOT_DERIVABLE}
     missing = {p: where for p, where in needed.items() if p not in granted}
     assert not missing, f"used by the code but not granted: {missing}"
 
 
 def test_the_operator_is_granted_nothing_its_code_does_not_use() -> None:
     granted = granted_permissions("base")
-    unused = sorted(p for p in granted if p not in USED and p not in NOT_DERIVABLE)
+    unused = sorted(p for p in granted if p not in used_permissions() and p not in NOT_DERIVABLE)
     assert not unused, f"granted but used nowhere in src/: {unused}"
 
 
@@ -650,8 +649,9 @@ def test_with_cert_manager_the_operator_gets_no_access_to_secrets_or_webhook_con
         assert resource != "secrets", (group, resource, verb)
         assert not resource.endswith("webhookconfigurations"), (group, resource, verb)
     # Everything else stays.
-    certificate = {p for p in USED if p[1] == "secrets" or p[1].endswith("webhookconfigurations")}
-    assert set(granted) >= set(USED) - certificate
+    used = set(used_permissions())
+    certificate = {p for p in used if p[1] == "secrets" or p[1].endswith("webhookconfigurations")}
+    assert set(granted) >= used - certificate
 
 
 @EACH_INSTALL
