@@ -108,6 +108,7 @@ class Leadership:
     is_leader: bool = False
     on_elected: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     while_leading: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_change: Callable[[int], None] = lambda _: None
     _renewed: datetime.datetime | None = None
 
     async def attempt(self, now: datetime.datetime) -> bool:
@@ -147,6 +148,7 @@ class Leadership:
             elif self.is_leader:
                 logger.warning("%s lost the leadership: this replica stops writing", self.identity)
             self.is_leader = leader
+            self.on_change(1 if leader else 0)
             for callback in callbacks:
                 try:
                     await callback()

@@ -62,6 +62,11 @@ class OperatorMetrics:
             ("source",),
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "finops_leader",
+            "1 on the replica that holds the Lease and writes, 0 on a standby.",
+            registry=self.registry,
+        )
         self.violations = Gauge(
             conventions.METRIC_VIOLATIONS,
             "GPU workloads currently missing or misusing cost labels, by namespace and kind.",

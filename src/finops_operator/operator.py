@@ -233,6 +233,7 @@ async def serve(
         failures=state.metrics.report_failures,
         leading=leading,
     )
+    leadership.on_change = state.metrics.leader.set
     leadership.on_elected += [policies.catch_up]
     leadership.while_leading += [writer.flush]
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
@@ -255,6 +256,7 @@ async def serve(
     if leader_election:
         background.append(asyncio.create_task(leadership.run_forever(), name="leadership"))
     else:
+        state.metrics.leader.set(1)
         background.append(asyncio.create_task(policies.catch_up(), name="catch-up"))
     try:
         await kopf.operator(

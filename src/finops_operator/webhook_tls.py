@@ -100,7 +100,7 @@ async def inject_ca_bundle(kube: KubeApi, ca_pem: bytes) -> None:
                 logger.info("Set caBundle on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME)
         except KubeError as err:
             logger.warning(
-                "Cannot set caBundle on %s/%s: %s (install manifests/webhooks.yaml; "
+                "Cannot set caBundle on %s/%s: %s (apply manifests/ with kubectl apply -k; "
                 "the API server cannot call the webhook without it)",
                 plural,
                 WEBHOOK_CONFIGURATION_NAME,

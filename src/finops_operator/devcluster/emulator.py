@@ -67,6 +67,15 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True),
     "finops.resilio.tech/v1alpha1/costpolicies": ("CostPolicy", True),
     "coordination.k8s.io/v1/leases": ("Lease", True),
+    "v1/secrets": ("Secret", True),
+    "admissionregistration.k8s.io/v1/validatingwebhookconfigurations": (
+        "ValidatingWebhookConfiguration",
+        False,
+    ),
+    "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations": (
+        "MutatingWebhookConfiguration",
+        False,
+    ),
 }
 COSTREPORTS: dict[str, tuple[str, bool]] = {
     "finops.resilio.tech/v1alpha1/costreports": ("CostReport", False),

@@ -42,6 +42,7 @@ class OperatorProcess:
         config: dict[str, Any],
         own_cert: bool = True,
         new_session: bool = False,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.cluster = cluster
         self.workdir = workdir
@@ -49,6 +50,7 @@ class OperatorProcess:
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.own_cert = own_cert
+        self.extra_args = extra_args
         self.new_session = new_session  # out of the terminal's process group (Ctrl-C)
         self.cert, self.key = write_self_signed(workdir)
         self.webhook_port = free_port()
@@ -74,6 +76,7 @@ class OperatorProcess:
         ]  # fmt: skip
         if self.own_cert:
             command += ["--webhook-cert", str(self.cert), "--webhook-key", str(self.key)]
+        command += self.extra_args
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command,
