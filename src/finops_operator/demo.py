@@ -722,9 +722,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except MissingPrerequisiteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, _Terminated):
+    except (KeyboardInterrupt, _Terminated) as err:
         print("\ninterrupted: stopped the operator, Prometheus and the emulator", file=sys.stderr)
-        return 130
+        return 143 if isinstance(err, _Terminated) else 130
     except (DemoError, OSError, urllib.error.URLError, AssertionError, RuntimeError) as err:
         print(f"error: the demo failed: {err}", file=sys.stderr)
         if demo.operator is not None and demo.args.keep:
