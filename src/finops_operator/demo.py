@@ -633,9 +633,16 @@ class Demo:
         self.p.step("Holding: everything keeps running until Ctrl-C")
         for name, where in self.places:
             self.p.line(f"  {name + ':':34} {where}")
-        self.p.line(
-            f"  e.g. curl -s '{self.prometheus_url}/api/v1/query"
-            "?query=sum(finops_pod_gpu_allocation)'"
+        _, end = simulated_window(self.args.days, self.now)
+        at = int(end.timestamp()) - self.args.scrape_interval
+        self.p.line(f"  The simulated series end at {end:%Y-%m-%d %H:%M} UTC. Try:")
+        config = self.operator.config_path if self.operator else "CONFIG"
+        self.p.command(
+            f"{sys.executable} -m finops_operator.cli report --config {config} --period {end:%Y-%m}"
+        )
+        self.p.command(
+            f"curl -s '{self.prometheus_url}/api/v1/query"
+            f"?query=sum(finops_pod_gpu_allocation)&time={at}'"
         )
         with contextlib.suppress(KeyboardInterrupt):
             while True:
