@@ -637,9 +637,7 @@ class Demo:
         at = int(end.timestamp()) - self.args.scrape_interval
         self.p.line(f"  The simulated series end at {end:%Y-%m-%d %H:%M} UTC. Try:")
         config = self.operator.config_path if self.operator else "CONFIG"
-        self.p.command(
-            f"{sys.executable} -m finops_operator.cli report --config {config} --period {end:%Y-%m}"
-        )
+        self.p.command(f"{_own_command()} report --config {config} --period {end:%Y-%m}")
         self.p.command(
             f"curl -s '{self.prometheus_url}/api/v1/query"
             f"?query=sum(finops_pod_gpu_allocation)&time={at}'"
@@ -647,6 +645,12 @@ class Demo:
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)
+
+
+def _own_command() -> str:
+    """How to run finops-operator from here: the script next to this Python, if any."""
+    script = Path(sys.executable).parent / "finops-operator"
+    return str(script) if script.exists() else "finops-operator"
 
 
 def report_of(reports: list[Any], team: str, period: str) -> Any:
