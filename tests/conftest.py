@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from tests.kube_emulator import KubeEmulator
-from tests.operator_process import OperatorProcess
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster() -> Iterator[KubeEmulator]:
+    """One API emulator per test module, on loopback."""
     emulator = KubeEmulator().start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture
-def start_operator(
-    cluster: KubeEmulator, tmp_path: Path
-) -> Iterator[Callable[..., OperatorProcess]]:
-    started: list[OperatorProcess] = []
-
-    def start(**config: Any) -> OperatorProcess:
-        process = OperatorProcess(cluster, tmp_path / f"operator-{len(started)}", config)
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.stop()
+    yield emulator
+    emulator.stop()

@@ -15,7 +15,7 @@ from cryptography import x509
 
 from finops_operator.workloads import WORKLOAD_KINDS
 from tests.kube_emulator import KubeEmulator, eventually
-from tests.operator_process import OperatorProcess
+from tests.operator_process import OperatorProcess, running_operator
 from tests.reviews import COMPLETE_LABELS, review, workload
 
 MANIFESTS = Path(__file__).parent.parent / "manifests"
@@ -23,28 +23,19 @@ KINDS = list(WORKLOAD_KINDS)
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[KubeEmulator]:
-    emulator = KubeEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture(scope="module")
 def enforcing(
     cluster: KubeEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, tmp_path_factory.mktemp("enforce"), {"mode": "enforce"})
-    yield process.start()
-    process.stop()
+    with running_operator(cluster, tmp_path_factory, {"mode": "enforce"}) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def auditing(
     cluster: KubeEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, tmp_path_factory.mktemp("audit"), {"mode": "audit"})
-    yield process.start()
-    process.stop()
+    with running_operator(cluster, tmp_path_factory, {"mode": "audit"}) as process:
+        yield process
 
 
 def webhook_paths() -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 
 from finops_operator.workloads import WORKLOAD_KINDS
 from tests.kube_emulator import KubeEmulator, eventually
-from tests.operator_process import OperatorProcess
+from tests.operator_process import OperatorProcess, running_operator
 from tests.reviews import COMPLETE_LABELS, workload
 
 VIOLATIONS = "finops.resilio.tech/violations"
@@ -23,19 +23,11 @@ KINDS = list(WORKLOAD_KINDS)
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[KubeEmulator]:
-    emulator = KubeEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture(scope="module")
 def auditing(
     cluster: KubeEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, tmp_path_factory.mktemp("audit"), {"mode": "audit"})
-    yield process.start()
-    process.stop()
+    with running_operator(cluster, tmp_path_factory, {"mode": "audit"}) as process:
+        yield process
 
 
 def annotation(cluster: KubeEmulator, kind: str, namespace: str, name: str) -> Any:

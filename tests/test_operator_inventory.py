@@ -9,15 +9,8 @@ from typing import Any
 import pytest
 
 from tests.kube_emulator import KubeEmulator, eventually
-from tests.operator_process import OperatorProcess
+from tests.operator_process import OperatorProcess, running_operator
 from tests.reviews import COMPLETE_LABELS, pod_spec
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[KubeEmulator]:
-    emulator = KubeEmulator().start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +21,8 @@ def operator(
         "mode": "audit",
         "pricing": {"gpuHourly": {"default": "2.00", "NVIDIA-H100-80GB-HBM3": "4.25"}},
     }
-    process = OperatorProcess(cluster, tmp_path_factory.mktemp("inventory"), config)
-    yield process.start()
-    process.stop()
+    with running_operator(cluster, tmp_path_factory, config) as process:
+        yield process
 
 
 def samples(text: str, metric: str) -> dict[frozenset[tuple[str, str]], float]:

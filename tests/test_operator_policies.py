@@ -17,7 +17,7 @@ import pytest
 from finops_operator.prometheus_rule import rule_count
 from tests.crd_schema import PROMETHEUS_RULE_CRD, validate_against_crd
 from tests.kube_emulator import KubeEmulator, eventually
-from tests.operator_process import OperatorProcess
+from tests.operator_process import OperatorProcess, running_operator
 
 COSTPOLICY_CRD = Path(__file__).parent.parent / "crds" / "costpolicies.finops.resilio.tech.yaml"
 RULE = "PrometheusRule"
@@ -43,19 +43,11 @@ def policy(name: str = "search-platform", namespace: str = "finops", **spec: Any
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[KubeEmulator]:
-    emulator = KubeEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture(scope="module")
 def operator(
     cluster: KubeEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, tmp_path_factory.mktemp("policies"), {"mode": "audit"})
-    yield process.start()
-    process.stop()
+    with running_operator(cluster, tmp_path_factory, {"mode": "audit"}) as process:
+        yield process
 
 
 def ready_condition(obj: dict[str, Any] | None) -> dict[str, Any] | None:
