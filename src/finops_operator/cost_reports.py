@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from finops_operator import conventions
+from finops_operator.conditions import by_type, condition, stamp
 from finops_operator.cost_model import (
     DIMENSIONS,
     ClusterRow,
@@ -47,10 +48,6 @@ class ReportInput:
     jobs: Sequence[JobCost]
     data_through: datetime.datetime
     budgets: Mapping[str, Decimal]
-
-
-def _stamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def report_name(scope: str, team: str | None, period: str) -> str:
@@ -119,32 +116,14 @@ def _top_workloads(jobs: Sequence[JobCost], team: str | None) -> list[dict[str, 
 
 
 def _conditions(
-    earlier: Sequence[Mapping[str, Any]],
-    ready: bool,
-    stale: bool,
-    reason: str,
-    message: str,
-    now: datetime.datetime,
+    earlier: Any, ready: bool, stale: bool, reason: str, message: str, now: datetime.datetime
 ) -> list[dict[str, Any]]:
-    before = {c.get("type"): c for c in earlier}
-
-    def condition(kind: str, status: bool, why: str, text: str) -> dict[str, Any]:
-        value = "True" if status else "False"
-        since = _stamp(now)
-        previous = before.get(kind)
-        if previous is not None and previous.get("status") == value:
-            since = previous.get("lastTransitionTime") or since
-        return {
-            "type": kind,
-            "status": value,
-            "reason": why,
-            "message": text,
-            "lastTransitionTime": since,
-        }
-
+    before = by_type(earlier)
     return [
-        condition(READY, ready, "FiguresAvailable" if ready else reason, message),
-        condition(STALE, stale, reason if stale else "Fresh", message),
+        condition(
+            before.get(READY), READY, ready, "FiguresAvailable" if ready else reason, message, now
+        ),
+        condition(before.get(STALE), STALE, stale, reason if stale else "Fresh", message, now),
     ]
 
 
@@ -155,7 +134,7 @@ def desired_reports(
     rows: list[tuple[str, str | None, CostRow]] = [("team", row.team, row) for row in data.teams]
     rows.append(("untagged", conventions.UNTAGGED, data.untagged))
     rows.append(("cluster", None, data.cluster))
-    through = _stamp(data.data_through)
+    through = stamp(data.data_through)
     result = []
     for scope, team, row in rows:
         spec: dict[str, Any] = {"scope": scope, "period": data.period}
@@ -199,9 +178,9 @@ def fresh_status(
     message = f"figures through {figures['dataThrough']}"
     conditions = (earlier or {}).get("conditions") or []
     status["conditions"] = _conditions(conditions, True, False, "Fresh", message, now)
-    status["lastUpdated"] = (earlier or {}).get("lastUpdated") or _stamp(now)
+    status["lastUpdated"] = (earlier or {}).get("lastUpdated") or stamp(now)
     if _figures_changed(earlier, status):
-        status["lastUpdated"] = _stamp(now)
+        status["lastUpdated"] = stamp(now)
     return status
 
 

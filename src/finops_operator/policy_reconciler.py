@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finops_operator.alert_rules import AlertOptions
+from finops_operator.conditions import by_type, condition
 from finops_operator.config import Config
 from finops_operator.cost_policy import CostPolicyError
 from finops_operator.prometheus_rule import render_policy, rule_count
@@ -67,29 +68,6 @@ def rule_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[s
     return patch or None
 
 
-def _condition(
-    earlier: Mapping[str, Any] | None,
-    kind: str,
-    status: bool,
-    reason: str,
-    message: str,
-    generation: int | None,
-    now: datetime.datetime,
-) -> dict[str, Any]:
-    text = "True" if status else "False"
-    since = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if earlier is not None and earlier.get("status") == text:
-        since = earlier.get("lastTransitionTime") or since
-    return {
-        "type": kind,
-        "status": text,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-        **({"observedGeneration": generation} if generation is not None else {}),
-    }
-
-
 def policy_status(
     current: Mapping[str, Any] | None,
     *,
@@ -99,7 +77,7 @@ def policy_status(
     now: datetime.datetime,
 ) -> dict[str, Any]:
     """The whole status a policy should show after this reconciliation."""
-    earlier = {c.get("type"): c for c in (current or {}).get("conditions") or []}
+    earlier = by_type((current or {}).get("conditions"))
     if plan.rule is None:
         ready, reason, message = False, REASON_INVALID, f"invalid policy: {plan.problem}"
     elif apply_error is not None:
@@ -116,15 +94,15 @@ def policy_status(
         "ruleCount": rule_count(plan.rule) if plan.rule and ready else 0,
         "message": message,
         "conditions": [
-            _condition(earlier.get(READY), READY, ready, reason, message, generation, now),
-            _condition(
+            condition(earlier.get(READY), READY, ready, reason, message, now, generation),
+            condition(
                 earlier.get(INVALID),
                 INVALID,
                 plan.rule is None,
                 REASON_INVALID if plan.rule is None else "Valid",
                 invalid_message,
-                generation,
                 now,
+                generation,
             ),
         ],
     }
