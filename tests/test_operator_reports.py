@@ -53,17 +53,6 @@ def prometheus(
         server.stop()
 
 
-def pricing_config(scenario: Scenario) -> dict[str, Any]:
-    pricing = scenario.pricing
-    return {
-        "currency": pricing.currency,
-        "gpuHourly": {model: str(price) for model, price in pricing.gpu_hourly.items()},
-        "tokensPer1k": {model: str(price) for model, price in pricing.tokens_per_1k.items()},
-        "sharedMonthly": str(pricing.shared_monthly),
-        "sharedSplit": pricing.shared_split,
-    }
-
-
 @pytest.fixture(scope="module")
 def operator(
     scenario: Scenario, prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory
@@ -74,7 +63,7 @@ def operator(
     config = {
         "mode": "audit",
         "prometheus": {"url": prometheus.url},
-        "pricing": pricing_config(scenario),
+        "pricing": scenario.pricing.as_file(),
         "reports": {"intervalSeconds": 5},
     }
     process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), config)

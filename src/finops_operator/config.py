@@ -243,6 +243,11 @@ class PricingConfig(_Model):
     def _tokens_default(cls, prices: Any) -> Any:
         return _with_default(prices, DEFAULT_TOKENS_PER_1K)
 
+    def as_file(self) -> dict[str, Any]:
+        """This pricing as the configuration file writes it (money as strings)."""
+        written: dict[str, Any] = self.model_dump(by_alias=True, mode="json")
+        return written
+
     def gpu_price(self, gpu_model: str) -> Decimal:
         return self.gpu_hourly.get(gpu_model, self.gpu_hourly["default"])
 

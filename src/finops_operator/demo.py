@@ -185,22 +185,11 @@ def scenario_params(args: argparse.Namespace, now: datetime.datetime) -> Scenari
     )
 
 
-def pricing_config(scenario: Scenario) -> dict[str, Any]:
-    pricing = scenario.pricing
-    return {
-        "currency": pricing.currency,
-        "gpuHourly": {model: str(price) for model, price in pricing.gpu_hourly.items()},
-        "tokensPer1k": {model: str(price) for model, price in pricing.tokens_per_1k.items()},
-        "sharedMonthly": str(pricing.shared_monthly),
-        "sharedSplit": pricing.shared_split,
-    }
-
-
 def operator_config(prometheus_url: str, scenario: Scenario) -> dict[str, Any]:
     return {
         "mode": "enforce",
         "prometheus": {"url": prometheus_url},
-        "pricing": pricing_config(scenario),
+        "pricing": scenario.pricing.as_file(),
         "reports": {"intervalSeconds": 5},
     }
 
