@@ -107,16 +107,17 @@ def budget_forecast_expr(policy: CostPolicy, budget: Budget) -> str:
     )
 
 
+def _on_gpu_pods(policy: CostPolicy, condition: str) -> str:
+    """`condition` per (namespace, pod), kept only for the policy's GPU pods, with their labels."""
+    return f"0 * {_pod_allocation(policy)}\n+ on (namespace, pod) group_left ()\n({condition})"
+
+
 def idle_expr(policy: CostPolicy, idle: Idle, options: AlertOptions) -> str:
     smoothed = f"avg_over_time({options.utilization_metric}[{UTILIZATION_SMOOTHING}])"
     utilization = f"avg by (namespace, pod) ({smoothed})"
     if options.utilization_full_scale != 100:
         utilization = f"{number(100 / options.utilization_full_scale)} * {utilization}"
-    return (
-        f"0 * {_pod_allocation(policy)}\n"
-        f"+ on (namespace, pod) group_left ()\n"
-        f"({utilization} < {number(idle.max_utilization)})"
-    )
+    return _on_gpu_pods(policy, f"{utilization} < {number(idle.max_utilization)}")
 
 
 def restarts_expr(policy: CostPolicy, retries: Retries) -> str:
@@ -124,11 +125,7 @@ def restarts_expr(policy: CostPolicy, retries: Retries) -> str:
         f"sum by (namespace, pod) (max by (namespace, pod, container) "
         f"(increase({conventions.METRIC_CONTAINER_RESTARTS}[{RETRY_WINDOW}])))"
     )
-    return (
-        f"0 * {_pod_allocation(policy)}\n"
-        f"+ on (namespace, pod) group_left ()\n"
-        f"({restarts} > {retries.max_restarts_per_hour})"
-    )
+    return _on_gpu_pods(policy, f"{restarts} > {retries.max_restarts_per_hour}")
 
 
 def job_failures_expr(policy: CostPolicy, retries: Retries) -> str:
