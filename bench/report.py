@@ -34,17 +34,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from finops_operator.config import PrometheusConfig  # noqa: E402
-from finops_operator.cost_model import Period  # noqa: E402
-from finops_operator.prometheus_api import PrometheusClient  # noqa: E402
-from finops_operator.simulator import (  # noqa: E402
+from finops_devtools.simulator import (  # noqa: E402
     ExportOptions,
     ScenarioParams,
     generate_scenario,
     ground_truth,
     write_openmetrics_chunks,
 )
-from finops_operator.usage_reader import PeriodReport, report_period  # noqa: E402
+from finops_operator.adapters.prometheus_api import PrometheusClient  # noqa: E402
+from finops_operator.controllers.usage_reader import PeriodReport, report_period  # noqa: E402
+from finops_operator.domain.config import PrometheusConfig  # noqa: E402
+from finops_operator.domain.costs.cost_model import Period  # noqa: E402
 from tests.prometheus_server import PrometheusServer, previous_month  # noqa: E402
 
 FIELDS = ("gpu_hours", "gpu_cost", "idle_gpu_hours", "idle_cost", "token_cost", "total_cost")

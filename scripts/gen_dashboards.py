@@ -39,9 +39,9 @@ from typing import Any
 
 import yaml
 
-from finops_operator import config as cfg
-from finops_operator import conventions
-from finops_operator.promql import check_expression, number, string_literal
+from finops_operator.domain import config as cfg
+from finops_operator.domain import conventions
+from finops_operator.domain.promql import check_expression, number, string_literal
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "manifests" / "dashboards"

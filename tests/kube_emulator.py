@@ -1,9 +1,9 @@
-"""The Kubernetes API emulator of the tests: see finops_operator.devcluster.emulator."""
+"""The Kubernetes API emulator of the tests: see finops_devtools.devcluster.emulator."""
 
 from __future__ import annotations
 
-from finops_operator.devcluster import WaitTimeoutError, eventually
-from finops_operator.devcluster.emulator import (
+from finops_devtools.devcluster import WaitTimeoutError, eventually
+from finops_devtools.devcluster.emulator import (
     COSTREPORTS,
     PLURAL_OF_KIND,
     RESOURCES,

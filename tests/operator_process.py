@@ -1,4 +1,4 @@
-"""`finops-operator run` as a real process: see finops_operator.devcluster.operator_runner."""
+"""`finops-operator run` as a real process: see finops_devtools.devcluster.operator_runner."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from finops_operator.devcluster import free_port
-from finops_operator.devcluster.emulator import KubeEmulator
-from finops_operator.devcluster.operator_runner import OperatorError, OperatorProcess
+from finops_devtools.devcluster import free_port
+from finops_devtools.devcluster.emulator import KubeEmulator
+from finops_devtools.devcluster.operator_runner import OperatorError, OperatorProcess
 
 __all__ = ["OperatorError", "OperatorProcess", "free_port", "running_operator"]
 

@@ -1,4 +1,4 @@
-"""The real Prometheus of the tests (finops_operator.devcluster.prometheus_runner), and fixtures.
+"""The real Prometheus of the tests (finops_devtools.devcluster.prometheus_runner), and fixtures.
 
 Fixtures (import them into a test module: `from tests.prometheus_server import
 prometheus_factory`): `prometheus_factory` starts one server per call and stops
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from finops_operator.devcluster.prometheus_runner import (
+from finops_devtools.devcluster.prometheus_runner import (
     MINIMAL_CONFIG,
     PROMETHEUS,
     PROMTOOL,
@@ -26,7 +26,7 @@ from finops_operator.devcluster.prometheus_runner import (
     recent_days,
     tools_available,
 )
-from finops_operator.simulator import ExportOptions, Scenario
+from finops_devtools.simulator import ExportOptions, Scenario
 
 __all__ = [
     "MINIMAL_CONFIG",

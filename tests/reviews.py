@@ -6,7 +6,7 @@ import copy
 import uuid
 from typing import Any
 
-from finops_operator.workloads import WORKLOAD_KINDS
+from finops_operator.domain.workloads import WORKLOAD_KINDS
 
 COMPLETE_LABELS = {
     "resilio.tech/team": "search-platform",

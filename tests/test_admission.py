@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from finops_operator import admission
-from finops_operator.config import Config
-from finops_operator.label_check import LabelPolicy
-from finops_operator.workloads import WORKLOAD_KINDS, pod_labels, pod_template
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies import admission
+from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_labels, pod_template
 from tests.reviews import COMPLETE_LABELS, review, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))

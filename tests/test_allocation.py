@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from finops_operator.allocation import (
+from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES
+from finops_operator.domain.gpus.allocation import (
     UNKNOWN_MODEL,
     allocation_samples,
     capacity_samples,
@@ -17,9 +19,7 @@ from finops_operator.allocation import (
     pod_gpus,
     price_samples,
 )
-from finops_operator.config import PricingConfig
-from finops_operator.conventions import DEFAULT_GPU_RESOURCES
-from finops_operator.workloads import GpuMatcher
+from finops_operator.domain.workloads import GpuMatcher
 from tests.reviews import COMPLETE_LABELS
 
 IS_GPU = GpuMatcher(DEFAULT_GPU_RESOURCES)

@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from finops_operator.config import (
-    CONFIG_ENV,
+from finops_operator.adapters.config_file import CONFIG_ENV, load_config
+from finops_operator.domain.config import (
     DEFAULT_LABEL_RULES,
     Config,
     ConfigError,
     LabelRule,
-    load_config,
     parse_config,
 )
 

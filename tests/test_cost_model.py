@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from finops_operator.config import PricingConfig
-from finops_operator.cost_model import (
+from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.costs.cost_model import (
     CapacityUsage,
     CostReport,
     GpuUsage,
@@ -254,7 +254,7 @@ def test_a_period_must_be_aware_and_not_empty() -> None:
 
 def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
     """Usage measured straight from a simulated cluster gives the truth's figures."""
-    from finops_operator import simulator
+    from finops_devtools import simulator
 
     start, end = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 12, tzinfo=UTC)
     scenario = simulator.generate_scenario(

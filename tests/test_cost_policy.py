@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from finops_operator.config import DEFAULT_LABEL_RULES, LabelRule
-from finops_operator.cost_policy import CostPolicyError, parse_cost_policy
-from finops_operator.promql import Duration
+from finops_operator.domain.config import DEFAULT_LABEL_RULES, LabelRule
+from finops_operator.domain.promql import Duration
+from finops_operator.domain.rules.cost_policy import CostPolicyError, parse_cost_policy
 from tests.test_costpolicy_crd import EXAMPLE, with_spec
 
 

@@ -9,9 +9,11 @@ from decimal import Decimal
 
 import pytest
 
-from finops_operator.config import PrometheusConfig
-from finops_operator.cost_model import Period
-from finops_operator.cost_queries import (
+from finops_operator.adapters.prometheus_api import PrometheusClient
+from finops_operator.controllers.usage_reader import sum_by
+from finops_operator.domain.config import PrometheusConfig
+from finops_operator.domain.costs.cost_model import Period
+from finops_operator.domain.costs.cost_queries import (
     DAY_MS,
     HOUR_MS,
     POD_ALLOCATION_LABELS,
@@ -25,8 +27,6 @@ from finops_operator.cost_queries import (
     samples_per_hour,
     tokens_query,
 )
-from finops_operator.prometheus_api import PrometheusClient
-from finops_operator.usage_reader import sum_by
 from tests.prometheus_server import PrometheusServer, tools_available
 
 QUERIES: list[Callable[..., str]] = [

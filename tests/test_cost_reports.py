@@ -11,8 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from finops_operator.config import Config
-from finops_operator.cost_model import (
+from finops_operator.controllers.report_controller import budgets_of, months_to_refresh
+from finops_operator.domain.config import Config
+from finops_operator.domain.costs.cost_model import (
     CapacityUsage,
     GpuUsage,
     JobCost,
@@ -20,7 +21,7 @@ from finops_operator.cost_model import (
     TokenUsage,
     compute_costs,
 )
-from finops_operator.cost_reports import (
+from finops_operator.domain.costs.cost_reports import (
     ReportInput,
     desired_reports,
     fresh_status,
@@ -28,7 +29,6 @@ from finops_operator.cost_reports import (
     stale_status,
     status_changed,
 )
-from finops_operator.report_controller import budgets_of, months_to_refresh
 from tests.crd_schema import served_schema, untyped_nodes, validate_against_crd
 
 CRD = Path(__file__).parent.parent / "crds" / "costreports.finops.resilio.tech.yaml"

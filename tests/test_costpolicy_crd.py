@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from finops_operator.cost_policy import CostPolicyError, parse_cost_policy
+from finops_operator.domain.rules.cost_policy import CostPolicyError, parse_cost_policy
 from tests.crd_schema import crd_errors, served_schema, untyped_nodes
 
 CRD = Path(__file__).resolve().parent.parent / "crds" / "costpolicies.finops.resilio.tech.yaml"

@@ -30,15 +30,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from finops_operator import conventions
-from finops_operator.recording_rules import render_recording_rules
-from finops_operator.simulator import (
+from finops_devtools.simulator import (
     ExportOptions,
     Scenario,
     ScenarioParams,
     generate_scenario,
     ground_truth,
 )
+from finops_operator.domain import conventions
+from finops_operator.domain.rules.recording_rules import render_recording_rules
 from tests.prometheus_server import (
     PROMTOOL,
     PrometheusError,

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from finops_operator import conventions
+from finops_operator.domain import conventions
 from tests.prometheus_server import needs_prometheus
 
 SMALL = ["--days", "2", "--teams", "4", "--seed", "7"]

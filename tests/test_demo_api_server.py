@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from finops_operator import admission, conventions
-from finops_operator.config import Config
-from finops_operator.devcluster.api_server import (
+from finops_devtools.devcluster.api_server import (
     MUTATING_WEBHOOK,
     VALIDATING_WEBHOOK,
     AdmissionChain,
@@ -23,7 +21,10 @@ from finops_operator.devcluster.api_server import (
     resource_name,
     warning_lines,
 )
-from finops_operator.label_check import LabelPolicy
+from finops_operator.domain import conventions
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies import admission
+from finops_operator.domain.policies.label_check import LabelPolicy
 from tests.reviews import COMPLETE_LABELS, workload
 
 

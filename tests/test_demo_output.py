@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from finops_operator.demo import budget_for, events_table, refreshed_periods, simulated_window
-from finops_operator.kubectl_output import (
+from finops_devtools.demo import budget_for, events_table, refreshed_periods, simulated_window
+from finops_operator.views.kubectl_tables import (
     COSTPOLICY_COLUMNS,
     COSTREPORT_COLUMNS,
     abbreviated_rule,
@@ -23,7 +23,7 @@ from finops_operator.kubectl_output import (
     json_path,
     to_yaml,
 )
-from finops_operator.showback_html import render_showback
+from finops_operator.views.showback_html import render_showback
 from tests.crd_schema import validate_against_crd
 
 ROOT = Path(__file__).parent.parent

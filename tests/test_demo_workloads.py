@@ -6,12 +6,13 @@ from decimal import Decimal
 
 import pytest
 
-from finops_operator import conventions, demo_workloads
-from finops_operator.config import Config
-from finops_operator.cost_policy import parse_cost_policy
-from finops_operator.devcluster.api_server import AdmissionChain
-from finops_operator.label_check import check_labels
-from finops_operator.workloads import is_workload
+from finops_devtools import demo_workloads
+from finops_devtools.devcluster.api_server import AdmissionChain
+from finops_operator.domain import conventions
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies.label_check import check_labels
+from finops_operator.domain.rules.cost_policy import parse_cost_policy
+from finops_operator.domain.workloads import is_workload
 from tests.test_demo_api_server import InProcessWebhook, ListStore
 
 

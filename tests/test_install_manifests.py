@@ -31,11 +31,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from finops_operator import conventions
+from finops_operator.adapters.config_file import load_config
+from finops_operator.adapters.metrics import OperatorMetrics
 from finops_operator.cli import build_parser
-from finops_operator.config import load_config
-from finops_operator.metrics import OperatorMetrics
-from finops_operator.workloads import WORKLOAD_KINDS
+from finops_operator.domain import conventions
+from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.crd_schema import SHARED_CRDS, validate_against_crd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -495,8 +495,8 @@ def _is_raw_request(call: ast.Call) -> bool:
 
 def kube_api_methods() -> dict[str, set[Permission]]:
     """KubeApi's methods that send raw requests by path, and what those need."""
-    module = "finops_operator.kube_api"
-    tree = ast.parse((SRC / "kube_api.py").read_text(encoding="utf-8"))
+    module = "finops_operator.adapters.kube_api"
+    tree = ast.parse((SRC / "adapters" / "kube_api.py").read_text(encoding="utf-8"))
     scope, parents = vars(importlib.import_module(module)), _parents(tree)
     [api] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "KubeApi"]
     methods = {}
@@ -675,10 +675,10 @@ def test_every_grant_that_can_name_its_object_does(install: str) -> None:
 
 
 def test_the_lease_is_the_one_the_code_elects_with() -> None:
-    leadership = SRC / "leadership.py"
+    leadership = SRC / "controllers" / "leadership.py"
     if not leadership.is_file():
         pytest.skip("no leader election in src/ yet")
-    module = importlib.import_module("finops_operator.leadership")
+    module = importlib.import_module("finops_operator.controllers.leadership")
     assert module.LEASE_NAME == LEASE
 
 
@@ -792,7 +792,7 @@ def test_the_deployment_arguments_are_ones_the_command_line_accepts(install: str
     }
     missing = [arg for arg in args if arg.startswith("--") and arg not in known]
     if missing == ["--webhook-secret"]:
-        pytest.skip("`run --webhook-secret` is not in src/finops_operator/cli.py yet")
+        pytest.skip("`run --webhook-secret` is not in src/finops_operator/cli/__init__.py yet")
     assert not missing, f"unknown options of `finops-operator run`: {missing}"
     build_parser().parse_args(args)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from finops_operator.config import Config, LabelRule, parse_config
-from finops_operator.label_check import (
+from finops_operator.domain.config import Config, LabelRule, parse_config
+from finops_operator.domain.policies.label_check import (
     InvalidLabel,
     LabelPolicy,
     Violations,

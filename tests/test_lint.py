@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from finops_operator.config import Config, parse_config
-from finops_operator.label_check import LabelPolicy
-from finops_operator.lint import (
+from finops_operator.cli.lint import (
     LintResult,
     expand_paths,
     format_json,
@@ -18,6 +16,8 @@ from finops_operator.lint import (
     lint_paths,
     parse_documents,
 )
+from finops_operator.domain.config import Config, parse_config
+from finops_operator.domain.policies.label_check import LabelPolicy
 
 POLICY = LabelPolicy(Config())
 GPU_POD = """\

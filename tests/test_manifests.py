@@ -23,8 +23,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from finops_operator import conventions
-from finops_operator.workloads import WORKLOAD_KINDS
+from finops_operator.domain import conventions
+from finops_operator.domain.workloads import WORKLOAD_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"

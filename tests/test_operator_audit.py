@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from finops_operator.workloads import WORKLOAD_KINDS
+from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.kube_emulator import KubeEmulator, eventually
 from tests.operator_process import OperatorProcess, running_operator
 from tests.reviews import COMPLETE_LABELS, workload

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from finops_operator.prometheus_rule import rule_count
+from finops_operator.domain.rules.prometheus_rule import rule_count
 from tests.crd_schema import PROMETHEUS_RULE_CRD, validate_against_crd
 from tests.kube_emulator import KubeEmulator, eventually
 from tests.operator_process import OperatorProcess, running_operator

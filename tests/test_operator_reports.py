@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from finops_operator.simulator import (
+from finops_devtools.simulator import (
     ExportOptions,
     Scenario,
     ScenarioParams,

@@ -5,8 +5,13 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from finops_operator.config import Config
-from finops_operator.policy_reconciler import plan_policy, policy_status, rule_patch, status_patch
+from finops_operator.domain.config import Config
+from finops_operator.domain.rules.policy_reconciler import (
+    plan_policy,
+    policy_status,
+    rule_patch,
+    status_patch,
+)
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(hours=1)

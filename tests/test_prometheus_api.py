@@ -1,7 +1,7 @@
 """The Prometheus adapter honours a path prefix, a bearer token, extra headers and a CA.
 
 A small HTTPS reverse proxy (aiohttp, on 127.0.0.1, a self-signed certificate from
-finops_operator.certificates) stands in for Mimir or Thanos behind a gateway: it
+finops_operator.adapters.certificates) stands in for Mimir or Thanos behind a gateway: it
 serves Prometheus' API under `/prometheus`, and refuses requests without the
 bearer token or the `X-Scope-OrgID` header.
 """
@@ -22,12 +22,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from finops_operator.certificates import self_signed
-from finops_operator.config import PrometheusConfig
-from finops_operator.cost_model import Period
-from finops_operator.prometheus_api import PrometheusClient, PrometheusError
-from finops_operator.simulator import ExportOptions, ScenarioParams, generate_scenario
-from finops_operator.usage_reader import report_period
+from finops_devtools.simulator import ExportOptions, ScenarioParams, generate_scenario
+from finops_operator.adapters.certificates import self_signed
+from finops_operator.adapters.prometheus_api import PrometheusClient, PrometheusError
+from finops_operator.controllers.usage_reader import report_period
+from finops_operator.domain.config import PrometheusConfig
+from finops_operator.domain.costs.cost_model import Period
 from tests.prometheus_server import (
     PrometheusServer,
     backfilled_prometheus,

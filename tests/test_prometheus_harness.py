@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from finops_operator.simulator import (
+from finops_devtools.simulator import (
     ExportOptions,
     Scenario,
     ScenarioParams,

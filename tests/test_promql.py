@@ -6,7 +6,13 @@ from decimal import Decimal
 
 import pytest
 
-from finops_operator.promql import Duration, check_expression, matchers, number, string_literal
+from finops_operator.domain.promql import (
+    Duration,
+    check_expression,
+    matchers,
+    number,
+    string_literal,
+)
 
 
 @pytest.mark.parametrize(

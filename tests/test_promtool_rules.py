@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finops_operator import conventions
+from finops_operator.domain import conventions
 from tests.golden.regenerate import write_rule_groups
 
 PROMTOOL = shutil.which("promtool")

@@ -21,11 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from finops_operator import conventions
-from finops_operator.config import PricingConfig, PrometheusConfig
-from finops_operator.cost_model import CostReport, Period
-from finops_operator.prometheus_api import PrometheusClient, PrometheusError
-from finops_operator.simulator import (
+from finops_devtools.simulator import (
     A100,
     H100,
     RESOURCE_MIG_1G,
@@ -38,7 +34,11 @@ from finops_operator.simulator import (
     ground_truth,
     to_unix,
 )
-from finops_operator.usage_reader import NoUsageDataError, PeriodReport, report_period
+from finops_operator.adapters.prometheus_api import PrometheusClient, PrometheusError
+from finops_operator.controllers.usage_reader import NoUsageDataError, PeriodReport, report_period
+from finops_operator.domain import conventions
+from finops_operator.domain.config import PricingConfig, PrometheusConfig
+from finops_operator.domain.costs.cost_model import CostReport, Period
 from tests.prometheus_server import (
     PrometheusServer,
     backfilled_prometheus,

@@ -7,17 +7,17 @@ from typing import Any
 
 import pytest
 
-from finops_operator import conventions
-from finops_operator.alert_rules import AlertOptions, render_alert_groups
-from finops_operator.cost_policy import CostPolicy, Selector, parse_cost_policy
-from finops_operator.prometheus_rule import (
+from finops_operator.domain import conventions
+from finops_operator.domain.rules.alert_rules import AlertOptions, render_alert_groups
+from finops_operator.domain.rules.cost_policy import CostPolicy, Selector, parse_cost_policy
+from finops_operator.domain.rules.prometheus_rule import (
     policy_prometheus_rule,
     recording_rules_prometheus_rule,
     render_policy,
     rule_count,
     rule_name_for,
 )
-from finops_operator.recording_rules import render_recording_rules
+from finops_operator.domain.rules.recording_rules import render_recording_rules
 from tests.crd_schema import PROMETHEUS_RULE_CRD, validate_against_crd
 from tests.test_costpolicy_crd import EXAMPLE, with_spec
 

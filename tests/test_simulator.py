@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from finops_operator.config import PricingConfig
-from finops_operator.simulator import (
+from finops_devtools.simulator import (
     A100,
     H100,
     RESOURCE_MIG_1G,
@@ -35,6 +34,7 @@ from finops_operator.simulator import (
     write_openmetrics,
     write_openmetrics_chunks,
 )
+from finops_operator.domain.config import PricingConfig
 
 D = Decimal
 T0 = to_unix(datetime(2026, 11, 10, tzinfo=UTC))

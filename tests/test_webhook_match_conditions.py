@@ -28,9 +28,9 @@ import pytest
 import yaml
 from celpy import celtypes
 
-from finops_operator.admission import created_by_controller
-from finops_operator.conventions import DEFAULT_GPU_RESOURCES
-from finops_operator.workloads import GpuMatcher, is_gpu_workload
+from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES
+from finops_operator.domain.policies.admission import created_by_controller
+from finops_operator.domain.workloads import GpuMatcher, is_gpu_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from finops_operator.conventions import DEFAULT_GPU_RESOURCES
-from finops_operator.workloads import (
+from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES
+from finops_operator.domain.workloads import (
     KIND_FOR_PLURAL,
     WORKLOAD_KINDS,
     GpuMatcher,

@@ -20,23 +20,28 @@ from typing import Any
 
 import kopf
 
-from finops_operator import conventions
-from finops_operator.audit import audit_workload, event_message
-from finops_operator.audit_writer import AuditWriter
-from finops_operator.certificates import write_pair, write_self_signed
-from finops_operator.config import Config
-from finops_operator.events import ObjectRef, event_body
-from finops_operator.inventory import Inventory
-from finops_operator.kube_api import KubeApi, KubeError
-from finops_operator.label_check import LabelPolicy
-from finops_operator.leadership import Leadership
-from finops_operator.metrics import InventoryCollector, OperatorMetrics
-from finops_operator.policy_controller import EventPoster, PolicyController
-from finops_operator.prometheus_api import PrometheusClient
-from finops_operator.report_controller import REPORTS, ReportController
-from finops_operator.webhook_server import AdmissionApp, metrics_app, start_site, tls_context
-from finops_operator.webhook_tls import inject_ca_bundle, shared_certificate
-from finops_operator.workloads import WORKLOAD_KINDS
+from finops_operator.adapters.certificates import write_pair, write_self_signed
+from finops_operator.adapters.kube_api import KubeApi, KubeError
+from finops_operator.adapters.metrics import InventoryCollector, OperatorMetrics
+from finops_operator.adapters.prometheus_api import PrometheusClient
+from finops_operator.adapters.webhook_server import (
+    AdmissionApp,
+    metrics_app,
+    start_site,
+    tls_context,
+)
+from finops_operator.controllers.audit_writer import AuditWriter
+from finops_operator.controllers.leadership import Leadership
+from finops_operator.controllers.policy_controller import EventPoster, PolicyController
+from finops_operator.controllers.report_controller import REPORTS, ReportController
+from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
+from finops_operator.domain import conventions
+from finops_operator.domain.config import Config
+from finops_operator.domain.events import ObjectRef, event_body
+from finops_operator.domain.gpus.inventory import Inventory
+from finops_operator.domain.policies.audit import audit_workload, event_message
+from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.workloads import WORKLOAD_KINDS
 
 logger = logging.getLogger("finops_operator")
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import yaml
 
-from finops_operator import conventions
-from finops_operator.prometheus_rule import (
+from finops_operator.cli.render import dump_yaml
+from finops_operator.domain import conventions
+from finops_operator.domain.rules.prometheus_rule import (
     recording_rules_prometheus_rule,
     render_policy,
     rule_groups_file,
 )
-from finops_operator.render_command import dump_yaml
 
 GOLDEN = Path(__file__).resolve().parent
 POLICIES = GOLDEN / "policies"

@@ -1,0 +1,219 @@
+"""A Kubernetes API on loopback: kmock's KubernetesEmulator, in a background thread.
+
+The operator is a separate process that reaches this emulator over HTTP through
+a kubeconfig (`write_kubeconfig`), as it would reach a real API server. Callers
+talk to it the same way (`create`, `get`, `list`, `patch`, `delete` over HTTP),
+and read the request log to prove what the operator did and did not write.
+
+Real API-server behaviours that kmock 0.8 lacks are added here, because kopf
+and the tests rely on them: `metadata.generateName` (kopf names its Events that
+way), a `metadata.uid` and `creationTimestamp` on every created object, and the
+paths of the Namespace resource itself (`/api/v1/namespaces[/NAME]`), which kmock
+reads as a namespace prefix with no resource (patched into kmock's path parser
+when this module is imported).
+
+The emulator keeps objects as given: it neither validates them against a schema
+nor runs admission webhooks (`api_server` does the latter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import kmock
+from kmock._internal import enums, parsing, rendering
+
+from finops_devtools.devcluster import eventually
+
+__all__ = ["COSTREPORTS", "RESOURCES", "KubeEmulator", "eventually"]
+
+_kmock_parse_path = parsing.parse_path
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 5:
+        name = parts[3] if len(parts) > 3 else None
+        sub = parts[4] if len(parts) > 4 else None
+        if len(parts) <= 4 or sub in ("status", "finalize"):
+            return parsing.ParsedPath("", "v1", "namespaces", None, name, sub)
+    return _kmock_parse_path(path)
+
+
+parsing.parse_path = _parse_path
+
+RESOURCES: dict[str, tuple[str, bool]] = {
+    # "group/version/plural": (kind, namespaced)
+    "v1/pods": ("Pod", True),
+    "v1/namespaces": ("Namespace", False),
+    "v1/nodes": ("Node", False),
+    "v1/events": ("Event", True),
+    "apps/v1/deployments": ("Deployment", True),
+    "apps/v1/statefulsets": ("StatefulSet", True),
+    "apps/v1/daemonsets": ("DaemonSet", True),
+    "apps/v1/replicasets": ("ReplicaSet", True),
+    "batch/v1/jobs": ("Job", True),
+    "batch/v1/cronjobs": ("CronJob", True),
+    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
+    "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True),
+    "finops.resilio.tech/v1alpha1/costpolicies": ("CostPolicy", True),
+    "coordination.k8s.io/v1/leases": ("Lease", True),
+    "v1/secrets": ("Secret", True),
+    "admissionregistration.k8s.io/v1/validatingwebhookconfigurations": (
+        "ValidatingWebhookConfiguration",
+        False,
+    ),
+    "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations": (
+        "MutatingWebhookConfiguration",
+        False,
+    ),
+}
+COSTREPORTS: dict[str, tuple[str, bool]] = {
+    "finops.resilio.tech/v1alpha1/costreports": ("CostReport", False),
+}
+WITH_STATUS = {"finops.resilio.tech/v1alpha1/costpolicies"}
+PLURAL_OF_KIND = {kind: key for key, (kind, _) in RESOURCES.items()}
+VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+
+
+class _Emulator(kmock.KubernetesEmulator):
+    """The emulator, plus generateName, uids and a log of every request."""
+
+    log: list[tuple[str, str]]
+
+    async def _handle(self, request: rendering.Request) -> Any:
+        method = getattr(request.method, "value", None) or str(request.method)
+        self.log.append((method.upper(), request.url.path))
+        if request.action == enums.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        return await super()._handle(request)
+
+
+class KubeEmulator:
+    """Start with `start()`, stop with `stop()`; `url` is the API server address."""
+
+    def __init__(self, extra_resources: dict[str, tuple[str, bool]] | None = None) -> None:
+        self.resources = {**RESOURCES, **(extra_resources or {})}
+        self.plural_of_kind = {kind: key for key, (kind, _) in self.resources.items()}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._stop: asyncio.Event | None = None
+        self._done: asyncio.Future[None] | None = None
+        self.url = ""
+        self.emulator: _Emulator | None = None
+
+    def start(self) -> KubeEmulator:
+        self._thread.start()
+        ready = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        ready.result(timeout=30)
+        return self
+
+    async def _start(self) -> None:
+        self._stop = asyncio.Event()
+        started: asyncio.Future[None] = self._loop.create_future()
+        self._done = asyncio.ensure_future(self._serve(started))
+        await started
+
+    async def _serve(self, started: asyncio.Future[None]) -> None:
+        emulator = _Emulator()
+        emulator.log = []
+        for key, (kind, namespaced) in self.resources.items():
+            emulator.resources[key] = kmock.ResourceInfo(
+                kind=kind, namespaced=namespaced, verbs=VERBS
+            )
+        async with emulator, kmock.Server(emulator) as server:
+            self.emulator = emulator
+            self.url = str(server.url).rstrip("/")
+            started.set_result(None)
+            assert self._stop is not None
+            await self._stop.wait()
+
+    def stop(self) -> None:
+        async def _finish() -> None:
+            assert self._stop is not None and self._done is not None
+            self._stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._done), timeout=5)
+            except TimeoutError:  # a client still holds a watch open
+                self._done.cancel()
+
+        try:
+            asyncio.run_coroutine_threadsafe(_finish(), self._loop).result(timeout=15)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": "test-token"}}],
+            "contexts": [
+                {"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}
+            ],
+            "current-context": "emulator",
+        }
+        path.write_text(json.dumps(config))
+        return path
+
+    # The calls a user makes, over HTTP.
+
+    def path(self, kind: str, namespace: str | None = None, name: str | None = None) -> str:
+        key = self.plural_of_kind[kind]
+        prefix = "/api/" if key.startswith("v1/") else "/apis/"
+        group_version, plural = key.rsplit("/", 1)
+        ns = f"/namespaces/{namespace}" if namespace and self.resources[key][1] else ""
+        return f"{prefix}{group_version}{ns}/{plural}" + (f"/{name}" if name else "")
+
+    def call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", content_type)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def create(self, obj: dict[str, Any]) -> Any:
+        meta = obj.get("metadata", {})
+        return self.call("POST", self.path(obj["kind"], meta.get("namespace")), obj)
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Any:
+        try:
+            return self.call("GET", self.path(kind, namespace, name))
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return None
+            raise
+
+    def list(self, kind: str, namespace: str | None = None) -> list[Any]:
+        items: list[Any] = self.call("GET", self.path(kind, namespace))["items"]
+        return items
+
+    def patch(self, kind: str, namespace: str | None, name: str, patch: dict[str, Any]) -> Any:
+        return self.call(
+            "PATCH", self.path(kind, namespace, name), patch, "application/merge-patch+json"
+        )
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> Any:
+        return self.call("DELETE", self.path(kind, namespace, name))
+
+    def requests_to(self, method: str, path: str) -> builtins.list[tuple[str, str]]:
+        """The requests with this method and path that the emulator has received so far."""
+        assert self.emulator is not None
+        log = tuple(self.emulator.log)
+        return [(m, p) for m, p in log if m == method and p == path]

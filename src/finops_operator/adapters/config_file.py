@@ -1,0 +1,36 @@
+"""Reads the configuration file (YAML) and hands it to the domain's validation.
+
+The file is named by `--config`, else by $FINOPS_CONFIG; with neither, the
+built-in defaults apply. Unreadable files and invalid YAML are `ConfigError`s
+that name the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from finops_operator.domain.config import Config, ConfigError, parse_config
+
+CONFIG_ENV: Final = "FINOPS_CONFIG"
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the file named by `path`, else by $FINOPS_CONFIG, else the embedded default."""
+    chosen = path if path is not None else os.environ.get(CONFIG_ENV) or None
+    if chosen is None:
+        return Config()
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ConfigError(f"{file}: cannot read the configuration file: {reason}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{file}: not valid YAML: {' '.join(str(err).split())}") from None
+    return parse_config(data, str(file))

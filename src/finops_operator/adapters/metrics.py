@@ -1,0 +1,110 @@
+"""The operator's own Prometheus metrics: admission traffic and label violations.
+
+One registry per process, so tests and the operator never share global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from finops_operator.domain import conventions
+from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.gpus.allocation import (
+    ALLOCATION_LABELS,
+    allocation_samples,
+    capacity_samples,
+    price_samples,
+)
+from finops_operator.domain.gpus.inventory import Inventory
+
+
+class OperatorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.admission_requests = Counter(
+            conventions.METRIC_ADMISSION_REQUESTS.removesuffix("_total"),
+            "AdmissionReviews answered, by webhook, workload kind and outcome.",
+            ("webhook", "kind", "outcome"),
+            registry=self.registry,
+        )
+        self.admission_duration = Histogram(
+            conventions.METRIC_ADMISSION_DURATION,
+            "Time to answer an AdmissionReview, from request body to response.",
+            ("webhook",),
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
+            registry=self.registry,
+        )
+        self.policy_ready = Gauge(
+            "finops_costpolicy_ready",
+            "1 when a CostPolicy's PrometheusRule is in step with it, 0 when it is not.",
+            ("namespace", "costpolicy"),
+            registry=self.registry,
+        )
+        self.policy_failures = Counter(
+            "finops_costpolicy_failures",
+            "Reconciliations that left a CostPolicy not ready, by namespace and reason.",
+            ("namespace", "reason"),
+            registry=self.registry,
+        )
+        self.reports_refreshed = Gauge(
+            "finops_costreport_refreshed_timestamp_seconds",
+            "When the CostReports of a period were last refreshed from Prometheus.",
+            ("period",),
+            registry=self.registry,
+        )
+        self.report_failures = Counter(
+            "finops_costreport_refresh_failures",
+            "CostReport refreshes that failed, by what failed (prometheus, kubernetes).",
+            ("source",),
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "finops_leader",
+            "1 on the replica that holds the Lease and writes, 0 on a standby.",
+            registry=self.registry,
+        )
+        self.violations = Gauge(
+            conventions.METRIC_VIOLATIONS,
+            "GPU workloads currently missing or misusing cost labels, by namespace and kind.",
+            ("namespace", "kind"),
+            registry=self.registry,
+        )
+
+
+class InventoryCollector(Collector):
+    """Reads the inventory at scrape time, so the series always match the current state."""
+
+    def __init__(self, inventory: Inventory, pricing: PricingConfig) -> None:
+        self.inventory = inventory
+        self.pricing = pricing
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        nodes = dict(self.inventory.nodes)
+        allocation = GaugeMetricFamily(
+            conventions.METRIC_POD_GPU_ALLOCATION,
+            "GPUs held by a running pod (fractional for MIG slices and shared GPUs).",
+            labels=ALLOCATION_LABELS,
+        )
+        for values, held in allocation_samples(list(self.inventory.pods.values()), nodes):
+            allocation.add_metric(values, float(held))
+        yield allocation
+        capacity = GaugeMetricFamily(
+            conventions.METRIC_NODE_GPU_CAPACITY,
+            "GPUs a node offers, in devices.",
+            labels=("node", "gpu_model", "resource"),
+        )
+        for node_values, devices in capacity_samples(nodes):
+            capacity.add_metric(node_values, float(devices))
+        yield capacity
+        price = GaugeMetricFamily(
+            conventions.METRIC_GPU_HOURLY_PRICE,
+            f"Configured price of one GPU hour, in {self.pricing.currency}.",
+            labels=("gpu_model",),
+        )
+        for model, amount in price_samples(self.pricing, nodes):
+            price.add_metric((model,), float(amount))
+        yield price

@@ -1,0 +1,122 @@
+"""The HTTPS server the API server calls for admission, and the plain-HTTP metrics server.
+
+Moves bytes only: it parses the AdmissionReview, asks `admission` for the
+decision, answers, and counts. A body that is not an AdmissionReview gets a
+clear answer and never takes the server down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from finops_operator.adapters.metrics import OperatorMetrics
+from finops_operator.domain import conventions
+from finops_operator.domain.policies import admission
+from finops_operator.domain.policies.label_check import LabelPolicy
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server's own request size limit
+Decide = Callable[[admission.Request, LabelPolicy, admission.NamespaceLabels], admission.Decision]
+
+
+class AdmissionApp:
+    """The aiohttp application answering /validate and /mutate."""
+
+    def __init__(
+        self,
+        policy: LabelPolicy,
+        namespaces: admission.NamespaceLabels,
+        metrics: OperatorMetrics,
+    ) -> None:
+        self.policy = policy
+        self.namespaces = namespaces
+        self.metrics = metrics
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post(
+            conventions.VALIDATE_PATH, self._handler("validate", admission.validate)
+        )
+        app.router.add_post(conventions.MUTATE_PATH, self._handler("mutate", admission.mutate))
+        app.router.add_get("/healthz", _healthz)
+        return app
+
+    def _handler(self, webhook: str, decide: Decide) -> Callable[[web.Request], Any]:
+        duration = self.metrics.admission_duration.labels(webhook)
+
+        async def handle(request: web.Request) -> web.Response:
+            started = time.perf_counter()
+            raw = await request.read()
+            answer, kind, outcome = self.answer(raw, decide)
+            duration.observe(time.perf_counter() - started)
+            self.metrics.admission_requests.labels(webhook, kind, outcome).inc()
+            status = 400 if outcome == "malformed" and not answer["response"]["uid"] else 200
+            return web.Response(
+                body=json.dumps(answer), status=status, content_type="application/json"
+            )
+
+        return handle
+
+    def answer(self, raw: bytes, decide: Decide) -> tuple[dict[str, Any], str, str]:
+        """The response review, the workload kind and the outcome, for one request body."""
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            problem = admission.MalformedReviewError(f"the body is not JSON ({err})")
+            return admission.malformed_review(problem), "", "malformed"
+        try:
+            request = admission.parse_review(body)
+        except admission.MalformedReviewError as err:
+            logger.warning("Refused a malformed AdmissionReview: %s", err)
+            return admission.malformed_review(err), "", "malformed"
+        decision = decide(request, self.policy, self.namespaces)
+        if decision.outcome == "denied":
+            logger.info("Denied %s %s: %s", request.operation, request.ref, decision.message)
+        kind = request.kind if request.kind in _KINDS else "other"
+        return admission.response_review(request.uid, decision), kind, decision.outcome
+
+
+_KINDS = frozenset(admission.WORKLOADS)
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def metrics_app(metrics: OperatorMetrics) -> web.Application:
+    """`/metrics` in the Prometheus text format, and `/healthz`."""
+
+    async def serve_metrics(_: web.Request) -> web.Response:
+        payload = generate_latest(metrics.registry)
+        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", serve_metrics)
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
+def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+async def start_site(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+    return runner

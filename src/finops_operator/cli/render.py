@@ -1,0 +1,152 @@
+"""`finops-operator render`: print the PrometheusRule a CostPolicy becomes, offline.
+
+Users check a policy in CI or review its PromQL before applying it; the golden
+files under tests/golden/ are this command's output. Exit 0 with YAML on stdout,
+or exit 2 with one line per problem on stderr, each naming the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finops_operator.adapters.config_file import load_config
+from finops_operator.domain import conventions
+from finops_operator.domain.config import Config, ConfigError
+from finops_operator.domain.rules.alert_rules import AlertOptions
+from finops_operator.domain.rules.cost_policy import CostPolicyError
+from finops_operator.domain.rules.prometheus_rule import (
+    recording_rules_prometheus_rule,
+    render_policy,
+    rule_groups_file,
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # PromQL reads best as a literal block; YAML cannot keep trailing spaces in one.
+    if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(documents: list[dict[str, Any]]) -> str:
+    """YAML documents as the command prints them: key order kept, PromQL as literal blocks."""
+    return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, width=10_000)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "policy",
+        nargs="?",
+        metavar="POLICY.yaml",
+        help="a file of one or more CostPolicy documents, or - for stdin",
+    )
+    parser.add_argument(
+        "--recording-rules",
+        action="store_true",
+        help="print the operator's shared recording-rules PrometheusRule instead",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=conventions.OPERATOR_NAMESPACE,
+        help="namespace of the recording-rules PrometheusRule (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label for the recording-rules PrometheusRule, e.g. release=kube-prometheus-stack",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("prometheusrule", "groups"),
+        default="prometheusrule",
+        help="'groups' prints the plain rule file Prometheus and promtool read",
+    )
+    parser.add_argument("--config", help="configuration file (default: $FINOPS_CONFIG or built in)")
+
+
+def _read_documents(path: str) -> list[Any]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def _policies(documents: list[Any]) -> list[Any]:
+    policies: list[Any] = []
+    for doc in documents:
+        if isinstance(doc, dict) and doc.get("kind") == "List":
+            policies.extend(doc.get("items") or [])
+        else:
+            policies.append(doc)
+    return policies
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--label {pair!r}: write it as KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def _render(args: argparse.Namespace, config: Config) -> list[dict[str, Any]]:
+    if args.recording_rules:
+        return [recording_rules_prometheus_rule(args.namespace, _labels(args.label))]
+    options = AlertOptions(currency=config.pricing.currency)
+    source = "<stdin>" if args.policy == "-" else args.policy
+    documents = _policies(_read_documents(args.policy))
+    if not documents:
+        raise ValueError(f"{source}: no CostPolicy found")
+    return [
+        render_policy(
+            doc,
+            options,
+            label_rules=config.labels,
+            source=source if len(documents) == 1 else f"{source}[{index}]",
+        )
+        for index, doc in enumerate(documents)
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    if bool(args.recording_rules) == bool(args.policy):
+        print("error: give either POLICY.yaml or --recording-rules", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+        rules = _render(args, config)
+    except CostPolicyError as err:
+        for problem in err.problems:
+            where = f"{err.source}: " if err.source else ""
+            print(f"error: {where}{problem}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {args.policy}: cannot read: {err.strerror}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as err:
+        print(f"error: {args.policy}: not valid YAML: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.format == "groups":
+        rules = [rule_groups_file(rule) for rule in rules]
+    sys.stdout.write(dump_yaml(rules))
+    return 0

@@ -1,0 +1,72 @@
+"""`finops-operator run`: the operator against the current kubeconfig (or in-cluster config).
+
+The operator and kopf are imported only when this command runs, so `lint`,
+`render` and `report` start without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from finops_operator.adapters.config_file import load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="configuration file (default: $FINOPS_CONFIG or built in)")
+    parser.add_argument("--webhook-host", default="0.0.0.0", help="address the webhook listens on")
+    parser.add_argument("--webhook-port", type=int, default=9443, help="HTTPS port for admission")
+    parser.add_argument("--webhook-cert", help="TLS certificate (PEM); self-signed when absent")
+    parser.add_argument("--webhook-key", help="TLS private key (PEM) for --webhook-cert")
+    parser.add_argument(
+        "--webhook-secret",
+        help="TLS Secret in the operator's namespace shared by all replicas: created once "
+        "if absent, its CA set as caBundle of the webhook configurations",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=8080, help="port of /metrics and /healthz"
+    )
+    parser.add_argument(
+        "--namespace",
+        default=None,
+        help="the operator's own namespace (default: $POD_NAMESPACE or finops-system)",
+    )
+    parser.add_argument(
+        "--no-leader-election",
+        action="store_true",
+        help="write without holding the Lease (only for a single replica)",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=15,
+        help="how long the leader's Lease holds without renewal (renewed every third of it)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Option combinations argparse alone cannot refuse; exits 2 naming them."""
+    if bool(args.webhook_cert) != bool(args.webhook_key):
+        parser.error("--webhook-cert and --webhook-key go together")
+    if args.webhook_cert and args.webhook_secret:
+        parser.error(
+            "--webhook-secret replaces --webhook-cert/--webhook-key; give one or the other"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from finops_operator.operator import run_operator
+
+    return run_operator(
+        config=load_config(args.config),
+        webhook_host=args.webhook_host,
+        webhook_port=args.webhook_port,
+        webhook_cert=args.webhook_cert,
+        webhook_key=args.webhook_key,
+        metrics_port=args.metrics_port,
+        namespace=args.namespace,
+        verbose=args.verbose,
+        webhook_secret=args.webhook_secret,
+        leader_election=not args.no_leader_election,
+        lease_seconds=args.lease_seconds,
+    )

@@ -1,0 +1,3 @@
+"""Controllers: they decide what to write and talk to ports (finops_operator.ports), never
+to adapters.
+"""

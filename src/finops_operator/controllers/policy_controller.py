@@ -1,0 +1,209 @@
+"""Keeps each CostPolicy's PrometheusRule, and the shared recording rules, in step.
+
+Level-based: whatever happened (a policy changed, its rule was edited or
+deleted, the operator restarted), `reconcile` compares what is with what
+`policy_reconciler` says should be, and writes only the difference. Failures
+become a `Ready=False` condition, a Warning Event and a metric, so a tenant who
+cannot read the operator's logs still sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from finops_operator.adapters.kube_api import KubeApi, KubeError
+from finops_operator.domain import conventions
+from finops_operator.domain.config import Config
+from finops_operator.domain.rules.cost_policy import API_VERSION
+from finops_operator.domain.rules.policy_reconciler import (
+    READY,
+    PolicyPlan,
+    plan_policy,
+    policy_status,
+    rule_patch,
+    status_patch,
+)
+from finops_operator.domain.rules.prometheus_rule import (
+    recording_rules_prometheus_rule,
+    rule_name_for,
+)
+
+logger = logging.getLogger(__name__)
+
+RULES = ("monitoring.coreos.com", "v1", "prometheusrules")
+POLICIES = (conventions.API_GROUP, conventions.API_VERSION, conventions.COSTPOLICY_PLURAL)
+PolicyKey = tuple[str, str]  # namespace, name
+EventPoster = Callable[
+    [Mapping[str, Any], str, str, str], Awaitable[None]
+]  # body, type, reason, message
+
+
+@dataclass
+class PolicyController:
+    config: Config
+    namespace: str
+    kube: KubeApi
+    leading: Callable[[], bool]
+    post_event: EventPoster
+    ready_gauge: Gauge
+    failures: Counter
+    policies: dict[PolicyKey, dict[str, Any]] = field(default_factory=dict)
+    locks: defaultdict[PolicyKey, asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
+
+    def forget(self, key: PolicyKey) -> None:
+        self.policies.pop(key, None)
+        self.locks.pop(key, None)
+        with contextlib.suppress(KeyError):
+            self.ready_gauge.remove(*key)
+
+    def remember(self, body: Mapping[str, Any]) -> PolicyKey:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        self.policies[key] = {
+            **body,
+            "apiVersion": API_VERSION,
+            "kind": conventions.COSTPOLICY_KIND,
+        }
+        return key
+
+    async def reconcile(self, key: PolicyKey, rule_now: Mapping[str, Any] | None = None) -> None:
+        """Bring the policy's rule and status in step; `rule_now` spares a read when known."""
+        if not self.leading():
+            return
+        async with self.locks[key]:
+            body = self.policies.get(key)
+            if body is None:
+                return
+            plan = plan_policy(body, self.config)
+            error = None
+            try:
+                await self._apply_rule(key, body, plan, rule_now)
+            except KubeError as err:
+                error = f"cannot write the PrometheusRule: {err}"
+            await self._write_status(key, body, plan, error)
+
+    async def _apply_rule(
+        self,
+        key: PolicyKey,
+        body: Mapping[str, Any],
+        plan: PolicyPlan,
+        rule_now: Mapping[str, Any] | None,
+    ) -> None:
+        namespace = key[0]
+        if plan.rule is None:
+            await self.delete_owned_rule(body)
+            return
+        name = plan.rule["metadata"]["name"]
+        current = rule_now or await self.kube.get(*RULES, namespace, name)
+        if current is None:
+            try:
+                await self.kube.create(*RULES, plan.rule)
+                logger.info("Created PrometheusRule %s/%s", namespace, name)
+                return
+            except KubeError as err:
+                if err.status != 409:
+                    raise
+                current = await self.kube.get(*RULES, namespace, name)
+                if current is None:
+                    raise
+        patch = rule_patch(current, plan.rule)
+        if patch is not None:
+            await self.kube.patch(*RULES, namespace, name, patch)
+            logger.info("Brought PrometheusRule %s/%s back in step", namespace, name)
+
+    async def _write_status(
+        self, key: PolicyKey, body: Mapping[str, Any], plan: PolicyPlan, error: str | None
+    ) -> None:
+        current = body.get("status") or {}
+        desired = policy_status(
+            current,
+            generation=(body.get("metadata") or {}).get("generation"),
+            plan=plan,
+            apply_error=error,
+            now=datetime.datetime.now(datetime.UTC),
+        )
+        ready = desired["conditions"][0]
+        self.ready_gauge.labels(*key).set(1 if ready["status"] == "True" else 0)
+        patch = status_patch(current, desired)
+        if patch is None:
+            return
+        if ready["status"] == "False":
+            self.failures.labels(key[0], ready["reason"]).inc()
+            await self.post_event(body, "Warning", ready["reason"], ready["message"])
+        elif _was_not_ready(current):
+            await self.post_event(body, "Normal", ready["reason"], ready["message"])
+        try:
+            await self.kube.patch(*POLICIES, key[0], key[1], patch, status=True)
+            self.policies[key] = {**body, "status": desired}
+        except KubeError as err:
+            logger.error("Cannot write the status of CostPolicy %s/%s: %s", *key, err)
+
+    async def delete_owned_rule(self, body: Mapping[str, Any]) -> None:
+        """Remove the policy's rule, but only one this policy owns."""
+        meta = body.get("metadata") or {}
+        namespace, uid = meta.get("namespace"), meta.get("uid")
+        name = rule_name_for(str(meta.get("name")))
+        current = await self.kube.get(*RULES, namespace, name)
+        owners = ((current or {}).get("metadata") or {}).get("ownerReferences") or []
+        if current is not None and any(o.get("uid") == uid for o in owners):
+            await self.kube.delete(*RULES, namespace, name)
+            logger.info("Deleted PrometheusRule %s/%s", namespace, name)
+
+    async def catch_up(self) -> None:
+        """After becoming the leader (or at start, without election): reconcile everything."""
+        await self.ensure_recording_rules()
+        for key in list(self.policies):
+            await self.reconcile(key)
+
+    async def ensure_recording_rules(self, rule_now: Mapping[str, Any] | None = None) -> None:
+        if not self.leading():
+            return
+        desired = recording_rules_prometheus_rule(self.namespace)
+        name = desired["metadata"]["name"]
+        try:
+            current = rule_now or await self.kube.get(*RULES, self.namespace, name)
+            if current is None:
+                await self.kube.create(*RULES, desired)
+                logger.info("Created the shared recording rules %s/%s", self.namespace, name)
+            elif (patch := rule_patch(current, desired)) is not None:
+                await self.kube.patch(*RULES, self.namespace, name, patch)
+        except KubeError as err:
+            logger.error(
+                "Cannot write the shared recording rules %s/%s: %s (are the Prometheus "
+                "Operator CRDs installed?)",
+                self.namespace,
+                name,
+                err,
+            )
+
+    def owner_of(self, rule: Mapping[str, Any]) -> PolicyKey | None:
+        meta = rule.get("metadata") or {}
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == conventions.COSTPOLICY_KIND and ref.get("controller"):
+                return (str(meta.get("namespace")), str(ref.get("name")))
+        return None
+
+    def is_recording_rules(self, rule: Mapping[str, Any]) -> bool:
+        meta = rule.get("metadata") or {}
+        return (
+            meta.get("namespace") == self.namespace
+            and meta.get("name") == conventions.RECORDING_RULES_NAME
+        )
+
+
+def _was_not_ready(status: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == READY and c.get("status") == "False"
+        for c in status.get("conditions") or []
+    )

@@ -1,0 +1,165 @@
+"""Writes the CostReports of the current and the previous month, on a timer.
+
+Each refresh reads a month from Prometheus (usage_reader), builds the reports
+(cost_reports) and writes only what changed. When Prometheus cannot be read the
+reports keep their last good figures and get `Stale=True` with the reason; the
+next attempt comes sooner, backing off up to the refresh interval, and the
+first good read clears `Stale` on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from finops_operator.adapters.kube_api import KubeApi, KubeError
+from finops_operator.adapters.prometheus_api import PrometheusClient, PrometheusError
+from finops_operator.controllers.usage_reader import NoUsageDataError, report_period
+from finops_operator.domain import conventions
+from finops_operator.domain.config import Config
+from finops_operator.domain.costs.cost_model import Period
+from finops_operator.domain.costs.cost_reports import (
+    PLURAL,
+    ReportInput,
+    desired_reports,
+    fresh_status,
+    stale_status,
+    status_changed,
+)
+from finops_operator.domain.rules.cost_policy import CostPolicyError, parse_cost_policy
+
+logger = logging.getLogger(__name__)
+
+REPORTS = (conventions.API_GROUP, conventions.API_VERSION, PLURAL)
+FIRST_RETRY_SECONDS = 5.0
+
+
+def months_to_refresh(now: datetime.datetime) -> list[Period]:
+    """The current month and the one before it (UTC)."""
+    current = Period.month(now.year, now.month)
+    previous_end = current.start - datetime.timedelta(days=1)
+    return [current, Period.month(previous_end.year, previous_end.month)]
+
+
+def budgets_of(policies: Mapping[Any, Mapping[str, Any]], config: Config) -> dict[str, Decimal]:
+    """Monthly budgets by team, from the valid CostPolicies whose selector names a team."""
+    budgets: dict[str, Decimal] = {}
+    for body in policies.values():
+        try:
+            policy = parse_cost_policy(body, label_rules=config.labels)
+        except CostPolicyError:
+            continue
+        team = policy.spec.selector.team
+        if team and policy.spec.budget is not None:
+            budgets[team] = Decimal(str(policy.spec.budget.monthly))
+    return budgets
+
+
+@dataclass
+class ReportController:
+    config: Config
+    kube: KubeApi
+    prometheus: PrometheusClient
+    policies: Mapping[Any, Mapping[str, Any]]
+    refreshed: Gauge
+    failures: Counter
+    leading: Callable[[], bool] = lambda: True
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        name = str((body.get("metadata") or {}).get("name"))
+        if event_type == "DELETED":
+            self.reports.pop(name, None)
+        else:
+            self.reports[name] = dict(body)
+
+    async def run_forever(self) -> None:
+        interval = float(self.config.reports.interval_seconds)
+        delay, failed = 0.0, 0
+        while True:
+            await asyncio.sleep(delay)
+            if not self.leading():
+                delay = 1.0
+                continue
+            try:
+                healthy = await self.refresh(datetime.datetime.now(datetime.UTC))
+            except Exception:  # a bug must not end the refreshes for good
+                logger.exception("CostReport refresh failed unexpectedly")
+                healthy = False
+            if healthy:
+                delay, failed = interval, 0
+            else:
+                failed += 1
+                delay = min(interval, FIRST_RETRY_SECONDS * 2 ** (failed - 1))
+
+    async def refresh(self, now: datetime.datetime) -> bool:
+        """One pass over both months; False when Prometheus or the API could not be used."""
+        healthy = True
+        for period in months_to_refresh(now):
+            label = f"{period.start:%Y-%m}"
+            try:
+                report = await asyncio.to_thread(
+                    report_period, self.prometheus, self.config.pricing, period, now=now
+                )
+            except NoUsageDataError:
+                logger.debug("No usage in Prometheus for %s yet; nothing to report", label)
+                continue
+            except PrometheusError as err:
+                healthy = False
+                self.failures.labels("prometheus").inc()
+                logger.warning("CostReports of %s are stale: %s", label, err)
+                await self._mark_stale(label, str(err), now)
+                continue
+            data = ReportInput(
+                period=label,
+                currency=report.costs.currency,
+                teams=report.costs.teams,
+                untagged=report.costs.untagged,
+                cluster=report.costs.cluster,
+                jobs=report.jobs,
+                data_through=report.data_through,
+                budgets=budgets_of(self.policies, self.config),
+            )
+            try:
+                for obj, figures in desired_reports(data, now):
+                    await self._write(obj, figures, now)
+            except KubeError as err:
+                healthy = False
+                self.failures.labels("kubernetes").inc()
+                logger.error("Cannot write the CostReports of %s: %s", label, err)
+                continue
+            self.refreshed.labels(label).set(now.timestamp())
+        return healthy
+
+    async def _write(
+        self, obj: dict[str, Any], figures: dict[str, Any], now: datetime.datetime
+    ) -> None:
+        name = obj["metadata"]["name"]
+        current = self.reports.get(name) or await self.kube.get(*REPORTS, None, name)
+        if current is None:
+            current = await self.kube.create(*REPORTS, obj)
+            logger.info("Created CostReport %s", name)
+        status = fresh_status(figures, current.get("status"), now)
+        if status_changed(current.get("status"), status):
+            await self.kube.patch(*REPORTS, None, name, {"status": status}, status=True)
+        self.reports[name] = {**current, "status": status}
+
+    async def _mark_stale(self, period: str, reason: str, now: datetime.datetime) -> None:
+        for name, current in list(self.reports.items()):
+            if (current.get("spec") or {}).get("period") != period or not current.get("status"):
+                continue
+            status = stale_status(current["status"], "PrometheusUnavailable", reason, now)
+            if not status_changed(current["status"], status):
+                continue
+            try:
+                await self.kube.patch(*REPORTS, None, name, {"status": status}, status=True)
+                self.reports[name] = {**current, "status": status}
+            except KubeError as err:
+                logger.error("Cannot mark CostReport %s stale: %s", name, err)

@@ -1,0 +1,272 @@
+"""Usage of a period, read from Prometheus, and the period's cost report.
+
+Runs the queries of `cost_queries` through `prometheus_api.PrometheusClient`
+and turns their answers into the cost model's inputs (`GpuUsage`, `TokenUsage`,
+`CapacityUsage`, `JobUsage`). The number of queries is fixed (five, or ten when
+the period is not a whole number of days), whatever the number of teams, pods or
+days. `report_period` is what the `report` command and the CostReport
+reconciler call:
+
+    client = PrometheusClient(config.prometheus)
+    result = report_period(client, config.pricing, Period.month(2026, 11))
+    result.costs.teams, result.costs.untagged, result.costs.cluster, result.jobs
+
+Failures raise `PrometheusError` (from `prometheus_api`), never a report of zeros.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from finops_operator.adapters.prometheus_api import PrometheusClient, PrometheusError
+from finops_operator.domain import conventions
+from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.costs.cost_model import (
+    CapacityUsage,
+    CostReport,
+    GpuUsage,
+    JobCost,
+    JobUsage,
+    Period,
+    TokenUsage,
+    compute_costs,
+    training_run_costs,
+)
+from finops_operator.domain.costs.cost_queries import (
+    DAY_MS,
+    DEFAULT_NAMES,
+    GPU_USAGE_LABELS,
+    JOB_LABELS,
+    TOKEN_LABELS,
+    Evaluation,
+    QueryNames,
+    capacity_gpu_hours_query,
+    gpu_hours_query,
+    idle_gpu_hours_query,
+    job_gpu_hours_query,
+    plan_windows,
+    tokens_query,
+)
+
+UNKNOWN_MODEL: Final = "unknown"
+ZERO: Final = Decimal(0)
+
+Key = tuple[str, ...]
+
+
+class NoUsageDataError(PrometheusError):
+    """Prometheus answered, but holds none of the operator's series for the period."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the cluster used in a period, as the cost model takes it."""
+
+    gpu: Sequence[GpuUsage] = ()
+    tokens: Sequence[TokenUsage] = ()
+    capacity: Sequence[CapacityUsage] = ()
+    jobs: Sequence[JobUsage] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.gpu or self.tokens or self.capacity)
+
+
+@dataclass(frozen=True)
+class PeriodReport:
+    """A period's report: `costs` for [period.start, data_through), with its inputs.
+
+    `data_through` is the end of the period, or the time of reading for a period
+    still running (then `costs.period` ends there and the monthly platform cost is
+    prorated to it).
+    """
+
+    period: Period
+    data_through: datetime
+    costs: CostReport
+    usage: Usage
+    pricing: PricingConfig
+    jobs: Sequence[JobCost] = ()
+    queries: int = 0
+    query_seconds: float = 0.0
+
+
+# ---------------------------------------------------------------- reading answers
+
+
+def _decimal(raw: Any) -> Decimal | None:
+    try:
+        value = Decimal(str(raw))
+    except (InvalidOperation, ValueError):
+        return None
+    return value if value.is_finite() else None
+
+
+def _points(series: Mapping[str, Any]) -> Iterable[Any]:
+    if "values" in series:
+        return (point[1] for point in series["values"])
+    if "value" in series:
+        return (series["value"][1],)
+    return ()
+
+
+def sum_by(result: Iterable[Mapping[str, Any]], labels: Sequence[str]) -> dict[Key, Decimal]:
+    """Every point of every series (instant or range answer) summed by `labels`."""
+    sums: dict[Key, Decimal] = defaultdict(Decimal)
+    for series in result:
+        metric = series.get("metric") or {}
+        key = tuple(str(metric.get(label, "")) for label in labels)
+        for raw in _points(series):
+            value = _decimal(raw)
+            if value is not None:
+                sums[key] += value
+    return dict(sums)
+
+
+def _run(
+    client: PrometheusClient,
+    build: Callable[[int, QueryNames], str],
+    plan: Sequence[Evaluation],
+    names: QueryNames,
+    labels: Sequence[str],
+) -> dict[Key, Decimal]:
+    """One query per evaluation of the plan, summed over the windows by `labels`."""
+    total: dict[Key, Decimal] = defaultdict(Decimal)
+    for evaluation in plan:
+        expr = build(evaluation.window_ms, names)
+        if evaluation.count == 1:
+            result = client.evaluate(expr, evaluation.first_eval_ms / 1000)
+        else:
+            result = client.evaluate_range(
+                expr,
+                evaluation.first_eval_ms / 1000,
+                evaluation.last_eval_ms / 1000,
+                evaluation.window_ms / 1000,
+            )
+        for key, value in sum_by(result, labels).items():
+            total[key] += value
+    return dict(total)
+
+
+def _tag(value: str) -> str:
+    return value or conventions.UNTAGGED
+
+
+def _to_ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def read_usage(
+    client: PrometheusClient,
+    period: Period,
+    *,
+    names: QueryNames = DEFAULT_NAMES,
+    chunk: timedelta = timedelta(days=1),
+    jobs: bool = True,
+) -> Usage:
+    """Usage in [period.start, period.end), in a fixed number of aggregated queries.
+
+    The period is cut into windows of `chunk` (one range query per measure) and a
+    shorter remainder (one instant query per measure). Raises PrometheusError.
+    """
+    plan = plan_windows(
+        _to_ms(period.start), _to_ms(period.end), int(chunk.total_seconds() * 1000) or DAY_MS
+    )
+    hours = _run(client, gpu_hours_query, plan, names, GPU_USAGE_LABELS)
+    idle = _run(client, idle_gpu_hours_query, plan, names, GPU_USAGE_LABELS)
+    capacity = _run(client, capacity_gpu_hours_query, plan, names, ("gpu_model",))
+    tokens = _run(client, tokens_query, plan, names, TOKEN_LABELS)
+    job_hours = _run(client, job_gpu_hours_query, plan, names, JOB_LABELS) if jobs else {}
+
+    gpu = []
+    for key, allocated in sorted(hours.items()):
+        team, feature, environment, workload_type, cost_center, model = key
+        idle_hours = idle.get(key)
+        gpu.append(
+            GpuUsage(
+                team=_tag(team),
+                gpu_model=model or UNKNOWN_MODEL,
+                gpu_hours=allocated,
+                busy_gpu_hours=None if idle_hours is None else allocated - idle_hours,
+                feature=_tag(feature),
+                environment=_tag(environment),
+                workload_type=_tag(workload_type),
+                cost_center=_tag(cost_center),
+            )
+        )
+    return Usage(
+        gpu=gpu,
+        tokens=[
+            TokenUsage(team=_tag(team), model=model or UNKNOWN_MODEL, tokens=count)
+            for (team, model), count in sorted(tokens.items())
+        ],
+        capacity=[
+            CapacityUsage(gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered)
+            for (model,), offered in sorted(capacity.items())
+        ],
+        jobs=[
+            JobUsage(
+                namespace=namespace,
+                job=job,
+                team=_tag(team),
+                gpu_model=model or UNKNOWN_MODEL,
+                gpu_hours=used,
+            )
+            for (namespace, job, team, model), used in sorted(job_hours.items())
+        ],
+    )
+
+
+def report_period(
+    client: PrometheusClient,
+    pricing: PricingConfig,
+    period: Period,
+    *,
+    now: datetime | None = None,
+    names: QueryNames = DEFAULT_NAMES,
+    chunk: timedelta = timedelta(days=1),
+    jobs: bool = True,
+) -> PeriodReport:
+    """The cost report of `period` (through `now` when the period is still running).
+
+    Raises PrometheusError when Prometheus cannot be read, and NoUsageDataError when it
+    holds none of the operator's series for the period: a report of zeros would be
+    a lie.
+    """
+    moment = (now or datetime.now(UTC)).replace(microsecond=0)
+    if period.start >= moment:
+        raise ValueError(f"the period starting {period.start:%Y-%m-%d %H:%M} has not begun")
+    through = min(period.end, moment)
+    measured = Period(period.start, through)
+    before = len(client.log)
+    usage = read_usage(client, measured, names=names, chunk=chunk, jobs=jobs)
+    records = client.log[before:]
+    if usage.empty:
+        raise NoUsageDataError(
+            f"Prometheus at {client.config.url} has no {names.allocation}, {names.capacity} "
+            f"or {names.tokens} series between {measured.start:%Y-%m-%d %H:%M} and "
+            f"{measured.end:%Y-%m-%d %H:%M} UTC; check that the operator is scraped and that "
+            "this is the right Prometheus (or tenant)"
+        )
+    costs = compute_costs(
+        period=measured,
+        pricing=pricing,
+        gpu_usage=usage.gpu,
+        token_usage=usage.tokens,
+        capacity=usage.capacity,
+    )
+    return PeriodReport(
+        period=period,
+        data_through=through,
+        costs=costs,
+        usage=usage,
+        pricing=pricing,
+        jobs=training_run_costs(usage.jobs, pricing),
+        queries=len(records),
+        query_seconds=sum(record.seconds for record in records),
+    )

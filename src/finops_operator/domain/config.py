@@ -1,0 +1,382 @@
+"""The operator's configuration: its schema, its defaults, and its errors.
+
+Reading the file is `finops_operator.adapters.config_file`; this module validates
+what was read.
+
+The format is the contract in DESIGN.md ("Configuration file"). Every key is
+optional. A bad file is refused with a message that names the bad key, so a
+typo never silently falls back to a default. docs/configuration.md is generated
+from the models below (scripts/gen_config_docs.py), so the descriptions here are
+the reference users read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from finops_operator.domain import conventions
+
+Mode = Literal["enforce", "audit", "off"]
+
+# Passed as validation context when a file is read: the file has one spelling per key.
+_FROM_FILE: Final = "from_file"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+def _parse_money(value: Any) -> Decimal:
+    if isinstance(value, float):
+        raise ValueError(
+            f"money must be written as a string, e.g. '{value}' in quotes, so that no "
+            "precision is lost"
+        )
+    amount = Decimal("NaN")
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str | int) and not isinstance(value, bool):
+        with contextlib.suppress(InvalidOperation):
+            amount = Decimal(str(value).strip())
+    if amount.is_nan():
+        raise ValueError(f"{value!r} is not an amount of money (write it like '2.50')")
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"{value!r} must be a finite amount of at least 0")
+    return amount
+
+
+Money = Annotated[Decimal, BeforeValidator(_parse_money)]
+
+_LABEL_NAME: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_DNS_SUBDOMAIN: Final = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
+_DNS_LABEL_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why `key` is not a valid Kubernetes label key, or None when it is."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return f"{key!r} is not a valid label key: the prefix must be a DNS subdomain"
+    if not name or len(name) > 63 or not _LABEL_NAME.fullmatch(name):
+        return (
+            f"{key!r} is not a valid label key: the name must be 1-63 letters, digits, "
+            "'-', '_' or '.', starting and ending with a letter or digit"
+        )
+    return None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_spelling(cls, data: Any, info: ValidationInfo) -> Any:
+        # `key: null` (or a key with nothing after the colon) means "the default".
+        if not isinstance(data, Mapping):
+            return data
+        if isinstance(info.context, Mapping) and info.context.get(_FROM_FILE):
+            for name, field in cls.model_fields.items():
+                if field.alias and field.alias != name and name in data:
+                    raise ValueError(
+                        f"unknown key {name!r}: in the file it is spelled {field.alias!r}"
+                    )
+        return {key: value for key, value in data.items() if value is not None}
+
+
+class LabelRule(_Model):
+    """What a cost label's value must look like: a pattern, a list of values, or both."""
+
+    pattern: str | None = Field(
+        default=None,
+        description="Regular expression (Python syntax) the whole value must match.",
+    )
+    values: tuple[str, ...] | None = Field(
+        default=None,
+        description="The only values allowed. With `pattern` too, a value must satisfy both.",
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"invalid regular expression {pattern!r}: {err}") from None
+        return pattern
+
+    @field_validator("values")
+    @classmethod
+    def _values_not_empty(cls, values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if values is not None and not values:
+            raise ValueError("an empty list of values admits nothing; leave 'values' out instead")
+        return values
+
+    def accepts(self, value: str) -> bool:
+        if self.values is not None and value not in self.values:
+            return False
+        return self.pattern is None or re.fullmatch(self.pattern, value) is not None
+
+    def describe(self) -> str:
+        """The rule in words, for messages: 'must be one of a, b' or 'must match ^x$'."""
+        parts = []
+        if self.values is not None:
+            parts.append("must be one of " + ", ".join(self.values))
+        if self.pattern is not None:
+            parts.append(f"must match {self.pattern}")
+        return " and ".join(parts) or "must not be empty"
+
+
+DNS_LABEL: Final = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+DEFAULT_LABEL_RULES: Final[Mapping[str, LabelRule]] = {
+    conventions.TEAM_LABEL: LabelRule(pattern=DNS_LABEL),
+    conventions.FEATURE_LABEL: LabelRule(pattern=DNS_LABEL),
+    conventions.ENVIRONMENT_LABEL: LabelRule(values=("production", "staging", "development")),
+    conventions.WORKLOAD_TYPE_LABEL: LabelRule(
+        values=("training", "inference", "batch", "notebook")
+    ),
+    conventions.COST_CENTER_LABEL: LabelRule(pattern=r"^cc-[0-9]+$"),
+}
+DEFAULT_GPU_HOURLY: Final = Decimal("2.00")
+DEFAULT_TOKENS_PER_1K: Final = Decimal("0.002")
+
+
+class PrometheusConfig(_Model):
+    """Where the operator reads metrics: Prometheus, Thanos Query, Mimir or Cortex."""
+
+    url: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        description="Base URL of the PromQL API; may carry a path prefix, e.g. "
+        "`https://mimir.example/prometheus`. A trailing `/` is dropped.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers sent with every query, e.g. `X-Scope-OrgID` for Mimir.",
+    )
+    bearer_token_file: str | None = Field(
+        default=None,
+        alias="bearerTokenFile",
+        description="File holding a bearer token sent in the `Authorization` header.",
+    )
+    ca_file: str | None = Field(
+        default=None,
+        alias="caFile",
+        description="PEM bundle of the CAs that sign the server's certificate.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return url.rstrip("/")
+
+
+def _with_default(prices: Any, default: Decimal) -> Any:
+    if isinstance(prices, Mapping) and "default" not in prices:
+        return {"default": default, **prices}
+    return prices
+
+
+class PricingConfig(_Model):
+    """Prices, in one currency; amounts are strings such as `"2.50"`."""
+
+    currency: str = Field(default="USD", description="ISO 4217 code of every amount.")
+    gpu_hourly: dict[str, Money] = Field(
+        default_factory=lambda: {"default": DEFAULT_GPU_HOURLY},
+        alias="gpuHourly",
+        description="Price of one GPU for one hour, by GPU model (the node's "
+        "`nvidia.com/gpu.product` label). `default` prices every model not listed; when "
+        "left out it stays 2.00.",
+    )
+    tokens_per_1k: dict[str, Money] = Field(
+        default_factory=lambda: {"default": DEFAULT_TOKENS_PER_1K},
+        alias="tokensPer1k",
+        description="Price of 1,000 LLM tokens, by model name as the gateway reports it. "
+        "`default` prices every model not listed; when left out it stays 0.002.",
+    )
+    shared_monthly: Money = Field(
+        default=Decimal("0"),
+        alias="sharedMonthly",
+        description="Monthly platform cost (cluster overhead, observability) spread over teams.",
+    )
+    shared_split: Literal["proportional", "even"] = Field(
+        default="proportional",
+        alias="sharedSplit",
+        description="How shared cost is spread: in proportion to each team's GPU cost, or evenly.",
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, currency: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            raise ValueError(f"{currency!r} is not an ISO 4217 currency code such as USD")
+        return currency
+
+    @field_validator("gpu_hourly", mode="before")
+    @classmethod
+    def _gpu_default(cls, prices: Any) -> Any:
+        return _with_default(prices, DEFAULT_GPU_HOURLY)
+
+    @field_validator("tokens_per_1k", mode="before")
+    @classmethod
+    def _tokens_default(cls, prices: Any) -> Any:
+        return _with_default(prices, DEFAULT_TOKENS_PER_1K)
+
+    def as_file(self) -> dict[str, Any]:
+        """This pricing as the configuration file writes it (money as strings)."""
+        written: dict[str, Any] = self.model_dump(by_alias=True, mode="json")
+        return written
+
+    def gpu_price(self, gpu_model: str) -> Decimal:
+        return self.gpu_hourly.get(gpu_model, self.gpu_hourly["default"])
+
+    def token_price(self, model: str) -> Decimal:
+        return self.tokens_per_1k.get(model, self.tokens_per_1k["default"])
+
+
+class ReportsConfig(_Model):
+    """How the operator keeps CostReports up to date."""
+
+    interval_seconds: int = Field(
+        default=600,
+        alias="intervalSeconds",
+        ge=5,
+        description="Seconds between two refreshes of the current and previous month's "
+        "CostReports. After a failed read of Prometheus the operator retries sooner, "
+        "backing off from 5 seconds up to this interval.",
+    )
+
+
+class Config(_Model):
+    """The whole configuration; `Config()` is the embedded default."""
+
+    mode: Mode = Field(
+        default="enforce",
+        description="Cluster default for label governance: `enforce` denies non-compliant "
+        "GPU workloads, `audit` admits them with warnings, annotations and Events, `off` "
+        "does nothing. A namespace may override it with the label "
+        f"`{conventions.MODE_NAMESPACE_LABEL}`.",
+    )
+    exempt_namespaces: tuple[str, ...] = Field(
+        default=conventions.DEFAULT_EXEMPT_NAMESPACES,
+        alias="exemptNamespaces",
+        description="Namespaces whose workloads are never checked (still counted). "
+        "Replaces the default list; `[]` exempts none.",
+    )
+    labels: dict[str, LabelRule] = Field(
+        default_factory=lambda: dict(DEFAULT_LABEL_RULES),
+        description="Cost label key -> its rule. Merged over the five default rules: a key "
+        "given replaces that key's default rule, a new key adds a required label, and "
+        "`key: null` drops a default. Every key listed is required on GPU workloads.",
+    )
+    gpu_resources: tuple[str, ...] = Field(
+        default=conventions.DEFAULT_GPU_RESOURCES,
+        alias="gpuResources",
+        description="Extended resource names that are GPUs; `*` and `?` are wildcards "
+        "(`nvidia.com/mig-*`). Replaces the default list.",
+    )
+    prometheus: PrometheusConfig = Field(
+        default_factory=PrometheusConfig, description="See `prometheus.*` below."
+    )
+    pricing: PricingConfig = Field(
+        default_factory=PricingConfig, description="See `pricing.*` below."
+    )
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig, description="See `reports.*` below."
+    )
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _merge_over_defaults(cls, labels: Any) -> Any:
+        if not isinstance(labels, Mapping):
+            return labels
+        merged: dict[Any, Any] = dict(DEFAULT_LABEL_RULES)
+        for key, rule in labels.items():
+            if rule is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = rule
+        return merged
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys_are_valid(cls, labels: dict[str, LabelRule]) -> dict[str, LabelRule]:
+        for key in labels:
+            problem = label_key_problem(key)
+            if problem is not None:
+                raise ValueError(problem)
+        return labels
+
+    @field_validator("exempt_namespaces")
+    @classmethod
+    def _namespaces_are_names(cls, namespaces: tuple[str, ...]) -> tuple[str, ...]:
+        for namespace in namespaces:
+            if not _DNS_LABEL_RE.fullmatch(namespace):
+                raise ValueError(f"{namespace!r} is not a namespace name")
+        return namespaces
+
+    @field_validator("gpu_resources")
+    @classmethod
+    def _gpu_resources_are_names(cls, resources: tuple[str, ...]) -> tuple[str, ...]:
+        if not resources:
+            raise ValueError("at least one GPU resource name is needed, e.g. nvidia.com/gpu")
+        for resource in resources:
+            if not resource.strip() or any(c.isspace() for c in resource):
+                raise ValueError(f"{resource!r} is not a resource name, e.g. nvidia.com/gpu")
+        return resources
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif "." in part or "/" in part:
+            text += f"[{part!r}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def explain(err: ValidationError) -> str:
+    """One line per problem, each naming the key in the file's own spelling."""
+    lines = []
+    for problem in err.errors():
+        msg = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against docs/configuration.md)"
+        lines.append(f"{_location(tuple(problem['loc']))}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "configuration") -> Config:
+    """Validate the parsed YAML of a configuration file; ConfigError names each bad key."""
+    if data is None:
+        return Config()
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys, not {type(data).__name__}"
+        )
+    try:
+        return Config.model_validate(data, context={_FROM_FILE: True})
+    except ValidationError as err:
+        raise ConfigError(f"{source}: invalid configuration:\n{explain(err)}") from None

@@ -1,0 +1,1 @@
+"""Money: the cost model (Decimal), report queries, CostReport bodies."""

@@ -1,0 +1,206 @@
+"""CostReport objects from a period's report, and the `Stale` mark when Prometheus is away.
+
+One CostReport per team per month, one for untagged spend and one for the
+whole cluster, as plain dicts for the Kubernetes API. Money is written as
+strings rounded to cents, hours as numbers; all arithmetic happened before,
+in Decimal, in cost_model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from finops_operator.domain import conventions
+from finops_operator.domain.conditions import by_type, condition, stamp
+from finops_operator.domain.costs.cost_model import (
+    DIMENSIONS,
+    ClusterRow,
+    CostRow,
+    JobCost,
+    display_hours,
+    display_money,
+    idle_percent,
+)
+from finops_operator.domain.rules.cost_policy import API_VERSION
+
+KIND = "CostReport"
+PLURAL = "costreports"
+READY = "Ready"
+STALE = "Stale"
+TOP_WORKLOADS = 10
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    """What a reconciliation knows: the rows of one period, and the teams' budgets."""
+
+    period: str  # YYYY-MM
+    currency: str
+    teams: Sequence[CostRow]
+    untagged: CostRow
+    cluster: ClusterRow
+    jobs: Sequence[JobCost]
+    data_through: datetime.datetime
+    budgets: Mapping[str, Decimal]
+
+
+def report_name(scope: str, team: str | None, period: str) -> str:
+    """A DNS-1123 name: `<team>-<period>`, `untagged-<period>`, `cluster-<period>`.
+
+    A team value that is not a valid name (it came from a pod label) is folded
+    to one, with a hash of the original so two teams never share a report.
+    """
+    if scope != "team" or team is None:
+        return f"{scope}-{period}"
+    folded = re.sub(r"[^a-z0-9-]+", "-", team.lower()).strip("-") or "team"
+    if folded != team or len(folded) > 48:
+        digest = hashlib.sha256(team.encode()).hexdigest()[:8]
+        folded = f"{folded[:39].rstrip('-')}-{digest}"
+    return f"{folded}-{period}"
+
+
+def _breakdowns(row: CostRow) -> dict[str, list[dict[str, Any]]]:
+    camel = {"feature": "feature", "environment": "environment"}
+    camel |= {"workload_type": "workloadType", "cost_center": "costCenter"}
+    return {
+        camel[dimension]: [
+            {
+                "name": name,
+                "gpuHours": display_hours(cell.gpu_hours),
+                "gpuCost": display_money(cell.gpu_cost),
+                "idleGpuHours": display_hours(cell.idle_gpu_hours),
+                "idleCost": display_money(cell.idle_cost),
+            }
+            for name, cell in sorted(
+                row.breakdowns.get(dimension, {}).items(), key=lambda item: -item[1].gpu_cost
+            )
+        ]
+        for dimension in DIMENSIONS
+    }
+
+
+def _figures(row: CostRow, currency: str) -> dict[str, Any]:
+    return {
+        "currency": currency,
+        "gpuHours": display_hours(row.gpu_hours),
+        "idleGpuHours": display_hours(row.idle_gpu_hours),
+        "idlePercent": float(round(idle_percent(row), 1)),
+        "gpuCost": display_money(row.gpu_cost),
+        "idleCost": display_money(row.idle_cost),
+        "tokenCost": display_money(row.token_cost),
+        "sharedCost": display_money(row.shared_cost),
+        "totalCost": display_money(row.total_cost),
+        "breakdowns": _breakdowns(row),
+    }
+
+
+def _top_workloads(jobs: Sequence[JobCost], team: str | None) -> list[dict[str, Any]]:
+    chosen = [job for job in jobs if team is None or job.team == team]
+    chosen.sort(key=lambda job: (-job.cost, job.namespace, job.job))
+    return [
+        {
+            "kind": "Job",
+            "namespace": job.namespace,
+            "name": job.job,
+            "gpuHours": display_hours(job.gpu_hours),
+            "cost": display_money(job.cost),
+        }
+        for job in chosen[:TOP_WORKLOADS]
+    ]
+
+
+def _conditions(
+    earlier: Any, ready: bool, stale: bool, reason: str, message: str, now: datetime.datetime
+) -> list[dict[str, Any]]:
+    before = by_type(earlier)
+    return [
+        condition(
+            before.get(READY), READY, ready, "FiguresAvailable" if ready else reason, message, now
+        ),
+        condition(before.get(STALE), STALE, stale, reason if stale else "Fresh", message, now),
+    ]
+
+
+def desired_reports(
+    data: ReportInput, now: datetime.datetime
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(object without status, status) for every report of the period."""
+    rows: list[tuple[str, str | None, CostRow]] = [("team", row.team, row) for row in data.teams]
+    rows.append(("untagged", conventions.UNTAGGED, data.untagged))
+    rows.append(("cluster", None, data.cluster))
+    through = stamp(data.data_through)
+    result = []
+    for scope, team, row in rows:
+        spec: dict[str, Any] = {"scope": scope, "period": data.period}
+        if team is not None:
+            spec["team"] = team
+        labels = {
+            conventions.MANAGED_BY_LABEL: conventions.MANAGED_BY,
+            "finops.resilio.tech/period": data.period,
+            "finops.resilio.tech/scope": scope,
+        }
+        obj = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": report_name(scope, team, data.period), "labels": labels},
+            "spec": spec,
+        }
+        status = _figures(row, data.currency)
+        status["topWorkloads"] = _top_workloads(data.jobs, team if scope == "team" else None)
+        budget = data.budgets.get(team or "") if scope == "team" else None
+        if budget:
+            status["budget"] = display_money(budget)
+            status["budgetUsedPercent"] = float(round(row.gpu_cost * 100 / budget, 1))
+        if isinstance(row, ClusterRow):
+            status["cluster"] = {
+                "capacityGpuHours": display_hours(row.capacity_gpu_hours),
+                "unallocatedGpuHours": display_hours(row.unallocated_gpu_hours),
+                "unallocatedCost": display_money(row.unallocated_cost),
+                "platformCost": display_money(row.platform_cost),
+                "undistributedCost": display_money(row.undistributed_cost),
+            }
+        status["dataThrough"] = through
+        result.append((obj, status))
+    return result
+
+
+def fresh_status(
+    figures: Mapping[str, Any], earlier: Mapping[str, Any] | None, now: datetime.datetime
+) -> dict[str, Any]:
+    """The status to write after a good read: new figures, `Ready`, not `Stale`."""
+    status = dict(figures)
+    message = f"figures through {figures['dataThrough']}"
+    conditions = (earlier or {}).get("conditions") or []
+    status["conditions"] = _conditions(conditions, True, False, "Fresh", message, now)
+    status["lastUpdated"] = (earlier or {}).get("lastUpdated") or stamp(now)
+    if _figures_changed(earlier, status):
+        status["lastUpdated"] = stamp(now)
+    return status
+
+
+def _figures_changed(earlier: Mapping[str, Any] | None, status: Mapping[str, Any]) -> bool:
+    ignored = {"conditions", "lastUpdated"}
+    before = {k: v for k, v in (earlier or {}).items() if k not in ignored}
+    after = {k: v for k, v in status.items() if k not in ignored}
+    return before != after
+
+
+def stale_status(
+    earlier: Mapping[str, Any], reason: str, message: str, now: datetime.datetime
+) -> dict[str, Any]:
+    """The last good figures, kept, with `Stale=True` saying why they are not newer."""
+    status = dict(earlier)
+    status["conditions"] = _conditions(
+        earlier.get("conditions") or [], True, True, reason, message, now
+    )
+    return status
+
+
+def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    return dict(current or {}) != dict(desired)

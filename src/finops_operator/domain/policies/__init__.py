@@ -1,0 +1,1 @@
+"""Label policies: which workloads are judged, their labels, admission and audit verdicts."""

@@ -1,0 +1,287 @@
+"""Admission decisions: AdmissionReview in, AdmissionReview out, as plain dicts.
+
+The webhook server only moves bytes; every decision is made here, from the
+request, the configuration and the namespace labels the operator has indexed.
+
+The rules (docs/admission.md explains them for users):
+
+- Only CREATE and UPDATE of the main resource of the seven workload kinds are
+  judged. Deletes, CONNECT, status and scale subresources are always allowed.
+- Non-GPU workloads, exempt namespaces, exempt objects and mode `off` pass.
+- `audit` admits with Kubernetes warnings; `enforce` denies with one line.
+- In `enforce`, two cases are admitted with warnings instead of denied, so that
+  installing the operator never breaks workloads that already run:
+  an UPDATE that adds no new violation to the old object (a workload created
+  before the operator existed can still be scaled, patched and rolled), and an
+  object created by its controller (a Pod of a ReplicaSet, a Job of a CronJob),
+  whose template was judged when its owner was admitted.
+- The mutating side fills missing cost labels from the namespace's labels and
+  records which it filled in an annotation on the pod (template).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from finops_operator.domain import conventions
+from finops_operator.domain.config import Mode
+from finops_operator.domain.policies.label_check import (
+    LabelPolicy,
+    Violations,
+    check_labels,
+    exemption,
+    object_ref,
+    violation_message,
+)
+from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_labels, pod_template
+
+REVIEW_API_VERSION: Final = "admission.k8s.io/v1"
+JUDGED_OPERATIONS: Final = frozenset({"CREATE", "UPDATE"})
+MODES: Final = frozenset({"enforce", "audit", "off"})
+WORKLOADS: Final = frozenset(WORKLOAD_KINDS)
+
+NamespaceLabels = Mapping[str, Mapping[str, str]]
+
+
+class MalformedReviewError(ValueError):
+    """The body is not an AdmissionReview we can answer; the message says what is wrong."""
+
+    def __init__(self, message: str, uid: str | None = None) -> None:
+        super().__init__(message)
+        self.uid = uid
+
+
+@dataclass(frozen=True)
+class Request:
+    """The parts of an AdmissionRequest a decision reads."""
+
+    uid: str
+    operation: str
+    kind: str
+    namespace: str | None
+    name: str | None
+    sub_resource: str
+    dry_run: bool
+    object: Mapping[str, Any] | None
+    old_object: Mapping[str, Any] | None
+
+    @property
+    def ref(self) -> str:
+        return object_ref(self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to answer, plus what happened, for metrics and logs."""
+
+    allowed: bool
+    outcome: str  # skipped | compliant | exempt | warned | denied | mutated | malformed
+    message: str = ""
+    code: int = 200
+    warnings: tuple[str, ...] = ()
+    patch: list[dict[str, Any]] | None = None
+    audit_annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+SKIPPED: Final = Decision(allowed=True, outcome="skipped")
+
+
+def parse_review(body: Any) -> Request:
+    """Read an AdmissionReview; raise MalformedReviewError saying what is missing or wrong."""
+    if not isinstance(body, Mapping):
+        raise MalformedReviewError("the body must be a JSON object holding an AdmissionReview")
+    request = body.get("request")
+    uid = request.get("uid") if isinstance(request, Mapping) else None
+    uid = uid if isinstance(uid, str) and uid else None
+    if body.get("kind") != "AdmissionReview" or body.get("apiVersion") != REVIEW_API_VERSION:
+        raise MalformedReviewError(
+            f"expected kind AdmissionReview of apiVersion {REVIEW_API_VERSION}, got kind "
+            f"{body.get('kind')!r} of apiVersion {body.get('apiVersion')!r}",
+            uid,
+        )
+    if not isinstance(request, Mapping):
+        raise MalformedReviewError("the AdmissionReview has no 'request' object")
+    if uid is None:
+        raise MalformedReviewError("request.uid is missing or not a string")
+    operation = request.get("operation")
+    if not isinstance(operation, str):
+        raise MalformedReviewError("request.operation is missing or not a string", uid)
+    kind = request.get("kind")
+    if not isinstance(kind, Mapping) or not isinstance(kind.get("kind"), str):
+        raise MalformedReviewError("request.kind.kind is missing or not a string", uid)
+    obj = request.get("object")
+    old = request.get("oldObject")
+    for label, value in (("request.object", obj), ("request.oldObject", old)):
+        if value is not None and not isinstance(value, Mapping):
+            raise MalformedReviewError(f"{label} must be an object or null", uid)
+    if operation in JUDGED_OPERATIONS and obj is None:
+        raise MalformedReviewError(f"request.object is required for {operation}", uid)
+    if obj is not None and not isinstance(obj.get("metadata", {}), Mapping):
+        raise MalformedReviewError("request.object.metadata must be an object", uid)
+    name = request.get("name")
+    namespace = request.get("namespace")
+    if not name and obj is not None:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name") or meta.get("generateName")
+    sub_resource = request.get("subResource") or ""
+    return Request(
+        uid=uid,
+        operation=operation,
+        kind=kind["kind"],
+        namespace=namespace if isinstance(namespace, str) and namespace else None,
+        name=name if isinstance(name, str) else None,
+        sub_resource=sub_resource if isinstance(sub_resource, str) else "?",
+        dry_run=request.get("dryRun") is True,
+        object=obj,
+        old_object=old,
+    )
+
+
+def effective_mode(default: Mode, namespace_labels: Mapping[str, str] | None) -> str:
+    """The namespace's `finops.resilio.tech/mode` label when valid, else the cluster default."""
+    chosen = (namespace_labels or {}).get(conventions.MODE_NAMESPACE_LABEL)
+    return chosen if chosen in MODES else default
+
+
+def _judged(request: Request, policy: LabelPolicy) -> bool:
+    return (
+        request.operation in JUDGED_OPERATIONS
+        and not request.sub_resource
+        and request.kind in WORKLOAD_KINDS
+        and request.object is not None
+        and policy.needs_labels({**request.object, "kind": request.kind})
+    )
+
+
+def _as_workload(obj: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    return {**obj, "kind": kind}
+
+
+def created_by_controller(obj: Mapping[str, Any]) -> bool:
+    """True when a workload controller owns the object (a ReplicaSet's Pod, a CronJob's Job)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(
+        isinstance(ref, Mapping)
+        and ref.get("controller") is True
+        and ref.get("kind") in WORKLOAD_KINDS
+        for ref in refs
+    )
+
+
+def _warnings(request: Request, found: Violations) -> tuple[str, ...]:
+    return tuple(f"finops: {request.ref}: {problem}" for problem in found.problems())
+
+
+def validate(request: Request, policy: LabelPolicy, namespaces: NamespaceLabels) -> Decision:
+    if not _judged(request, policy):
+        return SKIPPED
+    assert request.object is not None
+    ns_labels = namespaces.get(request.namespace or "")
+    mode = effective_mode(policy.config.mode, ns_labels)
+    obj = _as_workload(request.object, request.kind)
+    if mode == "off" or exemption(obj, request.namespace, policy.config) is not None:
+        return Decision(allowed=True, outcome="exempt")
+    found = check_labels(pod_labels(obj), policy.config.labels)
+    if not found:
+        return Decision(allowed=True, outcome="compliant")
+    warnings = _warnings(request, found)
+    audit = {"violations": found.annotation()}
+    if mode == "audit":
+        return Decision(True, "warned", warnings=warnings, audit_annotations=audit)
+    if created_by_controller(obj):
+        return Decision(True, "warned", warnings=warnings, audit_annotations=audit)
+    if request.operation == "UPDATE" and request.old_object is not None:
+        old = _as_workload(request.old_object, request.kind)
+        before = check_labels(pod_labels(old), policy.config.labels)
+        if found.is_subset_of(before):
+            note = "finops: admitted because these violations predate this update; fix them soon"
+            return Decision(True, "warned", warnings=(*warnings, note), audit_annotations=audit)
+    message = violation_message(request.kind, request.namespace, request.name, found)
+    return Decision(
+        False, "denied", message=message, code=403, warnings=warnings, audit_annotations=audit
+    )
+
+
+def mutate(request: Request, policy: LabelPolicy, namespaces: NamespaceLabels) -> Decision:
+    """Fill missing cost labels from the namespace's labels; never denies."""
+    if not _judged(request, policy):
+        return SKIPPED
+    assert request.object is not None
+    ns_labels = namespaces.get(request.namespace or "") or {}
+    obj = _as_workload(request.object, request.kind)
+    if effective_mode(policy.config.mode, ns_labels) == "off":
+        return Decision(allowed=True, outcome="exempt")
+    if exemption(obj, request.namespace, policy.config) is not None:
+        return Decision(allowed=True, outcome="exempt")
+    labels = pod_labels(obj)
+    inherited = {
+        key: ns_labels[key]
+        for key in policy.config.labels
+        if key in ns_labels and (labels.get(key) is None or labels.get(key) == "")
+    }
+    if not inherited:
+        return Decision(allowed=True, outcome="compliant")
+    return Decision(True, "mutated", patch=inherit_patch(obj, inherited))
+
+
+def inherit_patch(obj: Mapping[str, Any], inherited: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A JSONPatch adding `inherited` to the pod (template) labels, noted in an annotation."""
+    # The template exists: only GPU workloads get here, and their GPUs are in the template.
+    meta_path = (*WORKLOAD_KINDS[obj["kind"]][2], "metadata")
+    meta = pod_template(obj).get("metadata")
+    noted = set(inherited)
+    if not isinstance(meta, Mapping):
+        value: dict[str, Any] = {
+            "labels": dict(inherited),
+            "annotations": {conventions.INHERITED_ANNOTATION: ",".join(sorted(noted))},
+        }
+        return [_add(meta_path, value)]
+    ops = []
+    if isinstance(meta.get("labels"), Mapping):
+        ops += [_add((*meta_path, "labels", key), value) for key, value in inherited.items()]
+    else:
+        ops.append(_add((*meta_path, "labels"), dict(inherited)))
+    annotations = meta.get("annotations")
+    if isinstance(annotations, Mapping):
+        earlier = annotations.get(conventions.INHERITED_ANNOTATION)
+        if isinstance(earlier, str) and earlier:
+            noted |= set(earlier.split(","))
+        path = (*meta_path, "annotations", conventions.INHERITED_ANNOTATION)
+        ops.append(_add(path, ",".join(sorted(noted))))
+    else:
+        noted_map = {conventions.INHERITED_ANNOTATION: ",".join(sorted(noted))}
+        ops.append(_add((*meta_path, "annotations"), noted_map))
+    return ops
+
+
+def _add(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    pointer = "".join("/" + s.replace("~", "~0").replace("/", "~1") for s in path)
+    return {"op": "add", "path": pointer, "value": value}
+
+
+def response_review(uid: str, decision: Decision) -> dict[str, Any]:
+    """The AdmissionReview the API server expects back."""
+    response: dict[str, Any] = {"uid": uid, "allowed": decision.allowed}
+    if not decision.allowed:
+        response["status"] = {
+            "code": decision.code,
+            "reason": "Forbidden" if decision.code == 403 else "BadRequest",
+            "message": decision.message,
+        }
+    if decision.warnings:
+        response["warnings"] = list(decision.warnings)
+    if decision.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(decision.patch).encode()).decode()
+    if decision.audit_annotations:
+        response["auditAnnotations"] = dict(decision.audit_annotations)
+    return {"apiVersion": REVIEW_API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def malformed_review(err: MalformedReviewError) -> dict[str, Any]:
+    decision = Decision(False, "malformed", message=f"malformed AdmissionReview: {err}", code=400)
+    return response_review(err.uid or "", decision)

@@ -1,0 +1,3 @@
+"""CostPolicy to PrometheusRule: the policy model, recording and alert rules,
+reconciliation plans.
+"""

@@ -1,0 +1,118 @@
+"""What a CostPolicy's PrometheusRule and status should be, as plain data.
+
+The operator's handlers fetch and write; this module decides: the desired
+rule (or the reason there is none), the merge patch that brings an existing
+rule back to it, and the status with its conditions. Conditions keep their
+`lastTransitionTime` until their status really changes, so reconciling an
+unchanged policy writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from finops_operator.domain.conditions import by_type, condition
+from finops_operator.domain.config import Config
+from finops_operator.domain.rules.alert_rules import AlertOptions
+from finops_operator.domain.rules.cost_policy import CostPolicyError
+from finops_operator.domain.rules.prometheus_rule import render_policy, rule_count
+
+READY = "Ready"
+INVALID = "Invalid"
+REASON_APPLIED = "RulesApplied"
+REASON_INVALID = "InvalidPolicy"
+REASON_APPLY_FAILED = "ApplyFailed"
+
+
+@dataclass(frozen=True)
+class PolicyPlan:
+    rule: dict[str, Any] | None
+    problem: str | None
+
+    @property
+    def valid(self) -> bool:
+        return self.rule is not None
+
+
+def plan_policy(body: Mapping[str, Any], config: Config) -> PolicyPlan:
+    """The PrometheusRule a policy becomes, or the one-line reason it cannot."""
+    try:
+        rule = render_policy(
+            body,
+            AlertOptions(currency=config.pricing.currency),
+            label_rules=config.labels,
+        )
+    except CostPolicyError as err:
+        return PolicyPlan(None, err.one_line())
+    return PolicyPlan(rule, None)
+
+
+def rule_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A merge patch making `current` carry `desired`'s labels, owner and spec; None if it does."""
+    meta = current.get("metadata") or {}
+    want = desired["metadata"]
+    patch: dict[str, Any] = {}
+    labels = dict(meta.get("labels") or {})
+    if labels != want.get("labels", {}):
+        patch.setdefault("metadata", {})["labels"] = {
+            **{key: None for key in labels if key not in want.get("labels", {})},
+            **want.get("labels", {}),
+        }
+    if want.get("ownerReferences") and meta.get("ownerReferences") != want["ownerReferences"]:
+        patch.setdefault("metadata", {})["ownerReferences"] = want["ownerReferences"]
+    if current.get("spec") != desired["spec"]:
+        patch["spec"] = desired["spec"]
+    return patch or None
+
+
+def policy_status(
+    current: Mapping[str, Any] | None,
+    *,
+    generation: int | None,
+    plan: PolicyPlan,
+    apply_error: str | None,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """The whole status a policy should show after this reconciliation."""
+    earlier = by_type((current or {}).get("conditions"))
+    if plan.rule is None:
+        ready, reason, message = False, REASON_INVALID, f"invalid policy: {plan.problem}"
+    elif apply_error is not None:
+        ready, reason, message = False, REASON_APPLY_FAILED, apply_error
+    else:
+        count = rule_count(plan.rule)
+        name = plan.rule["metadata"]["name"]
+        ready, reason = True, REASON_APPLIED
+        message = f"{count} alert rule(s) in PrometheusRule {name}"
+    invalid_message = plan.problem or "the policy is valid"
+    return {
+        "observedGeneration": generation,
+        "ruleName": plan.rule["metadata"]["name"] if plan.rule and ready else None,
+        "ruleCount": rule_count(plan.rule) if plan.rule and ready else 0,
+        "message": message,
+        "conditions": [
+            condition(earlier.get(READY), READY, ready, reason, message, now, generation),
+            condition(
+                earlier.get(INVALID),
+                INVALID,
+                plan.rule is None,
+                REASON_INVALID if plan.rule is None else "Valid",
+                invalid_message,
+                now,
+                generation,
+            ),
+        ],
+    }
+
+
+def status_patch(
+    current: Mapping[str, Any] | None, desired: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The status merge patch, or None when the status already says all of it."""
+    now = dict(current or {})
+    if all(now.get(key) == value for key, value in desired.items()):
+        return None
+    return {"status": dict(desired)}

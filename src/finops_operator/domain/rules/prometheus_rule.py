@@ -1,0 +1,120 @@
+"""Wrapping rule groups into `monitoring.coreos.com/v1` PrometheusRule objects.
+
+The last step of rendering: validate -> recording rules / alerts -> wrap. Two
+objects come out of here: one per CostPolicy (in the policy's namespace,
+labelled with its `alerting.ruleLabels` so a kube-prometheus-stack
+`ruleSelector` picks it up), and one operator-owned object holding the shared
+recording rules. Both are plain dicts, ready for the Kubernetes API or YAML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from finops_operator.domain import conventions
+from finops_operator.domain.config import LabelRule
+from finops_operator.domain.rules.alert_rules import AlertOptions, render_alert_groups
+from finops_operator.domain.rules.cost_policy import API_VERSION, CostPolicy, parse_cost_policy
+from finops_operator.domain.rules.recording_rules import render_recording_rules
+
+MAX_NAME_LENGTH = 63
+
+
+def rule_name_for(policy_name: str) -> str:
+    """The PrometheusRule name of a policy: `costpolicy-<name>`, shortened with a hash if long."""
+    name = conventions.COSTPOLICY_RULE_PREFIX + policy_name
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    digest = hashlib.sha256(policy_name.encode()).hexdigest()[:8]
+    return name[: MAX_NAME_LENGTH - 9].rstrip("-.") + "-" + digest
+
+
+def _prometheus_rule(
+    name: str, namespace: str, labels: Mapping[str, str], groups: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": conventions.PROMETHEUS_RULE_API_VERSION,
+        "kind": conventions.PROMETHEUS_RULE_KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {"groups": groups},
+    }
+
+
+def policy_prometheus_rule(
+    policy: CostPolicy, options: AlertOptions | None = None
+) -> dict[str, Any]:
+    """The PrometheusRule one validated CostPolicy becomes.
+
+    When the policy carries a uid (it came from the API server), the object is
+    owned by the policy (`controller: true`), so it goes when the policy goes.
+    """
+    labels = dict(sorted(policy.spec.alerting.rule_labels.items()))
+    labels[conventions.MANAGED_BY_LABEL] = conventions.MANAGED_BY
+    labels[conventions.COSTPOLICY_RULE_LABEL] = policy.name[:63].rstrip("-.")
+    rule = _prometheus_rule(
+        rule_name_for(policy.name),
+        policy.namespace,
+        labels,
+        render_alert_groups(policy, options),
+    )
+    if policy.uid:
+        rule["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": conventions.COSTPOLICY_KIND,
+                "name": policy.name,
+                "uid": policy.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return rule
+
+
+def recording_rules_prometheus_rule(
+    namespace: str = conventions.OPERATOR_NAMESPACE,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The operator-owned PrometheusRule with the shared recording rules."""
+    merged = dict(sorted((labels or {}).items()))
+    merged[conventions.MANAGED_BY_LABEL] = conventions.MANAGED_BY
+    return _prometheus_rule(
+        conventions.RECORDING_RULES_NAME, namespace, merged, render_recording_rules()
+    )
+
+
+def render_policy(
+    obj: Any,
+    options: AlertOptions | None = None,
+    *,
+    label_rules: Mapping[str, LabelRule] | None = None,
+    default_namespace: str = "default",
+    source: str = "",
+) -> dict[str, Any]:
+    """A CostPolicy object (as read from YAML or the API) to its PrometheusRule.
+
+    Raises cost_policy.CostPolicyError, naming each bad field, for a policy that
+    cannot become rules.
+    """
+    options = options or AlertOptions()
+    policy = parse_cost_policy(
+        obj,
+        label_rules=label_rules,
+        currency=options.currency,
+        default_namespace=default_namespace,
+        source=source,
+    )
+    return policy_prometheus_rule(policy, options)
+
+
+def rule_count(prometheus_rule: Mapping[str, Any]) -> int:
+    """How many rules (recording and alerting) a PrometheusRule holds, for status."""
+    groups = prometheus_rule.get("spec", {}).get("groups", [])
+    return sum(len(group.get("rules", [])) for group in groups)
+
+
+def rule_groups_file(prometheus_rule: Mapping[str, Any]) -> dict[str, Any]:
+    """The `groups:` document Prometheus and promtool read, from a PrometheusRule."""
+    return {"groups": prometheus_rule["spec"]["groups"]}

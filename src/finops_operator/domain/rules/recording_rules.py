@@ -1,0 +1,134 @@
+"""The shared recording rules: GPU allocation and cost by the five cost labels.
+
+Every CostPolicy's alerts read these series instead of raw pod series, so a
+7-day baseline or a month-to-date sum is a cheap range over a few series per
+team. They live in one operator-owned PrometheusRule (see prometheus_rule.py).
+
+Two facts shape the PromQL (docs/rules.md explains them in full):
+
+- Scraped series carry target labels (`job`, `instance`, ...) and two operator
+  replicas export the same series. Each input is first reduced with
+  `max by (<the labels that identify it>)`, which drops target labels and
+  collapses replicas into one series, so nothing is counted twice and the price
+  join is always many-to-one.
+- `finops:gpu_cost_hourly:avg1h` is the money spent in the trailing hour: the
+  sum of the hourly rate over the hour divided by the number of evaluations in
+  that hour (counted on a heartbeat series), so minutes with no spend count as
+  zero whatever the evaluation interval is.
+- Month-to-date spend and the 24h run rate are sums of those hourly buckets,
+  recorded once for every label combination in a slower group; a policy sums
+  them by team (sums commute), so no policy runs a month-long subquery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from finops_operator.domain import conventions
+from finops_operator.domain.promql import Duration, check_expression, string_literal
+
+# Budget sums reach back at most one month; 31d covers the longest month.
+MONTH_WINDOW = "31d"
+# Month-to-date figures move by the hour, so they need not be evaluated every
+# interval; but alerts in other groups read them, and a sample older than the
+# 5m lookback would vanish, so the interval stays well inside it.
+MONTHLY_GROUP_INTERVAL = Duration.of(minutes=2)
+
+COST_LABELS = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)
+# What identifies one pod's allocation of one GPU resource, target labels excluded.
+POD_ALLOCATION_LABELS = ("namespace", "pod", "node", "resource", "gpu_model", *COST_LABELS)
+
+
+def by(labels: tuple[str, ...] | list[str]) -> str:
+    return "by (" + ", ".join(labels) + ")"
+
+
+def pod_allocation() -> str:
+    """Each pod's GPUs once, whatever the number of operator replicas or target labels."""
+    return f"max {by(POD_ALLOCATION_LABELS)} ({conventions.METRIC_POD_GPU_ALLOCATION})"
+
+
+def gpu_prices() -> str:
+    """One hourly price per GPU model, whatever the number of operator replicas."""
+    return f"max by (gpu_model) ({conventions.METRIC_GPU_HOURLY_PRICE})"
+
+
+def allocation_expr() -> str:
+    return f"sum {by(COST_LABELS)} (\n  {pod_allocation()}\n)"
+
+
+def cost_expr() -> str:
+    default = string_literal(conventions.DEFAULT_PRICE_MODEL)
+    return (
+        f"sum {by(COST_LABELS)} (\n"
+        f"    {pod_allocation()}\n"
+        f"  * on (gpu_model) group_left ()\n"
+        f"    {gpu_prices()}\n"
+        f"  or\n"
+        f"    (\n"
+        f"      {pod_allocation()}\n"
+        f"      unless on (gpu_model)\n"
+        f"      {conventions.METRIC_GPU_HOURLY_PRICE}\n"
+        f"    )\n"
+        f"  * on () group_left ()\n"
+        f"    max ({conventions.METRIC_GPU_HOURLY_PRICE}{{gpu_model={default}}})\n"
+        f")"
+    )
+
+
+def last_hour_cost_expr() -> str:
+    return (
+        f"sum_over_time({conventions.RULE_GPU_COST_HOURLY}[1h])\n"
+        f"/ on () group_left ()\n"
+        f"count_over_time({conventions.RULE_HEARTBEAT}[1h])"
+    )
+
+
+def month_to_date_expr() -> str:
+    """Spend since the 1st of the month (UTC), through the last full hour."""
+    # Step s of the subquery holds the hour (s-1h, s]; it belongs to this month when
+    # s-1h does. `@ end()` pins the month to the evaluation time inside the subquery.
+    this_month = "month(max_over_time(vector(time())[1m:1m] @ end()))"
+    return (
+        f"sum_over_time(\n"
+        f"  (\n"
+        f"    {conventions.RULE_GPU_COST_LAST_HOUR}\n"
+        f"    and on () (month(vector(time() - 3600)) == {this_month})\n"
+        f"  )[{MONTH_WINDOW}:1h]\n"
+        f")"
+    )
+
+
+def last_day_rate_expr() -> str:
+    """Mean hourly spend over the last 24 hourly buckets, hours without spend counting zero."""
+    # Dividing by the heartbeat's count rather than 24 stays right whether the
+    # subquery includes its first step (Prometheus 2) or not (Prometheus 3).
+    return (
+        f"sum_over_time({conventions.RULE_GPU_COST_LAST_HOUR}[24h:1h])\n"
+        f"/ on () group_left ()\n"
+        f"count_over_time({conventions.RULE_HEARTBEAT}[24h:1h])"
+    )
+
+
+def render_recording_rules() -> list[dict[str, Any]]:
+    """The rule groups of the shared recording rules, as Prometheus reads them."""
+    rules = [
+        {"record": conventions.RULE_HEARTBEAT, "expr": "vector(1)"},
+        {"record": conventions.RULE_GPU_ALLOCATION, "expr": allocation_expr()},
+        {"record": conventions.RULE_GPU_COST_HOURLY, "expr": cost_expr()},
+        {"record": conventions.RULE_GPU_COST_LAST_HOUR, "expr": last_hour_cost_expr()},
+    ]
+    monthly = [
+        {"record": conventions.RULE_GPU_COST_MONTH_TO_DATE, "expr": month_to_date_expr()},
+        {"record": conventions.RULE_GPU_COST_LAST_DAY, "expr": last_day_rate_expr()},
+    ]
+    for rule in rules + monthly:
+        check_expression(rule["expr"])
+    return [
+        {"name": conventions.RECORDING_RULE_GROUP, "rules": rules},
+        {
+            "name": conventions.RECORDING_RULE_MONTHLY_GROUP,
+            "interval": str(MONTHLY_GROUP_INTERVAL),
+            "rules": monthly,
+        },
+    ]

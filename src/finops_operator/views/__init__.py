@@ -1,0 +1,1 @@
+"""Views: what people read: kubectl-style tables, report formats, the showback HTML."""
