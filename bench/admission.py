@@ -48,9 +48,9 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 
-from tests.kube_emulator import KubeEmulator, eventually  # noqa: E402
-from tests.operator_process import OperatorProcess  # noqa: E402
-from tests.reviews import COMPLETE_LABELS, review, workload  # noqa: E402
+from tests.support.kube_emulator import KubeEmulator, eventually  # noqa: E402
+from tests.support.operator_process import OperatorProcess  # noqa: E402
+from tests.support.reviews import COMPLETE_LABELS, review, workload  # noqa: E402
 
 UID_MARK = "00000000-0000-4000-8000-00000000b0b0"  # replaced by a fresh uid per request
 LABELLED_NAMESPACE = "bench-labelled"

@@ -25,7 +25,7 @@ configuration). Regenerate with your own configuration:
     .venv/bin/python scripts/gen_dashboards.py --config finops.yaml
 
 `--check` exits 1 when the committed files differ from what would be written
-(tests/test_dashboards.py runs it).
+(tests/install/test_dashboards.py runs it).
 """
 
 from __future__ import annotations

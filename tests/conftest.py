@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kube_emulator import KubeEmulator
+from tests.support.kube_emulator import KubeEmulator
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,177 @@
+"""The report's PromQL: text builders, the window plan, and that Prometheus parses every query."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from finops_operator.adapters.prometheus_api import PrometheusClient
+from finops_operator.controllers.usage_reader import sum_by
+from finops_operator.domain.config import PrometheusConfig
+from finops_operator.domain.costs.cost_model import Period
+from finops_operator.domain.costs.cost_queries import (
+    DAY_MS,
+    HOUR_MS,
+    POD_ALLOCATION_LABELS,
+    QueryNames,
+    capacity_gpu_hours_query,
+    duration_ms,
+    gpu_hours_query,
+    idle_gpu_hours_query,
+    job_gpu_hours_query,
+    plan_windows,
+    samples_per_hour,
+    tokens_query,
+)
+from tests.support.prometheus_server import PrometheusServer, tools_available
+
+QUERIES: list[Callable[..., str]] = [
+    gpu_hours_query,
+    idle_gpu_hours_query,
+    capacity_gpu_hours_query,
+    tokens_query,
+    job_gpu_hours_query,
+]
+
+
+def test_ranges_are_written_as_prometheus_durations_to_the_millisecond() -> None:
+    assert duration_ms(DAY_MS) == "1d"
+    assert duration_ms(HOUR_MS - 1) == "59m59s999ms"
+    assert duration_ms(30 * DAY_MS) == "30d"
+    assert duration_ms(DAY_MS + 5000) == "1d5s"
+    with pytest.raises(ValueError):
+        duration_ms(0)
+
+
+def test_allocation_is_integrated_per_target_then_deduplicated_by_the_pods_labels() -> None:
+    query = gpu_hours_query(DAY_MS)
+    assert "sum_over_time(finops_pod_gpu_allocation[1d])" in query
+    assert "/ on (job, instance) group_left ()" in query
+    assert f"max by ({', '.join(POD_ALLOCATION_LABELS)})" in query
+    assert query.startswith(
+        "sum by (team, feature, environment, workload_type, cost_center, gpu_model) ("
+    )
+
+
+def test_the_sample_rate_is_measured_on_the_price_series_not_assumed() -> None:
+    rate = samples_per_hour(DAY_MS)
+    assert "count_over_time(finops_gpu_hourly_price[59m59s999ms])[1d:1h]" in rate
+    assert rate.startswith("max by (job, instance) (")
+    # A window shorter than an hour still holds one whole hour to count in.
+    assert "[1h:1h]" in samples_per_hour(10 * 60_000)
+    for query in (gpu_hours_query(DAY_MS), capacity_gpu_hours_query(DAY_MS)):
+        assert not re.search(r"\b(15|30|60|300)\b", query), "no scrape interval is hard-coded"
+
+
+def test_idle_hours_weigh_each_pods_allocation_by_its_mean_utilization() -> None:
+    query = idle_gpu_hours_query(DAY_MS)
+    assert "* on (namespace, pod) group_left ()" in query
+    assert "avg by (namespace, pod) (avg_over_time(DCGM_FI_DEV_GPU_UTIL[1d])) / 100" in query
+    assert "clamp(" in query
+
+
+def test_metric_names_and_the_utilization_scale_come_from_the_names_given() -> None:
+    names = QueryNames(
+        utilization="DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        utilization_scale=Decimal(1),
+        tokens="gateway_tokens_total",
+    )
+    assert "avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[1d])) / 1," in idle_gpu_hours_query(
+        DAY_MS, names
+    )
+    assert "increase(gateway_tokens_total[1d])" in tokens_query(DAY_MS, names)
+
+
+def test_tokens_are_summed_over_gateway_replicas_and_keys_with_increase() -> None:
+    assert tokens_query(DAY_MS) == (
+        "sum by (team, model) (\n  increase(litellm_total_tokens_metric_total[1d])\n)"
+    )
+
+
+def test_capacity_is_deduplicated_by_node_model_and_resource() -> None:
+    query = capacity_gpu_hours_query(DAY_MS)
+    assert query.startswith("sum by (gpu_model) (\n  max by (node, gpu_model, resource) (")
+    assert "sum_over_time(finops_node_gpu_capacity[1d])" in query
+
+
+def test_job_hours_join_pods_to_the_job_that_owns_them_at_any_time_in_the_window() -> None:
+    query = job_gpu_hours_query(DAY_MS)
+    assert "group_left (owner_name)" in query
+    assert 'max_over_time(kube_pod_owner{owner_kind="Job"}[1d])' in query
+    assert query.startswith("sum by (namespace, owner_name, team, gpu_model) (")
+
+
+def test_a_month_is_one_range_evaluation_of_whole_days() -> None:
+    november = Period.month(2026, 11)
+    start = int(november.start.timestamp() * 1000)
+    end = int(november.end.timestamp() * 1000)
+    (plan,) = plan_windows(start, end)
+    assert (plan.count, plan.window_ms) == (30, DAY_MS)
+    assert plan.first_eval_ms == start + DAY_MS - 1
+    assert plan.last_eval_ms == end - 1
+    assert (plan.start_ms, plan.end_ms) == (start, end)
+
+
+def test_a_period_of_partial_days_adds_one_instant_evaluation_for_the_rest() -> None:
+    whole, rest = plan_windows(0, 2 * DAY_MS + 7 * HOUR_MS)
+    assert (whole.count, whole.start_ms, whole.end_ms) == (2, 0, 2 * DAY_MS)
+    assert (rest.count, rest.window_ms, rest.start_ms, rest.end_ms) == (
+        1,
+        7 * HOUR_MS,
+        2 * DAY_MS,
+        2 * DAY_MS + 7 * HOUR_MS,
+    )
+    (short,) = plan_windows(0, 3 * HOUR_MS)
+    assert (short.count, short.window_ms, short.first_eval_ms) == (1, 3 * HOUR_MS, 3 * HOUR_MS - 1)
+    with pytest.raises(ValueError):
+        plan_windows(5, 5)
+
+
+def test_answers_are_summed_by_labels_over_instants_and_ranges_skipping_nan() -> None:
+    instant = [{"metric": {"team": "a", "job": "x"}, "value": [1, "1.5"]}]
+    ranged = [
+        {"metric": {"team": "a"}, "values": [[1, "2"], [2, "NaN"], [3, "0.25"]]},
+        {"metric": {}, "values": [[1, "+Inf"], [2, "3"]]},
+    ]
+    assert sum_by([*instant, *ranged], ("team",)) == {
+        ("a",): Decimal("3.75"),
+        ("",): Decimal(3),
+    }
+
+
+# ---------------------------------------------------------------- parsed by a real Prometheus
+
+
+@pytest.fixture(scope="module")
+def empty_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    if not tools_available():
+        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh)")
+    server = PrometheusServer(tmp_path_factory.mktemp("prom-empty"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("build", QUERIES, ids=lambda build: build.__name__)
+@pytest.mark.parametrize("window_ms", [DAY_MS, 7 * HOUR_MS + 1234, 10 * 60_000])
+def test_prometheus_parses_and_evaluates_every_query(
+    empty_prometheus: PrometheusServer, build: Callable[[int], str], window_ms: int
+) -> None:
+    client = PrometheusClient(PrometheusConfig(url=empty_prometheus.url))
+    at = datetime(2026, 1, 2, tzinfo=UTC).timestamp()
+    assert client.evaluate(build(window_ms), at) == []
+    assert client.evaluate_range(build(window_ms), at, at + 2 * window_ms / 1000, window_ms) == []
+
+
+def test_prometheus_parses_the_queries_with_other_metric_names(
+    empty_prometheus: PrometheusServer,
+) -> None:
+    names = QueryNames(utilization="DCGM_FI_PROF_GR_ENGINE_ACTIVE", utilization_scale=Decimal(1))
+    client = PrometheusClient(PrometheusConfig(url=empty_prometheus.url))
+    for build in QUERIES:
+        assert client.evaluate(build(DAY_MS, names), 1_700_000_000.5) == []

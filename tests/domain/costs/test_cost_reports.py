@@ -1,0 +1,181 @@
+"""CostReport objects built from cost rows, as the API server will store them."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from finops_operator.controllers.report_controller import budgets_of, months_to_refresh
+from finops_operator.domain.config import Config
+from finops_operator.domain.costs.cost_model import (
+    CapacityUsage,
+    GpuUsage,
+    JobCost,
+    Period,
+    TokenUsage,
+    compute_costs,
+)
+from finops_operator.domain.costs.cost_reports import (
+    ReportInput,
+    desired_reports,
+    fresh_status,
+    report_name,
+    stale_status,
+    status_changed,
+)
+from tests.support.crd_schema import served_schema, untyped_nodes, validate_against_crd
+from tests.support.paths import ROOT
+
+CRD = ROOT / "crds" / "costreports.finops.resilio.tech.yaml"
+NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
+LATER = NOW + datetime.timedelta(minutes=10)
+
+
+def report_input(budgets: dict[str, Decimal] | None = None) -> ReportInput:
+    period = Period(datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC), NOW)
+    costs = compute_costs(
+        period=period,
+        pricing=Config().pricing,
+        gpu_usage=[
+            GpuUsage("search", "H100", Decimal(100), Decimal(75), feature="rerank"),
+            GpuUsage("search", "H100", Decimal(20), Decimal(20), feature="embed"),
+            GpuUsage("__untagged__", "H100", Decimal(10), Decimal(0)),
+        ],
+        token_usage=[TokenUsage("search", "gpt-4o", Decimal(1_000_000))],
+        capacity=[CapacityUsage("H100", Decimal(200))],
+    )
+    return ReportInput(
+        period="2026-11",
+        currency=costs.currency,
+        teams=costs.teams,
+        untagged=costs.untagged,
+        cluster=costs.cluster,
+        jobs=[JobCost("ml", "finetune-7b", "search", Decimal(40), Decimal("80"))],
+        data_through=NOW,
+        budgets=budgets or {},
+    )
+
+
+def objects(budgets: dict[str, Decimal] | None = None) -> dict[str, dict[str, Any]]:
+    return {
+        obj["metadata"]["name"]: {**obj, "status": fresh_status(status, None, NOW)}
+        for obj, status in desired_reports(report_input(budgets), NOW)
+    }
+
+
+def test_a_period_gives_a_report_per_team_plus_untagged_and_cluster() -> None:
+    assert set(objects()) == {"search-2026-11", "untagged-2026-11", "cluster-2026-11"}
+
+
+def test_every_report_is_valid_against_the_costreport_crd() -> None:
+    for obj in objects({"search": Decimal(1000)}).values():
+        validate_against_crd(obj, CRD)
+
+
+def test_the_team_report_carries_its_figures_as_money_strings_and_hour_numbers() -> None:
+    status = objects()["search-2026-11"]["status"]
+    assert status["gpuHours"] == 120.0
+    assert status["gpuCost"] == "240.00"
+    assert status["idleGpuHours"] == 25.0
+    assert status["idlePercent"] == pytest.approx(20.8, abs=0.05)
+    assert status["tokenCost"] == "2.00"
+    assert status["dataThrough"] == "2026-11-27T12:00:00Z"
+    assert [b["name"] for b in status["breakdowns"]["feature"]] == ["rerank", "embed"]
+    assert status["topWorkloads"] == [
+        {"kind": "Job", "namespace": "ml", "name": "finetune-7b", "gpuHours": 40.0, "cost": "80.00"}
+    ]
+
+
+def test_budget_use_is_the_team_gpu_cost_over_its_monthly_budget() -> None:
+    status = objects({"search": Decimal(1000)})["search-2026-11"]["status"]
+    assert (status["budget"], status["budgetUsedPercent"]) == ("1000.00", 24.0)
+    assert "budgetUsedPercent" not in objects()["search-2026-11"]["status"]
+
+
+def test_the_cluster_report_accounts_for_unallocated_capacity() -> None:
+    cluster = objects()["cluster-2026-11"]["status"]["cluster"]
+    assert cluster["capacityGpuHours"] == 200.0
+    assert cluster["unallocatedGpuHours"] == 70.0
+
+
+@pytest.mark.parametrize(
+    ("team", "name"),
+    [
+        ("search-platform", "search-platform-2026-11"),
+        ("Search_Platform", "search-platform-"),
+        ("a" * 63, "a" * 39 + "-"),
+    ],
+    ids=["a valid team keeps its name", "an invalid one is folded", "a long one is cut"],
+)
+def test_report_names_are_valid_and_unique_per_team(team: str, name: str) -> None:
+    produced = report_name("team", team, "2026-11")
+    assert produced.startswith(name)
+    assert len(produced) <= 63
+    assert report_name("team", team.upper() + "x", "2026-11") != produced
+
+
+def test_prometheus_away_keeps_the_figures_and_marks_them_stale() -> None:
+    good = objects()["search-2026-11"]["status"]
+    stale = stale_status(good, "PrometheusUnavailable", "cannot reach Prometheus", LATER)
+    assert {k: v for k, v in stale.items() if k != "conditions"} == {
+        k: v for k, v in good.items() if k != "conditions"
+    }
+    conditions = {c["type"]: c for c in stale["conditions"]}
+    assert conditions["Stale"]["status"] == "True"
+    assert conditions["Stale"]["reason"] == "PrometheusUnavailable"
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Stale"]["lastTransitionTime"] == "2026-11-27T12:10:00Z"
+
+
+def test_a_good_read_after_an_outage_clears_stale() -> None:
+    _, figures = desired_reports(report_input(), NOW)[0]
+    good = fresh_status(figures, None, NOW)
+    stale = stale_status(good, "PrometheusUnavailable", "down", LATER)
+    again = fresh_status(figures, stale, LATER + datetime.timedelta(minutes=1))
+    conditions = {c["type"]: c for c in again["conditions"]}
+    assert conditions["Stale"]["status"] == "False"
+    assert again["lastUpdated"] == good["lastUpdated"]  # the figures did not change
+
+
+def test_an_unchanged_refresh_writes_nothing() -> None:
+    _, figures = desired_reports(report_input(), NOW)[0]
+    first = fresh_status(figures, None, NOW)
+    assert not status_changed(first, fresh_status(figures, first, LATER))
+
+
+def test_the_months_refreshed_are_the_current_and_the_previous() -> None:
+    january = datetime.datetime(2027, 1, 3, tzinfo=datetime.UTC)
+    assert [f"{p.start:%Y-%m}" for p in months_to_refresh(january)] == ["2027-01", "2026-12"]
+
+
+def test_budgets_come_from_valid_policies_that_name_a_team() -> None:
+    def policy(name: str, **spec: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": "finops.resilio.tech/v1alpha1",
+            "kind": "CostPolicy",
+            "metadata": {"name": name, "namespace": "finops"},
+            "spec": spec,
+        }
+
+    policies = {
+        1: policy("a", selector={"team": "search"}, budget={"monthly": 20000, "currency": "USD"}),
+        2: policy("b", budget={"monthly": 5, "currency": "USD"}),
+        3: policy("c", selector={"team": "BAD TEAM"}, budget={"monthly": 7, "currency": "USD"}),
+    }
+    assert budgets_of(policies, Config()) == {"search": Decimal(20000)}
+
+
+def test_the_crd_is_a_valid_structural_cluster_scoped_apiextensions_v1_object() -> None:
+    crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
+    kubernetes_validate.validate(crd, "1.30.0", strict=True)
+    assert crd["spec"]["scope"] == "Cluster"
+    [version] = crd["spec"]["versions"]
+    assert version["subresources"] == {"status": {}}
+    columns = {column["name"] for column in version["additionalPrinterColumns"]}
+    assert {"Team", "Period", "GPU Hours", "Cost", "Idle %", "Budget %", "Age"} <= columns
+    assert untyped_nodes(served_schema(CRD)) == []

@@ -1,0 +1,329 @@
+"""The configuration file: defaults, merging, and errors that name the bad key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from finops_operator.adapters.config_file import CONFIG_ENV, load_config
+from finops_operator.domain.config import (
+    DEFAULT_LABEL_RULES,
+    Config,
+    ConfigError,
+    LabelRule,
+    parse_config,
+)
+from tests.support.paths import ROOT
+
+TEAM = "resilio.tech/team"
+ENV = "resilio.tech/environment"
+
+
+def test_defaults_are_the_design() -> None:
+    config = Config()
+    assert config.mode == "enforce"
+    assert config.exempt_namespaces == ("kube-system", "finops-system")
+    assert list(config.labels) == [
+        "resilio.tech/team",
+        "resilio.tech/feature",
+        "resilio.tech/environment",
+        "resilio.tech/workload-type",
+        "resilio.tech/cost-center",
+    ]
+    assert config.labels[ENV].values == ("production", "staging", "development")
+    assert config.gpu_resources == (
+        "nvidia.com/gpu",
+        "nvidia.com/gpu.shared",
+        "nvidia.com/mig-*",
+        "amd.com/gpu",
+    )
+    assert config.prometheus.url == "http://prometheus-operated.monitoring.svc:9090"
+    assert config.pricing.currency == "USD"
+    assert config.pricing.gpu_price("anything") == Decimal("2.00")
+    assert config.pricing.token_price("anything") == Decimal("0.002")
+    assert config.pricing.shared_monthly == Decimal(0)
+    assert config.pricing.shared_split == "proportional"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(None, id="an empty file"),
+        pytest.param({}, id="an empty mapping"),
+        pytest.param({"mode": None, "labels": None, "pricing": None}, id="keys left empty"),
+    ],
+)
+def test_nothing_given_means_the_defaults(data: Any) -> None:
+    assert parse_config(data) == Config()
+
+
+def test_the_design_example_is_valid() -> None:
+    example = """
+mode: enforce
+exemptNamespaces: [kube-system, finops-system]
+labels:
+  resilio.tech/team: {pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'}
+  resilio.tech/environment: {values: [production, staging, development]}
+gpuResources: [nvidia.com/gpu, nvidia.com/gpu.shared, nvidia.com/mig-*, amd.com/gpu]
+prometheus:
+  url: http://prometheus-operated.monitoring.svc:9090
+  headers: {}
+  bearerTokenFile: null
+  caFile: null
+pricing:
+  currency: USD
+  gpuHourly: {default: "2.00", NVIDIA-H100-80GB-HBM3: "4.00"}
+  tokensPer1k: {default: "0.002", gpt-4o: "0.01"}
+  sharedMonthly: "0"
+  sharedSplit: proportional
+"""
+    config = parse_config(yaml.safe_load(example))
+    assert config.labels == Config().labels
+    assert config.pricing.gpu_price("NVIDIA-H100-80GB-HBM3") == Decimal("4.00")
+    assert config.pricing.token_price("gpt-4o") == Decimal("0.01")
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        pytest.param(
+            {TEAM: {"values": ["search", "ads"]}},
+            {**DEFAULT_LABEL_RULES, TEAM: LabelRule(values=("search", "ads"))},
+            id="a rule given replaces the default rule of its key",
+        ),
+        pytest.param(
+            {"example.com/project": {}},
+            {**DEFAULT_LABEL_RULES, "example.com/project": LabelRule()},
+            id="a new key adds a required label",
+        ),
+        pytest.param(
+            {ENV: None},
+            {k: v for k, v in DEFAULT_LABEL_RULES.items() if k != ENV},
+            id="a key set to null drops that default",
+        ),
+        pytest.param(
+            {"example.com/unknown": None},
+            dict(DEFAULT_LABEL_RULES),
+            id="dropping a key that is not there is harmless",
+        ),
+    ],
+)
+def test_labels_merge_over_the_defaults(
+    labels: dict[str, Any], expected: dict[str, LabelRule]
+) -> None:
+    assert parse_config({"labels": labels}).labels == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        pytest.param({"pricing": {"gpuHorly": {}}}, "pricing.gpuHorly: unknown key", id="a typo"),
+        pytest.param({"mdoe": "audit"}, "mdoe: unknown key", id="a typo at the top level"),
+        pytest.param(
+            {"pricing": {"gpu_hourly": {}}},
+            "unknown key 'gpu_hourly': in the file it is spelled 'gpuHourly'",
+            id="the Python spelling of a key is refused",
+        ),
+        pytest.param({"mode": "strict"}, "mode: Input should be", id="a mode that does not exist"),
+        pytest.param(
+            {"pricing": {"gpuHourly": {"H100": 4.5}}},
+            "pricing.gpuHourly.H100: money must be written as a string",
+            id="money as a float is refused",
+        ),
+        pytest.param(
+            {"pricing": {"sharedMonthly": "lots"}},
+            "pricing.sharedMonthly: 'lots' is not an amount of money",
+            id="money that is not a number",
+        ),
+        pytest.param(
+            {"pricing": {"sharedMonthly": "-5"}},
+            "pricing.sharedMonthly: '-5' must be a finite amount of at least 0",
+            id="negative money",
+        ),
+        pytest.param(
+            {"pricing": {"sharedMonthly": "NaN"}},
+            "is not an amount of money",
+            id="money that is not a number at all",
+        ),
+        pytest.param(
+            {"pricing": {"sharedMonthly": True}},
+            "True is not an amount of money",
+            id="money as a boolean",
+        ),
+        pytest.param(
+            {"pricing": {"currency": "dollars"}},
+            "pricing.currency: 'dollars' is not an ISO 4217 currency code",
+            id="a currency that is not a code",
+        ),
+        pytest.param(
+            {"labels": {TEAM: {"pattern": "([a-z"}}},
+            "labels['resilio.tech/team'].pattern: invalid regular expression",
+            id="an invalid regular expression",
+        ),
+        pytest.param(
+            {"labels": {TEAM: {"values": []}}},
+            "labels['resilio.tech/team'].values: an empty list of values admits nothing",
+            id="an empty list of values",
+        ),
+        pytest.param(
+            {"labels": {TEAM: {"patern": "x"}}},
+            "labels['resilio.tech/team'].patern: unknown key",
+            id="a typo inside a rule",
+        ),
+        pytest.param(
+            {"labels": {"Team Name": {}}},
+            "labels: 'Team Name' is not a valid label key",
+            id="a label key Kubernetes would refuse",
+        ),
+        pytest.param(
+            {"labels": {"-bad.example/team": {}}},
+            "the prefix must be a DNS subdomain",
+            id="a label key with a bad prefix",
+        ),
+        pytest.param(
+            {"exemptNamespaces": ["kube-system", "Not_A_Namespace"]},
+            "exemptNamespaces: 'Not_A_Namespace' is not a namespace name",
+            id="a namespace that cannot exist",
+        ),
+        pytest.param(
+            {"exemptNamespaces": "kube-system"},
+            "exemptNamespaces: Input should be a valid tuple",
+            id="a namespace list written as one string",
+        ),
+        pytest.param(
+            {"gpuResources": []},
+            "gpuResources: at least one GPU resource name is needed",
+            id="no GPU resources at all",
+        ),
+        pytest.param(
+            {"prometheus": {"url": "prometheus:9090"}},
+            "prometheus.url: 'prometheus:9090' is not an http:// or https:// URL",
+            id="a Prometheus URL without a scheme",
+        ),
+        pytest.param(
+            {"prometheus": {"headers": {"X-Scope-OrgID": 42}}},
+            "prometheus.headers.X-Scope-OrgID: Input should be a valid string",
+            id="a header value that is a number",
+        ),
+    ],
+)
+def test_errors_name_the_bad_key(data: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "finops.yaml")
+    assert str(caught.value).startswith("finops.yaml: invalid configuration:\n")
+    assert named in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [pytest.param(["mode: audit"], id="a list"), pytest.param("audit", id="a string")],
+)
+def test_the_top_level_must_be_a_mapping(data: Any) -> None:
+    with pytest.raises(ConfigError, match="the top level must be a mapping"):
+        parse_config(data, "finops.yaml")
+
+
+@pytest.mark.parametrize(
+    ("written", "amount"),
+    [
+        pytest.param('"2.50"', Decimal("2.50"), id="a quoted decimal keeps its digits"),
+        pytest.param("3", Decimal(3), id="a whole number is exact and allowed"),
+        pytest.param('"0.0000001"', Decimal("0.0000001"), id="a tiny price is not rounded"),
+    ],
+)
+def test_money_is_decimal(written: str, amount: Decimal, tmp_path: Path) -> None:
+    file = tmp_path / "finops.yaml"
+    file.write_text(f"pricing:\n  sharedMonthly: {written}\n")
+    assert load_config(file).pricing.shared_monthly == amount
+
+
+def test_gpu_prices_keep_the_default_when_a_file_lists_only_models() -> None:
+    pricing = parse_config({"pricing": {"gpuHourly": {"NVIDIA-H100-80GB-HBM3": "4.00"}}}).pricing
+    assert pricing.gpu_price("NVIDIA-H100-80GB-HBM3") == Decimal("4.00")
+    assert pricing.gpu_price("NVIDIA-A100-SXM4-80GB") == Decimal("2.00")
+
+
+def test_python_code_may_use_field_names() -> None:
+    assert Config(exempt_namespaces=("a",)).exempt_namespaces == ("a",)
+
+
+def test_prometheus_url_loses_its_trailing_slash() -> None:
+    config = parse_config({"prometheus": {"url": "https://mimir.example/prometheus/"}})
+    assert config.prometheus.url == "https://mimir.example/prometheus"
+
+
+def test_load_config_reads_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "finops.yaml"
+    file.write_text("mode: audit\nexemptNamespaces: []\n")
+    config = load_config(file)
+    assert config.mode == "audit"
+    assert config.exempt_namespaces == ()
+
+
+def test_load_config_reads_finops_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "finops.yaml"
+    file.write_text("mode: 'off'\n")
+    monkeypatch.setenv(CONFIG_ENV, str(file))
+    assert load_config().mode == "off"
+
+
+def test_an_explicit_path_wins_over_finops_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("mode: 'off'\n")
+    arg_file = tmp_path / "arg.yaml"
+    arg_file.write_text("mode: audit\n")
+    monkeypatch.setenv(CONFIG_ENV, str(env_file))
+    assert load_config(arg_file).mode == "audit"
+
+
+@pytest.mark.parametrize("value", [pytest.param(None, id="unset"), pytest.param("", id="empty")])
+def test_without_a_file_the_default_is_embedded(
+    value: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if value is None:
+        monkeypatch.delenv(CONFIG_ENV, raising=False)
+    else:
+        monkeypatch.setenv(CONFIG_ENV, value)
+    assert load_config() == Config()
+
+
+def test_a_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read the configuration file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_a_file_that_is_not_yaml_is_an_error_naming_it(tmp_path: Path) -> None:
+    file = tmp_path / "bad.yaml"
+    file.write_text("mode: [audit\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML") as caught:
+        load_config(file)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_configuration_reference_is_up_to_date() -> None:
+    root = ROOT
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "gen_config_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_example_in_the_configuration_reference_is_valid() -> None:
+    root = ROOT
+    text = (root / "docs" / "configuration.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(yaml.safe_load(example), "docs/configuration.md")
+    assert config.mode == "audit"
+    assert "resilio.tech/cost-center" not in config.labels
+    assert config.pricing.gpu_price("NVIDIA-A100-SXM4-80GB") == Decimal("1.80")

@@ -1,0 +1,507 @@
+"""The webhooks' CEL matchConditions, evaluated for real with cel-python.
+
+The API server evaluates each webhook's `matchConditions` before it calls the
+operator, with `object`, `oldObject` and `request` bound to the AdmissionRequest;
+the webhook is called only when every condition is true. These tests bind the same
+variables to AdmissionRequests for GPU and non-GPU objects of all seven workload
+kinds, and check that the decision is exactly the operator's own
+`is_gpu_workload`, object by object, so the two can never drift apart.
+
+cel-python implements the CEL standard, not the Kubernetes extension libraries
+(`quantity()`, `isSorted()`, ...). The expressions use only the standard, so the
+expressions tested here are the ones the API server runs. Also, the API server
+never sends a null field of a typed object (it omits the field) and sends every
+quantity as a string in canonical form; these objects are written the same way,
+plus the plain YAML numbers a manifest file may carry.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import celpy
+import pytest
+import yaml
+from celpy import celtypes
+
+from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES
+from finops_operator.domain.policies.admission import created_by_controller
+from finops_operator.domain.workloads import GpuMatcher, is_gpu_workload
+from tests.support.paths import ROOT
+
+ROOT = ROOT
+WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
+EXAMPLES = ROOT / "examples" / "manifests"
+CONFIGURATIONS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+IS_GPU = GpuMatcher(DEFAULT_GPU_RESOURCES)
+
+# kind -> (apiVersion, API resource): the seven kinds the webhooks are registered for.
+KINDS = {
+    "Pod": ("v1", "pods"),
+    "Deployment": ("apps/v1", "deployments"),
+    "StatefulSet": ("apps/v1", "statefulsets"),
+    "DaemonSet": ("apps/v1", "daemonsets"),
+    "ReplicaSet": ("apps/v1", "replicasets"),
+    "Job": ("batch/v1", "jobs"),
+    "CronJob": ("batch/v1", "cronjobs"),
+}
+LABELS = {
+    "app": "ranker",
+    "resilio.tech/team": "search-platform",
+    "resilio.tech/feature": "ranking",
+    "resilio.tech/environment": "production",
+    "resilio.tech/workload-type": "inference",
+    "resilio.tech/cost-center": "cc-1042",
+}
+
+
+# --- the conditions, compiled once -------------------------------------------------
+
+
+@functools.cache
+def _conditions(configuration: str) -> tuple[tuple[str, celpy.Runner], ...]:
+    docs = yaml.safe_load_all(WEBHOOKS_FILE.read_text(encoding="utf-8"))
+    [config] = [doc for doc in docs if doc and doc.get("kind") == configuration]
+    [hook] = config["webhooks"]
+    env = celpy.Environment()
+    return tuple(
+        (condition["name"], env.program(env.compile(condition["expression"])))
+        for condition in hook["matchConditions"]
+    )
+
+
+def _activation(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables the API server binds: the request, and its two objects by name."""
+    bound = celpy.json_to_cel(dict(request))
+    return {
+        "object": bound[celtypes.StringType("object")],
+        "oldObject": bound[celtypes.StringType("oldObject")],
+        "request": bound,
+    }
+
+
+def _evaluate(name: str, program: celpy.Runner, activation: dict[str, Any]) -> bool:
+    try:
+        result = program.evaluate(activation)
+    except celpy.CELEvalError as err:  # the API server would apply failurePolicy
+        pytest.fail(f"matchCondition {name!r} failed to evaluate: {err}")
+    if not isinstance(result, celtypes.BoolType):
+        pytest.fail(f"matchCondition {name!r} returned {result!r}, not a bool")
+    return bool(result)
+
+
+def sent(configuration: str, request: Mapping[str, Any]) -> bool:
+    """Whether the API server would call this webhook: every condition true, none failing."""
+    activation = _activation(request)
+    results = [_evaluate(name, program, activation) for name, program in _conditions(configuration)]
+    return all(results)
+
+
+def sent_to_both(request: Mapping[str, Any]) -> bool:
+    """For objects no controller made, where the two webhooks must agree."""
+    validating, mutating = (sent(configuration, request) for configuration in CONFIGURATIONS)
+    assert validating == mutating, "the two webhooks disagree"
+    return validating
+
+
+def owned(obj: Mapping[str, Any], kind: str, *, controller: bool | None = True) -> dict[str, Any]:
+    """`obj` with an ownerReference to a `kind`, as a controller sets it."""
+    ref: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "name": "ranker-7f9c6d",
+        "uid": "6d8a5a1e-1f0b-4c43-9a55-5b1b3c1c2f10",
+        "blockOwnerDeletion": True,
+    }
+    if controller is not None:
+        ref["controller"] = controller
+    made = copy.deepcopy(dict(obj))
+    made["metadata"]["ownerReferences"] = [ref]
+    return made
+
+
+# --- realistic objects and AdmissionRequests ---------------------------------------
+
+
+def container(
+    name: str = "server",
+    *,
+    limits: Mapping[str, Any] | None = None,
+    requests: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    made: dict[str, Any] = {"name": name, "image": f"ghcr.io/example/{name}:1.0.0"}
+    resources = {}
+    if requests is not None:
+        resources["requests"] = dict(requests)
+    if limits is not None:
+        resources["limits"] = dict(limits)
+    if resources:
+        made["resources"] = resources
+    return made
+
+
+def pod_spec(*containers: dict[str, Any], init: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": list(containers), "restartPolicy": "Always"}
+    if init:
+        spec["initContainers"] = list(init)
+    return spec
+
+
+def workload(kind: str, spec: Mapping[str, Any] | None, name: str = "ranker") -> dict[str, Any]:
+    """A `kind` object whose pods run `spec`, shaped as the API server stores it."""
+    api_version, _ = KINDS[kind]
+    obj: dict[str, Any] = {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "search", "labels": dict(LABELS)},
+    }
+    if spec is None:
+        return obj
+    spec = copy.deepcopy(dict(spec))
+    if kind in ("Job", "CronJob"):
+        spec["restartPolicy"] = "Never"
+    template = {"metadata": {"labels": dict(LABELS)}, "spec": spec}
+    selector = {"matchLabels": {"app": "ranker"}}
+    if kind == "Pod":
+        obj["spec"] = spec
+    elif kind == "Deployment":
+        obj["spec"] = {"replicas": 2, "selector": selector, "template": template}
+    elif kind == "StatefulSet":
+        obj["spec"] = {"serviceName": name, "selector": selector, "template": template}
+    elif kind in ("DaemonSet", "ReplicaSet"):
+        obj["spec"] = {"selector": selector, "template": template}
+    elif kind == "Job":
+        obj["spec"] = {"backoffLimit": 3, "template": template}
+    else:
+        job = {"spec": {"backoffLimit": 3, "template": template}}
+        obj["spec"] = {"schedule": "0 3 * * *", "jobTemplate": job}
+    return obj
+
+
+def admission_request(
+    operation: str,
+    obj: Mapping[str, Any] | None,
+    old: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An admission.k8s.io/v1 AdmissionRequest as the API server builds it."""
+    kind = (obj or old or {}).get("kind", "Pod")
+    api_version, resource = KINDS.get(kind, ("v1", "pods"))
+    group, _, version = api_version.rpartition("/")
+    options_kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions"}.get(
+        operation, "DeleteOptions"
+    )
+    return {
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": resource},
+        "requestKind": {"group": group, "version": version, "kind": kind},
+        "requestResource": {"group": group, "version": version, "resource": resource},
+        "name": "ranker",
+        "namespace": "search",
+        "operation": operation,
+        "userInfo": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+        "object": copy.deepcopy(obj) if obj is not None else None,
+        "oldObject": copy.deepcopy(old) if old is not None else None,
+        "dryRun": False,
+        "options": {"apiVersion": "meta.k8s.io/v1", "kind": options_kind},
+    }
+
+
+def domain_decision(obj: Mapping[str, Any] | None) -> bool:
+    return obj is not None and is_gpu_workload(obj, IS_GPU)
+
+
+def domain_validates(obj: Mapping[str, Any]) -> bool:
+    """Whether the operator's validating decision can depend on this object at all."""
+    return domain_decision(obj) and not created_by_controller(obj)
+
+
+# --- the cases ---------------------------------------------------------------------
+
+CPU = {"cpu": "4", "memory": "16Gi"}
+
+# sentence -> pod spec of a GPU workload
+GPU_SPECS = {
+    "nvidia.com/gpu in limits": pod_spec(container(limits={**CPU, "nvidia.com/gpu": "1"})),
+    "nvidia.com/gpu in requests only": pod_spec(container(requests={**CPU, "nvidia.com/gpu": "1"})),
+    "the only GPU in an init container": pod_spec(
+        container(requests=CPU),
+        init=(container("warmup", limits={"nvidia.com/gpu": "1"}),),
+    ),
+    "a MIG slice nvidia.com/mig-1g.10gb": pod_spec(
+        container(limits={"nvidia.com/mig-1g.10gb": "1"})
+    ),
+    "a time-sliced nvidia.com/gpu.shared": pod_spec(
+        container(limits={"nvidia.com/gpu.shared": "1"})
+    ),
+    "amd.com/gpu": pod_spec(container(limits={"amd.com/gpu": "2"})),
+    "a GPU in the second of two containers": pod_spec(
+        container("proxy", requests={"cpu": "100m"}),
+        container("trainer", limits={"nvidia.com/gpu": "8"}),
+    ),
+    "eight GPUs written as a YAML number": pod_spec(container(limits={"nvidia.com/gpu": 8})),
+    # A manifest in CI may disagree with itself; the larger of the two counts.
+    "requests of zero but limits of one": pod_spec(
+        container(requests={"nvidia.com/gpu": "0"}, limits={"nvidia.com/gpu": "1"})
+    ),
+    "requests of one but limits of zero": pod_spec(
+        container(requests={"nvidia.com/gpu": "1"}, limits={"nvidia.com/gpu": "0"})
+    ),
+}
+
+# sentence -> pod spec of a workload without a GPU
+NON_GPU_SPECS = {
+    "CPU and memory only": pod_spec(container(requests=CPU, limits=CPU)),
+    "nvidia.com/gpu: 0 as a number": pod_spec(container(limits={**CPU, "nvidia.com/gpu": 0})),
+    "nvidia.com/gpu: '0' as a string": pod_spec(
+        container(requests={"nvidia.com/gpu": "0"}, limits={"nvidia.com/gpu": "0"})
+    ),
+    "zero MIG slices": pod_spec(container(limits={"nvidia.com/mig-3g.40gb": "0"})),
+    "no resources at all": pod_spec(container(), init=(container("setup"),)),
+    "empty resources": pod_spec({"name": "server", "image": "nginx:1.27", "resources": {}}),
+    "empty requests and limits": pod_spec(container(requests={}, limits={})),
+    "resources that only look like GPUs": pod_spec(
+        container(
+            limits={
+                "example.com/gpu": "1",
+                "nvidia.com/gpu-memory": "1",
+                "intel.com/gpu": "1",
+                "gpu": "1",
+                "hugepages-2Mi": "1Gi",
+            }
+        )
+    ),
+    "no containers listed": {"restartPolicy": "Always"},
+    "an empty pod spec": {},
+}
+
+
+def _missing_fields() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Objects with spec fields left out, at every level above the pod spec."""
+    for kind in KINDS:
+        yield f"a {kind} without spec", workload(kind, None)
+    for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        bare = workload(kind, GPU_SPECS["nvidia.com/gpu in limits"])
+        del bare["spec"]["template"]
+        yield f"a {kind} without spec.template", bare
+        bare = workload(kind, GPU_SPECS["nvidia.com/gpu in limits"])
+        del bare["spec"]["template"]["spec"]
+        yield f"a {kind} without spec.template.spec", bare
+    for path in (("jobTemplate",), ("jobTemplate", "spec"), ("jobTemplate", "spec", "template")):
+        bare = workload("CronJob", GPU_SPECS["nvidia.com/gpu in limits"])
+        node = bare["spec"]
+        for step in path[:-1]:
+            node = node[step]
+        del node[path[-1]]
+        yield f"a CronJob without spec.{'.'.join(path)}", bare
+
+
+MISSING_FIELDS = dict(_missing_fields())
+
+QUANTITIES = ["1", 1, "2", "+1", "500m", "1k", "1e3", ".5", "0", 0, "00", "0.0", "0m", "0e3", "-1"]
+
+
+def _examples() -> Iterator[tuple[str, dict[str, Any]]]:
+    """The seven kinds in the project's real-world-shaped example manifests."""
+    for file in sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("*.yml")]):
+        for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
+            items = (doc or {}).get("items") if (doc or {}).get("kind") == "List" else [doc]
+            for item in items or []:
+                if isinstance(item, dict) and KINDS.get(item.get("kind"), ("",))[0] == item.get(
+                    "apiVersion"
+                ):
+                    yield f"{file.name}: {item['kind']}/{item['metadata']['name']}", item
+
+
+def _every_object() -> Iterator[tuple[str, dict[str, Any]]]:
+    for kind in KINDS:
+        for sentence, spec in {**GPU_SPECS, **NON_GPU_SPECS}.items():
+            yield f"{kind} with {sentence}", workload(kind, spec)
+        for quantity in QUANTITIES:
+            spec = pod_spec(container(limits={"nvidia.com/gpu": quantity}))
+            yield f"{kind} with nvidia.com/gpu: {quantity!r}", workload(kind, spec)
+    yield from MISSING_FIELDS.items()
+    yield from _examples()
+
+
+EVERY_OBJECT = dict(_every_object())
+
+
+# --- what is sent --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sentence", GPU_SPECS)
+def test_a_gpu_workload_of_every_kind_is_sent_on_create(kind: str, sentence: str) -> None:
+    obj = workload(kind, GPU_SPECS[sentence])
+    assert sent_to_both(admission_request("CREATE", obj))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sentence", NON_GPU_SPECS)
+def test_a_workload_without_a_gpu_is_never_sent(kind: str, sentence: str) -> None:
+    obj = workload(kind, NON_GPU_SPECS[sentence])
+    assert not sent_to_both(admission_request("CREATE", obj))
+    assert not sent_to_both(admission_request("UPDATE", obj, obj))
+
+
+@pytest.mark.parametrize("sentence", MISSING_FIELDS)
+def test_an_object_missing_spec_fields_is_not_sent_and_raises_no_cel_error(sentence: str) -> None:
+    assert not sent_to_both(admission_request("CREATE", MISSING_FIELDS[sentence]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_update_that_keeps_the_gpus_is_sent(kind: str) -> None:
+    old = workload(kind, GPU_SPECS["nvidia.com/gpu in limits"])
+    new = workload(kind, GPU_SPECS["amd.com/gpu"])
+    assert sent_to_both(admission_request("UPDATE", new, old))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_update_that_adds_a_gpu_is_sent(kind: str) -> None:
+    old = workload(kind, NON_GPU_SPECS["CPU and memory only"])
+    new = workload(kind, GPU_SPECS["nvidia.com/gpu in limits"])
+    assert sent_to_both(admission_request("UPDATE", new, old))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_update_that_removes_the_gpus_is_still_sent(kind: str) -> None:
+    # Decided: the old object counts too, so no GPU-related change is hidden from
+    # the operator (which judges the new object and admits this one).
+    old = workload(kind, GPU_SPECS["nvidia.com/gpu in limits"])
+    new = workload(kind, NON_GPU_SPECS["CPU and memory only"])
+    assert sent_to_both(admission_request("UPDATE", new, old))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_delete_is_never_sent_even_of_a_gpu_workload(kind: str) -> None:
+    # DELETE is not in the rules; the condition keeps it out even if someone adds it.
+    old = workload(kind, GPU_SPECS["nvidia.com/gpu in limits"])
+    assert not sent_to_both(admission_request("DELETE", None, old))
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_the_gpu_condition_is_false_without_error_when_both_objects_are_null(
+    configuration: str,
+) -> None:
+    activation = _activation(admission_request("CREATE", None))
+    programs = dict(_conditions(configuration))
+    assert not _evaluate("gpu-workload", programs["gpu-workload"], activation)
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_the_gpu_condition_ignores_a_null_old_object_on_create(configuration: str) -> None:
+    request = admission_request("CREATE", workload("Pod", GPU_SPECS["amd.com/gpu"]), None)
+    assert request["oldObject"] is None
+    programs = dict(_conditions(configuration))
+    assert _evaluate("gpu-workload", programs["gpu-workload"], _activation(request))
+
+
+# --- the cross-check with the operator's own rule --------------------------------------
+
+
+@pytest.mark.parametrize("where", EVERY_OBJECT)
+def test_the_match_conditions_decide_exactly_as_the_operators_is_gpu_workload(where: str) -> None:
+    obj = EVERY_OBJECT[where]
+    assert sent_to_both(admission_request("CREATE", obj)) == domain_decision(obj)
+
+
+@pytest.mark.parametrize("where", EVERY_OBJECT)
+def test_an_update_is_sent_exactly_when_the_old_or_the_new_object_is_a_gpu_workload(
+    where: str,
+) -> None:
+    obj = EVERY_OBJECT[where]
+    cpu_only = workload(obj["kind"], NON_GPU_SPECS["CPU and memory only"])
+    gpu = workload(obj["kind"], GPU_SPECS["nvidia.com/gpu in limits"])
+    assert sent_to_both(admission_request("UPDATE", obj, cpu_only)) == domain_decision(obj)
+    assert sent_to_both(admission_request("UPDATE", cpu_only, obj)) == domain_decision(obj)
+    assert sent_to_both(admission_request("UPDATE", obj, gpu))
+
+
+def test_the_cross_check_covers_gpu_and_non_gpu_objects_of_all_seven_kinds() -> None:
+    decided = {(obj["kind"], domain_decision(obj)) for obj in EVERY_OBJECT.values()}
+    assert decided == {(kind, answer) for kind in KINDS for answer in (True, False)}
+
+
+def test_the_cross_check_includes_the_example_manifests() -> None:
+    if not EXAMPLES.is_dir():
+        pytest.skip("examples/manifests is absent")
+    examples = [where for where in EVERY_OBJECT if ".y" in where.split(":")[0]]
+    assert len(examples) >= 10
+
+
+def test_an_unparseable_quantity_is_the_one_known_disagreement_and_never_reaches_a_webhook() -> (
+    None
+):
+    # The operator counts a quantity it cannot parse as a GPU (governance errs
+    # towards checking); the CEL regular expression does not. The API server
+    # cannot decode such an object, so it is refused before admission: the
+    # disagreement never shows. Pinned here so that a change on either side is seen.
+    obj = workload("Pod", pod_spec(container(limits={"nvidia.com/gpu": "lots"})))
+    assert domain_decision(obj)
+    assert not sent_to_both(admission_request("CREATE", obj))
+
+
+def test_a_pod_spec_at_another_kinds_path_is_a_known_disagreement_no_api_server_sends() -> None:
+    # The CEL expression looks for a pod spec at all three places (Pod,
+    # controllers, CronJob) whatever the kind; the operator looks only at the
+    # kind's own. The API server decodes every object into its typed struct and
+    # drops fields the kind does not have, so a Deployment never carries a
+    # `spec.jobTemplate`: the disagreement never shows. Pinned so that it is seen.
+    obj = workload("Deployment", None)
+    obj["spec"] = {"jobTemplate": {"spec": {"template": {"spec": GPU_SPECS["amd.com/gpu"]}}}}
+    assert not domain_decision(obj)
+    assert sent_to_both(admission_request("CREATE", obj))
+
+
+# --- objects made by a controller --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "owner"),
+    [
+        ("Pod", "ReplicaSet"),
+        ("Pod", "StatefulSet"),
+        ("Pod", "DaemonSet"),
+        ("Pod", "Job"),
+        ("ReplicaSet", "Deployment"),
+        ("Job", "CronJob"),
+    ],
+)
+def test_a_gpu_workload_made_by_a_controller_goes_to_the_mutating_webhook_only(
+    kind: str, owner: str
+) -> None:
+    obj = owned(workload(kind, GPU_SPECS["nvidia.com/gpu in limits"]), owner)
+    request = admission_request("CREATE", obj)
+    assert sent("MutatingWebhookConfiguration", request)
+    assert not sent("ValidatingWebhookConfiguration", request)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "controller", "owner"),
+    [
+        ("an owner that is not the controller", False, "ReplicaSet"),
+        ("an owner reference without the controller field", None, "ReplicaSet"),
+        ("a controller of a kind the operator does not know", True, "RayCluster"),
+    ],
+)
+def test_a_gpu_workload_with_other_owners_goes_to_both_webhooks(
+    sentence: str, controller: bool | None, owner: str
+) -> None:
+    obj = owned(workload("Pod", GPU_SPECS["amd.com/gpu"]), owner, controller=controller)
+    assert sent_to_both(admission_request("CREATE", obj))
+
+
+@pytest.mark.parametrize("owner", ["ReplicaSet", "RayCluster"])
+@pytest.mark.parametrize("where", EVERY_OBJECT)
+def test_the_validating_webhook_is_called_exactly_when_the_operator_could_deny(
+    where: str, owner: str
+) -> None:
+    # Without owners, the cross-check above already shows both webhooks agree.
+    obj = owned(EVERY_OBJECT[where], owner)
+    request = admission_request("CREATE", obj)
+    assert sent("ValidatingWebhookConfiguration", request) == domain_validates(obj)
+    assert sent("MutatingWebhookConfiguration", request) == domain_decision(obj)

@@ -1,0 +1,70 @@
+"""The real Prometheus of the tests (finops_devtools.devcluster.prometheus_runner), and fixtures.
+
+Fixtures (import them into a test module: `from tests.support.prometheus_server import
+prometheus_factory`): `prometheus_factory` starts one server per call and stops
+them all at teardown. For a module-wide server, wrap `backfilled_prometheus` in a
+module-scoped fixture of your own (see tests/test_prometheus_harness.py).
+`needs_prometheus` skips a test module when Debian's prometheus package is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from finops_devtools.devcluster.prometheus_runner import (
+    MINIMAL_CONFIG,
+    PROMETHEUS,
+    PROMTOOL,
+    PrometheusError,
+    PrometheusServer,
+    backfilled_prometheus,
+    free_port,
+    previous_month,
+    recent_days,
+    tools_available,
+)
+from finops_devtools.simulator import ExportOptions, Scenario
+
+__all__ = [
+    "MINIMAL_CONFIG",
+    "PROMETHEUS",
+    "PROMTOOL",
+    "PrometheusError",
+    "PrometheusServer",
+    "backfilled_prometheus",
+    "free_port",
+    "needs_prometheus",
+    "previous_month",
+    "prometheus_factory",
+    "recent_days",
+    "tools_available",
+]
+
+needs_prometheus = pytest.mark.skipif(
+    not tools_available(), reason="needs Debian's prometheus package (scripts/bootstrap.sh)"
+)
+
+
+@pytest.fixture
+def prometheus_factory(
+    tmp_path: Path,
+) -> Iterator[Callable[..., PrometheusServer]]:
+    """Call with (scenario, options=None) for a started, backfilled Prometheus."""
+    if not tools_available():
+        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh)")
+    started: list[PrometheusServer] = []
+
+    def start(scenario: Scenario, options: ExportOptions | None = None) -> PrometheusServer:
+        server = PrometheusServer(tmp_path / f"prometheus-{len(started)}")
+        started.append(server)
+        server.backfill(scenario, options)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
