@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 import yaml
 
 from finops_devtools import demo_workloads
+from finops_devtools.errors import DemoError, MissingPrerequisiteError
 from finops_devtools.simulator import (
     A100,
     H100,
@@ -80,14 +81,6 @@ NODE_POOLS: Final = (
     NodePool(A100, RESOURCE_SHARED, count=1, gpus=4, units_per_gpu=4),
     NodePool(MI300X, RESOURCE_AMD, count=1),
 )
-
-
-class DemoError(RuntimeError):
-    """A step did not show what it should; the message says which and why."""
-
-
-class MissingPrerequisiteError(DemoError):
-    """Something the demo needs is not installed; the message says how to install it."""
 
 
 class _Terminated(Exception):  # noqa: N818 (SIGTERM, handled like Ctrl-C)

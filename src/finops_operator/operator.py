@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 
 from finops_operator.adapters.certificates import write_pair, write_self_signed
-from finops_operator.adapters.kube_api import KubeApi, KubeError
+from finops_operator.adapters.kube_api import KubeApi
 from finops_operator.adapters.metrics import InventoryCollector, OperatorMetrics
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import (
@@ -42,6 +42,7 @@ from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.audit import audit_workload, event_message
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.workloads import WORKLOAD_KINDS
+from finops_operator.errors import KubeError
 
 logger = logging.getLogger("finops_operator")
 

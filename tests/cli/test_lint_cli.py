@@ -17,7 +17,6 @@ import pytest
 
 from tests.support.paths import ROOT
 
-ROOT = ROOT
 DATA = Path("tests/data")
 EXPECTED = ROOT / "tests" / "lint_expected" / "examples.json"
 

@@ -34,11 +34,12 @@ from finops_devtools.simulator import (
     ground_truth,
     to_unix,
 )
-from finops_operator.adapters.prometheus_api import PrometheusClient, PrometheusError
-from finops_operator.controllers.usage_reader import NoUsageDataError, PeriodReport, report_period
+from finops_operator.adapters.prometheus_api import PrometheusClient
+from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig, PrometheusConfig
 from finops_operator.domain.costs.cost_model import CostReport, Period
+from finops_operator.errors import NoUsageDataError, PrometheusError
 from tests.support.prometheus_server import (
     PrometheusServer,
     backfilled_prometheus,

@@ -12,7 +12,6 @@ from finops_devtools.devcluster.api_server import (
     MUTATING_WEBHOOK,
     VALIDATING_WEBHOOK,
     AdmissionChain,
-    JsonPatchError,
     admission_review,
     apply_json_patch,
     created_line,
@@ -21,6 +20,7 @@ from finops_devtools.devcluster.api_server import (
     resource_name,
     warning_lines,
 )
+from finops_devtools.errors import JsonPatchError
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies import admission

@@ -26,7 +26,6 @@ from finops_operator.views.showback_html import render_showback
 from tests.support.crd_schema import validate_against_crd
 from tests.support.paths import ROOT
 
-ROOT = ROOT
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
 

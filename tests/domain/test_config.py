@@ -12,13 +12,8 @@ import pytest
 import yaml
 
 from finops_operator.adapters.config_file import CONFIG_ENV, load_config
-from finops_operator.domain.config import (
-    DEFAULT_LABEL_RULES,
-    Config,
-    ConfigError,
-    LabelRule,
-    parse_config,
-)
+from finops_operator.domain.config import DEFAULT_LABEL_RULES, Config, LabelRule, parse_config
+from finops_operator.errors import ConfigError
 from tests.support.paths import ROOT
 
 TEAM = "resilio.tech/team"

@@ -14,7 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from finops_operator.domain.rules.cost_policy import CostPolicyError, parse_cost_policy
+from finops_operator.domain.rules.cost_policy import parse_cost_policy
+from finops_operator.errors import CostPolicyError
 from tests.support.crd_schema import crd_errors, served_schema, untyped_nodes
 from tests.support.paths import ROOT, TESTS
 

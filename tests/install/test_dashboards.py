@@ -41,14 +41,13 @@ from finops_operator.domain.rules.recording_rules import render_recording_rules
 from tests.support.paths import ROOT
 from tests.support.prometheus_server import (
     PROMTOOL,
-    PrometheusError,
+    PrometheusRunnerError,
     PrometheusServer,
     backfilled_prometheus,
     needs_prometheus,
     previous_month,
 )
 
-ROOT = ROOT
 FOLDER = ROOT / "manifests" / "dashboards"
 GENERATOR = ROOT / "scripts" / "gen_dashboards.py"
 FILES = ("leadership.yaml", "engineering.yaml")
@@ -251,7 +250,7 @@ def _backfill_recording_rules(server: PrometheusServer, start: datetime, end: da
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         if result.returncode != 0:
-            raise PrometheusError(f"promtool could not backfill {layer}:\n{result.stderr}")
+            raise PrometheusRunnerError(f"promtool could not backfill {layer}:\n{result.stderr}")
         server.stop()
         for block in output.iterdir():
             shutil.move(str(block), str(server.data_dir / block.name))

@@ -39,7 +39,6 @@ from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.crd_schema import SHARED_CRDS, validate_against_crd
 from tests.support.paths import ROOT
 
-ROOT = ROOT
 MANIFESTS = ROOT / "manifests"
 BASE = MANIFESTS / "base"
 CERT_MANAGER = MANIFESTS / "cert-manager"

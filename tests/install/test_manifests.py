@@ -26,7 +26,6 @@ from finops_operator.domain import conventions
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.paths import ROOT
 
-ROOT = ROOT
 WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
 CRD_FOLDERS = (ROOT / "crds", ROOT.parent / "shared" / "crds")
 

@@ -32,7 +32,6 @@ from finops_operator.domain.policies.admission import created_by_controller
 from finops_operator.domain.workloads import GpuMatcher, is_gpu_workload
 from tests.support.paths import ROOT
 
-ROOT = ROOT
 WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
 EXAMPLES = ROOT / "examples" / "manifests"
 CONFIGURATIONS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")

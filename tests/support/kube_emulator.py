@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from finops_devtools.devcluster import WaitTimeoutError, eventually
+from finops_devtools.devcluster import eventually
 from finops_devtools.devcluster.emulator import (
     COSTREPORTS,
     PLURAL_OF_KIND,
@@ -10,6 +10,7 @@ from finops_devtools.devcluster.emulator import (
     VERBS,
     KubeEmulator,
 )
+from finops_devtools.errors import WaitTimeoutError
 
 __all__ = [
     "COSTREPORTS",

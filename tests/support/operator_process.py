@@ -10,7 +10,8 @@ import pytest
 
 from finops_devtools.devcluster import free_port
 from finops_devtools.devcluster.emulator import KubeEmulator
-from finops_devtools.devcluster.operator_runner import OperatorError, OperatorProcess
+from finops_devtools.devcluster.operator_runner import OperatorProcess
+from finops_devtools.errors import OperatorError
 
 __all__ = ["OperatorError", "OperatorProcess", "free_port", "running_operator"]
 

@@ -18,7 +18,6 @@ from finops_devtools.devcluster.prometheus_runner import (
     MINIMAL_CONFIG,
     PROMETHEUS,
     PROMTOOL,
-    PrometheusError,
     PrometheusServer,
     backfilled_prometheus,
     free_port,
@@ -26,13 +25,14 @@ from finops_devtools.devcluster.prometheus_runner import (
     recent_days,
     tools_available,
 )
+from finops_devtools.errors import PrometheusRunnerError
 from finops_devtools.simulator import ExportOptions, Scenario
 
 __all__ = [
     "MINIMAL_CONFIG",
     "PROMETHEUS",
     "PROMTOOL",
-    "PrometheusError",
+    "PrometheusRunnerError",
     "PrometheusServer",
     "backfilled_prometheus",
     "free_port",

@@ -20,9 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-
-class WaitTimeoutError(AssertionError):
-    """A condition was not met in time (an AssertionError, so tests show it as one)."""
+from finops_devtools.errors import WaitTimeoutError
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
+from finops_devtools.errors import JsonPatchError
 from finops_operator.domain import conventions
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 
@@ -27,10 +28,6 @@ from finops_operator.domain.workloads import WORKLOAD_KINDS
 VALIDATING_WEBHOOK: Final = "labels.finops.resilio.tech"
 MUTATING_WEBHOOK: Final = "defaults.finops.resilio.tech"
 DEMO_USER: Final = {"username": "alice@example.com", "groups": ["system:authenticated"]}
-
-
-class JsonPatchError(ValueError):
-    """A JSONPatch operation that cannot be applied to the object."""
 
 
 def admission_review(

@@ -27,11 +27,8 @@ import yaml
 
 from finops_devtools.devcluster import eventually, free_port
 from finops_devtools.devcluster.emulator import KubeEmulator
+from finops_devtools.errors import OperatorError
 from finops_operator.adapters.certificates import write_self_signed
-
-
-class OperatorError(RuntimeError):
-    """The operator process did not start, or answered what no operator should."""
 
 
 class OperatorProcess:

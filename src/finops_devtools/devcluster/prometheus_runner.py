@@ -41,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from finops_devtools.devcluster import free_port
+from finops_devtools.errors import PrometheusRunnerError
 from finops_devtools.simulator import ExportOptions, Scenario, write_openmetrics_chunks
 
 __all__ = [
     "INSTALL_HINT",
     "PROMETHEUS",
     "PROMTOOL",
-    "PrometheusError",
+    "PrometheusRunnerError",
     "PrometheusServer",
     "backfilled_prometheus",
     "free_port",
@@ -93,10 +94,6 @@ def tools_available(prometheus: str | None = None, promtool: str | None = None) 
     return all(shutil.which(tool) for tool in (prometheus or PROMETHEUS, promtool or PROMTOOL))
 
 
-class PrometheusError(RuntimeError):
-    pass
-
-
 class PrometheusServer:
     """One Prometheus process on 127.0.0.1 over its own data directory."""
 
@@ -128,14 +125,14 @@ class PrometheusServer:
     def backfill_file(self, openmetrics: Path) -> str:
         """Import an OpenMetrics file into the data directory with promtool."""
         if self.process is not None:
-            raise PrometheusError("backfill before start(): Prometheus reads blocks at start")
+            raise PrometheusRunnerError("backfill before start(): Prometheus reads blocks at start")
         result = subprocess.run(
             [self.promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet",
              str(openmetrics), str(self.data_dir)],
             capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         if result.returncode != 0:
-            raise PrometheusError(
+            raise PrometheusRunnerError(
                 f"promtool refused {openmetrics}:\n{result.stdout}\n{result.stderr}"
             )
         return result.stdout
@@ -197,7 +194,7 @@ class PrometheusServer:
         while True:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise PrometheusError(f"prometheus exited early:\n{self.log()}")
+                raise PrometheusRunnerError(f"prometheus exited early:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
                     if response.status == 200:
@@ -205,7 +202,7 @@ class PrometheusServer:
             except (OSError, urllib.error.HTTPError):
                 pass
             if time.monotonic() > deadline:
-                raise PrometheusError(f"prometheus not ready after {timeout}s:\n{self.log()}")
+                raise PrometheusRunnerError(f"prometheus not ready after {timeout}s:\n{self.log()}")
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -235,15 +232,17 @@ class PrometheusServer:
     # ------------------------------------------------------------ HTTP API
 
     def api(self, path: str, **params: str) -> Any:
-        """GET /api/v1/<path> and return its `data`; PrometheusError on an error status."""
+        """GET /api/v1/<path> and return its `data`; PrometheusRunnerError on an error status."""
         query = urllib.parse.urlencode(params)
         try:
             with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=60) as resp:
                 body = json.loads(resp.read())
         except urllib.error.HTTPError as err:
-            raise PrometheusError(f"{path} {params}: HTTP {err.code}: {err.read()!r}") from None
+            raise PrometheusRunnerError(
+                f"{path} {params}: HTTP {err.code}: {err.read()!r}"
+            ) from None
         if body.get("status") != "success":
-            raise PrometheusError(f"{path} {params}: {body}")
+            raise PrometheusRunnerError(f"{path} {params}: {body}")
         return body["data"]
 
     def query(self, expr: str, at: datetime | float | None = None) -> list[dict[str, Any]]:
@@ -259,7 +258,9 @@ class PrometheusServer:
         """An instant query expected to return one sample; its value as a float."""
         result = self.query(expr, at)
         if len(result) != 1:
-            raise PrometheusError(f"{expr} returned {len(result)} series, not 1: {result[:3]}")
+            raise PrometheusRunnerError(
+                f"{expr} returned {len(result)} series, not 1: {result[:3]}"
+            )
         return float(result[0]["value"][1])
 
 

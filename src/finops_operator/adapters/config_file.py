@@ -13,7 +13,8 @@ from typing import Final
 
 import yaml
 
-from finops_operator.domain.config import Config, ConfigError, parse_config
+from finops_operator.domain.config import Config, parse_config
+from finops_operator.errors import ConfigError
 
 CONFIG_ENV: Final = "FINOPS_CONFIG"
 

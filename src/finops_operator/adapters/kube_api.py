@@ -19,12 +19,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from finops_operator.domain.workloads import WORKLOAD_KINDS
-
-
-class KubeError(RuntimeError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+from finops_operator.errors import KubeError
 
 
 def _reason(err: ApiException) -> str:

@@ -22,12 +22,9 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from finops_operator.domain.config import PrometheusConfig
+from finops_operator.errors import PrometheusError
 
 _T = TypeVar("_T")
-
-
-class PrometheusError(RuntimeError):
-    """Prometheus could not answer; the message names the URL and the cause."""
 
 
 def _timestamp(at: datetime.datetime | float) -> str:

@@ -22,6 +22,7 @@ from finops_operator.adapters.metrics import OperatorMetrics
 from finops_operator.domain import conventions
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.errors import MalformedReviewError
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,11 @@ class AdmissionApp:
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as err:
-            problem = admission.MalformedReviewError(f"the body is not JSON ({err})")
+            problem = MalformedReviewError(f"the body is not JSON ({err})")
             return admission.malformed_review(problem), "", "malformed"
         try:
             request = admission.parse_review(body)
-        except admission.MalformedReviewError as err:
+        except MalformedReviewError as err:
             logger.warning("Refused a malformed AdmissionReview: %s", err)
             return admission.malformed_review(err), "", "malformed"
         decision = decide(request, self.policy, self.namespaces)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from finops_operator.cli import demo, lint, render, report, run
-from finops_operator.domain.config import ConfigError
+from finops_operator.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:

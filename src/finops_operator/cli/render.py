@@ -16,14 +16,14 @@ import yaml
 
 from finops_operator.adapters.config_file import load_config
 from finops_operator.domain import conventions
-from finops_operator.domain.config import Config, ConfigError
+from finops_operator.domain.config import Config
 from finops_operator.domain.rules.alert_rules import AlertOptions
-from finops_operator.domain.rules.cost_policy import CostPolicyError
 from finops_operator.domain.rules.prometheus_rule import (
     recording_rules_prometheus_rule,
     render_policy,
     rule_groups_file,
 )
+from finops_operator.errors import ConfigError, CostPolicyError
 
 
 class _Dumper(yaml.SafeDumper):

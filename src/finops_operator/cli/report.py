@@ -30,10 +30,10 @@ from decimal import Decimal
 from typing import Any, Final
 
 from finops_operator.adapters.config_file import load_config
-from finops_operator.adapters.prometheus_api import PrometheusClient, PrometheusError
+from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
-from finops_operator.domain.config import ConfigError, PrometheusConfig
+from finops_operator.domain.config import PrometheusConfig
 from finops_operator.domain.costs.cost_model import (
     ZERO,
     ClusterRow,
@@ -45,6 +45,7 @@ from finops_operator.domain.costs.cost_model import (
     idle_percent,
     token_cost,
 )
+from finops_operator.errors import ConfigError, PrometheusError
 
 FORMATS: Final = ("table", "json", "csv", "focus")
 ROW_FIELDS: Final = (

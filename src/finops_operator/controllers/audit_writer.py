@@ -13,10 +13,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from finops_operator.adapters.kube_api import KubeApi, KubeError
+from finops_operator.adapters.kube_api import KubeApi
 from finops_operator.domain import conventions
 from finops_operator.domain.events import ObjectRef, event_body
 from finops_operator.domain.policies.audit import AuditOutcome
+from finops_operator.errors import KubeError
 
 logger = logging.getLogger(__name__)
 

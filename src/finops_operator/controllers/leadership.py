@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from finops_operator.adapters.kube_api import KubeApi, KubeError
+from finops_operator.adapters.kube_api import KubeApi
+from finops_operator.errors import KubeError
 
 logger = logging.getLogger(__name__)
 

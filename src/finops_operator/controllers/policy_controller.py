@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from finops_operator.adapters.kube_api import KubeApi, KubeError
+from finops_operator.adapters.kube_api import KubeApi
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.rules.cost_policy import API_VERSION
@@ -36,6 +36,7 @@ from finops_operator.domain.rules.prometheus_rule import (
     recording_rules_prometheus_rule,
     rule_name_for,
 )
+from finops_operator.errors import KubeError
 
 logger = logging.getLogger(__name__)
 

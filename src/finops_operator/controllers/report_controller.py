@@ -19,9 +19,9 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from finops_operator.adapters.kube_api import KubeApi, KubeError
-from finops_operator.adapters.prometheus_api import PrometheusClient, PrometheusError
-from finops_operator.controllers.usage_reader import NoUsageDataError, report_period
+from finops_operator.adapters.kube_api import KubeApi
+from finops_operator.adapters.prometheus_api import PrometheusClient
+from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.costs.cost_model import Period
@@ -33,7 +33,8 @@ from finops_operator.domain.costs.cost_reports import (
     stale_status,
     status_changed,
 )
-from finops_operator.domain.rules.cost_policy import CostPolicyError, parse_cost_policy
+from finops_operator.domain.rules.cost_policy import parse_cost_policy
+from finops_operator.errors import CostPolicyError, KubeError, NoUsageDataError, PrometheusError
 
 logger = logging.getLogger(__name__)
 

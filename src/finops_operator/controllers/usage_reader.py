@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from finops_operator.adapters.prometheus_api import PrometheusClient, PrometheusError
+from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.costs.cost_model import (
@@ -52,15 +52,12 @@ from finops_operator.domain.costs.cost_queries import (
     plan_windows,
     tokens_query,
 )
+from finops_operator.errors import NoUsageDataError
 
 UNKNOWN_MODEL: Final = "unknown"
 ZERO: Final = Decimal(0)
 
 Key = tuple[str, ...]
-
-
-class NoUsageDataError(PrometheusError):
-    """Prometheus answered, but holds none of the operator's series for the period."""
 
 
 @dataclass(frozen=True)

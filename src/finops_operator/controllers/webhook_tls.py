@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from finops_operator.adapters.certificates import self_signed, service_hostnames
-from finops_operator.adapters.kube_api import KubeApi, KubeError
+from finops_operator.adapters.kube_api import KubeApi
+from finops_operator.errors import KubeError
 
 logger = logging.getLogger(__name__)
 

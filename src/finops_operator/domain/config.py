@@ -30,15 +30,12 @@ from pydantic import (
 )
 
 from finops_operator.domain import conventions
+from finops_operator.errors import ConfigError
 
 Mode = Literal["enforce", "audit", "off"]
 
 # Passed as validation context when a file is read: the file has one spelling per key.
 _FROM_FILE: Final = "from_file"
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says which key and why."""
 
 
 def _parse_money(value: Any) -> Decimal:

@@ -10,7 +10,8 @@ import pytest
 
 from finops_operator.domain.config import DEFAULT_LABEL_RULES, LabelRule
 from finops_operator.domain.promql import Duration
-from finops_operator.domain.rules.cost_policy import CostPolicyError, parse_cost_policy
+from finops_operator.domain.rules.cost_policy import parse_cost_policy
+from finops_operator.errors import CostPolicyError
 from tests.install.test_costpolicy_crd import EXAMPLE, with_spec
 
 

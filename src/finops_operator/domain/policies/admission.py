@@ -38,6 +38,7 @@ from finops_operator.domain.policies.label_check import (
     violation_message,
 )
 from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_labels, pod_template
+from finops_operator.errors import MalformedReviewError
 
 REVIEW_API_VERSION: Final = "admission.k8s.io/v1"
 JUDGED_OPERATIONS: Final = frozenset({"CREATE", "UPDATE"})
@@ -45,14 +46,6 @@ MODES: Final = frozenset({"enforce", "audit", "off"})
 WORKLOADS: Final = frozenset(WORKLOAD_KINDS)
 
 NamespaceLabels = Mapping[str, Mapping[str, str]]
-
-
-class MalformedReviewError(ValueError):
-    """The body is not an AdmissionReview we can answer; the message says what is wrong."""
-
-    def __init__(self, message: str, uid: str | None = None) -> None:
-        super().__init__(message)
-        self.uid = uid
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from pydantic import (
 from finops_operator.domain import conventions
 from finops_operator.domain.config import DEFAULT_LABEL_RULES, LabelRule
 from finops_operator.domain.promql import LABEL_NAME_PATTERN, Duration
+from finops_operator.errors import CostPolicyError, Problem
 
 API_VERSION = f"{conventions.API_GROUP}/{conventions.API_VERSION}"
 
@@ -61,34 +62,6 @@ RESERVED_ALERT_LABELS = frozenset(
 RESERVED_RULE_LABELS = frozenset({conventions.MANAGED_BY_LABEL, conventions.COSTPOLICY_RULE_LABEL})
 
 MAX_THRESHOLDS = 10
-
-
-@dataclass(frozen=True)
-class Problem:
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-class CostPolicyError(ValueError):
-    """A CostPolicy that cannot become rules; `problems` name each field and what is wrong."""
-
-    def __init__(self, problems: list[Problem] | tuple[Problem, ...], source: str = "") -> None:
-        self.problems = tuple(problems)
-        self.source = source
-        lines = "\n".join(str(problem) for problem in self.problems)
-        super().__init__(f"{source}: {lines}" if source else lines)
-
-    @property
-    def field(self) -> str:
-        """The first offending field, e.g. `spec.selector.team`."""
-        return self.problems[0].field if self.problems else ""
-
-    def one_line(self) -> str:
-        """All problems on one line, for a status condition message or an Event."""
-        return "; ".join(str(problem) for problem in self.problems)
 
 
 def _number(value: Any) -> Decimal:

@@ -17,8 +17,8 @@ from typing import Any
 from finops_operator.domain.conditions import by_type, condition
 from finops_operator.domain.config import Config
 from finops_operator.domain.rules.alert_rules import AlertOptions
-from finops_operator.domain.rules.cost_policy import CostPolicyError
 from finops_operator.domain.rules.prometheus_rule import render_policy, rule_count
+from finops_operator.errors import CostPolicyError
 
 READY = "Ready"
 INVALID = "Invalid"
