@@ -1,0 +1,1 @@
+"""Ports: the Protocols controllers depend on; adapters and test fakes implement them."""
