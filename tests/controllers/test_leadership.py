@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from finops_operator.controllers.leadership import lease_decision
+from finops_operator.domain.lease import lease_decision
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, 0, tzinfo=datetime.UTC)
 

@@ -8,7 +8,11 @@ import pytest
 from cryptography import x509
 
 from finops_operator.adapters.certificates import self_signed, service_hostnames
-from finops_operator.controllers.webhook_tls import ca_bundle_patch, pair_from_secret, secret_body
+from finops_operator.domain.webhook_certificate import (
+    ca_bundle_patch,
+    pair_from_secret,
+    secret_body,
+)
 
 
 def test_a_secret_round_trips_the_certificate_key_and_ca() -> None:
