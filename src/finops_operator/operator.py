@@ -20,7 +20,12 @@ from typing import Any
 
 import kopf
 
-from finops_operator.adapters.certificates import write_pair, write_self_signed
+from finops_operator.adapters.certificates import (
+    self_signed,
+    service_hostnames,
+    write_pair,
+    write_self_signed,
+)
 from finops_operator.adapters.kube_api import KubeApi
 from finops_operator.adapters.metrics import InventoryCollector, OperatorMetrics
 from finops_operator.adapters.prometheus_api import PrometheusClient
@@ -207,7 +212,12 @@ async def serve(
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
     kube = KubeApi()
     if webhook_secret is not None:
-        cert_pem, key_pem, ca_pem = await shared_certificate(kube, state.namespace, webhook_secret)
+        cert_pem, key_pem, ca_pem = await shared_certificate(
+            kube,
+            state.namespace,
+            webhook_secret,
+            issue=lambda namespace: self_signed(service_hostnames(namespace)),
+        )
         cert_path, key_path = write_pair(cert_pem, key_pem)
         webhook_cert, webhook_key = str(cert_path), str(key_path)
         await inject_ca_bundle(kube, ca_pem)
@@ -227,16 +237,14 @@ async def serve(
         kube=kube,
         leading=leading,
         post_event=_event_poster(kube, identity),
-        ready_gauge=state.metrics.policy_ready,
-        failures=state.metrics.policy_failures,
+        metrics=state.metrics,
     )
     reports = ReportController(
         config=state.config,
         kube=policies.kube,
         prometheus=PrometheusClient(state.config.prometheus),
         policies=policies.policies,
-        refreshed=state.metrics.reports_refreshed,
-        failures=state.metrics.report_failures,
+        metrics=state.metrics,
         leading=leading,
     )
     leadership.on_change = state.metrics.leader.set

@@ -1,1 +1,146 @@
-"""Ports: the Protocols controllers depend on; adapters and test fakes implement them."""
+"""What the controllers need from the outside world, as Protocols.
+
+The controllers depend on these, never on an adapter: `adapters.kube_api.KubeApi`,
+`adapters.prometheus_api.PrometheusClient` and `adapters.metrics.OperatorMetrics`
+satisfy them in the operator, and the in-memory fakes of `tests/support/fakes.py`
+in the controllers' unit tests. `operator.py` wires one to the other.
+
+Errors cross the ports as `finops_operator.errors`: `KubeError` (with the HTTP
+status, 0 when the API server cannot be reached) and `PrometheusError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from finops_operator.domain.config import PrometheusConfig
+
+# (group, version, plural) of a custom resource, e.g. ("coordination.k8s.io", "v1", "leases").
+Resource = tuple[str, str, str]
+
+
+class KubePort(Protocol):
+    """The Kubernetes API calls the controllers make. Every failure raises `KubeError`."""
+
+    async def get(
+        self, group: str, version: str, plural: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        ...
+
+    async def create(
+        self, group: str, version: str, plural: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Create `body` (its namespace from its metadata); the stored object. 409 if it exists."""
+        ...
+
+    async def patch(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        patch: dict[str, Any],
+        status: bool = False,
+    ) -> dict[str, Any]:
+        """A JSON merge patch of the object, or of its status subresource; the stored object.
+
+        A `metadata.resourceVersion` in the patch guards it: 409 when the object changed.
+        """
+        ...
+
+    async def delete(
+        self, group: str, version: str, plural: str, namespace: str | None, name: str
+    ) -> None:
+        """Delete the object; nothing happens when it is already gone."""
+        ...
+
+    async def patch_workload(
+        self, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        """A merge patch of one of the workload kinds (`domain.workloads.WORKLOAD_KINDS`)."""
+        ...
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        """Post a core/v1 Event."""
+        ...
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret, or None when it does not exist."""
+        ...
+
+    async def create_secret(self, namespace: str, secret: dict[str, Any]) -> None:
+        """Create a Secret; 409 if it exists."""
+        ...
+
+    async def raw(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
+        """Any JSON request by path, answered as plain JSON; for objects without a call above
+        (the webhook configurations). The path stays at the call site, where the RBAC test
+        of the install reads it."""
+        ...
+
+
+class QueryRecordView(Protocol):
+    """One query a Prometheus client sent, as far as the controllers read it."""
+
+    @property
+    def seconds(self) -> float: ...
+
+
+class PrometheusPort(Protocol):
+    """Instant and range queries with millisecond bounds. Failures raise `PrometheusError`.
+
+    Blocking: callers on the event loop run it in a worker thread.
+    """
+
+    @property
+    def config(self) -> PrometheusConfig:
+        """Where the queries go (`url` names it in messages)."""
+        ...
+
+    @property
+    def log(self) -> Sequence[QueryRecordView]:
+        """Every query sent through `evaluate`/`evaluate_range`, in order."""
+        ...
+
+    def evaluate(self, promql: str, at: float) -> list[dict[str, Any]]:
+        """An instant query at `at` (Unix seconds): the vector's samples as JSON."""
+        ...
+
+    def evaluate_range(
+        self, promql: str, start: float, end: float, step_seconds: float
+    ) -> list[dict[str, Any]]:
+        """A range query: each series with its [time, value] pairs."""
+        ...
+
+
+class MetricsPort(Protocol):
+    """The operator's own metrics that the controllers move."""
+
+    def mark_policy_ready(self, namespace: str, name: str, ready: bool) -> None:
+        """Whether a CostPolicy's PrometheusRule is in step with it."""
+        ...
+
+    def forget_policy(self, namespace: str, name: str) -> None:
+        """A deleted CostPolicy: drop its series."""
+        ...
+
+    def count_policy_failure(self, namespace: str, reason: str) -> None:
+        """One reconciliation that left a CostPolicy not ready."""
+        ...
+
+    def mark_reports_refreshed(self, period: str, timestamp: float) -> None:
+        """The CostReports of `period` (YYYY-MM) were refreshed at `timestamp`."""
+        ...
+
+    def count_report_failure(self, source: str) -> None:
+        """A CostReport refresh failed; `source` is "prometheus" or "kubernetes"."""
+        ...
+
+
+# Makes a self-signed certificate for the webhook Service of a namespace: (cert, key) in PEM.
+CertificateIssuer = Callable[[str], tuple[bytes, bytes]]

@@ -1,10 +1,16 @@
-"""The Lease rule: who leads, when a Lease is renewed and when it is taken over."""
+"""The Lease rule (who leads, when a Lease is renewed and when it is taken over), and
+Leadership running it against the in-memory API."""
 
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
-from finops_operator.controllers.leadership import lease_decision
+import pytest
+
+from finops_operator.controllers.leadership import LEASES, Leadership
+from finops_operator.domain.lease import LEASE_NAME, lease_decision
+from tests.support.fakes import FakeKube
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -63,3 +69,176 @@ def test_a_lease_without_times_is_taken_over() -> None:
     broken = lease("a", NOW)
     broken["spec"] = {"holderIdentity": "a"}
     assert decide(broken).leader
+
+
+# --- Leadership against the in-memory API ------------------------------------------------
+
+
+def stored_lease(kube: FakeKube) -> dict[str, Any]:
+    found = kube.stored(LEASES, "finops-system", LEASE_NAME)
+    assert found is not None
+    return found
+
+
+def replica(kube: FakeKube, identity: str = "b", **kwargs: Any) -> Leadership:
+    return Leadership(kube, identity, "finops-system", duration=15, renew_every=0, **kwargs)
+
+
+async def test_the_first_replica_creates_the_lease_in_the_api() -> None:
+    kube = FakeKube()
+    assert await replica(kube).attempt(NOW)
+    assert kube.verbs() == ["get", "create"]
+    assert stored_lease(kube)["spec"]["holderIdentity"] == "b"
+
+
+async def test_the_holder_renews_with_a_guarded_patch() -> None:
+    kube = FakeKube()
+    kube.put(LEASES, lease("b", NOW - datetime.timedelta(seconds=5)))
+    assert await replica(kube).attempt(NOW)
+    [write] = kube.writes
+    assert write.verb == "patch"
+    assert write.body["metadata"]["resourceVersion"] == "1"
+    assert stored_lease(kube)["spec"]["renewTime"] == "2026-11-27T12:00:00.000000Z"
+
+
+async def test_a_standby_writes_nothing_while_the_lease_holds() -> None:
+    kube = FakeKube()
+    kube.put(LEASES, lease("a", NOW - datetime.timedelta(seconds=3)))
+    assert not await replica(kube).attempt(NOW)
+    assert kube.writes == []
+
+
+async def test_an_expired_lease_is_taken_over_in_the_api() -> None:
+    kube = FakeKube()
+    kube.put(LEASES, lease("a", NOW - datetime.timedelta(seconds=20), transitions=4))
+    assert await replica(kube).attempt(NOW)
+    spec = stored_lease(kube)["spec"]
+    assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("b", 5)
+
+
+async def test_two_replicas_racing_for_an_expired_lease_elect_one() -> None:
+    kube = FakeKube()
+    kube.put(LEASES, lease("a", NOW - datetime.timedelta(seconds=20)))
+    original_get = kube.get
+    seen: list[dict[str, Any] | None] = []
+
+    async def both_read_before_either_writes(*args: Any) -> dict[str, Any] | None:
+        if not seen:
+            seen.append(await original_get(*args))
+        return seen[0]
+
+    kube.get = both_read_before_either_writes  # type: ignore[method-assign]
+    first, second = replica(kube, "b"), replica(kube, "c")
+    assert await first.attempt(NOW)
+    assert not await second.attempt(NOW)  # its patch carries the old resourceVersion: 409
+    assert kube.calls[-1].error == 409
+    assert stored_lease(kube)["spec"]["holderIdentity"] == "b"
+
+
+async def test_two_replicas_racing_to_create_the_lease_elect_one() -> None:
+    kube = FakeKube()
+    original_get = kube.get
+
+    async def nothing_yet(*args: Any) -> dict[str, Any] | None:
+        await original_get(*args)
+        return None
+
+    kube.get = nothing_yet  # type: ignore[method-assign]
+    assert await replica(kube, "b").attempt(NOW)
+    assert not await replica(kube, "c").attempt(NOW)
+    assert stored_lease(kube)["spec"]["holderIdentity"] == "b"
+
+
+@pytest.mark.parametrize("status", [0, 409, 500])
+async def test_an_api_error_keeps_the_leader_only_while_its_last_renewal_holds(
+    status: int,
+) -> None:
+    kube = FakeKube()
+    leadership = replica(kube)
+    assert await leadership.attempt(NOW)
+    leadership.is_leader = True
+    kube.fail_next(status, times=2)
+    assert await leadership.attempt(NOW + datetime.timedelta(seconds=14))
+    assert not await leadership.attempt(NOW + datetime.timedelta(seconds=15))
+
+
+async def test_an_api_error_never_makes_a_standby_the_leader() -> None:
+    kube = FakeKube(outage=True)
+    assert not await replica(kube).attempt(NOW)
+
+
+class Stop(BaseException):
+    """Ends run_forever after a given number of rounds."""
+
+
+async def test_running_calls_on_elected_once_and_while_leading_every_round() -> None:
+    kube = FakeKube()
+    calls: list[str] = []
+    changes: list[int] = []
+
+    async def elected() -> None:
+        calls.append("elected")
+
+    async def leading() -> None:
+        calls.append("leading")
+
+    def on_change(value: int) -> None:
+        changes.append(value)
+        if len(changes) == 3:
+            raise Stop
+
+    leadership = replica(kube, on_elected=[elected], while_leading=[leading], on_change=on_change)
+    with pytest.raises(Stop):
+        await leadership.run_forever()
+    assert changes == [1, 1, 1]
+    assert calls == ["elected", "leading", "leading"]  # the third round stopped before its own
+
+
+async def test_a_leader_that_loses_the_lease_stops_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = FakeKube()
+    changes: list[int] = []
+    calls: list[str] = []
+
+    async def leading() -> None:
+        calls.append("leading")
+
+    def on_change(value: int) -> None:
+        changes.append(value)
+        if len(changes) == 1:  # another replica takes the Lease over
+            taken = stored_lease(kube)
+            taken["spec"]["holderIdentity"] = "a"
+            taken["spec"]["renewTime"] = datetime.datetime.now(datetime.UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ"
+            )
+            kube.put(LEASES, taken)
+        if len(changes) == 2:
+            raise Stop
+
+    leadership = replica(kube, while_leading=[leading], on_change=on_change)
+    with pytest.raises(Stop):
+        await leadership.run_forever()
+    assert changes == [1, 0] and not leadership.is_leader
+    assert calls == ["leading"]
+    assert "b lost the leadership" in caplog.text
+
+
+async def test_one_failing_callback_does_not_stop_the_others() -> None:
+    kube = FakeKube()
+    calls: list[str] = []
+
+    async def broken() -> None:
+        raise RuntimeError("catch-up failed")
+
+    async def flush() -> None:
+        calls.append("flush")
+
+    def stop(_: int) -> None:
+        if calls:
+            raise Stop
+
+    leadership = replica(kube, on_elected=[broken], while_leading=[flush], on_change=stop)
+    with pytest.raises(Stop):
+        await leadership.run_forever()
+    assert calls == ["flush"]

@@ -1,14 +1,23 @@
-"""The shared webhook Secret and the caBundle patch, as plain data."""
+"""The shared webhook Secret and the caBundle patch, as plain data, and webhook_tls reading
+and writing them against the in-memory API."""
 
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from cryptography import x509
 
 from finops_operator.adapters.certificates import self_signed, service_hostnames
-from finops_operator.controllers.webhook_tls import ca_bundle_patch, pair_from_secret, secret_body
+from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
+from finops_operator.domain.webhook_certificate import (
+    ca_bundle_patch,
+    pair_from_secret,
+    secret_body,
+)
+from finops_operator.errors import KubeError
+from tests.support.fakes import FakeKube
 
 
 def test_a_secret_round_trips_the_certificate_key_and_ca() -> None:
@@ -47,3 +56,127 @@ def test_the_ca_is_added_to_every_webhook_that_lacks_it_and_only_those() -> None
         {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": bundle},
         {"op": "add", "path": "/webhooks/2/clientConfig/caBundle", "value": bundle},
     ]
+
+
+# --- against the in-memory API -----------------------------------------------------------
+
+SECRET = "finops-operator-webhook-tls"
+
+
+class Issuer:
+    """A certificate issuer that counts its calls; the PEM is a recognisable fake."""
+
+    def __init__(self) -> None:
+        self.namespaces: list[str] = []
+
+    def __call__(self, namespace: str) -> tuple[bytes, bytes]:
+        self.namespaces.append(namespace)
+        return b"cert-" + namespace.encode(), b"key-" + namespace.encode()
+
+
+async def test_a_missing_secret_is_created_from_a_new_certificate() -> None:
+    kube, issue = FakeKube(), Issuer()
+    pair = await shared_certificate(kube, "finops-system", SECRET, issue)
+    assert pair == (b"cert-finops-system", b"key-finops-system", b"cert-finops-system")
+    assert issue.namespaces == ["finops-system"]
+    assert kube.verbs() == ["get_secret", "create_secret"]
+    assert pair_from_secret(kube.secrets[("finops-system", SECRET)]) == pair
+
+
+async def test_an_existing_secret_is_used_as_it_is() -> None:
+    kube, issue = FakeKube(), Issuer()
+    kube.put_secret("finops-system", secret_body("finops-system", SECRET, b"theirs", b"k"))
+    assert await shared_certificate(kube, "finops-system", SECRET, issue) == (
+        b"theirs",
+        b"k",
+        b"theirs",
+    )
+    assert issue.namespaces == [] and kube.writes == []
+
+
+async def test_a_replica_that_loses_the_race_serves_the_winners_certificate() -> None:
+    kube, issue = FakeKube(), Issuer()
+    original = kube.create_secret
+
+    async def winner_first(namespace: str, secret: dict[str, Any]) -> None:
+        kube.put_secret(namespace, secret_body(namespace, SECRET, b"winner", b"wk"))
+        await original(namespace, secret)
+
+    kube.create_secret = winner_first  # type: ignore[method-assign]
+    pair = await shared_certificate(kube, "finops-system", SECRET, issue)
+    assert pair == (b"winner", b"wk", b"winner")
+    assert kube.verbs() == ["get_secret", "create_secret", "get_secret"]
+    assert kube.calls[1].error == 409
+
+
+async def test_a_409_without_a_readable_winner_is_raised() -> None:
+    kube = FakeKube()
+    kube.fail_next(409, on="create_secret")
+    with pytest.raises(KubeError) as raised:
+        await shared_certificate(kube, "finops-system", SECRET, Issuer())
+    assert raised.value.status == 409
+
+
+@pytest.mark.parametrize("status", [0, 403])
+async def test_other_failures_to_create_the_secret_are_raised(status: int) -> None:
+    kube = FakeKube()
+    kube.fail_next(status, on="create_secret")
+    with pytest.raises(KubeError) as raised:
+        await shared_certificate(kube, "finops-system", SECRET, Issuer())
+    assert raised.value.status == status
+    assert kube.secrets == {}
+
+
+def configuration_path(plural: str) -> str:
+    return f"/apis/admissionregistration.k8s.io/v1/{plural}/finops-operator"
+
+
+CA = b"-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"
+
+
+def with_hooks(*bundles: str | None) -> dict[str, Any]:
+    hooks = []
+    for index, bundle in enumerate(bundles):
+        client: dict[str, Any] = {"service": {"name": "finops-operator-webhook"}}
+        if bundle is not None:
+            client["caBundle"] = bundle
+        hooks.append({"name": f"hook-{index}", "clientConfig": client})
+    return {"webhooks": hooks}
+
+
+async def test_the_ca_goes_into_both_configurations_once() -> None:
+    kube = FakeKube()
+    bundle = base64.b64encode(CA).decode()
+    kube.put_raw(configuration_path("validatingwebhookconfigurations"), with_hooks(None, "old"))
+    kube.put_raw(configuration_path("mutatingwebhookconfigurations"), with_hooks(bundle))
+    await inject_ca_bundle(kube, CA)
+    [write] = kube.writes
+    assert (write.verb, write.resource) == (
+        "raw PATCH",
+        configuration_path("validatingwebhookconfigurations"),
+    )
+    validating = kube.by_path[configuration_path("validatingwebhookconfigurations")]
+    assert [h["clientConfig"]["caBundle"] for h in validating["webhooks"]] == [bundle, bundle]
+    await inject_ca_bundle(kube, CA)
+    assert len(kube.writes) == 1  # already there: nothing more to write
+
+
+async def test_a_missing_configuration_is_a_warning_and_the_other_is_still_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = FakeKube()
+    kube.put_raw(configuration_path("mutatingwebhookconfigurations"), with_hooks(None))
+    await inject_ca_bundle(kube, CA)
+    assert "Cannot set caBundle on validatingwebhookconfigurations" in caplog.text
+    assert [w.resource for w in kube.writes] == [
+        configuration_path("mutatingwebhookconfigurations")
+    ]
+
+
+async def test_an_outage_while_setting_the_ca_is_only_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = FakeKube(outage=True)
+    await inject_ca_bundle(kube, CA)
+    assert kube.writes == []
+    assert caplog.text.count("Cannot set caBundle") == 2

@@ -329,6 +329,10 @@ RESOURCE_NAMES = {
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): WEBHOOK_CONFIGURATION,
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): WEBHOOK_CONFIGURATION,
 }
+# The one get → create → patch helper: its calls take the resource as a parameter, so its
+# permissions are derived where it is called, `apply(kube, RESOURCE, ..., status=...)`.
+APPLY_MODULE = "finops_operator.controllers.apply"
+APPLY_VERBS = ("get", "create", "patch")
 # Verbs the API server cannot limit to resourceNames (the name is not known yet).
 UNNAMEABLE_VERBS = {"create", "list", "watch", "deletecollection"}
 
@@ -539,7 +543,17 @@ def used_permissions() -> dict[Permission, str]:
             elif name == "kopf.event":
                 # kopf posts its Events to the core v1 API (references.EVENTS).
                 used.setdefault((references.EVENTS.group or "", "events", "create"), where)
-            elif re.fullmatch(r"(.*\.)?kube\.\w+", name):
+            elif name.rpartition(".")[2] == "apply" and re.fullmatch(
+                r"(.*\.)?kube", _dotted(call.args[0]) if call.args else ""
+            ):
+                group, _, plural = eval(ast.unparse(call.args[1]), scope)
+                status = any(
+                    kw.arg == "status" and ast.unparse(kw.value) == "True" for kw in call.keywords
+                )
+                for verb in APPLY_VERBS:
+                    resource = f"{plural}/status" if status and verb == "patch" else plural
+                    used.setdefault((group, resource, verb), where)
+            elif re.fullmatch(r"(.*\.)?kube\.\w+", name) and module_name != APPLY_MODULE:
                 method = name.rpartition(".")[2]
                 if method == "raw":
                     for permission in _raw_permissions(call, tree, parents, scope):
@@ -675,10 +689,10 @@ def test_every_grant_that_can_name_its_object_does(install: str) -> None:
 
 
 def test_the_lease_is_the_one_the_code_elects_with() -> None:
-    leadership = SRC / "controllers" / "leadership.py"
-    if not leadership.is_file():
+    lease = SRC / "domain" / "lease.py"
+    if not lease.is_file():
         pytest.skip("no leader election in src/ yet")
-    module = importlib.import_module("finops_operator.controllers.leadership")
+    module = importlib.import_module("finops_operator.domain.lease")
     assert module.LEASE_NAME == LEASE
 
 

@@ -5,6 +5,7 @@ One registry per process, so tests and the operator never share global state.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -23,6 +24,8 @@ from finops_operator.domain.gpus.inventory import Inventory
 
 
 class OperatorMetrics:
+    """The operator's series; its methods are the controllers' `ports.MetricsPort`."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.admission_requests = Counter(
@@ -73,6 +76,22 @@ class OperatorMetrics:
             ("namespace", "kind"),
             registry=self.registry,
         )
+
+    def mark_policy_ready(self, namespace: str, name: str, ready: bool) -> None:
+        self.policy_ready.labels(namespace, name).set(1 if ready else 0)
+
+    def forget_policy(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.policy_ready.remove(namespace, name)
+
+    def count_policy_failure(self, namespace: str, reason: str) -> None:
+        self.policy_failures.labels(namespace, reason).inc()
+
+    def mark_reports_refreshed(self, period: str, timestamp: float) -> None:
+        self.reports_refreshed.labels(period).set(timestamp)
+
+    def count_report_failure(self, source: str) -> None:
+        self.report_failures.labels(source).inc()
 
 
 class InventoryCollector(Collector):

@@ -13,11 +13,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from finops_operator.adapters.kube_api import KubeApi
 from finops_operator.domain import conventions
 from finops_operator.domain.events import ObjectRef, event_body
 from finops_operator.domain.policies.audit import AuditOutcome
 from finops_operator.errors import KubeError
+from finops_operator.ports import KubePort
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class PendingWrite:
 
 @dataclass
 class AuditWriter:
-    kube: KubeApi
+    kube: KubePort
     leading: Callable[[], bool]
     reporter: str
     pending: dict[ObjectKey, PendingWrite] = field(default_factory=dict)

@@ -6,7 +6,7 @@ Events, PrometheusRules, CostPolicy status, CostReports) come from the replica
 holding the Lease. kopf's own peering is not used because it pauses every
 watch of the standby replica, the namespace index included.
 
-`lease_decision` is the pure rule; `Leadership` runs it on a timer.
+`domain.lease.lease_decision` is the pure rule; `Leadership` runs it on a timer.
 """
 
 from __future__ import annotations
@@ -14,94 +14,23 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from finops_operator.adapters.kube_api import KubeApi
+from finops_operator.domain.lease import LEASE_NAME, lease_decision
 from finops_operator.errors import KubeError
+from finops_operator.ports import KubePort
 
 logger = logging.getLogger(__name__)
 
 LEASES = ("coordination.k8s.io", "v1", "leases")
-LEASE_NAME = "finops-operator"
-
-
-def _micro(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(text: Any) -> datetime.datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class LeaseDecision:
-    leader: bool
-    create: dict[str, Any] | None = None  # a Lease to create
-    patch: dict[str, Any] | None = None  # a merge patch of the existing Lease
-
-
-def lease_decision(
-    lease: Mapping[str, Any] | None,
-    *,
-    identity: str,
-    namespace: str,
-    now: datetime.datetime,
-    duration: int,
-    name: str = LEASE_NAME,
-) -> LeaseDecision:
-    """Take, keep or leave the Lease: create it, renew ours, take over an expired one."""
-    if lease is None:
-        return LeaseDecision(
-            True,
-            create={
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {
-                    "holderIdentity": identity,
-                    "leaseDurationSeconds": duration,
-                    "acquireTime": _micro(now),
-                    "renewTime": _micro(now),
-                    "leaseTransitions": 0,
-                },
-            },
-        )
-    spec = lease.get("spec") or {}
-    version = (lease.get("metadata") or {}).get("resourceVersion")
-    guard = {"metadata": {"resourceVersion": version}} if version else {}
-    if spec.get("holderIdentity") == identity:
-        return LeaseDecision(True, patch={**guard, "spec": {"renewTime": _micro(now)}})
-    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
-    held_for = int(spec.get("leaseDurationSeconds") or duration)
-    if renewed is not None and renewed + datetime.timedelta(seconds=held_for) > now:
-        return LeaseDecision(False)
-    return LeaseDecision(
-        True,
-        patch={
-            **guard,
-            "spec": {
-                "holderIdentity": identity,
-                "leaseDurationSeconds": duration,
-                "acquireTime": _micro(now),
-                "renewTime": _micro(now),
-                "leaseTransitions": int(spec.get("leaseTransitions") or 0) + 1,
-            },
-        },
-    )
 
 
 @dataclass
 class Leadership:
     """Holds or waits for the Lease; runs `on_elected` callbacks when it becomes leader."""
 
-    kube: KubeApi
+    kube: KubePort
     identity: str
     namespace: str
     duration: int = 15

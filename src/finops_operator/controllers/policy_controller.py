@@ -10,7 +10,6 @@ cannot read the operator's logs still sees them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 from collections import defaultdict
@@ -18,9 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
-from finops_operator.adapters.kube_api import KubeApi
+from finops_operator.controllers.apply import Applied, apply
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.rules.cost_policy import API_VERSION
@@ -37,6 +34,7 @@ from finops_operator.domain.rules.prometheus_rule import (
     rule_name_for,
 )
 from finops_operator.errors import KubeError
+from finops_operator.ports import KubePort, MetricsPort
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +50,10 @@ EventPoster = Callable[
 class PolicyController:
     config: Config
     namespace: str
-    kube: KubeApi
+    kube: KubePort
     leading: Callable[[], bool]
     post_event: EventPoster
-    ready_gauge: Gauge
-    failures: Counter
+    metrics: MetricsPort
     policies: dict[PolicyKey, dict[str, Any]] = field(default_factory=dict)
     locks: defaultdict[PolicyKey, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
@@ -65,8 +62,7 @@ class PolicyController:
     def forget(self, key: PolicyKey) -> None:
         self.policies.pop(key, None)
         self.locks.pop(key, None)
-        with contextlib.suppress(KeyError):
-            self.ready_gauge.remove(*key)
+        self.metrics.forget_policy(*key)
 
     def remember(self, body: Mapping[str, Any]) -> PolicyKey:
         meta = body.get("metadata") or {}
@@ -105,22 +101,18 @@ class PolicyController:
         if plan.rule is None:
             await self.delete_owned_rule(body)
             return
-        name = plan.rule["metadata"]["name"]
-        current = rule_now or await self.kube.get(*RULES, namespace, name)
-        if current is None:
-            try:
-                await self.kube.create(*RULES, plan.rule)
-                logger.info("Created PrometheusRule %s/%s", namespace, name)
-                return
-            except KubeError as err:
-                if err.status != 409:
-                    raise
-                current = await self.kube.get(*RULES, namespace, name)
-                if current is None:
-                    raise
-        patch = rule_patch(current, plan.rule)
-        if patch is not None:
-            await self.kube.patch(*RULES, namespace, name, patch)
+        desired = plan.rule
+        result = await apply(
+            self.kube,
+            RULES,
+            desired,
+            lambda current: rule_patch(current, desired),
+            current=rule_now or None,
+        )
+        name = desired["metadata"]["name"]
+        if result.applied is Applied.CREATED:
+            logger.info("Created PrometheusRule %s/%s", namespace, name)
+        elif result.applied is Applied.PATCHED:
             logger.info("Brought PrometheusRule %s/%s back in step", namespace, name)
 
     async def _write_status(
@@ -135,12 +127,12 @@ class PolicyController:
             now=datetime.datetime.now(datetime.UTC),
         )
         ready = desired["conditions"][0]
-        self.ready_gauge.labels(*key).set(1 if ready["status"] == "True" else 0)
+        self.metrics.mark_policy_ready(*key, ready=ready["status"] == "True")
         patch = status_patch(current, desired)
         if patch is None:
             return
         if ready["status"] == "False":
-            self.failures.labels(key[0], ready["reason"]).inc()
+            self.metrics.count_policy_failure(key[0], ready["reason"])
             await self.post_event(body, "Warning", ready["reason"], ready["message"])
         elif _was_not_ready(current):
             await self.post_event(body, "Normal", ready["reason"], ready["message"])
@@ -173,12 +165,15 @@ class PolicyController:
         desired = recording_rules_prometheus_rule(self.namespace)
         name = desired["metadata"]["name"]
         try:
-            current = rule_now or await self.kube.get(*RULES, self.namespace, name)
-            if current is None:
-                await self.kube.create(*RULES, desired)
+            result = await apply(
+                self.kube,
+                RULES,
+                desired,
+                lambda current: rule_patch(current, desired),
+                current=rule_now or None,
+            )
+            if result.applied is Applied.CREATED:
                 logger.info("Created the shared recording rules %s/%s", self.namespace, name)
-            elif (patch := rule_patch(current, desired)) is not None:
-                await self.kube.patch(*RULES, self.namespace, name, patch)
         except KubeError as err:
             logger.error(
                 "Cannot write the shared recording rules %s/%s: %s (are the Prometheus "

@@ -17,10 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
-from finops_operator.adapters.kube_api import KubeApi
-from finops_operator.adapters.prometheus_api import PrometheusClient
+from finops_operator.controllers.apply import Applied, apply
 from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
@@ -35,6 +32,7 @@ from finops_operator.domain.costs.cost_reports import (
 )
 from finops_operator.domain.rules.cost_policy import parse_cost_policy
 from finops_operator.errors import CostPolicyError, KubeError, NoUsageDataError, PrometheusError
+from finops_operator.ports import KubePort, MetricsPort, PrometheusPort
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +64,10 @@ def budgets_of(policies: Mapping[Any, Mapping[str, Any]], config: Config) -> dic
 @dataclass
 class ReportController:
     config: Config
-    kube: KubeApi
-    prometheus: PrometheusClient
+    kube: KubePort
+    prometheus: PrometheusPort
     policies: Mapping[Any, Mapping[str, Any]]
-    refreshed: Gauge
-    failures: Counter
+    metrics: MetricsPort
     leading: Callable[[], bool] = lambda: True
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -114,7 +111,7 @@ class ReportController:
                 continue
             except PrometheusError as err:
                 healthy = False
-                self.failures.labels("prometheus").inc()
+                self.metrics.count_report_failure("prometheus")
                 logger.warning("CostReports of %s are stale: %s", label, err)
                 await self._mark_stale(label, str(err), now)
                 continue
@@ -133,24 +130,36 @@ class ReportController:
                     await self._write(obj, figures, now)
             except KubeError as err:
                 healthy = False
-                self.failures.labels("kubernetes").inc()
+                self.metrics.count_report_failure("kubernetes")
                 logger.error("Cannot write the CostReports of %s: %s", label, err)
                 continue
-            self.refreshed.labels(label).set(now.timestamp())
+            self.metrics.mark_reports_refreshed(label, now.timestamp())
         return healthy
 
     async def _write(
         self, obj: dict[str, Any], figures: dict[str, Any], now: datetime.datetime
     ) -> None:
         name = obj["metadata"]["name"]
-        current = self.reports.get(name) or await self.kube.get(*REPORTS, None, name)
-        if current is None:
-            current = await self.kube.create(*REPORTS, obj)
+
+        def status_patch(current: Mapping[str, Any]) -> dict[str, Any] | None:
+            status = fresh_status(figures, current.get("status"), now)
+            return {"status": status} if status_changed(current.get("status"), status) else None
+
+        result = await apply(
+            self.kube,
+            REPORTS,
+            obj,
+            status_patch,
+            current=self.reports.get(name) or None,
+            status=True,
+        )
+        if result.applied is Applied.CREATED:
             logger.info("Created CostReport %s", name)
-        status = fresh_status(figures, current.get("status"), now)
-        if status_changed(current.get("status"), status):
-            await self.kube.patch(*REPORTS, None, name, {"status": status}, status=True)
-        self.reports[name] = {**current, "status": status}
+        current = result.current
+        self.reports[name] = {
+            **current,
+            "status": fresh_status(figures, current.get("status"), now),
+        }
 
     async def _mark_stale(self, period: str, reason: str, now: datetime.datetime) -> None:
         for name, current in list(self.reports.items()):

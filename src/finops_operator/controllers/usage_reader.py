@@ -1,6 +1,7 @@
 """Usage of a period, read from Prometheus, and the period's cost report.
 
-Runs the queries of `cost_queries` through `prometheus_api.PrometheusClient`
+Runs the queries of `cost_queries` through a `ports.PrometheusPort` (in the
+operator and the `report` command, `adapters.prometheus_api.PrometheusClient`)
 and turns their answers into the cost model's inputs (`GpuUsage`, `TokenUsage`,
 `CapacityUsage`, `JobUsage`). The number of queries is fixed (five, or ten when
 the period is not a whole number of days), whatever the number of teams, pods or
@@ -11,7 +12,7 @@ reconciler call:
     result = report_period(client, config.pricing, Period.month(2026, 11))
     result.costs.teams, result.costs.untagged, result.costs.cluster, result.jobs
 
-Failures raise `PrometheusError` (from `prometheus_api`), never a report of zeros.
+Failures raise `PrometheusError`, never a report of zeros.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.costs.cost_model import (
@@ -53,6 +53,7 @@ from finops_operator.domain.costs.cost_queries import (
     tokens_query,
 )
 from finops_operator.errors import NoUsageDataError
+from finops_operator.ports import PrometheusPort
 
 UNKNOWN_MODEL: Final = "unknown"
 ZERO: Final = Decimal(0)
@@ -126,7 +127,7 @@ def sum_by(result: Iterable[Mapping[str, Any]], labels: Sequence[str]) -> dict[K
 
 
 def _run(
-    client: PrometheusClient,
+    client: PrometheusPort,
     build: Callable[[int, QueryNames], str],
     plan: Sequence[Evaluation],
     names: QueryNames,
@@ -159,7 +160,7 @@ def _to_ms(moment: datetime) -> int:
 
 
 def read_usage(
-    client: PrometheusClient,
+    client: PrometheusPort,
     period: Period,
     *,
     names: QueryNames = DEFAULT_NAMES,
@@ -220,7 +221,7 @@ def read_usage(
 
 
 def report_period(
-    client: PrometheusClient,
+    client: PrometheusPort,
     pricing: PricingConfig,
     period: Period,
     *,

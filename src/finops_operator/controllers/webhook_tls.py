@@ -11,71 +11,32 @@ Mutating webhook configurations. With cert-manager, pass --webhook-cert and
 
 from __future__ import annotations
 
-import base64
 import logging
-from collections.abc import Mapping
-from typing import Any, Final
 
-from finops_operator.adapters.certificates import self_signed, service_hostnames
-from finops_operator.adapters.kube_api import KubeApi
+from finops_operator.domain.webhook_certificate import (
+    WEBHOOK_CONFIGURATION_NAME,
+    WEBHOOK_CONFIGURATIONS,
+    ca_bundle_patch,
+    pair_from_secret,
+    secret_body,
+)
 from finops_operator.errors import KubeError
+from finops_operator.ports import CertificateIssuer, KubePort
 
 logger = logging.getLogger(__name__)
 
-WEBHOOK_CONFIGURATION_NAME: Final = "finops-operator"
-WEBHOOK_CONFIGURATIONS: Final = (
-    "validatingwebhookconfigurations",
-    "mutatingwebhookconfigurations",
-)
-
-
-def secret_body(namespace: str, name: str, cert_pem: bytes, key_pem: bytes) -> dict[str, Any]:
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/tls",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "finops-operator"},
-        },
-        "data": {"tls.crt": b64(cert_pem), "tls.key": b64(key_pem), "ca.crt": b64(cert_pem)},
-    }
-
-
-def pair_from_secret(secret: Mapping[str, Any]) -> tuple[bytes, bytes, bytes]:
-    """(certificate, key, CA) in PEM; ValueError naming what the Secret lacks."""
-    data = secret.get("data") or {}
-    missing = [key for key in ("tls.crt", "tls.key") if not data.get(key)]
-    if missing:
-        name = (secret.get("metadata") or {}).get("name")
-        raise ValueError(f"Secret {name} has no {', '.join(missing)}")
-    cert = base64.b64decode(data["tls.crt"])
-    ca = base64.b64decode(data["ca.crt"]) if data.get("ca.crt") else cert
-    return cert, base64.b64decode(data["tls.key"]), ca
-
-
-def ca_bundle_patch(configuration: Mapping[str, Any], ca_pem: bytes) -> list[dict[str, Any]]:
-    """JSON Patch operations setting `caBundle` on each webhook that lacks this CA."""
-    bundle = base64.b64encode(ca_pem).decode()
-    ops = []
-    for index, hook in enumerate(configuration.get("webhooks") or []):
-        if (hook.get("clientConfig") or {}).get("caBundle") != bundle:
-            path = f"/webhooks/{index}/clientConfig/caBundle"
-            ops.append({"op": "add", "path": path, "value": bundle})
-    return ops
-
 
 async def shared_certificate(
-    kube: KubeApi, namespace: str, secret_name: str
+    kube: KubePort, namespace: str, secret_name: str, issue: CertificateIssuer
 ) -> tuple[bytes, bytes, bytes]:
-    """The webhook certificate, key and CA from the Secret, creating it once if absent."""
+    """The webhook certificate, key and CA from the Secret, creating it once if absent.
+
+    `issue` makes a self-signed certificate and key for the webhook Service of a
+    namespace; it is called only when the Secret is missing.
+    """
     secret = await kube.get_secret(namespace, secret_name)
     if secret is None:
-        cert, key = self_signed(service_hostnames(namespace))
+        cert, key = issue(namespace)
         try:
             await kube.create_secret(namespace, secret_body(namespace, secret_name, cert, key))
             logger.info("Created the webhook certificate Secret %s/%s", namespace, secret_name)
@@ -89,7 +50,7 @@ async def shared_certificate(
     return pair_from_secret(secret)
 
 
-async def inject_ca_bundle(kube: KubeApi, ca_pem: bytes) -> None:
+async def inject_ca_bundle(kube: KubePort, ca_pem: bytes) -> None:
     """Put the CA into both webhook configurations, where it is not already."""
     for plural in WEBHOOK_CONFIGURATIONS:
         path = f"/apis/admissionregistration.k8s.io/v1/{plural}/{WEBHOOK_CONFIGURATION_NAME}"

@@ -1,0 +1,81 @@
+"""The one place for get → create → (on 409) get again → patch if different.
+
+Every object the operator owns is written this way: a PrometheusRule per
+CostPolicy, the shared recording rules, the CostReports. Level-based: the
+caller says what it wants (`desired`) and how far a stored object is from it
+(`diff`, a merge patch or None), and only that difference is written.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from finops_operator.errors import KubeError
+from finops_operator.ports import KubePort, Resource
+
+# A merge patch bringing a stored object (the argument) to what is wanted; None when it is.
+Diff = Callable[[Mapping[str, Any]], dict[str, Any] | None]
+
+
+class Applied(enum.Enum):
+    CREATED = "created"
+    PATCHED = "patched"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    applied: Applied
+    # The object `diff` was taken from: as read, or as created (before any patch).
+    current: Mapping[str, Any]
+    patch: dict[str, Any] | None = None  # what was written by the patch, if anything
+
+
+async def apply(
+    kube: KubePort,
+    resource: Resource,
+    desired: dict[str, Any],
+    diff: Diff,
+    *,
+    current: Mapping[str, Any] | None = None,
+    status: bool = False,
+) -> ApplyResult:
+    """Make the object named by `desired`'s metadata carry what `diff` asks for.
+
+    `current`, when the caller already knows the stored object (from a watch or a
+    cache), spares the read. An absent object is created from `desired`; when
+    another writer created it first (409) it is read again and patched instead.
+
+    With `status=True`, `diff` gives a patch of the status subresource. The API
+    server ignores a status sent with a create, so a created object is patched
+    at once; with `status=False` a created object is `desired` and is left alone.
+    Raises `KubeError`.
+    """
+    meta = desired["metadata"]
+    namespace, name = meta.get("namespace"), meta["name"]
+    if current is None:
+        current = await kube.get(*resource, namespace, name)
+    if current is None:
+        try:
+            created = await kube.create(*resource, desired)
+        except KubeError as err:
+            if err.status != 409:
+                raise
+            current = await kube.get(*resource, namespace, name)
+            if current is None:
+                raise
+        else:
+            if not status:
+                return ApplyResult(Applied.CREATED, created)
+            patch = diff(created)
+            if patch is not None:
+                await kube.patch(*resource, namespace, name, patch, status=True)
+            return ApplyResult(Applied.CREATED, created, patch)
+    patch = diff(current)
+    if patch is None:
+        return ApplyResult(Applied.UNCHANGED, current)
+    await kube.patch(*resource, namespace, name, patch, status=status)
+    return ApplyResult(Applied.PATCHED, current, patch)

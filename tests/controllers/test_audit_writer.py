@@ -1,0 +1,173 @@
+"""AuditWriter against the in-memory API: who writes, what stays pending, what is retried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from finops_operator.controllers.audit_writer import AuditWriter, ObjectKey
+from finops_operator.domain import conventions
+from finops_operator.domain.events import ObjectRef
+from finops_operator.domain.policies.audit import AuditOutcome
+from finops_operator.domain.policies.label_check import Violations
+from tests.support.fakes import FakeKube
+
+KEY: ObjectKey = ("Deployment", "team-a", "trainer")
+REF = ObjectRef("apps/v1", "Deployment", "team-a", "trainer", "uid-7")
+MISSING = Violations(missing=("resilio.tech/team",))
+ANNOTATION = MISSING.annotation()
+
+
+def violating(current: str | None = None) -> AuditOutcome:
+    return AuditOutcome(violations=MISSING, desired=ANNOTATION, current=current)
+
+
+def fixed(current: str | None = ANNOTATION) -> AuditOutcome:
+    return AuditOutcome(violations=Violations(), desired=None, current=current)
+
+
+class World:
+    def __init__(self, leading: bool = True) -> None:
+        self.kube = FakeKube()
+        self.kube.put_workload(*KEY, {"metadata": {"name": "trainer", "annotations": {}}})
+        self.leading = leading
+        self.writer = AuditWriter(self.kube, lambda: self.leading, reporter="replica-1")
+
+    def annotation(self) -> Any:
+        annotations = self.kube.workloads[KEY]["metadata"].get("annotations") or {}
+        return annotations.get(conventions.VIOLATIONS_ANNOTATION)
+
+    def reasons(self) -> list[tuple[str, str]]:
+        return [(e["type"], e["reason"]) for e in self.kube.events]
+
+
+async def test_the_leader_writes_the_annotation_and_one_warning_event() -> None:
+    world = World()
+    await world.writer.record(KEY, REF, violating(), "missing resilio.tech/team")
+    assert world.annotation() == ANNOTATION
+    assert world.reasons() == [("Warning", conventions.EVENT_REASON_VIOLATION)]
+    [event] = world.kube.events
+    assert event["message"] == "missing resilio.tech/team"
+    assert event["involvedObject"]["uid"] == "uid-7"
+    assert world.writer.pending == {}
+
+
+async def test_a_fixed_workload_loses_the_annotation_with_a_normal_event() -> None:
+    world = World()
+    world.kube.put_workload(
+        *KEY, {"metadata": {"annotations": {conventions.VIOLATIONS_ANNOTATION: ANNOTATION}}}
+    )
+    await world.writer.record(KEY, REF, fixed(), "compliant")
+    assert world.annotation() is None
+    assert world.reasons() == [("Normal", conventions.EVENT_REASON_FIXED)]
+    [patch] = [c.body for c in world.kube.writes if c.verb == "patch_workload"]
+    assert patch == {"metadata": {"annotations": {conventions.VIOLATIONS_ANNOTATION: None}}}
+
+
+async def test_an_unchanged_decision_writes_nothing_and_drops_what_was_pending() -> None:
+    world = World(leading=False)
+    await world.writer.record(KEY, REF, violating(), "missing")
+    await world.writer.record(KEY, REF, violating(current=ANNOTATION), "missing")
+    assert world.writer.pending == {}
+    world.leading = True
+    await world.writer.flush()
+    assert world.kube.calls == []
+
+
+async def test_a_standby_writes_nothing_and_keeps_only_the_latest_decision() -> None:
+    world = World(leading=False)
+    await world.writer.record(KEY, REF, violating(), "first")
+    await world.writer.record(KEY, REF, fixed(current="older"), "latest")
+    assert world.kube.calls == []
+    assert list(world.writer.pending) == [KEY]
+    assert world.writer.pending[KEY].message == "latest"
+
+
+async def test_on_election_the_pending_decision_is_written_once() -> None:
+    world = World(leading=False)
+    await world.writer.record(KEY, REF, violating(), "missing")
+    world.leading = True
+    await world.writer.flush()
+    assert world.annotation() == ANNOTATION
+    assert world.kube.verbs() == ["patch_workload", "create_event"]
+    await world.writer.flush()
+    assert world.kube.verbs() == ["patch_workload", "create_event"]  # nothing left
+
+
+@pytest.mark.parametrize("status", [0, 409, 500])
+async def test_a_failed_write_stays_pending_and_the_next_flush_retries_it(status: int) -> None:
+    world = World()
+    world.kube.fail_next(status, on="patch_workload")
+    await world.writer.record(KEY, REF, violating(), "missing")
+    assert world.annotation() is None and world.kube.events == []
+    assert KEY in world.writer.pending
+    await world.writer.flush()
+    assert world.annotation() == ANNOTATION
+    assert world.reasons() == [("Warning", conventions.EVENT_REASON_VIOLATION)]
+    assert world.writer.pending == {}
+
+
+async def test_an_event_that_cannot_be_posted_keeps_the_write_pending() -> None:
+    world = World()
+    world.kube.fail_next(500, on="create_event")
+    await world.writer.record(KEY, REF, violating(), "missing")
+    assert world.annotation() == ANNOTATION and world.kube.events == []
+    assert KEY in world.writer.pending
+    await world.writer.flush()
+    assert world.kube.verbs() == [
+        "patch_workload",
+        "create_event",
+        "patch_workload",
+        "create_event",
+    ]
+    assert len(world.kube.events) == 1 and world.writer.pending == {}
+
+
+async def test_an_outage_keeps_everything_pending_until_the_api_is_back() -> None:
+    world = World()
+    world.kube.outage = True
+    await world.writer.record(KEY, REF, violating(), "missing")
+    await world.writer.flush()
+    assert world.kube.writes == [] and KEY in world.writer.pending
+    world.kube.outage = False
+    await world.writer.flush()
+    assert world.annotation() == ANNOTATION and world.writer.pending == {}
+
+
+async def test_a_workload_that_is_gone_is_dropped_from_pending() -> None:
+    world = World()
+    del world.kube.workloads[KEY]
+    await world.writer.record(KEY, REF, violating(), "missing")
+    assert world.writer.pending == {}
+    assert world.kube.events == []
+    await world.writer.flush()
+    assert world.kube.verbs() == ["patch_workload"]  # not retried
+
+
+async def test_flushing_stops_when_the_leadership_is_lost() -> None:
+    world = World(leading=False)
+    other: ObjectKey = ("Job", "team-b", "batch")
+    world.kube.put_workload(*other, {"metadata": {}})
+    await world.writer.record(KEY, REF, violating(), "missing")
+    await world.writer.record(other, ObjectRef("batch/v1", *other), violating(), "missing")
+    world.leading = True
+    original = world.kube.create_event
+
+    async def lose_leadership_after(namespace: str, event: dict[str, Any]) -> None:
+        await original(namespace, event)
+        world.leading = False
+
+    world.kube.create_event = lose_leadership_after  # type: ignore[method-assign]
+    await world.writer.flush()
+    assert [c.resource for c in world.kube.writes if c.verb == "patch_workload"] == ["Deployment"]
+    assert list(world.writer.pending) == [other]
+
+
+async def test_a_deleted_workload_is_forgotten() -> None:
+    world = World(leading=False)
+    await world.writer.record(KEY, REF, violating(), "missing")
+    world.writer.forget(KEY)
+    world.leading = True
+    await world.writer.flush()
+    assert world.kube.calls == []

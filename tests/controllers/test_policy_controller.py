@@ -1,0 +1,291 @@
+"""PolicyController against the in-memory API: rules, status, Events and metrics."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from finops_operator.controllers.policy_controller import (
+    POLICIES,
+    RULES,
+    PolicyController,
+    PolicyKey,
+)
+from finops_operator.domain.config import Config
+from finops_operator.domain.rules.policy_reconciler import plan_policy
+from finops_operator.domain.rules.prometheus_rule import recording_rules_prometheus_rule
+from tests.support.fakes import FakeKube, FakeMetrics
+
+NAMESPACE = "finops-system"
+KEY: PolicyKey = ("team-a", "p")
+RULE_NAME = "costpolicy-p"
+
+
+def policy(uid: str = "u-1", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "finops.resilio.tech/v1alpha1",
+        "kind": "CostPolicy",
+        "metadata": {"name": "p", "namespace": "team-a", "uid": uid, "generation": 2},
+        "spec": spec or {"anomaly": {"threshold": 50}},
+    }
+
+
+INVALID = {"selector": {"team": "UPPER"}, "anomaly": {"threshold": 5}}
+
+
+def desired_rule(body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    rule = plan_policy(body or policy(), Config()).rule
+    assert rule is not None
+    return rule
+
+
+class Events:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, str]] = []  # type, reason, message
+
+    async def __call__(self, body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+        self.posted.append((type, reason, message))
+
+
+class World:
+    """A controller over a FakeKube holding the policy, with leadership switchable."""
+
+    def __init__(self, body: dict[str, Any] | None = None, leading: bool = True) -> None:
+        self.kube = FakeKube()
+        self.metrics = FakeMetrics()
+        self.events = Events()
+        self.leading = leading
+        self.controller = PolicyController(
+            config=Config(),
+            namespace=NAMESPACE,
+            kube=self.kube,
+            leading=lambda: self.leading,
+            post_event=self.events,
+            metrics=self.metrics,
+        )
+        self.body = body or policy()
+        self.kube.put(POLICIES, self.body)
+        self.key = self.controller.remember(self.body)
+
+    def rule(self) -> dict[str, Any] | None:
+        return self.kube.stored(RULES, "team-a", RULE_NAME)
+
+    def status(self) -> dict[str, Any]:
+        stored = self.kube.stored(POLICIES, "team-a", "p")
+        assert stored is not None
+        return dict(stored.get("status") or {})
+
+    def ready(self) -> tuple[str, str]:
+        condition = self.status()["conditions"][0]
+        assert condition["type"] == "Ready"
+        return condition["status"], condition["reason"]
+
+
+# --- the policy's rule -------------------------------------------------------------------
+
+
+async def test_an_absent_rule_is_created_owned_by_the_policy_and_the_policy_is_ready() -> None:
+    world = World()
+    await world.controller.reconcile(KEY)
+    rule = world.rule()
+    assert rule is not None and rule["spec"] == desired_rule()["spec"]
+    assert rule["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert [(c.verb, c.resource) for c in world.kube.writes] == [
+        ("create", "prometheusrules"),
+        ("patch_status", "costpolicies"),
+    ]
+    assert world.ready() == ("True", "RulesApplied")
+    assert world.metrics.ready == {KEY: True}
+    assert world.events.posted == []  # ready from the start: nothing to announce
+    assert world.controller.policies[KEY]["status"] == world.status()
+
+
+async def test_a_second_reconcile_of_a_policy_in_step_writes_nothing() -> None:
+    world = World()
+    await world.controller.reconcile(KEY)
+    before = len(world.kube.writes)
+    await world.controller.reconcile(KEY)
+    assert len(world.kube.writes) == before
+    assert world.kube.calls[-1].verb == "get"  # it only looked at the rule
+
+
+async def test_an_edited_rule_is_patched_back_and_only_the_rule_is_written() -> None:
+    world = World()
+    await world.controller.reconcile(KEY)
+    edited = copy.deepcopy(world.rule())
+    assert edited is not None
+    edited["spec"] = {"groups": []}
+    world.kube.put(RULES, edited)
+    world.kube.calls.clear()
+    await world.controller.reconcile(KEY, edited)
+    assert world.kube.verbs() == ["patch"]  # the rule from the watch spares the read
+    assert world.kube.calls[0].body == {"spec": desired_rule()["spec"]}
+    rule = world.rule()
+    assert rule is not None and rule["spec"] == desired_rule()["spec"]
+
+
+async def test_losing_the_race_to_create_the_rule_patches_the_winners() -> None:
+    world = World()
+    theirs = desired_rule()
+    theirs["spec"] = {"groups": []}
+    original_create = world.kube.create
+
+    async def someone_else_first(*args: Any) -> dict[str, Any]:
+        world.kube.put(RULES, theirs)
+        return await original_create(*args)
+
+    world.kube.create = someone_else_first  # type: ignore[method-assign]
+    await world.controller.reconcile(KEY)
+    assert [c.verb for c in world.kube.calls][:4] == ["get", "create", "get", "patch"]
+    assert world.kube.calls[1].error == 409
+    rule = world.rule()
+    assert rule is not None and rule["spec"] == desired_rule()["spec"]
+    assert world.ready() == ("True", "RulesApplied")
+
+
+@pytest.mark.parametrize("status", [0, 403, 500])
+async def test_a_rule_that_cannot_be_written_leaves_the_policy_not_ready(status: int) -> None:
+    world = World()
+    world.kube.fail_next(status, on="create")
+    await world.controller.reconcile(KEY)
+    assert world.rule() is None
+    assert world.ready() == ("False", "ApplyFailed")
+    assert "cannot write the PrometheusRule" in world.status()["message"]
+    assert world.metrics.ready == {KEY: False}
+    assert world.metrics.policy_failures == {("team-a", "ApplyFailed"): 1}
+    [(type_, reason, _)] = world.events.posted
+    assert (type_, reason) == ("Warning", "ApplyFailed")
+
+
+async def test_after_a_failure_the_next_good_reconcile_announces_the_recovery() -> None:
+    world = World()
+    world.kube.fail_next(500, on="create")
+    await world.controller.reconcile(KEY)
+    await world.controller.reconcile(KEY)
+    assert world.rule() is not None
+    assert world.ready() == ("True", "RulesApplied")
+    assert [e[:2] for e in world.events.posted] == [
+        ("Warning", "ApplyFailed"),
+        ("Normal", "RulesApplied"),
+    ]
+    assert world.metrics.ready == {KEY: True}
+
+
+async def test_an_outage_writes_nothing_and_the_status_is_retried_later() -> None:
+    world = World()
+    world.kube.outage = True
+    await world.controller.reconcile(KEY)
+    assert world.kube.writes == []
+    assert world.kube.verbs() == ["get", "patch_status"]  # both tried, both refused
+    assert "status" not in world.controller.policies[KEY]  # not remembered as written
+    assert world.metrics.ready == {KEY: False}
+    world.kube.outage = False
+    await world.controller.reconcile(KEY)
+    assert world.rule() is not None and world.ready() == ("True", "RulesApplied")
+
+
+async def test_a_replica_that_does_not_lead_neither_reads_nor_writes() -> None:
+    world = World(leading=False)
+    await world.controller.reconcile(KEY)
+    await world.controller.ensure_recording_rules()
+    assert world.kube.calls == []
+    assert world.metrics.ready == {} and world.events.posted == []
+
+
+async def test_a_forgotten_policy_is_not_reconciled_and_its_series_goes() -> None:
+    world = World()
+    await world.controller.reconcile(KEY)
+    world.controller.forget(KEY)
+    world.kube.calls.clear()
+    await world.controller.reconcile(KEY)
+    assert world.kube.calls == []
+    assert world.metrics.ready == {}
+    assert KEY not in world.controller.policies
+
+
+# --- invalid policies and deletion -------------------------------------------------------
+
+
+async def test_an_invalid_policy_removes_the_rule_it_owns() -> None:
+    world = World(policy(**INVALID))
+    world.kube.put(RULES, desired_rule())  # owned by uid u-1, as this policy
+    await world.controller.reconcile(KEY)
+    assert world.rule() is None
+    assert ("delete", "prometheusrules") in [(c.verb, c.resource) for c in world.kube.writes]
+    assert world.ready() == ("False", "InvalidPolicy")
+    assert world.metrics.policy_failures == {("team-a", "InvalidPolicy"): 1}
+
+
+async def test_a_rule_owned_by_another_policy_of_that_name_is_left_alone() -> None:
+    world = World(policy(uid="u-2", **INVALID))
+    world.kube.put(RULES, desired_rule())  # owned by u-1: an earlier policy of that name
+    await world.controller.delete_owned_rule(world.body)
+    assert world.rule() is not None
+    assert world.kube.writes == []
+
+
+async def test_deleting_the_rule_of_a_policy_without_one_is_harmless() -> None:
+    world = World()
+    await world.controller.delete_owned_rule(world.body)
+    assert world.kube.verbs() == ["get"]
+
+
+# --- the shared recording rules ----------------------------------------------------------
+
+
+def recording_rules() -> dict[str, Any]:
+    return recording_rules_prometheus_rule(NAMESPACE)
+
+
+async def test_the_recording_rules_are_created_when_absent() -> None:
+    world = World()
+    await world.controller.ensure_recording_rules()
+    stored = world.kube.stored(RULES, NAMESPACE, "finops-recording-rules")
+    assert stored is not None and stored["spec"] == recording_rules()["spec"]
+    assert world.kube.verbs() == ["get", "create"]
+
+
+async def test_recording_rules_in_step_are_not_written() -> None:
+    world = World()
+    world.kube.put(RULES, recording_rules())
+    await world.controller.ensure_recording_rules()
+    assert world.kube.writes == []
+
+
+async def test_edited_recording_rules_are_patched_back() -> None:
+    world = World()
+    edited = recording_rules()
+    edited["spec"] = {"groups": []}
+    world.kube.put(RULES, edited)
+    await world.controller.ensure_recording_rules(edited)
+    [write] = world.kube.writes
+    assert write.verb == "patch" and write.body == {"spec": recording_rules()["spec"]}
+
+
+async def test_recording_rules_that_cannot_be_written_are_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world = World()
+    world.kube.fail_next(404, on="create")  # e.g. the Prometheus Operator CRDs are missing
+    await world.controller.ensure_recording_rules()
+    assert world.kube.writes == []
+    assert "Prometheus Operator CRDs" in caplog.text
+
+
+async def test_catching_up_writes_the_recording_rules_and_every_policy() -> None:
+    world = World()
+    await world.controller.catch_up()
+    assert world.kube.stored(RULES, NAMESPACE, "finops-recording-rules") is not None
+    assert world.rule() is not None
+    assert world.ready() == ("True", "RulesApplied")
+
+
+def test_a_rule_names_its_policy_or_is_the_recording_rules() -> None:
+    world = World()
+    assert world.controller.owner_of(desired_rule()) == KEY
+    assert world.controller.owner_of(recording_rules()) is None
+    assert world.controller.is_recording_rules(recording_rules())
+    assert not world.controller.is_recording_rules(desired_rule())

@@ -1,0 +1,129 @@
+"""usage_reader against an in-memory Prometheus: the queries it sends and what it makes of them."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from finops_operator.controllers.usage_reader import read_usage, report_period
+from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.costs.cost_model import Period
+from finops_operator.domain.costs.cost_queries import (
+    DAY_MS,
+    capacity_gpu_hours_query,
+    gpu_hours_query,
+    idle_gpu_hours_query,
+    job_gpu_hours_query,
+    tokens_query,
+)
+from finops_operator.errors import NoUsageDataError, PrometheusError
+from finops_operator.ports import PrometheusPort
+from tests.support.fakes import FakePrometheus
+
+UTC = datetime.UTC
+TWO_DAYS = Period(
+    datetime.datetime(2026, 11, 1, tzinfo=UTC), datetime.datetime(2026, 11, 3, tzinfo=UTC)
+)
+
+
+def series(metric: dict[str, str], *values: str) -> dict[str, Any]:
+    return {"metric": metric, "values": [[1_700_000_000 + i, v] for i, v in enumerate(values)]}
+
+
+ML = {"team": "ml", "feature": "chat", "environment": "prod", "gpu_model": "a100"}
+
+
+def usage_answers() -> dict[str, list[dict[str, Any]]]:
+    """Answers to the five range queries of a two-day period read in one-day windows."""
+    return {
+        gpu_hours_query(DAY_MS): [series(ML, "24", "24"), series({"gpu_model": ""}, "2", "0")],
+        idle_gpu_hours_query(DAY_MS): [series(ML, "6", "4")],
+        capacity_gpu_hours_query(DAY_MS): [series({"gpu_model": "a100"}, "96", "96")],
+        tokens_query(DAY_MS): [series({"team": "ml", "model": "llama"}, "1000", "500")],
+        job_gpu_hours_query(DAY_MS): [
+            series(
+                {"namespace": "ml", "owner_name": "train", "team": "ml", "gpu_model": "a100"}, "8"
+            )
+        ],
+    }
+
+
+def test_a_whole_number_of_days_is_five_range_queries_whatever_the_data() -> None:
+    prometheus = FakePrometheus(answers=usage_answers())
+    read_usage(prometheus, TWO_DAYS)
+    assert [q.kind for q in prometheus.log] == ["range"] * 5
+    assert [q.expr for q in prometheus.log] == list(usage_answers())
+
+
+def test_the_answers_become_the_cost_models_inputs() -> None:
+    usage = read_usage(FakePrometheus(answers=usage_answers()), TWO_DAYS)
+    untagged, ml = usage.gpu  # sorted by their labels: the empty team first
+    assert (ml.team, ml.feature, ml.environment, ml.workload_type) == (
+        "ml",
+        "chat",
+        "prod",
+        "__untagged__",
+    )
+    assert (ml.gpu_hours, ml.busy_gpu_hours) == (Decimal(48), Decimal(38))
+    assert (untagged.team, untagged.gpu_model, untagged.busy_gpu_hours) == (
+        "__untagged__",
+        "unknown",
+        None,  # no utilization series: unknown, not idle
+    )
+    assert [(c.gpu_model, c.gpu_hours) for c in usage.capacity] == [("a100", Decimal(192))]
+    assert [(t.team, t.model, t.tokens) for t in usage.tokens] == [("ml", "llama", Decimal(1500))]
+    assert [(j.job, j.gpu_hours) for j in usage.jobs] == [("train", Decimal(8))]
+
+
+def test_without_jobs_the_fifth_query_is_not_sent() -> None:
+    prometheus = FakePrometheus(answers=usage_answers())
+    usage = read_usage(prometheus, TWO_DAYS, jobs=False)
+    assert len(prometheus.log) == 4 and usage.jobs == []
+
+
+def test_a_period_that_is_not_whole_days_adds_one_instant_query_per_measure() -> None:
+    prometheus = FakePrometheus()
+    period = Period(TWO_DAYS.start, TWO_DAYS.end + datetime.timedelta(hours=5))
+    read_usage(prometheus, period)
+    assert [q.kind for q in prometheus.log].count("instant") == 5
+    assert len(prometheus.log) == 10
+
+
+def test_a_report_counts_its_queries_and_prices_the_usage() -> None:
+    prometheus: PrometheusPort = FakePrometheus(answers=usage_answers())
+    report = report_period(prometheus, PricingConfig(), TWO_DAYS)
+    assert report.queries == 5
+    assert report.data_through == TWO_DAYS.end
+    assert report.costs.row("ml").gpu_hours == Decimal(48)
+    assert [job.job for job in report.jobs] == ["train"]
+
+
+def test_a_running_period_is_read_through_now() -> None:
+    now = datetime.datetime(2026, 11, 2, 6, 0, 0, 700_000, tzinfo=UTC)
+    report = report_period(
+        FakePrometheus(answers=usage_answers()), PricingConfig(), TWO_DAYS, now=now
+    )
+    assert report.data_through == now.replace(microsecond=0)
+    assert report.costs.period.end == report.data_through
+
+
+def test_no_series_at_all_is_no_usage_data_not_a_report_of_zeros() -> None:
+    prometheus = FakePrometheus()
+    with pytest.raises(NoUsageDataError, match=r"Prometheus at http://prometheus\.test:9090"):
+        report_period(prometheus, PricingConfig(), TWO_DAYS)
+
+
+def test_an_unreachable_prometheus_is_raised_as_it_is() -> None:
+    prometheus = FakePrometheus(answers=usage_answers())
+    prometheus.fail_next()
+    with pytest.raises(PrometheusError) as raised:
+        report_period(prometheus, PricingConfig(), TWO_DAYS)
+    assert not isinstance(raised.value, NoUsageDataError)
+
+
+def test_a_period_that_has_not_begun_is_refused() -> None:
+    with pytest.raises(ValueError, match="has not begun"):
+        report_period(FakePrometheus(), PricingConfig(), TWO_DAYS, now=TWO_DAYS.start)
