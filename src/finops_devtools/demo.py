@@ -45,18 +45,16 @@ import yaml
 
 from finops_devtools import demo_workloads
 from finops_devtools.errors import DemoError, MissingPrerequisiteError
-from finops_devtools.simulator import (
+from finops_devtools.simulator.generation import NodePool, ScenarioParams, generate_scenario
+from finops_devtools.simulator.openmetrics import ExportOptions
+from finops_devtools.simulator.world import (
     A100,
     H100,
     MI300X,
     RESOURCE_AMD,
     RESOURCE_MIG_1G,
     RESOURCE_SHARED,
-    ExportOptions,
-    NodePool,
     Scenario,
-    ScenarioParams,
-    generate_scenario,
 )
 from finops_operator.cli.demo import DEFAULT_OUTPUT
 from finops_operator.domain import conventions

@@ -22,7 +22,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from finops_devtools.simulator import ExportOptions, ScenarioParams, generate_scenario
+from finops_devtools.simulator.generation import ScenarioParams, generate_scenario
+from finops_devtools.simulator.openmetrics import ExportOptions
 from finops_operator.adapters.certificates import self_signed
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import report_period

@@ -21,19 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from finops_devtools.simulator import (
-    A100,
-    H100,
-    RESOURCE_MIG_1G,
-    ExportOptions,
-    GroundTruth,
-    NodePool,
-    Scenario,
-    ScenarioParams,
-    generate_scenario,
-    ground_truth,
-    to_unix,
-)
+from finops_devtools.simulator.generation import NodePool, ScenarioParams, generate_scenario
+from finops_devtools.simulator.ground_truth import GroundTruth, ground_truth
+from finops_devtools.simulator.openmetrics import ExportOptions
+from finops_devtools.simulator.world import A100, H100, RESOURCE_MIG_1G, Scenario, to_unix
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions

@@ -254,13 +254,13 @@ def test_a_period_must_be_aware_and_not_empty() -> None:
 
 def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
     """Usage measured straight from a simulated cluster gives the truth's figures."""
-    from finops_devtools import simulator
+    from finops_devtools.simulator import generation, ground_truth, world
 
     start, end = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 12, tzinfo=UTC)
-    scenario = simulator.generate_scenario(
-        simulator.ScenarioParams(start=start - timedelta(days=1), end=end, seed=8)
+    scenario = generation.generate_scenario(
+        generation.ScenarioParams(start=start - timedelta(days=1), end=end, seed=8)
     )
-    a, b = simulator.to_unix(start), simulator.to_unix(end)
+    a, b = world.to_unix(start), world.to_unix(end)
     step = scenario.utilization_step
     gpu = []
     for pod in scenario.pods:
@@ -271,7 +271,7 @@ def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
         busy = D(0)
         for t in range(lo, hi, 60):  # a minute at a time: starts, ends and windows align
             levels = [
-                pod.utilization.value(simulator._mix(pod.uid, d, scenario.seed), t // step, step)
+                pod.utilization.value(world.stable_hash(pod.uid, d, scenario.seed), t // step, step)
                 for d in pod.devices
             ]
             busy += D(sum(levels)) / len(levels) / 100 / 60
@@ -281,11 +281,11 @@ def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
                 scenario.node(pod.node).gpu_model,
                 gpus * (hi - lo) / 3600,
                 gpus * busy,
-                **{name: pod.label(name) for name in simulator.COST_LABEL_NAMES[1:]},
+                **{name: pod.label(name) for name in world.COST_LABEL_NAMES[1:]},
             )
         )
     tokens = [
-        TokenUsage(s.team, s.model, D(scenario._tokens3600(s, a, b)) / 3600)
+        TokenUsage(s.team, s.model, D(scenario.tokens3600(s, a, b)) / 3600)
         for s in scenario.token_streams
     ]
     capacity = [
@@ -300,7 +300,7 @@ def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
             token_usage=tokens,
             capacity=capacity,
         )
-        truth = simulator.ground_truth(scenario, start, end, prices)
+        truth = ground_truth.ground_truth(scenario, start, end, prices)
         rows = {row.team: row for row in [*report.teams, report.untagged] if row.total_cost}
         assert set(rows) == set(truth.teams)
         for team, expected in truth.teams.items():
