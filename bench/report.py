@@ -40,7 +40,7 @@ from finops_devtools.simulator.openmetrics import ExportOptions, write_openmetri
 from finops_operator.adapters.prometheus_api import PrometheusClient  # noqa: E402
 from finops_operator.controllers.usage_reader import PeriodReport, report_period  # noqa: E402
 from finops_operator.domain.config import PrometheusConfig  # noqa: E402
-from finops_operator.domain.costs.cost_model import Period  # noqa: E402
+from finops_operator.domain.costs.period import Period  # noqa: E402
 from tests.support.prometheus_server import PrometheusServer, previous_month  # noqa: E402
 
 FIELDS = ("gpu_hours", "gpu_cost", "idle_gpu_hours", "idle_cost", "token_cost", "total_cost")

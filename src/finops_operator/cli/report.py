@@ -34,17 +34,10 @@ from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PrometheusConfig
-from finops_operator.domain.costs.cost_model import (
-    ZERO,
-    ClusterRow,
-    CostRow,
-    Period,
-    display_hours,
-    display_money,
-    gpu_cost,
-    idle_percent,
-    token_cost,
-)
+from finops_operator.domain.costs.money import ZERO, display_hours, display_money
+from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.pricing import gpu_cost, token_cost
+from finops_operator.domain.costs.showback import ClusterRow, CostRow, idle_percent
 from finops_operator.errors import ConfigError, PrometheusError
 
 FORMATS: Final = ("table", "json", "csv", "focus")

@@ -24,7 +24,6 @@ from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
-from finops_operator.domain.costs.cost_model import Period
 from finops_operator.domain.costs.cost_reports import (
     PLURAL,
     ReportInput,
@@ -33,6 +32,7 @@ from finops_operator.domain.costs.cost_reports import (
     stale_status,
     status_changed,
 )
+from finops_operator.domain.costs.period import Period
 from finops_operator.domain.rules.cost_policy import parse_cost_policy
 from finops_operator.errors import CostPolicyError, KubeError, NoUsageDataError, PrometheusError
 
