@@ -36,6 +36,11 @@ class Period:
         return Decimal(int((self.end - self.start).total_seconds())) / 3600
 
 
+def utc_timestamp(moment: datetime) -> str:
+    """A moment as reports write it: RFC 3339 in UTC, to the second (2026-11-03T12:00:00Z)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def prorated_monthly(amount: Decimal, period: Period) -> Decimal:
     """A monthly amount for `period`: each calendar month it overlaps contributes
     `amount x overlap / length of that month`. A whole calendar month is `amount`

@@ -85,6 +85,10 @@ class CostReport:
     untagged: CostRow
     cluster: ClusterRow
 
+    def team_rows(self, team: str | None = None) -> list[CostRow]:
+        """The teams' rows, or only `team`'s (none when it has no row)."""
+        return [row for row in self.teams if team is None or row.team == team]
+
     def row(self, team: str) -> CostRow:
         if team == conventions.UNTAGGED:
             return self.untagged
