@@ -22,12 +22,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from finops_devtools.simulator import ExportOptions, ScenarioParams, generate_scenario
+from finops_devtools.simulator.generation import ScenarioParams, generate_scenario
+from finops_devtools.simulator.openmetrics import ExportOptions
 from finops_operator.adapters.certificates import self_signed
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain.config import PrometheusConfig
-from finops_operator.domain.costs.cost_model import Period
+from finops_operator.domain.costs.period import Period
 from finops_operator.errors import PrometheusError
 from tests.support.prometheus_server import (
     PrometheusServer,

@@ -21,24 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from finops_devtools.simulator import (
-    A100,
-    H100,
-    RESOURCE_MIG_1G,
-    ExportOptions,
-    GroundTruth,
-    NodePool,
-    Scenario,
-    ScenarioParams,
-    generate_scenario,
-    ground_truth,
-    to_unix,
-)
+from finops_devtools.simulator.generation import NodePool, ScenarioParams, generate_scenario
+from finops_devtools.simulator.ground_truth import GroundTruth, ground_truth
+from finops_devtools.simulator.openmetrics import ExportOptions
+from finops_devtools.simulator.world import A100, H100, RESOURCE_MIG_1G, Scenario, to_unix
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig, PrometheusConfig
-from finops_operator.domain.costs.cost_model import CostReport, Period
+from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.showback import CostReport
 from finops_operator.errors import NoUsageDataError, PrometheusError
 from tests.support.prometheus_server import (
     PrometheusServer,

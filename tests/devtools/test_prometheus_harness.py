@@ -8,14 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from finops_devtools.simulator import (
-    ExportOptions,
-    Scenario,
-    ScenarioParams,
-    generate_scenario,
-    ground_truth,
-    to_unix,
-)
+from finops_devtools.simulator.generation import ScenarioParams, generate_scenario
+from finops_devtools.simulator.ground_truth import ground_truth
+from finops_devtools.simulator.openmetrics import ExportOptions
+from finops_devtools.simulator.world import Scenario, to_unix
 from tests.support.prometheus_server import (
     PrometheusServer,
     backfilled_prometheus,

@@ -29,13 +29,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from finops_devtools.simulator import (
-    ExportOptions,
-    Scenario,
-    ScenarioParams,
-    generate_scenario,
-    ground_truth,
-)
+from finops_devtools.simulator.generation import ScenarioParams, generate_scenario
+from finops_devtools.simulator.ground_truth import ground_truth
+from finops_devtools.simulator.openmetrics import ExportOptions
+from finops_devtools.simulator.world import Scenario
 from finops_operator.domain import conventions
 from finops_operator.domain.rules.recording_rules import render_recording_rules
 from tests.support.paths import ROOT

@@ -15,13 +15,10 @@ from typing import Any
 
 import pytest
 
-from finops_devtools.simulator import (
-    ExportOptions,
-    Scenario,
-    ScenarioParams,
-    generate_scenario,
-    ground_truth,
-)
+from finops_devtools.simulator.generation import ScenarioParams, generate_scenario
+from finops_devtools.simulator.ground_truth import ground_truth
+from finops_devtools.simulator.openmetrics import ExportOptions
+from finops_devtools.simulator.world import Scenario
 from tests.support.crd_schema import validate_against_crd
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess

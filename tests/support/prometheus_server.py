@@ -26,7 +26,8 @@ from finops_devtools.devcluster.prometheus_runner import (
     tools_available,
 )
 from finops_devtools.errors import PrometheusRunnerError
-from finops_devtools.simulator import ExportOptions, Scenario
+from finops_devtools.simulator.openmetrics import ExportOptions
+from finops_devtools.simulator.world import Scenario
 
 __all__ = [
     "MINIMAL_CONFIG",

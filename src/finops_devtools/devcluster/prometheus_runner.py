@@ -42,7 +42,8 @@ from typing import Any
 
 from finops_devtools.devcluster import free_port
 from finops_devtools.errors import PrometheusRunnerError
-from finops_devtools.simulator import ExportOptions, Scenario, write_openmetrics_chunks
+from finops_devtools.simulator.openmetrics import ExportOptions, write_openmetrics_chunks
+from finops_devtools.simulator.world import Scenario
 
 __all__ = [
     "INSTALL_HINT",

@@ -21,7 +21,6 @@ from finops_operator.controllers.apply import Applied, apply
 from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
-from finops_operator.domain.costs.cost_model import Period
 from finops_operator.domain.costs.cost_reports import (
     PLURAL,
     ReportInput,
@@ -30,6 +29,7 @@ from finops_operator.domain.costs.cost_reports import (
     stale_status,
     status_changed,
 )
+from finops_operator.domain.costs.period import Period
 from finops_operator.domain.rules.cost_policy import parse_cost_policy
 from finops_operator.errors import CostPolicyError, KubeError, NoUsageDataError, PrometheusError
 from finops_operator.ports import KubePort, MetricsPort, PrometheusPort

@@ -26,17 +26,6 @@ from typing import Any, Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
-from finops_operator.domain.costs.cost_model import (
-    CapacityUsage,
-    CostReport,
-    GpuUsage,
-    JobCost,
-    JobUsage,
-    Period,
-    TokenUsage,
-    compute_costs,
-    training_run_costs,
-)
 from finops_operator.domain.costs.cost_queries import (
     DAY_MS,
     DEFAULT_NAMES,
@@ -52,6 +41,10 @@ from finops_operator.domain.costs.cost_queries import (
     plan_windows,
     tokens_query,
 )
+from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.pricing import JobCost, training_run_costs
+from finops_operator.domain.costs.showback import CostReport, compute_costs
+from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, JobUsage, TokenUsage
 from finops_operator.errors import NoUsageDataError
 from finops_operator.ports import PrometheusPort
 

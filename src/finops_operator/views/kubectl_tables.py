@@ -9,6 +9,7 @@ kubectl's (`45s`, `3m12s`, `5h`, `2d3h`). Plain functions over plain dicts.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 from collections.abc import Mapping, Sequence
@@ -212,3 +213,32 @@ def abbreviated_rule(rule: Mapping[str, Any], rules_per_group: int = 1) -> str:
     if omitted:
         text += f"# ... and {omitted} more rule(s); annotations left out\n"
     return text
+
+
+def events_table(events: list[dict[str, Any]], now: datetime.datetime) -> str:
+    """`kubectl get events`: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE."""
+    rows = [["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]]
+    for event in events:
+        seen = (
+            event.get("lastTimestamp")
+            or event.get("eventTime")
+            or event.get("firstTimestamp")
+            or (event.get("metadata") or {}).get("creationTimestamp")
+        )
+        age = "<unknown>"
+        if isinstance(seen, str):
+            with contextlib.suppress(ValueError):
+                moment = datetime.datetime.fromisoformat(seen.replace("Z", "+00:00"))
+                age = human_duration((now - moment).total_seconds())
+        involved = event.get("involvedObject") or {}
+        rows.append(
+            [
+                age,
+                str(event.get("type", "")),
+                str(event.get("reason", "")),
+                f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+                str(event.get("message", "")),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("   ".join([*(r[i].ljust(widths[i]) for i in range(4)), r[4]]) for r in rows)

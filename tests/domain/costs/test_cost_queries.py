@@ -12,7 +12,6 @@ import pytest
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import sum_by
 from finops_operator.domain.config import PrometheusConfig
-from finops_operator.domain.costs.cost_model import Period
 from finops_operator.domain.costs.cost_queries import (
     DAY_MS,
     HOUR_MS,
@@ -27,6 +26,7 @@ from finops_operator.domain.costs.cost_queries import (
     samples_per_hour,
     tokens_query,
 )
+from finops_operator.domain.costs.period import Period
 from tests.support.prometheus_server import PrometheusServer, tools_available
 
 QUERIES: list[Callable[..., str]] = [

@@ -12,14 +12,6 @@ import yaml
 
 from finops_operator.controllers.report_controller import budgets_of, months_to_refresh
 from finops_operator.domain.config import Config
-from finops_operator.domain.costs.cost_model import (
-    CapacityUsage,
-    GpuUsage,
-    JobCost,
-    Period,
-    TokenUsage,
-    compute_costs,
-)
 from finops_operator.domain.costs.cost_reports import (
     ReportInput,
     desired_reports,
@@ -28,6 +20,10 @@ from finops_operator.domain.costs.cost_reports import (
     stale_status,
     status_changed,
 )
+from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.pricing import JobCost
+from finops_operator.domain.costs.showback import compute_costs
+from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
 from tests.support.crd_schema import served_schema, untyped_nodes, validate_against_crd
 from tests.support.paths import ROOT
 

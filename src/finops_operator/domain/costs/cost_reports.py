@@ -3,7 +3,7 @@
 One CostReport per team per month, one for untagged spend and one for the
 whole cluster, as plain dicts for the Kubernetes API. Money is written as
 strings rounded to cents, hours as numbers; all arithmetic happened before,
-in Decimal, in cost_model.
+in Decimal, in `showback`.
 """
 
 from __future__ import annotations
@@ -18,15 +18,10 @@ from typing import Any
 
 from finops_operator.domain import conventions
 from finops_operator.domain.conditions import by_type, condition, stamp
-from finops_operator.domain.costs.cost_model import (
-    DIMENSIONS,
-    ClusterRow,
-    CostRow,
-    JobCost,
-    display_hours,
-    display_money,
-    idle_percent,
-)
+from finops_operator.domain.costs.money import display_hours, display_money
+from finops_operator.domain.costs.pricing import JobCost
+from finops_operator.domain.costs.showback import ClusterRow, CostRow, idle_percent
+from finops_operator.domain.costs.usage import DIMENSIONS
 from finops_operator.domain.rules.cost_policy import API_VERSION
 
 KIND = "CostReport"

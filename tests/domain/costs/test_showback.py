@@ -1,46 +1,18 @@
-"""The cost model, with expectations computed by hand (docs/cost-model.md)."""
+"""Showback, per team: compute_costs with expectations computed by hand (docs/cost-model.md)."""
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from finops_operator.domain.config import PricingConfig
-from finops_operator.domain.costs.cost_model import (
-    CapacityUsage,
-    CostReport,
-    GpuUsage,
-    JobUsage,
-    Period,
-    TokenUsage,
-    compute_costs,
-    display_hours,
-    display_money,
-    idle_percent,
-    prorated_monthly,
-    split,
-    training_run_costs,
-)
-
-H100 = "NVIDIA-H100-80GB-HBM3"
-A100 = "NVIDIA-A100-SXM4-80GB"
-NOVEMBER = Period.month(2026, 11)
-D = Decimal
-
-
-def pricing(**extra: Any) -> PricingConfig:
-    return PricingConfig.model_validate(
-        {
-            "gpuHourly": {"default": "2", H100: "4"},
-            "tokensPer1k": {"default": "0.002", "gpt-4o": "0.01"},
-            "sharedMonthly": "300",
-            **extra,
-        }
-    )
+from finops_operator.domain.costs.money import display_hours, display_money
+from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.showback import CostReport, compute_costs, idle_percent
+from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
+from tests.domain.costs.prices import A100, H100, NOVEMBER, D, pricing
 
 
 def usage() -> dict[str, Any]:
@@ -152,37 +124,6 @@ def test_breakdowns_split_a_teams_gpu_figures_by_each_cost_label() -> None:
     assert sum(cell.gpu_cost for cell in cluster["feature"].values()) == report.cluster.gpu_cost
 
 
-def test_utilization_above_allocation_counts_as_no_idle_time() -> None:
-    assert GpuUsage("a", H100, D(1), D("1.02")).idle_gpu_hours == 0
-    assert GpuUsage("a", H100, D(2), D("-1")).idle_gpu_hours == D(2)
-
-
-def test_the_monthly_platform_cost_is_prorated_by_calendar_month() -> None:
-    day = datetime(2026, 11, 5, tzinfo=UTC)
-    assert prorated_monthly(D(300), NOVEMBER) == D(300)
-    assert prorated_monthly(D(300), Period(day, day.replace(day=6))) == D(10)
-    # October has 31 days: 100/31 carried to 1e-12, rounded down.
-    october = datetime(2026, 10, 5, tzinfo=UTC)
-    assert prorated_monthly(D(100), Period(october, october.replace(day=6))) == D("3.225806451612")
-    # Oct 31 and Nov 1: a 31st of October's amount plus a 30th of November's.
-    across = Period(datetime(2026, 10, 31, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
-    assert prorated_monthly(D(3100), across) == D("203.333333333333")
-
-
-def test_a_split_adds_up_exactly_and_places_remainders_by_largest_remainder() -> None:
-    shares = split(D(100), {"b": D(1), "a": D(1), "c": D(1)})
-    assert shares == {
-        "a": D("33.333333333334"),
-        "b": D("33.333333333333"),
-        "c": D("33.333333333333"),
-    }
-    assert sum(shares.values()) == D(100)
-    odd = split(D("0.1234567890123456789"), {"x": D(2), "y": D(1)})
-    assert sum(odd.values()) == D("0.1234567890123456789")
-    with pytest.raises(ValueError, match="all zero"):
-        split(D(1), {"x": D(0)})
-
-
 def test_the_identity_holds_exactly_for_measured_hours_with_many_digits() -> None:
     rng = random.Random(5)
     models = [H100, A100, "AMD-MI300X"]
@@ -229,38 +170,15 @@ def test_money_is_rounded_only_for_display() -> None:
     assert display_hours(D("1.23456")) == 1.235
 
 
-def test_cost_per_training_run_sums_every_attempt_of_the_job() -> None:
-    jobs = [
-        JobUsage("llm", "pretrain-7", "llm-core", H100, D(3)),
-        JobUsage("llm", "pretrain-7", "llm-core", H100, D(1)),  # the retry
-        JobUsage("llm", "eval-2", "llm-core", A100, D("0.5")),
-        JobUsage("vision", "finetune-1", "vision", A100, D(10)),
-    ]
-    rows = training_run_costs(jobs, pricing())
-    assert [(row.job, row.gpu_hours, row.cost) for row in rows] == [
-        ("finetune-1", D(10), D(20)),
-        ("pretrain-7", D(4), D(16)),
-        ("eval-2", D("0.5"), D(1)),
-    ]
-
-
-def test_a_period_must_be_aware_and_not_empty() -> None:
-    with pytest.raises(ValueError, match="timezone"):
-        Period(datetime(2026, 11, 1), datetime(2026, 12, 1))
-    with pytest.raises(ValueError, match="not after"):
-        Period(NOVEMBER.end, NOVEMBER.start)
-    assert Period.month(2024, 2).hours == D(29 * 24)
-
-
 def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
     """Usage measured straight from a simulated cluster gives the truth's figures."""
-    from finops_devtools import simulator
+    from finops_devtools.simulator import generation, ground_truth, world
 
     start, end = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 12, tzinfo=UTC)
-    scenario = simulator.generate_scenario(
-        simulator.ScenarioParams(start=start - timedelta(days=1), end=end, seed=8)
+    scenario = generation.generate_scenario(
+        generation.ScenarioParams(start=start - timedelta(days=1), end=end, seed=8)
     )
-    a, b = simulator.to_unix(start), simulator.to_unix(end)
+    a, b = world.to_unix(start), world.to_unix(end)
     step = scenario.utilization_step
     gpu = []
     for pod in scenario.pods:
@@ -271,7 +189,7 @@ def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
         busy = D(0)
         for t in range(lo, hi, 60):  # a minute at a time: starts, ends and windows align
             levels = [
-                pod.utilization.value(simulator._mix(pod.uid, d, scenario.seed), t // step, step)
+                pod.utilization.value(world.stable_hash(pod.uid, d, scenario.seed), t // step, step)
                 for d in pod.devices
             ]
             busy += D(sum(levels)) / len(levels) / 100 / 60
@@ -281,11 +199,11 @@ def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
                 scenario.node(pod.node).gpu_model,
                 gpus * (hi - lo) / 3600,
                 gpus * busy,
-                **{name: pod.label(name) for name in simulator.COST_LABEL_NAMES[1:]},
+                **{name: pod.label(name) for name in world.COST_LABEL_NAMES[1:]},
             )
         )
     tokens = [
-        TokenUsage(s.team, s.model, D(scenario._tokens3600(s, a, b)) / 3600)
+        TokenUsage(s.team, s.model, D(scenario.tokens3600(s, a, b)) / 3600)
         for s in scenario.token_streams
     ]
     capacity = [
@@ -300,7 +218,7 @@ def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
             token_usage=tokens,
             capacity=capacity,
         )
-        truth = simulator.ground_truth(scenario, start, end, prices)
+        truth = ground_truth.ground_truth(scenario, start, end, prices)
         rows = {row.team: row for row in [*report.teams, report.untagged] if row.total_cost}
         assert set(rows) == set(truth.teams)
         for team, expected in truth.teams.items():

@@ -1,0 +1,65 @@
+"""Money in Decimal: the working precision, the quantum of divided amounts, exact splits, display.
+
+Money is never a float. Amounts are exact sums and products of the inputs; the
+only divisions (prorating the monthly platform cost, splitting the shared pool)
+are carried to `QUANTUM` (1e-12 of a currency unit) and their remainders placed
+by the largest-remainder method (`split`), so that shares add up to what was
+split, exactly. Rounding to cents happens only in `display_money` (and hours for
+people in `display_hours`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import Final
+
+# Internal precision of divided amounts, far below a cent.
+QUANTUM: Final = Decimal("1e-12")
+# Enough digits that sums and products of realistic inputs are exact.
+_PRECISION: Final = 60
+
+ZERO: Final = Decimal(0)
+
+
+def money_context() -> Context:
+    """The Decimal context of money arithmetic: enough digits that sums and products are exact."""
+    return Context(prec=_PRECISION)
+
+
+def split(amount: Decimal, weights: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """`amount` split in proportion to `weights` (all >= 0, not all zero).
+
+    Shares are carried to QUANTUM; the units left over go one each to the largest
+    remainders (ties broken by name), so the shares sum to `amount` exactly.
+    Whatever is left below QUANTUM (when `amount` has more digits) goes to the
+    largest remainder too.
+    """
+    total_weight = sum(weights.values(), ZERO)
+    if total_weight <= 0:
+        raise ValueError("cannot split by weights that are all zero")
+    if any(weight < 0 for weight in weights.values()):
+        raise ValueError("weights must not be negative")
+    with localcontext(money_context()):
+        exact = {name: amount * weight / total_weight for name, weight in weights.items()}
+        shares = {
+            name: value.quantize(QUANTUM, rounding=ROUND_DOWN) for name, value in exact.items()
+        }
+        left = int((amount - sum(shares.values(), ZERO)) / QUANTUM)
+        by_remainder = sorted(exact, key=lambda name: (-(exact[name] - shares[name]), name))
+        for name in by_remainder[:left]:
+            shares[name] += QUANTUM
+        leftover = amount - sum(shares.values(), ZERO)
+        if leftover:
+            shares[by_remainder[0]] += leftover
+    return shares
+
+
+def display_money(amount: Decimal, places: int = 2) -> str:
+    """An amount for people and files: rounded half-even to `places` decimals."""
+    return str(amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
+
+
+def display_hours(hours: Decimal, places: int = 3) -> float:
+    """Hours as a JSON number, rounded half-even to `places` decimals."""
+    return float(hours.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))

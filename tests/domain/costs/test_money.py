@@ -1,0 +1,22 @@
+"""Money: exact splits by largest remainder (docs/cost-model.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from finops_operator.domain.costs.money import split
+from tests.domain.costs.prices import D
+
+
+def test_a_split_adds_up_exactly_and_places_remainders_by_largest_remainder() -> None:
+    shares = split(D(100), {"b": D(1), "a": D(1), "c": D(1)})
+    assert shares == {
+        "a": D("33.333333333334"),
+        "b": D("33.333333333333"),
+        "c": D("33.333333333333"),
+    }
+    assert sum(shares.values()) == D(100)
+    odd = split(D("0.1234567890123456789"), {"x": D(2), "y": D(1)})
+    assert sum(odd.values()) == D("0.1234567890123456789")
+    with pytest.raises(ValueError, match="all zero"):
+        split(D(1), {"x": D(0)})
