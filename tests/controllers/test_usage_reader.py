@@ -10,7 +10,6 @@ import pytest
 
 from finops_operator.controllers.usage_reader import read_usage, report_period
 from finops_operator.domain.config import PricingConfig
-from finops_operator.domain.costs.cost_model import Period
 from finops_operator.domain.costs.cost_queries import (
     DAY_MS,
     capacity_gpu_hours_query,
@@ -19,6 +18,7 @@ from finops_operator.domain.costs.cost_queries import (
     job_gpu_hours_query,
     tokens_query,
 )
+from finops_operator.domain.costs.period import Period
 from finops_operator.errors import NoUsageDataError, PrometheusError
 from finops_operator.ports import PrometheusPort
 from tests.support.fakes import FakePrometheus
