@@ -225,3 +225,20 @@ def gpu_requests(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> list[GpuRequest]
 
 def is_gpu_workload(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> bool:
     return is_workload(obj) and bool(gpu_requests(obj, is_gpu))
+
+
+def created_by_controller(obj: Mapping[str, Any]) -> bool:
+    """True when a workload controller owns the object (a ReplicaSet's Pod, a CronJob's Job).
+
+    It reads the object's own ownerReferences: any reference marked `controller: true`
+    whose kind is one of the seven counts, whoever wrote it.
+    """
+    refs = _mapping(obj.get("metadata")).get("ownerReferences")
+    if not isinstance(refs, list):
+        return False
+    return any(
+        isinstance(ref, Mapping)
+        and ref.get("controller") is True
+        and WorkloadKind.of(ref.get("kind")) is not None
+        for ref in refs
+    )
