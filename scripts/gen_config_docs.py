@@ -8,6 +8,7 @@ keys, types, defaults and meanings; this keeps the reference from drifting.
 from __future__ import annotations
 
 import argparse
+import enum
 import sys
 import types
 import typing
@@ -63,6 +64,8 @@ def type_name(annotation: Any, metadata: list[Any] | None = None) -> str:
         return "string"
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return " \\| ".join(f"`{member.value}`" for member in annotation)
     if origin in (typing.Union, types.UnionType):
         named = [type_name(a) for a in args if a is not type(None)]
         return " or ".join(named) + (" or null" if type(None) in args else "")

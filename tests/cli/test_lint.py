@@ -251,3 +251,24 @@ def test_format_text_counts_input_errors() -> None:
     assert format_text(lint_text("hello\n")) == (
         "checked 0 workload(s): 0 with cost-label violations, 1 input error(s)"
     )
+
+
+def test_lint_knows_no_mode_and_no_owner_a_manifest_is_checked_as_written() -> None:
+    owned = GPU_POD.replace(
+        "namespace: ml}",
+        "namespace: ml, ownerReferences: [{kind: ReplicaSet, name: r, uid: u, controller: true}]}",
+    )
+    for policy in (LabelPolicy(Config(mode="off")), POLICY):
+        result = lint_text(GPU_POD % "a" + "---\n" + owned % "b", policy)
+        assert [f.name for f in result.findings] == ["a", "b"]
+
+
+def test_lint_counts_non_gpu_and_exempt_workloads_but_not_other_objects() -> None:
+    text = (
+        "{kind: Pod, metadata: {name: cpu}}\n---\n"
+        + GPU_POD.replace("namespace: ml", "namespace: kube-system") % "exempt"
+        + "---\n{kind: ConfigMap, metadata: {name: c}}\n---\n"
+        + "{kind: Job, apiVersion: batch.volcano.sh/v1alpha1, metadata: {name: v}}\n"
+    )
+    result = lint_text(text)
+    assert (result.checked, result.findings) == (2, [])

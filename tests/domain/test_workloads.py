@@ -12,6 +12,8 @@ from finops_operator.domain.workloads import (
     KIND_FOR_PLURAL,
     WORKLOAD_KINDS,
     GpuMatcher,
+    WorkloadKind,
+    created_by_controller,
     gpu_requests,
     is_gpu_workload,
     is_workload,
@@ -273,3 +275,47 @@ def test_is_workload(obj: dict[str, Any], expected: bool) -> None:
 def test_kind_for_plural_covers_the_seven_kinds() -> None:
     assert sorted(KIND_FOR_PLURAL.values()) == sorted(WORKLOAD_KINDS)
     assert KIND_FOR_PLURAL["cronjobs"] == "CronJob"
+
+
+def test_workload_kinds_is_derived_from_the_enum() -> None:
+    assert list(WORKLOAD_KINDS) == [kind.value for kind in WorkloadKind]
+    for kind in WorkloadKind:
+        assert WORKLOAD_KINDS[kind] == (kind.group, kind.plural, kind.template_path)
+        assert pod_labels_path(kind) == (*kind.template_path, "metadata", "labels")
+    assert WorkloadKind.CRON_JOB.template_path == ("spec", "jobTemplate", "spec", "template")
+    assert (WorkloadKind.POD.group, WorkloadKind.POD.plural) == ("", "pods")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Deployment", WorkloadKind.DEPLOYMENT),
+        ("deployment", None),
+        ("ConfigMap", None),
+        (None, None),
+        (["Pod"], None),
+    ],
+)
+def test_workload_kind_of(value: Any, expected: WorkloadKind | None) -> None:
+    assert WorkloadKind.of(value) is expected
+
+
+def test_only_the_three_kinds_extensions_served_have_a_legacy_group() -> None:
+    legacy = {kind for kind in WorkloadKind if kind.legacy_group == "extensions"}
+    assert legacy == {WorkloadKind.DEPLOYMENT, WorkloadKind.DAEMON_SET, WorkloadKind.REPLICA_SET}
+
+
+@pytest.mark.parametrize(
+    ("refs", "expected"),
+    [
+        pytest.param([{"kind": "ReplicaSet", "controller": True}], True, id="a ReplicaSet"),
+        pytest.param([{"kind": "CronJob", "controller": True}], True, id="a CronJob"),
+        pytest.param([{"kind": "ReplicaSet"}], False, id="an owner that is not the controller"),
+        pytest.param([{"kind": "ReplicaSet", "controller": "true"}], False, id="a string true"),
+        pytest.param([{"kind": "ConfigMap", "controller": True}], False, id="not a workload"),
+        pytest.param(None, False, id="no owners"),
+    ],
+)
+def test_created_by_controller(refs: Any, expected: bool) -> None:
+    obj = {"kind": "Pod", "metadata": {"name": "p", "ownerReferences": refs}}
+    assert created_by_controller(obj) is expected

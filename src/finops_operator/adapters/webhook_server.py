@@ -22,6 +22,7 @@ from finops_operator.adapters.metrics import OperatorMetrics
 from finops_operator.domain import conventions
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.workloads import WorkloadKind
 from finops_operator.errors import MalformedReviewError
 
 logger = logging.getLogger(__name__)
@@ -61,33 +62,31 @@ class AdmissionApp:
             answer, kind, outcome = self.answer(raw, decide)
             duration.observe(time.perf_counter() - started)
             self.metrics.admission_requests.labels(webhook, kind, outcome).inc()
-            status = 400 if outcome == "malformed" and not answer["response"]["uid"] else 200
+            malformed = outcome is admission.Outcome.MALFORMED
+            status = 400 if malformed and not answer["response"]["uid"] else 200
             return web.Response(
                 body=json.dumps(answer), status=status, content_type="application/json"
             )
 
         return handle
 
-    def answer(self, raw: bytes, decide: Decide) -> tuple[dict[str, Any], str, str]:
+    def answer(self, raw: bytes, decide: Decide) -> tuple[dict[str, Any], str, admission.Outcome]:
         """The response review, the workload kind and the outcome, for one request body."""
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as err:
             problem = MalformedReviewError(f"the body is not JSON ({err})")
-            return admission.malformed_review(problem), "", "malformed"
+            return admission.malformed_review(problem), "", admission.Outcome.MALFORMED
         try:
             request = admission.parse_review(body)
         except MalformedReviewError as err:
             logger.warning("Refused a malformed AdmissionReview: %s", err)
-            return admission.malformed_review(err), "", "malformed"
+            return admission.malformed_review(err), "", admission.Outcome.MALFORMED
         decision = decide(request, self.policy, self.namespaces)
-        if decision.outcome == "denied":
+        if decision.outcome is admission.Outcome.DENIED:
             logger.info("Denied %s %s: %s", request.operation, request.ref, decision.message)
-        kind = request.kind if request.kind in _KINDS else "other"
+        kind = request.kind if WorkloadKind.of(request.kind) is not None else "other"
         return admission.response_review(request.uid, decision), kind, decision.outcome
-
-
-_KINDS = frozenset(admission.WORKLOADS)
 
 
 async def _healthz(_: web.Request) -> web.Response:

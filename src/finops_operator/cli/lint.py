@@ -21,7 +21,7 @@ import yaml
 
 from finops_operator.adapters.config_file import load_config
 from finops_operator.domain.policies.label_check import LabelPolicy, Violations, object_ref
-from finops_operator.domain.workloads import is_workload
+from finops_operator.domain.policies.verdict import judge
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -146,16 +146,21 @@ def _text(value: Any) -> str | None:
 def lint_objects(
     objects: Iterable[Mapping[str, Any]], source: str, policy: LabelPolicy, result: LintResult
 ) -> None:
-    """Check each workload; `checked` counts objects of the seven workload kinds."""
+    """Check each workload; `checked` counts objects of the seven workload kinds.
+
+    A manifest has no namespace labels and no operation: lint reports the verdict's
+    violations whatever the mode, and also for objects a controller would create.
+    """
     for obj in objects:
-        if not is_workload(obj):
-            continue
-        result.checked += 1
         meta = obj.get("metadata")
         if not isinstance(meta, Mapping):
             meta = {}
         namespace = _text(meta.get("namespace"))
-        found = policy.check_workload(obj, namespace)
+        verdict = judge(obj, policy=policy, namespace=namespace)
+        if not verdict.is_workload:
+            continue
+        result.checked += 1
+        found = verdict.violations
         if found:
             name = _text(meta.get("name")) or _text(meta.get("generateName"))
             result.findings.append(Finding(source, obj["kind"], namespace, name, found))

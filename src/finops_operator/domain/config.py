@@ -16,6 +16,7 @@ import contextlib
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -32,7 +33,19 @@ from pydantic import (
 from finops_operator.domain import conventions
 from finops_operator.errors import ConfigError
 
-Mode = Literal["enforce", "audit", "off"]
+
+class Mode(StrEnum):
+    """What label governance does: the cluster default, or a namespace's override."""
+
+    ENFORCE = "enforce"  # deny non-compliant GPU workloads
+    AUDIT = "audit"  # admit them with warnings, annotations and Events
+    OFF = "off"  # do nothing
+
+    @classmethod
+    def parse(cls, value: Any) -> Mode | None:
+        """The mode `value` names, or None when it names none (e.g. a namespace label typo)."""
+        return cls(value) if isinstance(value, str) and value in cls._value2member_map_ else None
+
 
 # Passed as validation context when a file is read: the file has one spelling per key.
 _FROM_FILE: Final = "from_file"
@@ -267,7 +280,7 @@ class Config(_Model):
     """The whole configuration; `Config()` is the embedded default."""
 
     mode: Mode = Field(
-        default="enforce",
+        default=Mode.ENFORCE,
         description="Cluster default for label governance: `enforce` denies non-compliant "
         "GPU workloads, `audit` admits them with warnings, annotations and Events, `off` "
         "does nothing. A namespace may override it with the label "

@@ -13,31 +13,77 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Final
 
+
+class WorkloadKind(StrEnum):
+    """The seven kinds that make pods: the one list every other place derives from."""
+
+    POD = "Pod"
+    DEPLOYMENT = "Deployment"
+    STATEFUL_SET = "StatefulSet"
+    DAEMON_SET = "DaemonSet"
+    REPLICA_SET = "ReplicaSet"
+    JOB = "Job"
+    CRON_JOB = "CronJob"
+
+    @property
+    def group(self) -> str:
+        """The API group ("" for the core group)."""
+        return _SHAPES[self][0]
+
+    @property
+    def plural(self) -> str:
+        """The resource name in URLs and RBAC rules: `deployments`."""
+        return _SHAPES[self][1]
+
+    @property
+    def template_path(self) -> tuple[str, ...]:
+        """The path from the object to its pod template, () for a Pod (its own pod)."""
+        return _SHAPES[self][2]
+
+    @property
+    def legacy_group(self) -> str | None:
+        """A group that once served the kind besides its own (manifests older than 1.16)."""
+        return _LEGACY_GROUPS.get(self)
+
+    @classmethod
+    def of(cls, kind: Any) -> WorkloadKind | None:
+        """The member named `kind`, or None when `kind` is not one of the seven."""
+        return cls(kind) if isinstance(kind, str) and kind in cls._value2member_map_ else None
+
+
+_TEMPLATE: Final = ("spec", "template")
 # kind -> (API group, plural, path from the object to its pod template, or () for a Pod)
-WORKLOAD_KINDS: Final[dict[str, tuple[str, str, tuple[str, ...]]]] = {
-    "Pod": ("", "pods", ()),
-    "Deployment": ("apps", "deployments", ("spec", "template")),
-    "StatefulSet": ("apps", "statefulsets", ("spec", "template")),
-    "DaemonSet": ("apps", "daemonsets", ("spec", "template")),
-    "ReplicaSet": ("apps", "replicasets", ("spec", "template")),
-    "Job": ("batch", "jobs", ("spec", "template")),
-    "CronJob": ("batch", "cronjobs", ("spec", "jobTemplate", "spec", "template")),
+_SHAPES: Final[dict[WorkloadKind, tuple[str, str, tuple[str, ...]]]] = {
+    WorkloadKind.POD: ("", "pods", ()),
+    WorkloadKind.DEPLOYMENT: ("apps", "deployments", _TEMPLATE),
+    WorkloadKind.STATEFUL_SET: ("apps", "statefulsets", _TEMPLATE),
+    WorkloadKind.DAEMON_SET: ("apps", "daemonsets", _TEMPLATE),
+    WorkloadKind.REPLICA_SET: ("apps", "replicasets", _TEMPLATE),
+    WorkloadKind.JOB: ("batch", "jobs", _TEMPLATE),
+    WorkloadKind.CRON_JOB: ("batch", "cronjobs", ("spec", "jobTemplate", *_TEMPLATE)),
 }
-KIND_FOR_PLURAL: Final = {plural: kind for kind, (_, plural, _) in WORKLOAD_KINDS.items()}
+# Groups that once served a kind, besides its current one (manifests older than 1.16).
+_LEGACY_GROUPS: Final = {
+    WorkloadKind.DEPLOYMENT: "extensions",
+    WorkloadKind.DAEMON_SET: "extensions",
+    WorkloadKind.REPLICA_SET: "extensions",
+}
+if set(_SHAPES) != set(WorkloadKind):  # pragma: no cover - a kind added without its shape
+    raise AssertionError(f"WorkloadKind without a shape: {set(WorkloadKind) - set(_SHAPES)}")
+
+# The same, as plain data keyed by kind name: kind -> (API group, plural, template path).
+WORKLOAD_KINDS: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = MappingProxyType(
+    {kind.value: (kind.group, kind.plural, kind.template_path) for kind in WorkloadKind}
+)
+KIND_FOR_PLURAL: Final = {kind.plural: kind.value for kind in WorkloadKind}
 
 
 def is_workload_kind(kind: Any) -> bool:
-    return isinstance(kind, str) and kind in WORKLOAD_KINDS
-
-
-# Groups that once served a kind, besides its current one (manifests older than 1.16).
-_LEGACY_GROUPS: Final = {
-    "Deployment": "extensions",
-    "DaemonSet": "extensions",
-    "ReplicaSet": "extensions",
-}
+    return WorkloadKind.of(kind) is not None
 
 
 def is_workload(obj: Mapping[str, Any]) -> bool:
@@ -46,14 +92,14 @@ def is_workload(obj: Mapping[str, Any]) -> bool:
     A custom resource that reuses a name (Volcano's `Job` in `batch.volcano.sh`) is
     not a Kubernetes Job and has no pod template where a Job keeps it.
     """
-    kind = obj.get("kind")
-    if not isinstance(kind, str) or kind not in WORKLOAD_KINDS:
+    kind = WorkloadKind.of(obj.get("kind"))
+    if kind is None:
         return False
     api_version = obj.get("apiVersion")
     if not isinstance(api_version, str) or not api_version:
         return True
     group = api_version.rpartition("/")[0]
-    return group == WORKLOAD_KINDS[kind][0] or group == _LEGACY_GROUPS.get(kind)
+    return group == kind.group or group == kind.legacy_group
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -62,18 +108,18 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 def pod_template(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """The object that plays the pod: the Pod itself or its template (empty if absent)."""
-    kind = obj.get("kind")
-    if not isinstance(kind, str) or kind not in WORKLOAD_KINDS:
+    kind = WorkloadKind.of(obj.get("kind"))
+    if kind is None:
         return {}
     node: Mapping[str, Any] = obj
-    for step in WORKLOAD_KINDS[kind][2]:
+    for step in kind.template_path:
         node = _mapping(node.get(step))
     return node
 
 
 def pod_labels_path(kind: str) -> tuple[str, ...]:
     """Where a kind keeps the labels its pods get, e.g. spec.template.metadata.labels."""
-    return (*WORKLOAD_KINDS[kind][2], "metadata", "labels")
+    return (*WorkloadKind(kind).template_path, "metadata", "labels")
 
 
 def pod_labels(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -179,3 +225,20 @@ def gpu_requests(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> list[GpuRequest]
 
 def is_gpu_workload(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> bool:
     return is_workload(obj) and bool(gpu_requests(obj, is_gpu))
+
+
+def created_by_controller(obj: Mapping[str, Any]) -> bool:
+    """True when a workload controller owns the object (a ReplicaSet's Pod, a CronJob's Job).
+
+    It reads the object's own ownerReferences: any reference marked `controller: true`
+    whose kind is one of the seven counts, whoever wrote it.
+    """
+    refs = _mapping(obj.get("metadata")).get("ownerReferences")
+    if not isinstance(refs, list):
+        return False
+    return any(
+        isinstance(ref, Mapping)
+        and ref.get("controller") is True
+        and WorkloadKind.of(ref.get("kind")) is not None
+        for ref in refs
+    )

@@ -1,1 +1,2 @@
-"""Label policies: which workloads are judged, their labels, admission and audit verdicts."""
+"""Label policies: the label check (label_check), the one verdict on a workload (verdict),
+and its translations for admission (admission) and the background audit (audit)."""

@@ -1,9 +1,11 @@
 """Admission decisions: AdmissionReview in, AdmissionReview out, as plain dicts.
 
-The webhook server only moves bytes; every decision is made here, from the
-request, the configuration and the namespace labels the operator has indexed.
+The webhook server only moves bytes. This module reads the request, asks
+`verdict.judge` once for the verdict on its object (with the namespace labels the
+operator has indexed), and translates that verdict into an answer: allowed or
+denied, warnings, audit annotations, a JSONPatch.
 
-The rules (docs/admission.md explains them for users):
+The rules, as the verdict applies them (docs/admission.md explains them for users):
 
 - Only CREATE and UPDATE of the main resource of the seven workload kinds are
   judged. Deletes, CONNECT, status and scale subresources are always allowed.
@@ -25,27 +27,39 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import Mode
-from finops_operator.domain.policies.label_check import (
-    LabelPolicy,
-    Violations,
-    check_labels,
-    exemption,
-    object_ref,
-    violation_message,
+from finops_operator.domain.policies.label_check import LabelPolicy, object_ref, violation_message
+from finops_operator.domain.policies.verdict import (
+    JUDGED_OPERATIONS,
+    Leniency,
+    Verdict,
+    judge,
 )
-from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_labels, pod_template
+from finops_operator.domain.workloads import WorkloadKind, pod_template
+from finops_operator.domain.workloads import created_by_controller as created_by_controller
 from finops_operator.errors import MalformedReviewError
 
 REVIEW_API_VERSION: Final = "admission.k8s.io/v1"
-JUDGED_OPERATIONS: Final = frozenset({"CREATE", "UPDATE"})
-MODES: Final = frozenset({"enforce", "audit", "off"})
-WORKLOADS: Final = frozenset(WORKLOAD_KINDS)
+PREDATES_NOTE: Final = (
+    "finops: admitted because these violations predate this update; fix them soon"
+)
 
 NamespaceLabels = Mapping[str, Mapping[str, str]]
+
+
+class Outcome(StrEnum):
+    """What happened to a request; the `outcome` label of the admission metrics."""
+
+    SKIPPED = "skipped"  # not judged: another operation or kind, a subresource, no GPU
+    COMPLIANT = "compliant"
+    EXEMPT = "exempt"  # an exempt namespace or object, or mode `off`
+    WARNED = "warned"
+    DENIED = "denied"
+    MUTATED = "mutated"
+    MALFORMED = "malformed"
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ class Decision:
     """What to answer, plus what happened, for metrics and logs."""
 
     allowed: bool
-    outcome: str  # skipped | compliant | exempt | warned | denied | mutated | malformed
+    outcome: Outcome
     message: str = ""
     code: int = 200
     warnings: tuple[str, ...] = ()
@@ -80,7 +94,9 @@ class Decision:
     audit_annotations: Mapping[str, str] = field(default_factory=dict)
 
 
-SKIPPED: Final = Decision(allowed=True, outcome="skipped")
+SKIPPED: Final = Decision(allowed=True, outcome=Outcome.SKIPPED)
+EXEMPT: Final = Decision(allowed=True, outcome=Outcome.EXEMPT)
+COMPLIANT: Final = Decision(allowed=True, outcome=Outcome.COMPLIANT)
 
 
 def parse_review(body: Any) -> Request:
@@ -134,97 +150,62 @@ def parse_review(body: Any) -> Request:
     )
 
 
-def effective_mode(default: Mode, namespace_labels: Mapping[str, str] | None) -> str:
-    """The namespace's `finops.resilio.tech/mode` label when valid, else the cluster default."""
-    chosen = (namespace_labels or {}).get(conventions.MODE_NAMESPACE_LABEL)
-    return chosen if chosen in MODES else default
-
-
-def _judged(request: Request, policy: LabelPolicy) -> bool:
-    return (
-        request.operation in JUDGED_OPERATIONS
-        and not request.sub_resource
-        and request.kind in WORKLOAD_KINDS
-        and request.object is not None
-        and policy.needs_labels({**request.object, "kind": request.kind})
+def judge_request(request: Request, policy: LabelPolicy, namespaces: NamespaceLabels) -> Verdict:
+    """The verdict on the object of an AdmissionRequest, with its namespace's labels."""
+    return judge(
+        request.object,
+        policy=policy,
+        namespace=request.namespace,
+        namespace_labels=namespaces.get(request.namespace or ""),
+        kind=request.kind,
+        operation=request.operation,
+        sub_resource=request.sub_resource,
+        old=request.old_object,
     )
 
 
-def _as_workload(obj: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    return {**obj, "kind": kind}
-
-
-def created_by_controller(obj: Mapping[str, Any]) -> bool:
-    """True when a workload controller owns the object (a ReplicaSet's Pod, a CronJob's Job)."""
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(
-        isinstance(ref, Mapping)
-        and ref.get("controller") is True
-        and ref.get("kind") in WORKLOAD_KINDS
-        for ref in refs
-    )
-
-
-def _warnings(request: Request, found: Violations) -> tuple[str, ...]:
-    return tuple(f"finops: {request.ref}: {problem}" for problem in found.problems())
+def _not_judged(verdict: Verdict) -> Decision | None:
+    if verdict.skip is None:
+        return None
+    return EXEMPT if verdict.skip.lets_through else SKIPPED
 
 
 def validate(request: Request, policy: LabelPolicy, namespaces: NamespaceLabels) -> Decision:
-    if not _judged(request, policy):
-        return SKIPPED
-    assert request.object is not None
-    ns_labels = namespaces.get(request.namespace or "")
-    mode = effective_mode(policy.config.mode, ns_labels)
-    obj = _as_workload(request.object, request.kind)
-    if mode == "off" or exemption(obj, request.namespace, policy.config) is not None:
-        return Decision(allowed=True, outcome="exempt")
-    found = check_labels(pod_labels(obj), policy.config.labels)
+    verdict = judge_request(request, policy, namespaces)
+    if (skipped := _not_judged(verdict)) is not None:
+        return skipped
+    found = verdict.violations
     if not found:
-        return Decision(allowed=True, outcome="compliant")
-    warnings = _warnings(request, found)
+        return COMPLIANT
+    warnings = tuple(f"finops: {request.ref}: {problem}" for problem in found.problems())
     audit = {"violations": found.annotation()}
-    if mode == "audit":
-        return Decision(True, "warned", warnings=warnings, audit_annotations=audit)
-    if created_by_controller(obj):
-        return Decision(True, "warned", warnings=warnings, audit_annotations=audit)
-    if request.operation == "UPDATE" and request.old_object is not None:
-        old = _as_workload(request.old_object, request.kind)
-        before = check_labels(pod_labels(old), policy.config.labels)
-        if found.is_subset_of(before):
-            note = "finops: admitted because these violations predate this update; fix them soon"
-            return Decision(True, "warned", warnings=(*warnings, note), audit_annotations=audit)
+    leniency = verdict.leniency
+    if leniency is Leniency.PREDATES_UPDATE:
+        warnings = (*warnings, PREDATES_NOTE)
+    if leniency is not None:
+        return Decision(True, Outcome.WARNED, warnings=warnings, audit_annotations=audit)
     message = violation_message(request.kind, request.namespace, request.name, found)
     return Decision(
-        False, "denied", message=message, code=403, warnings=warnings, audit_annotations=audit
+        False, Outcome.DENIED, message=message, code=403, warnings=warnings, audit_annotations=audit
     )
 
 
 def mutate(request: Request, policy: LabelPolicy, namespaces: NamespaceLabels) -> Decision:
     """Fill missing cost labels from the namespace's labels; never denies."""
-    if not _judged(request, policy):
-        return SKIPPED
-    assert request.object is not None
-    ns_labels = namespaces.get(request.namespace or "") or {}
-    obj = _as_workload(request.object, request.kind)
-    if effective_mode(policy.config.mode, ns_labels) == "off":
-        return Decision(allowed=True, outcome="exempt")
-    if exemption(obj, request.namespace, policy.config) is not None:
-        return Decision(allowed=True, outcome="exempt")
-    labels = pod_labels(obj)
-    inherited = {
-        key: ns_labels[key]
-        for key in policy.config.labels
-        if key in ns_labels and (labels.get(key) is None or labels.get(key) == "")
-    }
-    if not inherited:
-        return Decision(allowed=True, outcome="compliant")
-    return Decision(True, "mutated", patch=inherit_patch(obj, inherited))
+    verdict = judge_request(request, policy, namespaces)
+    if (skipped := _not_judged(verdict)) is not None:
+        return skipped
+    if not verdict.inheritable:
+        return COMPLIANT
+    assert request.object is not None  # judged
+    workload = {**request.object, "kind": request.kind}
+    return Decision(True, Outcome.MUTATED, patch=inherit_patch(workload, verdict.inheritable))
 
 
 def inherit_patch(obj: Mapping[str, Any], inherited: Mapping[str, str]) -> list[dict[str, Any]]:
     """A JSONPatch adding `inherited` to the pod (template) labels, noted in an annotation."""
     # The template exists: only GPU workloads get here, and their GPUs are in the template.
-    meta_path = (*WORKLOAD_KINDS[obj["kind"]][2], "metadata")
+    meta_path = (*WorkloadKind(obj["kind"]).template_path, "metadata")
     meta = pod_template(obj).get("metadata")
     noted = set(inherited)
     if not isinstance(meta, Mapping):
@@ -276,5 +257,6 @@ def response_review(uid: str, decision: Decision) -> dict[str, Any]:
 
 
 def malformed_review(err: MalformedReviewError) -> dict[str, Any]:
-    decision = Decision(False, "malformed", message=f"malformed AdmissionReview: {err}", code=400)
+    message = f"malformed AdmissionReview: {err}"
+    decision = Decision(False, Outcome.MALFORMED, message=message, code=400)
     return response_review(err.uid or "", decision)

@@ -11,16 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from finops_operator.domain import conventions
-from finops_operator.domain.policies.admission import created_by_controller, effective_mode
 from finops_operator.domain.policies.label_check import (
     NO_VIOLATIONS,
     LabelPolicy,
     Violations,
     violation_message,
 )
+from finops_operator.domain.policies.verdict import Skip, Verdict, judge
+
+
+class AuditReason(StrEnum):
+    """Why an object carries the violations it does (or none)."""
+
+    VIOLATING = "violating"
+    COMPLIANT = "compliant"
+    NOT_JUDGED = "not judged"  # not a GPU workload, exempt, or mode off: see the verdict's skip
+    LEFT_TO_OWNER = "left to its owner"  # created by a workload controller
 
 
 @dataclass(frozen=True)
@@ -28,10 +38,20 @@ class AuditOutcome:
     violations: Violations
     desired: str | None
     current: str | None
+    reason: AuditReason = AuditReason.COMPLIANT
+    skip: Skip | None = None
 
     @property
     def changed(self) -> bool:
         return self.desired != self.current
+
+
+def audit_reason(verdict: Verdict) -> AuditReason:
+    if verdict.skip is not None:
+        return AuditReason.NOT_JUDGED
+    if verdict.created_by_controller:
+        return AuditReason.LEFT_TO_OWNER
+    return AuditReason.VIOLATING if verdict.violations else AuditReason.COMPLIANT
 
 
 def audit_workload(
@@ -45,12 +65,12 @@ def audit_workload(
     """
     meta = obj.get("metadata") or {}
     current = (meta.get("annotations") or {}).get(conventions.VIOLATIONS_ANNOTATION)
-    mode = effective_mode(policy.config.mode, namespace_labels)
-    if mode == "off" or created_by_controller(obj):
-        found = NO_VIOLATIONS
-    else:
-        found = policy.check_workload(obj, meta.get("namespace"))
-    return AuditOutcome(found, found.annotation() if found else None, current)
+    verdict = judge(
+        obj, policy=policy, namespace=meta.get("namespace"), namespace_labels=namespace_labels
+    )
+    reason = audit_reason(verdict)
+    found = verdict.violations if reason is AuditReason.VIOLATING else NO_VIOLATIONS
+    return AuditOutcome(found, found.annotation() if found else None, current, reason, verdict.skip)
 
 
 def event_message(obj: Mapping[str, Any], outcome: AuditOutcome) -> str:

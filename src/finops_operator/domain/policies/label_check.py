@@ -1,7 +1,9 @@
-"""Where cost labels are checked: which GPU workloads need them, and what is wrong.
+"""The pieces of the label check: what is wrong with a set of labels, exemptions, messages.
 
-The check is one pure function, `check_workload`, shared by `lint`, the
-admission webhook and the background audit, so that all three always agree.
+`verdict.judge` puts them together into the one decision that `lint`, the
+admission webhook and the background audit share, so that all three always agree.
+`LabelPolicy.check_workload` gives the violations alone, for an object without
+namespace labels (the same as `judge(...).violations`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from finops_operator.domain import conventions
@@ -103,19 +106,47 @@ def _annotations(meta: Any) -> Mapping[str, Any]:
     return annotations if isinstance(annotations, Mapping) else {}
 
 
-def exemption(obj: Mapping[str, Any], namespace: str | None, config: Config) -> str | None:
-    """Why an object is exempt from the check, or None when it is not.
+class ExemptBy(StrEnum):
+    """What exempts a GPU workload from the check."""
+
+    NAMESPACE = "namespace"  # listed in `exemptNamespaces`
+    ANNOTATION = "annotation"  # finops.resilio.tech/exempt on the object or its pod template
+
+
+@dataclass(frozen=True)
+class Exemption:
+    """Which exemption applies, with the namespace or the annotation's value (the reason)."""
+
+    by: ExemptBy
+    detail: str
+
+    def __str__(self) -> str:
+        if self.by is ExemptBy.NAMESPACE:
+            return f"namespace {self.detail} is exempt by configuration"
+        return f"annotated {conventions.EXEMPT_ANNOTATION}: {self.detail}"
+
+
+def find_exemption(
+    obj: Mapping[str, Any], namespace: str | None, config: Config
+) -> Exemption | None:
+    """The exemption of an object, or None when it has none.
 
     The exempt annotation counts on the object itself and, for a controller, on its
-    pod template (where it reaches the pods the controller creates).
+    pod template (where it reaches the pods the controller creates), with any value.
     """
     if namespace is not None and namespace in config.exempt_namespaces:
-        return f"namespace {namespace} is exempt by configuration"
+        return Exemption(ExemptBy.NAMESPACE, namespace)
     for meta in (obj.get("metadata"), pod_template(obj).get("metadata")):
         reason = _annotations(meta).get(conventions.EXEMPT_ANNOTATION)
         if reason is not None:
-            return f"annotated {conventions.EXEMPT_ANNOTATION}: {_as_written(reason)}"
+            return Exemption(ExemptBy.ANNOTATION, _as_written(reason))
     return None
+
+
+def exemption(obj: Mapping[str, Any], namespace: str | None, config: Config) -> str | None:
+    """Why an object is exempt from the check, in words, or None when it is not."""
+    found = find_exemption(obj, namespace, config)
+    return None if found is None else str(found)
 
 
 class LabelPolicy:
@@ -129,7 +160,11 @@ class LabelPolicy:
         return is_workload(obj) and bool(gpu_requests(obj, self.is_gpu))
 
     def check_workload(self, obj: Mapping[str, Any], namespace: str | None = None) -> Violations:
-        """The violations of one object; none for non-GPU, non-workload and exempt objects."""
+        """The violations of one object; none for non-GPU, non-workload and exempt objects.
+
+        The same as `verdict.judge(obj, policy=self, namespace=...).violations`; the
+        namespace defaults to the object's own.
+        """
         if not self.needs_labels(obj):
             return NO_VIOLATIONS
         if namespace is None:

@@ -1,0 +1,125 @@
+"""Admission, the audit and lint agree on every object of a seeded-random corpus.
+
+They share one verdict, so they must tell the same story: the same problems in the
+admission warnings, the audit annotation and the lint finding; a denial exactly
+when the mode is `enforce` and no leniency applies; nothing where the mode is `off`
+(except lint, which knows no mode) or an owner is left to answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from finops_operator.cli.lint import LintResult, lint_objects
+from finops_operator.domain.config import Mode
+from finops_operator.domain.policies import admission
+from finops_operator.domain.policies.admission import Outcome
+from finops_operator.domain.policies.audit import AuditReason, audit_workload
+from finops_operator.domain.policies.label_check import NO_VIOLATIONS, Violations
+from finops_operator.domain.policies.verdict import effective_mode, judge
+from finops_operator.domain.workloads import created_by_controller
+from tests.domain.policies.test_admission import apply_patch
+from tests.domain.policies.workload_corpus import Case, corpus
+from tests.support.reviews import review
+
+CASES = list(corpus())
+
+
+def lint_finding(case: Case) -> Violations:
+    result = LintResult()
+    lint_objects([case.obj], "f.yaml", case.policy, result)
+    assert len(result.findings) <= 1
+    return result.findings[0].violations if result.findings else NO_VIOLATIONS
+
+
+def mode_of(case: Case) -> Mode:
+    return effective_mode(case.policy.config.mode, case.namespaces.get(case.namespace or ""))
+
+
+def test_the_corpus_covers_every_outcome() -> None:
+    outcomes = {
+        admission.validate(admission.parse_review(review(c.obj)), c.policy, c.namespaces).outcome
+        for c in CASES
+    }
+    assert outcomes == {Outcome.SKIPPED, Outcome.EXEMPT, Outcome.COMPLIANT, Outcome.WARNED} | {
+        Outcome.DENIED
+    }
+    assert {audit_workload(c.obj, c.policy, None).reason for c in CASES} == set(AuditReason)
+
+
+@pytest.mark.parametrize("index", range(0, len(CASES), 50), ids=lambda i: f"cases {i}+")
+def test_admission_audit_and_lint_agree_on_a_create(index: int) -> None:
+    for case in CASES[index : index + 50]:
+        found = lint_finding(case)
+        request = admission.parse_review(review(case.obj))
+        decision = admission.validate(request, case.policy, case.namespaces)
+        outcome = audit_workload(case.obj, case.policy, case.namespaces.get(case.namespace or ""))
+        mode = mode_of(case)
+        controlled = created_by_controller(case.obj)
+        where = json.dumps(case.obj, default=str)[:300]
+
+        # the warnings and the audit annotation tell the lint finding's problems
+        if decision.outcome in (Outcome.WARNED, Outcome.DENIED):
+            problems = [w.partition(": ")[2].partition(": ")[2] for w in decision.warnings]
+            assert problems == found.problems(), where
+            assert decision.audit_annotations == {"violations": found.annotation()}, where
+        else:
+            assert decision.warnings == () and not decision.audit_annotations, where
+            assert decision.outcome is Outcome.COMPLIANT or not found or mode is Mode.OFF, where
+
+        # denied exactly when enforced, violating, and not created by a controller
+        denied = bool(found) and mode is Mode.ENFORCE and not controlled
+        assert (decision.outcome is Outcome.DENIED) is denied, where
+        assert decision.allowed is not denied, where
+
+        # the audit reports the lint finding, unless the mode is off or an owner answers
+        expected = NO_VIOLATIONS if mode is Mode.OFF or controlled else found
+        assert outcome.violations == expected, where
+        assert outcome.desired == (expected.annotation() if expected else None), where
+
+
+@pytest.mark.parametrize("index", range(0, len(CASES), 50), ids=lambda i: f"cases {i}+")
+def test_an_update_is_never_stricter_than_a_create(index: int) -> None:
+    for case in CASES[index : index + 50]:
+        create = admission.parse_review(review(case.obj))
+        update = admission.parse_review(review(case.obj, "UPDATE", old=case.old))
+        on_create = admission.validate(create, case.policy, case.namespaces)
+        on_update = admission.validate(update, case.policy, case.namespaces)
+        if on_create.allowed:
+            assert on_update.allowed
+        else:
+            predates = any("predate" in w for w in on_update.warnings)
+            assert on_update.allowed is predates
+            assert on_update.warnings[: len(on_create.warnings)] == on_create.warnings
+
+
+@pytest.mark.parametrize("index", range(0, len(CASES), 50), ids=lambda i: f"cases {i}+")
+def test_after_mutation_no_label_the_namespace_supplies_is_missing(index: int) -> None:
+    for case in CASES[index : index + 50]:
+        request = admission.parse_review(review(case.obj))
+        mutation = admission.mutate(request, case.policy, case.namespaces)
+        patched = apply_patch(copy.deepcopy(case.obj), mutation.patch or [])
+        supplied = case.namespaces.get(case.namespace or "", {})
+        before = judge(case.obj, policy=case.policy, namespace=case.namespace)
+        after = judge(patched, policy=case.policy, namespace=case.namespace)
+        if mutation.outcome is Outcome.MUTATED:
+            assert set(after.violations.missing) == set(before.violations.missing) - set(supplied)
+        else:
+            assert patched == case.obj
+
+
+def test_check_workload_is_the_verdicts_violations() -> None:
+    for case in CASES:
+        verdict = judge(case.obj, policy=case.policy, namespace=case.namespace)
+        assert case.policy.check_workload(case.obj) == verdict.violations
+
+
+def test_the_corpus_is_varied() -> None:
+    kinds: set[Any] = {c.obj["kind"] for c in CASES}
+    assert len(kinds) == 7
+    assert sum(1 for c in CASES if created_by_controller(c.obj)) > 50
+    assert {mode_of(c) for c in CASES} == set(Mode)

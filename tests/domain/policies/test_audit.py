@@ -1,0 +1,61 @@
+"""The background audit's decision: which violations a live object's annotation should carry."""
+
+from __future__ import annotations
+
+import json
+
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies.audit import AuditReason, audit_workload, event_message
+from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.policies.verdict import Skip
+from tests.support.reviews import COMPLETE_LABELS, workload
+
+ENFORCE = LabelPolicy(Config(mode="enforce"))
+OFF_LABEL = {"finops.resilio.tech/mode": "off"}
+
+
+def test_a_violating_workload_should_carry_its_violations() -> None:
+    obj = workload("Deployment", labels={**COMPLETE_LABELS, "resilio.tech/environment": "prod"})
+    outcome = audit_workload(obj, ENFORCE, None)
+    assert outcome.reason is AuditReason.VIOLATING and outcome.skip is None
+    assert outcome.desired is not None
+    assert json.loads(outcome.desired) == {
+        "missing": [],
+        "invalid": {"resilio.tech/environment": "prod"},
+    }
+    assert outcome.changed
+    assert "Deployment team-a/llm asks for a GPU" in event_message(obj, outcome)
+
+
+def test_a_compliant_workload_carries_nothing_and_a_fixed_one_loses_its_annotation() -> None:
+    obj = workload("Pod", labels=COMPLETE_LABELS)
+    assert audit_workload(obj, ENFORCE, None).reason is AuditReason.COMPLIANT
+    obj["metadata"]["annotations"] = {"finops.resilio.tech/violations": '{"missing":["x"]}'}
+    outcome = audit_workload(obj, ENFORCE, None)
+    assert outcome.desired is None and outcome.changed
+    assert event_message(obj, outcome) == "Pod team-a/llm now carries its cost labels."
+
+
+def test_what_is_not_judged_carries_nothing_and_says_why() -> None:
+    cases = [
+        (workload("Pod", gpus=None), None, Skip.NO_GPU),
+        (workload("Pod", namespace="kube-system"), None, Skip.EXEMPT_NAMESPACE),
+        (workload("Pod"), OFF_LABEL, Skip.MODE_OFF),
+    ]
+    for obj, labels, skip in cases:
+        outcome = audit_workload(obj, ENFORCE, labels)
+        assert (outcome.reason, outcome.skip, outcome.desired) == (
+            AuditReason.NOT_JUDGED,
+            skip,
+            None,
+        )
+
+
+def test_an_object_a_controller_created_is_left_to_its_owner() -> None:
+    pod = workload("Pod")
+    pod["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "u", "controller": True}
+    ]
+    outcome = audit_workload(pod, ENFORCE, None)
+    assert outcome.reason is AuditReason.LEFT_TO_OWNER
+    assert not outcome.violations and outcome.desired is None
