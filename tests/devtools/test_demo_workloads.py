@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from finops_devtools import demo_workloads
+from finops_devtools.demo import workloads as demo_workloads
 from finops_devtools.devcluster.api_server import AdmissionChain
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config

@@ -6,7 +6,7 @@
    Prometheus with them (`devcluster.prometheus_runner`; Debian's `prometheus`);
 2. starts a Kubernetes API emulator on loopback (`devcluster.emulator`, kmock) and
    `finops-operator run` against both (`devcluster.operator_runner`);
-3. applies the sample workloads of `demo_workloads` through the admission
+3. applies the sample workloads of `demo.workloads` through the admission
    webhooks, as kube-apiserver would (`devcluster.api_server`), and prints what
    kubectl would: created, denied, warnings, inherited labels;
 4. shows what the background audit wrote on the audit-mode workload (annotation

@@ -1,6 +1,6 @@
 """The admission step: the sample workloads through the webhooks, and what the audit wrote.
 
-As kube-apiserver would (`devcluster.api_server`): each sample of `demo_workloads`
+As kube-apiserver would (`devcluster.api_server`): each sample of `demo.workloads`
 goes through the mutating and validating webhooks, and the demo prints what kubectl
 would (created, denied, warnings, inherited labels). Then the audit's marks on the
 admitted, flagged workload, and the GPU allocation the operator exports.
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from finops_devtools import demo_workloads
+from finops_devtools.demo import workloads as demo_workloads
 from finops_devtools.demo.terminal import Printer
 from finops_devtools.demo.waiting import wait_for
 from finops_operator.domain import conventions

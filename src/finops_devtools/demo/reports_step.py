@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from finops_devtools import demo_workloads
+from finops_devtools.demo import workloads as demo_workloads
 from finops_devtools.demo.terminal import Printer
 from finops_devtools.demo.waiting import wait_for
 from finops_operator.domain import conventions

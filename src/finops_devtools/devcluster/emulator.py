@@ -33,6 +33,7 @@ import kmock
 from kmock._internal import enums, parsing, rendering
 
 from finops_devtools.devcluster import eventually
+from finops_operator.domain.workloads import WorkloadKind
 
 __all__ = ["COSTREPORTS", "RESOURCES", "KubeEmulator", "eventually"]
 
@@ -53,16 +54,10 @@ parsing.parse_path = _parse_path
 
 RESOURCES: dict[str, tuple[str, bool]] = {
     # "group/version/plural": (kind, namespaced)
-    "v1/pods": ("Pod", True),
+    **{f"{kind.group}/v1/{kind.plural}".lstrip("/"): (str(kind), True) for kind in WorkloadKind},
     "v1/namespaces": ("Namespace", False),
     "v1/nodes": ("Node", False),
     "v1/events": ("Event", True),
-    "apps/v1/deployments": ("Deployment", True),
-    "apps/v1/statefulsets": ("StatefulSet", True),
-    "apps/v1/daemonsets": ("DaemonSet", True),
-    "apps/v1/replicasets": ("ReplicaSet", True),
-    "batch/v1/jobs": ("Job", True),
-    "batch/v1/cronjobs": ("CronJob", True),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
     "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True),
     "finops.resilio.tech/v1alpha1/costpolicies": ("CostPolicy", True),

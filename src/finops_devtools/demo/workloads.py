@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 from finops_operator.domain import conventions
+from finops_operator.domain.workloads import WorkloadKind
 
 TEAM: Final = conventions.TEAM_LABEL
 FEATURE: Final = conventions.FEATURE_LABEL
@@ -98,13 +99,13 @@ def _workload(
     gpus: int = 1,
     replicas: int | None = None,
 ) -> dict[str, Any]:
-    api_version = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1"}
+    group = WorkloadKind(kind).group
     template: dict[str, Any] = {
         "metadata": {"labels": {"app": name, **labels}},
         "spec": {"containers": [_container(name, image, gpus)]},
     }
     obj: dict[str, Any] = {
-        "apiVersion": api_version.get(kind, "batch/v1" if kind == "CronJob" else "v1"),
+        "apiVersion": f"{group}/v1" if group else "v1",
         "kind": kind,
         "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
     }
