@@ -12,7 +12,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 src=$repo/e2e/controlplane
 cd "$src"
-hash=$(cat go.mod go.sum $(ls ./*.go | sort) | sha256sum | cut -c1-16)
+hash=$(cat go.mod go.sum ./*.go "$repo/scripts/build-controlplane.sh" | sha256sum | cut -c1-16)
 out=$repo/.cache/controlplane/$hash
 if [ -x "$out/controlplane" ] && [ -L "$out/kubectl" ]; then
   echo "$out"
@@ -28,7 +28,15 @@ mkdir -p "$repo/.cache"
 tmp=$(mktemp -d "$repo/.cache/controlplane.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 # -trimpath and -s -w: a smaller binary; -mod=readonly: go.mod/go.sum are the pin.
-go build -mod=readonly -trimpath -ldflags="-s -w" -o "$tmp/controlplane" . >&2
+# The version stamp upstream's build sets, from the k8s.io/kubernetes line of go.mod.
+version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' go.mod)
+minor=$(echo "$version" | cut -d. -f2)
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags="$ldflags -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  ldflags="$ldflags -X $pkg.gitTreeState=clean"
+done
+go build -mod=readonly -trimpath -ldflags="$ldflags" -o "$tmp/controlplane" . >&2
 ln -s controlplane "$tmp/kubectl"
 mkdir -p "$(dirname "$out")"
 rm -rf "$out"
