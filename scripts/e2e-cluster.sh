@@ -5,6 +5,7 @@
 #   scripts/e2e-cluster.sh up DIR         build what is missing, start it all, install
 #   scripts/e2e-cluster.sh down DIR       stop everything `up` started (by pid)
 #   scripts/e2e-cluster.sh operator DIR   start the operator again (if it is not running)
+#   scripts/e2e-cluster.sh stop-operator DIR   stop only the operator
 #   scripts/e2e-cluster.sh status DIR     what runs where
 #
 # `up` starts etcd (embedded), kube-apiserver and kube-controller-manager, all on
@@ -27,7 +28,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 usage() {
-  echo "usage: $0 up|down|operator|status DIR" >&2
+  echo "usage: $0 up|down|operator|stop-operator|status DIR" >&2
   exit 2
 }
 [ $# -eq 2 ] || usage
@@ -368,6 +369,7 @@ case $cmd in
     start_operator
     status
     ;;
+  stop-operator) stop operator ;;
   status) status ;;
   *) usage ;;
 esac

@@ -62,6 +62,7 @@ MODULE_ORDER = (
     "test_workloads",
     "test_prometheus_rules",
     "test_no_writes",
+    "test_cost_reports",
     "test_leader_election",
     "test_rbac",
 )

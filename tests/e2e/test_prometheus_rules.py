@@ -129,3 +129,29 @@ def test_a_changed_policy_changes_its_rule(cluster: Cluster) -> None:
         what="the rule follows the policy",
     )
     assert "30000" in json.dumps(rule(cluster, name)["spec"])
+
+
+def test_a_policy_the_operator_cannot_render_loses_its_rule_and_says_why(cluster: Cluster) -> None:
+    """The CRD accepts any currency; the operator refuses one its prices are not in."""
+    cluster.namespace(NS)
+    cluster.apply(policy("currency"))
+    body = wait_until(lambda: ready(cluster, "currency"), timeout=60, what="CostPolicy Ready")
+    name = body["status"]["ruleName"]
+    euros = policy("currency")
+    euros["spec"]["budget"]["currency"] = "EUR"
+    cluster.apply(euros)
+    wait_until(
+        lambda: rule(cluster, name) is None,
+        timeout=60,
+        what="the operator deletes the rule it owned",
+    )
+
+    def not_ready() -> dict[str, Any] | None:
+        status = cluster.get("costpolicies", "currency", NS).get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        return status if conditions.get("Ready", {}).get("status") == "False" else None
+
+    status = wait_until(not_ready, timeout=60, what="CostPolicy Ready=False")
+    assert "EUR" in json.dumps(status), status
+    wide = cluster.kubectl("get", "costpolicies", "currency", "-n", NS, "-o", "wide").stdout
+    assert "False" in wide and "EUR" in wide, wide
