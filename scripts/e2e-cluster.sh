@@ -23,7 +23,8 @@
 #           kubectl get costpolicies,costreports -A
 #
 # Environment: FINOPS_OPERATOR (default .venv/bin/finops-operator), E2E_PROM_CRDS,
-# E2E_NO_OPERATOR=1 (control plane and install only).
+# E2E_NO_OPERATOR=1 (control plane and install only), E2E_APISERVER_FLAGS (more
+# kube-apiserver flags, e.g. --enable-admission-plugins=...,OwnerReferencesPermissionEnforcement).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -260,7 +261,7 @@ EOF
       --endpoint-reconciler-type none \
       --cert-dir "$dir/pki" \
       --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
-      --profiling=false
+      --profiling=false ${E2E_APISERVER_FLAGS:-}
     log "started etcd and kube-apiserver; waiting for the API server"
     wait_for 120 kube-apiserver "$kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz
     # Only now: kube-controller-manager exits when the API server's RBAC is not there yet.

@@ -15,7 +15,11 @@ from typing import Any
 from .conftest import OPERATOR_USER, Cluster
 
 # Rules the suite cannot make the operator use, and why. Anything else unused fails.
-NOT_EXERCISED: dict[tuple[str, str, str], str] = {}
+NOT_EXERCISED: dict[tuple[str, str, str], str] = {
+    # Never a request: the OwnerReferencesPermissionEnforcement admission plugin
+    # checks it when the operator sets blockOwnerDeletion (see the test below).
+    ("finops.resilio.tech", "costpolicies/finalizers", "update"): "checked, not called",
+}
 
 
 def audit_entries(cluster: Cluster) -> list[dict[str, Any]]:
@@ -93,3 +97,32 @@ def test_the_operator_used_only_what_it_is_granted_and_all_of_it(cluster: Cluste
     # broader grant from elsewhere (e.g. system:basic-user's selfsubjectreviews).
     extra = sorted(u for u in uses if u not in grants and not u[1].startswith("selfsubject"))
     assert extra == [], f"used without a rule of the manifests: {extra}"
+
+
+def test_the_operator_may_block_its_policies_deletion(cluster: Cluster) -> None:
+    """The PrometheusRules carry blockOwnerDeletion: true in their ownerReference to the policy.
+
+    Clusters with the OwnerReferencesPermissionEnforcement admission plugin (on by
+    default in OpenShift) then require `update` on costpolicies/finalizers. Without
+    it the real API server refuses every PrometheusRule
+    (E2E_APISERVER_FLAGS=--enable-admission-plugins=OwnerReferencesPermissionEnforcement):
+    403 prometheusrules.monitoring.coreos.com "costpolicy-search" is forbidden:
+    cannot set blockOwnerDeletion if an ownerReference refers to a resource you
+    can't set finalizers on
+    """
+    proc = cluster.kubectl(
+        "auth",
+        "can-i",
+        "update",
+        "costpolicies.finops.resilio.tech",
+        "--subresource=finalizers",
+        "-n",
+        "default",
+        "--as",
+        OPERATOR_USER,
+        check=False,
+    )
+    assert proc.stdout.strip() == "yes", (
+        "the operator cannot update costpolicies/finalizers: with "
+        "OwnerReferencesPermissionEnforcement it cannot create its PrometheusRules"
+    )
