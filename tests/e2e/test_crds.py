@@ -158,14 +158,34 @@ def test_kubectl_get_prints_the_servers_columns(cluster: Cluster, ns: str) -> No
     ], wide
     row = next(line for line in wide.splitlines() if line.startswith("columns "))
     assert "search-platform" in row
-    # The server's Table for CostReports (there may be none yet: ask the server directly).
-    table = cluster.kubectl(
-        "get",
-        "--raw",
-        f"/apis/{GROUP}/v1alpha1/costreports?includeObject=None",
-        "-v=0",
+    # CostReports: the operator writes them (test_cost_reports); one by hand for the header.
+    cluster.apply(
+        {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "CostReport",
+            "metadata": {"name": "e2e-columns"},
+            "spec": {"scope": "team", "team": "e2e", "period": "2024-03"},
+        }
     )
-    assert table.returncode == 0
-    reports = cluster.kubectl("get", "costreports", "-o", "wide").stdout
-    if reports.strip() and not reports.startswith("No resources"):
-        assert reports.splitlines()[0].split()[:4] == ["NAME", "TEAM", "PERIOD", "GPU"], reports
+    try:
+        reports = cluster.kubectl("get", "costreports", "e2e-columns", "-o", "wide").stdout
+        assert reports.splitlines()[0].split() == [
+            "NAME",
+            "TEAM",
+            "PERIOD",
+            "GPU",
+            "HOURS",
+            "COST",
+            "CURRENCY",
+            "IDLE",
+            "%",
+            "BUDGET",
+            "%",
+            "STALE",
+            "DATA",
+            "THROUGH",
+            "AGE",
+        ], reports
+        assert reports.splitlines()[1].split()[:3] == ["e2e-columns", "e2e", "2024-03"], reports
+    finally:
+        cluster.kubectl("delete", "costreport", "e2e-columns", "--wait=false")
