@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The test command: installs what it needs, then lint, format check, types, import contracts, tests.
+# The test command: installs what it needs, then lint, format check, types, import contracts,
+# tests (tests/e2e included: a real control plane, see docs/testing-e2e.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+# The Kubernetes control plane of tests/e2e (docs/testing-e2e.md): built once, cached.
+scripts/build-controlplane.sh >/dev/null
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy

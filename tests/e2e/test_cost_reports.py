@@ -1,0 +1,250 @@
+"""CostReports written by the leader: created once, figures through the status subresource.
+
+The shipped ConfigMap points at kube-prometheus-stack's Prometheus, which this
+machine does not have. So this module stops the operator of
+scripts/e2e-cluster.sh and runs one of its own whose configuration differs only
+in `prometheus.url` (a real Prometheus started here, scraping that operator's
+/metrics every second) and `reports.intervalSeconds` (5, the minimum). The pods
+it reports on run on a fake GPU node, as in test_workloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import (
+    COMPLIANT,
+    OPERATOR_USER,
+    REPO,
+    SCRIPT,
+    TEAM,
+    Cluster,
+    gpu_workload,
+    wait_until,
+)
+from .test_workloads import make_node, run_on
+
+NS = "e2e-reports"
+PROMETHEUS = shutil.which("prometheus")
+BACKFILLED_POD = "reported-earlier"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def backfill(work: Path, instance: str) -> None:
+    """Three hours of this operator's own series, ending 30 minutes ago, into the TSDB.
+
+    The report counts samples per whole hour of each target, so a Prometheus that
+    started seconds ago has nothing to report yet. These are the series the
+    operator exports for BACKFILLED_POD (2 H100s), as Prometheus would have
+    scraped them every minute; the live scrape adds the pods running now.
+    """
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package"
+    end = int(time.time()) - 1800
+    stamps = range(end - 3 * 3600, end, 60)
+    target = f'job="finops-operator",instance="{instance}"'
+    pod = (
+        f'namespace="{NS}",pod="{BACKFILLED_POD}",node="e2e-report-h100",'
+        'resource="nvidia.com/gpu",gpu_model="NVIDIA-H100-80GB-HBM3",'
+        f'team="{COMPLIANT[TEAM]}",feature="semantic-search",environment="production",'
+        'workload_type="inference",cost_center="cc-1042"'
+    )
+    lines = ["# TYPE finops_gpu_hourly_price gauge"]
+    lines += [
+        f'finops_gpu_hourly_price{{{target},gpu_model="NVIDIA-H100-80GB-HBM3"}} 4.5 {t}'
+        for t in stamps
+    ]
+    lines.append("# TYPE finops_pod_gpu_allocation gauge")
+    lines += [f"finops_pod_gpu_allocation{{{target},{pod}}} 2 {t}" for t in stamps]
+    lines.append("# EOF")
+    (work / "backfill.om").write_text("\n".join(lines) + "\n")
+    subprocess.run(
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            str(work / "backfill.om"),
+            str(work / "tsdb"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def reporting_operator(cluster: Cluster) -> Iterator[int]:
+    """The metrics port of an operator that reads a local Prometheus; the script's is stopped."""
+    if PROMETHEUS is None:
+        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh installs it)")
+    work = Path(cluster.info["dir"]) / "reports"
+    work.mkdir(exist_ok=True)
+    logs = Path(cluster.info["logs"])
+    metrics_port, prom_port = free_port(), free_port()
+    (work / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "finops-operator",
+                        "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    backfill(work, f"127.0.0.1:{metrics_port}")
+    config = yaml.safe_load(Path(cluster.info["config"]).read_text())
+    config["prometheus"]["url"] = f"http://127.0.0.1:{prom_port}"
+    config.setdefault("reports", {})["intervalSeconds"] = 5
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+
+    subprocess.run(
+        ["bash", str(SCRIPT), "stop-operator", str(cluster.dir)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with (logs / "prometheus.log").open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        PROMETHEUS,
+                        f"--config.file={work / 'prometheus.yml'}",
+                        f"--storage.tsdb.path={work / 'tsdb'}",
+                        f"--web.listen-address=127.0.0.1:{prom_port}",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        env = dict(
+            os.environ,
+            KUBECONFIG=cluster.info["operator_kubeconfig"],
+            POD_NAMESPACE="finops-system",
+        )
+        with (logs / "operator-reports.log").open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(REPO / ".venv" / "bin" / "finops-operator"),
+                        "run",
+                        "--config",
+                        str(work / "config.yaml"),
+                        "--webhook-secret",
+                        "finops-operator-webhook-tls",
+                        "--webhook-host",
+                        "127.0.0.1",
+                        # The webhooks keep calling the port the script's operator had.
+                        "--webhook-port",
+                        str(cluster.info["webhook_port"]),
+                        "--metrics-port",
+                        str(metrics_port),
+                        "--namespace",
+                        "finops-system",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=work,
+                )
+            )
+        state = Path(cluster.info["state"])
+        (state / "extra-prometheus.pid").write_text(str(procs[0].pid))
+        (state / "extra-operator-reports.pid").write_text(str(procs[1].pid))
+        wait_until(
+            lambda: cluster.metric("finops_leader", metrics_port) == 1,
+            timeout=60,
+            what="the reporting operator leads",
+        )
+        yield metrics_port
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        for name in ("extra-prometheus.pid", "extra-operator-reports.pid"):
+            (Path(cluster.info["state"]) / name).unlink(missing_ok=True)
+        subprocess.run(
+            ["bash", str(SCRIPT), "operator", str(cluster.dir)],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+
+
+def team_report(cluster: Cluster, team: str) -> dict[str, Any] | None:
+    for report in cluster.get("costreports")["items"]:
+        spec = report["spec"]
+        if spec.get("scope") == "team" and spec.get("team") == team and report.get("status"):
+            return dict(report)
+    return None
+
+
+def test_reports_are_created_and_filled_through_the_status_subresource(
+    cluster: Cluster, reporting_operator: int
+) -> None:
+    cluster.namespace(NS)
+    make_node(
+        cluster,
+        "e2e-report-h100",
+        {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8"},
+        {"nvidia.com/gpu": "8"},
+    )
+    cluster.apply(gpu_workload("Pod", "reported", NS, COMPLIANT, gpus=2))
+    run_on(cluster, cluster.get("pod", "reported", NS), "e2e-report-h100")
+
+    report = wait_until(
+        lambda: team_report(cluster, COMPLIANT[TEAM]),
+        timeout=120,
+        what=f"a CostReport of team {COMPLIANT[TEAM]} with figures",
+    )
+    assert report["metadata"]["generation"] == 1, "figures must not change the spec"
+    assert float(report["status"]["gpuHours"]) > 0, report["status"]
+    assert report["status"]["currency"] == "USD"
+    out = cluster.kubectl("get", "costreports").stdout
+    assert out.splitlines()[0].split()[:5] == ["NAME", "TEAM", "PERIOD", "GPU", "HOURS"], out
+    assert any(COMPLIANT[TEAM] in line for line in out.splitlines()[1:]), out
+
+    time.sleep(6)  # one more refresh: only the status moves
+    again = cluster.get("costreport", report["metadata"]["name"])
+    assert again["metadata"]["generation"] == 1
+    writes = {
+        (e["verb"], (e.get("objectRef") or {}).get("subresource", ""))
+        for e in (
+            json.loads(line) for line in cluster.audit_log.read_text().splitlines() if line.strip()
+        )
+        if e["user"]["username"] == OPERATOR_USER
+        and (e.get("objectRef") or {}).get("resource") == "costreports"
+        and e["verb"] in ("create", "update", "patch")
+    }
+    assert ("create", "") in writes and ("patch", "status") in writes, writes
+    assert ("patch", "") not in writes and ("update", "") not in writes, writes
