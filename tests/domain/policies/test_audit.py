@@ -59,3 +59,17 @@ def test_an_object_a_controller_created_is_left_to_its_owner() -> None:
     outcome = audit_workload(pod, ENFORCE, None)
     assert outcome.reason is AuditReason.LEFT_TO_OWNER
     assert not outcome.violations and outcome.desired is None
+
+
+def test_an_annotation_the_owner_copied_onto_its_replicaset_is_left_alone() -> None:
+    # The Deployment controller copies a Deployment's annotations onto its ReplicaSets;
+    # removing the copy would make the operator and the controller write in turn forever.
+    replicaset = workload("ReplicaSet")
+    replicaset["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "uid": "u", "controller": True}
+    ]
+    copied = '{"missing":["resilio.tech/team"],"invalid":{}}'
+    replicaset["metadata"]["annotations"] = {"finops.resilio.tech/violations": copied}
+    outcome = audit_workload(replicaset, ENFORCE, None)
+    assert outcome.reason is AuditReason.LEFT_TO_OWNER
+    assert outcome.desired == copied and not outcome.changed

@@ -69,6 +69,10 @@ def audit_workload(
         obj, policy=policy, namespace=meta.get("namespace"), namespace_labels=namespace_labels
     )
     reason = audit_reason(verdict)
+    if reason is AuditReason.LEFT_TO_OWNER:
+        # Its controller may copy the owner's annotations onto it (a Deployment's onto its
+        # ReplicaSets): removing them would start a write loop with that controller.
+        return AuditOutcome(NO_VIOLATIONS, current, current, reason, verdict.skip)
     found = verdict.violations if reason is AuditReason.VIOLATING else NO_VIOLATIONS
     return AuditOutcome(found, found.annotation() if found else None, current, reason, verdict.skip)
 

@@ -67,7 +67,6 @@ def policy_prometheus_rule(
                 "name": policy.name,
                 "uid": policy.uid,
                 "controller": True,
-                "blockOwnerDeletion": True,
             }
         ]
     return rule
