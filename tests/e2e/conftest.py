@@ -218,7 +218,7 @@ def gpu_workload(
     resource: str = "nvidia.com/gpu",
     replicas: int = 1,
 ) -> dict[str, Any]:
-    """A Pod, Deployment, StatefulSet, Job or CronJob asking for `gpus` of `resource`."""
+    """A workload of one of the seven kinds asking for `gpus` of `resource`."""
     labels = dict(labels or {})
     container = {
         "name": "main",

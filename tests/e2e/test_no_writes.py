@@ -18,7 +18,7 @@ from .conftest import (
 )
 
 NS = "e2e-audit-writes"
-KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 
 
 def audit_entries(cluster: Cluster) -> list[dict[str, Any]]:
