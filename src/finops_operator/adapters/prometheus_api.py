@@ -204,7 +204,7 @@ class PrometheusClient:
             # again). After the last try the answer itself is judged, and named.
             retry=Retry(
                 total=2,
-                read=0,
+                read=False,
                 backoff_factor=0.2,
                 status_forcelist=(502, 503, 504),
                 allowed_methods=None,

@@ -24,6 +24,7 @@ print them unless told `--allow-partial`).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,7 +116,8 @@ def _decimal(raw: Any) -> Decimal:
         value = Decimal(str(raw).strip())
     except (InvalidOperation, ValueError):
         raise BadSampleError(f"a value that is not a number ({str(raw)[:40]!r})") from None
-    if not value.is_finite():
+    if not value.is_finite() or not math.isfinite(float(value)):
+        # Prometheus' samples are float64: beyond ±1.8e308 is +Inf/-Inf written another way.
         raise BadSampleError(f"a {raw} sample")
     return value
 
