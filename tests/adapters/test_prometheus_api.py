@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -388,6 +389,14 @@ def test_502_503_and_504_are_tried_three_times_then_named(scripted: ScriptedProm
     with pytest.raises(PrometheusError, match="HTTP 503"):
         PrometheusClient(PrometheusConfig(url=scripted.url), timeout=5).evaluate("up", START)
     assert len(scripted.requests) == 3
+
+
+def test_a_retry_after_is_named_not_slept_on(scripted: ScriptedPrometheus) -> None:
+    scripted.fault = Answer(429, "slow down", {"Retry-After": "120"}, content_type="text/plain")
+    began = time.monotonic()
+    with pytest.raises(PrometheusError, match=r"HTTP 429 .*retry after 120 s"):
+        PrometheusClient(PrometheusConfig(url=scripted.url), timeout=5).evaluate("up", START)
+    assert time.monotonic() - began < 10 and len(scripted.requests) == 1
 
 
 def test_a_503_that_passes_is_not_seen(scripted: ScriptedPrometheus) -> None:

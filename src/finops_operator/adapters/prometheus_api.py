@@ -201,7 +201,9 @@ class PrometheusClient:
             headers=dict(config.headers),
             # Queries are reads: a 502/503/504 or a refused connection is tried twice more,
             # POST included; a query that timed out is not sent again (it would time out
-            # again). After the last try the answer itself is judged, and named.
+            # again), and a Retry-After is not slept on here (a 429 asking for 300 s would
+            # hold the refresh that long): the caller's backoff waits instead. After the
+            # last try the answer itself is judged, and named.
             retry=Retry(
                 total=2,
                 read=False,
@@ -209,6 +211,7 @@ class PrometheusClient:
                 status_forcelist=(502, 503, 504),
                 allowed_methods=None,
                 raise_on_status=False,
+                respect_retry_after_header=False,
             ),
             session=session,
             timeout=int(timeout),

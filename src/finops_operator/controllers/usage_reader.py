@@ -13,7 +13,8 @@ reconciler call:
     result.costs.teams, result.costs.untagged, result.costs.cluster, result.jobs
 
 Failures raise `PrometheusError`, never a report of zeros. An answer holding a
-NaN or an infinite sample, or a sample that is not a number, raises
+NaN or an infinite sample, a sample that is not a number, or one beyond
+`MAX_SAMPLE` (1e12, far beyond any real usage in one window), raises
 `UnusableAnswerError` naming the query and the series: skipping the series would
 under-count a team, and reading it as 0 would show a wrong figure as fresh. An
 answer with `warnings` (Thanos or Mimir answering only in part) is read, and its
@@ -58,6 +59,11 @@ from finops_operator.ports import PrometheusPort
 
 UNKNOWN_MODEL: Final = "unknown"
 ZERO: Final = Decimal(0)
+# The largest sample read as usage: GPU hours or tokens of one series in one window. A
+# million GPUs for a day is 2.4e7 GPU hours, and 1e12 tokens a day is 11 million a
+# second; a larger sample is a broken exporter or rule, and priced it would overflow
+# every figure built on it.
+MAX_SAMPLE: Final = Decimal("1e12")
 
 Key = tuple[str, ...]
 
@@ -119,6 +125,8 @@ def _decimal(raw: Any) -> Decimal:
     if not value.is_finite() or not math.isfinite(float(value)):
         # Prometheus' samples are float64: beyond ±1.8e308 is +Inf/-Inf written another way.
         raise BadSampleError(f"a {raw} sample")
+    if abs(value) > MAX_SAMPLE:
+        raise BadSampleError(f"a sample of {raw}, beyond any real usage (more than {MAX_SAMPLE})")
     return value
 
 
