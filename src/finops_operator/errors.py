@@ -13,7 +13,8 @@ errors are retried or shown as stale, never as a traceback.
     └── ExternalError (also RuntimeError): a system the operator talks to failed
         ├── KubeError              the Kubernetes API server (`status`, 0 when unreachable)
         └── PrometheusError        Prometheus, Thanos or Mimir
-            └── NoUsageDataError   it answered, with none of the operator's series
+            ├── NoUsageDataError   it answered, with none of the operator's series
+            └── UnusableAnswerError it answered, with nothing a cost can be computed from
 
 The development tools (finops_devtools) root their own errors here too:
 `finops_devtools.errors.DevToolsError` is a FinOpsError.
@@ -92,3 +93,8 @@ class PrometheusError(ExternalError):
 
 class NoUsageDataError(PrometheusError):
     """Prometheus answered, but holds none of the operator's series for the period."""
+
+
+class UnusableAnswerError(PrometheusError):
+    """Prometheus answered, but not with figures a cost can be computed from: `data: null`,
+    a malformed result, NaN or Inf samples. The message names the URL, the query and why."""

@@ -90,6 +90,11 @@ class QueryRecordView(Protocol):
     @property
     def seconds(self) -> float: ...
 
+    @property
+    def warnings(self) -> Sequence[str]:
+        """The answer's `warnings`: not empty when Thanos or Mimir answered only in part."""
+        ...
+
 
 class PrometheusPort(Protocol):
     """Instant and range queries with millisecond bounds. Failures raise `PrometheusError`.

@@ -1,5 +1,7 @@
-"""The Prometheus adapter honours a path prefix, a bearer token, extra headers and a CA.
+"""The Prometheus adapter honours a path prefix, a bearer token, extra headers and a CA,
+and turns every answer it cannot use into a PrometheusError naming the URL and the cause.
 
+The bad answers come from `tests.support.scripted_prometheus` (no Prometheus needed).
 A small HTTPS reverse proxy (aiohttp, on 127.0.0.1, a self-signed certificate from
 finops_operator.adapters.certificates) stands in for Mimir or Thanos behind a gateway: it
 serves Prometheus' API under `/prometheus`, and refuses requests without the
@@ -13,6 +15,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -34,11 +37,19 @@ from tests.support.prometheus_server import (
     PrometheusServer,
     backfilled_prometheus,
     free_port,
-    needs_prometheus,
     recent_days,
+    tools_available,
 )
-
-pytestmark = needs_prometheus
+from tests.support.scripted_prometheus import (
+    NAN,
+    POS_INF,
+    Answer,
+    ScriptedPrometheus,
+    error,
+    healthy,
+    html,
+    success,
+)
 
 TOKEN = "s3cret-token"
 TENANT = "team-finops"
@@ -121,6 +132,8 @@ class GatewayProxy:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    if not tools_available():
+        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh)")
     scenario = generate_scenario(
         ScenarioParams(start=START - timedelta(hours=2), end=END + timedelta(hours=2), teams=3)
     )
@@ -262,3 +275,168 @@ def test_each_query_is_logged_with_its_time_and_prometheus_own_statistics(
     assert record.kind == "instant" and record.seconds > 0
     assert "evalTotalTime" in record.stats["timings"]
     assert record.stats["samples"]["totalQueryableSamples"] > 0
+
+
+# --- answers that cannot be used ------------------------------------------------------
+
+BAD_ANSWERS = {
+    "data null": (Answer(body={"status": "success", "data": None}), "data is null"),
+    "data missing": (Answer(body={"status": "success"}), "data is null"),
+    "result not a list": (success("vector", {"a": 1}), 'result is {"a": 1}, not a list'),
+    "result null": (success("vector", None), "result is null"),
+    "wrong resultType": (success("string", [0, "x"]), 'resultType is "string"'),
+    "a series that is not an object": (success("vector", ["x"]), "series 0 is not an object"),
+    "a sample that is not a pair": (
+        success("vector", [{"metric": {}, "value": ["1"]}]),
+        "not a [time, value] pair",
+    ),
+    "a sample that is not a number": (
+        success("vector", [{"metric": {}, "value": [1, "lots"]}]),
+        "is not a number",
+    ),
+    "labels that are not strings": (
+        success("vector", [{"metric": {"team": 1}, "value": [1, "1"]}]),
+        "labels that are not strings",
+    ),
+    "no samples": (success("vector", [{"metric": {}}]), "has no 'value'"),
+    "native histograms": (
+        success("vector", [{"metric": {}, "histogram": [1, {"count": "1"}]}]),
+        "native histograms",
+    ),
+    "not JSON": (Answer(body="this is not JSON", content_type="text/plain"), "not JSON"),
+    "a JSON list": (Answer(body=[1, 2]), "JSON list, not an object"),
+    "an HTML page with 200": (html(200, "Sign in"), "not JSON (<html><head><title>Sign in"),
+    "an unknown status": (Answer(body={"status": "maybe"}), 'the status is "maybe"'),
+}
+REFUSALS = {
+    "HTTP 500": (error(500, "internal", "query panicked"), "HTTP 500 Internal Server Error: "),
+    "HTTP 502 HTML page": (html(502, "502 Bad Gateway"), "HTTP 502 Bad Gateway (<html>"),
+    "HTTP 503": (error(503, "unavailable", "no store"), "HTTP 503 Service Unavailable"),
+    "HTTP 429": (
+        Answer(429, "slow down", {"Retry-After": "7"}, content_type="text/plain"),
+        "HTTP 429 Too Many Requests (slow down) (retry after 7 s)",
+    ),
+    "status error with 200": (
+        Answer(body={"status": "error", "errorType": "bad_data", "error": "nope"}),
+        "bad_data: nope",
+    ),
+}
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedPrometheus]:
+    with ScriptedPrometheus() as server:
+        yield server
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ANSWERS))
+def test_an_answer_that_is_not_prometheus_json_is_a_prometheus_error_naming_it(
+    scripted: ScriptedPrometheus, case: str
+) -> None:
+    answer, cause = BAD_ANSWERS[case]
+    scripted.fault = answer
+    client = PrometheusClient(PrometheusConfig(url=scripted.url), timeout=5)
+    with pytest.raises(PrometheusError) as caught:
+        client.evaluate("up", START)
+    message = str(caught.value)
+    assert scripted.url in message and "unusable answer to the instant query" in message
+    assert cause in message, message
+    assert client.log == []
+
+
+RANGE_BAD_ANSWERS = {
+    "data null": (Answer(body={"status": "success", "data": None}), "data is null"),
+    "a vector": (success("vector", []), 'resultType is "vector", not matrix'),
+    "values not a list": (success("matrix", [{"metric": {}, "values": 3}]), "is not a list"),
+    "no values": (success("matrix", [{"metric": {}, "value": [1, "1"]}]), "has no 'values'"),
+    "a bad sample": (
+        success("matrix", [{"metric": {}, "values": [[1, "1"], [2]]}]),
+        "series 0, sample 1 is not a [time, value] pair",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RANGE_BAD_ANSWERS))
+def test_a_range_answer_that_is_not_a_matrix_is_a_prometheus_error_naming_it(
+    scripted: ScriptedPrometheus, case: str
+) -> None:
+    answer, cause = RANGE_BAD_ANSWERS[case]
+    scripted.fault = answer
+    client = PrometheusClient(PrometheusConfig(url=scripted.url), timeout=5)
+    with pytest.raises(PrometheusError) as caught:
+        client.evaluate_range("up", START, START + timedelta(hours=1), 600)
+    message = str(caught.value)
+    assert scripted.url in message and "unusable answer to the range query" in message
+    assert cause in message, message
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_an_http_error_is_a_prometheus_error_with_the_status_and_the_cause(
+    scripted: ScriptedPrometheus, case: str
+) -> None:
+    answer, cause = REFUSALS[case]
+    scripted.fault = answer
+    client = PrometheusClient(PrometheusConfig(url=scripted.url), timeout=5)
+    with pytest.raises(PrometheusError) as caught:
+        client.evaluate("up", START)
+    message = str(caught.value)
+    assert scripted.url in message and "refused the instant query" in message
+    assert cause in message, message
+
+
+def test_502_503_and_504_are_tried_three_times_then_named(scripted: ScriptedPrometheus) -> None:
+    scripted.fault = error(503, "unavailable", "no store")
+    with pytest.raises(PrometheusError, match="HTTP 503"):
+        PrometheusClient(PrometheusConfig(url=scripted.url), timeout=5).evaluate("up", START)
+    assert len(scripted.requests) == 3
+
+
+def test_a_retry_after_is_named_not_slept_on(scripted: ScriptedPrometheus) -> None:
+    scripted.fault = Answer(429, "slow down", {"Retry-After": "120"}, content_type="text/plain")
+    began = time.monotonic()
+    with pytest.raises(PrometheusError, match=r"HTTP 429 .*retry after 120 s"):
+        PrometheusClient(PrometheusConfig(url=scripted.url), timeout=5).evaluate("up", START)
+    assert time.monotonic() - began < 10 and len(scripted.requests) == 1
+
+
+def test_a_503_that_passes_is_not_seen(scripted: ScriptedPrometheus) -> None:
+    answers = iter([error(503, "unavailable", "restarting")])
+    scripted.fault = lambda request: next(answers, None) or healthy(request)
+    result = PrometheusClient(PrometheusConfig(url=scripted.url), timeout=5).evaluate("up", START)
+    assert result[0]["value"][1] == "10" and len(scripted.requests) == 2
+
+
+def test_a_slow_answer_is_a_timeout_naming_the_url_and_the_limit(
+    scripted: ScriptedPrometheus,
+) -> None:
+    scripted.fault = Answer(delay=3, body={})
+    client = PrometheusClient(PrometheusConfig(url=scripted.url), timeout=0.5)
+    with pytest.raises(PrometheusError) as caught:
+        client.evaluate("up", START)
+    message = str(caught.value)
+    assert scripted.url in message and "did not answer the instant query within 0.5 s" in message
+    assert len(scripted.requests) == 1  # a timed-out query is not sent again
+
+
+def test_nan_and_inf_are_passed_on_as_prometheus_wrote_them(scripted: ScriptedPrometheus) -> None:
+    scripted.fault = success("vector", [{"metric": {}, "value": [1, NAN]}, {"value": [1, POS_INF]}])
+    result = PrometheusClient(PrometheusConfig(url=scripted.url)).evaluate("up", START)
+    assert [series["value"][1] for series in result] == [NAN, POS_INF]
+
+
+def test_the_warnings_of_an_answer_are_kept_in_the_log(scripted: ScriptedPrometheus) -> None:
+    warning = "partial response: store gateway 10.0.0.7:10901 unreachable"
+    scripted.fault = lambda request: healthy(request, warnings=[warning])
+    client = PrometheusClient(PrometheusConfig(url=scripted.url))
+    assert client.evaluate("up", START)[0]["value"][1] == "10"
+    client.evaluate_range("up", START, START + timedelta(hours=1), 600)
+    assert [record.warnings for record in client.log] == [(warning,), (warning,)]
+
+
+def test_the_query_helpers_check_the_answer_too(scripted: ScriptedPrometheus) -> None:
+    scripted.fault = Answer(body={"status": "success", "data": None})
+    client = PrometheusClient(PrometheusConfig(url=scripted.url))
+    with pytest.raises(PrometheusError, match="data is null"):
+        client.query("up", START)
+    with pytest.raises(PrometheusError, match="data is null"):
+        client.query_range("up", START, START + timedelta(hours=1), timedelta(minutes=10))

@@ -205,6 +205,58 @@ async def test_a_prometheus_without_the_operators_series_is_not_a_failure() -> N
     assert world.metrics.refreshed == {} and world.metrics.report_failures == {}
 
 
+# --- answers that cannot be trusted --------------------------------------------------
+
+
+async def test_a_nan_sample_keeps_the_last_good_figures_and_marks_them_unusable() -> None:
+    world = World()
+    await world.controller.refresh(NOW)
+    good = {name: world.report(name)["status"] for name in NAMES}
+    world.prometheus.default = [{**EVERYTHING[0], "value": [1_700_000_000, "NaN"]}]
+    assert not await world.controller.refresh(LATER)
+    for name in NAMES:
+        assert figures(world.report(name)["status"]) == figures(good[name])
+        assert world.conditions(name)["Stale"] == ("True", "UnusableAnswer")
+    stale = world.report("ml-2026-11")["status"]["conditions"][1]
+    assert "NaN sample" in stale["message"] and "http://prometheus.test:9090" in stale["message"]
+    assert world.metrics.report_failures == {"prometheus": 2}
+
+
+async def test_a_partial_answer_keeps_the_last_whole_figures_and_says_why() -> None:
+    world = World()
+    await world.controller.refresh(NOW)
+    good = {name: world.report(name)["status"] for name in NAMES}
+    world.prometheus.default = [{**EVERYTHING[0], "value": [1_700_000_000, "4"]}]
+    world.prometheus.warnings = ("partial response: store gateway 10.0.0.7 unreachable",)
+    assert not await world.controller.refresh(LATER)
+    for name in NAMES:
+        assert figures(world.report(name)["status"]) == figures(good[name])
+        assert world.conditions(name)["Stale"] == ("True", "PartialAnswer")
+    stale = world.report("ml-2026-11")["status"]["conditions"][1]
+    assert "store gateway 10.0.0.7 unreachable" in stale["message"]
+    world.prometheus.warnings = ()
+    assert await world.controller.refresh(LATER)
+    assert world.conditions("ml-2026-11")["Stale"] == ("False", "Fresh")
+    assert figures(world.report("ml-2026-11")["status"]) != figures(good["ml-2026-11"])
+
+
+async def test_a_partial_answer_before_any_report_exists_writes_nothing() -> None:
+    world = World()
+    world.prometheus.warnings = ("partial response",)
+    assert not await world.controller.refresh(NOW)
+    assert world.kube.calls == [] and world.metrics.refreshed == {}
+
+
+async def test_a_long_cause_is_cut_to_a_readable_message() -> None:
+    world = World()
+    await world.controller.refresh(NOW)
+    world.prometheus.warnings = tuple(f"store {i} unreachable: {'x' * 400}" for i in range(10))
+    await world.controller.refresh(LATER)
+    stale = world.report("ml-2026-11")["status"]["conditions"][1]
+    assert len(stale["message"]) == report_controller.MESSAGE_LIMIT
+    assert stale["message"].endswith("...")
+
+
 # --- API failures ------------------------------------------------------------------------
 
 

@@ -127,3 +127,57 @@ def test_an_unreachable_prometheus_is_raised_as_it_is() -> None:
 def test_a_period_that_has_not_begun_is_refused() -> None:
     with pytest.raises(ValueError, match="has not begun"):
         report_period(FakePrometheus(), PricingConfig(), TWO_DAYS, now=TWO_DAYS.start)
+
+
+# --- answers that are not figures --------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["NaN", "+Inf", "-Inf", "1e999", "5e21", "lots", None, True])
+@pytest.mark.parametrize("query", [gpu_hours_query, idle_gpu_hours_query, tokens_query])
+def test_a_sample_that_is_not_a_finite_number_is_an_error_not_a_skipped_series(
+    bad: Any, query: Any
+) -> None:
+    answers = usage_answers()
+    answers[query(DAY_MS)] = [*answers[query(DAY_MS)], series({"team": "ops"}, "3", bad)]
+    with pytest.raises(PrometheusError) as raised:
+        report_period(FakePrometheus(answers=answers), PricingConfig(), TWO_DAYS)
+    message = str(raised.value)
+    assert "Prometheus at http://prometheus.test:9090" in message
+    assert 'series {team="ops"}' in message and "no cost is computed" in message
+    assert not isinstance(raised.value, NoUsageDataError)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"metric": {"team": "ops"}},  # no samples
+        {"metric": {"team": "ops"}, "values": 3},
+        {"metric": {"team": "ops"}, "values": [[1]]},
+        {"values": [[1, "1"]], "metric": None},
+        "a string",
+    ],
+)
+def test_a_series_that_is_not_a_series_is_an_error(broken: Any) -> None:
+    answers = usage_answers()
+    answers[gpu_hours_query(DAY_MS)] = [*answers[gpu_hours_query(DAY_MS)], broken]
+    with pytest.raises(PrometheusError, match="answered the gpu hours query with"):
+        read_usage(FakePrometheus(answers=answers), TWO_DAYS)
+
+
+def test_a_partial_answer_gives_a_report_that_says_so() -> None:
+    prometheus = FakePrometheus(answers=usage_answers())
+    prometheus.warnings = ("partial response: store 10.0.0.7 unreachable",)
+    report = report_period(prometheus, PricingConfig(), TWO_DAYS)
+    assert report.partial
+    assert report.warnings == ("partial response: store 10.0.0.7 unreachable",)
+    assert not report_period(
+        FakePrometheus(answers=usage_answers()), PricingConfig(), TWO_DAYS
+    ).partial
+
+
+def test_a_partial_answer_without_series_is_an_error_not_no_usage() -> None:
+    prometheus = FakePrometheus()
+    prometheus.warnings = ("partial response: store 10.0.0.7 unreachable",)
+    with pytest.raises(PrometheusError, match="answered only in part") as raised:
+        report_period(prometheus, PricingConfig(), TWO_DAYS)
+    assert not isinstance(raised.value, NoUsageDataError)

@@ -9,7 +9,8 @@ They keep the semantics the controllers rely on, and nothing more:
   are injected with `fail_next` (the next matching call raises `KubeError`) or
   `outage` (every call raises `KubeError(0)`, as when the API server is down).
 - `FakePrometheus`: answers by exact PromQL expression, `default` otherwise;
-  `fail_next` and `outage` raise `PrometheusError`.
+  `fail_next` and `outage` raise `PrometheusError`; `warnings` makes every answer
+  a partial one.
 - `FakeMetrics`: what each metric was set to or counted.
 
 mypy checks them against the Protocols of `finops_operator.ports` (this file is
@@ -275,6 +276,7 @@ class Query:
     kind: str  # "instant" or "range"
     expr: str
     seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -289,6 +291,7 @@ class FakePrometheus:
     log: list[Query] = field(default_factory=list)
     outage: bool = False  # every query raises PrometheusError
     failures: int = 0  # the next `failures` queries raise PrometheusError
+    warnings: tuple[str, ...] = ()  # the `warnings` of every answer (a partial answer)
 
     def fail_next(self, times: int = 1) -> None:
         self.failures += times
@@ -297,7 +300,7 @@ class FakePrometheus:
         if self.outage or self.failures:
             self.failures = max(0, self.failures - 1)
             raise PrometheusError(f"cannot reach Prometheus at {self.config.url} (injected)")
-        self.log.append(Query(kind, promql))
+        self.log.append(Query(kind, promql, warnings=self.warnings))
         return copy.deepcopy(self.answers.get(promql, self.default))
 
     def evaluate(self, promql: str, at: float) -> list[dict[str, Any]]:

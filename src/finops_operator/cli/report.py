@@ -2,6 +2,7 @@
 
     finops-operator report --config PATH --period 2026-11 [--team T]
                            [--format table|json|csv|focus] [--prometheus-url URL]
+                           [--allow-partial]
 
 Parses the arguments, reads usage with `usage_reader.report_period` (a fixed
 handful of aggregated queries, priced by the cost model) and prints it in the
@@ -10,6 +11,10 @@ chosen format: `views.report_formats` renders the table, JSON, CSV and FOCUS CSV
 
 Exit 0 with the report; 2 when the configuration, the period or Prometheus cannot
 be used, with a message naming the URL and the cause (never a report of zeros).
+A partial answer (Prometheus' `warnings`, as Thanos or Mimir give when a store is
+missing) is exit 2 too, naming the warnings: its figures may be too low. With
+`--allow-partial` the report is printed all the same, exit 0, with the warnings on
+stderr and, in the table, a PARTIAL line above the figures.
 """
 
 from __future__ import annotations
@@ -65,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for each query"
+    )
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="print the report even when Prometheus answered only in part (its figures "
+        "may be too low; they are marked PARTIAL)",
     )
 
 
@@ -128,6 +139,20 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if report.partial:
+        warnings = "; ".join(report.warnings)
+        partial = f"Prometheus at {prometheus.url} answered only in part: {warnings}"
+        if not args.allow_partial:
+            print(
+                f"error: no report for {label}: {partial}; its figures may be too low. "
+                "Run it again when Prometheus answers in full, or pass --allow-partial "
+                "to print them marked as partial",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"warning: PARTIAL report for {label}: {partial}", file=sys.stderr)
+        if args.format == "table":
+            sys.stdout.write(f"PARTIAL: figures may be too low ({partial})\n\n")
     known = {row.team for row in report.costs.teams} | {conventions.UNTAGGED}
     if args.team is not None and args.team not in known:
         print(f"note: team {args.team!r} has no usage in {label}", file=sys.stderr)

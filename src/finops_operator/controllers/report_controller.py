@@ -4,7 +4,13 @@ Each refresh reads a month from Prometheus (usage_reader), builds the reports
 (cost_reports) and writes only what changed. When Prometheus cannot be read the
 reports keep their last good figures and get `Stale=True` with the reason; the
 next attempt comes sooner, backing off up to the refresh interval, and the
-first good read clears `Stale` on its own.
+first good read clears `Stale` on its own. The reasons:
+
+- `PrometheusUnavailable`: unreachable, timed out, or an HTTP error;
+- `UnusableAnswer`: it answered, but with `data: null`, a malformed result, or a
+  NaN or Inf sample (no cost can be computed from it);
+- `PartialAnswer`: it answered with `warnings` (Thanos or Mimir answering only in
+  part); the figures that came back may be too low, so they are not written.
 """
 
 from __future__ import annotations
@@ -31,13 +37,21 @@ from finops_operator.domain.costs.cost_reports import (
 )
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.rules.cost_policy import parse_cost_policy
-from finops_operator.errors import CostPolicyError, KubeError, NoUsageDataError, PrometheusError
+from finops_operator.errors import (
+    CostPolicyError,
+    KubeError,
+    NoUsageDataError,
+    PrometheusError,
+    UnusableAnswerError,
+)
 from finops_operator.ports import KubePort, MetricsPort, PrometheusPort
 
 logger = logging.getLogger(__name__)
 
 REPORTS = (conventions.API_GROUP, conventions.API_VERSION, PLURAL)
 FIRST_RETRY_SECONDS = 5.0
+# A condition message stays readable (and far below the API's 32 KiB).
+MESSAGE_LIMIT = 1024
 
 
 def months_to_refresh(now: datetime.datetime) -> list[Period]:
@@ -113,7 +127,19 @@ class ReportController:
                 healthy = False
                 self.metrics.count_report_failure("prometheus")
                 logger.warning("CostReports of %s are stale: %s", label, err)
-                await self._mark_stale(label, str(err), now)
+                unusable = isinstance(err, UnusableAnswerError)
+                reason = "UnusableAnswer" if unusable else "PrometheusUnavailable"
+                await self._mark_stale(label, reason, str(err), now)
+                continue
+            if report.partial:
+                healthy = False
+                self.metrics.count_report_failure("prometheus")
+                message = (
+                    f"Prometheus at {self.prometheus.config.url} answered only in part, so the "
+                    f"last whole figures are kept: {'; '.join(report.warnings)}"
+                )
+                logger.warning("CostReports of %s are stale: %s", label, message)
+                await self._mark_stale(label, "PartialAnswer", message, now)
                 continue
             data = ReportInput(
                 period=label,
@@ -161,11 +187,15 @@ class ReportController:
             "status": fresh_status(figures, current.get("status"), now),
         }
 
-    async def _mark_stale(self, period: str, reason: str, now: datetime.datetime) -> None:
+    async def _mark_stale(
+        self, period: str, reason: str, message: str, now: datetime.datetime
+    ) -> None:
+        if len(message) > MESSAGE_LIMIT:
+            message = message[: MESSAGE_LIMIT - 3] + "..."
         for name, current in list(self.reports.items()):
             if (current.get("spec") or {}).get("period") != period or not current.get("status"):
                 continue
-            status = stale_status(current["status"], "PrometheusUnavailable", reason, now)
+            status = stale_status(current["status"], reason, message, now)
             if not status_changed(current["status"], status):
                 continue
             try:

@@ -12,11 +12,20 @@ reconciler call:
     result = report_period(client, config.pricing, Period.month(2026, 11))
     result.costs.teams, result.costs.untagged, result.costs.cluster, result.jobs
 
-Failures raise `PrometheusError`, never a report of zeros.
+Failures raise `PrometheusError`, never a report of zeros. An answer holding a
+NaN or an infinite sample, a sample that is not a number, or one beyond
+`MAX_SAMPLE` (1e12, far beyond any real usage in one window), raises
+`UnusableAnswerError` naming the query and the series: skipping the series would
+under-count a team, and reading it as 0 would show a wrong figure as fresh. An
+answer with `warnings` (Thanos or Mimir answering only in part) is read, and its
+warnings are kept in `PeriodReport.warnings`: the caller decides (the operator
+marks the reports `Stale` and keeps the last whole figures; `report` refuses to
+print them unless told `--allow-partial`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,11 +54,16 @@ from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost, training_run_costs
 from finops_operator.domain.costs.showback import CostReport, compute_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, JobUsage, TokenUsage
-from finops_operator.errors import NoUsageDataError
+from finops_operator.errors import NoUsageDataError, PrometheusError, UnusableAnswerError
 from finops_operator.ports import PrometheusPort
 
 UNKNOWN_MODEL: Final = "unknown"
 ZERO: Final = Decimal(0)
+# The largest sample read as usage: GPU hours or tokens of one series in one window. A
+# million GPUs for a day is 2.4e7 GPU hours, and 1e12 tokens a day is 11 million a
+# second; a larger sample is a broken exporter or rule, and priced it would overflow
+# every figure built on it.
+MAX_SAMPLE: Final = Decimal("1e12")
 
 Key = tuple[str, ...]
 
@@ -85,38 +99,72 @@ class PeriodReport:
     jobs: Sequence[JobCost] = ()
     queries: int = 0
     query_seconds: float = 0.0
+    # The answers' `warnings`, each once: not empty when Prometheus (Thanos, Mimir)
+    # answered only in part, so the figures may be too low.
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.warnings)
 
 
 # ---------------------------------------------------------------- reading answers
 
 
-def _decimal(raw: Any) -> Decimal | None:
+class BadSampleError(ValueError):
+    """A sample that is not a finite number; the message says which and why."""
+
+
+def _decimal(raw: Any) -> Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise BadSampleError(f"a value that is not a number ({str(raw)[:40]!r})")
     try:
-        value = Decimal(str(raw))
+        value = Decimal(str(raw).strip())
     except (InvalidOperation, ValueError):
-        return None
-    return value if value.is_finite() else None
+        raise BadSampleError(f"a value that is not a number ({str(raw)[:40]!r})") from None
+    if not value.is_finite() or not math.isfinite(float(value)):
+        # Prometheus' samples are float64: beyond ±1.8e308 is +Inf/-Inf written another way.
+        raise BadSampleError(f"a {raw} sample")
+    if abs(value) > MAX_SAMPLE:
+        raise BadSampleError(f"a sample of {raw}, beyond any real usage (more than {MAX_SAMPLE})")
+    return value
 
 
 def _points(series: Mapping[str, Any]) -> Iterable[Any]:
-    if "values" in series:
-        return (point[1] for point in series["values"])
-    if "value" in series:
-        return (series["value"][1],)
-    return ()
+    points = series["values"] if "values" in series else [series["value"]]
+    if not isinstance(points, list):
+        raise BadSampleError("samples that are not a list")
+    for point in points:
+        if not isinstance(point, list | tuple) or len(point) != 2:
+            raise BadSampleError(f"a sample that is not a [time, value] pair ({str(point)[:40]!r})")
+        yield point[1]
 
 
 def sum_by(result: Iterable[Mapping[str, Any]], labels: Sequence[str]) -> dict[Key, Decimal]:
-    """Every point of every series (instant or range answer) summed by `labels`."""
+    """Every point of every series (instant or range answer) summed by `labels`.
+
+    A series without samples, or with a sample that is not a finite number (NaN, +Inf,
+    -Inf), raises BadSampleError naming the series: never skipped, never read as 0.
+    """
     sums: dict[Key, Decimal] = defaultdict(Decimal)
     for series in result:
-        metric = series.get("metric") or {}
+        metric = series.get("metric") if isinstance(series, Mapping) else None
+        if not isinstance(metric, Mapping):
+            raise BadSampleError(f"a series without labels ({str(series)[:80]!r})")
         key = tuple(str(metric.get(label, "")) for label in labels)
-        for raw in _points(series):
-            value = _decimal(raw)
-            if value is not None:
-                sums[key] += value
+        if "values" not in series and "value" not in series:
+            raise BadSampleError(f"a series without samples: {_labels(metric)}")
+        try:
+            for raw in _points(series):
+                sums[key] += _decimal(raw)
+        except BadSampleError as err:
+            raise BadSampleError(f"{err} in the series {_labels(metric)}") from None
     return dict(sums)
+
+
+def _labels(metric: Mapping[str, Any]) -> str:
+    text = "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items())) + "}"
+    return text if len(text) <= 200 else text[:197] + "...}"
 
 
 def _run(
@@ -126,7 +174,10 @@ def _run(
     names: QueryNames,
     labels: Sequence[str],
 ) -> dict[Key, Decimal]:
-    """One query per evaluation of the plan, summed over the windows by `labels`."""
+    """One query per evaluation of the plan, summed over the windows by `labels`.
+
+    Raises UnusableAnswerError when an answer holds a sample that is not a finite number.
+    """
     total: dict[Key, Decimal] = defaultdict(Decimal)
     for evaluation in plan:
         expr = build(evaluation.window_ms, names)
@@ -139,7 +190,16 @@ def _run(
                 evaluation.last_eval_ms / 1000,
                 evaluation.window_ms / 1000,
             )
-        for key, value in sum_by(result, labels).items():
+        try:
+            sums = sum_by(result, labels)
+        except BadSampleError as err:
+            what = getattr(build, "__name__", "query").removesuffix("_query").replace("_", " ")
+            raise UnusableAnswerError(
+                f"Prometheus at {client.config.url} answered the {what} query with {err}; "
+                "no cost is computed from such an answer (check the exporters and the "
+                "recording rules feeding it)"
+            ) from None
+        for key, value in sums.items():
             total[key] += value
     return dict(total)
 
@@ -225,9 +285,10 @@ def report_period(
 ) -> PeriodReport:
     """The cost report of `period` (through `now` when the period is still running).
 
-    Raises PrometheusError when Prometheus cannot be read, and NoUsageDataError when it
-    holds none of the operator's series for the period: a report of zeros would be
-    a lie.
+    Raises PrometheusError when Prometheus cannot be read (UnusableAnswerError when an
+    answer holds NaN or Inf), and NoUsageDataError when it holds none of the operator's
+    series for the period: a report of zeros would be a lie. A partial answer gives a
+    report whose `warnings` say so (`partial`).
     """
     moment = (now or datetime.now(UTC)).replace(microsecond=0)
     if period.start >= moment:
@@ -237,6 +298,12 @@ def report_period(
     before = len(client.log)
     usage = read_usage(client, measured, names=names, chunk=chunk, jobs=jobs)
     records = client.log[before:]
+    warnings = tuple(dict.fromkeys(w for record in records for w in record.warnings))
+    if usage.empty and warnings:
+        raise PrometheusError(
+            f"Prometheus at {client.config.url} answered only in part, with none of the "
+            f"operator's series: {'; '.join(warnings)}"
+        )
     if usage.empty:
         raise NoUsageDataError(
             f"Prometheus at {client.config.url} has no {names.allocation}, {names.capacity} "
@@ -260,4 +327,5 @@ def report_period(
         jobs=training_run_costs(usage.jobs, pricing),
         queries=len(records),
         query_seconds=sum(record.seconds for record in records),
+        warnings=warnings,
     )

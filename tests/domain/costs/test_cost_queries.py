@@ -131,16 +131,24 @@ def test_a_period_of_partial_days_adds_one_instant_evaluation_for_the_rest() -> 
         plan_windows(5, 5)
 
 
-def test_answers_are_summed_by_labels_over_instants_and_ranges_skipping_nan() -> None:
+def test_answers_are_summed_by_labels_over_instants_and_ranges() -> None:
     instant = [{"metric": {"team": "a", "job": "x"}, "value": [1, "1.5"]}]
     ranged = [
-        {"metric": {"team": "a"}, "values": [[1, "2"], [2, "NaN"], [3, "0.25"]]},
-        {"metric": {}, "values": [[1, "+Inf"], [2, "3"]]},
+        {"metric": {"team": "a"}, "values": [[1, "2"], [3, "0.25"]]},
+        {"metric": {}, "values": [[2, "3"]]},
     ]
     assert sum_by([*instant, *ranged], ("team",)) == {
         ("a",): Decimal("3.75"),
         ("",): Decimal(3),
     }
+
+
+@pytest.mark.parametrize("bad", ["NaN", "+Inf", "-Inf"])
+def test_a_nan_or_inf_sample_is_refused_never_skipped(bad: str) -> None:
+    ranged = [{"metric": {"team": "a"}, "values": [[1, "2"], [2, bad], [3, "0.25"]]}]
+    with pytest.raises(ValueError) as raised:
+        sum_by(ranged, ("team",))
+    assert f'a {bad} sample in the series {{team="a"}}' in str(raised.value)
 
 
 # ---------------------------------------------------------------- parsed by a real Prometheus
