@@ -36,6 +36,7 @@ from finops_operator.adapters.webhook_server import (
     tls_context,
 )
 from finops_operator.controllers.audit_writer import AuditWriter
+from finops_operator.controllers.informer_sync import InformerSync
 from finops_operator.controllers.leadership import Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
 from finops_operator.controllers.report_controller import REPORTS, ReportController
@@ -65,6 +66,7 @@ class OperatorState:
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     violating: set[ObjectKey] = field(default_factory=set)
     inventory: Inventory = field(init=False)
+    sync: InformerSync = field(default_factory=InformerSync)  # `/readyz`
 
     def __post_init__(self) -> None:
         self.policy = LabelPolicy(self.config)
@@ -107,6 +109,7 @@ def build_registry(
             state.namespaces.pop(name, None)
         else:
             state.namespaces[name] = dict(body.metadata.labels or {})
+        state.sync.observe("Namespace", body.metadata.uid)
 
     @kopf.on.event("v1", "pods", registry=registry)
     def track_pod_gpus(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -182,6 +185,7 @@ def _event_poster(kube: KubeApi, reporter: str) -> EventPoster:
 
 def _audit_handler(state: OperatorState, writer: AuditWriter, kind: str) -> Any:
     async def audit(type: str | None, body: kopf.Body, **_: Any) -> None:
+        state.sync.observe(kind, body.metadata.uid)
         key = (kind, body.metadata.namespace or "", body.metadata.name or "")
         if type == "DELETED":
             state.mark(key, violating=False)
@@ -255,7 +259,9 @@ async def serve(
         await start_site(
             admission.app(), webhook_host, webhook_port, tls_context(webhook_cert, webhook_key)
         ),
-        await start_site(metrics_app(state.metrics), webhook_host, metrics_port),
+        await start_site(
+            metrics_app(state.metrics, state.sync.not_ready), webhook_host, metrics_port
+        ),
     ]
     logger.info(
         "Admission on https://%s:%d%s and %s, metrics on :%d/metrics, mode %s",
@@ -266,7 +272,10 @@ async def serve(
         metrics_port,
         state.config.mode,
     )
-    background = [asyncio.create_task(reports.run_forever(), name="cost-reports")]
+    background = [
+        asyncio.create_task(reports.run_forever(), name="cost-reports"),
+        asyncio.create_task(state.sync.run(kube), name="readiness"),
+    ]
     if leader_election:
         background.append(asyncio.create_task(leadership.run_forever(), name="leadership"))
     else:

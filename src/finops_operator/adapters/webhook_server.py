@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server's own request size limit
 # Workload objects nest about 12 levels deep; the API server itself allows far more.
 MAX_NESTING = 100
+# Why the process cannot serve yet, or None once it can (`/readyz`).
+NotReady = Callable[[], str | None]
 Decide = Callable[[admission.Request, LabelPolicy, admission.NamespaceLabels], admission.Decision]
 
 
@@ -161,16 +163,30 @@ async def _healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-def metrics_app(metrics: OperatorMetrics) -> web.Application:
-    """`/metrics` in the Prometheus text format, and `/healthz`."""
+def _always_ready() -> str | None:
+    return None
+
+
+def metrics_app(metrics: OperatorMetrics, not_ready: NotReady = _always_ready) -> web.Application:
+    """`/metrics` in the Prometheus text format, `/healthz` (liveness) and `/readyz`.
+
+    `/readyz` answers 503 naming the reason while `not_ready()` gives one, 200 after.
+    """
 
     async def serve_metrics(_: web.Request) -> web.Response:
         payload = generate_latest(metrics.registry)
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def readyz(_: web.Request) -> web.Response:
+        reason = not_ready()
+        if reason is None:
+            return web.Response(text="ok\n")
+        return web.Response(text=f"not ready: {reason}\n", status=503)
+
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", readyz)
     return app
 
 
