@@ -17,7 +17,6 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -188,13 +187,6 @@ def metrics_app(metrics: OperatorMetrics, not_ready: NotReady = _always_ready) -
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", readyz)
     return app
-
-
-def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
-    return context
 
 
 async def start_site(
