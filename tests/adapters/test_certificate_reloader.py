@@ -199,3 +199,29 @@ async def test_the_operator_managed_secret_is_read_again_and_its_ca_passed_on() 
         assert [pair.ca for pair in changes] == [second[0]]
     finally:
         task.cancel()
+
+
+async def test_a_failed_ca_update_is_retried_at_the_next_poll() -> None:
+    kube = FakeKube()
+    kube.put_secret("finops-system", secret_body("finops-system", "tls", *self_signed()))
+    read = secret_source(kube, "finops-system", "tls")
+    serving = ServingCertificate(await read(), CollectorRegistry())
+    calls: list[bytes] = []
+
+    async def on_change(pair: TlsPair) -> None:
+        calls.append(pair.ca)
+        if len(calls) == 1:
+            raise RuntimeError("the API server is away")
+
+    task = asyncio.create_task(keep_reloading(serving, read, 0.05, on_change))
+    try:
+        second = self_signed()
+        kube.put_secret("finops-system", secret_body("finops-system", "tls", *second))
+        for _ in range(100):
+            if len(calls) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert calls == [second[0], second[0]]  # once failed, once done, then no more
+    finally:
+        task.cancel()

@@ -56,8 +56,13 @@ def server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
         cert_path.write_bytes(cert_pem)
         key_path.touch(mode=0o600)
         key_path.write_bytes(key_pem)
-        context.load_cert_chain(str(cert_path), str(key_path))
+        # An encrypted key fails at once instead of OpenSSL prompting on the terminal.
+        context.load_cert_chain(str(cert_path), str(key_path), password=_no_password)
     return context
+
+
+def _no_password() -> bytes:
+    return b""
 
 
 def _digest(pair: TlsPair) -> str:
@@ -157,21 +162,29 @@ async def keep_reloading(
     every_seconds: float,
     on_change: OnChange | None = None,
 ) -> None:
-    """Forever: read the pair every `every_seconds`, and serve it when it changed."""
+    """Forever: read the pair every `every_seconds`, and serve it when it changed.
+
+    `on_change` (the Secret's CA into `caBundle`) runs after each change, and again
+    at every poll until it succeeds.
+    """
     problem = ""
+    pending: TlsPair | None = None
     while True:
         await asyncio.sleep(every_seconds)
         try:
             pair = await read()
-        except (OSError, KubeError, ValueError) as err:
+        except Exception as err:  # whatever the source raises, the loop goes on
             serving.unreadable()
             if str(err) != problem:
                 logger.warning("Cannot read the webhook certificate (still serving it): %s", err)
             problem = str(err)
             continue
         problem = ""
-        if serving.offer(pair) and on_change is not None:
+        if serving.offer(pair):
+            pending = pair
+        if pending is not None and on_change is not None:
             try:
-                await on_change(pair)
-            except KubeError as err:
+                await on_change(pending)
+                pending = None
+            except Exception as err:  # retried at the next poll
                 logger.warning("After a webhook certificate change: %s", err)

@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from finops_operator.domain.workloads import WORKLOAD_KINDS
-from finops_operator.errors import KubeError
 from finops_operator.ports import KubePort
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ class InformerSync:
         while not self.synced:
             try:
                 self._expected = await self._list(kube)
-            except KubeError as err:
+            except Exception as err:  # never end silently: readiness would never come
                 self._problem = str(err)
                 logger.warning("Cannot list for readiness: %s", err)
                 await asyncio.sleep(self.check_seconds * 10)
