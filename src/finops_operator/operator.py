@@ -14,18 +14,20 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
-from finops_operator.adapters.certificates import (
-    self_signed,
-    service_hostnames,
-    write_pair,
-    write_self_signed,
+from finops_operator.adapters.certificate_reloader import (
+    ServingCertificate,
+    TlsPair,
+    file_source,
+    keep_reloading,
+    secret_source,
 )
+from finops_operator.adapters.certificates import self_signed, service_hostnames
 from finops_operator.adapters.kube_api import KubeApi
 from finops_operator.adapters.metrics import InventoryCollector, OperatorMetrics
 from finops_operator.adapters.prometheus_api import PrometheusClient
@@ -33,9 +35,9 @@ from finops_operator.adapters.webhook_server import (
     AdmissionApp,
     metrics_app,
     start_site,
-    tls_context,
 )
 from finops_operator.controllers.audit_writer import AuditWriter
+from finops_operator.controllers.informer_sync import InformerSync
 from finops_operator.controllers.leadership import Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
 from finops_operator.controllers.report_controller import REPORTS, ReportController
@@ -65,6 +67,7 @@ class OperatorState:
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     violating: set[ObjectKey] = field(default_factory=set)
     inventory: Inventory = field(init=False)
+    sync: InformerSync = field(default_factory=InformerSync)  # `/readyz`
 
     def __post_init__(self) -> None:
         self.policy = LabelPolicy(self.config)
@@ -107,6 +110,7 @@ def build_registry(
             state.namespaces.pop(name, None)
         else:
             state.namespaces[name] = dict(body.metadata.labels or {})
+        state.sync.observe("Namespace", body.metadata.uid)
 
     @kopf.on.event("v1", "pods", registry=registry)
     def track_pod_gpus(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -182,6 +186,7 @@ def _event_poster(kube: KubeApi, reporter: str) -> EventPoster:
 
 def _audit_handler(state: OperatorState, writer: AuditWriter, kind: str) -> Any:
     async def audit(type: str | None, body: kopf.Body, **_: Any) -> None:
+        state.sync.observe(kind, body.metadata.uid)
         key = (kind, body.metadata.namespace or "", body.metadata.name or "")
         if type == "DELETED":
             state.mark(key, violating=False)
@@ -208,23 +213,13 @@ async def serve(
     leader_election: bool = True,
     lease_seconds: int = 15,
     stop_flag: asyncio.Event | None = None,
+    cert_reload_seconds: float = 10.0,
 ) -> None:
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
     kube = KubeApi()
-    if webhook_secret is not None:
-        cert_pem, key_pem, ca_pem = await shared_certificate(
-            kube,
-            state.namespace,
-            webhook_secret,
-            issue=lambda namespace: self_signed(service_hostnames(namespace)),
-        )
-        cert_path, key_path = write_pair(cert_pem, key_pem)
-        webhook_cert, webhook_key = str(cert_path), str(key_path)
-        await inject_ca_bundle(kube, ca_pem)
-    elif webhook_cert is None or webhook_key is None:
-        cert_path, key_path = write_self_signed()
-        logger.warning("No --webhook-cert given: serving a self-signed certificate %s", cert_path)
-        webhook_cert, webhook_key = str(cert_path), str(key_path)
+    serving, reload_certificate = await _serving_certificate(
+        state, kube, webhook_cert, webhook_key, webhook_secret, cert_reload_seconds
+    )
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     leadership = Leadership(
         kube, identity, state.namespace, duration=lease_seconds, renew_every=lease_seconds / 3
@@ -252,10 +247,10 @@ async def serve(
     leadership.while_leading += [writer.flush]
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
     runners = [
+        await start_site(admission.app(), webhook_host, webhook_port, serving.context),
         await start_site(
-            admission.app(), webhook_host, webhook_port, tls_context(webhook_cert, webhook_key)
+            metrics_app(state.metrics, state.sync.not_ready), webhook_host, metrics_port
         ),
-        await start_site(metrics_app(state.metrics), webhook_host, metrics_port),
     ]
     logger.info(
         "Admission on https://%s:%d%s and %s, metrics on :%d/metrics, mode %s",
@@ -266,7 +261,12 @@ async def serve(
         metrics_port,
         state.config.mode,
     )
-    background = [asyncio.create_task(reports.run_forever(), name="cost-reports")]
+    background = [
+        asyncio.create_task(reports.run_forever(), name="cost-reports"),
+        asyncio.create_task(state.sync.run(kube), name="readiness"),
+    ]
+    if reload_certificate is not None:
+        background.append(asyncio.create_task(reload_certificate, name="certificate-reload"))
     if leader_election:
         background.append(asyncio.create_task(leadership.run_forever(), name="leadership"))
     else:
@@ -286,6 +286,42 @@ async def serve(
             await runner.cleanup()
 
 
+async def _serving_certificate(
+    state: OperatorState,
+    kube: KubeApi,
+    webhook_cert: str | None,
+    webhook_key: str | None,
+    webhook_secret: str | None,
+    reload_seconds: float,
+) -> tuple[ServingCertificate, Coroutine[Any, Any, None] | None]:
+    """The certificate to serve, and the loop that reloads it when its source changes."""
+    registry = state.metrics.registry
+    if webhook_secret is not None:
+        pair = TlsPair(
+            *await shared_certificate(
+                kube,
+                state.namespace,
+                webhook_secret,
+                issue=lambda namespace: self_signed(service_hostnames(namespace)),
+            )
+        )
+        await inject_ca_bundle(kube, pair.ca)
+
+        async def new_ca(changed: TlsPair) -> None:
+            await inject_ca_bundle(kube, changed.ca)
+
+        serving = ServingCertificate(pair, registry)
+        read = secret_source(kube, state.namespace, webhook_secret)
+        return serving, keep_reloading(serving, read, reload_seconds, new_ca)
+    if webhook_cert is None or webhook_key is None:
+        cert_pem, key_pem = self_signed()
+        logger.warning("No --webhook-cert given: serving a self-signed certificate")
+        return ServingCertificate(TlsPair(cert_pem, key_pem, cert_pem), registry), None
+    read = file_source(webhook_cert, webhook_key)
+    serving = ServingCertificate(await read(), registry)
+    return serving, keep_reloading(serving, read, reload_seconds)
+
+
 def run_operator(
     *,
     config: Config,
@@ -299,6 +335,7 @@ def run_operator(
     webhook_secret: str | None = None,
     leader_election: bool = True,
     lease_seconds: int = 15,
+    cert_reload_seconds: float = 10.0,
 ) -> int:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -321,6 +358,7 @@ def run_operator(
             webhook_secret=webhook_secret,
             leader_election=leader_election,
             lease_seconds=lease_seconds,
+            cert_reload_seconds=cert_reload_seconds,
         )
     )
     return 0

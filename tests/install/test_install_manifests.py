@@ -485,9 +485,22 @@ def _raw_permissions(
     method = ast.literal_eval(args[0])
     found = set()
     for binding in _loop_bindings(call, parents, scope):
-        group, resource = _path_resource(_path_template(args[1], function, scope, binding))
-        found.add((group, resource, HTTP_VERBS[method]))
+        path = _path_template(args[1], function, scope, binding)
+        group, resource = _path_resource(path)
+        verb = HTTP_VERBS[method]
+        if verb == "get" and _is_collection(path):
+            verb = "list"  # a GET of a collection is the `list` verb
+        found.add((group, resource, verb))
     return found
+
+
+def _is_collection(path: str) -> bool:
+    """/api/v1/[namespaces/NS/]PLURAL or /apis/G/V/[namespaces/NS/]PLURAL, without a name."""
+    parts = path.strip("/").split("/")
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    return len(rest) == 1
 
 
 def _is_raw_request(call: ast.Call) -> bool:
@@ -775,13 +788,13 @@ def test_the_operator_has_requests_and_limits() -> None:
         assert {"cpu", "memory"} <= set(resources[section]), section
 
 
-def test_the_probes_ask_healthz_on_the_metrics_port() -> None:
+def test_the_probes_ask_readyz_and_healthz_on_the_metrics_port() -> None:
     container = _operator_container()
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports["metrics"] == 8080
-    for probe in ("readinessProbe", "livenessProbe"):
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         get = container[probe]["httpGet"]
-        assert get["path"] == "/healthz"
+        assert get["path"] == path
         assert ports.get(get["port"], get["port"]) == 8080
 
 

@@ -155,6 +155,28 @@ def test_garbage_gets_a_clear_error_and_the_server_keeps_serving(
     assert enforcing.process is not None and enforcing.process.poll() is None
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"kind": "AdmissionReview", "request": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        json.dumps(review(workload("Pod", gpus="1e999999999999"))).encode(),
+        b" " * (3 * 1024 * 1024 + 1),
+    ],
+    ids=["JSON nested 100k deep", "a GPU quantity of 1e999999999999", "a body over 3 MiB"],
+)
+def test_hostile_bodies_get_a_clear_4xx_never_a_5xx(
+    enforcing: OperatorProcess, body: bytes
+) -> None:
+    path = webhook_paths()["ValidatingWebhookConfiguration"]
+    status, answer = enforcing.post(path, body)
+    assert status < 500, answer
+    response = answer["response"]
+    assert response["allowed"] is False
+    assert 400 <= response["status"]["code"] < 500
+    assert "Traceback" not in response["status"]["message"]
+    assert enforcing.review(path, review(workload("Pod")))["allowed"] is False
+
+
 def test_a_dry_run_is_answered_without_writing_anything(
     cluster: KubeEmulator, enforcing: OperatorProcess
 ) -> None:

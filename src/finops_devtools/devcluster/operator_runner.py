@@ -3,6 +3,7 @@
     process = OperatorProcess(cluster, workdir, {"mode": "audit"}).start()
     process.review("/validate", admission_review)   # what the API server sends
     process.metrics()                               # /metrics text
+    process.probe("/readyz")                        # (status, text); start() waits for 200
     process.stop()                                  # SIGINT, then SIGKILL after 20 s
 
 The process gets a kubeconfig pointing at the emulator, a configuration file, a
@@ -60,7 +61,7 @@ class OperatorProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def start(self, timeout: float = 30.0) -> OperatorProcess:
+    def start(self, timeout: float = 30.0, wait_ready: bool = True) -> OperatorProcess:
         kubeconfig = self.cluster.write_kubeconfig(self.workdir / "kubeconfig")
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         env.pop("KUBERNETES_SERVICE_HOST", None)
@@ -89,6 +90,8 @@ class OperatorProcess:
             eventually(
                 lambda: self.cluster.requests_to("GET", "/api/v1/namespaces"), timeout=timeout
             )
+            if wait_ready:  # /readyz: the watches delivered every namespace and workload
+                eventually(lambda: self.probe("/readyz")[0] == 200, timeout=timeout)
         except BaseException:
             self.stop()
             raise
@@ -142,6 +145,15 @@ class OperatorProcess:
         if response.get("uid") != review["request"]["uid"]:
             raise OperatorError(f"{path} answered for another request: {response!r}")
         return response
+
+    def probe(self, path: str = "/readyz") -> tuple[int, str]:
+        """GET a path of the metrics port (/readyz, /healthz): the status and the text."""
+        url = f"http://127.0.0.1:{self.metrics_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"

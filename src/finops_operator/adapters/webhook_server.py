@@ -3,6 +3,11 @@
 Moves bytes only: it parses the AdmissionReview, asks `admission` for the
 decision, answers, and counts. A body that is not an AdmissionReview gets a
 clear answer and never takes the server down.
+
+Limits (docs/admission.md, "Limits"): a body over `MAX_BODY_BYTES` gets 413,
+JSON nested deeper than `MAX_NESTING` gets 400, and any exception while judging
+is logged with its traceback and answered as a 400 refusal naming it. The
+webhook never answers 5xx: the API server shows a 4xx's message to the user.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +32,10 @@ from finops_operator.errors import MalformedReviewError
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server's own request size limit
+# Workload objects nest about 12 levels deep; the API server itself allows far more.
+MAX_NESTING = 100
+# Why the process cannot serve yet, or None once it can (`/readyz`).
+NotReady = Callable[[], str | None]
 Decide = Callable[[admission.Request, LabelPolicy, admission.NamespaceLabels], admission.Decision]
 
 
@@ -43,45 +51,76 @@ class AdmissionApp:
         self.policy = policy
         self.namespaces = namespaces
         self.metrics = metrics
+        self.deciders: dict[str, Decide] = {
+            "validate": admission.validate,
+            "mutate": admission.mutate,
+        }
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_post(
-            conventions.VALIDATE_PATH, self._handler("validate", admission.validate)
-        )
-        app.router.add_post(conventions.MUTATE_PATH, self._handler("mutate", admission.mutate))
+        app.router.add_post(conventions.VALIDATE_PATH, self._handler("validate"))
+        app.router.add_post(conventions.MUTATE_PATH, self._handler("mutate"))
         app.router.add_get("/healthz", _healthz)
         return app
 
-    def _handler(self, webhook: str, decide: Decide) -> Callable[[web.Request], Any]:
+    def _handler(self, webhook: str) -> Callable[[web.Request], Any]:
         duration = self.metrics.admission_duration.labels(webhook)
+        decide = self.deciders[webhook]
 
         async def handle(request: web.Request) -> web.Response:
             started = time.perf_counter()
-            raw = await request.read()
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                problem = MalformedReviewError(
+                    f"the body is larger than {MAX_BODY_BYTES} bytes, the API server's limit"
+                )
+                answer = admission.malformed_review(problem)
+                answer["response"]["status"]["code"] = 413
+                self.metrics.admission_requests.labels(webhook, "", "malformed").inc()
+                return _json_response(answer, 413)
             answer, kind, outcome = self.answer(raw, decide)
             duration.observe(time.perf_counter() - started)
             self.metrics.admission_requests.labels(webhook, kind, outcome).inc()
             malformed = outcome is admission.Outcome.MALFORMED
-            status = 400 if malformed and not answer["response"]["uid"] else 200
-            return web.Response(
-                body=json.dumps(answer), status=status, content_type="application/json"
+            return _json_response(
+                answer, 400 if malformed and not answer["response"]["uid"] else 200
             )
 
         return handle
 
     def answer(self, raw: bytes, decide: Decide) -> tuple[dict[str, Any], str, admission.Outcome]:
-        """The response review, the workload kind and the outcome, for one request body."""
+        """The response review, the workload kind and the outcome, for one request body.
+
+        Never raises: an exception while judging is logged with its traceback and
+        answered as a malformed request naming it.
+        """
         try:
             body = json.loads(raw)
+        except RecursionError:
+            return _malformed(MalformedReviewError(_too_deep()))
         except (ValueError, UnicodeDecodeError) as err:
-            problem = MalformedReviewError(f"the body is not JSON ({err})")
-            return admission.malformed_review(problem), "", admission.Outcome.MALFORMED
+            return _malformed(MalformedReviewError(f"the body is not JSON ({err})"))
         try:
             request = admission.parse_review(body)
         except MalformedReviewError as err:
             logger.warning("Refused a malformed AdmissionReview: %s", err)
-            return admission.malformed_review(err), "", admission.Outcome.MALFORMED
+            return _malformed(err)
+        if _nested_deeper_than(body, MAX_NESTING):
+            return _malformed(MalformedReviewError(_too_deep(), request.uid))
+        try:
+            return self._decide(request, decide)
+        except Exception as err:  # the last resort: a 400 naming it, never a 500
+            logger.exception("Cannot judge %s %s", request.operation, request.ref)
+            problem = MalformedReviewError(
+                f"cannot judge it ({type(err).__name__}: {_clip(str(err))})", request.uid
+            )
+            kind = request.kind if WorkloadKind.of(request.kind) is not None else "other"
+            return admission.malformed_review(problem), kind, admission.Outcome.MALFORMED
+
+    def _decide(
+        self, request: admission.Request, decide: Decide
+    ) -> tuple[dict[str, Any], str, admission.Outcome]:
         decision = decide(request, self.policy, self.namespaces)
         if decision.outcome is admission.Outcome.DENIED:
             logger.info("Denied %s %s: %s", request.operation, request.ref, decision.message)
@@ -89,28 +128,65 @@ class AdmissionApp:
         return admission.response_review(request.uid, decision), kind, decision.outcome
 
 
+def _malformed(err: MalformedReviewError) -> tuple[dict[str, Any], str, admission.Outcome]:
+    return admission.malformed_review(err), "", admission.Outcome.MALFORMED
+
+
+def _json_response(answer: dict[str, Any], status: int) -> web.Response:
+    return web.Response(body=json.dumps(answer), status=status, content_type="application/json")
+
+
+def _too_deep() -> str:
+    return f"the JSON is nested deeper than {MAX_NESTING} levels"
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON `value` has containers nested more than `limit` deep (without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 async def _healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-def metrics_app(metrics: OperatorMetrics) -> web.Application:
-    """`/metrics` in the Prometheus text format, and `/healthz`."""
+def _always_ready() -> str | None:
+    return None
+
+
+def metrics_app(metrics: OperatorMetrics, not_ready: NotReady = _always_ready) -> web.Application:
+    """`/metrics` in the Prometheus text format, `/healthz` (liveness) and `/readyz`.
+
+    `/readyz` answers 503 naming the reason while `not_ready()` gives one, 200 after.
+    """
 
     async def serve_metrics(_: web.Request) -> web.Response:
         payload = generate_latest(metrics.registry)
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def readyz(_: web.Request) -> web.Response:
+        reason = not_ready()
+        if reason is None:
+            return web.Response(text="ok\n")
+        return web.Response(text=f"not ready: {reason}\n", status=503)
+
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", readyz)
     return app
-
-
-def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
-    return context
 
 
 async def start_site(

@@ -23,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "if absent, its CA set as caBundle of the webhook configurations",
     )
     parser.add_argument(
+        "--webhook-cert-reload-seconds",
+        type=float,
+        default=10.0,
+        help="how often the certificate (files or Secret) is read again; a new valid pair "
+        "is served to new connections without a restart",
+    )
+    parser.add_argument(
         "--metrics-port", type=int, default=8080, help="port of /metrics and /healthz"
     )
     parser.add_argument(
@@ -48,6 +55,8 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Option combinations argparse alone cannot refuse; exits 2 naming them."""
     if bool(args.webhook_cert) != bool(args.webhook_key):
         parser.error("--webhook-cert and --webhook-key go together")
+    if args.webhook_cert_reload_seconds <= 0:
+        parser.error("--webhook-cert-reload-seconds must be positive")
     if args.webhook_cert and args.webhook_secret:
         parser.error(
             "--webhook-secret replaces --webhook-cert/--webhook-key; give one or the other"
@@ -69,4 +78,5 @@ def run(args: argparse.Namespace) -> int:
         webhook_secret=args.webhook_secret,
         leader_election=not args.no_leader_election,
         lease_seconds=args.lease_seconds,
+        cert_reload_seconds=args.webhook_cert_reload_seconds,
     )

@@ -1,0 +1,122 @@
+"""The admission HTTP adapter: hostile bodies get a clear 4xx, never a 5xx or a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from finops_operator.adapters.metrics import OperatorMetrics
+from finops_operator.adapters.webhook_server import MAX_BODY_BYTES, AdmissionApp
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies import admission
+from finops_operator.domain.policies.label_check import LabelPolicy
+from tests.support.reviews import review, workload
+
+
+def make_app(namespaces: dict[str, dict[str, str]] | None = None) -> AdmissionApp:
+    return AdmissionApp(LabelPolicy(Config()), namespaces or {}, OperatorMetrics())
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(make_app().app())) as test_client:
+        yield test_client
+
+
+async def post(client: TestClient[Any, Any], body: bytes) -> tuple[int, Any]:
+    answer = await client.post("/validate", data=body, headers={"Content-Type": "application/json"})
+    text = await answer.text()
+    return answer.status, json.loads(text)
+
+
+def nested(depth: int) -> bytes:
+    return b'{"kind": "AdmissionReview", "a": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [100_000, 5_000])
+async def test_json_nested_too_deep_is_a_400_naming_the_nesting(
+    client: TestClient[Any, Any], depth: int
+) -> None:
+    status, answer = await post(client, nested(depth))
+    assert status == 400
+    message = answer["response"]["status"]["message"]
+    assert message.startswith("malformed AdmissionReview: ")
+    assert "nested deeper than" in message
+    assert answer["response"]["allowed"] is False
+
+
+async def test_a_deep_review_object_with_a_uid_is_refused_with_its_uid(
+    client: TestClient[Any, Any],
+) -> None:
+    body = review(workload("Pod"))
+    deep: Any = "leaf"
+    for _ in range(300):
+        deep = {"x": deep}
+    body["request"]["object"]["metadata"]["annotations"] = {"deep": deep}
+    status, answer = await post(client, json.dumps(body).encode())
+    assert status == 200
+    assert answer["response"]["uid"] == body["request"]["uid"]
+    assert answer["response"]["status"]["code"] == 400
+    assert "nested deeper than" in answer["response"]["status"]["message"]
+
+
+async def test_an_oversized_body_is_a_413_naming_the_limit(
+    client: TestClient[Any, Any],
+) -> None:
+    status, answer = await post(client, b" " * (MAX_BODY_BYTES + 1))
+    assert status == 413
+    assert answer["response"]["allowed"] is False
+    assert answer["response"]["status"]["code"] == 413
+    assert str(MAX_BODY_BYTES) in answer["response"]["status"]["message"]
+
+
+async def test_a_failure_while_judging_is_a_clear_refusal_not_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app()
+
+    def explode(*_: Any) -> admission.Decision:
+        raise OverflowError("cannot convert float infinity to integer")
+
+    app.deciders["validate"] = explode
+    body = review(workload("Pod"))
+    async with TestClient(TestServer(app.app())) as test_client:
+        status, answer = await post(test_client, json.dumps(body).encode())
+        assert status == 200
+        response = answer["response"]
+        assert response["uid"] == body["request"]["uid"]
+        assert response["allowed"] is False
+        assert response["status"]["code"] == 400
+        assert "OverflowError" in response["status"]["message"]
+        assert "Traceback" not in response["status"]["message"]
+        metrics = app.metrics.admission_requests.labels("validate", "Pod", "malformed")
+        assert metrics._value.get() == 1
+    assert "Traceback" in caplog.text  # the operator's log keeps the traceback
+
+
+@pytest.mark.parametrize(
+    "quantity", ["1e999999999999", "9" * 5000, "1e-999999999999", "NaN", "Infinity"]
+)
+async def test_a_hostile_gpu_quantity_never_gets_a_5xx(
+    client: TestClient[Any, Any], quantity: str
+) -> None:
+    body = review(workload("Pod", gpus=quantity))
+    status, answer = await post(client, json.dumps(body).encode())
+    assert status < 500
+    response = answer["response"]
+    assert response["uid"] == body["request"]["uid"]
+    if not response["allowed"]:
+        assert response["status"]["code"] in (400, 403)
+        assert "Traceback" not in response["status"]["message"]
+
+
+async def test_an_ordinary_review_still_gets_its_decision(client: TestClient[Any, Any]) -> None:
+    body = review(workload("Deployment"))
+    status, answer = await post(client, json.dumps(body).encode())
+    assert status == 200
+    assert answer["response"]["allowed"] is False
+    assert "missing resilio.tech/team" in answer["response"]["status"]["message"]

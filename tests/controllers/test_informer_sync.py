@@ -1,0 +1,58 @@
+"""Readiness: synced only once kopf's handlers have seen every object a direct list returns."""
+
+from __future__ import annotations
+
+import asyncio
+
+from finops_operator.controllers.informer_sync import WATCHED, InformerSync, collection_path
+from tests.support.fakes import FakeKube
+
+
+def seeded(namespaces: list[str], pods: tuple[str, ...] = ()) -> FakeKube:
+    kube = FakeKube()
+    for kind, (group, plural) in WATCHED.items():
+        names = namespaces if kind == "Namespace" else pods if kind == "Pod" else []
+        items = [{"metadata": {"name": name, "uid": f"uid-{name}"}} for name in names]
+        kube.put_raw(collection_path(group, plural), {"items": items})
+    return kube
+
+
+async def test_not_ready_until_every_listed_object_is_observed() -> None:
+    kube = seeded(["a", "b", "c"], ("p",))
+    sync = InformerSync(relist_seconds=5, check_seconds=0.01)
+    task = asyncio.create_task(sync.run(kube))
+    assert sync.not_ready() is not None
+    sync.observe("Namespace", "uid-a")
+    sync.observe("Namespace", "uid-b")
+    await asyncio.sleep(0.05)
+    assert sync.missing() == {"Namespace": 1, "Pod": 1}
+    assert "1 Namespace" in (sync.not_ready() or "")
+    sync.observe("Namespace", "uid-c")
+    sync.observe("Pod", "uid-p")
+    await asyncio.wait_for(task, 1)
+    assert sync.synced and sync.not_ready() is None
+
+
+async def test_an_object_deleted_before_kopf_listed_it_does_not_block_forever() -> None:
+    kube = seeded(["a", "gone"])
+    sync = InformerSync(relist_seconds=0.05, check_seconds=0.01)
+    task = asyncio.create_task(sync.run(kube))
+    sync.observe("Namespace", "uid-a")
+    await asyncio.sleep(0.03)
+    assert not sync.synced
+    kube.put_raw(collection_path("", "namespaces"), {"items": [{"metadata": {"uid": "uid-a"}}]})
+    await asyncio.wait_for(task, 1)
+    assert sync.synced
+
+
+async def test_an_unreachable_api_keeps_it_not_ready_naming_why() -> None:
+    kube = seeded(["a"])
+    kube.outage = True
+    sync = InformerSync(relist_seconds=0.05, check_seconds=0.01)
+    task = asyncio.create_task(sync.run(kube))
+    await asyncio.sleep(0.05)
+    assert "cannot reach" in (sync.not_ready() or "") or "listing" in (sync.not_ready() or "")
+    kube.outage = False
+    sync.observe("Namespace", "uid-a")
+    await asyncio.wait_for(task, 1)
+    assert sync.synced
