@@ -72,6 +72,15 @@ def workload(
         pytest.param([1], None, id="a list is not a quantity"),
         pytest.param(float("nan"), None, id="NaN is not a quantity"),
         pytest.param(float("inf"), None, id="infinity is not a quantity"),
+        # issue 13, item 6: hostile sizes give None, never an exception
+        pytest.param("1e999999999999", None, id="an exponent beyond any quantity"),
+        pytest.param("-1e999999999999", None, id="a negative exponent beyond any quantity"),
+        pytest.param("9e18", Decimal("9e18"), id="just below 2**63"),
+        pytest.param("1e19", None, id="above 2**63"),
+        pytest.param("16Ei", None, id="a suffix that passes 2**63"),
+        pytest.param(10**5000, None, id="an integer of 5000 digits"),
+        pytest.param(1e300, None, id="a huge float"),
+        pytest.param("1" * 200, None, id="a string of 200 digits"),
     ],
 )
 def test_parse_quantity(value: Any, expected: Decimal | None) -> None:
