@@ -183,3 +183,28 @@ def test_a_missing_configuration_file_exits_2(tmp_path: Path) -> None:
     done = lint("--config", str(tmp_path / "nope.yaml"), str(DATA / "clean"))
     assert done.returncode == 2
     assert "cannot read the configuration file" in done.stderr
+
+
+# --- issue 13, item 6: hostile quantities are findings or input errors, never tracebacks --
+
+
+@pytest.mark.parametrize(
+    ("quantity", "code"),
+    [
+        ('"1e999999999999"', 1),  # not a quantity the API server could store: one GPU
+        ('"-1e999999999999"', 1),
+        ('"16Ei"', 1),
+        ("9" * 5000, 2),  # PyYAML cannot build the integer: an input error, named
+    ],
+)
+def test_a_hostile_gpu_quantity_never_gives_a_traceback(quantity: str, code: int) -> None:
+    manifest = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: ml}\nspec:\n"
+        "  containers:\n  - name: c\n"
+        f"    resources: {{limits: {{nvidia.com/gpu: {quantity}}}}}\n"
+    )
+    done = lint("-", stdin=manifest)
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    if code == 2:
+        assert "<stdin>: cannot parse YAML" in done.stderr

@@ -166,3 +166,43 @@ def test_the_groups_format_is_a_file_promtool_accepts(
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- issue 13, item 6: absurd numbers exit 2 naming the field, never a traceback -----
+
+BIG_BUDGET = """\
+apiVersion: finops.resilio.tech/v1alpha1
+kind: CostPolicy
+metadata: {name: big, namespace: team-a}
+spec:
+  selector: {team: search}
+  %s
+"""
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ("budget: {monthly: 100000000000000000000000000}", "spec.budget.monthly"),
+        ("budget: {monthly: 1.0e+26}", "spec.budget.monthly"),
+        ("budget: {monthly: 1.0e+400}", "spec.budget.monthly"),
+        ("budget: {monthly: %s}" % ("9" * 5000), "POLICY"),
+        ("anomaly: {threshold: 50, minHourlyCost: 1.0e+26}", "spec.anomaly.minHourlyCost"),
+        ("anomaly: {threshold: 1.0e+26}", "spec.anomaly.threshold"),
+        ("idle: {maxUtilization: 1.0e+26}", "spec.idle.maxUtilization"),
+    ],
+)
+def test_an_absurd_number_exits_2_naming_the_field(
+    spec: str, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = render(["-"], capsys, stdin=BIG_BUDGET % spec)
+    assert (code, out) == (2, "")
+    assert err.startswith("error: ") and "Traceback" not in err
+    if field != "POLICY":
+        assert field in err
+
+
+def test_yaml_nested_too_deep_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = render(["-"], capsys, stdin="a: " + "[" * 5000 + "]" * 5000)
+    assert (code, out) == (2, "")
+    assert err.startswith("error: ")

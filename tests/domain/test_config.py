@@ -37,6 +37,8 @@ def test_defaults_are_the_design() -> None:
         "nvidia.com/gpu.shared",
         "nvidia.com/mig-*",
         "amd.com/gpu",
+        "gpu.intel.com/i915",
+        "gpu.intel.com/xe",
     )
     assert config.prometheus.url == "http://prometheus-operated.monitoring.svc:9090"
     assert config.pricing.currency == "USD"
@@ -138,8 +140,18 @@ def test_labels_merge_over_the_defaults(
         ),
         pytest.param(
             {"pricing": {"sharedMonthly": "-5"}},
-            "pricing.sharedMonthly: '-5' must be a finite amount of at least 0",
+            "pricing.sharedMonthly: '-5' must be a finite amount from 0 to 1000000000000",
             id="negative money",
+        ),
+        pytest.param(
+            {"pricing": {"gpuHourly": {"default": "1e400"}}},
+            "pricing.gpuHourly.default: '1e400' must be a finite amount from 0 to 1000000000000",
+            id="money beyond 1e12 (issue 13)",
+        ),
+        pytest.param(
+            {"pricing": {"sharedMonthly": 10**5000}},
+            "pricing.sharedMonthly: a number of more than 40 digits must be a finite amount",
+            id="an integer of 5000 digits",
         ),
         pytest.param(
             {"pricing": {"sharedMonthly": "NaN"}},

@@ -72,6 +72,15 @@ def workload(
         pytest.param([1], None, id="a list is not a quantity"),
         pytest.param(float("nan"), None, id="NaN is not a quantity"),
         pytest.param(float("inf"), None, id="infinity is not a quantity"),
+        # issue 13, item 6: hostile sizes give None, never an exception
+        pytest.param("1e999999999999", None, id="an exponent beyond any quantity"),
+        pytest.param("-1e999999999999", None, id="a negative exponent beyond any quantity"),
+        pytest.param("9e18", Decimal("9e18"), id="just below 2**63"),
+        pytest.param("1e19", None, id="above 2**63"),
+        pytest.param("16Ei", None, id="a suffix that passes 2**63"),
+        pytest.param(10**5000, None, id="an integer of 5000 digits"),
+        pytest.param(1e300, None, id="a huge float"),
+        pytest.param("1" * 200, None, id="a string of 200 digits"),
     ],
 )
 def test_parse_quantity(value: Any, expected: Decimal | None) -> None:
@@ -305,17 +314,35 @@ def test_only_the_three_kinds_extensions_served_have_a_legacy_group() -> None:
     assert legacy == {WorkloadKind.DEPLOYMENT, WorkloadKind.DAEMON_SET, WorkloadKind.REPLICA_SET}
 
 
+def ref(api_version: str | None, kind: str) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "name": "o", "uid": "u", "controller": True}
+
+
 @pytest.mark.parametrize(
-    ("refs", "expected"),
+    ("kind", "refs", "expected"),
     [
-        pytest.param([{"kind": "ReplicaSet", "controller": True}], True, id="a ReplicaSet"),
-        pytest.param([{"kind": "CronJob", "controller": True}], True, id="a CronJob"),
-        pytest.param([{"kind": "ReplicaSet"}], False, id="an owner that is not the controller"),
-        pytest.param([{"kind": "ReplicaSet", "controller": "true"}], False, id="a string true"),
-        pytest.param([{"kind": "ConfigMap", "controller": True}], False, id="not a workload"),
-        pytest.param(None, False, id="no owners"),
+        pytest.param("Pod", [ref("apps/v1", "ReplicaSet")], True, id="a ReplicaSet's Pod"),
+        pytest.param("Pod", [ref("apps/v1", "StatefulSet")], True, id="a StatefulSet's Pod"),
+        pytest.param("Pod", [ref("apps/v1", "DaemonSet")], True, id="a DaemonSet's Pod"),
+        pytest.param("Pod", [ref("batch/v1", "Job")], True, id="a Job's Pod"),
+        pytest.param("ReplicaSet", [ref("apps/v1", "Deployment")], True, id="a Deployment's RS"),
+        pytest.param("Job", [ref("batch/v1", "CronJob")], True, id="a CronJob's Job"),
+        # forged: no controller makes these pairs
+        pytest.param("Pod", [ref("apps/v1", "Deployment")], False, id="a Pod of a Deployment"),
+        pytest.param("Pod", [ref("batch/v1", "CronJob")], False, id="a Pod of a CronJob"),
+        pytest.param("Pod", [ref("v1", "Pod")], False, id="a Pod of a Pod"),
+        pytest.param("Deployment", [ref("apps/v1", "Deployment")], False, id="a Deployment"),
+        pytest.param("CronJob", [ref("batch/v1", "CronJob")], False, id="a CronJob"),
+        pytest.param("Job", [ref("batch/v1", "Job")], False, id="a Job of a Job"),
+        pytest.param("Pod", [ref("v1", "ReplicaSet")], False, id="a ReplicaSet in the core group"),
+        pytest.param("Pod", [ref("x.io/v1", "Job")], False, id="a Job of another group"),
+        pytest.param("Pod", [ref(None, "ReplicaSet")], False, id="no apiVersion"),
+        pytest.param("Pod", [{**ref("apps/v1", "ReplicaSet"), "controller": False}], False),
+        pytest.param("Pod", [{**ref("apps/v1", "ReplicaSet"), "controller": "true"}], False),
+        pytest.param("Pod", [ref("v1", "ConfigMap")], False, id="not a workload"),
+        pytest.param("Pod", None, False, id="no owners"),
     ],
 )
-def test_created_by_controller(refs: Any, expected: bool) -> None:
-    obj = {"kind": "Pod", "metadata": {"name": "p", "ownerReferences": refs}}
+def test_created_by_controller(kind: str, refs: Any, expected: bool) -> None:
+    obj = {"kind": kind, "metadata": {"name": "p", "ownerReferences": refs}}
     assert created_by_controller(obj) is expected

@@ -110,6 +110,21 @@ REFUSED = {
     "threshold as text": (with_spec(anomaly__threshold="50"), "spec.anomaly.threshold"),
     "duration in words": (with_spec(anomaly__for="15 minutes"), "spec.anomaly.for"),
     "negative budget": (with_spec(budget__monthly=-5), "spec.budget.monthly"),
+    "budget of 1e26": (with_spec(budget__monthly=1e26), "spec.budget.monthly"),
+    "budget above 1e12": (with_spec(budget__monthly=10**12 + 1), "spec.budget.monthly"),
+    "minHourlyCost of 1e26": (with_spec(anomaly__minHourlyCost=1e26), "spec.anomaly.minHourlyCost"),
+    "rule label value with a space": (
+        with_spec(alerting__ruleLabels={"release": "kube prometheus"}),
+        "spec.alerting.ruleLabels",
+    ),
+    "rule label key too long": (
+        with_spec(alerting__ruleLabels={"a" * 318: "x"}),
+        "spec.alerting.ruleLabels",
+    ),
+    "alert label name too long": (
+        with_spec(alerting__labels={"a" * 129: "x"}),
+        "spec.alerting.labels",
+    ),
     "currency in lower case": (with_spec(budget__currency="usd"), "spec.budget.currency"),
     "unsorted thresholds": (with_spec(budget__thresholds=[80, 50]), "spec.budget.thresholds"),
     "repeated thresholds": (with_spec(budget__thresholds=[50, 50]), "spec.budget.thresholds"),
@@ -136,6 +151,20 @@ REFUSED = {
         "spec",
     ),
 }
+
+
+ACCEPTED = {
+    "untagged team": with_spec(selector={"team": "__untagged__"}),
+    "untagged cost center": with_spec(selector={"team": "search", "costCenter": "__untagged__"}),
+    "budget of 1e12": with_spec(budget__monthly=10**12),
+    "minHourlyCost of 1e12": with_spec(anomaly__minHourlyCost=10**12),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACCEPTED))
+def test_the_crd_and_the_domain_accept_the_edges_the_docs_allow(case: str) -> None:
+    assert crd_errors(ACCEPTED[case], CRD) == []
+    parse_cost_policy(ACCEPTED[case])
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))

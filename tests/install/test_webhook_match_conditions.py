@@ -109,7 +109,7 @@ def sent_to_both(request: Mapping[str, Any]) -> bool:
 def owned(obj: Mapping[str, Any], kind: str, *, controller: bool | None = True) -> dict[str, Any]:
     """`obj` with an ownerReference to a `kind`, as a controller sets it."""
     ref: dict[str, Any] = {
-        "apiVersion": "apps/v1",
+        "apiVersion": KINDS[kind][0] if kind in KINDS else "ray.io/v1",
         "kind": kind,
         "name": "ranker-7f9c6d",
         "uid": "6d8a5a1e-1f0b-4c43-9a55-5b1b3c1c2f10",
@@ -237,6 +237,16 @@ GPU_SPECS = {
         container(limits={"nvidia.com/gpu.shared": "1"})
     ),
     "amd.com/gpu": pod_spec(container(limits={"amd.com/gpu": "2"})),
+    "an Intel gpu.intel.com/i915": pod_spec(container(limits={"gpu.intel.com/i915": "1"})),
+    "an Intel gpu.intel.com/xe": pod_spec(container(limits={"gpu.intel.com/xe": "1"})),
+    "a DRA claim from a template": {
+        **pod_spec(container(requests=CPU)),
+        "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "single-gpu"}],
+    },
+    "a named DRA claim": {
+        **pod_spec(container(requests=CPU)),
+        "resourceClaims": [{"name": "gpu", "resourceClaimName": "shared-a100"}],
+    },
     "a GPU in the second of two containers": pod_spec(
         container("proxy", requests={"cpu": "100m"}),
         container("trainer", limits={"nvidia.com/gpu": "8"}),
@@ -274,6 +284,10 @@ NON_GPU_SPECS = {
         )
     ),
     "no containers listed": {"restartPolicy": "Always"},
+    "a DRA claim entry without a source": {
+        **pod_spec(container(requests=CPU)),
+        "resourceClaims": [{"name": "gpu"}],
+    },
     "an empty pod spec": {},
 }
 
@@ -494,7 +508,33 @@ def test_a_gpu_workload_with_other_owners_goes_to_both_webhooks(
     assert sent_to_both(admission_request("CREATE", obj))
 
 
-@pytest.mark.parametrize("owner", ["ReplicaSet", "RayCluster"])
+@pytest.mark.parametrize(
+    ("kind", "owner", "api_version"),
+    [
+        ("Pod", "Deployment", "apps/v1"),
+        ("Pod", "CronJob", "batch/v1"),
+        ("Pod", "ReplicaSet", "v1"),
+        ("Pod", "Job", "apps/v1"),
+        ("Pod", "ReplicaSet", "apps/x/v1"),
+        ("Deployment", "Deployment", "apps/v1"),
+        ("StatefulSet", "StatefulSet", "apps/v1"),
+        ("DaemonSet", "ReplicaSet", "apps/v1"),
+        ("CronJob", "CronJob", "batch/v1"),
+        ("ReplicaSet", "StatefulSet", "apps/v1"),
+        ("Job", "Job", "batch/v1"),
+    ],
+)
+def test_a_forged_controller_owner_goes_to_both_webhooks(
+    kind: str, owner: str, api_version: str
+) -> None:
+    # Issue 13: a bare GPU Pod claiming a Deployment was never sent, so never denied.
+    obj = owned(workload(kind, GPU_SPECS["nvidia.com/gpu in limits"]), owner)
+    obj["metadata"]["ownerReferences"][0]["apiVersion"] = api_version
+    assert not created_by_controller(obj)
+    assert sent_to_both(admission_request("CREATE", obj))
+
+
+@pytest.mark.parametrize("owner", ["ReplicaSet", "Deployment", "Job", "CronJob", "RayCluster"])
 @pytest.mark.parametrize("where", EVERY_OBJECT)
 def test_the_validating_webhook_is_called_exactly_when_the_operator_could_deny(
     where: str, owner: str

@@ -134,6 +134,11 @@ def parse_documents(text: str, source: str) -> tuple[list[Mapping[str, Any]], li
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         errors.append(f"{source}: cannot parse YAML{where}: {problem}")
+    except (ValueError, RecursionError) as err:
+        # A value PyYAML cannot build (an integer of more than 4,300 digits), or nesting
+        # too deep for the pure-Python parser: the file is named, never a traceback.
+        reason = str(err).split(":")[0] or type(err).__name__
+        errors.append(f"{source}: cannot parse YAML: {reason}")
     return objects, errors
 
 

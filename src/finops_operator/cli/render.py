@@ -143,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
     except yaml.YAMLError as err:
         print(f"error: {args.policy}: not valid YAML: {err}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print(f"error: {args.policy}: not valid YAML: nested too deep", file=sys.stderr)
+        return 2
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -30,7 +30,9 @@ from finops_operator.domain.rules.policy_reconciler import (
     status_patch,
 )
 from finops_operator.domain.rules.prometheus_rule import (
+    legacy_rule_names,
     recording_rules_prometheus_rule,
+    rule_conflict,
     rule_name_for,
 )
 from finops_operator.errors import KubeError
@@ -83,12 +85,12 @@ class PolicyController:
             if body is None:
                 return
             plan = plan_policy(body, self.config)
-            error = None
+            error = conflict = None
             try:
-                await self._apply_rule(key, body, plan, rule_now)
+                conflict = await self._apply_rule(key, body, plan, rule_now)
             except KubeError as err:
                 error = f"cannot write the PrometheusRule: {err}"
-            await self._write_status(key, body, plan, error)
+            await self._write_status(key, body, plan, error, conflict)
 
     async def _apply_rule(
         self,
@@ -96,27 +98,42 @@ class PolicyController:
         body: Mapping[str, Any],
         plan: PolicyPlan,
         rule_now: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> str | None:
+        """Write the policy's rule; the reason it is someone else's rule, if it is."""
         namespace = key[0]
         if plan.rule is None:
             await self.delete_owned_rule(body)
-            return
+            return None
         desired = plan.rule
-        result = await apply(
-            self.kube,
-            RULES,
-            desired,
-            lambda current: rule_patch(current, desired),
-            current=rule_now or None,
-        )
         name = desired["metadata"]["name"]
+        if rule_now is not None and (rule_now.get("metadata") or {}).get("name") != name:
+            rule_now = None  # a watch event of a rule under an earlier name
+        conflict: str | None = None
+
+        def diff(current: Mapping[str, Any]) -> dict[str, Any] | None:
+            nonlocal conflict
+            conflict = rule_conflict(current, desired)
+            return None if conflict else rule_patch(current, desired)
+
+        result = await apply(self.kube, RULES, desired, diff, current=rule_now or None)
+        if conflict is not None:
+            logger.warning("CostPolicy %s/%s: %s", *key, conflict)
+            return conflict
+        for legacy in legacy_rule_names(key[1]):
+            await self.delete_owned_rule(body, legacy)
         if result.applied is Applied.CREATED:
             logger.info("Created PrometheusRule %s/%s", namespace, name)
         elif result.applied is Applied.PATCHED:
             logger.info("Brought PrometheusRule %s/%s back in step", namespace, name)
+        return None
 
     async def _write_status(
-        self, key: PolicyKey, body: Mapping[str, Any], plan: PolicyPlan, error: str | None
+        self,
+        key: PolicyKey,
+        body: Mapping[str, Any],
+        plan: PolicyPlan,
+        error: str | None,
+        conflict: str | None = None,
     ) -> None:
         current = body.get("status") or {}
         desired = policy_status(
@@ -125,6 +142,7 @@ class PolicyController:
             plan=plan,
             apply_error=error,
             now=datetime.datetime.now(datetime.UTC),
+            conflict=conflict,
         )
         ready = desired["conditions"][0]
         self.metrics.mark_policy_ready(*key, ready=ready["status"] == "True")
@@ -142,11 +160,11 @@ class PolicyController:
         except KubeError as err:
             logger.error("Cannot write the status of CostPolicy %s/%s: %s", *key, err)
 
-    async def delete_owned_rule(self, body: Mapping[str, Any]) -> None:
-        """Remove the policy's rule, but only one this policy owns."""
+    async def delete_owned_rule(self, body: Mapping[str, Any], name: str | None = None) -> None:
+        """Remove the policy's rule (or the rule `name`), but only one this policy owns."""
         meta = body.get("metadata") or {}
         namespace, uid = meta.get("namespace"), meta.get("uid")
-        name = rule_name_for(str(meta.get("name")))
+        name = name or rule_name_for(str(meta.get("name")))
         current = await self.kube.get(*RULES, namespace, name)
         owners = ((current or {}).get("metadata") or {}).get("ownerReferences") or []
         if current is not None and any(o.get("uid") == uid for o in owners):

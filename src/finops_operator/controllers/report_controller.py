@@ -36,9 +36,8 @@ from finops_operator.domain.costs.cost_reports import (
     status_changed,
 )
 from finops_operator.domain.costs.period import Period
-from finops_operator.domain.rules.cost_policy import parse_cost_policy
+from finops_operator.domain.rules.policy_reconciler import team_budgets
 from finops_operator.errors import (
-    CostPolicyError,
     KubeError,
     NoUsageDataError,
     PrometheusError,
@@ -63,16 +62,7 @@ def months_to_refresh(now: datetime.datetime) -> list[Period]:
 
 def budgets_of(policies: Mapping[Any, Mapping[str, Any]], config: Config) -> dict[str, Decimal]:
     """Monthly budgets by team, from the valid CostPolicies whose selector names a team."""
-    budgets: dict[str, Decimal] = {}
-    for body in policies.values():
-        try:
-            policy = parse_cost_policy(body, label_rules=config.labels)
-        except CostPolicyError:
-            continue
-        team = policy.spec.selector.team
-        if team and policy.spec.budget is not None:
-            budgets[team] = Decimal(str(policy.spec.budget.monthly))
-    return budgets
+    return team_budgets(policies.values(), config)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from finops_operator.domain import conventions
+from finops_operator.domain.costs.money import MAX_MONEY
 from finops_operator.errors import ConfigError
 
 
@@ -51,6 +52,14 @@ class Mode(StrEnum):
 _FROM_FILE: Final = "from_file"
 
 
+def _shown(value: Any) -> str:
+    """A value for a message, cut short: a hostile file may hold a number of 10,000 digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+        return "a number of more than 40 digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _parse_money(value: Any) -> Decimal:
     if isinstance(value, float):
         raise ValueError(
@@ -60,13 +69,16 @@ def _parse_money(value: Any) -> Decimal:
     amount = Decimal("NaN")
     if isinstance(value, Decimal):
         amount = value
-    elif isinstance(value, str | int) and not isinstance(value, bool):
+    elif isinstance(value, int) and not isinstance(value, bool):
+        amount = Decimal(value)
+    elif isinstance(value, str) and len(value) <= 100:
         with contextlib.suppress(InvalidOperation):
-            amount = Decimal(str(value).strip())
+            amount = Decimal(value.strip())
+    shown = _shown(value)
     if amount.is_nan():
-        raise ValueError(f"{value!r} is not an amount of money (write it like '2.50')")
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"{value!r} must be a finite amount of at least 0")
+        raise ValueError(f"{shown} is not an amount of money (write it like '2.50')")
+    if not amount.is_finite() or not 0 <= amount <= MAX_MONEY:
+        raise ValueError(f"{shown} must be a finite amount from 0 to {MAX_MONEY:f}")
     return amount
 
 
@@ -207,7 +219,7 @@ def _with_default(prices: Any, default: Decimal) -> Any:
 
 
 class PricingConfig(_Model):
-    """Prices, in one currency; amounts are strings such as `"2.50"`."""
+    """Prices, in one currency; amounts are strings such as `"2.50"`, from 0 to 1e12."""
 
     currency: str = Field(default="USD", description="ISO 4217 code of every amount.")
     gpu_hourly: dict[str, Money] = Field(

@@ -47,6 +47,9 @@ API_GROUP: Final = "finops.resilio.tech"
 API_VERSION: Final = "v1alpha1"
 
 EXEMPT_ANNOTATION: Final = "finops.resilio.tech/exempt"
+# The one value of EXEMPT_ANNOTATION that exempts; the reason goes in EXEMPT_REASON_ANNOTATION.
+EXEMPT_VALUE: Final = "true"
+EXEMPT_REASON_ANNOTATION: Final = "finops.resilio.tech/exempt-reason"
 VIOLATIONS_ANNOTATION: Final = "finops.resilio.tech/violations"
 INHERITED_ANNOTATION: Final = "finops.resilio.tech/inherited-labels"
 MODE_NAMESPACE_LABEL: Final = "finops.resilio.tech/mode"
@@ -59,6 +62,8 @@ DEFAULT_GPU_RESOURCES: Final = (
     "nvidia.com/gpu.shared",
     "nvidia.com/mig-*",
     "amd.com/gpu",
+    "gpu.intel.com/i915",
+    "gpu.intel.com/xe",
 )
 
 # The paths the admission server answers on; manifests/ registers the same.

@@ -12,7 +12,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, localcontext
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
@@ -147,21 +147,45 @@ _QUANTITY: Final = re.compile(
 )
 
 
+# The largest magnitude a quantity may have: Kubernetes keeps quantities in an int64
+# of milli-units, so anything beyond 2**63 is no quantity the API server accepts.
+MAX_QUANTITY: Final = Decimal(2**63)
+# Exponents far beyond MAX_QUANTITY are refused before any arithmetic, so that a
+# hostile `1e999999999999` costs nothing and raises nothing.
+_MAX_ADJUSTED_EXPONENT: Final = 30
+_QUANTITY_CONTEXT: Final = Context(prec=60)
+
+
+def _bounded(number: Decimal) -> Decimal | None:
+    if not number.is_finite() or number.adjusted() > _MAX_ADJUSTED_EXPONENT:
+        return None
+    return number if abs(number) <= MAX_QUANTITY else None
+
+
 def parse_quantity(value: Any) -> Decimal | None:
-    """A Kubernetes quantity ("1", "500m", 2) as a Decimal; None when it is not one."""
+    """A Kubernetes quantity ("1", "500m", 2) as a Decimal; None when it is not one.
+
+    None too for a quantity larger than the API server can store (above 2**63):
+    the result is always a bounded, finite number, and nothing here raises.
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float | Decimal):
-        number = Decimal(str(value))
-        return number if number.is_finite() else None
-    if not isinstance(value, str):
+    if isinstance(value, int):
+        return _bounded(Decimal(value)) if abs(value) <= MAX_QUANTITY else None
+    if isinstance(value, float | Decimal):
+        return _bounded(Decimal(str(value)))
+    if not isinstance(value, str) or len(value) > 100:
         return None
     match = _QUANTITY.match(value.strip())
     if match is None:
         return None
     try:
-        return Decimal(match.group(1)) * _SUFFIXES[match.group(2) or ""]
-    except InvalidOperation:
+        with localcontext(_QUANTITY_CONTEXT):
+            number = _bounded(Decimal(match.group(1)))
+            if number is None:
+                return None
+            return _bounded(number * _SUFFIXES[match.group(2) or ""])
+    except ArithmeticError:  # decimal's InvalidOperation ("1.2.3"), Overflow, ...
         return None
 
 
@@ -223,22 +247,84 @@ def gpu_requests(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> list[GpuRequest]
     return found
 
 
+def dra_claims(obj: Mapping[str, Any]) -> list[str]:
+    """The pod's Dynamic Resource Allocation claims, by name: each counts as asking for a GPU.
+
+    A pod asks for devices through DRA in `spec.resourceClaims` (Kubernetes 1.31+),
+    each entry naming a ResourceClaimTemplate (`resourceClaimTemplateName`) or a
+    ResourceClaim (`resourceClaimName`). The device class that says whether the
+    device is a GPU lives in that other object, which a pure check cannot read; DRA
+    is used for accelerators almost only, so every such claim counts as one GPU:
+    governance errs towards checking (docs/admission.md, "What is checked").
+    """
+    claims = _mapping(pod_template(obj).get("spec")).get("resourceClaims")
+    if not isinstance(claims, list):
+        return []
+    found = []
+    for claim in claims:
+        if not isinstance(claim, Mapping):
+            continue
+        source = claim.get("resourceClaimTemplateName") or claim.get("resourceClaimName")
+        if isinstance(source, str) and source:
+            name = claim.get("name")
+            found.append(name if isinstance(name, str) else "")
+    return found
+
+
+def asks_for_gpu(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> bool:
+    """A non-zero GPU quantity in a container, or a DRA resource claim."""
+    return bool(gpu_requests(obj, is_gpu)) or bool(dra_claims(obj))
+
+
 def is_gpu_workload(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> bool:
-    return is_workload(obj) and bool(gpu_requests(obj, is_gpu))
+    return is_workload(obj) and asks_for_gpu(obj, is_gpu)
+
+
+# child kind -> the kinds whose controller creates it, with their API group. Only the
+# built-in controllers create the seven kinds: a ReplicaSet, StatefulSet, DaemonSet or
+# Job makes Pods, a Deployment makes ReplicaSets, a CronJob makes Jobs. Nothing makes
+# Deployments, StatefulSets, DaemonSets or CronJobs.
+CONTROLLER_OWNERS: Final[Mapping[WorkloadKind, frozenset[WorkloadKind]]] = MappingProxyType(
+    {
+        WorkloadKind.POD: frozenset(
+            {
+                WorkloadKind.REPLICA_SET,
+                WorkloadKind.STATEFUL_SET,
+                WorkloadKind.DAEMON_SET,
+                WorkloadKind.JOB,
+            }
+        ),
+        WorkloadKind.REPLICA_SET: frozenset({WorkloadKind.DEPLOYMENT}),
+        WorkloadKind.JOB: frozenset({WorkloadKind.CRON_JOB}),
+    }
+)
+
+
+def _owner_kind(ref: Any) -> WorkloadKind | None:
+    """The workload kind of a controller ownerReference, in its own API group; else None."""
+    if not isinstance(ref, Mapping) or ref.get("controller") is not True:
+        return None
+    kind = WorkloadKind.of(ref.get("kind"))
+    api_version = ref.get("apiVersion")
+    if kind is None or not isinstance(api_version, str):
+        return None
+    group = api_version.rpartition("/")[0]
+    return kind if group == kind.group else None
 
 
 def created_by_controller(obj: Mapping[str, Any]) -> bool:
-    """True when a workload controller owns the object (a ReplicaSet's Pod, a CronJob's Job).
+    """True when the object's controller ownerReference names a kind that creates it.
 
-    It reads the object's own ownerReferences: any reference marked `controller: true`
-    whose kind is one of the seven counts, whoever wrote it.
+    A Pod of a ReplicaSet, StatefulSet, DaemonSet or Job, a ReplicaSet of a
+    Deployment, a Job of a CronJob (`CONTROLLER_OWNERS`), each in its own API group
+    (`apps/...`, `batch/...`). ownerReferences are written by whoever creates the
+    object and the API server does not check them, so any other pair is a forgery
+    (a bare Pod claiming a Deployment) and does not count: docs/admission.md,
+    "Who may claim an owner", gives the whole trust rule.
     """
+    kind = WorkloadKind.of(obj.get("kind"))
+    owners = CONTROLLER_OWNERS.get(kind) if kind is not None else None
     refs = _mapping(obj.get("metadata")).get("ownerReferences")
-    if not isinstance(refs, list):
+    if not owners or not isinstance(refs, list):
         return False
-    return any(
-        isinstance(ref, Mapping)
-        and ref.get("controller") is True
-        and WorkloadKind.of(ref.get("kind")) is not None
-        for ref in refs
-    )
+    return any(_owner_kind(ref) in owners for ref in refs)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +26,7 @@ from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import compute_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
+from finops_operator.domain.rules.policy_reconciler import plan_policy
 from tests.support.crd_schema import served_schema, untyped_nodes, validate_against_crd
 from tests.support.paths import ROOT
 
@@ -175,3 +178,54 @@ def test_the_crd_is_a_valid_structural_cluster_scoped_apiextensions_v1_object() 
     columns = {column["name"] for column in version["additionalPrinterColumns"]}
     assert {"Team", "Period", "GPU Hours", "Cost", "Idle %", "Budget %", "Age"} <= columns
     assert untyped_nodes(served_schema(CRD)) == []
+
+
+# --- issue 13, item 9: no team can take a scope report's name, nor another team's ------
+
+
+@pytest.mark.parametrize("team", ["cluster", "untagged"])
+def test_a_team_named_like_a_scope_never_overwrites_the_scope_report(team: str) -> None:
+    scope_names = {report_name(scope, None, "2026-11") for scope in ("cluster", "untagged")}
+    produced = report_name("team", team, "2026-11")
+    assert produced not in scope_names
+    assert produced.startswith(f"{team}-") and produced.endswith("-2026-11")
+
+
+def test_a_team_named_like_another_teams_folded_name_gets_its_own() -> None:
+    folded = report_name("team", "Search_Platform", "2026-11")
+    impostor = folded.removesuffix("-2026-11")
+    assert report_name("team", impostor, "2026-11") != folded
+
+
+def test_report_names_are_collision_free_over_awkward_teams() -> None:
+    teams = ["cluster", "untagged", "Cluster", "cluster-", "search", "Search", "search-2026-11"]
+    teams += ["a" * 48, "a" * 49, "a" * 63, "x-deadbeef", "__untagged__", "", "-", "é"]
+    teams += [report_name("team", t, "2026-11").removesuffix("-2026-11") for t in list(teams)]
+    names = {t: report_name("team", t, "2026-11") for t in teams}
+    names_scope = {report_name(s, None, "2026-11") for s in ("cluster", "untagged")}
+    assert len(set(names.values())) == len(names)
+    assert not set(names.values()) & names_scope
+    for name in names.values():
+        assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
+
+
+def test_the_desired_reports_of_a_team_called_cluster_are_all_kept() -> None:
+    data = report_input()
+    teams = [dataclasses.replace(data.teams[0], team="cluster")]
+    reports = desired_reports(dataclasses.replace(data, teams=teams), NOW)
+    names = [obj["metadata"]["name"] for obj, _ in reports]
+    assert len(names) == len(set(names)) == 3
+
+
+# --- issue 13, item 11: the budget of an Invalid policy is never applied --------------
+
+
+def test_the_budget_of_a_policy_in_another_currency_is_not_applied() -> None:
+    policy = {
+        "apiVersion": "finops.resilio.tech/v1alpha1",
+        "kind": "CostPolicy",
+        "metadata": {"name": "eur", "namespace": "finops"},
+        "spec": {"selector": {"team": "search"}, "budget": {"monthly": 7, "currency": "EUR"}},
+    }
+    assert not plan_policy(policy, Config()).valid  # its status says Invalid
+    assert budgets_of({1: policy}, Config()) == {}

@@ -64,7 +64,8 @@ def test_admission_audit_and_lint_agree_on_a_create(index: int) -> None:
 
         # the warnings and the audit annotation tell the lint finding's problems
         if decision.outcome in (Outcome.WARNED, Outcome.DENIED):
-            problems = [w.partition(": ")[2].partition(": ")[2] for w in decision.warnings]
+            warnings = [w for w in decision.warnings if "does not exempt" not in w]
+            problems = [w.partition(": ")[2].partition(": ")[2] for w in warnings]
             assert problems == found.problems(), where
             assert decision.audit_annotations == {"violations": found.annotation()}, where
         else:
@@ -121,5 +122,5 @@ def test_check_workload_is_the_verdicts_violations() -> None:
 def test_the_corpus_is_varied() -> None:
     kinds: set[Any] = {c.obj["kind"] for c in CASES}
     assert len(kinds) == 7
-    assert sum(1 for c in CASES if created_by_controller(c.obj)) > 50
+    assert sum(1 for c in CASES if created_by_controller(c.obj)) > 30
     assert {mode_of(c) for c in CASES} == set(Mode)

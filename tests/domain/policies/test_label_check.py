@@ -193,21 +193,39 @@ def test_label_rule(rule: LabelRule, value: str, accepted: bool, described: str)
         ),
         pytest.param(
             Config(),
-            gpu_deployment({}, annotations={"finops.resilio.tech/exempt": "vendor benchmark"}),
+            gpu_deployment({}, annotations={"finops.resilio.tech/exempt": "true"}),
             True,
             id="the annotation on the object",
         ),
         pytest.param(
             Config(),
-            gpu_deployment({}, template_annotations={"finops.resilio.tech/exempt": "qa"}),
+            gpu_deployment({}, template_annotations={"finops.resilio.tech/exempt": "true"}),
             True,
             id="the annotation on the pod template",
         ),
         pytest.param(
             Config(),
             gpu_deployment({}, annotations={"finops.resilio.tech/exempt": ""}),
-            True,
-            id="the annotation with an empty reason",
+            False,
+            id="an empty value does not exempt",
+        ),
+        pytest.param(
+            Config(),
+            gpu_deployment({}, annotations={"finops.resilio.tech/exempt": "false"}),
+            False,
+            id="false does not exempt",
+        ),
+        pytest.param(
+            Config(),
+            gpu_deployment({}, template_annotations={"finops.resilio.tech/exempt": "True"}),
+            False,
+            id="True (capitalised) does not exempt",
+        ),
+        pytest.param(
+            Config(),
+            gpu_deployment({}, annotations={"finops.resilio.tech/exempt": "vendor benchmark"}),
+            False,
+            id="a reason in place of true does not exempt",
         ),
         pytest.param(
             Config(),
@@ -230,9 +248,16 @@ def test_exemption(config: Config, obj: dict[str, Any], exempt: bool) -> None:
 
 
 def test_exemption_says_why() -> None:
-    obj = gpu_deployment({}, annotations={"finops.resilio.tech/exempt": "vendor benchmark"})
+    obj = gpu_deployment(
+        {},
+        annotations={
+            "finops.resilio.tech/exempt": "true",
+            "finops.resilio.tech/exempt-reason": "vendor benchmark",
+        },
+    )
     assert (
-        exemption(obj, "ml", Config()) == "annotated finops.resilio.tech/exempt: vendor benchmark"
+        exemption(obj, "ml", Config())
+        == "annotated finops.resilio.tech/exempt=true: vendor benchmark"
     )
     assert (
         exemption(obj, "kube-system", Config())

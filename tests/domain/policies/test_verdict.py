@@ -79,7 +79,7 @@ def verdict_on(obj: dict[str, Any] | None, policy: LabelPolicy = ENFORCE, **kw: 
             id="an exempt namespace",
         ),
         pytest.param(
-            workload("Pod", annotations={"finops.resilio.tech/exempt": "burn-in"}),
+            workload("Pod", annotations={"finops.resilio.tech/exempt": "true"}),
             {},
             Skip.EXEMPT_ANNOTATION,
             id="the exempt annotation",
@@ -188,14 +188,17 @@ def test_the_mode_decides_what_violations_lead_to() -> None:
 def test_the_exemption_names_the_annotation_and_its_reason(on_template: bool) -> None:
     obj = workload("Deployment")
     meta = pod_template(obj)["metadata"] if on_template else obj["metadata"]
-    meta["annotations"] = {"finops.resilio.tech/exempt": "vendor benchmark"}
+    meta["annotations"] = {
+        "finops.resilio.tech/exempt": "true",
+        "finops.resilio.tech/exempt-reason": "vendor benchmark",
+    }
     verdict = verdict_on(obj)
     assert verdict.exemption is not None
     assert (verdict.exemption.by, verdict.exemption.detail) == (
         ExemptBy.ANNOTATION,
         "vendor benchmark",
     )
-    assert str(verdict.exemption) == "annotated finops.resilio.tech/exempt: vendor benchmark"
+    assert str(verdict.exemption) == "annotated finops.resilio.tech/exempt=true: vendor benchmark"
     assert verdict.violations == NO_VIOLATIONS and not verdict.inheritable
 
 

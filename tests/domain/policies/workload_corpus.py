@@ -28,7 +28,18 @@ BAD_VALUES: dict[str, list[Any]] = {
     "resilio.tech/cost-center": ["1234", "cc-12\n", 4120, ""],
 }
 NAMESPACES = ("team-a", "team-b", "kube-system", None)
-OWNERS = (None, "ReplicaSet", "Job", "ConfigMap", "Deployment")
+# (apiVersion, kind) of a controller ownerReference: real pairs and forged ones.
+OWNERS = (
+    None,
+    ("apps/v1", "ReplicaSet"),
+    ("batch/v1", "Job"),
+    ("v1", "ConfigMap"),
+    ("apps/v1", "Deployment"),
+    ("batch/v1", "CronJob"),
+    ("v1", "ReplicaSet"),
+)
+# Values of the exempt annotation: only "true" exempts.
+EXEMPT_VALUES = ("true", "true", "true", "false", "", "burn-in")
 NAMESPACE_MODES = (None, "enforce", "audit", "off", "lax")
 POLICIES = {mode: LabelPolicy(Config(mode=mode)) for mode in Mode}
 
@@ -74,11 +85,20 @@ def _case(rng: random.Random) -> Case:
         obj["apiVersion"] = "batch.volcano.sh/v1alpha1"
     if rng.random() < 0.1:
         where = obj["metadata"] if rng.random() < 0.5 else pod_template(obj)["metadata"]
-        where.setdefault("annotations", {})["finops.resilio.tech/exempt"] = "burn-in"
+        where.setdefault("annotations", {})["finops.resilio.tech/exempt"] = rng.choice(
+            EXEMPT_VALUES
+        )
     owner = rng.choice(OWNERS)
     if owner is not None:
+        api_version, owner_kind = owner
         obj["metadata"]["ownerReferences"] = [
-            {"apiVersion": "v1", "kind": owner, "name": "o", "uid": "u", "controller": True}
+            {
+                "apiVersion": api_version,
+                "kind": owner_kind,
+                "name": "o",
+                "uid": "u",
+                "controller": True,
+            }
         ]
     old = copy.deepcopy(obj)
     if rng.random() < 0.7:

@@ -222,3 +222,37 @@ class _ReadOnly(Mapping[str, Any]):
 
 def test_a_read_only_mapping_such_as_a_kopf_body_is_accepted() -> None:
     assert parse_cost_policy(_ReadOnly(EXAMPLE)).key == "finops/search-platform"
+
+
+@pytest.mark.parametrize("field", ["team", "feature", "environment", "workloadType", "costCenter"])
+def test_untagged_is_accepted_as_a_selector_value_as_the_docs_allow(field: str) -> None:
+    # issue 13, item 11: `__untagged__` was refused as not a Kubernetes label value.
+    policy = {
+        "apiVersion": "finops.resilio.tech/v1alpha1",
+        "kind": "CostPolicy",
+        "metadata": {"name": "untagged-spend", "namespace": "finops"},
+        "spec": {"selector": {field: "__untagged__"}, "budget": {"monthly": 100}},
+    }
+    assert parse_cost_policy(policy).spec.selector.by_short_name() == {field: "__untagged__"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"budget": {"monthly": 10**26}}, "spec.budget.monthly"),
+        ({"budget": {"monthly": 1e26}}, "spec.budget.monthly"),
+        ({"budget": {"monthly": 10**5000}}, "spec.budget.monthly"),
+        ({"anomaly": {"threshold": 5, "minHourlyCost": 1e26}}, "spec.anomaly.minHourlyCost"),
+        ({"anomaly": {"threshold": 1e400}}, "spec.anomaly.threshold"),
+    ],
+)
+def test_absurd_amounts_are_refused_naming_the_field(spec: dict[str, Any], field: str) -> None:
+    policy = {
+        "apiVersion": "finops.resilio.tech/v1alpha1",
+        "kind": "CostPolicy",
+        "metadata": {"name": "big", "namespace": "finops"},
+        "spec": {"selector": {"team": "search"}, **spec},
+    }
+    with pytest.raises(CostPolicyError) as caught:
+        parse_cost_policy(policy)
+    assert caught.value.field == field

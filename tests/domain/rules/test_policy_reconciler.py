@@ -12,6 +12,11 @@ from finops_operator.domain.rules.policy_reconciler import (
     rule_patch,
     status_patch,
 )
+from finops_operator.domain.rules.prometheus_rule import (
+    legacy_rule_names,
+    rule_conflict,
+    rule_name_for,
+)
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(hours=1)
@@ -102,3 +107,71 @@ def test_a_transition_moves_the_time_and_is_written() -> None:
     assert failed["conditions"][0]["lastTransitionTime"] == "2026-11-27T13:00:00Z"
     assert failed["conditions"][1]["lastTransitionTime"] == "2026-11-27T12:00:00Z"
     assert status_patch(first, failed) == {"status": failed}
+
+
+# --- issue 13, item 9: a rule's name is never another policy's, and never taken over -----
+
+
+def test_a_policy_named_like_another_policys_shortened_rule_name_gets_its_own() -> None:
+    long_name = "search-platform-" + "x" * 60
+    taken = rule_name_for(long_name)
+    impostor = taken.removeprefix("costpolicy-")  # 52 characters, ending in the hash
+    assert rule_name_for(impostor) != taken
+    assert len(rule_name_for(impostor)) <= 63
+
+
+def test_rule_names_are_collision_free_over_awkward_policy_names() -> None:
+    names = ["a", "a-deadbeef", "budget-20250101", "x" * 52, "x" * 53, "x" * 90, "x" * 91]
+    names += [rule_name_for(n).removeprefix("costpolicy-") for n in list(names)]
+    rules = {n: rule_name_for(n) for n in names}
+    assert len(set(rules.values())) == len(rules)
+    assert legacy_rule_names("budget-20250101") == ("costpolicy-budget-20250101",)
+    assert legacy_rule_names("search") == ()
+
+
+def test_a_rule_owned_by_another_policy_is_a_conflict_and_is_not_taken_over() -> None:
+    plan = plan_policy(body(), Config())
+    assert plan.rule is not None
+    theirs = {
+        "metadata": {
+            "name": plan.rule["metadata"]["name"],
+            "labels": plan.rule["metadata"]["labels"],
+            "ownerReferences": [
+                {"kind": "CostPolicy", "name": "other", "uid": "u-9", "controller": True}
+            ],
+        },
+        "spec": {"groups": []},
+    }
+    conflict = rule_conflict(theirs, plan.rule)
+    assert conflict is not None and "CostPolicy other" in conflict
+    status = policy_status(
+        None, generation=4, plan=plan, apply_error=None, now=NOW, conflict=conflict
+    )
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "RuleConflict")
+    assert status["ruleName"] is None
+
+
+def test_a_hand_written_rule_with_the_name_is_a_conflict() -> None:
+    plan = plan_policy(body(), Config())
+    assert plan.rule is not None
+    by_hand = {"metadata": {"name": plan.rule["metadata"]["name"]}, "spec": {"groups": []}}
+    assert rule_conflict(by_hand, plan.rule) is not None
+
+
+def test_the_policys_own_rule_and_its_earlier_incarnations_are_not_conflicts() -> None:
+    plan = plan_policy(body(), Config())
+    assert plan.rule is not None
+    mine = {"metadata": dict(plan.rule["metadata"]), "spec": {}}
+    assert rule_conflict(mine, plan.rule) is None
+    recreated = {
+        "metadata": {
+            **plan.rule["metadata"],
+            "ownerReferences": [
+                {"kind": "CostPolicy", "name": "p", "uid": "old", "controller": True}
+            ],
+        }
+    }
+    assert rule_conflict(recreated, plan.rule) is None
+    unowned = {"metadata": {**plan.rule["metadata"], "ownerReferences": []}}
+    assert rule_conflict(unowned, plan.rule) is None

@@ -45,19 +45,35 @@ class ReportInput:
     budgets: Mapping[str, Decimal]
 
 
+# Scope reports are named `<scope>-<period>`; no team report may take those names.
+SCOPE_NAMES = frozenset({"cluster", "untagged"})
+_KEPT_TEAM = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_HASHED = re.compile(r"-[0-9a-f]{8}$")
+
+
 def report_name(scope: str, team: str | None, period: str) -> str:
     """A DNS-1123 name: `<team>-<period>`, `untagged-<period>`, `cluster-<period>`.
 
-    A team value that is not a valid name (it came from a pod label) is folded
-    to one, with a hash of the original so two teams never share a report.
+    Names never collide. A team keeps its own name when it is a DNS label of at most
+    48 characters that is not a scope's name (`cluster`, `untagged`) and does not end
+    like a hash (`-` and 8 hex digits). Any other team (one that came from a pod
+    label that is not a name, or is literally called `cluster`) is folded to a name
+    and given a hash of the original: `cluster-3f1c0b2a-2026-11`. So a kept name is
+    never a folded one, folded names differ by their hash, and the period, of fixed
+    length, ends every name.
     """
     if scope != "team" or team is None:
         return f"{scope}-{period}"
+    if (
+        len(team) <= 48
+        and _KEPT_TEAM.fullmatch(team)
+        and team not in SCOPE_NAMES
+        and not _HASHED.search(team)
+    ):
+        return f"{team}-{period}"
     folded = re.sub(r"[^a-z0-9-]+", "-", team.lower()).strip("-") or "team"
-    if folded != team or len(folded) > 48:
-        digest = hashlib.sha256(team.encode()).hexdigest()[:8]
-        folded = f"{folded[:39].rstrip('-')}-{digest}"
-    return f"{folded}-{period}"
+    digest = hashlib.sha256(team.encode()).hexdigest()[:8]
+    return f"{folded[:39].rstrip('-')}-{digest}-{period}"
 
 
 def _breakdowns(row: CostRow) -> dict[str, list[dict[str, Any]]]:

@@ -20,6 +20,10 @@ QUANTUM: Final = Decimal("1e-12")
 _PRECISION: Final = 60
 
 ZERO: Final = Decimal(0)
+# The largest amount any input may hold: a price, a monthly cost, a budget. A trillion
+# currency units is beyond any real figure, and far enough below the working precision
+# that every sum and product of inputs stays exact and finite.
+MAX_MONEY: Final = Decimal("1e12")
 
 
 def money_context() -> Context:

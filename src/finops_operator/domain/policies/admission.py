@@ -13,10 +13,12 @@ The rules, as the verdict applies them (docs/admission.md explains them for user
 - `audit` admits with Kubernetes warnings; `enforce` denies with one line.
 - In `enforce`, two cases are admitted with warnings instead of denied, so that
   installing the operator never breaks workloads that already run:
-  an UPDATE that adds no new violation to the old object (a workload created
-  before the operator existed can still be scaled, patched and rolled), and an
-  object created by its controller (a Pod of a ReplicaSet, a Job of a CronJob),
-  whose template was judged when its owner was admitted.
+  an UPDATE that adds no new violation to an old object that was itself judged
+  (a GPU workload created before the operator existed can still be scaled,
+  patched and rolled; adding a GPU to an untagged workload, or removing its
+  exemption, is judged like a CREATE), and an object created by its controller
+  (a Pod of a ReplicaSet, a Job of a CronJob, see `created_by_controller` for the
+  owners that count), whose template was judged when its owner was admitted.
 - The mutating side fills missing cost labels from the namespace's labels and
   records which it filled in an annotation on the pod (template).
 """
@@ -46,6 +48,16 @@ REVIEW_API_VERSION: Final = "admission.k8s.io/v1"
 PREDATES_NOTE: Final = (
     "finops: admitted because these violations predate this update; fix them soon"
 )
+
+
+def misspelt_note(value: str) -> str:
+    """The warning for an exempt annotation whose value is not `"true"`."""
+    return (
+        f"finops: {conventions.EXEMPT_ANNOTATION}={value!r} does not exempt; only "
+        f"{conventions.EXEMPT_VALUE!r} does (put the reason in "
+        f"{conventions.EXEMPT_REASON_ANNOTATION})"
+    )
+
 
 NamespaceLabels = Mapping[str, Mapping[str, str]]
 
@@ -178,6 +190,8 @@ def validate(request: Request, policy: LabelPolicy, namespaces: NamespaceLabels)
     if not found:
         return COMPLIANT
     warnings = tuple(f"finops: {request.ref}: {problem}" for problem in found.problems())
+    if verdict.misspelt_exemption is not None:
+        warnings = (*warnings, misspelt_note(verdict.misspelt_exemption))
     audit = {"violations": found.annotation()}
     leniency = verdict.leniency
     if leniency is Leniency.PREDATES_UPDATE:

@@ -18,7 +18,7 @@ from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, LabelRule
 from finops_operator.domain.workloads import (
     GpuMatcher,
-    gpu_requests,
+    asks_for_gpu,
     is_workload,
     pod_labels,
     pod_labels_path,
@@ -110,12 +110,12 @@ class ExemptBy(StrEnum):
     """What exempts a GPU workload from the check."""
 
     NAMESPACE = "namespace"  # listed in `exemptNamespaces`
-    ANNOTATION = "annotation"  # finops.resilio.tech/exempt on the object or its pod template
+    ANNOTATION = "annotation"  # finops.resilio.tech/exempt: "true" on the object or its template
 
 
 @dataclass(frozen=True)
 class Exemption:
-    """Which exemption applies, with the namespace or the annotation's value (the reason)."""
+    """Which exemption applies, with the namespace or the exempt-reason annotation."""
 
     by: ExemptBy
     detail: str
@@ -123,7 +123,7 @@ class Exemption:
     def __str__(self) -> str:
         if self.by is ExemptBy.NAMESPACE:
             return f"namespace {self.detail} is exempt by configuration"
-        return f"annotated {conventions.EXEMPT_ANNOTATION}: {self.detail}"
+        return f"annotated {conventions.EXEMPT_ANNOTATION}=true: {self.detail}"
 
 
 def find_exemption(
@@ -132,14 +132,30 @@ def find_exemption(
     """The exemption of an object, or None when it has none.
 
     The exempt annotation counts on the object itself and, for a controller, on its
-    pod template (where it reaches the pods the controller creates), with any value.
+    pod template (where it reaches the pods the controller creates), and only with
+    the value `"true"`, exactly: `""`, `"false"`, `"yes"` or a reason written there
+    do not exempt (`misspelt_exemption` says so, for a warning). The reason, when
+    given, is the value of `finops.resilio.tech/exempt-reason` beside it.
     """
     if namespace is not None and namespace in config.exempt_namespaces:
         return Exemption(ExemptBy.NAMESPACE, namespace)
     for meta in (obj.get("metadata"), pod_template(obj).get("metadata")):
-        reason = _annotations(meta).get(conventions.EXEMPT_ANNOTATION)
-        if reason is not None:
-            return Exemption(ExemptBy.ANNOTATION, _as_written(reason))
+        annotations = _annotations(meta)
+        if annotations.get(conventions.EXEMPT_ANNOTATION) == conventions.EXEMPT_VALUE:
+            reason = annotations.get(conventions.EXEMPT_REASON_ANNOTATION)
+            detail = _as_written(reason) if reason not in (None, "") else "no reason given"
+            return Exemption(ExemptBy.ANNOTATION, detail)
+    return None
+
+
+def misspelt_exemption(obj: Mapping[str, Any]) -> str | None:
+    """The value of an exempt annotation that does not exempt (not `"true"`), or None."""
+    for meta in (obj.get("metadata"), pod_template(obj).get("metadata")):
+        annotations = _annotations(meta)
+        if conventions.EXEMPT_ANNOTATION in annotations:
+            value = annotations[conventions.EXEMPT_ANNOTATION]
+            if value != conventions.EXEMPT_VALUE:
+                return _as_written(value)
     return None
 
 
@@ -157,7 +173,7 @@ class LabelPolicy:
         self.is_gpu = GpuMatcher(config.gpu_resources)
 
     def needs_labels(self, obj: Mapping[str, Any]) -> bool:
-        return is_workload(obj) and bool(gpu_requests(obj, self.is_gpu))
+        return is_workload(obj) and asks_for_gpu(obj, self.is_gpu)
 
     def check_workload(self, obj: Mapping[str, Any], namespace: str | None = None) -> Violations:
         """The violations of one object; none for non-GPU, non-workload and exempt objects.

@@ -35,11 +35,12 @@ from finops_operator.domain.policies.label_check import (
     Violations,
     check_labels,
     find_exemption,
+    misspelt_exemption,
 )
 from finops_operator.domain.workloads import (
     WorkloadKind,
+    asks_for_gpu,
     created_by_controller,
-    gpu_requests,
     is_workload,
     pod_labels,
 )
@@ -99,7 +100,10 @@ class Verdict:
     `violations` are what the pod labels lack, for every GPU workload that is not
     exempt, also when the mode is `off` (`skip` then says so); they are empty when
     the object is skipped for any other reason. `inheritable` are the missing labels
-    the namespace supplies. `old_violations` are the old object's, on an UPDATE.
+    the namespace supplies. `old_violations` are the old object's on an UPDATE, and
+    only when the old object was itself judged (it asked for a GPU and was not
+    exempt, under the same mode): otherwise None, and nothing can predate the update.
+    `misspelt_exemption` is the value of an exempt annotation that does not exempt.
     """
 
     skip: Skip | None
@@ -110,6 +114,7 @@ class Verdict:
     inheritable: Mapping[str, str] = field(default_factory=dict)
     created_by_controller: bool = False
     old_violations: Violations | None = None
+    misspelt_exemption: str | None = None
 
     @property
     def judged(self) -> bool:
@@ -169,7 +174,9 @@ def judge(
     `kind` overrides the object's own (an AdmissionRequest and a watch name the
     kind beside the object). `operation` and `sub_resource` are an admission
     request's; None for an object that is not being written (the audit, lint).
-    `old` is the object before an UPDATE.
+    `old` is the object before an UPDATE. Its violations excuse the new object's
+    (`predates_update`) only when the old object was judged itself: adding a GPU to
+    an untagged workload, or removing its exempt annotation, is judged like a CREATE.
     """
     mode = effective_mode(policy.config.mode, namespace_labels)
     if operation is not None and operation not in JUDGED_OPERATIONS:
@@ -185,7 +192,7 @@ def judge(
     if not is_workload(workload):
         return Verdict(Skip.OTHER_API_GROUP, mode, workload_kind)
     controlled = created_by_controller(workload)
-    if not gpu_requests(workload, policy.is_gpu):
+    if not asks_for_gpu(workload, policy.is_gpu):
         return Verdict(Skip.NO_GPU, mode, workload_kind, created_by_controller=controlled)
     exempt = find_exemption(workload, namespace, policy.config)
     if exempt is not None:
@@ -196,7 +203,15 @@ def judge(
     supplied = namespace_labels or {}
     before = None
     if operation == Operation.UPDATE and old is not None:
-        before = check_labels(pod_labels({**old, "kind": workload_kind.value}), rules)
+        earlier = judge(
+            old,
+            policy=policy,
+            namespace=namespace,
+            namespace_labels=namespace_labels,
+            kind=workload_kind.value,
+        )
+        if earlier.judged:
+            before = earlier.violations
     return Verdict(
         skip=Skip.MODE_OFF if mode == Mode.OFF else None,
         mode=mode,
@@ -205,4 +220,5 @@ def judge(
         inheritable={key: supplied[key] for key in found.missing if key in supplied},
         created_by_controller=controlled,
         old_violations=before,
+        misspelt_exemption=misspelt_exemption(workload),
     )

@@ -33,6 +33,7 @@ from pydantic import (
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import DEFAULT_LABEL_RULES, LabelRule
+from finops_operator.domain.costs.money import MAX_MONEY
 from finops_operator.domain.promql import LABEL_NAME_PATTERN, Duration
 from finops_operator.errors import CostPolicyError, Problem
 
@@ -62,20 +63,33 @@ RESERVED_ALERT_LABELS = frozenset(
 RESERVED_RULE_LABELS = frozenset({conventions.MANAGED_BY_LABEL, conventions.COSTPOLICY_RULE_LABEL})
 
 MAX_THRESHOLDS = 10
+MAX_LABELS = 20  # alerting.labels and alerting.ruleLabels, each
+# No number in a policy may exceed this; money fields stop at MAX_MONEY (1e12).
+MAX_NUMBER = Decimal(10**15)
 
 
-def _number(value: Any) -> Decimal:
+def _number(value: Any, bound: Decimal = MAX_NUMBER) -> Decimal:
     # Numbers stay numbers (the CRD says `type: number`); strings would render but
-    # the API server would refuse them, so `render` refuses them too.
+    # the API server would refuse them, so `render` refuses them too. Anything above
+    # `bound` is refused before any arithmetic: a hostile 1e400 or an integer of
+    # 10,000 digits costs nothing.
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError(f"must be a number, not {type(value).__name__}")
+    if isinstance(value, int) and abs(value) > bound:
+        raise ValueError(f"is more than {bound:,f}, the largest accepted")
     try:
-        amount = Decimal(str(value))
+        amount = Decimal(value) if isinstance(value, int) else Decimal(str(value))
     except InvalidOperation:
         raise ValueError(f"{value!r} is not a number") from None
     if not amount.is_finite():
         raise ValueError(f"{value!r} is not a finite number")
+    if abs(amount) > bound:
+        raise ValueError(f"{amount:e} is more than {bound:,f}, the largest accepted")
     return amount
+
+
+def _money(value: Any) -> Decimal:
+    return _number(value, MAX_MONEY)
 
 
 def _duration(value: Any) -> Duration:
@@ -87,6 +101,7 @@ def _duration(value: Any) -> Duration:
 
 
 Number = Annotated[Decimal, BeforeValidator(_number)]
+MoneyNumber = Annotated[Decimal, BeforeValidator(_money)]
 DurationField = Annotated[Duration, BeforeValidator(_duration)]
 
 
@@ -120,7 +135,7 @@ class Anomaly(_Model):
     threshold: Number = Field(gt=0, le=10000)
     baseline: DurationField = Duration.of(days=7)
     for_: DurationField = Field(default=Duration.of(minutes=15), alias="for")
-    min_hourly_cost: Number = Field(default=Decimal(0), ge=0, alias="minHourlyCost")
+    min_hourly_cost: MoneyNumber = Field(default=Decimal(0), ge=0, alias="minHourlyCost")
     min_history: DurationField | None = Field(default=None, alias="minHistory")
 
     @field_validator("baseline")
@@ -170,7 +185,7 @@ class Anomaly(_Model):
 
 
 class Budget(_Model):
-    monthly: Number = Field(gt=0)
+    monthly: MoneyNumber = Field(gt=0)
     currency: StrictStr = "USD"
     thresholds: tuple[Number, ...] = (Decimal(50), Decimal(80), Decimal(100))
     forecast: StrictBool = True
@@ -235,7 +250,11 @@ class Alerting(_Model):
     @field_validator("labels")
     @classmethod
     def _alert_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        if len(labels) > MAX_LABELS:
+            raise ValueError(f"at most {MAX_LABELS} labels")
         for name, value in labels.items():
+            if len(name) > 128:
+                raise ValueError(f"{name[:20]!r}... is longer than 128 characters")
             if not re.fullmatch(LABEL_NAME_PATTERN, name) or name.startswith("__"):
                 raise ValueError(
                     f"{name!r} is not a Prometheus label name (letters, digits, _; no leading __)"
@@ -252,8 +271,11 @@ class Alerting(_Model):
     @field_validator("rule_labels")
     @classmethod
     def _rule_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        if len(labels) > MAX_LABELS:
+            raise ValueError(f"at most {MAX_LABELS} labels")
         for key, value in labels.items():
-            if not re.fullmatch(LABEL_KEY, key) or len(key.rpartition("/")[2]) > 63:
+            prefix, _, name = key.rpartition("/")
+            if len(prefix) > 253 or len(name) > 63 or not re.fullmatch(LABEL_KEY, key):
                 raise ValueError(f"{key!r} is not a Kubernetes label key")
             if key in RESERVED_RULE_LABELS:
                 raise ValueError(f"{key!r} is set by the operator and cannot be overridden")
@@ -322,6 +344,8 @@ def _selector_problems(selector: Selector, label_rules: Mapping[str, LabelRule])
     problems = []
     for short, value in selector.by_short_name().items():
         field = f"spec.selector.{short}"
+        if value == conventions.UNTAGGED:
+            continue  # spend without the label: docs/costpolicy.md allows it for any field
         if len(value) > 63 or not re.fullmatch(LABEL_VALUE, value) or not value:
             problems.append(
                 Problem(
@@ -332,7 +356,7 @@ def _selector_problems(selector: Selector, label_rules: Mapping[str, LabelRule])
             )
             continue
         rule = label_rules.get(conventions.SHORT_NAME_FOR[short])
-        if rule is not None and not rule.accepts(value) and value != conventions.UNTAGGED:
+        if rule is not None and not rule.accepts(value):
             problems.append(Problem(field, f"{value!r} {rule.describe()}"))
     return problems
 

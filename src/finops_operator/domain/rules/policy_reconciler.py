@@ -10,13 +10,15 @@ unchanged policy writes nothing.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from finops_operator.domain.conditions import by_type, condition
 from finops_operator.domain.config import Config
 from finops_operator.domain.rules.alert_rules import AlertOptions
+from finops_operator.domain.rules.cost_policy import parse_cost_policy
 from finops_operator.domain.rules.prometheus_rule import render_policy, rule_count
 from finops_operator.errors import CostPolicyError
 
@@ -25,6 +27,7 @@ INVALID = "Invalid"
 REASON_APPLIED = "RulesApplied"
 REASON_INVALID = "InvalidPolicy"
 REASON_APPLY_FAILED = "ApplyFailed"
+REASON_CONFLICT = "RuleConflict"  # the rule's name is taken by another policy or by hand
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,26 @@ class PolicyPlan:
     @property
     def valid(self) -> bool:
         return self.rule is not None
+
+
+def team_budgets(policies: Iterable[Mapping[str, Any]], config: Config) -> dict[str, Decimal]:
+    """Monthly budgets by team, from the policies that are valid and name a team.
+
+    Valid exactly as `plan_policy` judges it (the configured label rules and the
+    pricing currency): the budget of a policy whose status says Invalid is never
+    applied to a CostReport.
+    """
+    budgets: dict[str, Decimal] = {}
+    for body in policies:
+        if not plan_policy(body, config).valid:
+            continue
+        policy = parse_cost_policy(
+            body, label_rules=config.labels, currency=config.pricing.currency
+        )
+        team = policy.spec.selector.team
+        if team and policy.spec.budget is not None:
+            budgets[team] = policy.spec.budget.monthly
+    return budgets
 
 
 def plan_policy(body: Mapping[str, Any], config: Config) -> PolicyPlan:
@@ -75,11 +98,18 @@ def policy_status(
     plan: PolicyPlan,
     apply_error: str | None,
     now: datetime.datetime,
+    conflict: str | None = None,
 ) -> dict[str, Any]:
-    """The whole status a policy should show after this reconciliation."""
+    """The whole status a policy should show after this reconciliation.
+
+    `conflict` says why the PrometheusRule the policy would write is someone
+    else's (`prometheus_rule.rule_conflict`): Ready=False, reason RuleConflict.
+    """
     earlier = by_type((current or {}).get("conditions"))
     if plan.rule is None:
         ready, reason, message = False, REASON_INVALID, f"invalid policy: {plan.problem}"
+    elif conflict is not None:
+        ready, reason, message = False, REASON_CONFLICT, conflict
     elif apply_error is not None:
         ready, reason, message = False, REASON_APPLY_FAILED, apply_error
     else:

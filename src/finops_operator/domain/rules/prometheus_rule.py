@@ -10,8 +10,9 @@ recording rules. Both are plain dicts, ready for the Kubernetes API or YAML.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import LabelRule
@@ -22,13 +23,66 @@ from finops_operator.domain.rules.recording_rules import render_recording_rules
 MAX_NAME_LENGTH = 63
 
 
+# The shape of a shortened name: `-` and 8 hex digits of the hash of the policy's name.
+_HASHED: Final = re.compile(r"-[0-9a-f]{8}$")
+
+
 def rule_name_for(policy_name: str) -> str:
-    """The PrometheusRule name of a policy: `costpolicy-<name>`, shortened with a hash if long."""
+    """The PrometheusRule name of a policy: `costpolicy-<name>`, or with a hash when needed.
+
+    Names are collision-free: a name that ends in `-` and 8 hex digits is always a
+    shortened one, `costpolicy-<start of the name>-<sha256 of the whole name>`, so
+    a policy whose own name ends like a hash (`team-2a0f9c1e`, `budget-20250101`)
+    gets the hashed form too, and can never take another policy's rule name.
+    """
     name = conventions.COSTPOLICY_RULE_PREFIX + policy_name
-    if len(name) <= MAX_NAME_LENGTH:
+    if len(name) <= MAX_NAME_LENGTH and not _HASHED.search(name):
         return name
     digest = hashlib.sha256(policy_name.encode()).hexdigest()[:8]
     return name[: MAX_NAME_LENGTH - 9].rstrip("-.") + "-" + digest
+
+
+def legacy_rule_names(policy_name: str) -> tuple[str, ...]:
+    """Names earlier releases gave this policy's rule, other than today's (to clean up)."""
+    earlier = conventions.COSTPOLICY_RULE_PREFIX + policy_name
+    if len(earlier) <= MAX_NAME_LENGTH and earlier != rule_name_for(policy_name):
+        return (earlier,)
+    return ()
+
+
+def rule_conflict(current: Mapping[str, Any], desired: Mapping[str, Any]) -> str | None:
+    """Why a stored PrometheusRule with the desired name is not this policy's; None if it is.
+
+    It is this policy's when its controller owner is this policy (by name: a policy
+    deleted and created again keeps its rule), or, with no controller owner, when
+    the operator made it for this policy (its managed-by and costpolicy labels).
+    Anything else (another policy's rule, a rule someone wrote by hand) is never
+    taken over.
+    """
+    meta = current.get("metadata") or {}
+    want = desired["metadata"]
+    where = f"PrometheusRule {want.get('namespace')}/{want['name']}"
+    owners = [
+        ref
+        for ref in meta.get("ownerReferences") or []
+        if isinstance(ref, Mapping) and ref.get("controller") is True
+    ]
+    wanted_owners = want.get("ownerReferences") or []
+    mine = wanted_owners[0].get("name") if wanted_owners else None
+    if owners:
+        owner = owners[0]
+        if owner.get("kind") == conventions.COSTPOLICY_KIND and (
+            mine is None or owner.get("name") == mine
+        ):
+            return None
+        return f"{where} belongs to {owner.get('kind')} {owner.get('name')}; not taken over"
+    labels = meta.get("labels") or {}
+    wanted = want.get("labels") or {}
+    if labels.get(conventions.MANAGED_BY_LABEL) == conventions.MANAGED_BY and labels.get(
+        conventions.COSTPOLICY_RULE_LABEL
+    ) == wanted.get(conventions.COSTPOLICY_RULE_LABEL):
+        return None
+    return f"{where} exists and was not made for this policy; not taken over"
 
 
 def _prometheus_rule(
