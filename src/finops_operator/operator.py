@@ -210,7 +210,7 @@ async def serve(
     stop_flag: asyncio.Event | None = None,
 ) -> None:
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
-    kube = KubeApi()
+    kube = KubeApi(request_timeout=max(2.0, min(10.0, lease_seconds / 2)))
     if webhook_secret is not None:
         cert_pem, key_pem, ca_pem = await shared_certificate(
             kube,
@@ -247,7 +247,7 @@ async def serve(
         metrics=state.metrics,
         leading=leading,
     )
-    leadership.on_change = state.metrics.leader.set
+    leadership.on_error = state.metrics.leader_election_errors.inc
     leadership.on_elected += [policies.catch_up]
     leadership.while_leading += [writer.flush]
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
@@ -268,6 +268,8 @@ async def serve(
     )
     background = [asyncio.create_task(reports.run_forever(), name="cost-reports")]
     if leader_election:
+        # Read at each scrape: a leader whose renewal hangs shows 0 from its deadline on.
+        state.metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)
         background.append(asyncio.create_task(leadership.run_forever(), name="leadership"))
     else:
         state.metrics.leader.set(1)
