@@ -248,7 +248,7 @@ async def serve(
         leading=leading,
     )
     leadership.on_error = state.metrics.leader_election_errors.inc
-    leadership.on_elected += [policies.catch_up]
+    leadership.on_elected += [policies.catch_up, reports.catch_up]
     leadership.while_leading += [writer.flush]
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
     runners = [

@@ -4,6 +4,11 @@ Every object the operator owns is written this way: a PrometheusRule per
 CostPolicy, the shared recording rules, the CostReports. Level-based: the
 caller says what it wants (`desired`) and how far a stored object is from it
 (`diff`, a merge patch or None), and only that difference is written.
+
+A `current` from a cache can be stale: the object was deleted without the
+watch saying so (the API server lost its state and came back empty, a watch
+stream was cut). A 404 on the patch means just that: the object is read again
+and created when absent, instead of failing the same way forever.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ async def apply(
     *,
     current: Mapping[str, Any] | None = None,
     status: bool = False,
+    retry_if_gone: bool = True,
 ) -> ApplyResult:
     """Make the object named by `desired`'s metadata carry what `diff` asks for.
 
@@ -52,6 +58,7 @@ async def apply(
     With `status=True`, `diff` gives a patch of the status subresource. The API
     server ignores a status sent with a create, so a created object is patched
     at once; with `status=False` a created object is `desired` and is left alone.
+    A patch answered 404 (a stale `current`) starts over once without `current`.
     Raises `KubeError`.
     """
     meta = desired["metadata"]
@@ -77,5 +84,11 @@ async def apply(
     patch = diff(current)
     if patch is None:
         return ApplyResult(Applied.UNCHANGED, current)
-    await kube.patch(*resource, namespace, name, patch, status=status)
+    try:
+        await kube.patch(*resource, namespace, name, patch, status=status)
+    except KubeError as err:
+        if err.status != 404 or not retry_if_gone:
+            raise
+        # Gone although read or cached: read again, and create it if it is still absent.
+        return await apply(kube, resource, desired, diff, status=status, retry_if_gone=False)
     return ApplyResult(Applied.PATCHED, current, patch)
