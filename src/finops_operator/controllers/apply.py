@@ -47,7 +47,6 @@ async def apply(
     *,
     current: Mapping[str, Any] | None = None,
     status: bool = False,
-    retry_if_gone: bool = True,
 ) -> ApplyResult:
     """Make the object named by `desired`'s metadata carry what `diff` asks for.
 
@@ -61,6 +60,24 @@ async def apply(
     A patch answered 404 (a stale `current`) starts over once without `current`.
     Raises `KubeError`.
     """
+    result = await _apply_once(kube, resource, desired, diff, current, status, gone_ok=True)
+    if result is None:  # gone although read or cached: read again, create if still absent
+        result = await _apply_once(kube, resource, desired, diff, None, status, gone_ok=False)
+    assert result is not None
+    return result
+
+
+async def _apply_once(
+    kube: KubePort,
+    resource: Resource,
+    desired: dict[str, Any],
+    diff: Diff,
+    current: Mapping[str, Any] | None,
+    status: bool,
+    *,
+    gone_ok: bool,
+) -> ApplyResult | None:
+    """One try; None when the patch was answered 404 and `gone_ok`."""
     meta = desired["metadata"]
     namespace, name = meta.get("namespace"), meta["name"]
     if current is None:
@@ -87,8 +104,7 @@ async def apply(
     try:
         await kube.patch(*resource, namespace, name, patch, status=status)
     except KubeError as err:
-        if err.status != 404 or not retry_if_gone:
+        if err.status != 404 or not gone_ok:
             raise
-        # Gone although read or cached: read again, and create it if it is still absent.
-        return await apply(kube, resource, desired, diff, status=status, retry_if_gone=False)
+        return None
     return ApplyResult(Applied.PATCHED, current, patch)
