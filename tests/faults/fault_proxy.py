@@ -92,8 +92,6 @@ class FaultProxy:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
-            if not self._thread.is_alive():
-                self._loop.close()
 
     def up(self) -> None:
         self._run(self._listen())
