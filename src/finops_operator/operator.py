@@ -216,7 +216,7 @@ async def serve(
     cert_reload_seconds: float = 10.0,
 ) -> None:
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
-    kube = KubeApi()
+    kube = KubeApi(request_timeout=max(2.0, min(10.0, lease_seconds / 2)))
     serving, reload_certificate = await _serving_certificate(
         state, kube, webhook_cert, webhook_key, webhook_secret, cert_reload_seconds
     )
@@ -242,8 +242,8 @@ async def serve(
         metrics=state.metrics,
         leading=leading,
     )
-    leadership.on_change = state.metrics.leader.set
-    leadership.on_elected += [policies.catch_up]
+    leadership.on_error = state.metrics.leader_election_errors.inc
+    leadership.on_elected += [policies.catch_up, reports.catch_up]
     leadership.while_leading += [writer.flush]
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
     runners = [
@@ -268,6 +268,8 @@ async def serve(
     if reload_certificate is not None:
         background.append(asyncio.create_task(reload_certificate, name="certificate-reload"))
     if leader_election:
+        # Read at each scrape: a leader whose renewal hangs shows 0 from its deadline on.
+        state.metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)
         background.append(asyncio.create_task(leadership.run_forever(), name="leadership"))
     else:
         state.metrics.leader.set(1)

@@ -156,3 +156,44 @@ async def test_a_status_already_as_wanted_is_not_written() -> None:
     kube.put(REPORTS, report(2))
     result = await apply(kube, REPORTS, report(2), status_diff(2), status=True)
     assert result.applied is Applied.UNCHANGED and kube.writes == []
+
+
+# --- a stale cache (issue 13, item 10) ----------------------------------------------------
+
+
+async def test_a_cached_object_the_api_lost_is_created_again() -> None:
+    """The API came back empty; the cache still has the object: 404, then read and create."""
+    kube = FakeKube()
+    cached = kube.put(RULES, rule("old"))
+    kube.objects.clear()
+    result = await apply(kube, RULES, rule("new"), spec_patch(rule("new")), current=cached)
+    assert result.applied is Applied.CREATED
+    assert kube.verbs() == ["patch", "get", "create"]
+    stored = kube.stored(RULES, "team", "r")
+    assert stored is not None and stored["spec"] == {"groups": ["new"]}
+
+
+async def test_a_lost_object_with_a_status_gets_its_status_again() -> None:
+    kube = FakeKube()
+    report = {"metadata": {"name": "ml"}, "spec": {}, "status": {"total": "1"}}
+    cached = kube.put(REPORTS, report)
+    kube.objects.clear()
+
+    def status(current: Mapping[str, Any]) -> dict[str, Any] | None:
+        wanted = {"total": "2"}
+        return None if current.get("status") == wanted else {"status": wanted}
+
+    result = await apply(kube, REPORTS, report, status, current=cached, status=True)
+    assert result.applied is Applied.CREATED
+    stored = kube.stored(REPORTS, None, "ml")
+    assert stored is not None and stored["status"] == {"total": "2"}
+
+
+async def test_a_404_twice_is_raised_not_looped() -> None:
+    kube = FakeKube()
+    kube.put(RULES, rule("old"))
+    kube.fail_next(404, on="patch", times=2)
+    with pytest.raises(KubeError) as caught:
+        await apply(kube, RULES, rule("new"), spec_patch(rule("new")))
+    assert caught.value.status == 404
+    assert kube.verbs() == ["get", "patch", "get", "patch"]

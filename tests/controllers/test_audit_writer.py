@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from finops_operator.domain import conventions
 from finops_operator.domain.events import ObjectRef
 from finops_operator.domain.policies.audit import AuditOutcome
 from finops_operator.domain.policies.label_check import Violations
+from finops_operator.errors import KubeError
 from tests.support.fakes import FakeKube
 
 KEY: ObjectKey = ("Deployment", "team-a", "trainer")
@@ -115,12 +117,7 @@ async def test_an_event_that_cannot_be_posted_keeps_the_write_pending() -> None:
     assert world.annotation() == ANNOTATION and world.kube.events == []
     assert KEY in world.writer.pending
     await world.writer.flush()
-    assert world.kube.verbs() == [
-        "patch_workload",
-        "create_event",
-        "patch_workload",
-        "create_event",
-    ]
+    assert world.kube.verbs() == ["patch_workload", "create_event", "create_event"]
     assert len(world.kube.events) == 1 and world.writer.pending == {}
 
 
@@ -171,3 +168,111 @@ async def test_a_deleted_workload_is_forgotten() -> None:
     world.leading = True
     await world.writer.flush()
     assert world.kube.calls == []
+
+
+# --- Exactly once (issue 13, item 7) ------------------------------------------------------
+
+
+def seen(world: World) -> AuditOutcome:
+    """The watch event our own annotation patch causes: the annotation now as desired."""
+    return violating(current=world.annotation())
+
+
+async def test_a_failed_event_survives_the_watch_event_of_its_own_annotation() -> None:
+    """Lost 6 times out of 6 before: the patch's watch event said "unchanged" and dropped
+    the pending write, Event included."""
+    world = World()
+    world.kube.fail_next(500, on="create_event")
+    await world.writer.record(KEY, REF, violating(), "missing")
+    await world.writer.record(KEY, REF, seen(world), "missing")
+    await world.writer.flush()
+    assert world.reasons() == [("Warning", conventions.EVENT_REASON_VIOLATION)]
+    assert world.kube.verbs().count("patch_workload") == 1
+    assert world.writer.pending == {}
+
+
+async def test_a_standby_drops_a_decision_the_leader_wrote() -> None:
+    world = World(leading=False)
+    await world.writer.record(KEY, REF, violating(), "missing")
+    world.kube.workloads[KEY]["metadata"]["annotations"] = {
+        conventions.VIOLATIONS_ANNOTATION: ANNOTATION
+    }
+    await world.writer.record(KEY, REF, seen(world), "missing")
+    assert world.writer.pending == {}
+    world.leading = True
+    await world.writer.flush()
+    assert world.kube.calls == []  # the leader posted its Event; no second one
+
+
+class Gate:
+    """Holds every call of one verb until opened."""
+
+    def __init__(self, world: World, verb: str) -> None:
+        self.open = asyncio.Event()
+        original = getattr(world.kube, verb)
+
+        async def held(*args: Any) -> Any:
+            await self.open.wait()
+            return await original(*args)
+
+        setattr(world.kube, verb, held)
+
+
+async def test_record_and_flush_at_once_write_the_decision_once() -> None:
+    world = World()
+    gate = Gate(world, "patch_workload")
+    recording = asyncio.create_task(world.writer.record(KEY, REF, violating(), "missing"))
+    await asyncio.sleep(0)
+    flushing = asyncio.create_task(world.writer.flush())
+    await asyncio.sleep(0)
+    gate.open.set()
+    await asyncio.gather(recording, flushing)
+    assert world.kube.verbs() == ["patch_workload", "create_event"]
+    assert len(world.kube.events) == 1
+
+
+async def test_an_older_event_during_the_write_does_not_repeat_it() -> None:
+    world = World()
+    gate = Gate(world, "patch_workload")
+    first = asyncio.create_task(world.writer.record(KEY, REF, violating(), "missing"))
+    await asyncio.sleep(0)
+    # A resync delivers the object as it was before the patch: the same decision again.
+    older = asyncio.create_task(world.writer.record(KEY, REF, violating(), "missing"))
+    await asyncio.sleep(0)
+    gate.open.set()
+    await asyncio.gather(first, older)
+    await world.writer.record(KEY, REF, seen(world), "missing")
+    await world.writer.flush()
+    assert world.kube.verbs() == ["patch_workload", "create_event"]
+    assert len(world.kube.events) == 1
+
+
+async def test_an_event_whose_answer_was_lost_is_not_posted_twice() -> None:
+    world = World()
+    original = world.kube.create_event
+    lost = {"answers": 1}
+
+    async def lands_then_fails(namespace: str, event: dict[str, Any]) -> None:
+        await original(namespace, event)
+        if lost["answers"]:
+            lost["answers"] -= 1
+            raise KubeError(0, "connection reset after the request was sent")
+
+    world.kube.create_event = lands_then_fails  # type: ignore[method-assign]
+    await world.writer.record(KEY, REF, violating(), "missing")
+    assert KEY in world.writer.pending
+    await world.writer.flush()
+    assert len(world.kube.events) == 1 and world.writer.pending == {}
+
+
+async def test_a_later_decision_gets_an_event_of_its_own() -> None:
+    world = World()
+    await world.writer.record(KEY, REF, violating(), "missing")
+    await world.writer.record(KEY, REF, seen(world), "missing")
+    await world.writer.record(KEY, REF, fixed(), "compliant")
+    assert world.reasons() == [
+        ("Warning", conventions.EVENT_REASON_VIOLATION),
+        ("Normal", conventions.EVENT_REASON_FIXED),
+    ]
+    names = [e["metadata"]["name"] for e in world.kube.events]
+    assert len(set(names)) == 2

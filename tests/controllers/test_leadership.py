@@ -3,6 +3,7 @@ Leadership running it against the in-memory API."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
@@ -149,17 +150,106 @@ async def test_two_replicas_racing_to_create_the_lease_elect_one() -> None:
     assert stored_lease(kube)["spec"]["holderIdentity"] == "b"
 
 
-@pytest.mark.parametrize("status", [0, 409, 500])
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("status", [0, 429, 500])
 async def test_an_api_error_keeps_the_leader_only_while_its_last_renewal_holds(
     status: int,
 ) -> None:
+    kube, clock = FakeKube(), Clock()
+    leadership = replica(kube, clock=clock)  # duration 15, margin 3: writes for 12 s
+    assert await leadership.attempt(NOW)
+    kube.fail_next(status, times=2)
+    clock.now += 11.9
+    assert await leadership.attempt(NOW + datetime.timedelta(seconds=11.9))
+    clock.now += 0.1
+    assert not await leadership.attempt(NOW + datetime.timedelta(seconds=12))
+    assert not leadership.is_leader
+
+
+async def test_a_conflict_on_the_lease_ends_the_leadership_at_once() -> None:
     kube = FakeKube()
     leadership = replica(kube)
     assert await leadership.attempt(NOW)
-    leadership.is_leader = True
-    kube.fail_next(status, times=2)
-    assert await leadership.attempt(NOW + datetime.timedelta(seconds=14))
-    assert not await leadership.attempt(NOW + datetime.timedelta(seconds=15))
+    kube.fail_next(409, on="patch")
+    assert not await leadership.attempt(NOW + datetime.timedelta(seconds=1))
+    assert not leadership.is_leader
+
+
+async def test_a_leader_whose_renewal_hangs_stops_writing_before_its_lease_expires() -> None:
+    """Partition of the leader alone: the renewal call hangs; `is_leader` must turn False
+    at renewal start + duration - margin, while the call is still in flight, before
+    another replica may take the Lease over (at renewTime + duration)."""
+    kube, clock = FakeKube(), Clock()
+    leadership = replica(kube, clock=clock, safety_margin=2)
+    assert await leadership.attempt(NOW)
+    released = asyncio.Event()
+    original_get = kube.get
+
+    async def hang(*args: Any) -> dict[str, Any] | None:
+        await released.wait()
+        return await original_get(*args)
+
+    kube.get = hang  # type: ignore[method-assign]
+    renewal = asyncio.create_task(leadership.attempt(NOW + datetime.timedelta(seconds=5)))
+    await asyncio.sleep(0)
+    clock.now += 12.9
+    assert leadership.is_leader
+    clock.now += 0.1  # 13 s after the last successful renewal started: 15 - 2
+    assert not leadership.is_leader
+    released.set()
+    await renewal
+
+
+async def test_a_standby_that_recreates_a_vanished_lease_waits_one_duration() -> None:
+    """The API lost its state: the last holder may still believe it leads until its own
+    deadline, so the replica that recreates the Lease waits before writing."""
+    kube, clock = FakeKube(), Clock()
+    kube.put(LEASES, lease("a", NOW - datetime.timedelta(seconds=1)))
+    standby = replica(kube, clock=clock)
+    assert not await standby.attempt(NOW)
+    kube.objects.clear()  # restarted empty
+    clock.now += 1
+    assert not await standby.attempt(NOW + datetime.timedelta(seconds=1))
+    assert stored_lease(kube)["spec"]["holderIdentity"] == "b"
+    clock.now += 14.9
+    assert not await standby.attempt(NOW + datetime.timedelta(seconds=15.9))
+    clock.now += 0.1
+    assert await standby.attempt(NOW + datetime.timedelta(seconds=16))
+
+
+async def test_the_leader_recreates_a_vanished_lease_and_leads_on() -> None:
+    kube = FakeKube()
+    leadership = replica(kube)
+    assert await leadership.attempt(NOW)
+    kube.objects.clear()
+    assert await leadership.attempt(NOW + datetime.timedelta(seconds=5))
+    assert stored_lease(kube)["spec"]["holderIdentity"] == "b"
+
+
+async def test_the_old_leader_losing_the_race_to_recreate_the_lease_steps_down() -> None:
+    kube = FakeKube()
+    old, other = replica(kube, "b"), replica(kube, "c")
+    assert await old.attempt(NOW)
+    kube.objects.clear()
+    original_get = kube.get
+
+    async def nothing_yet(*args: Any) -> dict[str, Any] | None:
+        await original_get(*args)
+        return None
+
+    assert await other.attempt(NOW + datetime.timedelta(seconds=1))  # c recreates it first
+    kube.get = nothing_yet  # type: ignore[method-assign]
+    assert not await old.attempt(NOW + datetime.timedelta(seconds=1))  # 409 on its create
+    assert not old.is_leader
 
 
 async def test_an_api_error_never_makes_a_standby_the_leader() -> None:
@@ -242,3 +332,83 @@ async def test_one_failing_callback_does_not_stop_the_others() -> None:
     with pytest.raises(Stop):
         await leadership.run_forever()
     assert calls == ["flush"]
+
+
+class UnreachableError(Exception):
+    """Not a KubeError: what urllib3's MaxRetryError was before kube_api mapped it."""
+
+
+async def test_the_loop_survives_any_exception_and_leads_once_the_api_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """API down at start, with an error that is not a KubeError: the loop goes on."""
+    kube = FakeKube()
+    original_get = kube.get
+    down = {"rounds": 3}
+    changes: list[int] = []
+
+    async def flaky(*args: Any) -> dict[str, Any] | None:
+        if down["rounds"]:
+            down["rounds"] -= 1
+            raise UnreachableError("Max retries exceeded")
+        return await original_get(*args)
+
+    def on_change(value: int) -> None:
+        changes.append(value)
+        if value:
+            raise Stop
+
+    kube.get = flaky  # type: ignore[method-assign]
+    errors: list[int] = []
+    leadership = replica(kube, on_change=on_change, on_error=lambda: errors.append(1))
+    with pytest.raises(Stop):
+        await asyncio.wait_for(leadership.run_forever(), timeout=5)
+    assert changes[-1] == 1 and leadership.is_leader
+    assert leadership.errors == 3 and len(errors) == 3
+    assert "Leader election round failed" in caplog.text
+
+
+async def test_a_slow_callback_never_delays_the_renewals() -> None:
+    kube = FakeKube()
+    rounds: list[int] = []
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def slow_flush() -> None:
+        started.append("flush")
+        await release.wait()
+
+    def on_change(value: int) -> None:
+        rounds.append(value)
+        if len(rounds) == 5:
+            raise Stop
+
+    leadership = replica(kube, while_leading=[slow_flush], on_change=on_change)
+    with pytest.raises(Stop):
+        await asyncio.wait_for(leadership.run_forever(), timeout=5)
+    assert rounds == [1, 1, 1, 1, 1]  # five renewals while the first flush still runs
+    assert started == ["flush"]  # and never a second flush on top of it
+    release.set()
+
+
+async def test_recreating_the_lease_runs_the_catch_up_again() -> None:
+    """API restarted empty: what it lost (the recording rules) is written again."""
+    kube = FakeKube()
+    elected: list[str] = []
+    rounds: list[int] = []
+
+    async def catch_up() -> None:
+        elected.append("catch-up")
+
+    def on_change(value: int) -> None:
+        rounds.append(value)
+        if len(rounds) == 2:
+            kube.objects.clear()
+        if len(rounds) == 4:
+            raise Stop
+
+    leadership = replica(kube, on_elected=[catch_up], on_change=on_change)
+    with pytest.raises(Stop):
+        await asyncio.wait_for(leadership.run_forever(), timeout=5)
+    assert rounds == [1, 1, 1, 1]
+    assert elected == ["catch-up", "catch-up"]

@@ -289,3 +289,29 @@ def test_a_rule_names_its_policy_or_is_the_recording_rules() -> None:
     assert world.controller.owner_of(recording_rules()) is None
     assert world.controller.is_recording_rules(recording_rules())
     assert not world.controller.is_recording_rules(desired_rule())
+
+
+# --- the API lost its state (issue 13, item 10) -------------------------------------------
+
+
+async def test_a_rule_the_api_lost_is_created_again_though_the_watch_had_it() -> None:
+    world = World()
+    await world.controller.reconcile(world.key)
+    seen = world.rule()
+    world.kube.objects.pop((*RULES, "team-a", RULE_NAME))
+    changed = {**world.body, "spec": {**world.body["spec"], "budget": {"monthly": 999}}}
+    world.controller.remember(changed)
+    await world.controller.reconcile(world.key, seen)  # the cached rule: patch, 404
+    assert world.rule() is not None
+    assert world.ready() == ("True", "RulesApplied")
+
+
+async def test_catching_up_after_the_api_came_back_empty() -> None:
+    """The recording rules come back, and a policy the API no longer has is forgotten."""
+    world = World()
+    await world.controller.catch_up()
+    world.kube.objects.clear()
+    await world.controller.catch_up()
+    assert world.kube.stored(RULES, NAMESPACE, "finops-recording-rules") is not None
+    assert world.rule() is None  # no rule for a policy that is gone
+    assert world.controller.policies == {}

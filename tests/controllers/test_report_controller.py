@@ -347,3 +347,40 @@ async def test_an_unexpected_error_does_not_end_the_refreshes(
     delays = await run_rounds(world, 2, monkeypatch)
     assert delays == [0.0, 5.0, 10.0]
     assert "CostReport refresh failed unexpectedly" in caplog.text
+
+
+# --- the API lost its state (issue 13, item 10) -------------------------------------------
+
+
+async def test_reports_the_api_lost_are_created_again_on_the_next_refresh() -> None:
+    """Restarted empty, and no DELETED from the watch: the cache must not mean 404 forever."""
+    world = World()
+    assert await world.controller.refresh(NOW)
+    world.kube.objects.clear()
+    assert await world.controller.refresh(LATER)
+    for name in NAMES:
+        assert world.conditions(name)["Ready"] == ("True", "FiguresAvailable")
+    assert await world.controller.refresh(LATER + datetime.timedelta(hours=1))
+
+
+async def test_a_stale_mark_on_a_lost_report_forgets_it() -> None:
+    world = World()
+    await world.controller.refresh(NOW)
+    world.kube.objects.clear()
+    world.prometheus.outage = True
+    await world.controller.refresh(LATER)
+    assert world.controller.reports == {}
+    world.prometheus.outage = False
+    assert await world.controller.refresh(LATER)
+    assert world.kube.stored(REPORTS, None, "ml-2026-11") is not None
+
+
+async def test_after_a_catch_up_every_report_is_read_again() -> None:
+    """Figures that did not change are never patched, so no 404 tells of their loss: the
+    catch-up (an election, a recreated Lease) makes the next refresh read them all."""
+    world = World()
+    await world.controller.refresh(NOW)
+    world.kube.objects.clear()
+    await world.controller.catch_up()
+    assert await world.controller.refresh(NOW)
+    assert {name for (*_, name) in world.kube.objects} == NAMES

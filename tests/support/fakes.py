@@ -4,7 +4,8 @@ They keep the semantics the controllers rely on, and nothing more:
 
 - `FakeKube`: objects in dicts, a resourceVersion per write, None from a get of
   what is absent, 409 on creating what exists or on a patch guarded by a stale
-  `metadata.resourceVersion`, 404 on patching what is absent, a status
+  `metadata.resourceVersion` or an Event of a name already posted, 404 on
+  patching what is absent, a status
   subresource for the operator's own kinds, and a log of every call. Failures
   are injected with `fail_next` (the next matching call raises `KubeError`) or
   `outage` (every call raises `KubeError(0)`, as when the API server is down).
@@ -239,7 +240,14 @@ class FakeKube:
         self.workloads[key] = merge_patch(self.workloads[key], patch)
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
-        self._enter("create_event", "events", namespace, None, event)
+        name = (event.get("metadata") or {}).get("name")
+        self._enter("create_event", "events", namespace, name, event)
+        if name and any(
+            (e.get("metadata") or {}).get("name") == name
+            and (e.get("metadata") or {}).get("namespace", namespace) == namespace
+            for e in self.events
+        ):
+            raise self._refuse(409, f"create events {namespace}/{name}: 409 already exists")
         self.events.append(copy.deepcopy(event))
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -2,7 +2,11 @@
 
 The official `kubernetes` client, run in a worker thread so the operator's
 event loop keeps serving admission while a call is in flight. Every failure is
-raised as `KubeError` with the HTTP status and the API server's own message.
+raised as `KubeError`: with the HTTP status and the API server's own message
+when it answered, with status 0 for anything else (refused or reset
+connections, urllib3's `MaxRetryError` and `ProtocolError`, TLS errors,
+timeouts, an answer that is not JSON). Every call has a timeout, so a
+partition ends in an error rather than a call that never returns.
 Only merge patches and creates are used: what a real API server and the test
 emulator both understand.
 """
@@ -40,6 +44,7 @@ def _configured_client() -> kubernetes.client.ApiClient:
 
 
 MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT_SECONDS = 10.0
 
 
 class KubeApi:
@@ -49,9 +54,14 @@ class KubeApi:
     a core Event.
     """
 
-    def __init__(self, client: kubernetes.client.ApiClient | None = None) -> None:
+    def __init__(
+        self,
+        client: kubernetes.client.ApiClient | None = None,
+        request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
         self._client = client or _configured_client()
         self._objects = kubernetes.client.CustomObjectsApi(self._client)
+        self.request_timeout = request_timeout
 
     def _raw(self, method: str, path: str, body: Any, content_type: str) -> Any:
         """One JSON request, answered as plain JSON: no typed models, which would
@@ -63,7 +73,7 @@ class KubeApi:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self._client.call_api(*request)
+        response = self._client.call_api(*request, _request_timeout=self.request_timeout)
         data: bytes = response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response, body=data.decode(errors="replace"))
@@ -110,8 +120,12 @@ class KubeApi:
             return await asyncio.to_thread(call)
         except ApiException as err:
             raise KubeError(err.status or 0, f"{what}: {err.status} {_reason(err)}") from None
-        except OSError as err:  # connection refused, DNS, TLS
-            raise KubeError(0, f"{what}: cannot reach the API server ({err})") from None
+        except Exception as err:  # refused, reset, TLS, timeout, an answer not JSON
+            # urllib3's MaxRetryError and ProtocolError are not OSErrors, nor is
+            # http.client's IncompleteRead: whatever the transport raised, the
+            # caller sees one KubeError, status 0, and can retry.
+            kind = type(err).__name__
+            raise KubeError(0, f"{what}: cannot reach the API server ({kind}: {err})") from None
 
     def _scoped(
         self, verb: str, group: str, version: str, plural: str, namespace: str | None, *rest: Any
@@ -121,9 +135,11 @@ class KubeApi:
         suffix = f"_{suffix}" if suffix else ""
         if namespace is None:
             fn = getattr(self._objects, f"{action}_cluster_custom_object{suffix}")
-            return partial(fn, group, version, plural, *rest)
+            return partial(fn, group, version, plural, *rest, _request_timeout=self.request_timeout)
         fn = getattr(self._objects, f"{action}_namespaced_custom_object{suffix}")
-        return partial(fn, group, version, namespace, plural, *rest)
+        return partial(
+            fn, group, version, namespace, plural, *rest, _request_timeout=self.request_timeout
+        )
 
     async def get(
         self, group: str, version: str, plural: str, namespace: str | None, name: str

@@ -70,6 +70,11 @@ class OperatorMetrics:
             "1 on the replica that holds the Lease and writes, 0 on a standby.",
             registry=self.registry,
         )
+        self.leader_election_errors = Counter(
+            "finops_leader_election_errors",
+            "Leader election rounds that failed unexpectedly (the loop goes on).",
+            registry=self.registry,
+        )
         self.violations = Gauge(
             conventions.METRIC_VIOLATIONS,
             "GPU workloads currently missing or misusing cost labels, by namespace and kind.",

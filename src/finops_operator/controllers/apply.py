@@ -4,6 +4,11 @@ Every object the operator owns is written this way: a PrometheusRule per
 CostPolicy, the shared recording rules, the CostReports. Level-based: the
 caller says what it wants (`desired`) and how far a stored object is from it
 (`diff`, a merge patch or None), and only that difference is written.
+
+A `current` from a cache can be stale: the object was deleted without the
+watch saying so (the API server lost its state and came back empty, a watch
+stream was cut). A 404 on the patch means just that: the object is read again
+and created when absent, instead of failing the same way forever.
 """
 
 from __future__ import annotations
@@ -52,8 +57,27 @@ async def apply(
     With `status=True`, `diff` gives a patch of the status subresource. The API
     server ignores a status sent with a create, so a created object is patched
     at once; with `status=False` a created object is `desired` and is left alone.
+    A patch answered 404 (a stale `current`) starts over once without `current`.
     Raises `KubeError`.
     """
+    result = await _apply_once(kube, resource, desired, diff, current, status, gone_ok=True)
+    if result is None:  # gone although read or cached: read again, create if still absent
+        result = await _apply_once(kube, resource, desired, diff, None, status, gone_ok=False)
+    assert result is not None
+    return result
+
+
+async def _apply_once(
+    kube: KubePort,
+    resource: Resource,
+    desired: dict[str, Any],
+    diff: Diff,
+    current: Mapping[str, Any] | None,
+    status: bool,
+    *,
+    gone_ok: bool,
+) -> ApplyResult | None:
+    """One try; None when the patch was answered 404 and `gone_ok`."""
     meta = desired["metadata"]
     namespace, name = meta.get("namespace"), meta["name"]
     if current is None:
@@ -77,5 +101,10 @@ async def apply(
     patch = diff(current)
     if patch is None:
         return ApplyResult(Applied.UNCHANGED, current)
-    await kube.patch(*resource, namespace, name, patch, status=status)
+    try:
+        await kube.patch(*resource, namespace, name, patch, status=status)
+    except KubeError as err:
+        if err.status != 404 or not gone_ok:
+            raise
+        return None
     return ApplyResult(Applied.PATCHED, current, patch)

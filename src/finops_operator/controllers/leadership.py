@@ -7,6 +7,26 @@ holding the Lease. kopf's own peering is not used because it pauses every
 watch of the standby replica, the namespace index included.
 
 `domain.lease.lease_decision` is the pure rule; `Leadership` runs it on a timer.
+
+What keeps it to one leader at a time, whatever the API does:
+
+- **A deadline, on a monotonic clock.** A renewal that started at `t` lets this
+  replica write until `t + duration - safety_margin` (`clock`, a parameter, so
+  tests move time). Others may take the Lease over at `renewTime + duration`,
+  and `renewTime` is taken before `t`. `is_leader` reads the clock each time,
+  so a leader whose renewal hangs in a partition stops writing on time, not
+  when the call returns.
+- **A conflict means someone else wrote.** A 409 on our Lease write (a racing
+  create, or a renewal guarded by an old resourceVersion) ends the leadership
+  at once; an unknown outcome (no answer, 5xx, 429) keeps it until the deadline.
+- **A Lease that vanished.** When the API loses its state (restarted empty), a
+  replica that last saw another holder may not know whether that holder still
+  writes: it creates the Lease, and waits one `duration` before writing. Having
+  created the Lease also runs the `on_elected` catch-up again, since whatever
+  else the API lost (the recording rules) must come back.
+- **The loop never ends.** Any exception in a round is logged and counted
+  (`on_error`), and the next round comes. Catch-up callbacks run as their own
+  tasks, one at a time per callback, so a long flush never delays a renewal.
 """
 
 from __future__ import annotations
@@ -14,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +46,12 @@ logger = logging.getLogger(__name__)
 
 LEASES = ("coordination.k8s.io", "v1", "leases")
 
+Callback = Callable[[], Awaitable[None]]
+
+
+def _wall() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
 
 @dataclass
 class Leadership:
@@ -35,13 +62,38 @@ class Leadership:
     namespace: str
     duration: int = 15
     renew_every: float = 5.0
-    is_leader: bool = False
-    on_elected: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    while_leading: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_elected: list[Callback] = field(default_factory=list)
+    while_leading: list[Callback] = field(default_factory=list)
     on_change: Callable[[int], None] = lambda _: None
-    _renewed: datetime.datetime | None = None
+    on_error: Callable[[], None] = lambda: None  # a round that failed unexpectedly
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], datetime.datetime] = _wall
+    safety_margin: float | None = None  # default: a fifth of `duration`
+    errors: int = 0
+    _holding: bool = False
+    _valid_until: float = float("-inf")
+    _not_before: float = float("-inf")
+    _seen_other: bool = False
+    _announced: bool = False
+    _created: bool = False  # this replica created the Lease; catch up once it leads
+    _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+
+    @property
+    def margin(self) -> float:
+        return self.duration / 5 if self.safety_margin is None else self.safety_margin
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica may write now: it holds the Lease, and its last renewal
+        (or its wait after recreating a vanished Lease) says so on the monotonic clock."""
+        if not self._holding:
+            return False
+        now = self.clock()
+        return self._not_before <= now < self._valid_until
 
     async def attempt(self, now: datetime.datetime) -> bool:
+        """One round: read the Lease, then create, renew or take it over if due."""
+        started = self.clock()
         try:
             current = await self.kube.get(*LEASES, self.namespace, LEASE_NAME)
             decision = lease_decision(
@@ -56,32 +108,66 @@ class Leadership:
             elif decision.patch is not None:
                 await self.kube.patch(*LEASES, self.namespace, LEASE_NAME, decision.patch)
         except KubeError as err:
-            # Keep leading only while our last renewal still holds the Lease.
-            still = self._renewed is not None and (now - self._renewed).total_seconds() < (
-                self.duration
-            )
             logger.warning("Leader election: %s", err)
-            return self.is_leader and still
-        if decision.leader:
-            self._renewed = now
-        return decision.leader
+            if err.status == 409:  # another replica wrote the Lease: it is not ours
+                self._holding = False
+            return self.is_leader
+        if not decision.leader:
+            self._holding = False
+            self._seen_other = True
+            return False
+        if decision.create is not None and self._seen_other:
+            logger.warning(
+                "The Lease %s/%s vanished (API state lost?): %s recreated it and waits %ds "
+                "before writing, in case its last holder still does",
+                self.namespace,
+                LEASE_NAME,
+                self.identity,
+                self.duration,
+            )
+            self._not_before = started + self.duration
+        self._seen_other = False
+        self._created = self._created or decision.create is not None
+        self._holding = True
+        self._valid_until = started + self.duration - self.margin
+        return self.is_leader
 
     async def run_forever(self) -> None:
         while True:
-            leader = await self.attempt(datetime.datetime.now(datetime.UTC))
-            callbacks = []
-            if leader and not self.is_leader:
-                logger.info("%s is now the leader: this replica writes", self.identity)
-                callbacks = self.on_elected + self.while_leading
-            elif leader:
-                callbacks = self.while_leading
-            elif self.is_leader:
-                logger.warning("%s lost the leadership: this replica stops writing", self.identity)
-            self.is_leader = leader
-            self.on_change(1 if leader else 0)
-            for callback in callbacks:
-                try:
-                    await callback()
-                except Exception:  # one failing catch-up must not stop the others
-                    logger.exception("Catching up as the leader failed")
+            try:
+                await self._round()
+            except Exception:  # never end the task: the next round may work
+                self.errors += 1
+                self.on_error()
+                logger.exception("Leader election round failed; retrying")
             await asyncio.sleep(self.renew_every)
+
+    async def _round(self) -> None:
+        await self.attempt(self.wall())
+        leader = self.is_leader
+        callbacks: list[Callback] = []
+        if leader and (not self._announced or self._created):
+            logger.info("%s is now the leader: this replica writes", self.identity)
+            callbacks = self.on_elected + self.while_leading
+            self._created = False
+        elif leader:
+            callbacks = self.while_leading
+        elif self._announced:
+            logger.warning("%s lost the leadership: this replica stops writing", self.identity)
+        self._announced = leader
+        self.on_change(1 if leader else 0)
+        for callback in callbacks:
+            self._start(callback)
+
+    def _start(self, callback: Callback) -> None:
+        """Run `callback` as its own task, unless its last run is still going."""
+        running = self._tasks.get(id(callback))
+        if running is not None and not running.done():
+            return
+        self._tasks[id(callback)] = asyncio.create_task(self._guarded(callback))
+
+    async def _guarded(self, callback: Callback) -> None:
+        try:
+            await callback()
+        except Exception:  # one failing catch-up must not stop the others
+            logger.exception("Catching up as the leader failed")

@@ -172,9 +172,27 @@ class PolicyController:
             logger.info("Deleted PrometheusRule %s/%s", namespace, name)
 
     async def catch_up(self) -> None:
-        """After becoming the leader (or at start, without election): reconcile everything."""
+        """After becoming the leader (or at start, without election; or after the Lease
+        had to be recreated): reconcile everything.
+
+        The policies known from the watch are read again first: one the API no longer
+        has (lost with its state, deleted while the watch was cut) is forgotten rather
+        than given a rule again."""
         await self.ensure_recording_rules()
         for key in list(self.policies):
+            if not self.leading():
+                return
+            try:
+                fresh = await self.kube.get(*POLICIES, *key)
+            except KubeError as err:
+                logger.warning("Cannot read CostPolicy %s/%s again: %s", *key, err)
+            else:
+                if fresh is None:
+                    logger.info("CostPolicy %s/%s is gone from the API: forgotten", *key)
+                    self.forget(key)
+                    continue
+                if key in self.policies:
+                    self.remember(fresh)
             await self.reconcile(key)
 
     async def ensure_recording_rules(self, rule_now: Mapping[str, Any] | None = None) -> None:

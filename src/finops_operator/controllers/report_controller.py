@@ -11,6 +11,11 @@ first good read clears `Stale` on its own. The reasons:
   NaN or Inf sample (no cost can be computed from it);
 - `PartialAnswer`: it answered with `warnings` (Thanos or Mimir answering only in
   part); the figures that came back may be too low, so they are not written.
+
+The reports known from the watch and from past writes spare a read per write.
+That cache is never trusted over a 404: a report the API lost (restarted empty,
+deleted while the watch was cut) is created again on the next refresh
+(`controllers.apply`), and a stale mark answered 404 drops it from the cache.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class ReportController:
     metrics: MetricsPort
     leading: Callable[[], bool] = lambda: True
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _lost: bool = False  # this pass found a cached report gone from the API
 
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         name = str((body.get("metadata") or {}).get("name"))
@@ -101,8 +107,25 @@ class ReportController:
                 failed += 1
                 delay = min(interval, FIRST_RETRY_SECONDS * 2 ** (failed - 1))
 
+    async def catch_up(self) -> None:
+        """After an election, or after the Lease had to be recreated (the API may have lost
+        its state): trust nothing cached, so the next refresh reads every report again."""
+        self.reports.clear()
+
     async def refresh(self, now: datetime.datetime) -> bool:
-        """One pass over both months; False when Prometheus or the API could not be used."""
+        """One pass over both months; False when Prometheus or the API could not be used.
+
+        When a report the cache knew turned out to be gone, the API lost more than that
+        one: the cache is dropped and the pass done again, reading every report."""
+        self._lost = False
+        healthy = await self._refresh(now)
+        if self._lost:
+            logger.warning("A CostReport known to the watch was gone: reading them all again")
+            self.reports.clear()
+            healthy = await self._refresh(now)
+        return healthy
+
+    async def _refresh(self, now: datetime.datetime) -> bool:
         healthy = True
         for period in months_to_refresh(now):
             label = f"{period.start:%Y-%m}"
@@ -161,16 +184,11 @@ class ReportController:
             status = fresh_status(figures, current.get("status"), now)
             return {"status": status} if status_changed(current.get("status"), status) else None
 
-        result = await apply(
-            self.kube,
-            REPORTS,
-            obj,
-            status_patch,
-            current=self.reports.get(name) or None,
-            status=True,
-        )
+        cached = self.reports.get(name) or None
+        result = await apply(self.kube, REPORTS, obj, status_patch, current=cached, status=True)
         if result.applied is Applied.CREATED:
             logger.info("Created CostReport %s", name)
+            self._lost = self._lost or cached is not None
         current = result.current
         self.reports[name] = {
             **current,
@@ -192,4 +210,7 @@ class ReportController:
                 await self.kube.patch(*REPORTS, None, name, {"status": status}, status=True)
                 self.reports[name] = {**current, "status": status}
             except KubeError as err:
+                if err.status == 404:  # gone without the watch saying so: forget it
+                    self.reports.pop(name, None)
+                    self._lost = True
                 logger.error("Cannot mark CostReport %s stale: %s", name, err)
