@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,45 +27,7 @@ from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.webhook_certificate import secret_body
 from tests.support.fakes import FakeKube
 from tests.support.reviews import review, workload
-from tests.support.tls_files import KubeletMount, fresh_pair, post_review, serial
-
-
-class Traffic:
-    """A client loop in a thread: one AdmissionReview per new HTTPS connection."""
-
-    def __init__(self, port: int, mount: KubeletMount) -> None:
-        self.port, self.mount = port, mount
-        self.serials: list[int] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            body = review(workload("Pod"))
-            try:
-                status, answer, served = post_review(
-                    self.port, "/validate", body, self.mount.client_context()
-                )
-                if status != 200 or answer["response"]["uid"] != body["request"]["uid"]:
-                    self.failures.append(f"HTTP {status}: {answer}")
-                self.serials.append(served)
-            except Exception as err:  # any failure counts
-                self.failures.append(repr(err))
-
-    async def __aenter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._stop.set()  # joined off the event loop, which answers the last request
-        await asyncio.to_thread(self._thread.join, 20)
-
-    async def until(self, check: Callable[[], bool], timeout: float = 20) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not check():
-            assert asyncio.get_running_loop().time() < deadline, (self.serials[-3:], self.failures)
-            await asyncio.sleep(0.05)
+from tests.support.tls_files import KubeletMount, Traffic, fresh_pair, post_review, serial
 
 
 @contextlib.asynccontextmanager
@@ -95,7 +56,7 @@ async def test_a_kubelet_symlink_swap_is_served_to_new_connections_while_traffic
     mount = KubeletMount(tmp_path)
     first = mount.renew()
     async with serving_files(mount) as (port, serving):
-        async with Traffic(port, mount) as traffic:
+        async with Traffic(port, mount.client_context) as traffic:
             await traffic.until(lambda: len(traffic.serials) >= 3)
             second = mount.renew()
             await traffic.until(lambda: traffic.serials[-1] == second)
@@ -116,7 +77,7 @@ async def test_in_place_writes_half_written_meanwhile_are_served_once_whole(
     mount = KubeletMount(tmp_path)
     first = mount.renew()
     async with serving_files(mount) as (port, serving):
-        async with Traffic(port, mount) as traffic:
+        async with Traffic(port, mount.client_context) as traffic:
             await traffic.until(lambda: len(traffic.serials) >= 3)
             # The certificate is new and the key still old for a second: a mismatch.
             second = await asyncio.to_thread(mount.write_in_place, 1.0)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess
 from tests.support.paths import ROOT
 from tests.support.reviews import review, workload
-from tests.support.tls_files import KubeletMount, fresh_pair, post_review, serial
+from tests.support.tls_files import KubeletMount, Traffic, fresh_pair, serial
 
 WEBHOOKS = ROOT / "manifests" / "base" / "webhooks.yaml"
 SECRET = "finops-operator-webhook-tls"
@@ -95,42 +93,6 @@ def test_readyz_fails_until_every_namespace_is_indexed_then_admission_is_right(
         assert process.probe()[0] == 200
     finally:
         process.stop()
-
-
-class Traffic:
-    """AdmissionReviews over new HTTPS connections, from a thread, until stopped."""
-
-    def __init__(self, port: int, context: Callable[[], ssl.SSLContext]) -> None:
-        self.port, self.context = port, context
-        self.serials: list[int] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            body = review(workload("Pod"))
-            try:
-                status, answer, served = post_review(self.port, "/validate", body, self.context())
-                if status != 200 or answer["response"]["uid"] != body["request"]["uid"]:
-                    self.failures.append(f"HTTP {status}: {answer}")
-                self.serials.append(served)
-            except Exception as err:  # any failure counts
-                self.failures.append(repr(err))
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        eventually(lambda: len(self.serials) >= 3, timeout=20)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def switches_to(self, serial: int, timeout: float = 30) -> None:
-        eventually(lambda: self.serials[-1] == serial, timeout=timeout, interval=0.05)
-        count = len(self.serials)
-        eventually(lambda: len(self.serials) >= count + 3, timeout=timeout)
 
 
 def cert_manager_like(

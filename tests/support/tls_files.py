@@ -1,20 +1,24 @@
-"""A webhook certificate on disk the way kubelet mounts a Secret, and a client that
-reports which certificate served each request."""
+"""A webhook certificate on disk the way kubelet mounts a Secret, and clients that
+report which certificate served each request (one call, or `Traffic` in a loop)."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import ssl
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
 from finops_operator.adapters.certificates import self_signed
+from tests.support.reviews import review, workload
 
 
 def fresh_pair() -> tuple[bytes, bytes]:
@@ -92,3 +96,68 @@ def post_review(
         return response.status, answer, x509.load_der_x509_certificate(der).serial_number
     finally:
         connection.close()
+
+
+class Traffic:
+    """AdmissionReviews over new HTTPS connections, from a thread, until stopped.
+
+    `with` it in a synchronous test (the operator as a process), `async with` it
+    where the server runs on the test's own event loop. Every request that fails or
+    is answered for another uid is kept in `failures`; `serials` are the serial
+    numbers of the certificates that served each answered request.
+    """
+
+    def __init__(self, port: int, context: Callable[[], ssl.SSLContext]) -> None:
+        self.port, self.context = port, context
+        self._body = lambda: review(workload("Pod"))
+        self.serials: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            body = self._body()
+            try:
+                status, answer, served = post_review(self.port, "/validate", body, self.context())
+                if status != 200 or answer["response"]["uid"] != body["request"]["uid"]:
+                    self.failures.append(f"HTTP {status}: {answer}")
+                self.serials.append(served)
+            except Exception as err:  # any failure counts
+                self.failures.append(repr(err))
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        _wait(lambda: len(self.serials) >= 3, timeout=20)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    async def __aenter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._stop.set()  # joined off the event loop, which answers the last request
+        await asyncio.to_thread(self._thread.join, 20)
+
+    def switches_to(self, serial: int, timeout: float = 30) -> None:
+        """Blocks until the newest answers come from the certificate `serial`."""
+        _wait(lambda: bool(self.serials) and self.serials[-1] == serial, timeout=timeout)
+        count = len(self.serials)
+        _wait(lambda: len(self.serials) >= count + 3, timeout=timeout)
+
+    async def until(self, check: Callable[[], bool], timeout: float = 20) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not check():
+            assert asyncio.get_running_loop().time() < deadline, (self.serials[-3:], self.failures)
+            await asyncio.sleep(0.05)
+
+
+def _wait(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
