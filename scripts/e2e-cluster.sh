@@ -7,6 +7,10 @@
 #   scripts/e2e-cluster.sh operator DIR   start the operator again (if it is not running)
 #   scripts/e2e-cluster.sh stop-operator DIR   stop only the operator
 #   scripts/e2e-cluster.sh status DIR     what runs where
+#   scripts/e2e-cluster.sh stop-apiserver DIR    stop only kube-apiserver (by pid)
+#   scripts/e2e-cluster.sh start-apiserver DIR   start it again: same flags, port and etcd
+#   scripts/e2e-cluster.sh restart-apiserver DIR [SECONDS]   both: down for SECONDS
+#                                         (whole seconds from the signal; default 0)
 #
 # `up` starts etcd (embedded), kube-apiserver and kube-controller-manager, all on
 # 127.0.0.1, built by scripts/build-controlplane.sh from k8s.io/kubernetes. It
@@ -23,17 +27,22 @@
 #           kubectl get costpolicies,costreports -A
 #
 # Environment: FINOPS_OPERATOR (default .venv/bin/finops-operator), E2E_PROM_CRDS,
+# E2E_APISERVER_SIGNAL (TERM, the default: a graceful shutdown, SIGKILL after 10s;
+# KILL: a crash) for stop-apiserver and restart-apiserver,
 # E2E_NO_OPERATOR=1 (control plane and install only), E2E_APISERVER_FLAGS (more
 # kube-apiserver flags, e.g. --enable-admission-plugins=...,OwnerReferencesPermissionEnforcement).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 usage() {
-  echo "usage: $0 up|down|operator|stop-operator|status DIR" >&2
+  echo "usage: $0 up|down|operator|stop-operator|status|stop-apiserver|start-apiserver DIR" >&2
+  echo "       $0 restart-apiserver DIR [SECONDS]" >&2
   exit 2
 }
-[ $# -eq 2 ] || usage
+[ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$1" = restart-apiserver ]; } || usage
 cmd=$1
+outage=${3:-0}
+[[ $outage =~ ^[0-9]+$ ]] || usage
 mkdir -p "$2"
 dir=$(cd "$2" && pwd)
 logs=$dir/logs
@@ -60,10 +69,10 @@ alive() {
   echo "$pid"
 }
 
-stop() {
-  local name=$1 pid
+stop() { # stop NAME [SIGNAL]: SIGNAL (default TERM), then SIGKILL after 10s
+  local name=$1 signal=${2:-TERM} pid
   if pid=$(alive "$name"); then
-    kill -TERM "$pid" 2>/dev/null || true
+    kill "-$signal" "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
@@ -143,6 +152,35 @@ status() {
   echo "  kube-apiserver   https://127.0.0.1:$apiserver_port"
   echo "  operator         webhooks https://127.0.0.1:$webhook_port, /metrics http://127.0.0.1:$metrics_port/metrics"
   echo "  kubectl:         export KUBECONFIG=$dir/kubeconfig PATH=$bin:\$PATH"
+}
+
+# kube-apiserver with the flags, port and etcd of `up` (also for start-apiserver:
+# the extra flags of E2E_APISERVER_FLAGS at `up` are kept in state/apiserver-flags).
+start_apiserver() {
+  load_ports
+  local cp extra
+  cp=$(cat "$state/bin")/controlplane
+  extra=$(cat "$state/apiserver-flags" 2>/dev/null || true)
+  # shellcheck disable=SC2086 # the extra flags are words
+  start kube-apiserver "$cp" kube-apiserver \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+    --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
+    --client-ca-file "$dir/pki/ca.crt" --token-auth-file "$dir/pki/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --enable-admission-plugins NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$dir/pki/sa.pub" \
+    --service-account-signing-key-file "$dir/pki/sa.key" \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --endpoint-reconciler-type none \
+    --cert-dir "$dir/pki" \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
+    --profiling=false $extra
+}
+
+wait_apiserver() {
+  wait_for 120 kube-apiserver "$kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz
 }
 
 start_operator() {
@@ -247,23 +285,10 @@ EOF
     start etcd "$cp" etcd --data-dir "$dir/etcd" \
       --client-url "http://127.0.0.1:$etcd_port" --peer-url "http://127.0.0.1:$etcd_peer_port" \
       --log-level error
-    start kube-apiserver "$cp" kube-apiserver \
-      --etcd-servers "http://127.0.0.1:$etcd_port" \
-      --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
-      --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
-      --client-ca-file "$dir/pki/ca.crt" --token-auth-file "$dir/pki/tokens.csv" \
-      --authorization-mode Node,RBAC \
-      --enable-admission-plugins NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
-      --service-account-issuer https://kubernetes.default.svc.cluster.local \
-      --service-account-key-file "$dir/pki/sa.pub" \
-      --service-account-signing-key-file "$dir/pki/sa.key" \
-      --service-cluster-ip-range 10.0.0.0/24 \
-      --endpoint-reconciler-type none \
-      --cert-dir "$dir/pki" \
-      --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
-      --profiling=false ${E2E_APISERVER_FLAGS:-}
+    echo "${E2E_APISERVER_FLAGS:-}" >"$state/apiserver-flags"
+    start_apiserver
     log "started etcd and kube-apiserver; waiting for the API server"
-    wait_for 120 kube-apiserver "$kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz
+    wait_apiserver
     # Only now: kube-controller-manager exits when the API server's RBAC is not there yet.
     # No kubelet here: the node lifecycle controllers would mark the tests' fake
     # nodes unreachable and evict their pods; everything else runs as on a cluster.
@@ -371,6 +396,29 @@ case $cmd in
     status
     ;;
   stop-operator) stop operator ;;
+  stop-apiserver | start-apiserver | restart-apiserver)
+    [ -f "$state/ports.env" ] || die "no cluster in $dir (run up first)"
+    kubectl=$(cat "$state/bin")/kubectl
+    signal=${E2E_APISERVER_SIGNAL:-TERM}
+    [[ $signal =~ ^(TERM|KILL)$ ]] || die "E2E_APISERVER_SIGNAL: TERM or KILL, not $signal"
+    if [ "$cmd" != start-apiserver ]; then
+      # The API stops answering at the signal: a graceful shutdown stops listening
+      # at once, then drains (the watches keep it alive up to the 10s of `stop`).
+      down_at=$SECONDS
+      stop kube-apiserver "$signal"
+      [ "$cmd" = stop-apiserver ] && exit 0
+      left=$((down_at + outage - SECONDS))
+      [ $left -le 0 ] || sleep "$left"
+    fi
+    if pid=$(alive kube-apiserver); then
+      log "kube-apiserver already runs (pid $pid)"
+    else
+      alive etcd >/dev/null || die "etcd does not run: start the cluster with up"
+      start_apiserver
+      log "kube-apiserver started (pid $(cat "$state/kube-apiserver.pid")), waiting for /readyz"
+      wait_apiserver
+    fi
+    ;;
   status) status ;;
   *) usage ;;
 esac

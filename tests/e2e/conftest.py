@@ -55,7 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # One cluster for the whole session, so the order matters: counting webhook calls
-# before GPU workloads exist, killing the leader late, judging RBAC last.
+# before GPU workloads exist, killing the leader late, judging RBAC before the API
+# server is restarted (test_api_outage, last).
 MODULE_ORDER = (
     "test_crds",
     "test_webhooks",
@@ -65,6 +66,7 @@ MODULE_ORDER = (
     "test_cost_reports",
     "test_leader_election",
     "test_rbac",
+    "test_api_outage",
 )
 
 
