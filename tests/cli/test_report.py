@@ -368,7 +368,12 @@ def test_focus_output_has_the_focus_columns_and_adds_up_to_the_cluster_total(
     report = minute.report(DAYS_START, DAYS_END)
     assert abs(billed - report.costs.cluster.total_cost) < Decimal("0.000001") * len(rows)
     for row in rows:
-        assert json.loads(row["Tags"])["team"] == row["x_Team"]
+        tags = json.loads(row["Tags"])
+        assert tags.get("resilio.tech/team", "__untagged__") == row["x_Team"]
+        assert tags.get("resilio.tech/cost-center", "__untagged__") == row["x_CostCenter"]
+        assert row["BillingPeriodStart"] == row["ChargePeriodStart"]
+        if row["x_CostComponent"] == "tokens":
+            assert Decimal(row["ConsumedQuantity"]) == int(Decimal(row["ConsumedQuantity"]))
         if row["x_CostComponent"] == "gpu":
             assert row["ConsumedUnit"] == "GPU-Hours" and row["ServiceCategory"] == "Compute"
     recsys_gpu = sum(

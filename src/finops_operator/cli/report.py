@@ -105,7 +105,10 @@ def render(report: PeriodReport, fmt: str, label: str, team: str | None = None) 
         return to_csv(costs, label, team)
     if fmt == "focus":
         usage = report.usage
-        return to_focus(focus_rows(costs, usage.gpu, usage.tokens, report.pricing, team))
+        rows = focus_rows(
+            costs, usage.gpu, usage.tokens, report.pricing, team, billing_period=report.period
+        )
+        return to_focus(rows)
     through = report.data_through if report.data_through < report.period.end else None
     return to_table(costs, label, team, through=through, jobs=report.jobs)
 
