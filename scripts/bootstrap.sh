@@ -29,3 +29,7 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# The FinOps Foundation's focus-validator, in its own virtualenv (.venv-focus), for
+# the FOCUS export's conformance test.
+scripts/focus-validator.sh

@@ -335,17 +335,39 @@ def test_team_filter_keeps_that_team_and_the_untagged_and_cluster_rows(
     assert document["cluster"]["team"] == "cluster"
 
 
-def test_csv_output_has_one_line_per_row_with_the_json_fields(minute: Cluster) -> None:
+def test_csv_output_has_row_types_that_add_up_and_splits_by_cost_center_and_feature(
+    minute: Cluster,
+) -> None:
     result = cli("--prometheus-url", minute.prometheus.url, *period_args(), "--format", "csv")
     assert result.returncode == 0, result.stderr
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(lines[0]) == [
-        "period", "currency", "team", "gpuHours", "gpuCost", "idleGpuHours", "idleCost",
-        "tokenCost", "sharedCost", "totalCost",
+    assert list(lines[0])[:8] == [
+        "Row type", "Period", "Period start (UTC)", "Period end (UTC)", "Data through (UTC)",
+        "Partial period", "Incomplete data", "Team",
     ]  # fmt: skip
-    assert [line["team"] for line in lines[-2:]] == [conventions.UNTAGGED, "cluster"]
-    teams = sum(Decimal(line["totalCost"]) for line in lines[:-1])
-    assert abs(teams - Decimal(lines[-1]["totalCost"])) <= Decimal("0.01") * len(lines)
+    assert [line["Row type"] for line in lines[-3:]] == [
+        "untagged",
+        "undistributed",
+        "cluster total",
+    ]
+    assert {line["Partial period"] for line in lines} == {"no"}
+    for by in ((), ("--by", "team,cost-center,feature")):
+        result = cli(
+            "--prometheus-url", minute.prometheus.url, *period_args(), "--format", "csv", *by
+        )
+        assert result.returncode == 0, result.stderr
+        lines = list(csv.DictReader(io.StringIO(result.stdout)))
+        total = next(line for line in lines if line["Row type"] == "cluster total")
+        for column in [name for name in lines[0] if "(USD" in name]:
+            parts = sum(
+                Decimal(line[column]) for line in lines if line["Row type"] != "cluster total"
+            )
+            assert parts == Decimal(total[column]), column
+    assert "Cost center" in lines[0] and "Feature" in lines[0]
+    refused = cli("--prometheus-url", minute.prometheus.url, *period_args(), "--by", "feature")
+    assert refused.returncode == 2 and "--format csv" in refused.stderr
+    unknown = cli(*period_args(), "--format", "csv", "--by", "team,colour")
+    assert unknown.returncode == 2 and "colour" in unknown.stderr
 
 
 def test_focus_output_has_the_focus_columns_and_adds_up_to_the_cluster_total(
@@ -368,7 +390,12 @@ def test_focus_output_has_the_focus_columns_and_adds_up_to_the_cluster_total(
     report = minute.report(DAYS_START, DAYS_END)
     assert abs(billed - report.costs.cluster.total_cost) < Decimal("0.000001") * len(rows)
     for row in rows:
-        assert json.loads(row["Tags"])["team"] == row["x_Team"]
+        tags = json.loads(row["Tags"])
+        assert tags.get("resilio.tech/team", "__untagged__") == row["x_Team"]
+        assert tags.get("resilio.tech/cost-center", "__untagged__") == row["x_CostCenter"]
+        assert row["BillingPeriodStart"] == row["ChargePeriodStart"]
+        if row["x_CostComponent"] == "tokens":
+            assert Decimal(row["ConsumedQuantity"]) == int(Decimal(row["ConsumedQuantity"]))
         if row["x_CostComponent"] == "gpu":
             assert row["ConsumedUnit"] == "GPU-Hours" and row["ServiceCategory"] == "Compute"
     recsys_gpu = sum(

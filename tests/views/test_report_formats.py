@@ -10,12 +10,20 @@ from decimal import Decimal
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.costs.allocation import allocate
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS, focus_rows
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import CostReport, compute_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
-from finops_operator.views.report_formats import FORMATS, to_csv, to_focus, to_json, to_table
+from finops_operator.views.report_formats import (
+    FORMATS,
+    CsvContext,
+    to_csv,
+    to_focus,
+    to_json,
+    to_table,
+)
 
 D = Decimal
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -60,16 +68,118 @@ def test_json_is_the_contract_with_money_as_strings_and_hours_as_numbers() -> No
     assert [row["team"] for row in only["teams"]] == ["recsys"]
 
 
-def test_csv_has_the_json_fields_one_line_per_row() -> None:
-    lines = list(csv.reader(io.StringIO(to_csv(costs(), "2026-11"))))
-    assert lines[0] == [
-        "period", "currency", "team", "gpuHours", "gpuCost", "idleGpuHours", "idleCost",
-        "tokenCost", "sharedCost", "totalCost",
+MONEY_HEADERS = (
+    "GPU cost (USD)",
+    "Idle GPU cost (USD, included in GPU cost)",
+    "Token cost (USD)",
+    "Shared cost (USD)",
+    "Total cost (USD)",
+)
+SUMMED = ("GPU hours", "Idle GPU hours (included in GPU hours)", "LLM tokens", *MONEY_HEADERS)
+
+
+def many_costs() -> tuple[CostReport, list[GpuUsage], list[TokenUsage]]:
+    """Thirds of a cent everywhere, so that rounding each row to cents would not add up."""
+    gpu = [
+        GpuUsage(f"team-{i}", H100, D(1) / 3 + i, D(i) / 7, f"f{i % 2}", cost_center=f"cc-{i % 3}")
+        for i in range(9)
+    ] + [GpuUsage(conventions.UNTAGGED, "other", D(10) / 3, None)]
+    tokens = [TokenUsage(f"team-{i}", "gpt-4o", D(1_001 + i)) for i in range(0, 9, 2)]
+    tokens.append(TokenUsage("tokens-only", "gpt-4o", D(3_333_333)))
+    report = compute_costs(
+        period=Period.month(2026, 11),
+        pricing=PRICING.model_copy(update={"shared_monthly": D("100.01")}),
+        gpu_usage=gpu,
+        token_usage=tokens,
+        capacity=[CapacityUsage(H100, D(100))],
+    )
+    return report, gpu, tokens
+
+
+def _check_sums(lines: list[dict[str, str]]) -> None:
+    """Summing any figure over team + untagged + undistributed rows is the cluster total."""
+    kinds = {line["Row type"] for line in lines}
+    assert kinds <= {"team", "untagged", "undistributed", "cluster total"}
+    total = [line for line in lines if line["Row type"] == "cluster total"]
+    assert len(total) == 1
+    for column in SUMMED:
+        by_type: dict[str, Decimal] = {}
+        for line in lines:
+            by_type[line["Row type"]] = by_type.get(line["Row type"], D(0)) + D(line[column])
+        parts = by_type.get("team", D(0)) + by_type.get("untagged", D(0))
+        parts += by_type.get("undistributed", D(0))
+        if column in MONEY_HEADERS:
+            assert parts == by_type["cluster total"], column  # to the cent
+        else:
+            assert abs(parts - by_type["cluster total"]) <= D("0.0005") * len(lines), column
+
+
+def test_csv_headers_are_words_with_units_and_currency_and_rows_have_a_type() -> None:
+    context = CsvContext(datetime(2026, 11, 20, 6, tzinfo=UTC), partial_period=True)
+    lines = list(csv.DictReader(io.StringIO(to_csv(costs(), "2026-11", context=context))))
+    assert list(lines[0]) == [
+        "Row type", "Period", "Period start (UTC)", "Period end (UTC)", "Data through (UTC)",
+        "Partial period", "Incomplete data", "Team", *SUMMED,
     ]  # fmt: skip
-    assert [line[2] for line in lines[1:]] == ["recsys", "search", conventions.UNTAGGED, "cluster"]
-    assert {line[0] for line in lines[1:]} == {"2026-11"}
-    document = json.loads(to_json(costs(), "2026-11"))
-    assert lines[-1][3:] == [str(value) for value in list(document["cluster"].values())[1:]]
+    assert [(line["Row type"], line["Team"]) for line in lines] == [
+        ("team", "recsys"),
+        ("team", "search"),
+        ("untagged", conventions.UNTAGGED),
+        ("undistributed", ""),
+        ("cluster total", ""),
+    ]
+    assert {line["Data through (UTC)"] for line in lines} == {"2026-11-20T06:00:00Z"}
+    assert {line["Partial period"] for line in lines} == {"yes"}
+    assert {line["Incomplete data"] for line in lines} == {"no"}
+    search = lines[1]
+    assert search["GPU cost (USD)"] == "42.00" and search["LLM tokens"] == "12345"
+    assert search["Idle GPU cost (USD, included in GPU cost)"] == "14.00"
+    _check_sums(lines)
+
+
+def test_every_money_column_summed_by_row_type_is_the_cluster_total_to_the_cent() -> None:
+    report = many_costs()[0]
+    assert report.cluster.undistributed_cost == 0
+    lines = list(csv.DictReader(io.StringIO(to_csv(report, "2026-11"))))
+    _check_sums(lines)
+    # ... and with undistributed shared cost (no GPU cost to spread it over).
+    alone = compute_costs(
+        period=Period.month(2026, 11),
+        pricing=PRICING,
+        token_usage=[TokenUsage("chat", "gpt-4o", D(10))],
+    )
+    lines = list(csv.DictReader(io.StringIO(to_csv(alone, "2026-11"))))
+    undistributed = next(line for line in lines if line["Row type"] == "undistributed")
+    assert undistributed["Shared cost (USD)"] == "300.00"
+    _check_sums(lines)
+
+
+def test_rows_by_team_cost_center_and_feature_carry_all_spend_and_add_up() -> None:
+    report, gpu, tokens = many_costs()
+    allocation = allocate(report, gpu, tokens, PRICING)
+    text = to_csv(report, "2026-11", allocation=allocation, by=("cost_center", "feature"))
+    lines = list(csv.DictReader(io.StringIO(text)))
+    assert list(lines[0])[7:10] == ["Team", "Cost center", "Feature"]
+    _check_sums(lines)
+    team_rows = [line for line in lines if line["Row type"] == "team"]
+    assert len({(r["Team"], r["Cost center"], r["Feature"]) for r in team_rows}) == len(team_rows)
+    # A team without GPU cost keeps its tokens on its untagged cost center.
+    only = next(line for line in team_rows if line["Team"] == "tokens-only")
+    assert only["Cost center"] == conventions.UNTAGGED and D(only["Token cost (USD)"]) > 0
+    # Per team, the split rows add up to the team's own row (to the cent, +-1 per row).
+    plain = {r["Team"]: r for r in csv.DictReader(io.StringIO(to_csv(report, "2026-11")))}
+    for name in {line["Team"] for line in team_rows}:
+        mine = [line for line in team_rows if line["Team"] == name]
+        for column in MONEY_HEADERS:
+            split = sum(D(line[column]) for line in mine)
+            assert abs(split - D(plain[name][column])) <= D("0.01") * len(mine), (name, column)
+
+
+def test_a_team_filter_keeps_the_team_and_the_rows_that_are_not_teams() -> None:
+    lines = list(csv.DictReader(io.StringIO(to_csv(costs(), "2026-11", "search"))))
+    assert [line["Row type"] for line in lines] == [
+        "team", "untagged", "undistributed", "cluster total",
+    ]  # fmt: skip
 
 
 def test_focus_csv_has_the_focus_columns_and_one_line_per_row() -> None:

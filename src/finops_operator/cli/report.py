@@ -2,6 +2,7 @@
 
     finops-operator report --config PATH --period 2026-11 [--team T]
                            [--format table|json|csv|focus] [--prometheus-url URL]
+                           [--by team,cost-center,feature]
                            [--allow-partial]
 
 Parses the arguments, reads usage with `usage_reader.report_period` (a fixed
@@ -29,10 +30,19 @@ from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PrometheusConfig
+from finops_operator.domain.costs.allocation import allocate
 from finops_operator.domain.costs.focus import focus_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.errors import ConfigError, PrometheusError
-from finops_operator.views.report_formats import FORMATS, to_csv, to_focus, to_json, to_table
+from finops_operator.views.report_formats import (
+    BY_CHOICES,
+    FORMATS,
+    CsvContext,
+    to_csv,
+    to_focus,
+    to_json,
+    to_table,
+)
 
 # ---------------------------------------------------------------- arguments
 
@@ -54,6 +64,16 @@ def _moment(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _by(text: str) -> tuple[str, ...]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name != "team" and name not in BY_CHOICES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"cannot split rows by {', '.join(unknown)}; choose from team, " + ", ".join(BY_CHOICES)
+        )
+    return tuple(dict.fromkeys(BY_CHOICES[name] for name in names if name != "team"))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="configuration file (default: $FINOPS_CONFIG or built in)")
     parser.add_argument(
@@ -65,6 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", type=_moment, help="end of that period (excluded)")
     parser.add_argument("--team", help="print only this team (plus untagged and cluster rows)")
     parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument(
+        "--by",
+        type=_by,
+        default=(),
+        metavar="team,cost-center,feature",
+        help="CSV only: one row per team x these labels (any of cost-center, feature, "
+        "environment, workload-type), for pivot tables; the team is always there",
+    )
     parser.add_argument(
         "--prometheus-url", help="Prometheus base URL, instead of prometheus.url of the config"
     )
@@ -96,16 +124,33 @@ def _period(args: argparse.Namespace) -> tuple[Period, str]:
 # ---------------------------------------------------------------- formats
 
 
-def render(report: PeriodReport, fmt: str, label: str, team: str | None = None) -> str:
-    """The report in format `fmt` (one of `FORMATS`), only `team`'s row when given."""
+def render(
+    report: PeriodReport,
+    fmt: str,
+    label: str,
+    team: str | None = None,
+    by: tuple[str, ...] = (),
+) -> str:
+    """The report in format `fmt` (one of `FORMATS`), only `team`'s row when given;
+    `by`: CSV rows per team x these labels."""
     costs = report.costs
     if fmt == "json":
         return to_json(costs, label, team) + "\n"
     if fmt == "csv":
-        return to_csv(costs, label, team)
+        context = CsvContext(
+            data_through=report.data_through,
+            partial_period=report.data_through < report.period.end,
+            incomplete=report.partial,
+        )
+        usage = report.usage
+        allocation = allocate(costs, usage.gpu, usage.tokens, report.pricing) if by else None
+        return to_csv(costs, label, team, context=context, allocation=allocation, by=by)
     if fmt == "focus":
         usage = report.usage
-        return to_focus(focus_rows(costs, usage.gpu, usage.tokens, report.pricing, team))
+        rows = focus_rows(
+            costs, usage.gpu, usage.tokens, report.pricing, team, billing_period=report.period
+        )
+        return to_focus(rows)
     through = report.data_through if report.data_through < report.period.end else None
     return to_table(costs, label, team, through=through, jobs=report.jobs)
 
@@ -124,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         period, label = _period(args)
         config = load_config(args.config)
         prometheus = _prometheus(config.prometheus, args.prometheus_url)
+        if args.by and args.format != "csv":
+            raise ValueError("--by splits CSV rows; use it with --format csv")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -156,5 +203,5 @@ def run(args: argparse.Namespace) -> int:
     known = {row.team for row in report.costs.teams} | {conventions.UNTAGGED}
     if args.team is not None and args.team not in known:
         print(f"note: team {args.team!r} has no usage in {label}", file=sys.stderr)
-    sys.stdout.write(render(report, args.format, label, args.team))
+    sys.stdout.write(render(report, args.format, label, args.team, args.by))
     return 0

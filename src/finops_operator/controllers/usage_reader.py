@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Final
 
 from finops_operator.domain import conventions
@@ -208,6 +208,12 @@ def _tag(value: str) -> str:
     return value or conventions.UNTAGGED
 
 
+def _whole(tokens: Decimal) -> Decimal:
+    """Tokens as a whole number: `increase()` extrapolates a counter to the window's
+    edges, so its sum is fractional; a token is not (rounded half-even)."""
+    return tokens.to_integral_value(rounding=ROUND_HALF_EVEN)
+
+
 def _to_ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
@@ -253,7 +259,7 @@ def read_usage(
     return Usage(
         gpu=gpu,
         tokens=[
-            TokenUsage(team=_tag(team), model=model or UNKNOWN_MODEL, tokens=count)
+            TokenUsage(team=_tag(team), model=model or UNKNOWN_MODEL, tokens=_whole(count))
             for (team, model), count in sorted(tokens.items())
         ],
         capacity=[

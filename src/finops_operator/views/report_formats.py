@@ -3,7 +3,10 @@
 Formats (docs/report.md):
 
 - `json`: the contract of DESIGN.md, money as strings, hours as numbers;
-- `csv`: the same rows (teams, `__untagged__`, `cluster`), one per line;
+- `csv`: for spreadsheets: headers in words with units and currency, a row type
+  (`team`, `untagged`, `undistributed`, `cluster total`) so that a column summed
+  by row type never counts twice, the end of the data and a partial-period flag;
+  optionally one row per team x cost center x feature (`--by`);
 - `focus`: FinOps Foundation FOCUS columns, one row per team x cost component
   (the rows come from `domain.costs.focus`);
 - `table`: for people.
@@ -18,11 +21,15 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Final
 
+from finops_operator.domain import conventions
+from finops_operator.domain.costs.allocation import Allocation, Group
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS
-from finops_operator.domain.costs.money import display_hours, display_money
+from finops_operator.domain.costs.money import display_hours, display_money, round_to_total
 from finops_operator.domain.costs.period import utc_timestamp
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostReport, CostRow, idle_percent
@@ -65,16 +72,137 @@ def to_json(costs: CostReport, label: str, team: str | None = None) -> str:
     return json.dumps(document, indent=2)
 
 
-def to_csv(costs: CostReport, label: str, team: str | None = None) -> str:
-    """One line per team, then `__untagged__` and `cluster`, with the JSON's fields."""
+# Row types of the CSV: summing a column over `team`, `untagged` and `undistributed`
+# rows gives the `cluster total` row, exactly, to the cent.
+ROW_TYPES: Final = ("team", "untagged", "undistributed", "cluster total")
+# `--by` choices: the labels besides the team that CSV rows can be split by.
+BY_CHOICES: Final = {
+    "cost-center": "cost_center",
+    "feature": "feature",
+    "environment": "environment",
+    "workload-type": "workload_type",
+}
+_LABEL_HEADERS: Final = {
+    "cost_center": "Cost center",
+    "feature": "Feature",
+    "environment": "Environment",
+    "workload_type": "Workload type",
+}
+
+
+@dataclass(frozen=True)
+class CsvContext:
+    """What the CSV says about the data besides the figures."""
+
+    data_through: datetime
+    partial_period: bool  # the period is still running: figures through `data_through`
+    incomplete: bool = False  # Prometheus answered only in part (--allow-partial)
+
+
+def csv_header(currency: str, by: Sequence[str] = ()) -> list[str]:
+    return [
+        "Row type",
+        "Period",
+        "Period start (UTC)",
+        "Period end (UTC)",
+        "Data through (UTC)",
+        "Partial period",
+        "Incomplete data",
+        "Team",
+        *(_LABEL_HEADERS[name] for name in by),
+        "GPU hours",
+        "Idle GPU hours (included in GPU hours)",
+        "LLM tokens",
+        f"GPU cost ({currency})",
+        f"Idle GPU cost ({currency}, included in GPU cost)",
+        f"Token cost ({currency})",
+        f"Shared cost ({currency})",
+        f"Total cost ({currency})",
+    ]
+
+
+_MONEY: Final = ("gpu_cost", "idle_cost", "token_cost", "shared_cost", "total_cost")
+
+
+def to_csv(
+    costs: CostReport,
+    label: str,
+    team: str | None = None,
+    *,
+    context: CsvContext | None = None,
+    allocation: Allocation | None = None,
+    by: Sequence[str] = (),
+) -> str:
+    """For spreadsheets: a header in words (units, currency), then one line per team
+    (or per team x the labels `by`, from `allocation`), `untagged`, `undistributed`
+    and the `cluster total`. Money is rounded to cents so that each money column,
+    summed over the team, untagged and undistributed rows, is the cluster total row
+    (largest remainder); with `team`, only that team's rows are kept."""
+    if by and allocation is None:
+        raise ValueError("rows by label need the allocation")
+    context = context or CsvContext(costs.period.end, partial_period=False)
+    zero = Decimal(0)
+    lines: list[tuple[str, tuple[str, ...], dict[str, Decimal]]] = []
+    if allocation is not None and by:
+        for group in allocation.group(("team", *by)):
+            kind = "untagged" if group.key[0] == conventions.UNTAGGED else "team"
+            lines.append((kind, group.key, _figures(group)))
+        lines.sort(key=lambda line: line[0] == "untagged")
+    else:
+        for row in [*costs.teams, costs.untagged]:
+            kind = "untagged" if row is costs.untagged else "team"
+            lines.append((kind, (row.team,), _figures(row)))
+    undistributed = dict.fromkeys(_FIGURES, zero) | {
+        "shared_cost": costs.cluster.undistributed_cost,
+        "total_cost": costs.cluster.undistributed_cost,
+    }
+    blank = ("",) * (1 + len(by))
+    lines.append(("undistributed", blank, undistributed))
+    rounded = {name: round_to_total([figures[name] for _, _, figures in lines]) for name in _MONEY}
+    cluster = _figures(costs.cluster)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["period", "currency", *ROW_FIELDS])
-    rows = [*costs.team_rows(team), costs.untagged, costs.cluster]
-    for row in rows:
-        values = _row(row)
-        writer.writerow([label, costs.currency, *(values[name] for name in ROW_FIELDS)])
+    writer.writerow(csv_header(costs.currency, by))
+    start, end = utc_timestamp(costs.period.start), utc_timestamp(costs.period.end)
+    through = utc_timestamp(context.data_through)
+    common = [label, start, end, through, _yes(context.partial_period), _yes(context.incomplete)]
+
+    def write(
+        kind: str, key: tuple[str, ...], figures: Mapping[str, Decimal], money: list[str]
+    ) -> None:
+        writer.writerow(
+            [
+                kind,
+                *common,
+                *key,
+                _hours(figures["gpu_hours"]),
+                _hours(figures["idle_gpu_hours"]),
+                f"{figures['tokens']:.0f}",
+                *money,
+            ]
+        )
+
+    for index, (kind, key, figures) in enumerate(lines):
+        if team is not None and kind == "team" and key[0] != team:
+            continue
+        write(kind, key, figures, [str(rounded[name][index]) for name in _MONEY])
+    write("cluster total", blank, cluster, [display_money(cluster[name]) for name in _MONEY])
     return out.getvalue()
+
+
+_FIGURES: Final = ("gpu_hours", "idle_gpu_hours", "tokens", *_MONEY)
+
+
+def _figures(row: CostRow | Group) -> dict[str, Decimal]:
+    return {name: getattr(row, name) for name in _FIGURES}
+
+
+def _hours(hours: Decimal) -> str:
+    return display_money(hours, 3)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def to_focus(rows: Iterable[Mapping[str, str]]) -> str:

@@ -1,10 +1,29 @@
-"""FOCUS rows: a period's costs as the FinOps Foundation's FOCUS columns.
+"""FOCUS rows: a period's costs as FinOps Foundation FOCUS 1.2 columns.
 
-One row per team (and `__untagged__`) x cost component: GPU usage per GPU model,
-tokens per LLM model, and the team's shared cost; plus the shared cost nobody
-received. The GPU and token rows are priced per model with `pricing`'s own
-functions, so that, unrounded, the rows add up to the cluster total exactly.
-Money keeps `FOCUS_PLACES` decimals (docs/report.md, the formats).
+The rows are the charges of `allocation` (every cost on one combination of the
+five cost labels):
+
+- GPU usage per label combination x GPU model: ChargeCategory `Usage`, consumed
+  and priced in `Hours` of a GPU (`ConsumedUnit` "GPU-Hours"), unit price = the
+  model's hourly price; ResourceId names the GPU pool of that model;
+- tokens per label combination x LLM model: `Usage`, ConsumedQuantity a whole
+  number of tokens, priced per `1000 Tokens`; ResourceId names the model;
+- shared cost (the platform's cost and GPU capacity nobody allocated) per label
+  combination: `Adjustment`, a `Recurring` charge with no quantity and no resource
+  (FOCUS 1.2 lets non-Usage/Purchase rows have a null PricingQuantity, and
+  requires a null ConsumedQuantity for them);
+- the shared cost nobody received (`undistributed`): `Adjustment` too, with no
+  labels.
+
+Every row: BilledCost = EffectiveCost = ListCost = ContractedCost (internal
+showback at the configured prices: no discounts, no commitments), ChargeClass null
+(no corrections), ProviderName = PublisherName = InvoiceIssuerName (so BilledCost
+may be non-zero, FOCUS 1.2 BilledCost-C-005-C), InvoiceId null (no invoice). Tags
+hold the cost labels under their own keys (only the labels the workload carried);
+`x_CostCenter`, `x_Team`, `x_Feature`, `x_Environment`, `x_WorkloadType` hold
+them as columns to group by (`__untagged__` when missing). Money is exact to
+1e-12 (the cost model's quantum), so the rows add up to the cluster total.
+Which rules are checked, and how, is in docs/report.md.
 
 Pure: rows of strings in, no file; `views.report_formats` writes them as CSV.
 """
@@ -12,52 +31,116 @@ Pure: rows of strings in, no file; `views.report_formats` writes them as CSV.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable
-from decimal import Decimal
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
-from finops_operator.domain.costs.money import ZERO, display_money
-from finops_operator.domain.costs.period import utc_timestamp
-from finops_operator.domain.costs.pricing import gpu_cost, token_cost
+from finops_operator.domain.costs.allocation import LABEL_KEYS, Labels, allocate
+from finops_operator.domain.costs.money import QUANTUM
+from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.domain.costs.showback import CostReport
 from finops_operator.domain.costs.usage import GpuUsage, TokenUsage
 
-# Money in FOCUS rows keeps 6 decimals, so that a team's rows add up to its total.
-FOCUS_PLACES: Final = 6
+FOCUS_VERSION: Final = "1.2"
 FOCUS_COLUMNS: Final = (
     "BilledCost",
-    "EffectiveCost",
+    "BillingAccountId",
+    "BillingAccountName",
     "BillingCurrency",
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
     "ChargeCategory",
+    "ChargeClass",
     "ChargeDescription",
+    "ChargeFrequency",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "CommitmentDiscountStatus",
     "ConsumedQuantity",
     "ConsumedUnit",
+    "ContractedCost",
+    "ContractedUnitPrice",
+    "EffectiveCost",
+    "InvoiceId",
+    "InvoiceIssuerName",
+    "ListCost",
+    "ListUnitPrice",
     "PricingQuantity",
     "PricingUnit",
+    "ProviderName",
+    "PublisherName",
     "ResourceId",
     "ResourceName",
-    "ServiceName",
+    "ResourceType",
     "ServiceCategory",
+    "ServiceName",
+    "ServiceSubcategory",
+    "SkuId",
+    "SkuMeter",
+    "SkuPriceDetails",
+    "SkuPriceId",
     "Tags",
     "x_Team",
+    "x_Feature",
+    "x_Environment",
+    "x_WorkloadType",
+    "x_CostCenter",
     "x_CostComponent",
     "x_IdleGpuHours",
     "x_IdleCost",
-    "x_Period",
 )
+# The FOCUS 1.2 applicability criteria this export claims (focus-validator's
+# --applicability-criteria): usage is measured, unit prices exist, the cost labels
+# are tags, the billing account has a name, charges name the resource they are for.
+APPLICABILITY_CRITERIA: Final = (
+    "USAGE_MEASUREMENT_SUPPORTED",
+    "UNIT_PRICING_SUPPORTED",
+    "TAGGING_SUPPORTED",
+    "ACCOUNT_NAMING_SUPPORTED",
+    "BILLING_BASED_ON_PROVISIONED_RESOURCES_SUPPORTED",
+    "RESOURCE_TYPE_ASSIGNMENT_SUPPORTED",
+)
+_LABEL_COLUMNS: Final = ("x_Team", "x_Feature", "x_Environment", "x_WorkloadType", "x_CostCenter")
+GPU_SERVICE: Final = ("GPU compute", "Compute", "Containers")
+LLM_SERVICE: Final = ("LLM gateway", "AI and Machine Learning", "Generative AI")
+SHARED_SERVICE: Final = ("Shared GPU platform", "Compute", "Other (Compute)")
 
 
-def _focus_money(amount: Decimal) -> str:
-    return display_money(amount, FOCUS_PLACES)
+@dataclass(frozen=True)
+class FocusAccount:
+    """Who bills whom: the billing account (the cluster) and the provider (the platform)."""
+
+    account_id: str = "gpu-cluster"
+    account_name: str = "GPU cluster"
+    provider: str = "GPU platform (finops-operator)"
 
 
-def _focus_number(amount: Decimal) -> str:
-    return display_money(amount, FOCUS_PLACES)
+def focus_decimal(amount: Decimal) -> str:
+    """A FOCUS Decimal value: plain decimal notation, exact to 1e-12, no trailing zeros
+    but always a decimal point (`5.0`): a CSV reader infers a column of `5`s as integers,
+    and FOCUS costs and quantities are of type Decimal."""
+    value = amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN).normalize()
+    text = format(value, "f").removeprefix("-") if value == 0 else format(value, "f")
+    return text if "." in text else f"{text}.0"
+
+
+def invoice_id(account: FocusAccount, billed: Period) -> str:
+    """The chargeback statement of `billed` for the account, e.g. `gpu-cluster-2026-11`."""
+    if billed == Period.month(billed.start.year, billed.start.month):
+        return f"{account.account_id}-{billed.start:%Y-%m}"
+    return f"{account.account_id}-{billed.start:%Y%m%dT%H%M%SZ}-{billed.end:%Y%m%dT%H%M%SZ}"
+
+
+def _tags(labels: Labels) -> str:
+    tags = {
+        key: value
+        for key, value in zip(LABEL_KEYS, labels, strict=True)
+        if value != conventions.UNTAGGED
+    }
+    return json.dumps(tags, sort_keys=True, separators=(",", ":"))
 
 
 def focus_rows(
@@ -66,120 +149,163 @@ def focus_rows(
     token_usage: Iterable[TokenUsage],
     pricing: PricingConfig,
     team: str | None = None,
+    *,
+    billing_period: Period | None = None,
+    account: FocusAccount | None = None,
 ) -> list[dict[str, str]]:
-    """FOCUS rows: per team (and `__untagged__`), GPU usage per GPU model, tokens per
-    LLM model, and its shared cost; plus the shared cost nobody received. Unrounded,
-    the rows add up to the cluster total exactly.
+    """FOCUS 1.2 rows of `costs` (what `compute_costs` made of this usage with
+    `pricing`): see the module's docstring. `team`: only that team's rows.
+    `billing_period`: the month billed (default: `costs.period`); the charge period is
+    always `costs.period`, which ends at the data's end for a month still running."""
+    account = account or FocusAccount()
+    billed = billing_period or costs.period
+    allocation = allocate(costs, gpu_usage, token_usage, pricing)
+    common = {
+        "BillingAccountId": account.account_id,
+        "BillingAccountName": account.account_name,
+        "BillingCurrency": costs.currency,
+        "BillingPeriodStart": utc_timestamp(billed.start),
+        "BillingPeriodEnd": utc_timestamp(billed.end),
+        "ChargeClass": "",
+        # No commitment discounts; present (null) so that the rules conditioned on it
+        # ("Usage and CommitmentDiscountStatus is not Unused") can be evaluated.
+        "CommitmentDiscountStatus": "",
+        "ChargePeriodStart": utc_timestamp(costs.period.start),
+        "ChargePeriodEnd": utc_timestamp(costs.period.end),
+        "InvoiceId": invoice_id(account, billed),
+        "InvoiceIssuerName": account.provider,
+        "ProviderName": account.provider,
+        "PublisherName": account.provider,
+        "x_IdleGpuHours": "",
+        "x_IdleCost": "",
+    }
 
-    `costs` is what `compute_costs` made of `gpu_usage` and `token_usage` with
-    `pricing`; the GPU and token rows re-price that usage per model."""
-    pricing_rows: list[dict[str, str]] = []
-    start, end = utc_timestamp(costs.period.start), utc_timestamp(costs.period.end)
-    period_label = f"{start}/{end}"
-    gpu: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO] * 4)
-    for usage in gpu_usage:
-        cell = gpu[(usage.team, usage.gpu_model)]
-        price_cost = gpu_cost(usage.gpu_hours, usage.gpu_model, pricing)
-        cell[0] += usage.gpu_hours
-        cell[1] += price_cost
-        cell[2] += usage.idle_gpu_hours
-        cell[3] += gpu_cost(usage.idle_gpu_hours, usage.gpu_model, pricing)
-    tokens: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO] * 2)
-    for used in token_usage:
-        cell = tokens[(used.team, used.model)]
-        cell[0] += used.tokens
-        cell[1] += token_cost(used.tokens, used.model, pricing)
+    def charge(
+        labels: Labels | None, cost: Decimal, service: tuple[str, str, str]
+    ) -> dict[str, str]:
+        money = focus_decimal(cost)
+        row = common | {
+            "BilledCost": money,
+            "EffectiveCost": money,
+            "ListCost": money,
+            "ContractedCost": money,
+            "ServiceName": service[0],
+            "ServiceCategory": service[1],
+            "ServiceSubcategory": service[2],
+            "Tags": _tags(labels) if labels is not None else "{}",
+        }
+        for column, value in zip(_LABEL_COLUMNS, labels or ("",) * 5, strict=True):
+            row[column] = value
+        return row
 
-    def base(owner: str, cost: Decimal) -> dict[str, str]:
+    def usage(sku: str, unit_price: Decimal, consumed: Decimal, priced: Decimal) -> dict[str, str]:
+        price = focus_decimal(unit_price)
         return {
-            "BilledCost": _focus_money(cost),
-            "EffectiveCost": _focus_money(cost),
-            "BillingCurrency": costs.currency,
-            "ChargePeriodStart": start,
-            "ChargePeriodEnd": end,
+            "SkuId": sku,
+            "SkuPriceId": f"{sku}@{price}{costs.currency}",
+            "SkuPriceDetails": "",
             "ChargeCategory": "Usage",
-            "Tags": json.dumps({"team": owner}, sort_keys=True) if owner else "{}",
-            "x_Team": owner,
-            "x_IdleGpuHours": "",
-            "x_IdleCost": "",
-            "x_Period": period_label,
+            "ChargeFrequency": "Usage-Based",
+            "ConsumedQuantity": focus_decimal(consumed),
+            "PricingQuantity": focus_decimal(priced),
+            "ListUnitPrice": price,
+            "ContractedUnitPrice": price,
         }
 
-    owners = [row.team for row in costs.team_rows(team)]
-    if team is None or team == conventions.UNTAGGED:
-        owners.append(conventions.UNTAGGED)
-    shared = {row.team: row.shared_cost for row in [*costs.teams, costs.untagged]}
-    for owner in owners:
-        for (who, model), (hours, cost, idle, idle_cost) in sorted(gpu.items()):
-            if who != owner:
-                continue
-            pricing_rows.append(
-                base(owner, cost)
-                | {
-                    "ChargeDescription": f"{hours:.3f} GPU hours of {model} allocated to {owner}",
-                    "ConsumedQuantity": _focus_number(hours),
-                    "ConsumedUnit": "GPU-Hours",
-                    "PricingQuantity": _focus_number(hours),
-                    "PricingUnit": "GPU-Hours",
-                    "ResourceId": f"{owner}/gpu/{model}",
-                    "ResourceName": model,
-                    "ServiceName": "GPU compute",
-                    "ServiceCategory": "Compute",
-                    "x_CostComponent": "gpu",
-                    "x_IdleGpuHours": _focus_number(idle),
-                    "x_IdleCost": _focus_money(idle_cost),
-                }
+    def mine(labels: Labels) -> bool:
+        return team is None or labels[0] == team
+
+    def who(labels: Labels) -> str:
+        return f"team {labels[0]}, cost center {labels[4]}"
+
+    rows: list[dict[str, str]] = []
+    for gpu in allocation.gpu:
+        if not mine(gpu.labels):
+            continue
+        rows.append(
+            charge(gpu.labels, gpu.gpu_cost, GPU_SERVICE)
+            | usage(
+                f"gpu-hour/{gpu.gpu_model}",
+                pricing.gpu_price(gpu.gpu_model),
+                gpu.gpu_hours,
+                gpu.gpu_hours,
             )
-        for (who, model), (count, cost) in sorted(tokens.items()):
-            if who != owner:
-                continue
-            pricing_rows.append(
-                base(owner, cost)
-                | {
-                    "ChargeDescription": f"{count:.0f} LLM tokens of {model} sent by {owner}",
-                    "ConsumedQuantity": _focus_number(count),
-                    "ConsumedUnit": "Tokens",
-                    "PricingQuantity": _focus_number(count / 1000),
-                    "PricingUnit": "1000 Tokens",
-                    "ResourceId": f"{owner}/llm/{model}",
-                    "ResourceName": model,
-                    "ServiceName": "LLM gateway",
-                    "ServiceCategory": "AI and Machine Learning",
-                    "x_CostComponent": "tokens",
-                }
+            | {
+                "SkuMeter": "GPU Hours",
+                "ChargeDescription": f"{gpu.gpu_model} GPU hours allocated to {who(gpu.labels)}",
+                "ConsumedUnit": "GPU-Hours",
+                "PricingUnit": "GPU-Hours",
+                "ResourceId": f"{account.account_id}/gpu/{gpu.gpu_model}",
+                "ResourceName": f"{gpu.gpu_model} GPUs",
+                "ResourceType": "GPU pool",
+                "x_CostComponent": "gpu",
+                "x_IdleGpuHours": focus_decimal(gpu.idle_gpu_hours),
+                "x_IdleCost": focus_decimal(gpu.idle_cost),
+            }
+        )
+    for used in allocation.tokens:
+        if not mine(used.labels):
+            continue
+        rows.append(
+            charge(used.labels, used.cost, LLM_SERVICE)
+            | usage(
+                f"llm-tokens/{used.model}",
+                pricing.token_price(used.model),
+                used.tokens,
+                used.tokens / 1000,
             )
-        if shared.get(owner, ZERO):
-            pricing_rows.append(
-                base(owner, shared[owner])
-                | {
-                    "ChargeDescription": f"share of platform cost and unallocated GPU capacity "
-                    f"for {owner}",
-                    "ConsumedQuantity": "",
-                    "ConsumedUnit": "",
-                    "PricingQuantity": "",
-                    "PricingUnit": "",
-                    "ResourceId": f"{owner}/shared",
-                    "ResourceName": "shared platform",
-                    "ServiceName": "Shared platform",
-                    "ServiceCategory": "Other",
-                    "x_CostComponent": "shared",
-                }
-            )
-    undistributed = costs.cluster.undistributed_cost
-    if team is None and undistributed:
-        pricing_rows.append(
-            base("", undistributed)
+            | {
+                "SkuMeter": "Tokens",
+                "ChargeDescription": f"{used.model} LLM tokens sent by {who(used.labels)}",
+                "ConsumedUnit": "Tokens",
+                "PricingUnit": "1000 Tokens",
+                "ResourceId": f"{account.account_id}/llm/{used.model}",
+                "ResourceName": f"LLM model {used.model}",
+                "ResourceType": "LLM model",
+                "x_CostComponent": "tokens",
+            }
+        )
+    no_quantity = {
+        "ChargeCategory": "Adjustment",
+        "ChargeFrequency": "Recurring",
+        "ConsumedQuantity": "",
+        "ConsumedUnit": "",
+        "PricingQuantity": "",
+        "PricingUnit": "",
+        "ListUnitPrice": "",
+        "ContractedUnitPrice": "",
+        "ResourceId": "",
+        "ResourceName": "",
+        "ResourceType": "",
+        "SkuId": "",
+        "SkuMeter": "",
+        "SkuPriceDetails": "",
+        "SkuPriceId": "",
+    }
+    for shared in allocation.shared:
+        if not mine(shared.labels):
+            continue
+        rows.append(
+            charge(shared.labels, shared.cost, SHARED_SERVICE)
+            | no_quantity
+            | {
+                "ChargeDescription": "share of the platform cost and of GPU capacity nobody "
+                f"allocated, for {who(shared.labels)}",
+                "x_CostComponent": "shared",
+            }
+        )
+    order = {"gpu": 0, "tokens": 1, "shared": 2}
+    rows.sort(
+        key=lambda row: (row["x_Team"] == conventions.UNTAGGED, row["x_Team"],
+                         order[row["x_CostComponent"]])
+    )  # fmt: skip
+    if team is None and allocation.undistributed:
+        rows.append(
+            charge(None, allocation.undistributed, SHARED_SERVICE)
+            | no_quantity
             | {
                 "ChargeDescription": "shared cost no team received (no usage to spread it over)",
-                "ConsumedQuantity": "",
-                "ConsumedUnit": "",
-                "PricingQuantity": "",
-                "PricingUnit": "",
-                "ResourceId": "cluster/undistributed",
-                "ResourceName": "undistributed shared cost",
-                "ServiceName": "Shared platform",
-                "ServiceCategory": "Other",
                 "x_CostComponent": "undistributed",
             }
         )
-    return pricing_rows
+    return rows

@@ -10,9 +10,9 @@ people in `display_hours`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import Final
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import Final, TypeVar
 
 # Internal precision of divided amounts, far below a cent.
 QUANTUM: Final = Decimal("1e-12")
@@ -25,18 +25,23 @@ ZERO: Final = Decimal(0)
 # that every sum and product of inputs stays exact and finite.
 MAX_MONEY: Final = Decimal("1e12")
 
+_K = TypeVar("_K", str, tuple[str, ...])
+
 
 def money_context() -> Context:
     """The Decimal context of money arithmetic: enough digits that sums and products are exact."""
     return Context(prec=_PRECISION)
 
 
-def split(amount: Decimal, weights: Mapping[str, Decimal]) -> dict[str, Decimal]:
+def split(
+    amount: Decimal, weights: Mapping[_K, Decimal], quantum: Decimal = QUANTUM
+) -> dict[_K, Decimal]:
     """`amount` split in proportion to `weights` (all >= 0, not all zero).
 
-    Shares are carried to QUANTUM; the units left over go one each to the largest
-    remainders (ties broken by name), so the shares sum to `amount` exactly.
-    Whatever is left below QUANTUM (when `amount` has more digits) goes to the
+    Shares are carried to `quantum` (QUANTUM for money; 1 to split a count of
+    tokens into whole tokens); the units left over go one each to the largest
+    remainders (ties broken by key), so the shares sum to `amount` exactly.
+    Whatever is left below `quantum` (when `amount` has more digits) goes to the
     largest remainder too.
     """
     total_weight = sum(weights.values(), ZERO)
@@ -47,12 +52,12 @@ def split(amount: Decimal, weights: Mapping[str, Decimal]) -> dict[str, Decimal]
     with localcontext(money_context()):
         exact = {name: amount * weight / total_weight for name, weight in weights.items()}
         shares = {
-            name: value.quantize(QUANTUM, rounding=ROUND_DOWN) for name, value in exact.items()
+            name: value.quantize(quantum, rounding=ROUND_DOWN) for name, value in exact.items()
         }
-        left = int((amount - sum(shares.values(), ZERO)) / QUANTUM)
+        left = int((amount - sum(shares.values(), ZERO)) / quantum)
         by_remainder = sorted(exact, key=lambda name: (-(exact[name] - shares[name]), name))
         for name in by_remainder[:left]:
-            shares[name] += QUANTUM
+            shares[name] += quantum
         leftover = amount - sum(shares.values(), ZERO)
         if leftover:
             shares[by_remainder[0]] += leftover
@@ -67,3 +72,19 @@ def display_money(amount: Decimal, places: int = 2) -> str:
 def display_hours(hours: Decimal, places: int = 3) -> float:
     """Hours as a JSON number, rounded half-even to `places` decimals."""
     return float(hours.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
+
+
+def round_to_total(amounts: Sequence[Decimal], places: int = 2) -> list[Decimal]:
+    """`amounts` rounded to `places` decimals so that they add up to their sum rounded
+    the same way (half-even): each is rounded toward minus infinity, and the units
+    left go one each to the largest remainders (ties to the first). For a spreadsheet
+    whose rows must sum to the total row to the cent."""
+    unit = Decimal(1).scaleb(-places)
+    with localcontext(money_context()):
+        target = sum(amounts, ZERO).quantize(unit, rounding=ROUND_HALF_EVEN)
+        floors = [amount.quantize(unit, rounding=ROUND_FLOOR) for amount in amounts]
+        left = int((target - sum(floors, ZERO)) / unit)
+        order = sorted(range(len(amounts)), key=lambda i: (-(amounts[i] - floors[i]), i))
+        for i in order[:left]:
+            floors[i] += unit
+    return floors
