@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from finops_operator.domain.costs.money import round_to_total, split
+from finops_operator.domain.costs.money import round_to, round_to_total, split
 from tests.domain.costs.prices import D
 
 
@@ -30,3 +30,11 @@ def test_round_to_total_places_the_cents_so_the_rounded_parts_add_up() -> None:
     assert sum(rounded) == sum(thirds).quantize(Decimal("0.01"))
     assert all(abs(r - t) < Decimal("0.01") for r, t in zip(rounded, thirds, strict=True))
     assert round_to_total([]) == []
+
+
+def test_round_to_places_the_cents_so_the_parts_add_up_to_a_given_total() -> None:
+    thirds = [Decimal(1) / 3] * 3
+    assert round_to(thirds, D("1.00")) == [D("0.34"), D("0.33"), D("0.33")]
+    assert round_to(thirds, D("0.98")) == [D("0.33"), D("0.33"), D("0.32")]
+    assert sum(round_to(thirds, D("1.01"))) == D("1.01")
+    assert round_to([], D(0)) == []

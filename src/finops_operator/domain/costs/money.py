@@ -64,6 +64,26 @@ def split(
     return shares
 
 
+def round_to(amounts: Sequence[Decimal], total: Decimal, places: int = 2) -> list[Decimal]:
+    """`amounts` rounded to `places` decimals so that they add up to `total` (already
+    rounded to `places`, and within a unit or so of their sum): each is rounded
+    toward minus infinity, then units are added to the largest remainders (or taken
+    from the smallest, when `total` is below the floors), one each, in turn. So a
+    table's rows add up to a total printed elsewhere, to the cent."""
+    unit = Decimal(1).scaleb(-places)
+    if not amounts:
+        return []
+    with localcontext(money_context()):
+        floors = [amount.quantize(unit, rounding=ROUND_FLOOR) for amount in amounts]
+        left = int((total - sum(floors, ZERO)) / unit)
+        order = sorted(range(len(amounts)), key=lambda i: (-(amounts[i] - floors[i]), i))
+        if left < 0:
+            order.reverse()
+        for step in range(abs(left)):
+            floors[order[step % len(order)]] += unit if left > 0 else -unit
+    return floors
+
+
 def display_money(amount: Decimal, places: int = 2) -> str:
     """An amount for people and files: rounded half-even to `places` decimals."""
     return str(amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
