@@ -302,8 +302,14 @@ def test_json_output_follows_the_contract_and_matches_the_truth(
     result = cli("--config", str(config), *period_args(), "--format", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert list(document) == ["period", "currency", "teams", "untagged", "cluster"]
+    assert list(document) == ["period", "currency", "teams", "untagged", "cluster", "costCenters"]
     assert document["currency"] == "USD"
+    # Cost centers carry all spend: with the undistributed shared cost, the cluster total.
+    centers = document["costCenters"]
+    total = sum(Decimal(row["totalCost"]) for row in centers["rows"])
+    assert total + Decimal(centers["undistributedCost"]) == Decimal(
+        document["cluster"]["totalCost"]
+    )
     fields = [
         "team", "gpuHours", "gpuCost", "idleGpuHours", "idleCost",
         "tokenCost", "sharedCost", "totalCost",

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
-from finops_operator.domain.costs.allocation import allocate
+from finops_operator.domain.costs.allocation import Allocation, allocate
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS, focus_rows
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost
@@ -207,3 +207,57 @@ def test_the_table_names_every_row_and_says_when_the_data_ends() -> None:
         "Most expensive training runs (Jobs):",
         *(f"  ml/train-{i} (search): {i}.0 GPU hours, {4 * i}.00" for i in range(7, 2, -1)),
     ]
+
+
+def _json_cost_centers(report: CostReport, allocation: Allocation) -> dict[str, object]:
+    document = json.loads(to_json(report, "2026-11", allocation=allocation))
+    assert list(document) == ["period", "currency", "teams", "untagged", "cluster", "costCenters"]
+    centers: dict[str, object] = document["costCenters"]
+    return centers | {"cluster": document["cluster"]}
+
+
+def test_json_cost_centers_carry_all_spend_and_add_up_to_the_cluster_total() -> None:
+    alone = compute_costs(  # no GPU cost: all shared cost is undistributed
+        period=Period.month(2026, 11),
+        pricing=PRICING,
+        token_usage=[TokenUsage("chat", "gpt-4o", D(10))],
+    )
+    cases = [(*many_costs(),), (alone, [], [TokenUsage("chat", "gpt-4o", D(10))])]
+    for report, gpu, tokens in cases:
+        centers = _json_cost_centers(report, allocate(report, gpu, tokens, PRICING))
+        rows = centers["rows"]
+        cluster = centers["cluster"]
+        assert isinstance(rows, list) and isinstance(cluster, dict)
+        rest = D(str(centers["undistributedCost"]))
+        for key in ("gpuCost", "idleCost", "tokenCost"):
+            assert sum(D(row[key]) for row in rows) == D(cluster[key]), key
+        for key in ("sharedCost", "totalCost"):
+            assert sum(D(row[key]) for row in rows) + rest == D(cluster[key]), key
+        for row in rows:  # a cost center's total is its GPU + token + shared cost
+            parts = D(row["gpuCost"]) + D(row["tokenCost"]) + D(row["sharedCost"])
+            assert abs(D(row["totalCost"]) - parts) <= D("0.02"), row
+    report, gpu, tokens = many_costs()
+    rows = _json_cost_centers(report, allocate(report, gpu, tokens, PRICING))["rows"]
+    assert isinstance(rows, list)
+    assert [row["costCenter"] for row in rows] == ["cc-0", "cc-1", "cc-2", conventions.UNTAGGED]
+    assert all(D(row["sharedCost"]) > 0 for row in rows)
+    assert D(rows[-1]["tokenCost"]) > D(6)  # the tokens of a team without GPU cost
+    assert "costCenters" not in json.loads(to_json(report, "2026-11"))
+
+
+def test_the_table_ends_with_the_cost_centers_adding_up_to_the_cluster_line() -> None:
+    report, gpu, tokens = many_costs()
+    plain = to_table(report, "2026-11")
+    text = to_table(report, "2026-11", allocation=allocate(report, gpu, tokens, PRICING))
+    assert text.startswith(plain)  # the lines before are unchanged
+    section = text[len(plain) :].splitlines()
+    assert section[1].startswith("By cost center, whole cluster (USD")
+    header = section[3].split()
+    assert header[:2] == ["COST", "CENTER"] and header[-1] == "TOTAL"
+    rows = [line.split() for line in section[4:] if line and not line.startswith("-")]
+    *centers, cluster = rows
+    assert [row[0] for row in centers] == ["cc-0", "cc-1", "cc-2", conventions.UNTAGGED]
+    assert cluster[0] == "cluster"
+    for column in range(2, 7):  # GPU, idle, token, shared and total cost
+        total = sum(D(row[column].replace(",", "")) for row in centers)
+        assert total == D(cluster[column].replace(",", "")), column

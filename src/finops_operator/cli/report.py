@@ -30,7 +30,7 @@ from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PrometheusConfig
-from finops_operator.domain.costs.allocation import allocate
+from finops_operator.domain.costs.allocation import Allocation, allocate
 from finops_operator.domain.costs.focus import focus_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.errors import ConfigError, PrometheusError
@@ -135,7 +135,7 @@ def render(
     `by`: CSV rows per team x these labels."""
     costs = report.costs
     if fmt == "json":
-        return to_json(costs, label, team) + "\n"
+        return to_json(costs, label, team, allocation=_allocation(report)) + "\n"
     if fmt == "csv":
         context = CsvContext(
             data_through=report.data_through,
@@ -152,7 +152,13 @@ def render(
         )
         return to_focus(rows)
     through = report.data_through if report.data_through < report.period.end else None
-    return to_table(costs, label, team, through=through, jobs=report.jobs)
+    centers = _allocation(report)
+    return to_table(costs, label, team, through=through, jobs=report.jobs, allocation=centers)
+
+
+def _allocation(report: PeriodReport) -> Allocation:
+    """All spend on the five labels: the cost centers of the JSON and the table."""
+    return allocate(report.costs, report.usage.gpu, report.usage.tokens, report.pricing)
 
 
 # ---------------------------------------------------------------- the command

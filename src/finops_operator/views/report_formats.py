@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.costs.allocation import Allocation, Group
+from finops_operator.domain.costs.allocation import Allocation, Group, rounded_money
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS
 from finops_operator.domain.costs.money import display_hours, display_money, round_to_total
 from finops_operator.domain.costs.period import utc_timestamp
@@ -60,15 +60,59 @@ def _row(row: CostRow) -> dict[str, Any]:
     }
 
 
-def to_json(costs: CostReport, label: str, team: str | None = None) -> str:
-    """DESIGN.md's contract: period, currency, teams, untagged, cluster."""
-    document = {
+def cost_center_lines(
+    costs: CostReport, allocation: Allocation
+) -> tuple[list[tuple[str, Group, dict[str, Decimal]]], Decimal]:
+    """The cost centers of the whole cluster (`__untagged__` last), each with its
+    money rounded to cents so that the cost centers plus the shared cost nobody
+    received (the second value, rounded) add up to the cluster row, to the cent."""
+    groups = sorted(
+        allocation.group(("cost_center",)),
+        key=lambda group: (group.key[0] == conventions.UNTAGGED, group.key),
+    )
+    money = rounded_money(groups, costs.cluster, allocation.undistributed)
+    lines = [(group.key[0], group, cents) for group, cents in zip(groups, money, strict=True)]
+    return lines, allocation.undistributed.quantize(Decimal("0.01"))
+
+
+def _cost_centers(costs: CostReport, allocation: Allocation) -> dict[str, Any]:
+    lines, undistributed = cost_center_lines(costs, allocation)
+    rows = [
+        {
+            "costCenter": name,
+            "gpuHours": display_hours(group.gpu_hours),
+            "gpuCost": str(money["gpu_cost"]),
+            "idleGpuHours": display_hours(group.idle_gpu_hours),
+            "idleCost": str(money["idle_cost"]),
+            "tokenCost": str(money["token_cost"]),
+            "sharedCost": str(money["shared_cost"]),
+            "totalCost": str(money["total_cost"]),
+        }
+        for name, group, money in lines
+    ]
+    return {"rows": rows, "undistributedCost": str(undistributed)}
+
+
+def to_json(
+    costs: CostReport,
+    label: str,
+    team: str | None = None,
+    *,
+    allocation: Allocation | None = None,
+) -> str:
+    """DESIGN.md's contract: period, currency, teams, untagged, cluster; with
+    `allocation`, `costCenters` too: every cost center of the cluster (whatever
+    `team`) with its GPU, token and shared cost, whose `totalCost`s plus
+    `undistributedCost` are the cluster's `totalCost` to the cent."""
+    document: dict[str, Any] = {
         "period": label,
         "currency": costs.currency,
         "teams": [_row(row) for row in costs.team_rows(team)],
         "untagged": _row(costs.untagged),
         "cluster": _row(costs.cluster),
     }
+    if allocation is not None:
+        document["costCenters"] = _cost_centers(costs, allocation)
     return json.dumps(document, indent=2)
 
 
@@ -238,10 +282,12 @@ def to_table(
     *,
     through: datetime | None = None,
     jobs: Sequence[JobCost] = (),
+    allocation: Allocation | None = None,
 ) -> str:
     """For people: a line per team, then `__untagged__` and the cluster, the cluster's
-    capacity and shared cost, and the costliest training runs (`jobs`). `through`:
-    the end of the data, for a period still running."""
+    capacity and shared cost, the costliest training runs (`jobs`) and, with
+    `allocation`, a line per cost center with all its spend. `through`: the end of
+    the data, for a period still running."""
     cluster: ClusterRow = costs.cluster
     header = [
         "TEAM", "GPU HOURS", "GPU COST", "IDLE HOURS", "IDLE", "IDLE COST",
@@ -281,4 +327,49 @@ def to_table(
                 f"  {job.namespace}/{job.job} ({job.team}): "
                 f"{display_hours(job.gpu_hours):,.1f} GPU hours, {display_money(job.cost)}"
             )
+    if allocation is not None:
+        lines += ["", *_cost_center_table(costs, allocation)]
     return "\n".join(lines) + "\n"
+
+
+def _cost_center_table(costs: CostReport, allocation: Allocation) -> list[str]:
+    """The cost centers of the whole cluster, GPU + token + shared cost, adding up to
+    the cluster line to the cent."""
+    centers, undistributed = cost_center_lines(costs, allocation)
+    header = [
+        "COST CENTER", "GPU HOURS", "GPU COST", "IDLE COST", "TOKEN COST", "SHARED", "TOTAL",
+    ]  # fmt: skip
+
+    def line(name: str, hours: Decimal, money: Mapping[str, Decimal]) -> list[str]:
+        return [
+            name,
+            f"{display_hours(hours):,.1f}",
+            *(display_money(money[key]) for key in ("gpu_cost", "idle_cost", "token_cost")),
+            display_money(money["shared_cost"]),
+            display_money(money["total_cost"]),
+        ]
+
+    body = [line(name, group.gpu_hours, money) for name, group, money in centers]
+    if undistributed:
+        rest = dict.fromkeys(("gpu_cost", "idle_cost", "token_cost"), Decimal(0))
+        rest |= {"shared_cost": undistributed, "total_cost": undistributed}
+        body.append(line("(shared, not distributed)", Decimal(0), rest))
+    cluster = costs.cluster
+    tail = [line("cluster", cluster.gpu_hours, _figures(cluster))]
+    widths = [max(len(row[i]) for row in [header, *body, *tail]) for i in range(len(header))]
+
+    def aligned(row: Sequence[str]) -> str:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
+        ]
+        return "  ".join(cells).rstrip()
+
+    return [
+        f"By cost center, whole cluster ({costs.currency}; token and shared cost placed "
+        "in proportion to GPU cost):",
+        "",
+        aligned(header),
+        *(aligned(row) for row in body),
+        "  ".join("-" * width for width in widths),
+        *(aligned(row) for row in tail),
+    ]
