@@ -32,6 +32,7 @@ from finops_operator.controllers.apply import Applied, apply
 from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
+from finops_operator.domain.costs.allocation import allocate
 from finops_operator.domain.costs.cost_reports import (
     PLURAL,
     ReportInput,
@@ -163,6 +164,9 @@ class ReportController:
                 jobs=report.jobs,
                 data_through=report.data_through,
                 budgets=budgets_of(self.policies, self.config),
+                allocation=allocate(
+                    report.costs, report.usage.gpu, report.usage.tokens, report.pricing
+                ),
             )
             try:
                 for obj, figures in desired_reports(data, now):

@@ -14,6 +14,7 @@ import yaml
 
 from finops_operator.controllers.report_controller import budgets_of, months_to_refresh
 from finops_operator.domain.config import Config
+from finops_operator.domain.costs.allocation import allocate
 from finops_operator.domain.costs.cost_reports import (
     ReportInput,
     desired_reports,
@@ -229,3 +230,59 @@ def test_the_budget_of_a_policy_in_another_currency_is_not_applied() -> None:
     }
     assert not plan_policy(policy, Config()).valid  # its status says Invalid
     assert budgets_of({1: policy}, Config()) == {}
+
+
+def allocated_reports() -> dict[str, dict[str, Any]]:
+    """The reports of a month whose usage has cost centers, with the allocation."""
+    period = Period(datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC), NOW)
+    pricing = Config().pricing
+    gpu = [
+        GpuUsage("search", "H100", Decimal(100), Decimal(75), cost_center="cc-a"),
+        GpuUsage("search", "H100", Decimal(1) / 3, None, cost_center="cc-b"),
+        GpuUsage("recsys", "H100", Decimal(20), Decimal(20), cost_center="cc-b"),
+        GpuUsage("__untagged__", "H100", Decimal(10), Decimal(0)),
+    ]
+    tokens = [
+        TokenUsage("search", "gpt-4o", Decimal(1_000_001)),
+        TokenUsage("chat", "gpt-4o", Decimal(333_333)),  # no GPU cost
+    ]
+    costs = compute_costs(
+        period=period,
+        pricing=pricing,
+        gpu_usage=gpu,
+        token_usage=tokens,
+        capacity=[CapacityUsage("H100", Decimal(200))],
+    )
+    data = dataclasses.replace(
+        report_input(),
+        teams=costs.teams,
+        untagged=costs.untagged,
+        cluster=costs.cluster,
+        allocation=allocate(costs, gpu, tokens, pricing),
+    )
+    return {obj["metadata"]["name"]: {**obj, "status": s} for obj, s in desired_reports(data, NOW)}
+
+
+def test_cost_centers_in_the_reports_carry_all_spend_and_add_up_to_each_total() -> None:
+    reports = allocated_reports()
+    for obj in reports.values():
+        validate_against_crd(obj, CRD)
+        status = obj["status"]
+        rest = Decimal((status.get("cluster") or {}).get("undistributedCost", "0"))
+        for dimension, entries in status["breakdowns"].items():
+            for key in ("gpuCost", "idleCost", "tokenCost"):
+                parts = sum(Decimal(entry[key]) for entry in entries)
+                assert parts == Decimal(status[key]), (obj["metadata"]["name"], dimension, key)
+            for key in ("sharedCost", "totalCost"):
+                parts = sum(Decimal(entry[key]) for entry in entries) + rest
+                assert parts == Decimal(status[key]), (obj["metadata"]["name"], dimension, key)
+            for entry in entries:  # total = GPU + token + shared, to rounding
+                parts = sum(Decimal(entry[key]) for key in ("gpuCost", "tokenCost", "sharedCost"))
+                assert abs(Decimal(entry["totalCost"]) - parts) <= Decimal("0.02")
+    centers = reports["cluster-2026-11"]["status"]["breakdowns"]["costCenter"]
+    assert [entry["name"] for entry in centers] == ["cc-a", "cc-b", "__untagged__"]
+    assert all(Decimal(entry["sharedCost"]) > 0 for entry in centers)
+    # The tokens of a team without GPU cost are on its untagged cost center.
+    chat = reports["chat-2026-11"]["status"]["breakdowns"]["costCenter"]
+    assert [entry["name"] for entry in chat] == ["__untagged__"]
+    assert chat[0]["tokenCost"] == reports["chat-2026-11"]["status"]["tokenCost"] != "0.00"

@@ -12,12 +12,13 @@ import datetime
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from finops_operator.domain import conventions
 from finops_operator.domain.conditions import by_type, condition, stamp
+from finops_operator.domain.costs.allocation import Allocation, rounded_money
 from finops_operator.domain.costs.money import display_hours, display_money
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostRow, idle_percent
@@ -43,6 +44,9 @@ class ReportInput:
     jobs: Sequence[JobCost]
     data_through: datetime.datetime
     budgets: Mapping[str, Decimal]
+    # All spend on the five labels: with it, the breakdowns carry token, shared and
+    # total cost too (docs/costreport.md); without it, GPU hours and cost only.
+    allocation: Allocation | None = None
 
 
 # Scope reports are named `<scope>-<period>`; no team report may take those names.
@@ -76,11 +80,21 @@ def report_name(scope: str, team: str | None, period: str) -> str:
     return f"{folded[:39].rstrip('-')}-{digest}-{period}"
 
 
-def _breakdowns(row: CostRow) -> dict[str, list[dict[str, Any]]]:
-    camel = {"feature": "feature", "environment": "environment"}
-    camel |= {"workload_type": "workloadType", "cost_center": "costCenter"}
+_CAMEL = {
+    "feature": "feature",
+    "environment": "environment",
+    "workload_type": "workloadType",
+    "cost_center": "costCenter",
+}
+
+
+def _breakdowns(row: CostRow, allocation: Allocation | None) -> dict[str, list[dict[str, Any]]]:
+    if allocation is not None:
+        return {
+            _CAMEL[dimension]: _all_spend(row, allocation, dimension) for dimension in DIMENSIONS
+        }
     return {
-        camel[dimension]: [
+        _CAMEL[dimension]: [
             {
                 "name": name,
                 "gpuHours": display_hours(cell.gpu_hours),
@@ -96,7 +110,35 @@ def _breakdowns(row: CostRow) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _figures(row: CostRow, currency: str) -> dict[str, Any]:
+def _all_spend(row: CostRow, allocation: Allocation, dimension: str) -> list[dict[str, Any]]:
+    """The row's spend by the values of `dimension`: GPU, token, shared and total cost,
+    rounded so that each column adds up to the row's (less the undistributed shared
+    cost, for the cluster, which `cluster.undistributedCost` shows), costliest first."""
+    if isinstance(row, ClusterRow):
+        groups = allocation.group((dimension,))
+        undistributed = allocation.undistributed
+    else:
+        mine = [g for g in allocation.group(("team", dimension)) if g.key[0] == row.team]
+        groups = [replace(g, key=g.key[1:]) for g in mine]
+        undistributed = Decimal(0)
+    money = rounded_money(groups, row, undistributed)
+    entries = [
+        {
+            "name": group.key[0],
+            "gpuHours": display_hours(group.gpu_hours),
+            "gpuCost": str(cents["gpu_cost"]),
+            "idleGpuHours": display_hours(group.idle_gpu_hours),
+            "idleCost": str(cents["idle_cost"]),
+            "tokenCost": str(cents["token_cost"]),
+            "sharedCost": str(cents["shared_cost"]),
+            "totalCost": str(cents["total_cost"]),
+        }
+        for group, cents in zip(groups, money, strict=True)
+    ]
+    return sorted(entries, key=lambda entry: (-Decimal(entry["totalCost"]), entry["name"]))
+
+
+def _figures(row: CostRow, currency: str, allocation: Allocation | None) -> dict[str, Any]:
     return {
         "currency": currency,
         "gpuHours": display_hours(row.gpu_hours),
@@ -107,7 +149,7 @@ def _figures(row: CostRow, currency: str) -> dict[str, Any]:
         "tokenCost": display_money(row.token_cost),
         "sharedCost": display_money(row.shared_cost),
         "totalCost": display_money(row.total_cost),
-        "breakdowns": _breakdowns(row),
+        "breakdowns": _breakdowns(row, allocation),
     }
 
 
@@ -162,7 +204,7 @@ def desired_reports(
             "metadata": {"name": report_name(scope, team, data.period), "labels": labels},
             "spec": spec,
         }
-        status = _figures(row, data.currency)
+        status = _figures(row, data.currency, data.allocation)
         status["topWorkloads"] = _top_workloads(data.jobs, team if scope == "team" else None)
         budget = data.budgets.get(team or "") if scope == "team" else None
         if budget:
