@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import html.parser
+from decimal import Decimal
+from typing import Any
 
+from finops_operator.domain.config import Config
+from finops_operator.domain.costs.allocation import allocate
+from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
+from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.showback import compute_costs
+from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
 from finops_operator.views.showback_html import render_showback
 from tests.views.costreports import NOW, reports
 
@@ -62,3 +71,95 @@ def test_the_showback_page_holds_the_team_table_and_the_rest() -> None:
 
 def test_an_empty_showback_page_says_so() -> None:
     assert "No CostReports with figures yet" in render_showback([], NOW)
+
+
+class _CostCenters(html.parser.HTMLParser):
+    """The cells of the cost-center table, row by row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = False
+        self.rows: list[list[str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.inside = dict(attrs).get("class") == "cost-centers"
+        elif self.inside and tag == "tr":
+            self.rows.append([])
+        elif self.inside and tag in ("td", "th"):
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self.inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self.inside and self.rows and self.rows[-1]:
+            self.rows[-1][-1] += data
+
+
+def _operator_reports(with_undistributed: bool) -> list[dict[str, Any]]:
+    """CostReports as the operator writes them from usage with cost centers."""
+    pricing = Config().pricing
+    if with_undistributed:
+        pricing = pricing.model_copy(update={"shared_monthly": Decimal("1000.01")})
+    gpu = [
+        GpuUsage("search", "H100", Decimal(100), Decimal(75), cost_center="cc-a"),
+        GpuUsage("search", "A100", Decimal(1) / 3, None, cost_center="cc-b"),
+        GpuUsage("recsys", "H100", Decimal(20) / 7, Decimal(2), cost_center="cc-b"),
+        GpuUsage("__untagged__", "H100", Decimal(10), Decimal(0)),
+    ][: 0 if with_undistributed else None]
+    tokens = [
+        TokenUsage("search", "gpt-4o", Decimal(1_000_001)),
+        TokenUsage("chat", "gpt-4o", Decimal(333_333)),
+    ]
+    period = Period(datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC), NOW)
+    costs = compute_costs(
+        period=period,
+        pricing=pricing,
+        gpu_usage=gpu,
+        token_usage=tokens,
+        capacity=[CapacityUsage("H100", Decimal(300))],
+    )
+    data = ReportInput(
+        period="2026-11",
+        currency=costs.currency,
+        teams=costs.teams,
+        untagged=costs.untagged,
+        cluster=costs.cluster,
+        jobs=[],
+        data_through=NOW,
+        budgets={},
+        allocation=allocate(costs, gpu, tokens, pricing),
+    )
+    return [{**obj, "status": status} for obj, status in desired_reports(data, NOW)]
+
+
+def test_the_cost_center_table_shows_all_spend_adding_up_to_the_cluster_total() -> None:
+    for with_undistributed in (False, True):
+        reports_ = _operator_reports(with_undistributed)
+        cluster = next(r for r in reports_ if r["spec"]["scope"] == "cluster")["status"]
+        parser = _CostCenters()
+        parser.feed(render_showback(reports_, NOW))
+        header, *rows = parser.rows
+        assert header == [
+            "Cost center", "GPU hours", "GPU cost (USD)", "Token cost (USD)",
+            "Shared cost (USD)", "Total (USD)",
+        ]  # fmt: skip
+        *centers, total = rows
+        assert total[0] == "cluster total"
+        assert Decimal(total[5].replace(",", "")) == Decimal(cluster["totalCost"])
+        if with_undistributed:
+            assert centers[-1][0] == "shared, not distributed"
+        for column in (2, 3, 4, 5):  # GPU, token, shared and total cost
+            parts = sum(Decimal(row[column].replace(",", "")) for row in centers)
+            assert parts == Decimal(total[column].replace(",", "")), (with_undistributed, column)
+        for row in centers:  # total = GPU + token + shared, to rounding
+            parts = sum(Decimal(cell.replace(",", "")) for cell in row[2:5])
+            assert abs(Decimal(row[5].replace(",", "")) - parts) <= Decimal("0.02")
+        assert any(Decimal(row[3].replace(",", "")) > 0 for row in centers)  # tokens count
+
+
+def test_cost_reports_without_token_and_shared_cost_give_the_gpu_only_table() -> None:
+    page = render_showback(reports(), NOW)
+    assert "GPU cost only" in page and "cc-1042" in page

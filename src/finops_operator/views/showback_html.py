@@ -215,6 +215,47 @@ def _breakdown_table(entries: Sequence[Mapping[str, Any]], title: str, currency:
     )
 
 
+def _cost_center_table(
+    centers: Sequence[Mapping[str, Any]], cluster: Mapping[str, Any], currency: str
+) -> str:
+    """All AI spend by cost center (GPU, tokens, shared), then the shared cost no team
+    received and the cluster total the rows add up to. CostReports written before
+    breakdowns carried token and shared cost give the GPU-only table."""
+    if not all("totalCost" in entry for entry in centers):
+        note = (
+            '<p class="muted">GPU cost only: these CostReports predate token and '
+            "shared cost by cost center.</p>"
+        )
+        return _breakdown_table(centers, "Cost center", currency) + note
+    cur = _e(currency)
+
+    def line(css: str, name: str, hours: str, figures: Mapping[str, Any]) -> str:
+        cells = "".join(
+            f'<td class="{key}">{_e(_fmt_money(_money(figures.get(key))))}</td>'
+            for key in ("gpuCost", "tokenCost", "sharedCost", "totalCost")
+        )
+        return f'<tr{css}><td class="name">{_e(name)}</td><td>{hours}</td>{cells}</tr>'
+
+    rows = [
+        line("", str(entry.get("name", "")), _fmt_hours(entry.get("gpuHours")), entry)
+        for entry in centers
+    ]
+    undistributed = _money((cluster.get("cluster") or {}).get("undistributedCost"))
+    if undistributed:
+        rest = {"sharedCost": undistributed, "totalCost": undistributed}
+        rows.append(line(' class="undistributed"', "shared, not distributed", "–", rest))
+    rows.append(
+        line(' class="total"', "cluster total", _fmt_hours(cluster.get("gpuHours")), cluster)
+    )
+    return (
+        f'<table class="cost-centers"><tr><th>Cost center</th><th>GPU hours</th>'
+        f"<th>GPU cost ({cur})</th><th>Token cost ({cur})</th><th>Shared cost ({cur})</th>"
+        f"<th>Total ({cur})</th></tr>{''.join(rows)}</table>"
+        '<p class="muted">All AI spend: a team\'s token and shared cost are placed on its '
+        "cost centers in proportion to its GPU cost in each.</p>"
+    )
+
+
 def _training_runs(
     cluster: Mapping[str, Any] | None, teams: Sequence[Mapping[str, Any]], currency: str
 ) -> str:
@@ -293,7 +334,7 @@ def _section(period: str, reports: Sequence[Mapping[str, Any]]) -> str:
         centers = ((cluster["status"].get("breakdowns") or {}).get("costCenter")) or []
         if centers:
             out.append("<h3>By cost center</h3>")
-            out.append(_breakdown_table(centers, "Cost center", currency))
+            out.append(_cost_center_table(centers, cluster["status"], currency))
     out.append("<h3>Costliest training runs</h3>")
     out.append(_training_runs(cluster, teams, currency))
     out.append("<h3>Untagged spend</h3>")
