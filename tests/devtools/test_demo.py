@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 from finops_operator.domain import conventions
@@ -133,6 +134,13 @@ def test_the_demo_shows_every_part_and_leaves_nothing_behind(tmp_path: Path) -> 
     for team in TEAMS:
         assert f"<td>{team}</td>" in page
     assert "<script" not in page
+    # Cost centers carry all spend: their totals (first period) are the cluster total.
+    table = page.split('<table class="cost-centers">', 1)[1].split("</table>", 1)[0]
+    rows = [row for row in table.split("<tr")[1:] if 'class="totalCost"' in row]
+    totals = [re.findall(r'<td class="totalCost">([0-9,.]+)</td>', row)[0] for row in rows]
+    *centers, cluster = [Decimal(total.replace(",", "")) for total in totals]
+    assert rows[-1].startswith(' class="total"') and len(centers) > 1
+    assert sum(centers) == cluster
 
     assert_cleaned_up(out)
 
