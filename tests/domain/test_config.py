@@ -316,9 +316,8 @@ def test_a_file_that_is_not_yaml_is_an_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_the_configuration_reference_is_up_to_date() -> None:
-    root = ROOT
     done = subprocess.run(
-        [sys.executable, str(root / "scripts" / "gen_config_docs.py"), "--check"],
+        [sys.executable, str(ROOT / "scripts" / "gen_config_docs.py"), "--check"],
         capture_output=True,
         text=True,
         check=False,
@@ -327,8 +326,7 @@ def test_the_configuration_reference_is_up_to_date() -> None:
 
 
 def test_the_example_in_the_configuration_reference_is_valid() -> None:
-    root = ROOT
-    text = (root / "docs" / "configuration.md").read_text()
+    text = (ROOT / "docs" / "configuration.md").read_text()
     example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
     config = parse_config(yaml.safe_load(example), "docs/configuration.md")
     assert config.mode == "audit"

@@ -24,8 +24,7 @@ from celpy import celtypes
 
 from tests.support.paths import ROOT
 
-PROJECT_ROOT = ROOT
-SHARED_CRDS = PROJECT_ROOT.parent / "shared" / "crds"
+SHARED_CRDS = ROOT.parent / "shared" / "crds"
 PROMETHEUS_RULE_CRD = SHARED_CRDS / "monitoring.coreos.com_prometheusrules.yaml"
 
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
