@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from finops_operator.cli import main
-from tests.golden.regenerate import POLICIES, RECORDING_RULES_FILE, RULES
+from tests.golden.regenerate import ADMISSION, POLICIES, RECORDING_RULES_FILE, RULES
 
 PROMTOOL = shutil.which("promtool")
 
@@ -136,7 +136,7 @@ def test_a_policy_and_recording_rules_together_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, _, err = render([str(POLICIES / "every-team.yaml"), "--recording-rules"], capsys)
-    assert code == 2 and "either POLICY.yaml or --recording-rules" in err
+    assert code == 2 and "one of POLICY.yaml, --recording-rules or --admission-policy" in err
     code, _, _ = render([], capsys)
     assert code == 2
 
@@ -206,3 +206,29 @@ def test_yaml_nested_too_deep_exits_2(capsys: pytest.CaptureFixture[str]) -> Non
     code, out, err = render(["-"], capsys, stdin="a: " + "[" * 5000 + "]" * 5000)
     assert (code, out) == (2, "")
     assert err.startswith("error: ")
+
+
+def test_admission_policy_prints_the_golden_policies_of_the_configuration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = str(ADMISSION / "in-custom.yaml")
+    code, out, err = render(["--admission-policy", "--config", config], capsys)
+    assert (code, err) == (0, "")
+    assert out == (ADMISSION / "out-custom.yaml").read_text(encoding="utf-8")
+    code, out, _ = render(["--admission-policy", "--mutating-version", "v1"], capsys)
+    kinds = {(d["apiVersion"], d["kind"]) for d in yaml.safe_load_all(out)}
+    assert ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy") in kinds
+    assert ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding") in kinds
+
+
+def test_admission_policy_with_a_pattern_re2_cannot_run_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("labels:\n  resilio.tech/team: {pattern: '^(?<!x)[a-z]+$'}\n")
+    code, out, err = render(["--admission-policy", "--config", str(config)], capsys)
+    assert code == 2 and out == ""
+    assert "labels['resilio.tech/team'].pattern" in err and "lookbehind" in err
+    assert "Traceback" not in err
+    code, _, err = render(["--admission-policy", "--recording-rules"], capsys)
+    assert code == 2 and "one of" in err

@@ -332,3 +332,17 @@ def test_the_example_in_the_configuration_reference_is_valid() -> None:
     assert config.mode == "audit"
     assert "resilio.tech/cost-center" not in config.labels
     assert config.pricing.gpu_price("NVIDIA-A100-SXM4-80GB") == Decimal("1.80")
+
+
+def test_admission_policies_refuse_patterns_re2_cannot_run_naming_the_key() -> None:
+    data = {
+        "admissionPolicies": {"enabled": True},
+        "labels": {"resilio.tech/team": {"pattern": r"^(?!test-)[a-z-]+$"}},
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "config.yaml")
+    assert "labels['resilio.tech/team'].pattern" in str(err.value)
+    assert "negative lookahead" in str(err.value)
+    # Without admission policies the webhook runs Python's re: the same pattern is fine.
+    data["admissionPolicies"] = {"enabled": False}
+    assert parse_config(data).labels["resilio.tech/team"].pattern == r"^(?!test-)[a-z-]+$"

@@ -1,5 +1,8 @@
 """Rewrite tests/golden/rules/ from tests/golden/policies/ after a deliberate rendering change.
 
+Also tests/golden/admission/out-NAME.yaml (what `render --admission-policy` prints)
+from each configuration tests/golden/admission/in-NAME.yaml.
+
 Run `.venv/bin/python -m tests.golden.regenerate`, then read `git diff tests/golden`
 before committing: every changed line is a change users will see in their rules.
 """
@@ -11,8 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from finops_operator.cli.render import dump_yaml
+from finops_operator.cli.render import dump_yaml, render_admission_policies
 from finops_operator.domain import conventions
+from finops_operator.domain.config import parse_config
 from finops_operator.domain.rules.prometheus_rule import (
     recording_rules_prometheus_rule,
     render_policy,
@@ -23,6 +27,17 @@ GOLDEN = Path(__file__).resolve().parent
 POLICIES = GOLDEN / "policies"
 RULES = GOLDEN / "rules"
 RECORDING_RULES_FILE = RULES / f"{conventions.RECORDING_RULES_NAME}.yaml"
+ADMISSION = GOLDEN / "admission"
+
+
+def expected_admission() -> dict[Path, str]:
+    """Each golden admission-policy file and what rendering its configuration gives today."""
+    expected = {}
+    for config_file in sorted(ADMISSION.glob("in-*.yaml")):
+        config = parse_config(yaml.safe_load(config_file.read_text(encoding="utf-8")))
+        target = ADMISSION / ("out-" + config_file.name.removeprefix("in-"))
+        expected[target] = dump_yaml(render_admission_policies(config))
+    return expected
 
 
 def expected_rules() -> dict[Path, str]:
@@ -47,8 +62,9 @@ def write_rule_groups(folder: Path) -> list[Path]:
 
 
 def main() -> int:
-    expected = expected_rules()
-    for stale in set(RULES.glob("*.yaml")) - set(expected):
+    expected = expected_rules() | expected_admission()
+    stale_files = set(RULES.glob("*.yaml")) | set(ADMISSION.glob("out-*.yaml"))
+    for stale in stale_files - set(expected):
         stale.unlink()
         print(f"removed {stale.relative_to(GOLDEN.parent.parent)}")
     for path, text in expected.items():

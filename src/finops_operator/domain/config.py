@@ -32,6 +32,7 @@ from pydantic import (
 
 from finops_operator.domain import conventions
 from finops_operator.domain.costs.money import MAX_MONEY
+from finops_operator.domain.policies.cel import re2_problem
 from finops_operator.errors import ConfigError
 
 
@@ -288,6 +289,26 @@ class ReportsConfig(_Model):
     )
 
 
+class AdmissionPoliciesConfig(_Model):
+    """Admission policies the API server evaluates itself (docs/admission.md)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="The operator (the leader) keeps a ValidatingAdmissionPolicy pair and its "
+        "bindings, generated from `labels`, `gpuResources`, `exemptNamespaces` and `mode`, in "
+        "step with this configuration: label governance that holds while the operator is down. "
+        "Needs Kubernetes 1.30 or newer. With the webhooks installed too, both decide alike. "
+        "When false, policies the operator wrote earlier are deleted.",
+    )
+    mutating: bool = Field(
+        default=True,
+        description="With `enabled`, also a MutatingAdmissionPolicy that fills missing cost "
+        "labels from the namespace's labels, when the API server serves "
+        "`mutatingadmissionpolicies` (v1, or v1beta1 from 1.34 with the feature gate "
+        "`MutatingAdmissionPolicy`); skipped with a log line otherwise.",
+    )
+
+
 class Config(_Model):
     """The whole configuration; `Config()` is the embedded default."""
 
@@ -324,6 +345,11 @@ class Config(_Model):
     )
     reports: ReportsConfig = Field(
         default_factory=ReportsConfig, description="See `reports.*` below."
+    )
+    admission_policies: AdmissionPoliciesConfig = Field(
+        default_factory=AdmissionPoliciesConfig,
+        alias="admissionPolicies",
+        description="See `admissionPolicies.*` below.",
     )
 
     @field_validator("labels", mode="before")
@@ -399,6 +425,16 @@ def parse_config(data: Any, source: str = "configuration") -> Config:
             f"{source}: the top level must be a mapping of keys, not {type(data).__name__}"
         )
     try:
-        return Config.model_validate(data, context={_FROM_FILE: True})
+        config = Config.model_validate(data, context={_FROM_FILE: True})
     except ValidationError as err:
         raise ConfigError(f"{source}: invalid configuration:\n{explain(err)}") from None
+    if config.admission_policies.enabled:
+        problems = [
+            f"labels[{key!r}].pattern: {rule.pattern!r} uses {why}; admission policies run "
+            "CEL's RE2 matches(): rewrite the pattern or set admissionPolicies.enabled: false"
+            for key, rule in config.labels.items()
+            if rule.pattern is not None and (why := re2_problem(rule.pattern)) is not None
+        ]
+        if problems:
+            raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems))
+    return config
