@@ -36,6 +36,15 @@ from finops_operator.adapters.webhook_server import (
     metrics_app,
     start_site,
 )
+from finops_operator.controllers.admission_policy_controller import (
+    MUTATING_BINDINGS,
+    MUTATING_BINDINGS_BETA,
+    MUTATING_POLICIES,
+    MUTATING_POLICIES_BETA,
+    VALIDATING_BINDINGS,
+    VALIDATING_POLICIES,
+    AdmissionPolicyController,
+)
 from finops_operator.controllers.audit_writer import AuditWriter
 from finops_operator.controllers.informer_sync import InformerSync
 from finops_operator.controllers.leadership import Leadership
@@ -85,11 +94,23 @@ class OperatorState:
             self.metrics.violations.labels(namespace, kind).dec()
 
 
+# The generated admission policies and bindings, watched so that an edit or a delete is undone.
+ADMISSION_POLICY_RESOURCES = (
+    VALIDATING_POLICIES,
+    VALIDATING_BINDINGS,
+    MUTATING_POLICIES,
+    MUTATING_BINDINGS,
+    MUTATING_POLICIES_BETA,
+    MUTATING_BINDINGS_BETA,
+)
+
+
 def build_registry(
     state: OperatorState,
     policies: PolicyController,
     reports: ReportController,
     writer: AuditWriter,
+    admission_policies: AdmissionPolicyController | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -129,7 +150,26 @@ def build_registry(
     def index_cost_report(type: str | None, body: kopf.Body, **_: Any) -> None:
         reports.observe(type, body)
 
+    if admission_policies is not None and admission_policies.config.admission_policies.enabled:
+        _register_admission_policy_handlers(registry, admission_policies)
     return registry
+
+
+def _register_admission_policy_handlers(
+    registry: kopf.OperatorRegistry, controller: AdmissionPolicyController
+) -> None:
+    async def keep_in_step(**_: Any) -> None:
+        await controller.ensure()
+
+    for group, version, plural in ADMISSION_POLICY_RESOURCES:
+        kopf.on.event(
+            group,
+            version,
+            plural,
+            labels={conventions.MANAGED_BY_LABEL: conventions.MANAGED_BY},
+            registry=registry,
+            id=f"keep_{plural}_{version}_in_step",
+        )(keep_in_step)
 
 
 def _register_policy_handlers(registry: kopf.OperatorRegistry, policies: PolicyController) -> None:
@@ -242,8 +282,11 @@ async def serve(
         metrics=state.metrics,
         leading=leading,
     )
+    admission_policies = AdmissionPolicyController(
+        config=state.config, namespace=state.namespace, kube=kube, leading=leading
+    )
     leadership.on_error = state.metrics.leader_election_errors.inc
-    leadership.on_elected += [policies.catch_up, reports.catch_up]
+    leadership.on_elected += [policies.catch_up, reports.catch_up, admission_policies.ensure]
     leadership.while_leading += [writer.flush]
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
     runners = [
@@ -274,9 +317,12 @@ async def serve(
     else:
         state.metrics.leader.set(1)
         background.append(asyncio.create_task(policies.catch_up(), name="catch-up"))
+        background.append(
+            asyncio.create_task(admission_policies.ensure(), name="admission-policies")
+        )
     try:
         await kopf.operator(
-            registry=build_registry(state, policies, reports, writer),
+            registry=build_registry(state, policies, reports, writer, admission_policies),
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,

@@ -75,6 +75,11 @@ class KubePort(Protocol):
         """Create a Secret; 409 if it exists."""
         ...
 
+    async def served_resources(self, group: str, version: str) -> frozenset[str] | None:
+        """The resources (plurals) the API server serves in `group/version` (discovery);
+        None when it does not serve that version at all."""
+        ...
+
     async def raw(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> Any:

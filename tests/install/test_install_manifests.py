@@ -318,6 +318,8 @@ NOT_DERIVABLE: dict[Permission, str] = {
 # KubeApi methods whose requests are neither (group, version, plural) calls nor raw
 # requests by path (which are derived), and what each needs.
 KUBE_API_SPECIAL: dict[str, set[Permission]] = {
+    # Discovery (/apis/GROUP/VERSION): every authenticated user may read it (system:discovery).
+    "served_resources": set(),
     "patch_workload": {(group, plural, "patch") for group, plural, _ in WORKLOAD_KINDS.values()},
 }
 HTTP_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
@@ -376,6 +378,17 @@ def _loop_bindings(
                 expanded.append({**binding, **namespace})
         bindings = expanded
     return bindings
+
+
+def _constant_or_loop_bindings(
+    node: ast.AST, call: ast.Call, parents: dict[ast.AST, ast.AST], scope: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """No binding when `node` is a module constant, else the enclosing loops' bindings."""
+    try:
+        eval(ast.unparse(node), scope)
+    except NameError:
+        return _loop_bindings(call, parents, scope)
+    return [{}]
 
 
 def _arguments(call: ast.Call, scope: dict[str, Any], binding: dict[str, Any]) -> list[Any]:
@@ -559,13 +572,15 @@ def used_permissions() -> dict[Permission, str]:
             elif name.rpartition(".")[2] == "apply" and re.fullmatch(
                 r"(.*\.)?kube", _dotted(call.args[0]) if call.args else ""
             ):
-                group, _, plural = eval(ast.unparse(call.args[1]), scope)
                 status = any(
                     kw.arg == "status" and ast.unparse(kw.value) == "True" for kw in call.keywords
                 )
-                for verb in APPLY_VERBS:
-                    resource = f"{plural}/status" if status and verb == "patch" else plural
-                    used.setdefault((group, resource, verb), where)
+                # a module constant, or a loop over module constants
+                for binding in _constant_or_loop_bindings(call.args[1], call, parents, scope):
+                    group, _, plural = eval(ast.unparse(call.args[1]), scope, binding)
+                    for verb in APPLY_VERBS:
+                        resource = f"{plural}/status" if status and verb == "patch" else plural
+                        used.setdefault((group, resource, verb), where)
             elif re.fullmatch(r"(.*\.)?kube\.\w+", name) and module_name != APPLY_MODULE:
                 method = name.rpartition(".")[2]
                 if method == "raw":
@@ -573,7 +588,10 @@ def used_permissions() -> dict[Permission, str]:
                         used.setdefault(permission, where)
                     continue
                 if method in KUBE_API_SPECIAL or method in by_path:
-                    for permission in KUBE_API_SPECIAL.get(method) or by_path[method]:
+                    needs = (
+                        KUBE_API_SPECIAL[method] if method in KUBE_API_SPECIAL else by_path[method]
+                    )
+                    for permission in needs:
                         used.setdefault(permission, where)
                     continue
                 assert method in KUBE_API_VERBS, (
@@ -582,13 +600,16 @@ def used_permissions() -> dict[Permission, str]:
                 assert call.args and isinstance(call.args[0], ast.Starred), (
                     f"{where}: {name} without a (group, version, plural) tuple as *ARGS"
                 )
-                # a module constant, e.g. RULES = ("monitoring.coreos.com", "v1", "prometheusrules")
-                group, _, plural = eval(ast.unparse(call.args[0].value), scope)
+                # a module constant, e.g. RULES = ("monitoring.coreos.com", "v1",
+                # "prometheusrules"), or a loop over module constants
                 status = any(
                     kw.arg == "status" and ast.unparse(kw.value) == "True" for kw in call.keywords
                 )
-                resource = f"{plural}/status" if status else plural
-                used.setdefault((group, resource, KUBE_API_VERBS[method]), where)
+                resource_node = call.args[0].value
+                for binding in _constant_or_loop_bindings(resource_node, call, parents, scope):
+                    group, _, plural = eval(ast.unparse(resource_node), scope, binding)
+                    resource = f"{plural}/status" if status else plural
+                    used.setdefault((group, resource, KUBE_API_VERBS[method]), where)
     return used
 
 

@@ -33,7 +33,7 @@ from finops_operator.ports import KubePort, MetricsPort, PrometheusPort, Resourc
 
 ObjectKey = tuple[str, str, str, str | None, str]  # group, version, plural, namespace, name
 
-READS = frozenset({"get", "get_secret", "raw GET"})
+READS = frozenset({"get", "get_secret", "raw GET", "discover"})
 # Kinds whose status is a subresource: a create or a plain patch leaves the status alone.
 STATUS_SUBRESOURCES = frozenset({conventions.COSTPOLICY_PLURAL, "costreports"})
 
@@ -92,6 +92,8 @@ class FakeKube:
     workloads: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     by_path: dict[str, Any] = field(default_factory=dict)  # objects only reached by `raw`
+    # group/version -> the plurals discovery lists; a group/version absent is not served
+    served: dict[str, frozenset[str]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     outage: bool = False  # every call raises KubeError(0)
@@ -261,6 +263,10 @@ class FakeKube:
         if (namespace, name) in self.secrets:
             raise self._refuse(409, f"create secrets {namespace}/{name}: 409 already exists")
         self.secrets[(namespace, name)] = copy.deepcopy(secret)
+
+    async def served_resources(self, group: str, version: str) -> frozenset[str] | None:
+        self._enter("discover", f"{group}/{version}", None, None)
+        return self.served.get(f"{group}/{version}")
 
     async def raw(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"

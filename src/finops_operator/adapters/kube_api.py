@@ -96,6 +96,18 @@ class KubeApi:
         call = partial(self._raw, method, path, body, content_type)
         return await self._call(f"{method} {path}", call)
 
+    async def served_resources(self, group: str, version: str) -> frozenset[str] | None:
+        """Discovery of one group version (readable by every authenticated user)."""
+        call = partial(self._raw, "GET", f"/apis/{group}/{version}", None, "application/json")
+        try:
+            found = await self._call(f"discover {group}/{version}", call)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        resources = found.get("resources") if isinstance(found, dict) else None
+        return frozenset(r["name"] for r in resources or [] if isinstance(r, dict) and "name" in r)
+
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             secret: dict[str, Any] = await self.raw(

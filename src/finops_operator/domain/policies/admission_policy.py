@@ -268,9 +268,10 @@ def validating_variables(config: Config) -> list[dict[str, str]]:
             "request.operation == 'UPDATE' && type(oldObject) == map && "
             f"({asks_for_gpu(old, gpus)}) && !({exempt('oldObject', old, exempts)})",
         ),
+        _variable("oldLabels", pod_labels(old)),
         _variable(
             "oldProblems",
-            f"variables.oldJudged ? {check_labels(rules, f'({pod_labels(old)})')}"
+            f"variables.oldJudged ? {check_labels(rules, 'variables.oldLabels')}"
             ".filter(p, p != '') : []",
         ),
         _variable(
@@ -586,3 +587,51 @@ def admission_policies(
             mutating_binding(config, mutating_version, owner),
         ]
     return objects
+
+
+# --- keeping them in step --------------------------------------------------------------
+
+
+def _contains(current: Any, desired: Any) -> bool:
+    """True when `current` says everything `desired` says (the server adds defaults)."""
+    if isinstance(desired, Mapping):
+        return isinstance(current, Mapping) and all(
+            _contains(current.get(key), value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(current, list)
+            and len(current) == len(desired)
+            and all(_contains(c, d) for c, d in zip(current, desired, strict=True))
+        )
+    return bool(current == desired)
+
+
+def policy_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A merge patch bringing a stored policy or binding to `desired`; None when it is there.
+
+    Fields the API server defaults (an empty objectSelector, matchPolicy) are left
+    alone; a spec that lacks or changed anything desired is sent whole.
+    """
+    patch: dict[str, Any] = {}
+    meta = current.get("metadata") or {}
+    wanted = desired["metadata"]
+    if not _contains(meta.get("labels"), wanted["labels"]):
+        patch.setdefault("metadata", {})["labels"] = wanted["labels"]
+    if "ownerReferences" in wanted and meta.get("ownerReferences") != wanted["ownerReferences"]:
+        patch.setdefault("metadata", {})["ownerReferences"] = wanted["ownerReferences"]
+    if not _contains(current.get("spec"), desired["spec"]):
+        patch["spec"] = desired["spec"]
+    return patch or None
+
+
+def is_ours(obj: Mapping[str, Any] | None) -> bool:
+    """Written by the operator (its managed-by label): the only ones it deletes."""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(conventions.MANAGED_BY_LABEL) == conventions.MANAGED_BY)
+
+
+def owner_reference(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The operator's Namespace as the owner: policies go with `kubectl delete namespace`."""
+    meta = namespace["metadata"]
+    return {"apiVersion": "v1", "kind": "Namespace", "name": meta["name"], "uid": meta["uid"]}
