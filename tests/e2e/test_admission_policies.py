@@ -419,6 +419,43 @@ def test_the_operator_writes_the_policies_when_the_configuration_asks(
     assert warnings["spec"]["validationActions"] == ["Warn", "Audit"]
 
 
+# An edit of each kind of object, which the operator must undo (its watch, then a patch).
+EDITS = (
+    ("validatingadmissionpolicy", "finops-cost-labels", {"spec": {"failurePolicy": "Ignore"}}),
+    (
+        "validatingadmissionpolicybinding",
+        "finops-cost-labels-enforce",
+        {"spec": {"validationActions": ["Audit"]}},
+    ),
+    (
+        "mutatingadmissionpolicy",
+        "finops-cost-labels-inherit",
+        {"spec": {"reinvocationPolicy": "Never"}},
+    ),
+    (
+        "mutatingadmissionpolicybinding",
+        "finops-cost-labels-inherit",
+        {"spec": {"matchResources": {"namespaceSelector": {"matchExpressions": []}}}},
+    ),
+)
+
+
+def test_the_operator_undoes_edits_and_deletes_of_its_policies(
+    cluster: Cluster, setting: dict[str, Any]
+) -> None:
+    before = {(kind, name): cluster.get(kind, name)["spec"] for kind, name, _ in EDITS}
+    for kind, name, patch in EDITS:
+        cluster.kubectl("patch", kind, name, "--type", "merge", "-p", json.dumps(patch))
+    cluster.kubectl("delete", "validatingadmissionpolicybinding", "finops-cost-labels-warnings")
+
+    def restored() -> bool:
+        return all(
+            cluster.get(kind, name)["spec"] == spec for (kind, name), spec in before.items()
+        ) and all(policies_present(cluster))
+
+    wait_until(restored, timeout=60, what="the operator restores its edited policies")
+
+
 def test_webhooks_and_policies_together_agree(cluster: Cluster, setting: dict[str, Any]) -> None:
     check_agreement(cluster, setting, "both")
 
