@@ -1,0 +1,222 @@
+"""Daily spend and week-over-week change: the days add up to the period, the change is
+the last seven days against the seven before (docs/cost-model.md, "Daily spend")."""
+
+from __future__ import annotations
+
+import datetime
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from decimal import localcontext
+
+import pytest
+
+from finops_operator.domain import conventions
+from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.costs.money import ZERO, money_context
+from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.showback import CostReport, compute_costs
+from finops_operator.domain.costs.trend import (
+    CLUSTER,
+    Change,
+    DayUsage,
+    NotEnoughHistory,
+    WeekOverWeek,
+    contiguous_days,
+    daily_costs,
+    week_over_week,
+)
+from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
+from tests.domain.costs.prices import A100, H100, D, pricing
+
+UTC = datetime.UTC
+START = datetime.datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def total(values: Iterable[D]) -> D:
+    """A sum as the cost model adds (exact: 60 digits)."""
+    with localcontext(money_context()):
+        return sum(values, ZERO)
+
+
+def windows(count: int, last_hours: int = 24) -> list[Period]:
+    days = [
+        Period(START + datetime.timedelta(days=i), START + datetime.timedelta(days=i + 1))
+        for i in range(count - 1)
+    ]
+    last = START + datetime.timedelta(days=count - 1)
+    return [*days, Period(last, last + datetime.timedelta(hours=last_hours))]
+
+
+def period_of(days: Sequence[DayUsage]) -> tuple[Period, list[GpuUsage], list[TokenUsage]]:
+    """The period's usage as usage_reader makes it: hours summed, whole tokens."""
+    hours: dict[tuple[str, str], D] = defaultdict(D)
+    tokens: dict[tuple[str, str], D] = defaultdict(D)
+    with localcontext(money_context()):
+        for day in days:
+            for gpu in day.gpu:
+                hours[(gpu.team, gpu.gpu_model)] += gpu.gpu_hours
+            for used in day.tokens:
+                tokens[(used.team, used.model)] += used.tokens
+    period = Period(days[0].window.start, days[-1].window.end)
+    gpu = [GpuUsage(team, model, value) for (team, model), value in sorted(hours.items())]
+    whole = [
+        TokenUsage(team, model, value.to_integral_value())
+        for (team, model), value in sorted(tokens.items())
+    ]
+    return period, gpu, whole
+
+
+def costs_of(
+    days: Sequence[DayUsage], prices: PricingConfig
+) -> tuple[CostReport, list[TokenUsage]]:
+    period, gpu, tokens = period_of(days)
+    capacity = [CapacityUsage(H100, D(24) * len(days) * 4), CapacityUsage(A100, D(24) * len(days))]
+    report = compute_costs(
+        period=period, pricing=prices, gpu_usage=gpu, token_usage=tokens, capacity=capacity
+    )
+    return report, tokens
+
+
+def sample_days() -> list[DayUsage]:
+    """Three days: team a on H100 every day, b on A100 only on day 2, c tokens only,
+    untagged GPU hours on day 3 (a partial day of 13 hours)."""
+    spans = windows(3, last_hours=13)
+    return [
+        DayUsage(
+            spans[0], [GpuUsage("a", H100, D("24"))], [TokenUsage("a", "gpt-4o", D("1000.4"))]
+        ),
+        DayUsage(
+            spans[1],
+            [GpuUsage("a", H100, D("12.5")), GpuUsage("b", A100, D("48"))],
+            [TokenUsage("c", "llama", D("20000.3")), TokenUsage("a", "gpt-4o", D("999.9"))],
+        ),
+        DayUsage(
+            spans[2],
+            [GpuUsage("a", H100, D("6")), GpuUsage(conventions.UNTAGGED, H100, D("3"))],
+            [TokenUsage("c", "llama", D("5000.6"))],
+        ),
+    ]
+
+
+@pytest.mark.parametrize("split", ["proportional", "even"])
+def test_each_rows_days_add_up_to_its_period_total_exactly(split: str) -> None:
+    prices = pricing(sharedSplit=split)
+    days = sample_days()
+    costs, tokens = costs_of(days, prices)
+    daily = daily_costs(costs, tokens, days, prices)
+    assert daily.windows == tuple(day.window for day in days)
+    for row in [*costs.teams, costs.untagged]:
+        assert total(daily.of(row.team)) == row.total_cost, row.team
+    assert total(daily.of(CLUSTER)) == costs.cluster.total_cost
+    # and on each day, the rows plus the undistributed shared cost are the cluster's day
+    for index in range(len(days)):
+        rows = total(daily.of(r.team)[index] for r in [*costs.teams, costs.untagged])
+        assert rows <= daily.of(CLUSTER)[index]
+
+
+def test_gpu_and_shared_cost_fall_on_the_days_the_gpus_were_used() -> None:
+    prices = pricing()
+    days = sample_days()
+    costs, tokens = costs_of(days, prices)
+    daily = daily_costs(costs, tokens, days, prices)
+    b = costs.row("b")
+    # b ran only on day 2: all its cost (GPU and its share of shared cost) is on day 2
+    assert daily.of("b") == (ZERO, b.total_cost, ZERO)
+    # untagged ran only on day 3
+    assert daily.of(conventions.UNTAGGED)[:2] == (ZERO, ZERO)
+    # a's GPU cost per day is its GPU hours that day x the H100 price, shared in the same
+    # proportion (24 : 12.5 : 6), tokens 1000 and 1000 whole gpt-4o tokens at 0.01 / 1k
+    a = costs.row("a")
+    gpu = [D(24) * 4, D("12.5") * 4, D(6) * 4]
+    shared_share = [a.shared_cost * g / sum(gpu) for g in gpu]
+    tokens_cost = [D("0.01"), D("0.01"), ZERO]
+    for got, g, s, t in zip(daily.of("a"), gpu, shared_share, tokens_cost, strict=True):
+        assert abs(got - (g + s + t)) < D("1e-9")
+
+
+def test_tokens_are_split_in_whole_tokens_in_proportion_to_each_days_count() -> None:
+    prices = pricing(sharedMonthly="0")
+    days = sample_days()
+    costs, tokens = costs_of(days, prices)
+    daily = daily_costs(costs, tokens, days, prices)
+    # c has tokens only (25001 whole llama tokens at the default 0.002 / 1k) and no GPU:
+    # 20000.3 and 5000.6 measured become 20000 and 5001 whole tokens
+    per_token = D("0.002") / 1000
+    assert costs.row("c").tokens == D(25001)
+    assert daily.of("c") == (ZERO, D(20000) * per_token, D(5001) * per_token)
+
+
+def test_no_days_no_trend() -> None:
+    days = sample_days()
+    costs, tokens = costs_of(days, pricing())
+    empty = daily_costs(costs, tokens, [], pricing())
+    assert empty.windows == () and empty.of("a") == ()
+
+
+def test_random_days_always_add_up() -> None:
+    rng = random.Random(10)
+    prices = pricing(sharedMonthly="1234.56")
+    spans = windows(30, last_hours=7)
+    days = []
+    for span in spans:
+        gpu = [
+            GpuUsage(team, rng.choice([H100, A100]), D(rng.randint(0, 4000)) / 7)
+            for team in ("a", "b", "c", conventions.UNTAGGED)
+            if rng.random() < 0.7
+        ]
+        tokens = [
+            TokenUsage(team, rng.choice(["gpt-4o", "llama"]), D(rng.randint(0, 10**6)) / 3)
+            for team in ("a", "d")
+            if rng.random() < 0.5
+        ]
+        days.append(DayUsage(span, gpu, tokens))
+    costs, tokens = costs_of(days, prices)
+    daily = daily_costs(costs, tokens, days, prices)
+    for row in [*costs.teams, costs.untagged]:
+        assert total(daily.of(row.team)) == row.total_cost
+    assert total(daily.of(CLUSTER)) == costs.cluster.total_cost
+
+
+# ---------------------------------------------------------------- week over week
+
+
+def dates(count: int) -> list[datetime.date]:
+    return [datetime.date(2026, 11, 1) + datetime.timedelta(days=i) for i in range(count)]
+
+
+def test_week_over_week_is_the_last_seven_complete_days_against_the_seven_before() -> None:
+    days = dates(20)
+    flat = {day: D(10) for day in days}
+    jump = {day: D(10) if i < 12 else D("13.5") for i, day in enumerate(days)}
+    new = {day: D(5) for day in days[-3:]}
+    total = {day: flat[day] + jump[day] + new.get(day, ZERO) + D(1) for day in days}
+    # the last day is still running: not complete
+    result = week_over_week({"flat": flat, "jump": jump, "new": new}, total, days[:-1])
+    assert isinstance(result, WeekOverWeek)
+    assert result.last_week == (datetime.date(2026, 11, 13), datetime.date(2026, 11, 19))
+    assert result.week_before == (datetime.date(2026, 11, 6), datetime.date(2026, 11, 12))
+    assert result.teams["flat"] == Change(D(70), D(70))
+    assert result.teams["flat"].amount == 0 and result.teams["flat"].percent == 0
+    assert result.teams["jump"] == Change(D("94.5"), D(70))
+    assert result.teams["jump"].percent == D(35)  # the "35 % last week" question
+    assert result.teams["new"] == Change(D(10), ZERO)
+    assert result.teams["new"].percent is None  # nothing the week before: no percentage
+    assert result.total == Change(D(70 + 94.5 + 10 + 7), D(70 + 70 + 7))
+    assert result.total.amount == result.total.last_week - result.total.week_before
+
+
+def test_fewer_than_fourteen_complete_days_is_not_enough_history() -> None:
+    days = dates(13)
+    series = {day: D(1) for day in days}
+    result = week_over_week({"a": series}, series, days)
+    assert result == NotEnoughHistory(13, 14, datetime.date(2026, 11, 13))
+    assert week_over_week({}, {}, []) == NotEnoughHistory(0)
+
+
+def test_a_gap_in_the_days_counts_only_the_days_after_it() -> None:
+    days = dates(20)
+    complete = [day for day in days if day != datetime.date(2026, 11, 10)]
+    assert contiguous_days(complete) == 10
+    assert isinstance(week_over_week({}, {}, complete), NotEnoughHistory)
+    assert contiguous_days(days) == 20
