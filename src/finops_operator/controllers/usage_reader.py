@@ -306,7 +306,8 @@ def read_usage(
     hours_by_window = _run(client, gpu_hours_query, plan, names, GPU_USAGE_LABELS)
     hours = _total(hours_by_window)
     idle = _total(_run(client, idle_gpu_hours_query, plan, names, GPU_USAGE_LABELS))
-    capacity = _total(_run(client, capacity_gpu_hours_query, plan, names, ("gpu_model",)))
+    capacity_by_window = _run(client, capacity_gpu_hours_query, plan, names, ("gpu_model",))
+    capacity = _total(capacity_by_window)
     tokens_by_window = _run(client, tokens_query, plan, names, TOKEN_LABELS)
     tokens = _total(tokens_by_window)
     job_hours = _total(_run(client, job_gpu_hours_query, plan, names, JOB_LABELS)) if jobs else {}
@@ -357,6 +358,10 @@ def read_usage(
                 tokens=[
                     TokenUsage(team=_tag(team), model=model or UNKNOWN_MODEL, tokens=count)
                     for (team, model), count in sorted(tokens_by_window.get(index, {}).items())
+                ],
+                capacity=[
+                    CapacityUsage(gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered)
+                    for (model,), offered in sorted(capacity_by_window.get(index, {}).items())
                 ],
             )
             for index, window in enumerate(_periods(plan))

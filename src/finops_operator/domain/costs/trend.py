@@ -9,12 +9,18 @@ add up to its period total exactly (docs/cost-model.md, "Daily spend"):
 - tokens: the period's whole tokens of each team and LLM model are split over the
   days in proportion to the tokens measured each day (`money.split` with a quantum
   of 1: whole tokens), then priced;
-- shared cost (the prorated platform cost and the capacity nobody allocated,
-  distributed over the period) is placed on the team's days in proportion to its
-  GPU cost each day (its token cost when it has no GPU cost, the length of the day
-  when it has neither);
-- the cluster's day is the sum of every row's day plus the undistributed shared
-  cost spread by the length of each day.
+- shared cost (the prorated platform cost and the capacity nobody allocated) is
+  placed on the days it accrued: each day's pool is the platform cost prorated to
+  that day plus that day's unallocated capacity priced. The cluster's shared cost
+  is split over the days by that pool; a team's (its share of the period's pool)
+  by its share of each day's pool (in proportion to its GPU cost that day, or in
+  equal parts with `sharedSplit: even`), falling back to its GPU cost, its token
+  cost, then the length of the day when those are all zero.
+
+So every row's days add up to its period total exactly, and GPU and token cost
+are where they were measured. A team's days need not add up to the cluster's day
+by day (the period's shared cost is split over teams by the period's GPU cost,
+not each day's); over the period they do, with the undistributed shared cost.
 
 `week_over_week` compares the last seven complete days with the seven before,
 per team and in total; with fewer than fourteen contiguous complete days it says
@@ -35,9 +41,9 @@ from typing import Final
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.costs.money import QUANTUM, ZERO, money_context, split
-from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.period import Period, prorated_monthly
 from finops_operator.domain.costs.showback import CostReport
-from finops_operator.domain.costs.usage import GpuUsage, TokenUsage
+from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
 
 CLUSTER: Final = "__cluster__"  # no label value: one starts and ends alphanumeric
 WEEK: Final = 7
@@ -55,6 +61,7 @@ class DayUsage:
     window: Period
     gpu: Sequence[GpuUsage] = ()
     tokens: Sequence[TokenUsage] = ()
+    capacity: Sequence[CapacityUsage] = ()
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,7 @@ class DailyCosts:
     """Total cost per day of every team, of `__untagged__` and of the cluster (`CLUSTER`).
 
     `rows[name][i]` is the cost in `windows[i]`; each row adds up to the period's
-    total of that row exactly, and the rows but the cluster's plus the undistributed
-    shared cost of each day to the cluster's day.
+    total of that row exactly.
     """
 
     windows: tuple[Period, ...] = ()
@@ -92,6 +98,28 @@ def _first_positive(*candidates: Sequence[Decimal]) -> Sequence[Decimal]:
         if sum((max(w, ZERO) for w in weights), ZERO) > 0:
             return weights
     return candidates[-1]
+
+
+def _pools(days: Sequence[DayUsage], pricing: PricingConfig) -> list[Decimal]:
+    """The shared pool each day accrued: platform cost prorated to the day plus the
+    capacity nobody allocated that day, priced (as `compute_costs` does for a period)."""
+    pools = []
+    for day in days:
+        allocated: dict[str, Decimal] = defaultdict(Decimal)
+        offered: dict[str, Decimal] = defaultdict(Decimal)
+        for usage in day.gpu:
+            allocated[usage.gpu_model] += usage.gpu_hours
+        for capacity in day.capacity:
+            offered[capacity.gpu_model] += capacity.gpu_hours
+        spare = sum(
+            (
+                max(hours - allocated.get(model, ZERO), ZERO) * pricing.gpu_price(model)
+                for model, hours in offered.items()
+            ),
+            ZERO,
+        )
+        pools.append(prorated_monthly(pricing.shared_monthly, day.window) + spare)
+    return pools
 
 
 def daily_costs(
@@ -128,19 +156,45 @@ def daily_costs(
             for index, share in enumerate(_spread(whole.tokens, weights, WHOLE_TOKEN)):
                 token[whole.team][index] += share * price / 1000
 
+        pools = _pools(days, pricing)
+        rows_of_day = [*costs.teams, costs.untagged]
+        day_gpu = [
+            sum((gpu.get(r.team, [ZERO] * count)[i] for r in rows_of_day), ZERO)
+            for i in range(count)
+        ]
+        users = [
+            sum(
+                1
+                for r in rows_of_day
+                if gpu.get(r.team, [ZERO] * count)[i] or token.get(r.team, [ZERO] * count)[i]
+            )
+            for i in range(count)
+        ]
+
         rows: dict[str, tuple[Decimal, ...]] = {}
-        cluster = [ZERO] * count
-        for row in [*costs.teams, costs.untagged]:
+        direct = [ZERO] * count
+        for row in rows_of_day:
             mine_gpu = gpu.get(row.team, [ZERO] * count)
             mine_token = token.get(row.team, [ZERO] * count)
-            weights = _first_positive(mine_gpu, mine_token, hours)
+            direct = [d + g + t for d, g, t in zip(direct, mine_gpu, mine_token, strict=True)]
+            if pricing.shared_split == "even":
+                accrued = [
+                    pools[i] / users[i] if mine_gpu[i] or mine_token[i] else ZERO
+                    for i in range(count)
+                ]
+            else:
+                accrued = [
+                    pools[i] * mine_gpu[i] / day_gpu[i] if day_gpu[i] > 0 else ZERO
+                    for i in range(count)
+                ]
+            weights = _first_positive(accrued, mine_gpu, mine_token, hours)
             shared = _spread(row.shared_cost, weights, QUANTUM)
             totals = tuple(g + t + s for g, t, s in zip(mine_gpu, mine_token, shared, strict=True))
             if row.team != conventions.UNTAGGED or any(totals) or row.total_cost:
                 rows[row.team] = totals
-            cluster = [c + t for c, t in zip(cluster, totals, strict=True)]
-        rest = _spread(costs.cluster.undistributed_cost, hours, QUANTUM)
-        rows[CLUSTER] = tuple(c + r for c, r in zip(cluster, rest, strict=True))
+        cluster = costs.cluster
+        shared = _spread(cluster.shared_cost, _first_positive(pools, hours), QUANTUM)
+        rows[CLUSTER] = tuple(d + s for d, s in zip(direct, shared, strict=True))
     return DailyCosts(windows, rows)
 
 
