@@ -242,3 +242,25 @@ def test_a_gap_in_the_days_counts_only_the_days_after_it() -> None:
     assert contiguous_days(complete) == 10
     assert isinstance(week_over_week({}, {}, complete), NotEnoughHistory)
     assert contiguous_days(days) == 20
+
+
+def test_a_day_without_any_series_is_no_figure_and_gets_nothing() -> None:
+    """Before the operator was installed Prometheus has nothing: not a day of zero spend."""
+    prices = pricing()  # 300 a month of platform cost
+    spans = windows(4)
+    days = [DayUsage(spans[0])] + [
+        DayUsage(span, [GpuUsage("a", H100, D(24))], [], capacity(span)) for span in spans[1:]
+    ]
+    costs, tokens = costs_of(days, prices)
+    assert costs.cluster.platform_cost == D(40)  # 4 days of a 30-day month
+    daily = daily_costs(costs, tokens, days, prices)
+    assert daily.measured == (False, True, True, True) and daily.measured_windows() == [1, 2, 3]
+    for name in ("a", CLUSTER):
+        assert daily.of(name)[0] == 0
+        assert (
+            total(daily.of(name)) == (costs.row("a") if name == "a" else costs.cluster).total_cost
+        )
+    # the platform cost of the day without figures is on the days with figures, evenly
+    # (to the 1e-12 the split carries)
+    first, *rest = daily.of(CLUSTER)[1:]
+    assert all(abs(day - first) <= D("1e-12") for day in rest)

@@ -157,13 +157,16 @@ def _figures(row: CostRow, currency: str, allocation: Allocation | None) -> dict
 
 
 def _daily(daily: DailyCosts | None, name: str, total: Decimal) -> list[dict[str, str]]:
-    """The row's total cost per day, in cents adding up to its `totalCost` to the cent."""
+    """The row's total cost per day with figures, in cents adding up to its `totalCost`
+    to the cent."""
     if daily is None or not daily.windows:
         return []
-    cents = round_to(list(daily.of(name)), Decimal(display_money(total)))
+    kept = daily.measured_windows()  # a day without figures is left out, not a zero
+    values = daily.of(name)
+    cents = round_to([values[i] for i in kept], Decimal(display_money(total)))
     return [
-        {"date": f"{window.start:%Y-%m-%d}", "totalCost": str(amount)}
-        for window, amount in zip(daily.windows, cents, strict=True)
+        {"date": f"{daily.windows[i].start:%Y-%m-%d}", "totalCost": str(amount)}
+        for i, amount in zip(kept, cents, strict=True)
     ]
 
 

@@ -17,10 +17,14 @@ add up to its period total exactly (docs/cost-model.md, "Daily spend"):
   equal parts with `sharedSplit: even`), falling back to its GPU cost, its token
   cost, then the length of the day when those are all zero.
 
-So every row's days add up to its period total exactly, and GPU and token cost
-are where they were measured. A team's days need not add up to the cluster's day
-by day (the period's shared cost is split over teams by the period's GPU cost,
-not each day's); over the period they do, with the undistributed shared cost.
+A window without any series (no GPU hours, tokens or capacity: a day before the
+operator was installed) is no figure, not a day of zero spend: nothing is placed
+on it, and the platform cost prorated to it goes to the days with figures, as it
+goes to the teams in the period's split. So every row's days add up to its period
+total exactly, and GPU and token cost are where they were measured. A team's days
+need not add up to the cluster's day by day (the period's shared cost is split
+over teams by the period's GPU cost, not each day's); over the period they do,
+with the undistributed shared cost.
 
 `week_over_week` compares the last seven complete days with the seven before,
 per team and in total; with fewer than fourteen contiguous complete days it says
@@ -72,8 +76,15 @@ class DailyCosts:
     total of that row exactly.
     """
 
+    def measured_windows(self) -> list[int]:
+        """The indexes of the windows Prometheus had figures for."""
+        return [index for index, seen in enumerate(self.measured) if seen]
+
     windows: tuple[Period, ...] = ()
     rows: Mapping[str, tuple[Decimal, ...]] = field(default_factory=dict)
+    # Whether Prometheus had any series in each window; a window without is no
+    # figure at all (every row is 0 on it), not a day of zero spend.
+    measured: tuple[bool, ...] = ()
 
     def of(self, name: str) -> tuple[Decimal, ...]:
         """The days of `name` (a team, `__untagged__` or `cluster`); zeros when it has none."""
@@ -138,7 +149,10 @@ def daily_costs(
         return DailyCosts()
     count = len(days)
     windows = tuple(day.window for day in days)
-    hours = [window.hours for window in windows]
+    seen = tuple(bool(day.gpu or day.tokens or day.capacity) for day in days)
+    # A window without any series is a day Prometheus has no figures for (before the
+    # operator was installed, say), not a day of zero spend: nothing is placed on it.
+    hours = [w.hours if m or not any(seen) else ZERO for w, m in zip(windows, seen, strict=True)]
     with localcontext(money_context()):
         gpu: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO] * count)
         measured: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO] * count)
@@ -156,7 +170,7 @@ def daily_costs(
             for index, share in enumerate(_spread(whole.tokens, weights, WHOLE_TOKEN)):
                 token[whole.team][index] += share * price / 1000
 
-        pools = _pools(days, pricing)
+        pools = [pool if m else ZERO for pool, m in zip(_pools(days, pricing), seen, strict=True)]
         rows_of_day = [*costs.teams, costs.untagged]
         day_gpu = [
             sum((gpu.get(r.team, [ZERO] * count)[i] for r in rows_of_day), ZERO)
@@ -195,7 +209,7 @@ def daily_costs(
         cluster = costs.cluster
         shared = _spread(cluster.shared_cost, _first_positive(pools, hours), QUANTUM)
         rows[CLUSTER] = tuple(d + s for d, s in zip(direct, shared, strict=True))
-    return DailyCosts(windows, rows)
+    return DailyCosts(windows, rows, seen)
 
 
 # ---------------------------------------------------------------- week over week
