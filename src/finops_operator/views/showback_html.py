@@ -341,7 +341,8 @@ def _days(status: Mapping[str, Any]) -> dict[datetime.date, Decimal]:
 
 def _series(periods: Mapping[str, Sequence[Mapping[str, Any]]]) -> _Series:
     """The daily figures of every report; a day counts as complete when its cluster
-    report's figures reach its end (`dataThrough`)."""
+    report's figures reach its end (`dataThrough`) and it is not the first day with
+    figures."""
     series = _Series()
     for reports in periods.values():
         for report in reports:
@@ -365,6 +366,10 @@ def _series(periods: Mapping[str, Sequence[Mapping[str, Any]]]) -> _Series:
             else:
                 name = "untagged" if scope == "untagged" else _team_label(report)
                 series.teams.setdefault(name, {}).update(days)
+    if series.total:
+        # The first day with figures may hold only part of a day (the operator was
+        # installed, or Prometheus started, in its middle): never compared.
+        series.complete.discard(min(series.total))
     return series
 
 
