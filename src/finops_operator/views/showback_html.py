@@ -61,7 +61,9 @@ th { background: #f4f6f9; font-weight: 600; }
 th:first-child, td:first-child { text-align: left; }
 tr.untagged td { background: #fff4e5; }
 tr.total td { font-weight: 600; border-top: 2px solid #c9d1da; }
-td { white-space: nowrap; }
+table.trend td, table.cost-centers td, table.teams td { white-space: nowrap; }
+table.teams { font-size: .85em; }
+table.teams td:first-child { white-space: normal; }
 td.up { color: #b03a2e; }
 td.down { color: #1e7b45; }
 p.wow-missing { background: #fff4e5; padding: .5rem .8rem; border-radius: 4px; }
