@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine: Debian's prometheus
-# package (prometheus + promtool, used by the tests and the demo) and a virtualenv
-# in .venv with the project and its test and demo extras. Safe to run again.
+# package (prometheus + promtool, used by the tests and the demo), Debian's
+# chromium (the showback page's browser test), and a virtualenv in .venv with the
+# project and its test and demo extras. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,19 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   else
     echo "bootstrap: please install Debian's prometheus package (sudo apt-get install prometheus)" >&2
     exit 1
+  fi
+fi
+
+# Debian's chromium: the showback HTML is tested as a browser lays it out
+# (tests/views/test_showback_in_browser.py, headless, no display needed).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "bootstrap: installing Debian's chromium package" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "bootstrap: chromium is missing (sudo apt-get install --no-install-recommends chromium);" \
+      "the showback's browser test will be skipped" >&2
   fi
 fi
 

@@ -13,10 +13,11 @@ import io
 import json
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig, PrometheusConfig
+from finops_operator.domain.costs.money import money_context
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import CostReport
 from finops_operator.errors import NoUsageDataError, PrometheusError
@@ -467,3 +469,51 @@ def test_prometheus_errors_are_prometheus_errors_never_zeros(minute: Cluster) ->
     client = minute.client()
     with pytest.raises(PrometheusError, match="refused the instant query"):
         client.evaluate("sum(", DAYS_START)
+
+
+# ---------------------------------------------------------------- daily spend
+
+
+def test_each_day_of_a_report_reproduces_that_days_ground_truth(minute: Cluster) -> None:
+    """The one-day windows of the range queries land on their own day (no extra query)."""
+    report = minute.report(DAYS_START, DAYS_END)
+    assert [day.window for day in report.usage.days] == [
+        Period(DAYS_START, DAYS_START + timedelta(days=1)),
+        Period(DAYS_START + timedelta(days=1), DAYS_END),
+    ]
+    for day in report.usage.days:
+        truth = ground_truth(minute.scenario, day.window.start, day.window.end)
+        hours: dict[str, Decimal] = defaultdict(Decimal)
+        for usage in day.gpu:
+            hours[usage.team] += usage.gpu_hours
+        tokens: dict[str, Decimal] = defaultdict(Decimal)
+        for counted in day.tokens:
+            tokens[counted.team] += counted.tokens
+        for team, expected in truth.teams.items():
+            assert float(hours[team]) == pytest.approx(float(expected.gpu_hours), rel=TOLERANCE)
+            assert float(tokens[team]) == pytest.approx(float(expected.tokens), rel=TOLERANCE)
+    # and the period's cost cut into those days adds up to every row exactly
+    with localcontext(money_context()):
+        for row in [*report.costs.teams, report.costs.untagged]:
+            assert sum(report.daily.of(row.team), Decimal(0)) == row.total_cost
+
+
+def test_html_output_is_the_showback_page_with_the_daily_trend(
+    minute: Cluster, tmp_path: Path
+) -> None:
+    config = config_file(tmp_path, minute.scenario, minute.prometheus.url)
+    result = cli("--config", str(config), *period_args(), "--format", "html")
+    assert result.returncode == 0, result.stderr
+    page = result.stdout
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    report = minute.report(DAYS_START, DAYS_END)
+    for row in report.costs.teams:
+        assert f'data-team="{row.team}"' in page  # a trend line per team
+    total = f"{report.costs.cluster.total_cost:,.2f} USD"
+    assert page.count(total) >= 3  # headline, team table, trend, cost centers
+    assert "Week over week: not enough history." in page  # two days of figures
+    # --period reads the month before too, for the trend (none here: no figures then)
+    month = f"{DAYS_END - timedelta(seconds=1):%Y-%m}"
+    result = cli("--config", str(config), "--period", month, "--format", "html")
+    assert result.returncode == 0, result.stderr
+    assert f'id="period-{month}"' in result.stdout

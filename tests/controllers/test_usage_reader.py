@@ -181,3 +181,58 @@ def test_a_partial_answer_without_series_is_an_error_not_no_usage() -> None:
     with pytest.raises(PrometheusError, match="answered only in part") as raised:
         report_period(prometheus, PricingConfig(), TWO_DAYS)
     assert not isinstance(raised.value, NoUsageDataError)
+
+
+def on_grid(metric: dict[str, str], first_end: datetime.datetime, *values: str) -> dict[str, Any]:
+    """A range answer as Prometheus gives it: one point per window, at its end - 1 ms."""
+    start = first_end.timestamp() - 0.001
+    return {"metric": metric, "values": [[start + 86400 * i, v] for i, v in enumerate(values)]}
+
+
+def test_each_day_keeps_its_own_usage_and_the_days_add_up_to_the_period() -> None:
+    day_two = TWO_DAYS.start + datetime.timedelta(days=1)
+    period = Period(TWO_DAYS.start, TWO_DAYS.end + datetime.timedelta(hours=5))
+    late = {"team": "ml", "model": "llama"}
+    answers = {
+        # one series present on day 2 only: Prometheus leaves its day 1 point out
+        gpu_hours_query(DAY_MS): [
+            on_grid(ML, day_two, "24", "12"),
+            {"metric": {**ML, "team": "cv"}, "values": [[TWO_DAYS.end.timestamp() - 0.001, "6"]]},
+        ],
+        tokens_query(DAY_MS): [on_grid(late, day_two, "100.4", "200.4")],
+        # the 5 hours after the two days: one instant query per measure
+        tokens_query(5 * 3_600_000): [
+            {"metric": late, "value": [period.end.timestamp() - 0.001, "50.4"]}
+        ],
+    }
+    prometheus = FakePrometheus(answers=answers)
+    report = report_period(prometheus, PricingConfig(), period)
+    days = report.usage.days
+    assert [day.window for day in days] == [
+        Period(TWO_DAYS.start, day_two),
+        Period(day_two, TWO_DAYS.end),
+        Period(TWO_DAYS.end, period.end),
+    ]
+    assert [{(g.team, g.gpu_hours) for g in day.gpu} for day in days] == [
+        {("ml", Decimal(24))},
+        {("ml", Decimal(12)), ("cv", Decimal(6))},
+        set(),
+    ]
+    assert [[t.tokens for t in day.tokens] for day in days] == [
+        [Decimal("100.4")],
+        [Decimal("200.4")],
+        [Decimal("50.4")],
+    ]
+    assert [t.tokens for t in report.usage.tokens] == [Decimal(351)]  # whole tokens
+    # the daily costs add up to the period's rows, without another query
+    assert len(prometheus.log) == 10
+    for row in [*report.costs.teams, report.costs.untagged]:
+        assert sum(report.daily.of(row.team), Decimal(0)) == row.total_cost
+    assert report.daily.of("cv")[0] == 0 < report.daily.of("cv")[1]
+
+
+def test_a_range_answer_off_the_grid_is_an_error_naming_the_series() -> None:
+    broken = {"metric": ML, "values": [["soon", "1"]]}
+    prometheus = FakePrometheus(answers={gpu_hours_query(DAY_MS): [broken]})
+    with pytest.raises(PrometheusError, match=r"sample time that is not a number.*team=\"ml\""):
+        read_usage(prometheus, TWO_DAYS)

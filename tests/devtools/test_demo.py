@@ -137,10 +137,17 @@ def test_the_demo_shows_every_part_and_leaves_nothing_behind(tmp_path: Path) -> 
     # Cost centers carry all spend: their totals (first period) are the cluster total.
     table = page.split('<table class="cost-centers">', 1)[1].split("</table>", 1)[0]
     rows = [row for row in table.split("<tr")[1:] if 'class="totalCost"' in row]
-    totals = [re.findall(r'<td class="totalCost">([0-9,.]+)</td>', row)[0] for row in rows]
+    totals = [re.findall(r'<td class="totalCost">([0-9,.]+) USD</td>', row)[0] for row in rows]
     *centers, cluster = [Decimal(total.replace(",", "")) for total in totals]
     assert rows[-1].startswith(' class="total"') and len(centers) > 1
     assert sum(centers) == cluster
+    # The daily trend: a line per team, from the CostReports' status.daily; two days of
+    # figures are not enough to compare weeks, and the page says so.
+    trend = page.split('<table class="trend">', 1)[1].split("</table>", 1)[0]
+    for team in TEAMS:
+        assert f'data-team="{team}"' in trend
+    assert trend.count('class="trend-line"') == len(TEAMS) + 1 + ('data-team="untagged"' in trend)
+    assert "Week over week: not enough history." in page
 
     assert_cleaned_up(out)
 

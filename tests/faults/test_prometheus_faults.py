@@ -459,5 +459,5 @@ def test_any_answer_is_a_prometheus_error_or_finite_figures_that_render(
     rows = [*report.costs.teams, report.costs.untagged, report.costs.cluster]
     for row in rows:
         assert all(finite(v) for v in vars(row).values() if not isinstance(v, list | tuple))
-    for fmt in ("table", "json", "csv", "focus"):
+    for fmt in ("table", "json", "csv", "focus", "html"):
         assert render(report, fmt, "fuzz")

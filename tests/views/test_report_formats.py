@@ -49,8 +49,8 @@ def costs() -> CostReport:
     )
 
 
-def test_the_formats_are_the_four_of_the_command() -> None:
-    assert FORMATS == ("table", "json", "csv", "focus")
+def test_the_formats_are_the_five_of_the_command() -> None:
+    assert FORMATS == ("table", "json", "csv", "focus", "html")
 
 
 def test_json_is_the_contract_with_money_as_strings_and_hours_as_numbers() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import html
 import html.parser
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +17,7 @@ from finops_operator.domain.costs.showback import compute_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
 from finops_operator.views.showback_html import render_showback
 from tests.views.costreports import NOW, reports
+from tests.views.daily_reports import THROUGH, statuses, two_months
 
 
 class _Balance(html.parser.HTMLParser):
@@ -71,6 +74,13 @@ def test_the_showback_page_holds_the_team_table_and_the_rest() -> None:
 
 def test_an_empty_showback_page_says_so() -> None:
     assert "No CostReports with figures yet" in render_showback([], NOW)
+
+
+def amount(cell: str, currency: str = "USD") -> Decimal:
+    """A money cell: `1,234.56 USD`, its currency always written."""
+    figure, _, code = cell.rpartition(" ")
+    assert code == currency, cell
+    return Decimal(figure.replace(",", ""))
 
 
 class _CostCenters(html.parser.HTMLParser):
@@ -143,23 +153,78 @@ def test_the_cost_center_table_shows_all_spend_adding_up_to_the_cluster_total() 
         parser.feed(render_showback(reports_, NOW))
         header, *rows = parser.rows
         assert header == [
-            "Cost center", "GPU hours", "GPU cost (USD)", "Token cost (USD)",
-            "Shared cost (USD)", "Total (USD)",
+            "Cost center", "GPU hours", "GPU cost", "Token cost", "Shared cost", "Total",
         ]  # fmt: skip
         *centers, total = rows
         assert total[0] == "cluster total"
-        assert Decimal(total[5].replace(",", "")) == Decimal(cluster["totalCost"])
+        assert amount(total[5]) == Decimal(cluster["totalCost"])
         if with_undistributed:
             assert centers[-1][0] == "shared, not distributed"
         for column in (2, 3, 4, 5):  # GPU, token, shared and total cost
-            parts = sum(Decimal(row[column].replace(",", "")) for row in centers)
-            assert parts == Decimal(total[column].replace(",", "")), (with_undistributed, column)
+            parts = sum(amount(row[column]) for row in centers)
+            assert parts == amount(total[column]), (with_undistributed, column)
         for row in centers:  # total = GPU + token + shared, to rounding
-            parts = sum(Decimal(cell.replace(",", "")) for cell in row[2:5])
-            assert abs(Decimal(row[5].replace(",", "")) - parts) <= Decimal("0.02")
-        assert any(Decimal(row[3].replace(",", "")) > 0 for row in centers)  # tokens count
+            parts = sum(amount(cell) for cell in row[2:5])
+            assert abs(amount(row[5]) - parts) <= Decimal("0.02")
+        assert any(amount(row[3]) > 0 for row in centers)  # tokens count
 
 
 def test_cost_reports_without_token_and_shared_cost_give_the_gpu_only_table() -> None:
     page = render_showback(reports(), NOW)
     assert "GPU cost only" in page and "cc-1042" in page
+
+
+def _trend_rows(page: str) -> dict[str, list[str]]:
+    """The cells of the trend table by team, tags stripped."""
+    table = page[
+        page.index('<table class="trend">') : page.index(
+            "</table>", page.index('<table class="trend">')
+        )
+    ]
+    rows = {}
+    for row in re.findall(r'<tr[^>]*data-team="([^"]*)"[^>]*>(.*?)</tr>', table):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", re.sub(r"<svg.*?</svg>", "", row[1]))
+        rows[html.unescape(row[0])] = [html.unescape(cell) for cell in cells]
+    return rows
+
+
+def test_the_trend_shows_each_team_over_both_months_with_week_over_week() -> None:
+    reports_ = two_months()
+    page = render_showback(reports_, THROUGH)
+    assert page.index('id="trend"') < page.index('id="period-2026-11"')
+    rows = _trend_rows(page)
+    # each team's total over the days = its totalCost in October plus November
+    for status_of, name in (
+        (statuses(reports_, "cluster"), "cluster"),
+        (statuses(reports_, "untagged"), "untagged"),
+    ):
+        assert amount(rows[name][2]) == sum(Decimal(s["totalCost"]) for s in status_of)
+    search = [r["status"] for r in reports_ if r["spec"].get("team") == "search"]
+    assert amount(rows["search"][2]) == sum(Decimal(s["totalCost"]) for s in search)
+    # week over week: Nov 5-11 against Oct 29-Nov 4, from the daily figures
+    days = {e["date"]: Decimal(e["totalCost"]) for s in search for e in s["daily"]}
+    last = sum(days[f"2026-11-{d:02d}"] for d in range(5, 12))
+    before = sum(days[f"2026-10-{d:02d}"] for d in range(29, 32)) + sum(
+        days[f"2026-11-{d:02d}"] for d in range(1, 5)
+    )
+    assert (amount(rows["search"][3]), amount(rows["search"][4])) == (last, before)
+    assert amount(rows["search"][5]) == last - before
+    assert rows["search"][6] == f"+{(last - before) * 100 / before:.1f} %"
+    assert "the last 7 complete days (Nov 05–Nov 11)" in page
+    # the day still running (Nov 12, through noon) is drawn hollow and said so
+    assert "through 2026-11-12 12:00 UTC (day still running)" in page
+
+
+def test_without_daily_figures_the_trend_says_so_and_bad_entries_are_skipped() -> None:
+    assert "No daily figures" in render_showback(reports(), NOW)
+    hostile = reports()
+    for report_ in hostile:
+        report_["status"]["daily"] = [
+            {"date": "<script>", "totalCost": "1"},
+            {"date": "2026-11-01", "totalCost": "NaN"},
+            {"date": "2026-11-02", "totalCost": "12.50"},
+            "not an entry",
+        ]
+    page = render_showback(hostile, NOW)
+    assert "<script>" not in page and "No daily figures" not in page
+    assert "Week over week: not enough history." in page

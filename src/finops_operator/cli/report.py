@@ -1,14 +1,18 @@
 """`finops-operator report`: showback for a period from Prometheus.
 
     finops-operator report --config PATH --period 2026-11 [--team T]
-                           [--format table|json|csv|focus] [--prometheus-url URL]
+                           [--format table|json|csv|focus|html] [--prometheus-url URL]
                            [--by team,cost-center,feature]
                            [--allow-partial]
 
 Parses the arguments, reads usage with `usage_reader.report_period` (a fixed
 handful of aggregated queries, priced by the cost model) and prints it in the
 chosen format: `views.report_formats` renders the table, JSON, CSV and FOCUS CSV;
-`domain.costs.focus` builds the FOCUS rows (docs/report.md).
+`domain.costs.focus` builds the FOCUS rows (docs/report.md). `html` is the showback
+page the operator's CostReports give (`views.showback_html`), built from the same
+figures without a cluster: with `--period`, the month before is read too (when
+Prometheus has it), so that the daily trend and week-over-week change can span the
+turn of the month, as they do over the operator's two months of CostReports.
 
 Exit 0 with the report; 2 when the configuration, the period or Prometheus cannot
 be used, with a message naming the URL and the cause (never a report of zeros).
@@ -23,7 +27,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from finops_operator.adapters.config_file import load_config
 from finops_operator.adapters.prometheus_api import PrometheusClient
@@ -31,9 +37,10 @@ from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PrometheusConfig
 from finops_operator.domain.costs.allocation import Allocation, allocate
+from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
 from finops_operator.domain.costs.focus import focus_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
-from finops_operator.errors import ConfigError, PrometheusError
+from finops_operator.errors import ConfigError, NoUsageDataError, PrometheusError
 from finops_operator.views.report_formats import (
     BY_CHOICES,
     FORMATS,
@@ -43,6 +50,7 @@ from finops_operator.views.report_formats import (
     to_json,
     to_table,
 )
+from finops_operator.views.showback_html import render_showback
 
 # ---------------------------------------------------------------- arguments
 
@@ -130,9 +138,11 @@ def render(
     label: str,
     team: str | None = None,
     by: tuple[str, ...] = (),
+    previous: tuple[PeriodReport, str] | None = None,
 ) -> str:
     """The report in format `fmt` (one of `FORMATS`), only `team`'s row when given;
-    `by`: CSV rows per team x these labels."""
+    `by`: CSV rows per team x these labels; `previous`: the month before and its
+    label, for the trend of the HTML."""
     costs = report.costs
     if fmt == "json":
         return to_json(costs, label, team, allocation=_allocation(report)) + "\n"
@@ -151,9 +161,52 @@ def render(
             costs, usage.gpu, usage.tokens, report.pricing, team, billing_period=report.period
         )
         return to_focus(rows)
+    if fmt == "html":
+        return showback_page(report, label, team, previous)
     through = report.data_through if report.data_through < report.period.end else None
     centers = _allocation(report)
     return to_table(costs, label, team, through=through, jobs=report.jobs, allocation=centers)
+
+
+def costreports_of(report: PeriodReport, label: str) -> list[dict[str, Any]]:
+    """The CostReport objects the operator would write for `report` (no budgets: those
+    come from CostPolicies in a cluster), with their status."""
+    costs = report.costs
+    data = ReportInput(
+        period=label,
+        currency=costs.currency,
+        teams=costs.teams,
+        untagged=costs.untagged,
+        cluster=costs.cluster,
+        jobs=report.jobs,
+        data_through=report.data_through,
+        budgets={},
+        allocation=_allocation(report),
+        daily=report.daily,
+    )
+    return [{**obj, "status": status} for obj, status in desired_reports(data, report.data_through)]
+
+
+def showback_page(
+    report: PeriodReport,
+    label: str,
+    team: str | None = None,
+    previous: tuple[PeriodReport, str] | None = None,
+) -> str:
+    """The showback HTML of `report` (and of `previous`, the month before, for the trend);
+    with `team`, only that team's reports besides untagged and the cluster."""
+    reports = costreports_of(report, label)
+    if previous is not None:
+        reports += costreports_of(*previous)
+    if team is not None:
+        reports = [
+            r for r in reports if r["spec"]["scope"] != "team" or r["spec"].get("team") == team
+        ]
+    return render_showback(
+        reports,
+        report.data_through,
+        note=f"From Prometheus by `finops-operator report --format html` ({label}).",
+    )
 
 
 def _allocation(report: PeriodReport) -> Allocation:
@@ -192,6 +245,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    previous = None
+    if args.format == "html" and args.period is not None:
+        before = _month_before(period)
+        try:
+            earlier = report_period(client, config.pricing, before)
+        except NoUsageDataError:
+            earlier = None  # no figures before this month: the trend starts with it
+        except PrometheusError as err:
+            print(f"error: no report for {label}: {err}", file=sys.stderr)
+            return 2
+        if earlier is not None:
+            previous = (earlier, f"{before.start:%Y-%m}")
+            report = _with_warnings(report, earlier.warnings)
     if report.partial:
         warnings = "; ".join(report.warnings)
         partial = f"Prometheus at {prometheus.url} answered only in part: {warnings}"
@@ -209,5 +275,16 @@ def run(args: argparse.Namespace) -> int:
     known = {row.team for row in report.costs.teams} | {conventions.UNTAGGED}
     if args.team is not None and args.team not in known:
         print(f"note: team {args.team!r} has no usage in {label}", file=sys.stderr)
-    sys.stdout.write(render(report, args.format, label, args.team, args.by))
+    sys.stdout.write(render(report, args.format, label, args.team, args.by, previous))
     return 0
+
+
+def _month_before(period: Period) -> Period:
+    last_day = period.start - timedelta(days=1)
+    return Period.month(last_day.year, last_day.month)
+
+
+def _with_warnings(report: PeriodReport, warnings: tuple[str, ...]) -> PeriodReport:
+    """`report` carrying `warnings` too (those of the month before, read for the trend)."""
+    merged = tuple(dict.fromkeys((*report.warnings, *warnings)))
+    return replace(report, warnings=merged)

@@ -167,6 +167,7 @@ class ReportController:
                 allocation=allocate(
                     report.costs, report.usage.gpu, report.usage.tokens, report.pricing
                 ),
+                daily=report.daily,
             )
             try:
                 for obj, figures in desired_reports(data, now):

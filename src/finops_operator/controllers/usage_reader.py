@@ -5,8 +5,10 @@ operator and the `report` command, `adapters.prometheus_api.PrometheusClient`)
 and turns their answers into the cost model's inputs (`GpuUsage`, `TokenUsage`,
 `CapacityUsage`, `JobUsage`). The number of queries is fixed (five, or ten when
 the period is not a whole number of days), whatever the number of teams, pods or
-days. `report_period` is what the `report` command and the CostReport
-reconciler call:
+days. The answers are kept per window too (`Usage.days`: a day, or the rest of
+one), from which `trend.daily_costs` cuts the period's cost into days
+(`PeriodReport.daily`) for the trend of the showback, with no extra query.
+`report_period` is what the `report` command and the CostReport reconciler call:
 
     client = PrometheusClient(config.prometheus)
     result = report_period(client, config.pricing, Period.month(2026, 11))
@@ -28,9 +30,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any, Final
 
 from finops_operator.domain import conventions
@@ -50,9 +52,11 @@ from finops_operator.domain.costs.cost_queries import (
     plan_windows,
     tokens_query,
 )
+from finops_operator.domain.costs.money import money_context
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost, training_run_costs
 from finops_operator.domain.costs.showback import CostReport, compute_costs
+from finops_operator.domain.costs.trend import DailyCosts, DayUsage, daily_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, JobUsage, TokenUsage
 from finops_operator.errors import NoUsageDataError, PrometheusError, UnusableAnswerError
 from finops_operator.ports import PrometheusPort
@@ -76,6 +80,9 @@ class Usage:
     tokens: Sequence[TokenUsage] = ()
     capacity: Sequence[CapacityUsage] = ()
     jobs: Sequence[JobUsage] = ()
+    # The GPU hours and tokens of each window of the reading (a day, or the rest of
+    # one), together the period's: what the daily spend is cut from.
+    days: Sequence[DayUsage] = ()
 
     @property
     def empty(self) -> bool:
@@ -99,6 +106,8 @@ class PeriodReport:
     jobs: Sequence[JobCost] = ()
     queries: int = 0
     query_seconds: float = 0.0
+    # The period's cost per day (`trend.daily_costs`), adding up to `costs` exactly.
+    daily: DailyCosts = field(default_factory=DailyCosts)
     # The answers' `warnings`, each once: not empty when Prometheus (Thanos, Mimir)
     # answered only in part, so the figures may be too low.
     warnings: tuple[str, ...] = ()
@@ -130,41 +139,77 @@ def _decimal(raw: Any) -> Decimal:
     return value
 
 
-def _points(series: Mapping[str, Any]) -> Iterable[Any]:
+def _points(series: Mapping[str, Any]) -> Iterable[tuple[Any, Any]]:
     points = series["values"] if "values" in series else [series["value"]]
     if not isinstance(points, list):
         raise BadSampleError("samples that are not a list")
     for point in points:
         if not isinstance(point, list | tuple) or len(point) != 2:
             raise BadSampleError(f"a sample that is not a [time, value] pair ({str(point)[:40]!r})")
-        yield point[1]
+        yield point[0], point[1]
 
 
-def sum_by(result: Iterable[Mapping[str, Any]], labels: Sequence[str]) -> dict[Key, Decimal]:
-    """Every point of every series (instant or range answer) summed by `labels`.
+def _at_zero(_: Any) -> int:
+    return 0
+
+
+def sum_by_window(
+    result: Iterable[Mapping[str, Any]],
+    labels: Sequence[str],
+    window_of: Callable[[Any], int] = _at_zero,
+) -> dict[int, dict[Key, Decimal]]:
+    """Every point of every series (instant or range answer) summed by `labels`, in the
+    window `window_of(point's time)` says (all in window 0 by default).
 
     A series without samples, or with a sample that is not a finite number (NaN, +Inf,
     -Inf), raises BadSampleError naming the series: never skipped, never read as 0.
     """
-    sums: dict[Key, Decimal] = defaultdict(Decimal)
-    for series in result:
-        metric = series.get("metric") if isinstance(series, Mapping) else None
-        if not isinstance(metric, Mapping):
-            raise BadSampleError(f"a series without labels ({str(series)[:80]!r})")
-        key = tuple(str(metric.get(label, "")) for label in labels)
-        if "values" not in series and "value" not in series:
-            raise BadSampleError(f"a series without samples: {_labels(metric)}")
-        try:
-            for raw in _points(series):
-                sums[key] += _decimal(raw)
-        except BadSampleError as err:
-            raise BadSampleError(f"{err} in the series {_labels(metric)}") from None
-    return dict(sums)
+    sums: dict[int, dict[Key, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    with localcontext(money_context()):
+        for series in result:
+            metric = series.get("metric") if isinstance(series, Mapping) else None
+            if not isinstance(metric, Mapping):
+                raise BadSampleError(f"a series without labels ({str(series)[:80]!r})")
+            key = tuple(str(metric.get(label, "")) for label in labels)
+            if "values" not in series and "value" not in series:
+                raise BadSampleError(f"a series without samples: {_labels(metric)}")
+            try:
+                for moment, raw in _points(series):
+                    sums[window_of(moment)][key] += _decimal(raw)
+            except BadSampleError as err:
+                raise BadSampleError(f"{err} in the series {_labels(metric)}") from None
+    return {window: dict(values) for window, values in sums.items()}
+
+
+def sum_by(result: Iterable[Mapping[str, Any]], labels: Sequence[str]) -> dict[Key, Decimal]:
+    """Every point of every series (instant or range answer) summed by `labels`
+    (BadSampleError as `sum_by_window`)."""
+    return sum_by_window(result, labels).get(0, {})
 
 
 def _labels(metric: Mapping[str, Any]) -> str:
     text = "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items())) + "}"
     return text if len(text) <= 200 else text[:197] + "...}"
+
+
+def _locator(evaluation: Evaluation, first: int) -> Callable[[Any], int]:
+    """The window of a point of `evaluation`'s answer: by its time on the evaluation's
+    grid (`first` is the index of its first window); an instant answer is one window."""
+    if evaluation.count == 1:
+        return lambda _: first
+
+    def window_of(moment: Any) -> int:
+        try:
+            offset = (float(moment) * 1000 - evaluation.first_eval_ms) / evaluation.window_ms
+        except (TypeError, ValueError, OverflowError):
+            raise BadSampleError(
+                f"a sample time that is not a number ({str(moment)[:40]!r})"
+            ) from None
+        if not math.isfinite(offset):
+            raise BadSampleError(f"a sample time that is not a number ({str(moment)[:40]!r})")
+        return first + min(max(round(offset), 0), evaluation.count - 1)
+
+    return window_of
 
 
 def _run(
@@ -173,12 +218,14 @@ def _run(
     plan: Sequence[Evaluation],
     names: QueryNames,
     labels: Sequence[str],
-) -> dict[Key, Decimal]:
-    """One query per evaluation of the plan, summed over the windows by `labels`.
+) -> dict[int, dict[Key, Decimal]]:
+    """One query per evaluation of the plan, summed by `labels` in each window of the
+    plan (windows numbered from 0 across the evaluations, in time order).
 
     Raises UnusableAnswerError when an answer holds a sample that is not a finite number.
     """
-    total: dict[Key, Decimal] = defaultdict(Decimal)
+    windows: dict[int, dict[Key, Decimal]] = {}
+    first = 0
     for evaluation in plan:
         expr = build(evaluation.window_ms, names)
         if evaluation.count == 1:
@@ -191,7 +238,7 @@ def _run(
                 evaluation.window_ms / 1000,
             )
         try:
-            sums = sum_by(result, labels)
+            windows.update(sum_by_window(result, labels, _locator(evaluation, first)))
         except BadSampleError as err:
             what = getattr(build, "__name__", "query").removesuffix("_query").replace("_", " ")
             raise UnusableAnswerError(
@@ -199,9 +246,31 @@ def _run(
                 "no cost is computed from such an answer (check the exporters and the "
                 "recording rules feeding it)"
             ) from None
-        for key, value in sums.items():
-            total[key] += value
+        first += evaluation.count
+    return windows
+
+
+def _total(windows: Mapping[int, Mapping[Key, Decimal]]) -> dict[Key, Decimal]:
+    """The windows' sums added up, key by key (exact: the money context)."""
+    total: dict[Key, Decimal] = defaultdict(Decimal)
+    with localcontext(money_context()):
+        for index in sorted(windows):
+            for key, value in windows[index].items():
+                total[key] += value
     return dict(total)
+
+
+def _periods(plan: Sequence[Evaluation]) -> list[Period]:
+    """The windows of the plan, in time order."""
+    return [
+        Period(_from_ms(start), _from_ms(start + evaluation.window_ms))
+        for evaluation in plan
+        for start in range(evaluation.start_ms, evaluation.end_ms, evaluation.window_ms)
+    ]
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _tag(value: str) -> str:
@@ -234,11 +303,14 @@ def read_usage(
     plan = plan_windows(
         _to_ms(period.start), _to_ms(period.end), int(chunk.total_seconds() * 1000) or DAY_MS
     )
-    hours = _run(client, gpu_hours_query, plan, names, GPU_USAGE_LABELS)
-    idle = _run(client, idle_gpu_hours_query, plan, names, GPU_USAGE_LABELS)
-    capacity = _run(client, capacity_gpu_hours_query, plan, names, ("gpu_model",))
-    tokens = _run(client, tokens_query, plan, names, TOKEN_LABELS)
-    job_hours = _run(client, job_gpu_hours_query, plan, names, JOB_LABELS) if jobs else {}
+    hours_by_window = _run(client, gpu_hours_query, plan, names, GPU_USAGE_LABELS)
+    hours = _total(hours_by_window)
+    idle = _total(_run(client, idle_gpu_hours_query, plan, names, GPU_USAGE_LABELS))
+    capacity_by_window = _run(client, capacity_gpu_hours_query, plan, names, ("gpu_model",))
+    capacity = _total(capacity_by_window)
+    tokens_by_window = _run(client, tokens_query, plan, names, TOKEN_LABELS)
+    tokens = _total(tokens_by_window)
+    job_hours = _total(_run(client, job_gpu_hours_query, plan, names, JOB_LABELS)) if jobs else {}
 
     gpu = []
     for key, allocated in sorted(hours.items()):
@@ -275,6 +347,24 @@ def read_usage(
                 gpu_hours=used,
             )
             for (namespace, job, team, model), used in sorted(job_hours.items())
+        ],
+        days=[
+            DayUsage(
+                window=window,
+                gpu=[
+                    GpuUsage(team=_tag(key[0]), gpu_model=key[-1] or UNKNOWN_MODEL, gpu_hours=value)
+                    for key, value in sorted(hours_by_window.get(index, {}).items())
+                ],
+                tokens=[
+                    TokenUsage(team=_tag(team), model=model or UNKNOWN_MODEL, tokens=count)
+                    for (team, model), count in sorted(tokens_by_window.get(index, {}).items())
+                ],
+                capacity=[
+                    CapacityUsage(gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered)
+                    for (model,), offered in sorted(capacity_by_window.get(index, {}).items())
+                ],
+            )
+            for index, window in enumerate(_periods(plan))
         ],
     )
 
@@ -331,6 +421,7 @@ def report_period(
         usage=usage,
         pricing=pricing,
         jobs=training_run_costs(usage.jobs, pricing),
+        daily=daily_costs(costs, usage.tokens, usage.days, pricing),
         queries=len(records),
         query_seconds=sum(record.seconds for record in records),
         warnings=warnings,

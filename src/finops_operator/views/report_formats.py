@@ -34,7 +34,7 @@ from finops_operator.domain.costs.period import utc_timestamp
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostReport, CostRow, idle_percent
 
-FORMATS: Final = ("table", "json", "csv", "focus")
+FORMATS: Final = ("table", "json", "csv", "focus", "html")
 ROW_FIELDS: Final = (
     "team",
     "gpuHours",

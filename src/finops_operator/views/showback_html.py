@@ -5,13 +5,20 @@ writes them (any mix of periods; one section per period, newest first) and
 returns an HTML page with inline CSS and an inline SVG chart, no scripts and no
 external assets, so it can be mailed or attached to a ticket as it is:
 
+- daily spend over all the reports' days (their `status.daily`, merged across
+  months): the cluster's line, a line per team with its total, and week-over-week
+  change (the last 7 complete days against the 7 before, per team and in total,
+  from `domain.costs.trend`), or a plain "not enough history" when there are
+  fewer than 14 complete days in a row;
 - the period's headline figures: total spend, GPU hours, idle share, untagged
   spend, capacity nobody allocated;
 - cost by team as stacked bars (busy GPU, idle GPU, tokens, shared);
 - the per-team table with idle and budget use, untagged and cluster rows;
 - spend by cost center, the costliest training runs, and what untagged spend is.
 
-Plain function over plain dicts; every value from a report is escaped.
+Every money figure carries its currency code (`1,234.56 USD`, the pricing
+currency the reports were written in). Plain function over plain dicts; every
+value from a report is escaped.
 """
 
 from __future__ import annotations
@@ -19,8 +26,16 @@ from __future__ import annotations
 import datetime
 import html
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
+
+from finops_operator.domain.costs.trend import (
+    Change,
+    NotEnoughHistory,
+    WeekOverWeek,
+    week_over_week,
+)
 
 UNTAGGED: Final = "__untagged__"
 COLORS: Final = {
@@ -46,6 +61,12 @@ th { background: #f4f6f9; font-weight: 600; }
 th:first-child, td:first-child { text-align: left; }
 tr.untagged td { background: #fff4e5; }
 tr.total td { font-weight: 600; border-top: 2px solid #c9d1da; }
+table.trend td, table.cost-centers td, table.teams td { white-space: nowrap; }
+table.teams { font-size: .85em; }
+table.teams td:first-child { white-space: normal; }
+td.up { color: #b03a2e; }
+td.down { color: #1e7b45; }
+p.wow-missing { background: #fff4e5; padding: .5rem .8rem; border-radius: 4px; }
 .bar { display: inline-block; height: .6rem; background: #2f6fb3; vertical-align: middle; }
 .bar.over { background: #c0392b; }
 .legend span { display: inline-block; margin-right: 1rem; }
@@ -60,15 +81,18 @@ def _e(value: Any) -> str:
 
 
 def _money(value: Any) -> Decimal:
+    """An amount from a report; 0 for what is not a finite number (the CRD's pattern
+    keeps those out, but the page never fails on one)."""
     try:
-        return Decimal(str(value)) if value is not None else Decimal(0)
+        amount = Decimal(str(value)) if value is not None else Decimal(0)
     except InvalidOperation:
         return Decimal(0)
+    return amount if amount.is_finite() else Decimal(0)
 
 
-def _fmt_money(amount: Decimal, currency: str = "") -> str:
-    text = f"{amount:,.2f}"
-    return f"{text} {currency}".strip()
+def _fmt_money(amount: Decimal, currency: str) -> str:
+    """An amount for people, always with its currency code: `1,234.56 USD`."""
+    return f"{amount:,.2f} {currency}"
 
 
 def _fmt_hours(value: Any) -> str:
@@ -138,7 +162,7 @@ def _chart(rows: Sequence[Mapping[str, Any]], currency: str) -> str:
             x += w
         parts.append(
             f'<text x="{x + 6:.1f}" y="{y + 15}" font-size="12">'
-            f"{_e(_fmt_money(_money(status.get('totalCost'))))}</text>"
+            f"{_e(_fmt_money(_money(status.get('totalCost')), currency))}</text>"
         )
     parts.append("</svg>")
     legend = "".join(
@@ -189,12 +213,12 @@ def _team_table(
         body.append(
             f"<tr{css}><td>{_e(name)}</td>"
             f"<td>{_fmt_hours(status.get('gpuHours'))}</td>"
-            f"<td>{_e(_fmt_money(_money(status.get('gpuCost'))))}</td>"
+            f"<td>{_e(_fmt_money(_money(status.get('gpuCost')), currency))}</td>"
             f"<td>{_fmt_hours(status.get('idleGpuHours'))}</td>"
             f"<td>{_e(_fmt_percent(status.get('idlePercent')))}</td>"
-            f"<td>{_e(_fmt_money(_money(status.get('tokenCost'))))}</td>"
-            f"<td>{_e(_fmt_money(_money(status.get('sharedCost'))))}</td>"
-            f"<td>{_e(_fmt_money(_money(status.get('totalCost'))))}</td>"
+            f"<td>{_e(_fmt_money(_money(status.get('tokenCost')), currency))}</td>"
+            f"<td>{_e(_fmt_money(_money(status.get('sharedCost')), currency))}</td>"
+            f"<td>{_e(_fmt_money(_money(status.get('totalCost')), currency))}</td>"
             f"<td>{budget}</td><td>{used}</td></tr>"
         )
     return f'<table class="teams">{head}{"".join(body)}</table>'
@@ -205,12 +229,12 @@ def _breakdown_table(entries: Sequence[Mapping[str, Any]], title: str, currency:
         return ""
     rows = "".join(
         f"<tr><td>{_e(entry.get('name', ''))}</td><td>{_fmt_hours(entry.get('gpuHours'))}</td>"
-        f"<td>{_e(_fmt_money(_money(entry.get('gpuCost'))))}</td>"
-        f"<td>{_e(_fmt_money(_money(entry.get('idleCost'))))}</td></tr>"
+        f"<td>{_e(_fmt_money(_money(entry.get('gpuCost')), currency))}</td>"
+        f"<td>{_e(_fmt_money(_money(entry.get('idleCost')), currency))}</td></tr>"
         for entry in entries
     )
     return (
-        f"<table><tr><th>{_e(title)}</th><th>GPU hours</th><th>GPU cost ({_e(currency)})</th>"
+        f"<table><tr><th>{_e(title)}</th><th>GPU hours</th><th>GPU cost</th>"
         f"<th>of which idle</th></tr>{rows}</table>"
     )
 
@@ -227,11 +251,10 @@ def _cost_center_table(
             "shared cost by cost center.</p>"
         )
         return _breakdown_table(centers, "Cost center", currency) + note
-    cur = _e(currency)
 
     def line(css: str, name: str, hours: str, figures: Mapping[str, Any]) -> str:
         cells = "".join(
-            f'<td class="{key}">{_e(_fmt_money(_money(figures.get(key))))}</td>'
+            f'<td class="{key}">{_e(_fmt_money(_money(figures.get(key)), currency))}</td>'
             for key in ("gpuCost", "tokenCost", "sharedCost", "totalCost")
         )
         return f'<tr{css}><td class="name">{_e(name)}</td><td>{hours}</td>{cells}</tr>'
@@ -248,9 +271,9 @@ def _cost_center_table(
         line(' class="total"', "cluster total", _fmt_hours(cluster.get("gpuHours")), cluster)
     )
     return (
-        f'<table class="cost-centers"><tr><th>Cost center</th><th>GPU hours</th>'
-        f"<th>GPU cost ({cur})</th><th>Token cost ({cur})</th><th>Shared cost ({cur})</th>"
-        f"<th>Total ({cur})</th></tr>{''.join(rows)}</table>"
+        '<table class="cost-centers"><tr><th>Cost center</th><th>GPU hours</th>'
+        "<th>GPU cost</th><th>Token cost</th><th>Shared cost</th>"
+        f"<th>Total</th></tr>{''.join(rows)}</table>"
         '<p class="muted">All AI spend: a team\'s token and shared cost are placed on its '
         "cost centers in proportion to its GPU cost in each.</p>"
     )
@@ -270,13 +293,292 @@ def _training_runs(
         f"<tr><td>{_e(run.get('namespace', ''))}/{_e(run.get('name', ''))}</td>"
         f"<td>{_e(owner.get((run.get('namespace'), run.get('name')), '–'))}</td>"
         f"<td>{_fmt_hours(run.get('gpuHours'))}</td>"
-        f"<td>{_e(_fmt_money(_money(run.get('cost'))))}</td></tr>"
+        f"<td>{_e(_fmt_money(_money(run.get('cost')), currency))}</td></tr>"
         for run in runs
     )
+    return f"<table><tr><th>Job</th><th>Team</th><th>GPU hours</th><th>Cost</th></tr>{rows}</table>"
+
+
+# ---------------------------------------------------------------- daily trend
+
+
+@dataclass
+class _Series:
+    """Daily spend of the reports given, by row, merged over their periods."""
+
+    currency: str = "USD"
+    teams: dict[str, dict[datetime.date, Decimal]] = field(default_factory=dict)
+    total: dict[datetime.date, Decimal] = field(default_factory=dict)
+    complete: set[datetime.date] = field(default_factory=set)
+    running: dict[datetime.date, str] = field(default_factory=dict)  # day -> through when
+
+    @property
+    def dates(self) -> list[datetime.date]:
+        return sorted(self.total)
+
+
+def _date(text: Any) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(str(text))
+    except ValueError:
+        return None
+
+
+def _moment(text: Any) -> datetime.datetime | None:
+    try:
+        moment = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _days(status: Mapping[str, Any]) -> dict[datetime.date, Decimal]:
+    days: dict[datetime.date, Decimal] = {}
+    for entry in status.get("daily") or []:
+        day = _date(entry.get("date")) if isinstance(entry, Mapping) else None
+        if day is not None:
+            days[day] = _money(entry.get("totalCost"))
+    return days
+
+
+def _series(periods: Mapping[str, Sequence[Mapping[str, Any]]]) -> _Series:
+    """The daily figures of every report; a day counts as complete when its cluster
+    report's figures reach its end (`dataThrough`) and it is not the first day with
+    figures."""
+    series = _Series()
+    for reports in periods.values():
+        for report in reports:
+            status = report["status"]
+            scope = (report.get("spec") or {}).get("scope")
+            days = _days(status)
+            if not days:
+                continue
+            series.currency = str(status.get("currency", series.currency))
+            if scope == "cluster":
+                through = _moment(status.get("dataThrough"))
+                for day, amount in days.items():
+                    series.total[day] = amount
+                    end = datetime.datetime.combine(
+                        day + datetime.timedelta(days=1), datetime.time(), datetime.UTC
+                    )
+                    if through is not None and end <= through:
+                        series.complete.add(day)
+                    elif through is not None:
+                        series.running[day] = f"{through:%Y-%m-%d %H:%M} UTC"
+            else:
+                name = "untagged" if scope == "untagged" else _team_label(report)
+                series.teams.setdefault(name, {}).update(days)
+    if series.total:
+        # The first day with figures may hold only part of a day (the operator was
+        # installed, or Prometheus started, in its middle): never compared.
+        series.complete.discard(min(series.total))
+    return series
+
+
+def _nice_ceiling(value: Decimal) -> Decimal:
+    """The smallest 1, 2 or 5 x 10^k at least `value` (the top of a chart's scale)."""
+    if value <= 0:
+        return Decimal(1)
+    power = Decimal(10) ** (value.adjusted())
+    for step in (1, 2, 5, 10):
+        if value <= power * step:
+            return power * step
+    return power * 10
+
+
+def _points(
+    values: Sequence[Decimal], box: tuple[float, float, float, float], top: Decimal
+) -> list[tuple[float, float]]:
+    """Coordinates of `values` spread over `box` (left, top, width, height): the first
+    day at its left edge, the last at its right, 0 at its bottom and `top` at its top."""
+    left, upper, width, height = box
+    count = len(values)
+    step = width / (count - 1) if count > 1 else 0.0
+    return [
+        (
+            left + (index * step if count > 1 else width / 2),
+            upper + height - (float(value / top) * height if top > 0 else 0.0),
+        )
+        for index, value in enumerate(values)
+    ]
+
+
+def _polyline(points: Sequence[tuple[float, float]], width: float) -> str:
+    coordinates = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     return (
-        "<table><tr><th>Job</th><th>Team</th><th>GPU hours</th>"
-        f"<th>Cost ({_e(currency)})</th></tr>{rows}</table>"
+        f'<polyline class="trend-line" fill="none" stroke="{COLORS["busy"]}" '
+        f'stroke-width="{width}" points="{coordinates}"/>'
     )
+
+
+def _total_chart(series: _Series) -> str:
+    """The cluster's spend per day: a line with its points, a scale in the currency."""
+    dates = series.dates
+    values = [series.total[day] for day in dates]
+    top = _nice_ceiling(max(values, default=Decimal(0)))
+    left, right, plot_top, plot_height, bottom = 96, 16, 12, 180, 40
+    plot_width = 760
+    width, height = left + plot_width + right, plot_top + plot_height + bottom
+    cur = series.currency
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="trend-total" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'aria-label="Cluster spend per day, in {_e(cur)}">'
+    ]
+    for tick in range(5):
+        amount = top * tick / 4
+        y = plot_top + plot_height - plot_height * tick / 4
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_width}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="#e6ebf0"/><text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
+            f'font-size="11">{_e(_fmt_money(amount, cur))}</text>'
+        )
+    points = _points(values, (left, plot_top, plot_width, plot_height), top)
+    parts.append(_polyline(points, 2))
+    label_every = max(1, len(dates) // 10)
+    for index, (day, (x, y)) in enumerate(zip(dates, points, strict=True)):
+        running = series.running.get(day)
+        note = f", through {running} (day still running)" if running else ""
+        fill = "#fff" if running or day not in series.complete else COLORS["busy"]
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{fill}" stroke="{COLORS["busy"]}">'
+            f"<title>{day:%Y-%m-%d}: {_e(_fmt_money(series.total[day], cur))}{_e(note)}"
+            "</title></circle>"
+        )
+        last = index == len(dates) - 1 and index % label_every > label_every // 2
+        if index % label_every == 0 or last:
+            parts.append(
+                f'<text x="{x:.1f}" y="{plot_top + plot_height + 16}" text-anchor="middle" '
+                f'font-size="11">{day:%b %d}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _sparkline(name: str, values: Sequence[Decimal], currency: str) -> str:
+    width, height = 180, 34
+    top = max(values, default=Decimal(0))
+    points = _points(values, (2, 3, width - 4, height - 6), top)
+    peak = _fmt_money(top, currency)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="sparkline" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{_e(name)}: spend per day, at most {_e(peak)}">'
+        f"{_polyline(points, 1.5)}"
+        f"<title>{_e(name)}: at most {_e(peak)} a day</title></svg>"
+    )
+
+
+def _change_cells(change: Change | None, currency: str) -> str:
+    if change is None:
+        return '<td class="wow">–</td><td class="wow">–</td><td class="wow">–</td><td>–</td>'
+    amount = change.amount
+    sign = "+" if amount > 0 else ""
+    percent = change.percent
+    if percent is None:
+        text = "new" if change.last_week > 0 else "–"
+    else:
+        text = f"{'+' if percent > 0 else ''}{percent:.1f} %"
+    css = "up" if amount > 0 else "down" if amount < 0 else "flat"
+    return (
+        f'<td class="last-week">{_e(_fmt_money(change.last_week, currency))}</td>'
+        f'<td class="week-before">{_e(_fmt_money(change.week_before, currency))}</td>'
+        f'<td class="change {css}">{sign}{_e(_fmt_money(amount, currency))}</td>'
+        f'<td class="change-percent {css}">{_e(text)}</td>'
+    )
+
+
+def _wow_sentence(wow: WeekOverWeek | NotEnoughHistory, currency: str) -> str:
+    if isinstance(wow, NotEnoughHistory):
+        have = (
+            f"{wow.complete_days} complete day{'s' if wow.complete_days != 1 else ''} in a row"
+            + (f" (through {wow.last_day:%Y-%m-%d})" if wow.last_day else "")
+        )
+        return (
+            '<p class="wow-missing"><strong>Week over week: not enough history.</strong> '
+            f"It compares the last 7 complete days with the 7 before, so it needs "
+            f"{wow.needed} complete days of figures in a row; these reports have {_e(have)}."
+            "</p>"
+        )
+    total = wow.total
+    percent = total.percent
+    change = (
+        "no change"
+        if total.amount == 0
+        else (
+            f"{'up' if total.amount > 0 else 'down'} "
+            f"{_e(_fmt_money(abs(total.amount), currency))}"
+            + (f" ({abs(percent):.1f} %)" if percent is not None else "")
+        )
+    )
+    first, last = wow.last_week
+    before_first, before_last = wow.week_before
+    return (
+        f'<p class="wow-total"><strong>Week over week:</strong> the last 7 complete days '
+        f"({first:%b %d}–{last:%b %d}) cost {_e(_fmt_money(total.last_week, currency))}, "
+        f"{change} on the 7 days before ({before_first:%b %d}–{before_last:%b %d}, "
+        f"{_e(_fmt_money(total.week_before, currency))}).</p>"
+    )
+
+
+def _trend(periods: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Daily spend over the reports' days: the cluster's line, a line per team with its
+    total over the days shown, and week-over-week change (docs/cost-model.md)."""
+    series = _series(periods)
+    out = ['<h2 id="trend">Daily spend</h2>']
+    if not series.total:
+        out.append(
+            '<p class="muted">No daily figures: these CostReports were written before '
+            "reports carried their spend per day.</p>"
+        )
+        return "\n".join(out)
+    dates = series.dates
+    cur = series.currency
+    wow = week_over_week(series.teams, series.total, series.complete)
+    out.append(
+        f'<p class="muted">Spend per day (UTC) from {dates[0]:%Y-%m-%d} to '
+        f"{dates[-1]:%Y-%m-%d}, all AI spend (GPU, tokens, shared), in {_e(cur)}. "
+        "A hollow point is a day whose figures are not whole yet.</p>"
+    )
+    out.append(_total_chart(series))
+    out.append(_wow_sentence(wow, cur))
+    changes = wow.teams if isinstance(wow, WeekOverWeek) else {}
+    ranked = sorted(
+        series.teams.items(),
+        key=lambda item: (-sum(item[1].values(), Decimal(0)), item[0]),
+    )
+    head = (
+        '<table class="trend"><tr><th>Team</th><th>Spend per day</th>'
+        f"<th>Total {dates[0]:%b %d}–{dates[-1]:%b %d}</th>"
+        "<th>Last 7 days</th><th>7 days before</th><th>Change</th><th>Change %</th></tr>"
+    )
+    rows = []
+    for name, days in ranked:
+        values = [days.get(day, Decimal(0)) for day in dates]
+        total = sum(values, Decimal(0))
+        css = ' class="untagged"' if name == "untagged" else ""
+        rows.append(
+            f'<tr{css} data-team="{_e(name)}"><td class="name">{_e(name)}</td>'
+            f"<td>{_sparkline(name, values, cur)}</td>"
+            f'<td class="total">{_e(_fmt_money(total, cur))}</td>'
+            f"{_change_cells(changes.get(name) if changes else None, cur)}</tr>"
+        )
+    grand = sum((series.total[day] for day in dates), Decimal(0))
+    total_change = wow.total if isinstance(wow, WeekOverWeek) else None
+    rows.append(
+        '<tr class="total" data-team="cluster"><td class="name">cluster total</td>'
+        f"<td>{_sparkline('cluster total', [series.total[d] for d in dates], cur)}</td>"
+        f'<td class="total">{_e(_fmt_money(grand, cur))}</td>'
+        f"{_change_cells(total_change, cur)}</tr>"
+    )
+    out.append(head + "".join(rows) + "</table>")
+    out.append(
+        '<p class="muted">A team\'s days add up to its total in the period tables below '
+        "(to the cent); the cluster total also holds shared cost no team received. Change: "
+        "the last 7 complete days against the 7 before; a team that spent nothing the week "
+        "before shows <em>new</em>.</p>"
+    )
+    return "\n".join(out)
 
 
 def _card(value: str, label: str) -> str:
@@ -365,8 +667,11 @@ def render_showback(
     sections = [_section(period, rows) for period, rows in periods.items()]
     if not sections:
         sections = ['<p class="muted">No CostReports with figures yet.</p>']
+    else:
+        sections.insert(0, _trend(periods))
     stamp = generated.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    nav = " · ".join(f'<a href="#period-{_e(p)}">{_e(p)}</a>' for p in periods)
+    links = [f'<a href="#period-{_e(p)}">{_e(p)}</a>' for p in periods]
+    nav = " · ".join(['<a href="#trend">daily spend</a>', *links] if links else [])
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

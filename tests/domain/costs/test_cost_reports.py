@@ -286,3 +286,44 @@ def test_cost_centers_in_the_reports_carry_all_spend_and_add_up_to_each_total() 
     chat = reports["chat-2026-11"]["status"]["breakdowns"]["costCenter"]
     assert [entry["name"] for entry in chat] == ["__untagged__"]
     assert chat[0]["tokenCost"] == reports["chat-2026-11"]["status"]["tokenCost"] != "0.00"
+
+
+def test_each_report_carries_its_daily_spend_adding_up_to_its_total() -> None:
+    from finops_operator.domain.costs.trend import DayUsage, daily_costs
+
+    period = Period(datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC), NOW)
+    midnight = datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
+    days = [
+        Period(
+            period.start + datetime.timedelta(days=i), period.start + datetime.timedelta(days=i + 1)
+        )
+        for i in range(26)
+    ] + [Period(midnight, NOW)]
+    gpu = [
+        GpuUsage("search", "H100", Decimal(100) / 27),
+        GpuUsage("__untagged__", "H100", Decimal(1) / 3),
+    ]
+    usage = [DayUsage(window, gpu) for window in days]
+    pricing = Config().pricing.model_copy(update={"shared_monthly": Decimal("1000")})
+    whole = [GpuUsage("search", "H100", Decimal(100)), GpuUsage("__untagged__", "H100", Decimal(9))]
+    costs = compute_costs(
+        period=period,
+        pricing=pricing,
+        gpu_usage=whole,
+        capacity=[CapacityUsage("H100", Decimal(2000))],
+    )
+    data = dataclasses.replace(
+        report_input(),
+        teams=costs.teams,
+        untagged=costs.untagged,
+        cluster=costs.cluster,
+        daily=daily_costs(costs, [], usage, pricing),
+    )
+    for obj, status in desired_reports(data, NOW):
+        validate_against_crd({**obj, "status": status}, CRD)
+        daily = status["daily"]
+        assert [entry["date"] for entry in daily] == [f"2026-11-{d:02d}" for d in range(1, 28)]
+        assert sum(Decimal(entry["totalCost"]) for entry in daily) == Decimal(status["totalCost"])
+        assert all(re.fullmatch(r"[0-9]+\.[0-9]{2}", entry["totalCost"]) for entry in daily)
+    without = desired_reports(report_input(), NOW)
+    assert all("daily" not in status for _, status in without)  # no days, no field

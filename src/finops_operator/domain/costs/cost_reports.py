@@ -19,9 +19,10 @@ from typing import Any
 from finops_operator.domain import conventions
 from finops_operator.domain.conditions import by_type, condition, stamp
 from finops_operator.domain.costs.allocation import Allocation, rounded_money
-from finops_operator.domain.costs.money import display_hours, display_money
+from finops_operator.domain.costs.money import display_hours, display_money, round_to
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostRow, idle_percent
+from finops_operator.domain.costs.trend import CLUSTER, DailyCosts
 from finops_operator.domain.costs.usage import DIMENSIONS
 from finops_operator.domain.rules.cost_policy import API_VERSION
 
@@ -47,6 +48,8 @@ class ReportInput:
     # All spend on the five labels: with it, the breakdowns carry token, shared and
     # total cost too (docs/costreport.md); without it, GPU hours and cost only.
     allocation: Allocation | None = None
+    # The period's cost per day (`status.daily`, the showback's trend); none when empty.
+    daily: DailyCosts | None = None
 
 
 # Scope reports are named `<scope>-<period>`; no team report may take those names.
@@ -153,6 +156,20 @@ def _figures(row: CostRow, currency: str, allocation: Allocation | None) -> dict
     }
 
 
+def _daily(daily: DailyCosts | None, name: str, total: Decimal) -> list[dict[str, str]]:
+    """The row's total cost per day with figures, in cents adding up to its `totalCost`
+    to the cent."""
+    if daily is None or not daily.windows:
+        return []
+    kept = daily.measured_windows()  # a day without figures is left out, not a zero
+    values = daily.of(name)
+    cents = round_to([values[i] for i in kept], Decimal(display_money(total)))
+    return [
+        {"date": f"{daily.windows[i].start:%Y-%m-%d}", "totalCost": str(amount)}
+        for i, amount in zip(kept, cents, strict=True)
+    ]
+
+
 def _top_workloads(jobs: Sequence[JobCost], team: str | None) -> list[dict[str, Any]]:
     chosen = [job for job in jobs if team is None or job.team == team]
     chosen.sort(key=lambda job: (-job.cost, job.namespace, job.job))
@@ -206,6 +223,9 @@ def desired_reports(
         }
         status = _figures(row, data.currency, data.allocation)
         status["topWorkloads"] = _top_workloads(data.jobs, team if scope == "team" else None)
+        daily = _daily(data.daily, CLUSTER if scope == "cluster" else row.team, row.total_cost)
+        if daily:
+            status["daily"] = daily
         budget = data.budgets.get(team or "") if scope == "team" else None
         if budget:
             status["budget"] = display_money(budget)
