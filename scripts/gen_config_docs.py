@@ -49,6 +49,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("`prometheus`", "prometheus.", cfg.PrometheusConfig),
     ("`pricing`", "pricing.", cfg.PricingConfig),
     ("`reports`", "reports.", cfg.ReportsConfig),
+    ("`policyReports`", "policyReports.", cfg.PolicyReportsConfig),
 ]
 
 
