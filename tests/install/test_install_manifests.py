@@ -35,6 +35,7 @@ from finops_operator.adapters.config_file import load_config
 from finops_operator.adapters.metrics import OperatorMetrics
 from finops_operator.cli import build_parser
 from finops_operator.domain import conventions
+from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.crd_schema import SHARED_CRDS, validate_against_crd
 from tests.support.paths import ROOT
@@ -315,6 +316,10 @@ NOT_DERIVABLE: dict[Permission, str] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"): "kopf resource scanning",
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "kopf resource scanning",
 }
+# Resources a controller takes from its configuration (`self.resource`): every one it may be.
+CONFIGURED_RESOURCES: dict[str, list[tuple[str, str, str]]] = {
+    "self.resource": [api.resource for api in PUBLISHED_APIS],
+}
 # KubeApi methods whose requests are neither (group, version, plural) calls nor raw
 # requests by path (which are derived), and what each needs.
 KUBE_API_SPECIAL: dict[str, set[Permission]] = {
@@ -531,6 +536,13 @@ def kube_api_methods() -> dict[str, set[Permission]]:
     return methods
 
 
+def _called_resources(expression: str, scope: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The (group, version, plural) a call names: a module constant, or a configured one."""
+    if expression in CONFIGURED_RESOURCES:
+        return CONFIGURED_RESOURCES[expression]
+    return [eval(expression, scope)]
+
+
 @functools.cache
 def used_permissions() -> dict[Permission, str]:
     """Every (group, resource, verb) the operator's code uses, with where it comes from."""
@@ -559,13 +571,13 @@ def used_permissions() -> dict[Permission, str]:
             elif name.rpartition(".")[2] == "apply" and re.fullmatch(
                 r"(.*\.)?kube", _dotted(call.args[0]) if call.args else ""
             ):
-                group, _, plural = eval(ast.unparse(call.args[1]), scope)
                 status = any(
                     kw.arg == "status" and ast.unparse(kw.value) == "True" for kw in call.keywords
                 )
-                for verb in APPLY_VERBS:
-                    resource = f"{plural}/status" if status and verb == "patch" else plural
-                    used.setdefault((group, resource, verb), where)
+                for group, _, plural in _called_resources(ast.unparse(call.args[1]), scope):
+                    for verb in APPLY_VERBS:
+                        resource = f"{plural}/status" if status and verb == "patch" else plural
+                        used.setdefault((group, resource, verb), where)
             elif re.fullmatch(r"(.*\.)?kube\.\w+", name) and module_name != APPLY_MODULE:
                 method = name.rpartition(".")[2]
                 if method == "raw":
@@ -583,12 +595,12 @@ def used_permissions() -> dict[Permission, str]:
                     f"{where}: {name} without a (group, version, plural) tuple as *ARGS"
                 )
                 # a module constant, e.g. RULES = ("monitoring.coreos.com", "v1", "prometheusrules")
-                group, _, plural = eval(ast.unparse(call.args[0].value), scope)
                 status = any(
                     kw.arg == "status" and ast.unparse(kw.value) == "True" for kw in call.keywords
                 )
-                resource = f"{plural}/status" if status else plural
-                used.setdefault((group, resource, KUBE_API_VERBS[method]), where)
+                for group, _, plural in _called_resources(ast.unparse(call.args[0].value), scope):
+                    resource = f"{plural}/status" if status else plural
+                    used.setdefault((group, resource, KUBE_API_VERBS[method]), where)
     return used
 
 
@@ -653,6 +665,13 @@ def test_the_derivation_finds_the_watches_writes_and_events_of_the_code() -> Non
         (conventions.API_GROUP, "costreports", "create"),
     ]:
         assert permission in used_permissions(), permission
+
+
+def test_the_derivation_finds_both_report_apis_the_configuration_can_choose() -> None:
+    used = used_permissions()
+    for group, plural in (("wgpolicyk8s.io", "policyreports"), ("openreports.io", "reports")):
+        for verb in ("get", "list", "watch", "create", "patch", "delete"):
+            assert (group, plural, verb) in used, (group, plural, verb)
 
 
 def test_the_operator_is_granted_every_permission_its_code_uses() -> None:
