@@ -36,6 +36,7 @@ from typing import Any, Final
 from finops_operator.controllers.apply import Applied, apply
 from finops_operator.domain.config import ReportApi
 from finops_operator.domain.policies.policy_reports import (
+    MAX_REPORT_BYTES,
     WorkloadResult,
     desired_reports,
     is_part_name,
@@ -74,6 +75,7 @@ class PolicyReportWriter:
     ready: Callable[[], bool] = lambda: True  # kopf delivered every existing workload
     namespace_exists: Callable[[str], bool] = lambda _: True
     debounce: float = 2.0
+    max_report_bytes: int = MAX_REPORT_BYTES
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     # namespace -> (kind, name) -> result, and when each result was first found (Unix s)
@@ -84,6 +86,8 @@ class PolicyReportWriter:
     dirty: dict[str, _Dirty] = field(default_factory=dict)
     # Namespaces whose last result went in this process: their report may exist unseen.
     emptied: set[str] = field(default_factory=set)
+    # Namespaces whose reports are read again before the cache is trusted (after an election).
+    verify: set[str] = field(default_factory=set)
     available: bool | None = None  # None until the first write told
     _retry_at: float = 0.0
     _failures: int = 0
@@ -131,10 +135,13 @@ class PolicyReportWriter:
         self._mark(namespace)  # checked at the next flush; written only if it differs
 
     async def catch_up(self) -> None:
-        """After an election: check every namespace with results or reports."""
+        """After an election: check every namespace with results or reports at once, reading
+        each report again first (the API may have lost what the cache remembers)."""
         now = self.clock()
+        due = now - self.debounce * MAX_DELAY_FACTOR
         for namespace in {*self.results, *(ns for ns, _ in self.stored)}:
-            self.dirty.setdefault(namespace, _Dirty(now - self.debounce, now - self.debounce))
+            self.dirty[namespace] = _Dirty(due, due)
+            self.verify.add(namespace)
 
     def _mark(self, namespace: str) -> None:
         now = self.clock()
@@ -187,13 +194,23 @@ class PolicyReportWriter:
         if held and not self.namespace_exists(namespace):
             return 0  # being deleted: its reports go with it
         desired = desired_reports(
-            self.api, namespace, held.values(), self.found_at.get(namespace, {})
+            self.api,
+            namespace,
+            held.values(),
+            self.found_at.get(namespace, {}),
+            self.max_report_bytes,
         )
         writes = 0
         wanted: set[str] = set()
         for body in desired:
             name = body["metadata"]["name"]
             wanted.add(name)
+            if namespace in self.verify:
+                read = await self.kube.get(*self.resource, namespace, name)
+                if read is None:
+                    self.stored.pop((namespace, name), None)
+                else:
+                    self.stored[(namespace, name)] = read
             current = self.stored.get((namespace, name))
             if current is not None and same_results(current, body):
                 continue
@@ -220,6 +237,7 @@ class PolicyReportWriter:
                 await self.kube.delete(*self.resource, namespace, part_name(0))
                 writes += 1
             self.emptied.discard(namespace)
+        self.verify.discard(namespace)
         return writes
 
     def _available(self) -> None:
