@@ -131,7 +131,6 @@ class PolicyReportWriter:
             self.stored.pop((namespace, name), None)
         else:
             self.stored[(namespace, name)] = dict(body)
-        self.available = True
         self._mark(namespace)  # checked at the next flush; written only if it differs
 
     async def catch_up(self) -> None:
