@@ -241,10 +241,10 @@ def test_the_api_server_refuses_one_object_with_five_thousand_results(cluster: C
     assert not cluster.exists("policyreports", "too-big", "default")
     # Half of them, as the operator splits them (parts under 1 MB of results), is stored.
     half = {**big, "metadata": {"name": "half", "namespace": "default"}}
-    half["results"], half["summary"] = results[:2500], {"fail": 2500}
+    half["results"], half["summary"] = results[:2200], {"fail": 2200}
     assert len(json.dumps(half, separators=(",", ":"))) < 1_000_000
     cluster.kubectl("create", "-f", "-", input=json.dumps(half))
-    assert len(cluster.get("policyreports", "half", "default")["results"]) == 2500
+    assert len(cluster.get("policyreports", "half", "default")["results"]) == 2200
     cluster.kubectl("delete", "policyreports", "half", "-n", "default")
 
 
