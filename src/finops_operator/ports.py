@@ -146,8 +146,8 @@ class MetricsPort(Protocol):
         """A CostReport refresh failed; `source` is "prometheus" or "kubernetes"."""
         ...
 
-    def mark_policy_reports_available(self, available: bool) -> None:
-        """Whether the API serves the configured PolicyReport (or Report) resource."""
+    def mark_policy_reports_available(self, api: str, available: bool) -> None:
+        """Whether the API serves the configured report resource (`api`: group/version)."""
         ...
 
     def count_policy_report_failure(self, status: str) -> None:

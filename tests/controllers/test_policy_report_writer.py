@@ -144,6 +144,17 @@ async def test_a_deleted_workload_loses_its_result_and_the_last_one_the_report()
     await w.settle()
     assert w.report("team-a") is None
     assert w.writes()[-1] == "delete team-a/finops-labels"
+    assert w.kube.verbs().count("delete") == 1  # not once more blindly
+
+
+async def test_an_emptied_namespace_whose_report_the_watch_never_showed_is_deleted() -> None:
+    w = World()
+    w.writer.record(("Job", "team-a", "a"), result("team-a", "a"))
+    await w.settle()
+    w.writer.stored.clear()  # as if the watch had not delivered our report yet
+    w.writer.forget(("Job", "team-a", "a"))
+    await w.settle()
+    assert w.report("team-a") is None
 
 
 async def test_a_report_left_from_before_a_restart_is_deleted_once_synced() -> None:

@@ -317,6 +317,24 @@ def test_openreports_reports_when_configured(cluster: Cluster) -> None:
         listed = cluster.kubectl("get", "reports.openreports.io", "-A").stdout
         assert namespace in listed and REPORT in listed, listed
         assert not cluster.exists("policyreports", REPORT, namespace)
+        # Followed as the PolicyReports are: a result removed, then the Report.
+        cluster.kubectl("delete", "job", "untagged", "-n", namespace, "--wait=false")
+        wait_until(
+            lambda: (
+                (report(cluster, namespace, "reports.openreports.io") or {})
+                .get("summary", {})
+                .get("fail")
+                == 0
+            ),
+            timeout=60,
+            what="the deleted job's result is removed from the Report",
+        )
+        cluster.kubectl("delete", "job", "tagged", "-n", namespace, "--wait=false")
+        wait_until(
+            lambda: not cluster.exists("reports.openreports.io", REPORT, namespace),
+            timeout=60,
+            what="the Report of a namespace without GPU workloads is deleted",
+        )
         assert proc.poll() is None, log.read_text()
     finally:
         proc.send_signal(signal.SIGTERM)

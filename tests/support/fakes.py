@@ -346,7 +346,7 @@ class FakeMetrics:
     def count_report_failure(self, source: str) -> None:
         self.report_failures[source] += 1
 
-    def mark_policy_reports_available(self, available: bool) -> None:
+    def mark_policy_reports_available(self, api: str, available: bool) -> None:
         self.policy_reports_available = available
 
     def count_policy_report_failure(self, status: str) -> None:

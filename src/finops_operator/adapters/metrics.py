@@ -67,8 +67,10 @@ class OperatorMetrics:
         )
         self.policy_reports_available = Gauge(
             "finops_policy_reports_available",
-            "1 when the API serves the configured PolicyReport (or Report) resource and the "
-            "audit's reports are written, 0 while its CRD is missing.",
+            "1 once a PolicyReport (or Report) of the configured API was written, 0 while "
+            "the API server does not serve it (its CRD is missing); no series before the "
+            "first write.",
+            ("api",),
             registry=self.registry,
         )
         self.policy_report_failures = Counter(
@@ -110,8 +112,8 @@ class OperatorMetrics:
     def count_report_failure(self, source: str) -> None:
         self.report_failures.labels(source).inc()
 
-    def mark_policy_reports_available(self, available: bool) -> None:
-        self.policy_reports_available.set(1 if available else 0)
+    def mark_policy_reports_available(self, api: str, available: bool) -> None:
+        self.policy_reports_available.labels(api).set(1 if available else 0)
 
     def count_policy_report_failure(self, status: str) -> None:
         self.policy_report_failures.labels(status).inc()

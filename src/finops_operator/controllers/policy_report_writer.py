@@ -229,13 +229,12 @@ class PolicyReportWriter:
                 await self.kube.delete(*self.resource, namespace, name)
                 self.stored.pop((ns, name), None)
                 writes += 1
-        if not desired and not any(ns == namespace for ns, _ in self.stored):
-            # Not seen by the watch (it may not run yet): delete the first part blindly;
-            # deleting what is absent does nothing.
-            if namespace in self.emptied:
-                await self.kube.delete(*self.resource, namespace, part_name(0))
-                writes += 1
-            self.emptied.discard(namespace)
+        if not desired and not writes and namespace in self.emptied:
+            # Its report was not seen by the watch (it may not run yet): delete the first
+            # part blindly; deleting what is absent does nothing.
+            await self.kube.delete(*self.resource, namespace, part_name(0))
+            writes += 1
+        self.emptied.discard(namespace)
         self.verify.discard(namespace)
         return writes
 
@@ -244,7 +243,7 @@ class PolicyReportWriter:
             if self.available is False:
                 logger.info("%s %s is served now: writing reports", self.api.kind, self.api.value)
             self.available = True
-            self.metrics.mark_policy_reports_available(True)
+            self.metrics.mark_policy_reports_available(self.api.value, True)
 
     def _failed(self, namespace: str, err: KubeError) -> None:
         if err.status == 404 and self.namespace_exists(namespace):
@@ -259,7 +258,7 @@ class PolicyReportWriter:
                     CRD_RETRY_SECONDS,
                 )
             self.available = False
-            self.metrics.mark_policy_reports_available(False)
+            self.metrics.mark_policy_reports_available(self.api.value, False)
             self._retry_at = self.clock() + CRD_RETRY_SECONDS
             return
         if err.status == 404:  # the namespace is gone
