@@ -273,3 +273,18 @@ async def test_openreports_writes_reports_with_a_source() -> None:
     assert stored is not None
     assert stored["apiVersion"] == "openreports.io/v1alpha1" and stored["kind"] == "Report"
     assert stored["source"] == "finops-operator"
+
+
+async def test_a_namespace_the_api_refuses_does_not_hold_up_the_others() -> None:
+    w = World()
+    w.writer.record(("Job", "team-a", "a"), result("team-a", "a"))
+    w.writer.record(("Job", "team-b", "b"), result("team-b", "b"))
+    w.kube.fail_next(422, on="create")  # team-a comes first
+    await w.settle()
+    assert w.writes() == ["create team-b/finops-labels"]
+    assert w.metrics.policy_report_failures["422"] == 1
+    await w.settle()
+    assert w.writes() == ["create team-b/finops-labels"]  # not retried in a tight loop
+    w.now += policy_report_writer.MAX_RETRY_SECONDS
+    await w.writer.flush()
+    assert w.writes() == ["create team-b/finops-labels", "create team-a/finops-labels"]

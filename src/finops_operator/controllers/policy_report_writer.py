@@ -88,6 +88,8 @@ class PolicyReportWriter:
     emptied: set[str] = field(default_factory=set)
     # Namespaces whose reports are read again before the cache is trusted (after an election).
     verify: set[str] = field(default_factory=set)
+    # Namespaces whose last write was refused (4xx), and when to try them again.
+    not_before: dict[str, float] = field(default_factory=dict)
     available: bool | None = None  # None until the first write told
     _retry_at: float = 0.0
     _failures: int = 0
@@ -158,15 +160,16 @@ class PolicyReportWriter:
         return sorted(
             ns
             for ns, entry in self.dirty.items()
-            if now - entry.last >= self.debounce or now - entry.first >= longest
+            if (now - entry.last >= self.debounce or now - entry.first >= longest)
+            and now >= self.not_before.get(ns, 0.0)
         )
 
-    async def flush(self, force: bool = False) -> None:
-        """Write the namespaces that are due (every dirty one with `force`)."""
+    async def flush(self) -> None:
+        """Write the namespaces that are due."""
         now = self.clock()
         if not self.leading() or not self.ready() or now < self._retry_at:
             return
-        for namespace in sorted(self.dirty) if force else self.due(now):
+        for namespace in self.due(now):
             if not self.leading():
                 return
             marked = self.dirty.pop(namespace, None)
@@ -175,8 +178,10 @@ class PolicyReportWriter:
             except KubeError as err:
                 if marked is not None:
                     self.dirty.setdefault(namespace, marked)
-                self._failed(namespace, err)
-                return
+                if self._failed(namespace, err):
+                    return  # the API as a whole: wait before any other namespace
+                continue
+            self.not_before.pop(namespace, None)
         self._failures = 0
 
     async def run_forever(self, tick: float = 0.25) -> None:
@@ -245,7 +250,8 @@ class PolicyReportWriter:
             self.available = True
             self.metrics.mark_policy_reports_available(self.api.value, True)
 
-    def _failed(self, namespace: str, err: KubeError) -> None:
+    def _failed(self, namespace: str, err: KubeError) -> bool:
+        """Note a failed write; True when it concerns every namespace (wait before any)."""
         if err.status == 404 and self.namespace_exists(namespace):
             if self.available is not False:
                 logger.warning(
@@ -260,16 +266,28 @@ class PolicyReportWriter:
             self.available = False
             self.metrics.mark_policy_reports_available(self.api.value, False)
             self._retry_at = self.clock() + CRD_RETRY_SECONDS
-            return
+            return True
         if err.status == 404:  # the namespace is gone
             self.results.pop(namespace, None)
             self.found_at.pop(namespace, None)
             self.dirty.pop(namespace, None)
-            return
+            return False
+        self.metrics.count_policy_report_failure(str(err.status))
+        if 400 <= err.status < 500 and err.status != 429:
+            # Refused for this namespace alone (invalid, too large, forbidden): the others
+            # go on; this one is tried again later, in case what refused it changes.
+            self.not_before[namespace] = self.clock() + MAX_RETRY_SECONDS
+            logger.error(
+                "The API server refused the %s of namespace %s (retrying in %.0fs): %s",
+                self.api.kind,
+                namespace,
+                MAX_RETRY_SECONDS,
+                err,
+            )
+            return False
         self._failures += 1
         delay = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (self._failures - 1))
         self._retry_at = self.clock() + delay
-        self.metrics.count_policy_report_failure(str(err.status))
         logger.warning(
             "Cannot write the %s of namespace %s (retrying in %.0fs): %s",
             self.api.kind,
@@ -277,3 +295,4 @@ class PolicyReportWriter:
             delay,
             err,
         )
+        return True
