@@ -237,6 +237,7 @@ def same_results(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     return (
         stored.get("summary") == desired.get("summary")
         and stored.get("scope") == desired.get("scope")
+        and stored.get("source") == desired.get("source")
         and _without_timestamps(stored.get("results"))
         == _without_timestamps(desired.get("results"))
         and _labelled(stored)
@@ -265,12 +266,15 @@ def report_patch(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[
     for entry in desired.get("results") or []:
         before = kept.get(_result_key(entry))
         results.append({**entry, "timestamp": before} if before else dict(entry))
-    return {
+    patch: dict[str, Any] = {
         "metadata": {"labels": dict(REPORT_LABELS)},
         "scope": desired.get("scope"),
         "summary": desired.get("summary"),
         "results": results,
     }
+    if "source" in desired:
+        patch["source"] = desired["source"]
+    return patch
 
 
 def _result_key(entry: Mapping[str, Any]) -> str:
