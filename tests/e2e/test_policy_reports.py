@@ -32,11 +32,22 @@ from .conftest import (
     gpu_workload,
     wait_until,
 )
-from .test_leader_election import free_port
+from .test_leader_election import free_port, start_second_operator
 
-CRDS = REPO.parent / "shared" / "crds"
-if not CRDS.is_dir():
-    CRDS = Path("/work/shared/crds")
+# Where scripts/e2e-cluster.sh finds the upstream CRDs too (E2E_PROM_CRDS, ../shared/crds).
+CRDS = next(
+    (
+        folder
+        for folder in (
+            Path(os.environ.get("E2E_PROM_CRDS") or REPO.parent / "shared" / "crds"),
+            REPO.parent / "shared" / "crds",
+            Path("/tmp/shared/crds"),
+            Path("/work/shared/crds"),
+        )
+        if (folder / "wgpolicyk8s.io_policyreports.yaml").is_file()
+    ),
+    REPO.parent / "shared" / "crds",
+)
 WGPOLICY_CRD = CRDS / "wgpolicyk8s.io_policyreports.yaml"
 OPENREPORTS_CRD = CRDS / "openreports.io_reports.yaml"
 NS = "e2e-policy-reports"
@@ -146,8 +157,6 @@ def test_a_deleted_workload_loses_its_result_and_the_last_one_the_report(
 def test_an_unchanged_namespace_is_not_written_and_two_replicas_write_once(
     cluster: Cluster,
 ) -> None:
-    from .test_leader_election import start_second_operator
-
     namespace = "e2e-policy-reports-ha"
     b, b_port, _, b_log = start_second_operator(cluster)
     try:
