@@ -50,6 +50,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("`pricing`", "pricing.", cfg.PricingConfig),
     ("`reports`", "reports.", cfg.ReportsConfig),
     ("`admissionPolicies`", "admissionPolicies.", cfg.AdmissionPoliciesConfig),
+    ("`policyReports`", "policyReports.", cfg.PolicyReportsConfig),
 ]
 
 

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,14 +49,21 @@ from finops_operator.controllers.audit_writer import AuditWriter
 from finops_operator.controllers.informer_sync import InformerSync
 from finops_operator.controllers.leadership import Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
+from finops_operator.controllers.policy_report_writer import PolicyReportWriter
 from finops_operator.controllers.report_controller import REPORTS, ReportController
 from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
 from finops_operator.domain import conventions
-from finops_operator.domain.config import Config
+from finops_operator.domain.config import Config, ReportApi
 from finops_operator.domain.events import ObjectRef, event_body
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.audit import audit_workload, event_message
-from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.policies.label_check import LabelPolicy, find_exemption
+from finops_operator.domain.policies.policy_reports import (
+    PUBLISHED_APIS,
+    REPORT_LABELS,
+    workload_result,
+)
+from finops_operator.domain.policies.verdict import Skip
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from finops_operator.errors import KubeError
 
@@ -111,6 +118,7 @@ def build_registry(
     reports: ReportController,
     writer: AuditWriter,
     admission_policies: AdmissionPolicyController | None = None,
+    published: PolicyReportWriter | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -142,9 +150,14 @@ def build_registry(
         state.inventory.observe_node(type, body)
 
     for kind, (group, plural, _) in WORKLOAD_KINDS.items():
-        handler = _audit_handler(state, writer, kind)
+        handler = _audit_handler(state, writer, kind, published)
         kopf.on.event(group or "", "v1", plural, registry=registry)(handler)
     _register_policy_handlers(registry, policies)
+    for api in PUBLISHED_APIS:
+        if published is not None and api is published.api:
+            kopf.on.event(
+                api.group, api.version, api.plural, labels=REPORT_LABELS, registry=registry
+            )(_report_handler(published))
 
     @kopf.on.event(*REPORTS, registry=registry)
     def index_cost_report(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -224,17 +237,35 @@ def _event_poster(kube: KubeApi, reporter: str) -> EventPoster:
     return post
 
 
-def _audit_handler(state: OperatorState, writer: AuditWriter, kind: str) -> Any:
+def _report_handler(published: PolicyReportWriter) -> Any:
+    def index_policy_report(type: str | None, body: kopf.Body, **_: Any) -> None:
+        published.observe(type, body)
+
+    return index_policy_report
+
+
+def _audit_handler(
+    state: OperatorState, writer: AuditWriter, kind: str, published: PolicyReportWriter | None
+) -> Any:
     async def audit(type: str | None, body: kopf.Body, **_: Any) -> None:
         state.sync.observe(kind, body.metadata.uid)
         key = (kind, body.metadata.namespace or "", body.metadata.name or "")
         if type == "DELETED":
             state.mark(key, violating=False)
             writer.forget(key)
+            if published is not None:
+                published.forget(key)
             return
         obj: Mapping[str, Any] = {**body, "kind": kind}
         outcome = audit_workload(obj, state.policy, state.namespaces.get(key[1]))
         state.mark(key, violating=bool(outcome.violations))
+        if published is not None:
+            exempt = (
+                find_exemption(obj, key[1], state.config)
+                if outcome.skip is Skip.EXEMPT_ANNOTATION
+                else None
+            )
+            published.record(key, workload_result(obj, outcome, exempt))
         await writer.record(key, ObjectRef.of(obj), outcome, event_message(obj, outcome))
 
     audit.__name__ = f"audit_{kind.lower()}"
@@ -285,8 +316,11 @@ async def serve(
     admission_policies = AdmissionPolicyController(
         config=state.config, namespace=state.namespace, kube=kube, leading=leading
     )
+    published = _policy_report_writer(state, kube, leading)
     leadership.on_error = state.metrics.leader_election_errors.inc
     leadership.on_elected += [policies.catch_up, reports.catch_up, admission_policies.ensure]
+    if published is not None:
+        leadership.on_elected.append(published.catch_up)
     leadership.while_leading += [writer.flush]
     admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
     runners = [
@@ -308,6 +342,8 @@ async def serve(
         asyncio.create_task(reports.run_forever(), name="cost-reports"),
         asyncio.create_task(state.sync.run(kube), name="readiness"),
     ]
+    if published is not None:
+        background.append(asyncio.create_task(published.run_forever(), name="policy-reports"))
     if reload_certificate is not None:
         background.append(asyncio.create_task(reload_certificate, name="certificate-reload"))
     if leader_election:
@@ -322,7 +358,9 @@ async def serve(
         )
     try:
         await kopf.operator(
-            registry=build_registry(state, policies, reports, writer, admission_policies),
+            registry=build_registry(
+                state, policies, reports, writer, admission_policies, published
+            ),
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,
@@ -332,6 +370,24 @@ async def serve(
             task.cancel()
         for runner in runners:
             await runner.cleanup()
+
+
+def _policy_report_writer(
+    state: OperatorState, kube: KubeApi, leading: Callable[[], bool]
+) -> PolicyReportWriter | None:
+    """The writer of the audit's PolicyReports, or None when `policyReports.api` is off."""
+    settings = state.config.policy_reports
+    if settings.api is ReportApi.OFF:
+        return None
+    return PolicyReportWriter(
+        kube,
+        settings.api,
+        state.metrics,
+        leading=leading,
+        ready=lambda: state.sync.synced,
+        namespace_exists=lambda namespace: namespace in state.namespaces,
+        debounce=settings.debounce_seconds,
+    )
 
 
 async def _serving_certificate(

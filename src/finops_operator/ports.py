@@ -151,6 +151,14 @@ class MetricsPort(Protocol):
         """A CostReport refresh failed; `source` is "prometheus" or "kubernetes"."""
         ...
 
+    def mark_policy_reports_available(self, api: str, available: bool) -> None:
+        """Whether the API serves the configured report resource (`api`: group/version)."""
+        ...
+
+    def count_policy_report_failure(self, status: str) -> None:
+        """A PolicyReport write failed with this HTTP status ("0": unreachable)."""
+        ...
+
 
 # Makes a self-signed certificate for the webhook Service of a namespace: (cert, key) in PEM.
 CertificateIssuer = Callable[[str], tuple[bytes, bytes]]

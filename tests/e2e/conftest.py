@@ -65,6 +65,7 @@ MODULE_ORDER = (
     "test_no_writes",
     "test_cost_reports",
     "test_admission_policies",
+    "test_policy_reports",
     "test_leader_election",
     "test_rbac",
     "test_api_outage",

@@ -35,6 +35,7 @@ from finops_operator.adapters.config_file import load_config
 from finops_operator.adapters.metrics import OperatorMetrics
 from finops_operator.cli import build_parser
 from finops_operator.domain import conventions
+from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.crd_schema import SHARED_CRDS, validate_against_crd
 from tests.support.paths import ROOT
@@ -315,6 +316,10 @@ NOT_DERIVABLE: dict[Permission, str] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"): "kopf resource scanning",
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "kopf resource scanning",
 }
+# Resources a controller takes from its configuration (`self.resource`): every one it may be.
+CONFIGURED_RESOURCES: dict[str, list[tuple[str, str, str]]] = {
+    "self.resource": [api.resource for api in PUBLISHED_APIS],
+}
 # KubeApi methods whose requests are neither (group, version, plural) calls nor raw
 # requests by path (which are derived), and what each needs.
 KUBE_API_SPECIAL: dict[str, set[Permission]] = {
@@ -544,6 +549,20 @@ def kube_api_methods() -> dict[str, set[Permission]]:
     return methods
 
 
+def _called_resources(
+    node: ast.AST, call: ast.Call, parents: dict[ast.AST, ast.AST], scope: dict[str, Any]
+) -> list[tuple[str, str, str]]:
+    """The (group, version, plural)s a call names: a module constant, a loop over module
+    constants, or a configured one."""
+    expression = ast.unparse(node)
+    if expression in CONFIGURED_RESOURCES:
+        return CONFIGURED_RESOURCES[expression]
+    return [
+        eval(expression, scope, binding)
+        for binding in _constant_or_loop_bindings(node, call, parents, scope)
+    ]
+
+
 @functools.cache
 def used_permissions() -> dict[Permission, str]:
     """Every (group, resource, verb) the operator's code uses, with where it comes from."""
@@ -575,9 +594,8 @@ def used_permissions() -> dict[Permission, str]:
                 status = any(
                     kw.arg == "status" and ast.unparse(kw.value) == "True" for kw in call.keywords
                 )
-                # a module constant, or a loop over module constants
-                for binding in _constant_or_loop_bindings(call.args[1], call, parents, scope):
-                    group, _, plural = eval(ast.unparse(call.args[1]), scope, binding)
+                # a module constant, a loop over module constants, or a configured one
+                for group, _, plural in _called_resources(call.args[1], call, parents, scope):
                     for verb in APPLY_VERBS:
                         resource = f"{plural}/status" if status and verb == "patch" else plural
                         used.setdefault((group, resource, verb), where)
@@ -601,13 +619,12 @@ def used_permissions() -> dict[Permission, str]:
                     f"{where}: {name} without a (group, version, plural) tuple as *ARGS"
                 )
                 # a module constant, e.g. RULES = ("monitoring.coreos.com", "v1",
-                # "prometheusrules"), or a loop over module constants
+                # "prometheusrules"), a loop over module constants, or a configured one
                 status = any(
                     kw.arg == "status" and ast.unparse(kw.value) == "True" for kw in call.keywords
                 )
                 resource_node = call.args[0].value
-                for binding in _constant_or_loop_bindings(resource_node, call, parents, scope):
-                    group, _, plural = eval(ast.unparse(resource_node), scope, binding)
+                for group, _, plural in _called_resources(resource_node, call, parents, scope):
                     resource = f"{plural}/status" if status else plural
                     used.setdefault((group, resource, KUBE_API_VERBS[method]), where)
     return used
@@ -674,6 +691,13 @@ def test_the_derivation_finds_the_watches_writes_and_events_of_the_code() -> Non
         (conventions.API_GROUP, "costreports", "create"),
     ]:
         assert permission in used_permissions(), permission
+
+
+def test_the_derivation_finds_both_report_apis_the_configuration_can_choose() -> None:
+    used = used_permissions()
+    for group, plural in (("wgpolicyk8s.io", "policyreports"), ("openreports.io", "reports")):
+        for verb in ("get", "list", "watch", "create", "patch", "delete"):
+            assert (group, plural, verb) in used, (group, plural, verb)
 
 
 def test_the_operator_is_granted_every_permission_its_code_uses() -> None:

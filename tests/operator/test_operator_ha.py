@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.crd_schema import SHARED_CRDS, validate_against_crd
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess
 from tests.support.paths import ROOT
-from tests.support.reviews import review, workload
+from tests.support.reviews import COMPLETE_LABELS, review, workload
 
 WEBHOOKS = ROOT / "manifests" / "base" / "webhooks.yaml"
 SECRET = "finops-operator-webhook-tls"
@@ -112,6 +113,31 @@ def test_one_replica_leads_and_writes_each_change_once(
         "PATCH", cluster.path("Deployment", "team-a", "untagged")
     )
     assert len(annotation_writes) == 1
+
+
+def test_one_replica_writes_the_policy_report_of_a_namespace_once(
+    cluster: KubeEmulator, replicas: list[OperatorProcess]
+) -> None:
+    eventually(lambda: sum(leader_flags(replicas)) == 1)
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-c"}})
+    for i in range(20):
+        labels = COMPLETE_LABELS if i % 2 else None
+        cluster.create(workload("Job", name=f"job-{i:02d}", namespace="team-c", labels=labels))
+
+    def complete() -> Any:
+        report = cluster.get("PolicyReport", "team-c", "finops-labels")
+        summary = (report or {}).get("summary") or {}
+        return report if summary.get("pass") == 10 and summary.get("fail") == 10 else None
+
+    report = eventually(complete, timeout=30)
+    assert [r["resources"][0]["name"] for r in report["results"]] == [
+        f"job-{i:02d}" for i in range(20)
+    ]
+    time.sleep(3)  # both replicas had time to write it again, if they were going to
+    assert len(cluster.requests_to("POST", cluster.path("PolicyReport", "team-c"))) == 1
+    crd = SHARED_CRDS / "wgpolicyk8s.io_policyreports.yaml"
+    if crd.is_file():
+        validate_against_crd(report, crd)
 
 
 def test_the_standby_takes_over_when_the_leader_stops(

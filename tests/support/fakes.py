@@ -334,6 +334,8 @@ class FakeMetrics:
     policy_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     refreshed: dict[str, float] = field(default_factory=dict)
     report_failures: Counter[str] = field(default_factory=Counter)
+    policy_reports_available: bool | None = None
+    policy_report_failures: Counter[str] = field(default_factory=Counter)
 
     def mark_policy_ready(self, namespace: str, name: str, ready: bool) -> None:
         self.ready[(namespace, name)] = ready
@@ -349,6 +351,12 @@ class FakeMetrics:
 
     def count_report_failure(self, source: str) -> None:
         self.report_failures[source] += 1
+
+    def mark_policy_reports_available(self, api: str, available: bool) -> None:
+        self.policy_reports_available = available
+
+    def count_policy_report_failure(self, status: str) -> None:
+        self.policy_report_failures[status] += 1
 
 
 def _conforms(

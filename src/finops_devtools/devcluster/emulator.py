@@ -62,6 +62,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True),
     "finops.resilio.tech/v1alpha1/costpolicies": ("CostPolicy", True),
     "coordination.k8s.io/v1/leases": ("Lease", True),
+    "wgpolicyk8s.io/v1alpha2/policyreports": ("PolicyReport", True),
     "v1/secrets": ("Secret", True),
     "admissionregistration.k8s.io/v1/validatingwebhookconfigurations": (
         "ValidatingWebhookConfiguration",

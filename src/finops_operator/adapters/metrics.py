@@ -65,6 +65,20 @@ class OperatorMetrics:
             ("source",),
             registry=self.registry,
         )
+        self.policy_reports_available = Gauge(
+            "finops_policy_reports_available",
+            "1 once a PolicyReport (or Report) of the configured API was written, 0 while "
+            "the API server does not serve it (its CRD is missing); no series before the "
+            "first write.",
+            ("api",),
+            registry=self.registry,
+        )
+        self.policy_report_failures = Counter(
+            "finops_policy_report_write_failures",
+            "PolicyReport writes that failed, by HTTP status (0: the API was unreachable).",
+            ("status",),
+            registry=self.registry,
+        )
         self.leader = Gauge(
             "finops_leader",
             "1 on the replica that holds the Lease and writes, 0 on a standby.",
@@ -97,6 +111,12 @@ class OperatorMetrics:
 
     def count_report_failure(self, source: str) -> None:
         self.report_failures.labels(source).inc()
+
+    def mark_policy_reports_available(self, api: str, available: bool) -> None:
+        self.policy_reports_available.labels(api).set(1 if available else 0)
+
+    def count_policy_report_failure(self, status: str) -> None:
+        self.policy_report_failures.labels(status).inc()
 
 
 class InventoryCollector(Collector):

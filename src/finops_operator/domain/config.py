@@ -49,6 +49,34 @@ class Mode(StrEnum):
         return cls(value) if isinstance(value, str) and value in cls._value2member_map_ else None
 
 
+class ReportApi(StrEnum):
+    """Which report API the background audit writes its results to, or none."""
+
+    WGPOLICY = "wgpolicyk8s.io/v1alpha2"  # PolicyReport: Policy Reporter, Kyverno, Trivy
+    OPENREPORTS = "openreports.io/v1alpha1"  # Report: the successor API
+    OFF = "off"
+
+    @property
+    def group(self) -> str:
+        return self.value.partition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.value.partition("/")[2]
+
+    @property
+    def plural(self) -> str:
+        return "reports" if self is ReportApi.OPENREPORTS else "policyreports"
+
+    @property
+    def kind(self) -> str:
+        return "Report" if self is ReportApi.OPENREPORTS else "PolicyReport"
+
+    @property
+    def resource(self) -> tuple[str, str, str]:
+        return (self.group, self.version, self.plural)
+
+
 # Passed as validation context when a file is read: the file has one spelling per key.
 _FROM_FILE: Final = "from_file"
 
@@ -309,6 +337,28 @@ class AdmissionPoliciesConfig(_Model):
     )
 
 
+class PolicyReportsConfig(_Model):
+    """Where the background audit publishes its results, one report per namespace."""
+
+    api: ReportApi = Field(
+        default=ReportApi.WGPOLICY,
+        description="`wgpolicyk8s.io/v1alpha2` writes a `PolicyReport` per namespace (read by "
+        "Policy Reporter, Kyverno and Trivy Operator), `openreports.io/v1alpha1` a `Report` "
+        "(the OpenReports successor API), `off` writes none. The CRD of the chosen API must "
+        "be installed; until it is, the operator logs it once, sets the metric "
+        "`finops_policy_reports_available` to 0 and tries again every 30 seconds.",
+    )
+    debounce_seconds: float = Field(
+        default=2.0,
+        alias="debounceSeconds",
+        ge=0.1,
+        le=60,
+        description="A namespace's report is written once its results have not changed for "
+        "this long (at the latest 15 times this long after the first change), so a burst "
+        "of thousands of workloads makes one write per namespace.",
+    )
+
+
 class Config(_Model):
     """The whole configuration; `Config()` is the embedded default."""
 
@@ -350,6 +400,11 @@ class Config(_Model):
         default_factory=AdmissionPoliciesConfig,
         alias="admissionPolicies",
         description="See `admissionPolicies.*` below.",
+    )
+    policy_reports: PolicyReportsConfig = Field(
+        default_factory=PolicyReportsConfig,
+        alias="policyReports",
+        description="See `policyReports.*` below.",
     )
 
     @field_validator("labels", mode="before")
