@@ -290,7 +290,8 @@ def test_the_upstream_crd_check_refuses_a_broken_prometheus_rule() -> None:
 def test_both_kinds_of_prometheus_rule_carry_the_configured_rule_labels() -> None:
     config = parse_config({"ruleLabels": {"release": "monitoring", "team": "platform"}})
     options = AlertOptions.from_config(config)
-    policy_rule = render_policy(EXAMPLE, options)
+    without_own = with_spec(alerting__ruleLabels=None)
+    policy_rule = render_policy(without_own, options)
     shared = recording_rules_prometheus_rule(labels=config.rule_labels)
     for rule in (policy_rule, shared):
         assert rule["metadata"]["labels"]["release"] == "monitoring"
@@ -299,11 +300,11 @@ def test_both_kinds_of_prometheus_rule_carry_the_configured_rule_labels() -> Non
     assert recording_rules_prometheus_rule()["metadata"]["labels"]["release"] == (
         "kube-prometheus-stack"
     )
-    assert render_policy(EXAMPLE)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert render_policy(without_own)["metadata"]["labels"]["release"] == ("kube-prometheus-stack")
 
 
 def test_a_policys_own_rule_labels_win_over_the_configured_ones() -> None:
-    policy = with_spec(alerting={"ruleLabels": {"release": "other"}})
+    policy = with_spec(alerting__ruleLabels={"release": "other"})
     rule = render_policy(policy, AlertOptions.from_config(parse_config({})))
     assert rule["metadata"]["labels"]["release"] == "other"
 
