@@ -278,6 +278,7 @@ async def test_recording_rules_that_cannot_be_written_are_logged_not_raised(
 async def test_catching_up_writes_the_recording_rules_and_every_policy() -> None:
     world = World()
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     assert world.kube.stored(RULES, NAMESPACE, "finops-recording-rules") is not None
     assert world.rule() is not None
     assert world.ready() == ("True", "RulesApplied")
@@ -310,8 +311,10 @@ async def test_catching_up_after_the_api_came_back_empty() -> None:
     """The recording rules come back, and a policy the API no longer has is forgotten."""
     world = World()
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     world.kube.objects.clear()
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     assert world.kube.stored(RULES, NAMESPACE, "finops-recording-rules") is not None
     assert world.rule() is None  # no rule for a policy that is gone
     assert world.controller.policies == {}
@@ -335,6 +338,7 @@ def watched(world: World, prometheus: FakePrometheus) -> World:
 async def test_rules_prometheus_does_not_evaluate_make_the_policy_not_ready_and_say_why() -> None:
     world = watched(World(), FakePrometheus(answers={HEARTBEAT_QUERY: []}))
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     condition = evaluating(world)
     assert condition["status"] == "False"
     assert condition["reason"] == "RecordingRulesNotEvaluated"
@@ -353,6 +357,7 @@ async def test_once_prometheus_evaluates_the_rules_the_policy_turns_ready() -> N
     prometheus = FakePrometheus(answers={HEARTBEAT_QUERY: []})
     world = watched(World(), prometheus)
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     assert evaluating(world)["status"] == "False"
     prometheus.answers[HEARTBEAT_QUERY] = HEARTBEAT
     await world.controller.check_rules_evaluating()
@@ -366,6 +371,7 @@ async def test_an_unreachable_prometheus_is_unknown_and_leaves_ready_alone() -> 
     prometheus = FakePrometheus(answers={HEARTBEAT_QUERY: HEARTBEAT})
     world = watched(World(), prometheus)
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     assert world.ready() == ("True", "RulesApplied")
     prometheus.outage = True
     await world.controller.check_rules_evaluating()
@@ -378,6 +384,7 @@ async def test_an_unreachable_prometheus_is_unknown_and_leaves_ready_alone() -> 
 async def test_an_unchanged_answer_writes_nothing() -> None:
     world = watched(World(), FakePrometheus(answers={HEARTBEAT_QUERY: HEARTBEAT}))
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     before = len(world.kube.writes)
     await world.controller.check_rules_evaluating()
     await world.controller.check_rules_evaluating()
@@ -395,6 +402,7 @@ async def test_the_configured_rule_labels_are_named_in_the_message() -> None:
     world = watched(World(), FakePrometheus(answers={HEARTBEAT_QUERY: []}))
     world.controller.config = parse_config({"ruleLabels": {"release": "prom"}})
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     assert "release=prom" in evaluating(world)["message"]
     stored = world.kube.stored(RULES, NAMESPACE, "finops-recording-rules")
     assert stored is not None and stored["metadata"]["labels"]["release"] == "prom"

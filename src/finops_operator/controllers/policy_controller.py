@@ -188,7 +188,6 @@ class PolicyController:
         has (lost with its state, deleted while the watch was cut) is forgotten rather
         than given a rule again."""
         await self.ensure_recording_rules()
-        await self.check_rules_evaluating(reconcile=False)
         for key in list(self.policies):
             if not self.leading():
                 return
