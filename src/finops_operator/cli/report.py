@@ -37,6 +37,7 @@ from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PrometheusConfig
 from finops_operator.domain.costs.allocation import Allocation, allocate
+from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
 from finops_operator.domain.costs.focus import focus_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
@@ -237,8 +238,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     client = PrometheusClient(prometheus, timeout=args.timeout)
+    names = QueryNames.from_config(config)
     try:
-        report = report_period(client, config.pricing, period)
+        report = report_period(client, config.pricing, period, names=names)
     except PrometheusError as err:
         print(f"error: no report for {label}: {err}", file=sys.stderr)
         return 2
@@ -249,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "html" and args.period is not None:
         before = _month_before(period)
         try:
-            earlier = report_period(client, config.pricing, before)
+            earlier = report_period(client, config.pricing, before, names=names)
         except NoUsageDataError:
             earlier = None  # no figures before this month: the trend starts with it
         except PrometheusError as err:

@@ -33,6 +33,7 @@ from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.costs.allocation import allocate
+from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.cost_reports import (
     PLURAL,
     ReportInput,
@@ -42,7 +43,7 @@ from finops_operator.domain.costs.cost_reports import (
     status_changed,
 )
 from finops_operator.domain.costs.period import Period
-from finops_operator.domain.rules.policy_reconciler import team_budgets
+from finops_operator.domain.rules.policy_reconciler import team_budget_scopes, team_budgets
 from finops_operator.errors import (
     KubeError,
     NoUsageDataError,
@@ -132,7 +133,12 @@ class ReportController:
             label = f"{period.start:%Y-%m}"
             try:
                 report = await asyncio.to_thread(
-                    report_period, self.prometheus, self.config.pricing, period, now=now
+                    report_period,
+                    self.prometheus,
+                    self.config.pricing,
+                    period,
+                    now=now,
+                    names=QueryNames.from_config(self.config),
                 )
             except NoUsageDataError:
                 logger.debug("No usage in Prometheus for %s yet; nothing to report", label)
@@ -164,6 +170,12 @@ class ReportController:
                 jobs=report.jobs,
                 data_through=report.data_through,
                 budgets=budgets_of(self.policies, self.config),
+                budget_scopes={
+                    team: scope
+                    for team, (_, scope) in team_budget_scopes(
+                        self.policies.values(), self.config
+                    ).items()
+                },
                 allocation=allocate(
                     report.costs, report.usage.gpu, report.usage.tokens, report.pricing
                 ),

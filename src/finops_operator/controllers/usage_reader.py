@@ -331,8 +331,13 @@ def read_usage(
     return Usage(
         gpu=gpu,
         tokens=[
-            TokenUsage(team=_tag(team), model=model or UNKNOWN_MODEL, tokens=_whole(count))
-            for (team, model), count in sorted(tokens.items())
+            TokenUsage(
+                team=_tag(team),
+                model=model or UNKNOWN_MODEL,
+                tokens=_whole(count),
+                direction="output" if direction == "output" else "input",
+            )
+            for (team, model, direction), count in sorted(tokens.items())
         ],
         capacity=[
             CapacityUsage(gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered)
@@ -356,8 +361,15 @@ def read_usage(
                     for key, value in sorted(hours_by_window.get(index, {}).items())
                 ],
                 tokens=[
-                    TokenUsage(team=_tag(team), model=model or UNKNOWN_MODEL, tokens=count)
-                    for (team, model), count in sorted(tokens_by_window.get(index, {}).items())
+                    TokenUsage(
+                        team=_tag(team),
+                        model=model or UNKNOWN_MODEL,
+                        tokens=count,
+                        direction="output" if direction == "output" else "input",
+                    )
+                    for (team, model, direction), count in sorted(
+                        tokens_by_window.get(index, {}).items()
+                    )
                 ],
                 capacity=[
                     CapacityUsage(gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered)

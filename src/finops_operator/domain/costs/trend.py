@@ -141,8 +141,8 @@ def daily_costs(
 ) -> DailyCosts:
     """The period's cost per row (`costs`) cut into `days`.
 
-    `tokens` are the period's whole tokens by team and model (as `costs` priced
-    them); `days` the usage of each window, together the period's usage. Without
+    `tokens` are the period's whole tokens by team, model and direction (as `costs`
+    priced them); `days` the usage of each window, together the period's usage. Without
     days (a period read before daily figures existed) the result is empty.
     """
     if not days:
@@ -155,18 +155,18 @@ def daily_costs(
     hours = [w.hours if m or not any(seen) else ZERO for w, m in zip(windows, seen, strict=True)]
     with localcontext(money_context()):
         gpu: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO] * count)
-        measured: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO] * count)
+        measured: dict[tuple[str, str, str], list[Decimal]] = defaultdict(lambda: [ZERO] * count)
         for index, day in enumerate(days):
             for usage in day.gpu:
                 gpu[usage.team][index] += usage.gpu_hours * pricing.gpu_price(usage.gpu_model)
             for used in day.tokens:
-                measured[(used.team, used.model)][index] += used.tokens
+                measured[(used.team, used.model, used.direction)][index] += used.tokens
         token: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO] * count)
         for whole in tokens:
             weights = _first_positive(
-                measured.get((whole.team, whole.model), [ZERO] * count), hours
+                measured.get((whole.team, whole.model, whole.direction), [ZERO] * count), hours
             )
-            price = pricing.token_price(whole.model)
+            price = pricing.token_price(whole.model, whole.direction)
             for index, share in enumerate(_spread(whole.tokens, weights, WHOLE_TOKEN)):
                 token[whole.team][index] += share * price / 1000
 
