@@ -53,21 +53,21 @@ def period_of(
 ) -> tuple[Period, list[GpuUsage], list[TokenUsage], list[CapacityUsage]]:
     """The period's usage as usage_reader makes it: the days summed, whole tokens."""
     hours: dict[tuple[str, str], D] = defaultdict(D)
-    tokens: dict[tuple[str, str], D] = defaultdict(D)
+    tokens: dict[tuple[str, str, str], D] = defaultdict(D)
     offered: dict[str, D] = defaultdict(D)
     with localcontext(money_context()):
         for day in days:
             for gpu in day.gpu:
                 hours[(gpu.team, gpu.gpu_model)] += gpu.gpu_hours
             for used in day.tokens:
-                tokens[(used.team, used.model)] += used.tokens
+                tokens[(used.team, used.model, used.direction)] += used.tokens
             for capacity in day.capacity:
                 offered[capacity.gpu_model] += capacity.gpu_hours
     period = Period(days[0].window.start, days[-1].window.end)
     gpu = [GpuUsage(team, model, value) for (team, model), value in sorted(hours.items())]
     whole = [
-        TokenUsage(team, model, value.to_integral_value())
-        for (team, model), value in sorted(tokens.items())
+        TokenUsage(team, model, value.to_integral_value(), "output" if way == "output" else "input")
+        for (team, model, way), value in sorted(tokens.items())
     ]
     return period, gpu, whole, [CapacityUsage(m, v) for m, v in sorted(offered.items())]
 
@@ -264,3 +264,28 @@ def test_a_day_without_any_series_is_no_figure_and_gets_nothing() -> None:
     # (to the 1e-12 the split carries)
     first, *rest = daily.of(CLUSTER)[1:]
     assert all(abs(day - first) <= D("1e-12") for day in rest)
+
+
+def test_input_and_output_tokens_are_priced_each_at_its_own_price_every_day() -> None:
+    prices = pricing(
+        sharedMonthly="0", tokensPer1k={"default": "0.002", "gpt-4o": {"input": "1", "output": "4"}}
+    )
+    spans = windows(2)
+    days = [
+        DayUsage(
+            spans[0],
+            [],
+            [
+                TokenUsage("a", "gpt-4o", D(1000), "input"),
+                TokenUsage("a", "gpt-4o", D(0), "output"),
+            ],
+            capacity(spans[0]),
+        ),
+        DayUsage(spans[1], [], [TokenUsage("a", "gpt-4o", D(2000), "output")], capacity(spans[1])),
+    ]
+    costs, tokens = costs_of(days, prices)
+    daily = daily_costs(costs, tokens, days, prices)
+    # 1,000 input tokens at 1 per 1k on day 1, 2,000 output tokens at 4 per 1k on day 2
+    assert costs.row("a").token_cost == D(9)
+    assert daily.of("a") == (D(1), D(8))
+    assert total(daily.of(CLUSTER)) == costs.cluster.total_cost
