@@ -57,8 +57,8 @@ def period_of(
     offered: dict[str, D] = defaultdict(D)
     with localcontext(money_context()):
         for day in days:
-            for gpu in day.gpu:
-                hours[(gpu.team, gpu.gpu_model)] += gpu.gpu_hours
+            for used_gpu in day.gpu:
+                hours[(used_gpu.team, used_gpu.gpu_model)] += used_gpu.gpu_hours
             for used in day.tokens:
                 tokens[(used.team, used.model, used.direction)] += used.tokens
             for capacity in day.capacity:
