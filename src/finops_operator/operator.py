@@ -28,7 +28,7 @@ from finops_operator.adapters.certificate_reloader import (
     secret_source,
 )
 from finops_operator.adapters.certificates import self_signed, service_hostnames
-from finops_operator.adapters.kube_api import KubeApi
+from finops_operator.adapters.kube_api import KubeApi, user_agent
 from finops_operator.adapters.metrics import InventoryCollector, OperatorMetrics
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import (
@@ -46,7 +46,7 @@ from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.events import ObjectRef, event_body
 from finops_operator.domain.gpus.inventory import Inventory
-from finops_operator.domain.policies.audit import audit_workload, event_message
+from finops_operator.domain.policies.audit import audit_workload, event_message, judged_state
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from finops_operator.errors import KubeError
@@ -195,7 +195,8 @@ def _audit_handler(state: OperatorState, writer: AuditWriter, kind: str) -> Any:
         obj: Mapping[str, Any] = {**body, "kind": kind}
         outcome = audit_workload(obj, state.policy, state.namespaces.get(key[1]))
         state.mark(key, violating=bool(outcome.violations))
-        await writer.record(key, ObjectRef.of(obj), outcome, event_message(obj, outcome))
+        message = event_message(obj, outcome)
+        await writer.record(key, ObjectRef.of(obj), outcome, message, judged_state(obj))
 
     audit.__name__ = f"audit_{kind.lower()}"
     return audit
@@ -216,22 +217,34 @@ async def serve(
     cert_reload_seconds: float = 10.0,
 ) -> None:
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
-    kube = KubeApi(request_timeout=max(2.0, min(10.0, lease_seconds / 2)))
+    identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    timeout = max(2.0, min(10.0, lease_seconds / 2))
+    kube = KubeApi(request_timeout=timeout, agent=user_agent(identity, "operator"))
+    # The Lease has a thread and a connection of its own: a renewal never queues behind
+    # the audit's writes (docs/architecture.md, "Leadership never waits behind bulk work").
+    lease_kube = KubeApi(
+        request_timeout=timeout, workers=1, name="lease", agent=user_agent(identity, "lease")
+    )
     serving, reload_certificate = await _serving_certificate(
         state, kube, webhook_cert, webhook_key, webhook_secret, cert_reload_seconds
     )
-    identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     leadership = Leadership(
-        kube, identity, state.namespace, duration=lease_seconds, renew_every=lease_seconds / 3
+        lease_kube,
+        identity,
+        state.namespace,
+        duration=lease_seconds,
+        renew_every=lease_seconds / 3,
     )
     leading = (lambda: leadership.is_leader) if leader_election else (lambda: True)
-    writer = AuditWriter(kube, leading, identity)
+    # The leader's writes: each is sent only if this replica still leads when its turn comes.
+    writes = kube.writing_only_while(leading)
+    writer = AuditWriter(writes, leading, identity)
     policies = PolicyController(
         config=state.config,
         namespace=state.namespace,
-        kube=kube,
+        kube=writes,
         leading=leading,
-        post_event=_event_poster(kube, identity),
+        post_event=_event_poster(writes, identity),
         metrics=state.metrics,
     )
     reports = ReportController(
@@ -286,6 +299,8 @@ async def serve(
             task.cancel()
         for runner in runners:
             await runner.cleanup()
+        kube.close()
+        lease_kube.close()
 
 
 async def _serving_certificate(

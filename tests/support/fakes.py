@@ -33,7 +33,7 @@ from finops_operator.ports import KubePort, MetricsPort, PrometheusPort, Resourc
 
 ObjectKey = tuple[str, str, str, str | None, str]  # group, version, plural, namespace, name
 
-READS = frozenset({"get", "get_secret", "raw GET"})
+READS = frozenset({"get", "get_secret", "get_workload", "raw GET"})
 # Kinds whose status is a subresource: a create or a plain patch leaves the status alone.
 STATUS_SUBRESOURCES = frozenset({conventions.COSTPOLICY_PLURAL, "costreports"})
 
@@ -238,6 +238,11 @@ class FakeKube:
         if key not in self.workloads:
             raise self._refuse(404, f"patch {kind} {namespace}/{name}: 404 not found")
         self.workloads[key] = merge_patch(self.workloads[key], patch)
+
+    async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self._enter("get_workload", kind, namespace, name)
+        found = self.workloads.get((kind, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         name = (event.get("metadata") or {}).get("name")
