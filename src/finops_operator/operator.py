@@ -29,7 +29,7 @@ from finops_operator.adapters.certificate_reloader import (
 )
 from finops_operator.adapters.certificates import self_signed, service_hostnames
 from finops_operator.adapters.kube_api import KubeApi, user_agent
-from finops_operator.adapters.metrics import InventoryCollector, OperatorMetrics
+from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import (
     AdmissionApp,
@@ -67,12 +67,13 @@ class OperatorState:
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     violating: set[ObjectKey] = field(default_factory=set)
     inventory: Inventory = field(init=False)
+    exposition: InventoryExposition = field(init=False)  # the inventory on /metrics
     sync: InformerSync = field(default_factory=InformerSync)  # `/readyz`
 
     def __post_init__(self) -> None:
         self.policy = LabelPolicy(self.config)
         self.inventory = Inventory(self.policy.is_gpu)
-        self.metrics.registry.register(InventoryCollector(self.inventory, self.config.pricing))
+        self.exposition = InventoryExposition(self.inventory, self.config.pricing)
 
     def mark(self, key: ObjectKey, violating: bool) -> None:
         """Keep the violations gauge equal to the number of violating workloads."""
@@ -262,7 +263,9 @@ async def serve(
     runners = [
         await start_site(admission.app(), webhook_host, webhook_port, serving.context),
         await start_site(
-            metrics_app(state.metrics, state.sync.not_ready), webhook_host, metrics_port
+            metrics_app(state.metrics, state.sync.not_ready, state.exposition),
+            webhook_host,
+            metrics_port,
         ),
     ]
     logger.info(

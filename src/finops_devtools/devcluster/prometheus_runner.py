@@ -164,9 +164,14 @@ class PrometheusServer:
 
     # ------------------------------------------------------------ process
 
-    def start(self, timeout: float = 60.0, same_port: bool = False) -> PrometheusServer:
-        """Start on a free port, or on the previous one with `same_port` (a restart)."""
-        self.config_path.write_text(MINIMAL_CONFIG)
+    def start(
+        self, timeout: float = 60.0, same_port: bool = False, config: str = MINIMAL_CONFIG
+    ) -> PrometheusServer:
+        """Start on a free port, or on the previous one with `same_port` (a restart).
+
+        `config` is prometheus.yml: by default no scrape target (the data is backfilled).
+        """
+        self.config_path.write_text(config)
         if not (same_port and self.port):
             self.port = free_port()
         command = [

@@ -1,21 +1,28 @@
-"""The operator's own Prometheus metrics: admission traffic and label violations.
+"""The operator's own Prometheus metrics: admission traffic, label violations, GPU inventory.
 
 One registry per process, so tests and the operator never share global state.
+The GPU inventory, one series per pod and GPU resource, is not in the registry:
+`InventoryExposition` renders it once per change (docs/metrics.md, "What a
+scrape costs").
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import gzip
+import threading
+from collections.abc import Sequence
+from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.gpus.allocation import (
     ALLOCATION_LABELS,
+    UNKNOWN_MODEL,
+    PodGpus,
     allocation_samples,
     capacity_samples,
     price_samples,
@@ -99,36 +106,98 @@ class OperatorMetrics:
         self.report_failures.labels(source).inc()
 
 
-class InventoryCollector(Collector):
-    """Reads the inventory at scrape time, so the series always match the current state."""
+GZIP_LEVEL = 1  # the text repeats itself: level 1 packs it ~10x, several times faster than 9
+ALLOCATION_HELP = "GPUs held by a running pod (fractional for MIG slices and shared GPUs)."
+CAPACITY_HELP = "GPUs a node offers, in devices."
+CAPACITY_LABELS = ("node", "gpu_model", "resource")
 
-    def __init__(self, inventory: Inventory, pricing: PricingConfig) -> None:
+
+class InventoryExposition:
+    """The inventory's families in the Prometheus text format, built once per change.
+
+    At 50,000 GPU pods the allocation family is about 14 MB of text. Rendering it
+    through `prometheus_client` at every scrape cost 1.3-2.8 CPU-seconds, on the
+    event loop that answers admission. Here the text (and its gzip member) is
+    kept until `Inventory.version` moves; a rebuild renders again only the pods
+    whose record or node changed, reusing every other pod's lines. Scrapes call
+    `render` from the metrics server's own thread (`webhook_server.metrics_app`).
+
+    The output is what `generate_latest` gave for the same series (a
+    `GaugeMetricFamily` per metric, same HELP, same label order, Go float format).
+    """
+
+    def __init__(
+        self, inventory: Inventory, pricing: PricingConfig, gzip_level: int = GZIP_LEVEL
+    ) -> None:
         self.inventory = inventory
         self.pricing = pricing
+        self.gzip_level = gzip_level
+        self.rebuilds = 0
+        self._lock = threading.Lock()
+        self._version = -1
+        self._text = b""
+        self._gzipped = b""
+        # Per pod: its record, its node's (model, replicas), its lines.
+        self._lines: dict[tuple[str, str], tuple[PodGpus, tuple[str, int], str]] = {}
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def render(self) -> tuple[bytes, bytes]:
+        """The families as text, and the same text as one gzip member."""
+        with self._lock:
+            version = self.inventory.version  # before the snapshot: a later change rebuilds
+            if version != self._version:
+                self._rebuild()
+                self._version = version
+                self.rebuilds += 1
+            return self._text, self._gzipped
+
+    def _rebuild(self) -> None:
+        pods = list(self.inventory.pods.items())  # copies in C: atomic against the loop
         nodes = dict(self.inventory.nodes)
-        allocation = GaugeMetricFamily(
-            conventions.METRIC_POD_GPU_ALLOCATION,
-            "GPUs held by a running pod (fractional for MIG slices and shared GPUs).",
-            labels=ALLOCATION_LABELS,
+        previous, lines = self._lines, {}
+        parts = [_header(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_HELP)]
+        for key, pod in pods:
+            node = nodes.get(pod.node)
+            placement = (node.gpu_model, node.replicas) if node else (UNKNOWN_MODEL, 1)
+            kept = previous.get(key)
+            if kept is not None and kept[0] is pod and kept[1] == placement:
+                text = kept[2]
+            else:
+                text = "".join(
+                    _sample(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_LABELS, values, held)
+                    for values, held in allocation_samples([pod], nodes)
+                )
+            lines[key] = (pod, placement, text)
+            parts.append(text)
+        self._lines = lines
+        parts.append(_header(conventions.METRIC_NODE_GPU_CAPACITY, CAPACITY_HELP))
+        parts += [
+            _sample(conventions.METRIC_NODE_GPU_CAPACITY, CAPACITY_LABELS, values, devices)
+            for values, devices in capacity_samples(nodes)
+        ]
+        parts.append(
+            _header(
+                conventions.METRIC_GPU_HOURLY_PRICE,
+                f"Configured price of one GPU hour, in {self.pricing.currency}.",
+            )
         )
-        for values, held in allocation_samples(list(self.inventory.pods.values()), nodes):
-            allocation.add_metric(values, float(held))
-        yield allocation
-        capacity = GaugeMetricFamily(
-            conventions.METRIC_NODE_GPU_CAPACITY,
-            "GPUs a node offers, in devices.",
-            labels=("node", "gpu_model", "resource"),
-        )
-        for node_values, devices in capacity_samples(nodes):
-            capacity.add_metric(node_values, float(devices))
-        yield capacity
-        price = GaugeMetricFamily(
-            conventions.METRIC_GPU_HOURLY_PRICE,
-            f"Configured price of one GPU hour, in {self.pricing.currency}.",
-            labels=("gpu_model",),
-        )
-        for model, amount in price_samples(self.pricing, nodes):
-            price.add_metric((model,), float(amount))
-        yield price
+        parts += [
+            _sample(conventions.METRIC_GPU_HOURLY_PRICE, ("gpu_model",), (model,), amount)
+            for model, amount in price_samples(self.pricing, nodes)
+        ]
+        self._text = "".join(parts).encode()
+        self._gzipped = gzip.compress(self._text, compresslevel=self.gzip_level, mtime=0)
+
+
+def _header(name: str, help_text: str) -> str:
+    escaped = help_text.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {escaped}\n# TYPE {name} gauge\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _sample(name: str, labels: Sequence[str], values: Sequence[str], value: Decimal | float) -> str:
+    pairs = ",".join(f'{label}="{_escape(v)}"' for label, v in zip(labels, values, strict=True))
+    number: str = floatToGoString(float(value))  # type: ignore[no-untyped-call]
+    return f"{name}{{{pairs}}} {number}\n"
