@@ -286,10 +286,11 @@ async def serve(
     if leader_election:
         # Read at each scrape: a leader whose renewal hangs shows 0 from its deadline on.
         state.metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)
-        background.append(asyncio.create_task(leadership.run_forever(), name="leadership"))
+        stop_leading = leadership.start_in_thread(asyncio.get_running_loop())
     else:
         state.metrics.leader.set(1)
         background.append(asyncio.create_task(policies.catch_up(), name="catch-up"))
+        stop_leading = _nothing
     try:
         await kopf.operator(
             registry=build_registry(state, policies, reports, writer),
@@ -302,8 +303,13 @@ async def serve(
             task.cancel()
         for runner in runners:
             await runner.cleanup()
+        await asyncio.to_thread(stop_leading)
         kube.close()
         lease_kube.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _serving_certificate(

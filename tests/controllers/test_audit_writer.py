@@ -395,3 +395,26 @@ async def test_a_write_held_back_after_the_lease_is_lost_stays_pending_and_is_ch
     await world.writer.flush()
     assert world.kube.verbs() == ["get_workload", "patch_workload", "create_event"]
     assert world.annotation() == ANNOTATION
+
+
+async def test_a_standby_decision_whose_first_patch_timed_out_but_landed_still_gets_its_event() -> (
+    None
+):
+    """Lost 2 Events of 60 under load: the GET saw our own patch and took it for another's."""
+    world = World(leading=False)
+    await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
+    original = world.kube.patch_workload
+    lost = {"answers": 1}
+
+    async def lands_then_times_out(*args: Any) -> None:
+        await original(*args)
+        if lost["answers"]:
+            lost["answers"] -= 1
+            raise KubeError(0, "read timed out")
+
+    world.kube.patch_workload = lands_then_times_out  # type: ignore[method-assign]
+    world.leading = True
+    await world.writer.flush()
+    await world.writer.flush()
+    assert world.kube.verbs() == ["get_workload", "patch_workload", "get_workload", "create_event"]
+    assert len(world.kube.events) == 1 and world.writer.pending == {}

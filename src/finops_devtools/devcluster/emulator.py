@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,24 @@ def _resource_key(resource: Any) -> tuple[Any, ...]:
     return (resource.group, resource.version, resource.plural)
 
 
+def _resource_key_of(key: str) -> tuple[str, str, str]:
+    """("apps", "v1", "deployments") of "apps/v1/deployments"; ("", "v1", "pods") of "v1/pods"."""
+    parts = key.split("/")
+    return ("", parts[0], parts[1]) if len(parts) == 2 else (parts[0], parts[1], parts[2])
+
+
+@dataclass(frozen=True)
+class Write:
+    """One request that is not a read, as the emulator handled it (`KubeEmulator.writes`)."""
+
+    at: float  # time.monotonic() when handled
+    method: str
+    path: str
+    agent: str  # the User-Agent: the operator names its replica there
+    status: int
+    holder: str | None = None  # spec.holderIdentity of a Lease create or patch
+
+
 class _Emulator(kmock.KubernetesEmulator):
     """The emulator, plus generateName, uids and a log of every request.
 
@@ -106,6 +125,7 @@ class _Emulator(kmock.KubernetesEmulator):
     """
 
     log: list[tuple[str, str]]
+    writes: list[Write]
     _index: _Index
     _indexed: int
 
@@ -118,7 +138,33 @@ class _Emulator(kmock.KubernetesEmulator):
                 meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        return await super()._handle(request)
+        if method.upper() in ("GET", "HEAD"):
+            return await super()._handle(request)
+        status = 500
+        try:
+            response = await super()._handle(request)
+            status = response.status
+            return response
+        except Exception as err:
+            status = int(getattr(err, "status", 0) or getattr(err, "code", 0) or 500)
+            raise
+        finally:
+            data = request.data if isinstance(request.data, dict) else {}
+            holder = (
+                (data.get("spec") or {}).get("holderIdentity")
+                if "/leases" in str(request.url.path)
+                else None
+            )
+            self.writes.append(
+                Write(
+                    time.monotonic(),
+                    method.upper(),
+                    request.url.path,
+                    request.headers.get("User-Agent", ""),
+                    status,
+                    holder,
+                )
+            )
 
     def _KubernetesEmulator__get_objs(  # noqa: N802 - overrides kmock's private lookup
         self, request: rendering.Request, strict: bool
@@ -206,6 +252,7 @@ class KubeEmulator:
     async def _serve(self, started: asyncio.Future[None]) -> None:
         emulator = _Emulator()
         emulator.log = []
+        emulator.writes = []
         for key, (kind, namespaced) in self.resources.items():
             emulator.resources[key] = kmock.ResourceInfo(
                 kind=kind, namespaced=namespaced, verbs=VERBS
@@ -245,6 +292,28 @@ class KubeEmulator:
 
         asyncio.run_coroutine_threadsafe(store(), self._loop).result(timeout=600)
         return len(batch)
+
+    def replay(self, obj: dict[str, Any], event: str = "MODIFIED") -> None:
+        """Send `obj` to every watch of its kind as an event, without storing it: an old
+        version delivered late, as a relist, a watch-cache replay or a slow informer does."""
+        key = self.plural_of_kind[obj["kind"]]
+
+        async def send() -> None:
+            assert self.emulator is not None
+            for resource in self.emulator._buses:
+                group, version, plural = _resource_key(resource)
+                if (group or "", version, plural) == _resource_key_of(key):
+                    await self.emulator._buses[resource].put({"type": event, "object": obj})
+                    return
+            raise KeyError(f"no watch bus for {key}")
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(timeout=30)
+
+    @property
+    def writes(self) -> builtins.list[Write]:
+        """Every create, update, patch and delete so far: when, by whom, and how it ended."""
+        assert self.emulator is not None
+        return builtins.list(self.emulator.writes)
 
     def write_kubeconfig(self, path: Path) -> Path:
         config = {

@@ -71,7 +71,6 @@ class PendingWrite:
     attempted: bool = False  # the annotation patch was sent (it may have landed)
     annotated: bool = False  # the annotation is in place: only the Event is left
     check: bool = False  # read the object before writing (see the module docstring)
-    ours: bool = True  # recorded while leading: an annotation in place is our own patch
 
 
 @dataclass
@@ -130,7 +129,6 @@ class AuditWriter:
             message,
             state,
             check=not leading,
-            ours=leading,
         )
         if leading:
             await self._write(key)
@@ -199,10 +197,10 @@ class AuditWriter:
         if annotation != write.desired:
             return True
         self._remember(key, write)
-        if write.ours:
+        if write.attempted:
             write.annotated = True  # our patch landed though its answer was lost
             return True
-        self._drop(key, write)  # the leader of the time wrote it, and its Event
+        self._drop(key, write)  # never sent by us: the leader of the time wrote it, and its Event
         return False
 
     def _drop(self, key: ObjectKey, write: PendingWrite) -> None:
@@ -224,7 +222,6 @@ class AuditWriter:
         except NotSentError:
             self._unremember(key, write)  # it surely did not land
             write.check = True  # another replica may write it meanwhile
-            write.ours = write.attempted
             raise
         except KubeError as err:
             write.attempted = True
