@@ -219,12 +219,17 @@ async def serve(
 ) -> None:
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
-    timeout = max(2.0, min(10.0, lease_seconds / 2))
-    kube = KubeApi(request_timeout=timeout, agent=user_agent(identity, "operator"))
-    # The Lease has a thread and a connection of its own: a renewal never queues behind
-    # the audit's writes (docs/architecture.md, "Leadership never waits behind bulk work").
+    # Bulk calls get the client's full timeout: one that gives up early only turns a slow
+    # write into one of unknown outcome, read back before it is retried.
+    kube = KubeApi(agent=user_agent(identity, "operator"))
+    # The Lease has a thread and a connection of its own, and a timeout within its
+    # duration: a renewal never queues behind the audit's writes, and a partition ends
+    # it in time (docs/architecture.md, "Leadership never waits behind bulk work").
     lease_kube = KubeApi(
-        request_timeout=timeout, workers=1, name="lease", agent=user_agent(identity, "lease")
+        request_timeout=max(1.0, min(10.0, lease_seconds / 3)),
+        workers=1,
+        name="lease",
+        agent=user_agent(identity, "lease"),
     )
     serving, reload_certificate = await _serving_certificate(
         state, kube, webhook_cert, webhook_key, webhook_secret, cert_reload_seconds

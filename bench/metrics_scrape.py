@@ -1,0 +1,171 @@
+"""Benchmark one `/metrics` scrape of the GPU inventory at fleet scale, in this process.
+
+Fills the operator's `Inventory` with N running GPU pods (one per GPU, cost
+labels on each, 8 per node, as `bench/admission.py --pods` does) and measures,
+in CPU seconds of this process (`time.process_time`, so other load on the
+machine does not count):
+
+- `per_scrape`: what the operator did before issue 14: a collector rendered by
+  `prometheus_client.generate_latest` at every scrape (and gzip, level 9, as
+  prometheus_client's own server packs it);
+- `cached`: `InventoryExposition`: the first render (`cold`), a scrape when
+  nothing changed (`unchanged`), one after one pod changed (`one_pod_changed`)
+  and one after 1 % of the pods changed (`one_percent_changed`).
+
+Also the text and gzip sizes, and the series per pod. Prints one JSON object.
+
+Run from the repository root:  .venv/bin/python bench/metrics_scrape.py --pods 10000 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+from prometheus_client.registry import Collector  # noqa: E402
+
+from bench.admission import gpu_fleet, machine  # noqa: E402
+from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics  # noqa: E402
+from finops_operator.domain import conventions  # noqa: E402
+from finops_operator.domain.config import Config  # noqa: E402
+from finops_operator.domain.gpus.allocation import (  # noqa: E402
+    ALLOCATION_LABELS,
+    allocation_samples,
+    capacity_samples,
+    price_samples,
+)
+from finops_operator.domain.gpus.inventory import Inventory  # noqa: E402
+from finops_operator.domain.policies.label_check import LabelPolicy  # noqa: E402
+
+CONFIG = Config()
+
+
+class PerScrapeCollector(Collector):
+    """The collector the operator registered before issue 14, rendered at every scrape."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        nodes = dict(self.inventory.nodes)
+        allocation = GaugeMetricFamily(
+            conventions.METRIC_POD_GPU_ALLOCATION, "GPUs held.", labels=ALLOCATION_LABELS
+        )
+        for values, held in allocation_samples(list(self.inventory.pods.values()), nodes):
+            allocation.add_metric(values, float(held))
+        yield allocation
+        capacity = GaugeMetricFamily(
+            conventions.METRIC_NODE_GPU_CAPACITY,
+            "GPUs a node offers.",
+            labels=("node", "gpu_model", "resource"),
+        )
+        for node_values, devices in capacity_samples(nodes):
+            capacity.add_metric(node_values, float(devices))
+        yield capacity
+        price = GaugeMetricFamily(
+            conventions.METRIC_GPU_HOURLY_PRICE, "Price.", labels=("gpu_model",)
+        )
+        for model, amount in price_samples(CONFIG.pricing, nodes):
+            price.add_metric((model,), float(amount))
+        yield price
+
+
+def cpu(action: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
+    """The least CPU time of `repeat` runs of `action`, and its last result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        started = time.process_time()
+        result = action()
+        best = min(best, time.process_time() - started)
+    return best, result
+
+
+def measure(pods: int) -> dict[str, Any]:
+    inventory = Inventory(LabelPolicy(CONFIG).is_gpu)
+    fleet = gpu_fleet(pods)
+    for obj in fleet:
+        if obj["kind"] == "Node":
+            inventory.observe_node("ADDED", obj)
+        elif obj["kind"] == "Pod":
+            inventory.observe_pod("ADDED", obj)
+    assert len(inventory.pods) == pods, len(inventory.pods)
+
+    registry = CollectorRegistry()
+    registry.register(PerScrapeCollector(inventory))
+    old_text_cpu, old_text = cpu(lambda: generate_latest(registry))
+    old_gzip_cpu, old_packed = cpu(lambda: gzip.compress(generate_latest(registry)))
+
+    own = OperatorMetrics()  # the registry's few series, rendered at every scrape
+    exposition = InventoryExposition(inventory, CONFIG.pricing)
+
+    def scrape() -> bytes:
+        _, packed = exposition.render()
+        return gzip.compress(generate_latest(own.registry), compresslevel=1, mtime=0) + packed
+
+    started = time.process_time()
+    body = scrape()
+    cold = time.process_time() - started
+    unchanged, _ = cpu(scrape, repeat=5)
+    running = [obj for obj in fleet if obj["kind"] == "Pod"]
+
+    def change(count: int) -> Callable[[], Any]:
+        def run() -> Any:
+            for obj in running[:count]:  # a new feature label: a new record, new lines
+                obj["metadata"]["labels"]["resilio.tech/feature"] = f"f{time.perf_counter_ns()}"
+                inventory.observe_pod("MODIFIED", obj)
+            started = time.process_time()
+            scrape()
+            return time.process_time() - started
+
+        return run
+
+    one = min(change(1)() for _ in range(3))
+    percent = min(change(max(1, pods // 100))() for _ in range(3))
+    text, _ = exposition.render()
+    series = text.count(f"\n{conventions.METRIC_POD_GPU_ALLOCATION}{{".encode())
+    return {
+        "pods": pods,
+        "allocation_series": series,
+        "series_per_pod": round(series / pods, 3),
+        "text_bytes": len(text),
+        "bytes_per_series": round(len(text) / series, 1),
+        "per_scrape": {
+            "text_cpu_seconds": round(old_text_cpu, 4),
+            "text_and_gzip9_cpu_seconds": round(old_gzip_cpu, 4),
+            "text_bytes": len(old_text),
+            "gzip9_bytes": len(old_packed),
+        },
+        "cached": {
+            "cold_cpu_seconds": round(cold, 4),
+            "unchanged_cpu_seconds": round(unchanged, 5),
+            "one_pod_changed_cpu_seconds": round(one, 4),
+            "one_percent_changed_cpu_seconds": round(percent, 4),
+            "gzip1_bytes": len(body),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, nargs="+", default=[10_000, 50_000])
+    args = parser.parse_args(argv)
+    if any(n < 1 or n > 200_000 for n in args.pods):
+        parser.error("--pods: between 1 and 200000")
+    print(json.dumps({"runs": [measure(n) for n in args.pods], "machine": machine()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
