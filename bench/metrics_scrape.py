@@ -12,17 +12,24 @@ machine does not count):
   nothing changed (`unchanged`), one after one pod changed (`one_pod_changed`)
   and one after 1 % of the pods changed (`one_percent_changed`).
 
-Also the text and gzip sizes, and the series per pod. Prints one JSON object.
+Also the text and gzip sizes, and the series per pod. With `--prometheus S`, a
+real Prometheus (Debian's package) scrapes the operator's metrics server, as
+the operator serves it, every 5 s for S seconds, once with no pod and once per
+fleet size: what Prometheus pays (head series, heap in use, scrape duration)
+is the difference. Prints one JSON object.
 
-Run from the repository root:  .venv/bin/python bench/metrics_scrape.py --pods 10000 50000
+Run from the repository root:
+    .venv/bin/python bench/metrics_scrape.py --pods 10000 50000 [--prometheus 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,12 +39,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import yaml  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.registry import Collector  # noqa: E402
 
 from bench.admission import gpu_fleet, machine  # noqa: E402
+from finops_devtools.devcluster import free_port  # noqa: E402
+from finops_devtools.devcluster.prometheus_runner import (  # noqa: E402
+    PrometheusServer,
+    tools_available,
+)
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics  # noqa: E402
+from finops_operator.adapters.webhook_server import metrics_app, start_site  # noqa: E402
 from finops_operator.domain import conventions  # noqa: E402
 from finops_operator.domain.config import Config  # noqa: E402
 from finops_operator.domain.gpus.allocation import (  # noqa: E402
@@ -157,13 +171,75 @@ def measure(pods: int) -> dict[str, Any]:
     }
 
 
+def filled(pods: int) -> Inventory:
+    inventory = Inventory(LabelPolicy(CONFIG).is_gpu)
+    for obj in gpu_fleet(pods) if pods else []:
+        if obj["kind"] == "Node":
+            inventory.observe_node("ADDED", obj)
+        elif obj["kind"] == "Pod":
+            inventory.observe_pod("ADDED", obj)
+    return inventory
+
+
+async def scraped_by_prometheus(pods: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    """What a real Prometheus reports after scraping `pods` pods' series for `seconds`."""
+    exposition = InventoryExposition(filled(pods), CONFIG.pricing)
+    app = metrics_app(OperatorMetrics(), inventory=exposition)
+    port = free_port()
+    runner = await start_site(app, "127.0.0.1", port)
+    prometheus = PrometheusServer(workdir)
+    prometheus.port = free_port()
+    jobs = {"operator": port, "prometheus": prometheus.port}  # its own figures too
+    config = {
+        "global": {"scrape_interval": "5s", "scrape_timeout": "5s"},
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}
+            for job, target in jobs.items()
+        ],
+    }
+    try:
+        await asyncio.to_thread(prometheus.start, 60.0, True, yaml.safe_dump(config))
+        await asyncio.sleep(seconds)
+
+        def value(expr: str) -> float:
+            found = prometheus.query(expr)
+            return float(found[0]["value"][1]) if found else float("nan")
+
+        return {
+            "pods": pods,
+            "head_series": await asyncio.to_thread(value, "prometheus_tsdb_head_series"),
+            "heap_inuse_bytes": await asyncio.to_thread(value, "go_memstats_heap_inuse_bytes"),
+            "scrape_duration_seconds": await asyncio.to_thread(
+                value, 'max_over_time(scrape_duration_seconds{job="operator"}[5m])'
+            ),
+            "samples_scraped": await asyncio.to_thread(
+                value, 'scrape_samples_scraped{job="operator"}'
+            ),
+        }
+    finally:
+        await asyncio.to_thread(prometheus.stop)
+        await runner.cleanup()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pods", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument(
+        "--prometheus", type=float, default=0, help="seconds a real Prometheus scrapes"
+    )
     args = parser.parse_args(argv)
     if any(n < 1 or n > 200_000 for n in args.pods):
         parser.error("--pods: between 1 and 200000")
-    print(json.dumps({"runs": [measure(n) for n in args.pods], "machine": machine()}))
+    if args.prometheus and not tools_available():
+        parser.error("--prometheus needs Debian's prometheus package (scripts/bootstrap.sh)")
+    report: dict[str, Any] = {"runs": [measure(n) for n in args.pods], "machine": machine()}
+    if args.prometheus:
+        with tempfile.TemporaryDirectory(prefix="finops-scrape-") as workdir:
+            report["prometheus"] = [
+                asyncio.run(scraped_by_prometheus(n, args.prometheus, Path(workdir) / str(n)))
+                for n in [0, *args.pods]
+            ]
+    print(json.dumps(report))
     return 0
 
 

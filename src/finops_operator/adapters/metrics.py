@@ -2,8 +2,8 @@
 
 One registry per process, so tests and the operator never share global state.
 The GPU inventory, one series per pod and GPU resource, is not in the registry:
-`InventoryExposition` renders it once per change (docs/metrics.md, "What a
-scrape costs").
+`InventoryExposition` renders it once per change (docs/benchmarks.md,
+"/metrics at fleet scale").
 """
 
 from __future__ import annotations
