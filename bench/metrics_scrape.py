@@ -209,8 +209,14 @@ async def scraped_by_prometheus(pods: int, seconds: float, workdir: Path) -> dic
             "pods": pods,
             "head_series": await asyncio.to_thread(value, "prometheus_tsdb_head_series"),
             "heap_inuse_bytes": await asyncio.to_thread(value, "go_memstats_heap_inuse_bytes"),
-            "scrape_duration_seconds": await asyncio.to_thread(
+            "scrape_seconds_first": await asyncio.to_thread(
                 value, 'max_over_time(scrape_duration_seconds{job="operator"}[5m])'
+            ),
+            "scrape_seconds_last": await asyncio.to_thread(
+                value, 'scrape_duration_seconds{job="operator"}'
+            ),
+            "rss_bytes": await asyncio.to_thread(
+                value, 'process_resident_memory_bytes{job="prometheus"}'
             ),
             "samples_scraped": await asyncio.to_thread(
                 value, 'scrape_samples_scraped{job="operator"}'
