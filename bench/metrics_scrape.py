@@ -30,7 +30,9 @@ import gzip
 import json
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
+from aiohttp import web  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.registry import Collector  # noqa: E402
@@ -227,6 +230,67 @@ async def scraped_by_prometheus(pods: int, seconds: float, workdir: Path) -> dic
         await runner.cleanup()
 
 
+async def loop_stall(pods: int, scrapes: int = 5) -> dict[str, float]:
+    """How long a scrape holds the event loop that answers admission, before and now.
+
+    Both servers run on this process's event loop, as the operator's did; a
+    thread fetches `/metrics` (gzip) `scrapes` times from each; a ticker on the
+    loop records how late it woke (the worst delay any admission request on that
+    loop would have seen). `before` renders with `generate_latest` in the handler,
+    as the operator did; `now` is `metrics_app` with the cached inventory.
+    """
+    inventory = filled(pods)
+    registry = CollectorRegistry()
+    registry.register(PerScrapeCollector(inventory))
+
+    async def before(_: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(generate_latest(registry)))
+
+    old_app = web.Application()
+    old_app.router.add_get("/metrics", before)
+    now_app = metrics_app(
+        OperatorMetrics(), inventory=InventoryExposition(inventory, CONFIG.pricing)
+    )
+    return {
+        "before_max_stall_ms": await max_stall(old_app, scrapes),
+        "now_max_stall_ms": await max_stall(now_app, scrapes),
+    }
+
+
+async def max_stall(app: web.Application, scrapes: int) -> float:
+    """The longest the loop serving `app` was late, in ms, while a thread scrapes it."""
+    port = free_port()
+    runner = await start_site(app, "127.0.0.1", port)
+    url = f"http://127.0.0.1:{port}/metrics"
+    loop = asyncio.get_running_loop()
+    warm = threading.Event()
+    lateness = [0.0]
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        while not done.is_set():
+            due = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            if warm.is_set():
+                lateness[0] = max(lateness[0], loop.time() - due)
+
+    def fetch() -> None:
+        for index in range(scrapes + 1):  # the first renders everything: not counted
+            request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                answer.read()
+            if index == 0:
+                time.sleep(0.1)  # the ticker's first wake-up after the warm-up is not counted
+                warm.set()
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.to_thread(fetch)
+    done.set()
+    await ticker
+    await runner.cleanup()
+    return round(lateness[0] * 1000, 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pods", type=int, nargs="+", default=[10_000, 50_000])
@@ -239,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.prometheus and not tools_available():
         parser.error("--prometheus needs Debian's prometheus package (scripts/bootstrap.sh)")
     report: dict[str, Any] = {"runs": [measure(n) for n in args.pods], "machine": machine()}
+    for run in report["runs"]:
+        run["event_loop"] = asyncio.run(loop_stall(run["pods"]))
     if args.prometheus:
         with tempfile.TemporaryDirectory(prefix="finops-scrape-") as workdir:
             report["prometheus"] = [
