@@ -386,29 +386,26 @@ class RecordingProxy:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         body = await request.read()
-        size = 0
-        status = 0
-        try:
-            async with self._session.request(
-                request.method,
-                self.upstream + request.path_qs,
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-            ) as upstream:
-                status = upstream.status
-                response = web.StreamResponse(status=upstream.status)
-                for key, value in upstream.headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        response.headers[key] = value
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    size += len(chunk)
-                    await response.write(chunk)
-                await response.write_eof()
-                return response
-        finally:
-            self.requests.append(Recorded(verb, resource, status, size, time.monotonic()))
+        record = Recorded(verb, resource, 0, 0, time.monotonic())
+        self.requests.append(record)  # at the start: a watch ends only when the operator stops
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+        ) as upstream:
+            record.status = upstream.status
+            response = web.StreamResponse(status=upstream.status)
+            for key, value in upstream.headers.items():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    response.headers[key] = value
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                record.bytes += len(chunk)
+                await response.write(chunk)
+            await response.write_eof()
+            return response
 
     def stop(self) -> None:
         async def _stop() -> None:

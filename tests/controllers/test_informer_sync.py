@@ -56,3 +56,20 @@ async def test_an_unreachable_api_keeps_it_not_ready_naming_why() -> None:
     sync.observe("Namespace", "uid-a")
     await asyncio.wait_for(task, 1)
     assert sync.synced
+
+
+async def test_a_list_and_watch_stream_keeps_it_not_ready_until_its_first_list_is_over() -> None:
+    watched = {kind: where for kind, where in WATCHED.items() if kind != "Pod"}
+    kube = seeded(["a"])
+    sync = InformerSync(relist_seconds=5, check_seconds=0.01, watched=watched)
+    listed = False
+    sync.add_stream("Pod", lambda: listed)
+    task = asyncio.create_task(sync.run(kube))
+    sync.observe("Namespace", "uid-a")
+    await asyncio.sleep(0.05)
+    assert not sync.synced
+    assert sync.not_ready() == "still listing Pod"
+    assert collection_path("", "pods") not in [c.resource for c in kube.calls]  # never in one piece
+    listed = True
+    await asyncio.wait_for(task, 1)
+    assert sync.synced and sync.not_ready() is None

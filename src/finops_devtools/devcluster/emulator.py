@@ -98,6 +98,9 @@ class _Emulator(kmock.KubernetesEmulator):
     - kmock finds the objects of a request by comparing every stored object with
       it. Here they are looked up in an index by resource (and by name), built
       from kmock's own store as objects are added;
+    - kmock answers a list in one piece; here `limit` and `continue` page it (the
+      continue token is an offset into the list as it is then: objects created
+      between pages may shift it, which the benchmark's static fleet never does);
     - a watch replays every object as ADDED, even when the client has just
       listed them and watches from the list's resourceVersion (what kopf does).
       Here a list answers with a resourceVersion of its own (how many events the
@@ -152,6 +155,20 @@ class _Emulator(kmock.KubernetesEmulator):
         version = self._buses[request.resource].streamed_count if request.resource else 0
         listing: Any = await super()._serve_list(request)
         listing["metadata"]["resourceVersion"] = str(version)
+        limit = request.params.get("limit", "")
+        if limit.isdigit() and int(limit) > 0:  # pages, as kube-apiserver serves them
+            token = request.params.get("continue", "")
+            offset, _, since = token.partition(":")
+            start = int(offset) if offset.isdigit() else 0
+            if since:
+                listing["metadata"]["resourceVersion"] = since
+            items = listing["items"]
+            listing["items"] = items[start : start + int(limit)]
+            if start + int(limit) < len(items):
+                following = start + int(limit)
+                listing["metadata"]["continue"] = (
+                    f"{following}:{listing['metadata']['resourceVersion']}"
+                )
         return listing
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[Any]:

@@ -14,13 +14,18 @@ those uids. An object deleted before kopf listed it is never seen: after
 `relist_seconds` without catching up, the list is taken again (it no longer has
 that object). Once synced it stays synced (kopf's later re-lists are partial
 only for an instant, and the index never empties).
+
+Kinds read by the operator's own list-and-watch (`adapters/list_watch.py`, pods
+at fleet scale) are not compared this way: that watcher knows when its paged
+list is over, and `add_stream` makes readiness wait for it too. They are left
+out of `watched`, so readiness never lists them in one piece.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from finops_operator.domain.workloads import WORKLOAD_KINDS
@@ -43,11 +48,18 @@ def collection_path(group: str, plural: str) -> str:
 class InformerSync:
     """Whether kopf's watches have delivered everything that exists (see the module doc)."""
 
-    def __init__(self, relist_seconds: float = 10.0, check_seconds: float = 0.1) -> None:
+    def __init__(
+        self,
+        relist_seconds: float = 10.0,
+        check_seconds: float = 0.1,
+        watched: Mapping[str, tuple[str, str]] = WATCHED,
+    ) -> None:
         self.relist_seconds = relist_seconds
         self.check_seconds = check_seconds
+        self.watched = watched
         self.synced = False
-        self._seen: dict[str, set[str]] = {kind: set() for kind in WATCHED}
+        self._streams: dict[str, Callable[[], bool]] = {}
+        self._seen: dict[str, set[str]] = {kind: set() for kind in watched}
         self._expected: dict[str, set[str]] | None = None  # None until the first list
         self._problem = ""
 
@@ -59,14 +71,23 @@ class InformerSync:
     def missing(self) -> dict[str, int]:
         """How many listed objects of each kind the handlers have not seen yet."""
         if self._expected is None:
-            return dict.fromkeys(WATCHED, -1)
+            return dict.fromkeys(self.watched, -1)
         counts = {kind: len(uids - self._seen[kind]) for kind, uids in self._expected.items()}
         return {kind: count for kind, count in counts.items() if count}
+
+    def add_stream(self, kind: str, synced: Callable[[], bool]) -> None:
+        """Readiness also waits for `synced()` (a list-and-watch's first list of `kind`)."""
+        self._streams[kind] = synced
+
+    def _streams_listing(self) -> list[str]:
+        return sorted(kind for kind, synced in self._streams.items() if not synced())
 
     def not_ready(self) -> str | None:
         """Why the operator is not ready (for `/readyz`), or None once synced."""
         if self.synced:
             return None
+        if listing := self._streams_listing():
+            return f"still listing {', '.join(listing)}"
         if self._expected is None:
             detail = f": {self._problem}" if self._problem else ""
             return f"listing namespaces and workloads{detail}"
@@ -87,6 +108,8 @@ class InformerSync:
             while self.missing() and waited < self.relist_seconds:
                 await asyncio.sleep(self.check_seconds)
                 waited += self.check_seconds
+            while not self.missing() and self._streams_listing():
+                await asyncio.sleep(self.check_seconds)
             if not self.missing():
                 self.synced = True
                 listed = {kind: len(uids) for kind, uids in self._expected.items()}
@@ -96,7 +119,7 @@ class InformerSync:
 
     async def _list(self, kube: KubePort) -> dict[str, set[str]]:
         expected: dict[str, set[str]] = {}
-        for kind, (group, plural) in WATCHED.items():
+        for kind, (group, plural) in self.watched.items():
             listing = await kube.raw("GET", collection_path(group, plural))
             expected[kind] = {uid for item in _items(listing) if (uid := _uid(item))}
         return expected
