@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-from kmock._internal import enums, parsing, rendering
+from kmock._internal import enums, k8s, parsing, rendering
 
 from finops_devtools.devcluster import eventually
 from finops_operator.domain.workloads import WorkloadKind
@@ -152,24 +152,32 @@ class _Emulator(kmock.KubernetesEmulator):
         return self._index.get(_resource_key(resource), {})
 
     async def _serve_list(self, request: rendering.Request) -> Any:
-        version = self._buses[request.resource].streamed_count if request.resource else 0
-        listing: Any = await super()._serve_list(request)
-        listing["metadata"]["resourceVersion"] = str(version)
-        limit = request.params.get("limit", "")
-        if limit.isdigit() and int(limit) > 0:  # pages, as kube-apiserver serves them
-            token = request.params.get("continue", "")
-            offset, _, since = token.partition(":")
-            start = int(offset) if offset.isdigit() else 0
-            if since:
-                listing["metadata"]["resourceVersion"] = since
-            items = listing["items"]
-            listing["items"] = items[start : start + int(limit)]
-            if start + int(limit) < len(items):
+        """kmock's list, but from the index, and in pages when asked (`limit`, `continue`)."""
+        resource = request.resource
+        declared = kmock.KubernetesScaffold._get_resources(self)
+        if resource is None or (not self._keys_of(resource) and resource not in declared):
+            raise k8s.KubernetesResourceNotFoundError()
+        version = str(self._buses[resource].streamed_count)
+        metadata: dict[str, str] = {"resourceVersion": version}
+        async with self._lock:
+            stored: dict[Any, Any] = self._objects._objects
+            keys = [
+                key
+                for key in self._keys_of(resource)
+                if request.namespace is None or key[1] == request.namespace
+            ]
+            limit = request.params.get("limit", "")
+            if limit.isdigit() and int(limit) > 0:  # pages, as kube-apiserver serves them
+                offset, _, since = request.params.get("continue", "").partition(":")
+                start = int(offset) if offset.isdigit() else 0
+                metadata["resourceVersion"] = since or version
                 following = start + int(limit)
-                listing["metadata"]["continue"] = (
-                    f"{following}:{listing['metadata']['resourceVersion']}"
-                )
-        return listing
+                if following < len(keys):
+                    metadata["continue"] = f"{following}:{metadata['resourceVersion']}"
+                keys = keys[start:following]
+            objects = [stored[key] for key in keys if key in stored]
+            items = [obj.raw for obj in objects if not obj.deleted]
+        return {"metadata": metadata, "items": items}
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[Any]:
         since = request.params.get("resourceVersion")
