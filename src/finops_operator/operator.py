@@ -5,11 +5,11 @@ Every watch uses kopf event handlers, never stateful create/update handlers,
 so kopf writes no bookkeeping annotations or finalizers on anything it watches
 and compliant objects are never patched.
 
-Pods are the exception to kopf: a GPU fleet has them by the ten thousand, and
-kopf's per-object state and queues cost more memory than everything else. They
-are read by `adapters/list_watch.ListWatch` (paged list, then watch, nothing kept
-per object) and fed to the same two handlers, the GPU inventory and the audit
-(docs/benchmarks.md has the measurements behind this).
+Pods and ReplicaSets are the exception to kopf: a GPU fleet has them by the ten
+thousand, and kopf's per-object state and queues cost more memory than
+everything else. They are read by `adapters/list_watch.ListWatch` (paged list,
+then watch, nothing kept per object) and fed to the same handlers, the audit
+and, for pods, the GPU inventory (docs/benchmarks.md has the measurements).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from finops_operator.adapters.webhook_server import (
     start_site,
 )
 from finops_operator.controllers.audit_writer import AuditWriter
-from finops_operator.controllers.informer_sync import WATCHED, InformerSync
+from finops_operator.controllers.informer_sync import WATCHED, InformerSync, collection_path
 from finops_operator.controllers.leadership import Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
 from finops_operator.controllers.report_controller import REPORTS, ReportController
@@ -62,9 +62,10 @@ logger = logging.getLogger("finops_operator")
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 
-# Kinds read by our own list-and-watch instead of kopf, and the server-side filter of each:
-# a pod that has ended holds no GPU and is no longer judged.
-LEAN_KINDS: Final = {"Pod": "status.phase!=Succeeded,status.phase!=Failed"}
+# Kinds read by our own list-and-watch instead of kopf (the two a fleet has by the ten
+# thousand), with the server-side filter of each: a pod that has ended holds no GPU and is
+# no longer judged.
+LEAN_KINDS: Final = {"Pod": "status.phase!=Succeeded,status.phase!=Failed", "ReplicaSet": ""}
 
 
 @dataclass
@@ -215,40 +216,46 @@ def _audit_handler(state: OperatorState, writer: AuditWriter, kind: str) -> Any:
     return audit
 
 
-async def _watch_pods(state: OperatorState, writer: AuditWriter) -> None:
-    """Once the namespaces are indexed (a pod is judged with its namespace's labels)."""
-    watch = _pod_watch(state, writer)
+async def _watch_lean(state: OperatorState, writer: AuditWriter) -> None:
+    """Once the namespaces are indexed (a workload is judged with its namespace's labels)."""
+    connection = Connection.from_environment()
+    watches = [_lean_watch(state, writer, kind, connection) for kind in LEAN_KINDS]
     while "Namespace" in state.sync.missing() and not state.sync.synced:
         await asyncio.sleep(0.1)
-    await watch.run()
+    await asyncio.gather(*(watch.run() for watch in watches))
 
 
-def _pod_watch(state: OperatorState, writer: AuditWriter) -> ListWatch:
-    """Pods through our own list-and-watch: the GPU inventory and the audit, nothing kept."""
-    audit = _audit_handler(state, writer, "Pod")
+def _lean_watch(
+    state: OperatorState, writer: AuditWriter, kind: str, connection: Connection
+) -> ListWatch:
+    """One kind through our own list-and-watch: the audit (and for Pods the GPU inventory)."""
+    audit = _audit_handler(state, writer, kind)
+    pods = kind == "Pod"
 
     async def on_event(type: str, body: Mapping[str, Any]) -> None:
-        state.inventory.observe_pod(type, body)
+        if pods:
+            state.inventory.observe_pod(type, body)
         await audit(type, body)
 
     async def on_relisted(listed: set[tuple[str, str]]) -> None:
-        """A new list after 410 Gone: forget the pods deleted while nobody watched."""
-        for namespace, name in [key for key in state.inventory.pods if key not in listed]:
-            state.inventory.observe_pod(
-                "DELETED", {"metadata": {"namespace": namespace, "name": name}}
-            )
-        for key in [key for key in state.violating if key[0] == "Pod" and key[1:] not in listed]:
+        """A new list after 410 Gone: forget the objects deleted while nobody watched."""
+        if pods:
+            for namespace, name in [key for key in state.inventory.pods if key not in listed]:
+                gone = {"metadata": {"namespace": namespace, "name": name}}
+                state.inventory.observe_pod("DELETED", gone)
+        for key in [key for key in state.violating if key[0] == kind and key[1:] not in listed]:
             state.mark(key, violating=False)
             writer.forget(key)
 
+    group, plural, _ = WORKLOAD_KINDS[kind]
     watch = ListWatch(
-        Connection.from_environment(),
-        "/api/v1/pods",
+        connection,
+        collection_path(group, plural),
         on_event,
         on_relisted,
-        field_selector=LEAN_KINDS["Pod"],
+        field_selector=LEAN_KINDS[kind] or None,
     )
-    state.sync.add_stream("Pod", lambda: watch.synced)
+    state.sync.add_stream(kind, lambda: watch.synced)
     return watch
 
 
@@ -315,7 +322,7 @@ async def serve(
     background = [
         asyncio.create_task(reports.run_forever(), name="cost-reports"),
         asyncio.create_task(state.sync.run(kube), name="readiness"),
-        asyncio.create_task(_watch_pods(state, writer), name="pods"),
+        asyncio.create_task(_watch_lean(state, writer), name="lean-watches"),
     ]
     if reload_certificate is not None:
         background.append(asyncio.create_task(reload_certificate, name="certificate-reload"))

@@ -14,8 +14,10 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 from aiohttp import web
 
@@ -237,3 +239,24 @@ async def test_server_errors_are_retried_and_named_until_they_stop() -> None:
         await until(lambda: watch.synced)
         assert seen.events == [("ADDED", "a")]
         await until(lambda: watch.problem == "")  # cleared once a watch is open
+
+
+def test_the_connection_sends_the_kubeconfig_token(tmp_path: Path) -> None:
+    """Without it the API server sees system:anonymous (the e2e suite caught that once)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "sekret"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    (tmp_path / "kubeconfig").write_text(json.dumps(config))
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(
+        config_file=str(tmp_path / "kubeconfig"), client_configuration=configuration
+    )
+    connection = Connection.of(configuration)
+    assert connection.server == "http://127.0.0.1:1"
+    assert connection.authorization() == "Bearer sekret"
+    assert connection.ssl is False

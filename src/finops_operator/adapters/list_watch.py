@@ -81,9 +81,10 @@ class Connection:
                 context.load_cert_chain(configuration.cert_file, configuration.key_file)
 
         def authorization() -> str | None:
-            # Re-read at each request: an in-cluster token is rotated on disk.
-            value: str | None = configuration.get_api_key_with_prefix("authorization")
-            return value
+            # Re-read at each request: an in-cluster token is rotated on disk (the client's
+            # refresh hook runs here), as the client's own calls do.
+            bearer = configuration.auth_settings().get("BearerToken")
+            return str(bearer["value"]) if bearer and bearer.get("value") else None
 
         return cls(configuration.host.rstrip("/"), context, authorization)
 

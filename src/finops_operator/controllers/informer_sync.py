@@ -27,11 +27,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from finops_operator.ports import KubePort
 
 logger = logging.getLogger(__name__)
+
+PAGE_SIZE: Final = 500  # objects per list page (`limit`), as client-go's reflector asks
 
 # kind -> (API group, plural) of each resource admission and the audit read through kopf.
 WATCHED: Final[Mapping[str, tuple[str, str]]] = {
@@ -118,11 +121,26 @@ class InformerSync:
                 self._expected = None
 
     async def _list(self, kube: KubePort) -> dict[str, set[str]]:
+        """The uids of each kind, listed in pages: only a page of bodies is alive at once."""
         expected: dict[str, set[str]] = {}
         for kind, (group, plural) in self.watched.items():
-            listing = await kube.raw("GET", collection_path(group, plural))
-            expected[kind] = {uid for item in _items(listing) if (uid := _uid(item))}
+            uids: set[str] = set()
+            token = ""
+            while True:
+                query = f"?limit={PAGE_SIZE}" + (f"&continue={quote(token)}" if token else "")
+                listing = await kube.raw("GET", collection_path(group, plural) + query)
+                uids.update(uid for item in _items(listing) if (uid := _uid(item)))
+                token = _continue(listing)
+                if not token:
+                    break
+            expected[kind] = uids
         return expected
+
+
+def _continue(listing: Any) -> str:
+    metadata = listing.get("metadata") if isinstance(listing, Mapping) else None
+    token = metadata.get("continue") if isinstance(metadata, Mapping) else None
+    return token if isinstance(token, str) else ""
 
 
 def _items(listing: Any) -> list[Any]:
