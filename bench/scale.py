@@ -23,8 +23,9 @@ Targets (`--target`):
   separately from the operator's, and so is the proxy's (`proxy_cpu_seconds`).
 - `controlplane`: a real kube-apiserver and etcd (`scripts/e2e-cluster.sh up`,
   without the operator; its kube-controller-manager is stopped so that no
-  controller acts on the bench's owners and kubelet-less pods), objects created
-  over HTTP (pods with `spec.nodeName`, then their status set to Running). The
+  controller acts on the bench's owners and kubelet-less pods; the install's
+  webhooks are deleted: the fleet predates the operator), objects created over
+  HTTP (pods with `spec.nodeName`, then their status set to Running). The
   operator runs with the install's own ServiceAccount token (its RBAC).
 
 With `--tracemalloc` the operator runs under tracemalloc and writes its top
@@ -401,10 +402,13 @@ class RecordingProxy:
                 if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                     response.headers[key] = value
             await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                record.bytes += len(chunk)
-                await response.write(chunk)
-            await response.write_eof()
+            try:
+                async for chunk in upstream.content.iter_any():
+                    record.bytes += len(chunk)
+                    await response.write(chunk)
+                await response.write_eof()
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                pass  # the operator closed a watch it no longer wants
             return response
 
     def stop(self) -> None:
@@ -647,6 +651,13 @@ async def create_all(server: str, context: ssl.SSLContext, token: str, world: Fl
                     if response.status >= 300:
                         raise RuntimeError(f"status {url}: {response.status}")
 
+        # The install's webhooks call an operator that is not running yet (and would judge
+        # 100,000 creates): the fleet is what already ran before the operator was installed.
+        for kind in ("validating", "mutating"):
+            url = f"{server}/apis/admissionregistration.k8s.io/v1/{kind}webhookconfigurations"
+            async with session.delete(url) as response:
+                if response.status >= 300:
+                    raise RuntimeError(f"delete {url}: {response.status}")
         order = ["Namespace", "Node", "Deployment", "StatefulSet", "Job", "ReplicaSet", "Pod"]
         for kind in order:
             batch = [obj for obj in world.objects if obj["kind"] == kind]
