@@ -252,7 +252,10 @@ def _workload(
     gpus: int,
     first: int,
 ) -> list[dict[str, Any]]:
-    template = {"metadata": {"labels": labels}, "spec": _pod_spec(gpus)}
+    pod_spec = _pod_spec(gpus)
+    if kind == "Job":
+        pod_spec["restartPolicy"] = "Never"
+    template = {"metadata": {"labels": labels}, "spec": pod_spec}
     selector = {"matchLabels": {"app": labels["app"]}}
     api = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1"}[kind]
     spec: dict[str, Any] = {"template": template, "selector": selector}
@@ -260,6 +263,8 @@ def _workload(
         spec.update(parallelism=replicas, completions=replicas, backoffLimit=6)
     else:
         spec["replicas"] = replicas
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
     owner: dict[str, Any] = {
         "apiVersion": api,
         "kind": kind,
@@ -295,7 +300,7 @@ def _workload(
                 "apiVersion": "v1",
                 "kind": "Pod",
                 "metadata": meta,
-                "spec": {**_pod_spec(gpus), "nodeName": node},
+                "spec": {**pod_spec, "nodeName": node},
                 "status": status,
             }
         )
