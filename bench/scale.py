@@ -614,6 +614,7 @@ def controlplane_target(
 
 _PLURAL = {
     "Namespace": "/api/v1/namespaces",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
     "Node": "/api/v1/nodes",
     "Pod": "/api/v1/namespaces/{ns}/pods",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -642,6 +643,8 @@ async def create_all(server: str, context: ssl.SSLContext, token: str, world: Fl
                 obj["spec"]["suspend"] = True  # no controller runs; and none should
                 obj["spec"]["manualSelector"] = True
             async with session.post(server + path, json=obj) as response:
+                if response.status == 409 and obj["kind"] == "ServiceAccount":
+                    return  # the controller manager made it before it was stopped
                 if response.status >= 300:
                     raise RuntimeError(f"create {path}: {response.status} {await response.text()}")
                 stored = await response.json()
@@ -666,6 +669,16 @@ async def create_all(server: str, context: ssl.SSLContext, token: str, world: Fl
         order = ["Namespace", "Node", "Deployment", "StatefulSet", "Job", "ReplicaSet", "Pod"]
         for kind in order:
             batch = [obj for obj in world.objects if obj["kind"] == kind]
+            if kind == "Node":  # no controller manager: each namespace's default account
+                accounts = [
+                    {
+                        "kind": "ServiceAccount",
+                        "metadata": {"name": "default", "namespace": ns["metadata"]["name"]},
+                    }
+                    for ns in world.objects
+                    if ns["kind"] == "Namespace"
+                ]
+                batch = accounts + batch
             for i in range(0, len(batch), 256):
                 await asyncio.gather(*(create(obj) for obj in batch[i : i + 256]))
 
