@@ -23,8 +23,9 @@ Targets (`--target`):
   separately from the operator's, and so is the proxy's (`proxy_cpu_seconds`).
 - `controlplane`: a real kube-apiserver and etcd (`scripts/e2e-cluster.sh up`,
   without the operator; its kube-controller-manager is stopped so that no
-  controller acts on the bench's owners and kubelet-less pods), objects created
-  over HTTP (pods with `spec.nodeName`, then their status set to Running). The
+  controller acts on the bench's owners and kubelet-less pods; the install's
+  webhooks are deleted: the fleet predates the operator), objects created over
+  HTTP (pods with `spec.nodeName`, then their status set to Running). The
   operator runs with the install's own ServiceAccount token (its RBAC).
 
 With `--tracemalloc` the operator runs under tracemalloc and writes its top
@@ -251,7 +252,10 @@ def _workload(
     gpus: int,
     first: int,
 ) -> list[dict[str, Any]]:
-    template = {"metadata": {"labels": labels}, "spec": _pod_spec(gpus)}
+    pod_spec = _pod_spec(gpus)
+    if kind == "Job":
+        pod_spec["restartPolicy"] = "Never"
+    template = {"metadata": {"labels": labels}, "spec": pod_spec}
     selector = {"matchLabels": {"app": labels["app"]}}
     api = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1"}[kind]
     spec: dict[str, Any] = {"template": template, "selector": selector}
@@ -259,6 +263,8 @@ def _workload(
         spec.update(parallelism=replicas, completions=replicas, backoffLimit=6)
     else:
         spec["replicas"] = replicas
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
     owner: dict[str, Any] = {
         "apiVersion": api,
         "kind": kind,
@@ -294,7 +300,7 @@ def _workload(
                 "apiVersion": "v1",
                 "kind": "Pod",
                 "metadata": meta,
-                "spec": {**_pod_spec(gpus), "nodeName": node},
+                "spec": {**pod_spec, "nodeName": node},
                 "status": status,
             }
         )
@@ -386,29 +392,29 @@ class RecordingProxy:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         body = await request.read()
-        size = 0
-        status = 0
-        try:
-            async with self._session.request(
-                request.method,
-                self.upstream + request.path_qs,
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-            ) as upstream:
-                status = upstream.status
-                response = web.StreamResponse(status=upstream.status)
-                for key, value in upstream.headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        response.headers[key] = value
-                await response.prepare(request)
+        record = Recorded(verb, resource, 0, 0, time.monotonic())
+        self.requests.append(record)  # at the start: a watch ends only when the operator stops
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+        ) as upstream:
+            record.status = upstream.status
+            response = web.StreamResponse(status=upstream.status)
+            for key, value in upstream.headers.items():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    response.headers[key] = value
+            await response.prepare(request)
+            try:
                 async for chunk in upstream.content.iter_any():
-                    size += len(chunk)
+                    record.bytes += len(chunk)
                     await response.write(chunk)
                 await response.write_eof()
-                return response
-        finally:
-            self.requests.append(Recorded(verb, resource, status, size, time.monotonic()))
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                pass  # the operator closed a watch it no longer wants
+            return response
 
     def stop(self) -> None:
         async def _stop() -> None:
@@ -608,6 +614,7 @@ def controlplane_target(
 
 _PLURAL = {
     "Namespace": "/api/v1/namespaces",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
     "Node": "/api/v1/nodes",
     "Pod": "/api/v1/namespaces/{ns}/pods",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -636,6 +643,8 @@ async def create_all(server: str, context: ssl.SSLContext, token: str, world: Fl
                 obj["spec"]["suspend"] = True  # no controller runs; and none should
                 obj["spec"]["manualSelector"] = True
             async with session.post(server + path, json=obj) as response:
+                if response.status == 409 and obj["kind"] == "ServiceAccount":
+                    return  # the controller manager made it before it was stopped
                 if response.status >= 300:
                     raise RuntimeError(f"create {path}: {response.status} {await response.text()}")
                 stored = await response.json()
@@ -650,9 +659,26 @@ async def create_all(server: str, context: ssl.SSLContext, token: str, world: Fl
                     if response.status >= 300:
                         raise RuntimeError(f"status {url}: {response.status}")
 
+        # The install's webhooks call an operator that is not running yet (and would judge
+        # 100,000 creates): the fleet is what already ran before the operator was installed.
+        for kind in ("validating", "mutating"):
+            url = f"{server}/apis/admissionregistration.k8s.io/v1/{kind}webhookconfigurations"
+            async with session.delete(url) as response:
+                if response.status >= 300:
+                    raise RuntimeError(f"delete {url}: {response.status}")
         order = ["Namespace", "Node", "Deployment", "StatefulSet", "Job", "ReplicaSet", "Pod"]
         for kind in order:
             batch = [obj for obj in world.objects if obj["kind"] == kind]
+            if kind == "Node":  # no controller manager: each namespace's default account
+                accounts = [
+                    {
+                        "kind": "ServiceAccount",
+                        "metadata": {"name": "default", "namespace": ns["metadata"]["name"]},
+                    }
+                    for ns in world.objects
+                    if ns["kind"] == "Namespace"
+                ]
+                batch = accounts + batch
             for i in range(0, len(batch), 256):
                 await asyncio.gather(*(create(obj) for obj in batch[i : i + 256]))
 

@@ -4,6 +4,12 @@ Handlers are thin: they take an event, ask the domain, and write the result.
 Every watch uses kopf event handlers, never stateful create/update handlers,
 so kopf writes no bookkeeping annotations or finalizers on anything it watches
 and compliant objects are never patched.
+
+Pods and ReplicaSets are the exception to kopf: a GPU fleet has them by the ten
+thousand, and kopf's per-object state and queues cost more memory than
+everything else. They are read by `adapters/list_watch.ListWatch` (paged list,
+then watch, nothing kept per object) and fed to the same handlers, the audit
+and, for pods, the GPU inventory (docs/benchmarks.md has the measurements).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import socket
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
@@ -29,6 +35,8 @@ from finops_operator.adapters.certificate_reloader import (
 )
 from finops_operator.adapters.certificates import self_signed, service_hostnames
 from finops_operator.adapters.kube_api import KubeApi, user_agent
+from finops_operator.adapters.list_watch import Connection, ListWatch
+from finops_operator.adapters.memory import release_free_memory, resident_megabytes
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import (
@@ -37,7 +45,7 @@ from finops_operator.adapters.webhook_server import (
     start_site,
 )
 from finops_operator.controllers.audit_writer import AuditWriter
-from finops_operator.controllers.informer_sync import InformerSync
+from finops_operator.controllers.informer_sync import WATCHED, InformerSync, collection_path
 from finops_operator.controllers.leadership import Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
 from finops_operator.controllers.report_controller import REPORTS, ReportController
@@ -55,6 +63,11 @@ logger = logging.getLogger("finops_operator")
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 
+# Kinds read by our own list-and-watch instead of kopf (the two a fleet has by the ten
+# thousand), with the server-side filter of each: a pod that has ended holds no GPU and is
+# no longer judged.
+LEAN_KINDS: Final = {"Pod": "status.phase!=Succeeded,status.phase!=Failed", "ReplicaSet": ""}
+
 
 @dataclass
 class OperatorState:
@@ -68,7 +81,11 @@ class OperatorState:
     violating: set[ObjectKey] = field(default_factory=set)
     inventory: Inventory = field(init=False)
     exposition: InventoryExposition = field(init=False)  # the inventory on /metrics
-    sync: InformerSync = field(default_factory=InformerSync)  # `/readyz`
+    sync: InformerSync = field(  # `/readyz`
+        default_factory=lambda: InformerSync(
+            watched={kind: where for kind, where in WATCHED.items() if kind not in LEAN_KINDS}
+        )
+    )
 
     def __post_init__(self) -> None:
         self.policy = LabelPolicy(self.config)
@@ -113,15 +130,13 @@ def build_registry(
             state.namespaces[name] = dict(body.metadata.labels or {})
         state.sync.observe("Namespace", body.metadata.uid)
 
-    @kopf.on.event("v1", "pods", registry=registry)
-    def track_pod_gpus(type: str | None, body: kopf.Body, **_: Any) -> None:
-        state.inventory.observe_pod(type, body)
-
     @kopf.on.event("v1", "nodes", registry=registry)
     def track_node_gpus(type: str | None, body: kopf.Body, **_: Any) -> None:
         state.inventory.observe_node(type, body)
 
     for kind, (group, plural, _) in WORKLOAD_KINDS.items():
+        if kind in LEAN_KINDS:
+            continue
         handler = _audit_handler(state, writer, kind)
         kopf.on.event(group or "", "v1", plural, registry=registry)(handler)
     _register_policy_handlers(registry, policies)
@@ -186,9 +201,10 @@ def _event_poster(kube: KubeApi, reporter: str) -> EventPoster:
 
 
 def _audit_handler(state: OperatorState, writer: AuditWriter, kind: str) -> Any:
-    async def audit(type: str | None, body: kopf.Body, **_: Any) -> None:
-        state.sync.observe(kind, body.metadata.uid)
-        key = (kind, body.metadata.namespace or "", body.metadata.name or "")
+    async def audit(type: str | None, body: Mapping[str, Any], **_: Any) -> None:
+        meta = body.get("metadata") or {}
+        state.sync.observe(kind, meta.get("uid"))
+        key = (kind, meta.get("namespace") or "", meta.get("name") or "")
         if type == "DELETED":
             state.mark(key, violating=False)
             writer.forget(key)
@@ -201,6 +217,60 @@ def _audit_handler(state: OperatorState, writer: AuditWriter, kind: str) -> Any:
 
     audit.__name__ = f"audit_{kind.lower()}"
     return audit
+
+
+async def _trim_after_sync(state: OperatorState) -> None:
+    """The sync is the memory peak: once it is over, give the freed pages back."""
+    while not state.sync.synced:
+        await asyncio.sleep(1.0)
+    before = resident_megabytes()
+    await asyncio.sleep(5.0)  # the first audit writes of the sync finish
+    release_free_memory()
+    logger.info("Synced: resident memory %s MB, %s MB after giving free pages back",
+                f"{before:.0f}" if before else "?", f"{resident_megabytes() or 0:.0f}")  # fmt: skip
+
+
+async def _watch_lean(state: OperatorState, writer: AuditWriter) -> None:
+    """Once the namespaces are indexed (a workload is judged with its namespace's labels)."""
+    connection = Connection.from_environment()
+    watches = [_lean_watch(state, writer, kind, connection) for kind in LEAN_KINDS]
+    while "Namespace" in state.sync.missing() and not state.sync.synced:
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*(watch.run() for watch in watches))
+
+
+def _lean_watch(
+    state: OperatorState, writer: AuditWriter, kind: str, connection: Connection
+) -> ListWatch:
+    """One kind through our own list-and-watch: the audit (and for Pods the GPU inventory)."""
+    audit = _audit_handler(state, writer, kind)
+    pods = kind == "Pod"
+
+    async def on_event(type: str, body: Mapping[str, Any]) -> None:
+        if pods:
+            state.inventory.observe_pod(type, body)
+        await audit(type, body)
+
+    async def on_relisted(listed: set[tuple[str, str]]) -> None:
+        """A new list after 410 Gone: forget the objects deleted while nobody watched."""
+        if pods:
+            for namespace, name in [key for key in state.inventory.pods if key not in listed]:
+                gone = {"metadata": {"namespace": namespace, "name": name}}
+                state.inventory.observe_pod("DELETED", gone)
+        for key in [key for key in state.violating if key[0] == kind and key[1:] not in listed]:
+            state.mark(key, violating=False)
+            writer.forget(key)
+
+    group, plural, _ = WORKLOAD_KINDS[kind]
+    watch = ListWatch(
+        connection,
+        collection_path(group, plural),
+        on_event,
+        on_relisted,
+        field_selector=LEAN_KINDS[kind] or None,
+    )
+    state.sync.add_stream(kind, lambda: watch.synced)
+    return watch
 
 
 async def serve(
@@ -285,6 +355,8 @@ async def serve(
     background = [
         asyncio.create_task(reports.run_forever(), name="cost-reports"),
         asyncio.create_task(state.sync.run(kube), name="readiness"),
+        asyncio.create_task(_watch_lean(state, writer), name="lean-watches"),
+        asyncio.create_task(_trim_after_sync(state), name="trim-after-sync"),
     ]
     if reload_certificate is not None:
         background.append(asyncio.create_task(reload_certificate, name="certificate-reload"))

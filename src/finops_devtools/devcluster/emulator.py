@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-from kmock._internal import enums, parsing, rendering
+from kmock._internal import enums, k8s, parsing, rendering
 
 from finops_devtools.devcluster import eventually
 from finops_operator.domain.workloads import WorkloadKind
@@ -117,6 +117,9 @@ class _Emulator(kmock.KubernetesEmulator):
     - kmock finds the objects of a request by comparing every stored object with
       it. Here they are looked up in an index by resource (and by name), built
       from kmock's own store as objects are added;
+    - kmock answers a list in one piece; here `limit` and `continue` page it (the
+      continue token is an offset into the list as it is then: objects created
+      between pages may shift it, which the benchmark's static fleet never does);
     - a watch replays every object as ADDED, even when the client has just
       listed them and watches from the list's resourceVersion (what kopf does).
       Here a list answers with a resourceVersion of its own (how many events the
@@ -195,10 +198,32 @@ class _Emulator(kmock.KubernetesEmulator):
         return self._index.get(_resource_key(resource), {})
 
     async def _serve_list(self, request: rendering.Request) -> Any:
-        version = self._buses[request.resource].streamed_count if request.resource else 0
-        listing: Any = await super()._serve_list(request)
-        listing["metadata"]["resourceVersion"] = str(version)
-        return listing
+        """kmock's list, but from the index, and in pages when asked (`limit`, `continue`)."""
+        resource = request.resource
+        declared = kmock.KubernetesScaffold._get_resources(self)
+        if resource is None or (not self._keys_of(resource) and resource not in declared):
+            raise k8s.KubernetesResourceNotFoundError()
+        version = str(self._buses[resource].streamed_count)
+        metadata: dict[str, str] = {"resourceVersion": version}
+        async with self._lock:
+            stored: dict[Any, Any] = self._objects._objects
+            keys = [
+                key
+                for key in self._keys_of(resource)
+                if request.namespace is None or key[1] == request.namespace
+            ]
+            limit = request.params.get("limit", "")
+            if limit.isdigit() and int(limit) > 0:  # pages, as kube-apiserver serves them
+                offset, _, since = request.params.get("continue", "").partition(":")
+                start = int(offset) if offset.isdigit() else 0
+                metadata["resourceVersion"] = since or version
+                following = start + int(limit)
+                if following < len(keys):
+                    metadata["continue"] = f"{following}:{metadata['resourceVersion']}"
+                keys = keys[start:following]
+            objects = [stored[key] for key in keys if key in stored]
+            items = [obj.raw for obj in objects if not obj.deleted]
+        return {"metadata": metadata, "items": items}
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[Any]:
         since = request.params.get("resourceVersion")
