@@ -16,6 +16,12 @@ AdmissionReviews for GPU Pods over HTTPS with keep-alive:
 Every answer is checked (HTTP 200, the uid echoed, allowed as expected, a patch
 when one is expected); anything else counts as an error. Prints one JSON object.
 
+With `--pods N` the emulator holds N running GPU pods before the operator
+starts (so its state, and its `/metrics`, carry N allocation series), and with
+`--scrape-every S` `/metrics` is fetched (gzip, as Prometheus does) every S
+seconds during the measured load: the figures then say what scrapes cost
+admission (docs/benchmarks.md, "Admission while /metrics is scraped").
+
 Run from the repository root:  .venv/bin/python bench/admission.py --rate 500 --concurrency 16
 """
 
@@ -125,6 +131,65 @@ def check(case: Case, uid: str, status: int, payload: bytes) -> str | None:
     return None
 
 
+def gpu_fleet(pods: int) -> list[dict[str, Any]]:
+    """`pods` running 1-GPU pods with their cost labels on 8-GPU nodes, in 500 namespaces."""
+    nodes = -(-pods // 8)
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": f"gpu-{n:05d}",
+                "labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+            },
+            "status": {"capacity": {"cpu": "96", "nvidia.com/gpu": "8"}},
+        }
+        for n in range(nodes)
+    ]
+    spaces = min(500, max(1, pods // 20))
+    objects += [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"fleet-{n:04d}"}}
+        for n in range(spaces)
+    ]
+    for index in range(pods):
+        labels = {  # label values as varied as a fleet's: 50 teams, 400 features
+            **COMPLETE_LABELS,
+            "resilio.tech/team": f"team-{index % 50}",
+            "resilio.tech/feature": f"feature-{index % 400}",
+        }
+        pod = workload("Pod", f"gpu-{index:06d}", f"fleet-{index % spaces:04d}", labels)
+        pod["spec"]["nodeName"] = f"gpu-{index // 8:05d}"
+        pod["status"] = {"phase": "Running"}
+        objects.append(pod)
+    return objects
+
+
+@dataclass
+class Scrapes:
+    seconds: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    errors: int = 0
+
+
+async def scrape_every(url: str, every: float, until: float, scrapes: Scrapes) -> None:
+    """GET `url` (gzip) every `every` seconds until the loop time `until`, the first at once."""
+    loop = asyncio.get_running_loop()
+    headers = {"Accept-Encoding": "gzip"}
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        while loop.time() < until:
+            started = loop.time()
+            try:
+                async with session.get(url, headers=headers) as answer:
+                    body = await answer.read()
+                    if answer.status != 200:
+                        raise aiohttp.ClientError(f"HTTP {answer.status}")
+                scrapes.seconds.append(loop.time() - started)
+                scrapes.sizes.append(len(body))
+            except (aiohttp.ClientError, TimeoutError):
+                scrapes.errors += 1
+            await asyncio.sleep(max(0.0, started + every - loop.time()))
+
+
 async def load(
     url: str,
     tls: ssl.SSLContext,
@@ -132,6 +197,7 @@ async def load(
     concurrency: int,
     rate: float | None,
     seconds: float,
+    scrape: tuple[str, float, Scrapes] | None = None,
 ) -> tuple[Results, float]:
     """Send the mix for `seconds`; the results and the wall time actually taken."""
     results = Results()
@@ -179,7 +245,11 @@ async def load(
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, headers=headers
     ) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        scraping = []
+        if scrape is not None:
+            metrics_url, every, scrapes = scrape
+            scraping.append(scrape_every(metrics_url, every, deadline, scrapes))
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)), *scraping)
     return results, loop.time() - start
 
 
@@ -313,9 +383,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="finops-bench-") as workdir:
         cluster = KubeEmulator().start()
         try:
+            if args.pods:
+                cluster.preload(gpu_fleet(args.pods))
             operator = OperatorProcess(cluster, Path(workdir), {"mode": "enforce"})
             with pinned(operator_cores):
-                operator.start()
+                operator.start(timeout=60 + args.pods / 50)
             try:
                 assert operator.process is not None
                 pid = operator.process.pid
@@ -332,6 +404,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     probe = review(workload("Pod", namespace=LABELLED_NAMESPACE))
                     eventually(lambda: operator.review("/mutate", probe).get("patch"), timeout=30)
                 url = f"https://localhost:{operator.webhook_port}"
+                metrics_url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+                if args.pods:  # every pod in the operator's state before measuring
+                    eventually(
+                        lambda: operator.metrics().count('pod="gpu-') >= args.pods,
+                        timeout=60 + args.pods / 50,
+                    )
+                scrapes = Scrapes()
+                scrape = (metrics_url, args.scrape_every, scrapes) if args.scrape_every else None
                 if args.warmup > 0:
                     asyncio.run(
                         load(url, operator.tls, mix, args.concurrency, args.rate, args.warmup)
@@ -343,7 +423,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 client_before = time.process_time()
                 machine_before = busy_seconds()
                 results, elapsed = asyncio.run(
-                    load(url, operator.tls, mix, args.concurrency, args.rate, args.duration)
+                    load(url, operator.tls, mix, args.concurrency, args.rate, args.duration, scrape)
                 )
                 cpu_used = cpu_seconds(pid) - cpu_before
                 client_used = time.process_time() - client_before
@@ -369,6 +449,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rate": args.rate,
         "warmup": args.warmup,
         "mix": [f"{case.name} {case.path}" for case in mix],
+        "pods_in_state": args.pods,
+        "scrapes": {
+            "every_seconds": args.scrape_every,
+            "count": len(scrapes.seconds),
+            "errors": scrapes.errors,
+            "max_ms": round(max(scrapes.seconds, default=0.0) * 1000, 1),
+            "gzip_bytes": max(scrapes.sizes, default=0),
+        },
         "server": {
             **server_side(before, after),
             "cpu_utilisation": round(cpu_used / elapsed, 3),
@@ -400,7 +488,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mutate", action=argparse.BooleanOptionalAction, default=True, help="include /mutate"
     )
+    parser.add_argument(
+        "--pods", type=int, default=0, help="running GPU pods in the cluster (and /metrics)"
+    )
+    parser.add_argument(
+        "--scrape-every",
+        type=float,
+        default=None,
+        help="fetch /metrics every this many seconds while measuring",
+    )
     args = parser.parse_args(argv)
+    if args.pods < 0 or (args.scrape_every is not None and args.scrape_every <= 0):
+        parser.error("--pods must be 0 or more and --scrape-every positive")
     if args.concurrency < 1 or args.duration <= 0 or (args.rate is not None and args.rate <= 0):
         parser.error("--concurrency, --duration and --rate must be positive")
     if args.duration > 600:

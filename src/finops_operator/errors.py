@@ -12,6 +12,7 @@ errors are retried or shown as stale, never as a traceback.
     │   └── MalformedReviewError   a body that is not an AdmissionReview we can answer
     └── ExternalError (also RuntimeError): a system the operator talks to failed
         ├── KubeError              the Kubernetes API server (`status`, 0 when unreachable)
+        │   └── NotSentError       a write held back: this replica no longer leads
         └── PrometheusError        Prometheus, Thanos or Mimir
             ├── NoUsageDataError   it answered, with none of the operator's series
             └── UnusableAnswerError it answered, with nothing a cost can be computed from
@@ -85,6 +86,15 @@ class KubeError(ExternalError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class NotSentError(KubeError):
+    """A write that was never sent: by the time its turn came, this replica no longer
+    held the Lease. Status 0 (retryable); unlike other status-0 errors it surely did
+    not land."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
 
 
 class PrometheusError(ExternalError):

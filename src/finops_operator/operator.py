@@ -4,6 +4,12 @@ Handlers are thin: they take an event, ask the domain, and write the result.
 Every watch uses kopf event handlers, never stateful create/update handlers,
 so kopf writes no bookkeeping annotations or finalizers on anything it watches
 and compliant objects are never patched.
+
+Pods and ReplicaSets are the exception to kopf: a GPU fleet has them by the ten
+thousand, and kopf's per-object state and queues cost more memory than
+everything else. They are read by `adapters/list_watch.ListWatch` (paged list,
+then watch, nothing kept per object) and fed to the same handlers, the audit
+and, for pods, the GPU inventory (docs/benchmarks.md has the measurements).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import socket
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
@@ -28,8 +34,10 @@ from finops_operator.adapters.certificate_reloader import (
     secret_source,
 )
 from finops_operator.adapters.certificates import self_signed, service_hostnames
-from finops_operator.adapters.kube_api import KubeApi
-from finops_operator.adapters.metrics import InventoryCollector, OperatorMetrics
+from finops_operator.adapters.kube_api import KubeApi, user_agent
+from finops_operator.adapters.list_watch import Connection, ListWatch
+from finops_operator.adapters.memory import release_free_memory, resident_megabytes
+from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import (
     AdmissionApp,
@@ -46,7 +54,7 @@ from finops_operator.controllers.admission_policy_controller import (
     AdmissionPolicyController,
 )
 from finops_operator.controllers.audit_writer import AuditWriter
-from finops_operator.controllers.informer_sync import InformerSync
+from finops_operator.controllers.informer_sync import WATCHED, InformerSync, collection_path
 from finops_operator.controllers.leadership import Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
 from finops_operator.controllers.policy_report_writer import PolicyReportWriter
@@ -56,7 +64,7 @@ from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, ReportApi
 from finops_operator.domain.events import ObjectRef, event_body
 from finops_operator.domain.gpus.inventory import Inventory
-from finops_operator.domain.policies.audit import audit_workload, event_message
+from finops_operator.domain.policies.audit import audit_workload, event_message, judged_state
 from finops_operator.domain.policies.label_check import LabelPolicy, find_exemption
 from finops_operator.domain.policies.policy_reports import (
     PUBLISHED_APIS,
@@ -71,6 +79,11 @@ logger = logging.getLogger("finops_operator")
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 
+# Kinds read by our own list-and-watch instead of kopf (the two a fleet has by the ten
+# thousand), with the server-side filter of each: a pod that has ended holds no GPU and is
+# no longer judged.
+LEAN_KINDS: Final = {"Pod": "status.phase!=Succeeded,status.phase!=Failed", "ReplicaSet": ""}
+
 
 @dataclass
 class OperatorState:
@@ -83,12 +96,17 @@ class OperatorState:
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     violating: set[ObjectKey] = field(default_factory=set)
     inventory: Inventory = field(init=False)
-    sync: InformerSync = field(default_factory=InformerSync)  # `/readyz`
+    exposition: InventoryExposition = field(init=False)  # the inventory on /metrics
+    sync: InformerSync = field(  # `/readyz`
+        default_factory=lambda: InformerSync(
+            watched={kind: where for kind, where in WATCHED.items() if kind not in LEAN_KINDS}
+        )
+    )
 
     def __post_init__(self) -> None:
         self.policy = LabelPolicy(self.config)
         self.inventory = Inventory(self.policy.is_gpu)
-        self.metrics.registry.register(InventoryCollector(self.inventory, self.config.pricing))
+        self.exposition = InventoryExposition(self.inventory, self.config.pricing)
 
     def mark(self, key: ObjectKey, violating: bool) -> None:
         """Keep the violations gauge equal to the number of violating workloads."""
@@ -141,15 +159,13 @@ def build_registry(
             state.namespaces[name] = dict(body.metadata.labels or {})
         state.sync.observe("Namespace", body.metadata.uid)
 
-    @kopf.on.event("v1", "pods", registry=registry)
-    def track_pod_gpus(type: str | None, body: kopf.Body, **_: Any) -> None:
-        state.inventory.observe_pod(type, body)
-
     @kopf.on.event("v1", "nodes", registry=registry)
     def track_node_gpus(type: str | None, body: kopf.Body, **_: Any) -> None:
         state.inventory.observe_node(type, body)
 
     for kind, (group, plural, _) in WORKLOAD_KINDS.items():
+        if kind in LEAN_KINDS:
+            continue
         handler = _audit_handler(state, writer, kind, published)
         kopf.on.event(group or "", "v1", plural, registry=registry)(handler)
     _register_policy_handlers(registry, policies)
@@ -247,9 +263,10 @@ def _report_handler(published: PolicyReportWriter) -> Any:
 def _audit_handler(
     state: OperatorState, writer: AuditWriter, kind: str, published: PolicyReportWriter | None
 ) -> Any:
-    async def audit(type: str | None, body: kopf.Body, **_: Any) -> None:
-        state.sync.observe(kind, body.metadata.uid)
-        key = (kind, body.metadata.namespace or "", body.metadata.name or "")
+    async def audit(type: str | None, body: Mapping[str, Any], **_: Any) -> None:
+        meta = body.get("metadata") or {}
+        state.sync.observe(kind, meta.get("uid"))
+        key = (kind, meta.get("namespace") or "", meta.get("name") or "")
         if type == "DELETED":
             state.mark(key, violating=False)
             writer.forget(key)
@@ -266,10 +283,73 @@ def _audit_handler(
                 else None
             )
             published.record(key, workload_result(obj, outcome, exempt))
-        await writer.record(key, ObjectRef.of(obj), outcome, event_message(obj, outcome))
+        message = event_message(obj, outcome)
+        await writer.record(key, ObjectRef.of(obj), outcome, message, judged_state(obj))
 
     audit.__name__ = f"audit_{kind.lower()}"
     return audit
+
+
+async def _trim_after_sync(state: OperatorState) -> None:
+    """The sync is the memory peak: once it is over, give the freed pages back."""
+    while not state.sync.synced:
+        await asyncio.sleep(1.0)
+    before = resident_megabytes()
+    await asyncio.sleep(5.0)  # the first audit writes of the sync finish
+    release_free_memory()
+    logger.info("Synced: resident memory %s MB, %s MB after giving free pages back",
+                f"{before:.0f}" if before else "?", f"{resident_megabytes() or 0:.0f}")  # fmt: skip
+
+
+async def _watch_lean(
+    state: OperatorState, writer: AuditWriter, published: PolicyReportWriter | None
+) -> None:
+    """Once the namespaces are indexed (a workload is judged with its namespace's labels)."""
+    connection = Connection.from_environment()
+    watches = [_lean_watch(state, writer, published, kind, connection) for kind in LEAN_KINDS]
+    while "Namespace" in state.sync.missing() and not state.sync.synced:
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*(watch.run() for watch in watches))
+
+
+def _lean_watch(
+    state: OperatorState,
+    writer: AuditWriter,
+    published: PolicyReportWriter | None,
+    kind: str,
+    connection: Connection,
+) -> ListWatch:
+    """One kind through our own list-and-watch: the audit (and for Pods the GPU inventory)."""
+    audit = _audit_handler(state, writer, kind, published)
+    pods = kind == "Pod"
+
+    async def on_event(type: str, body: Mapping[str, Any]) -> None:
+        if pods:
+            state.inventory.observe_pod(type, body)
+        await audit(type, body)
+
+    async def on_relisted(listed: set[tuple[str, str]]) -> None:
+        """A new list after 410 Gone: forget the objects deleted while nobody watched."""
+        if pods:
+            for namespace, name in [key for key in state.inventory.pods if key not in listed]:
+                gone = {"metadata": {"namespace": namespace, "name": name}}
+                state.inventory.observe_pod("DELETED", gone)
+        for key in [key for key in state.violating if key[0] == kind and key[1:] not in listed]:
+            state.mark(key, violating=False)
+            writer.forget(key)
+            if published is not None:
+                published.forget(key)
+
+    group, plural, _ = WORKLOAD_KINDS[kind]
+    watch = ListWatch(
+        connection,
+        collection_path(group, plural),
+        on_event,
+        on_relisted,
+        field_selector=LEAN_KINDS[kind] or None,
+    )
+    state.sync.add_stream(kind, lambda: watch.synced)
+    return watch
 
 
 async def serve(
@@ -287,24 +367,41 @@ async def serve(
     cert_reload_seconds: float = 10.0,
 ) -> None:
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
-    kube = KubeApi(request_timeout=max(2.0, min(10.0, lease_seconds / 2)))
+    identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    # Bulk calls get the client's full timeout: one that gives up early only turns a slow
+    # write into one of unknown outcome, read back before it is retried.
+    kube = KubeApi(agent=user_agent(identity, "operator"))
+    # The Lease has a thread and a connection of its own, and a timeout within its
+    # duration: a renewal never queues behind the audit's writes, and a partition ends
+    # it in time (docs/architecture.md, "Leadership never waits behind bulk work").
+    lease_kube = KubeApi(
+        request_timeout=max(1.0, min(10.0, lease_seconds / 3)),
+        workers=1,
+        name="lease",
+        agent=user_agent(identity, "lease"),
+    )
     serving, reload_certificate = await _serving_certificate(
         state, kube, webhook_cert, webhook_key, webhook_secret, cert_reload_seconds
     )
-    identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     leadership = Leadership(
-        kube, identity, state.namespace, duration=lease_seconds, renew_every=lease_seconds / 3
+        lease_kube,
+        identity,
+        state.namespace,
+        duration=lease_seconds,
+        renew_every=lease_seconds / 3,
     )
     leading = (lambda: leadership.is_leader) if leader_election else (lambda: True)
-    writer = AuditWriter(kube, leading, identity)
+    # The leader's writes: each is sent only if this replica still leads when its turn comes.
+    writes = kube.writing_only_while(leading)
+    writer = AuditWriter(writes, leading, identity)
     # Its own client: a short timeout, and a bounded log (it asks every minute for ever).
     heartbeat = PrometheusClient(state.config.prometheus, timeout=15.0, keep_log=10)
     policies = PolicyController(
         config=state.config,
         namespace=state.namespace,
-        kube=kube,
+        kube=writes,
         leading=leading,
-        post_event=_event_poster(kube, identity),
+        post_event=_event_poster(writes, identity),
         metrics=state.metrics,
         prometheus=heartbeat,
     )
@@ -317,9 +414,9 @@ async def serve(
         leading=leading,
     )
     admission_policies = AdmissionPolicyController(
-        config=state.config, namespace=state.namespace, kube=kube, leading=leading
+        config=state.config, namespace=state.namespace, kube=writes, leading=leading
     )
-    published = _policy_report_writer(state, kube, leading)
+    published = _policy_report_writer(state, writes, leading)
     leadership.on_error = state.metrics.leader_election_errors.inc
     leadership.on_elected += [policies.catch_up, reports.catch_up, admission_policies.ensure]
     if published is not None:
@@ -329,7 +426,9 @@ async def serve(
     runners = [
         await start_site(admission.app(), webhook_host, webhook_port, serving.context),
         await start_site(
-            metrics_app(state.metrics, state.sync.not_ready), webhook_host, metrics_port
+            metrics_app(state.metrics, state.sync.not_ready, state.exposition),
+            webhook_host,
+            metrics_port,
         ),
     ]
     logger.info(
@@ -345,6 +444,8 @@ async def serve(
         asyncio.create_task(reports.run_forever(), name="cost-reports"),
         asyncio.create_task(state.sync.run(kube), name="readiness"),
         asyncio.create_task(policies.watch_rules_evaluating(), name="rules-evaluating"),
+        asyncio.create_task(_watch_lean(state, writer, published), name="lean-watches"),
+        asyncio.create_task(_trim_after_sync(state), name="trim-after-sync"),
     ]
     if published is not None:
         background.append(asyncio.create_task(published.run_forever(), name="policy-reports"))
@@ -353,13 +454,14 @@ async def serve(
     if leader_election:
         # Read at each scrape: a leader whose renewal hangs shows 0 from its deadline on.
         state.metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)
-        background.append(asyncio.create_task(leadership.run_forever(), name="leadership"))
+        stop_leading = leadership.start_in_thread(asyncio.get_running_loop())
     else:
         state.metrics.leader.set(1)
         background.append(asyncio.create_task(policies.catch_up(), name="catch-up"))
         background.append(
             asyncio.create_task(admission_policies.ensure(), name="admission-policies")
         )
+        stop_leading = _nothing
     try:
         await kopf.operator(
             registry=build_registry(
@@ -374,6 +476,13 @@ async def serve(
             task.cancel()
         for runner in runners:
             await runner.cleanup()
+        await asyncio.to_thread(stop_leading)
+        kube.close()
+        lease_kube.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _policy_report_writer(

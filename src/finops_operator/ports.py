@@ -63,6 +63,10 @@ class KubePort(Protocol):
         """A merge patch of one of the workload kinds (`domain.workloads.WORKLOAD_KINDS`)."""
         ...
 
+    async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One of the workload kinds as stored, or None when it does not exist."""
+        ...
+
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         """Post a core/v1 Event."""
         ...

@@ -9,7 +9,9 @@ loop died without a log line).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import http.server
 import socket
 import threading
 import time
@@ -18,8 +20,8 @@ from collections.abc import Callable, Iterator
 import kubernetes
 import pytest
 
-from finops_operator.adapters.kube_api import KubeApi
-from finops_operator.errors import KubeError
+from finops_operator.adapters.kube_api import KubeApi, user_agent
+from finops_operator.errors import KubeError, NotSentError
 
 Reply = Callable[[socket.socket], None]
 
@@ -121,3 +123,104 @@ async def test_a_server_that_never_answers_times_out_as_a_kube_error_0() -> None
             await CALLS["get"](api)
         assert time.monotonic() - started < 2.5
     assert caught.value.status == 0
+
+
+# --- Threads of its own, writes only while leading (issue 14, item 6) ---------------------
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers `{}` to everything, after `delay` seconds on paths ending in /slow."""
+
+    seen: list[tuple[str, str, str]]
+    delay = 0.6
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.seen.append((self.command, self.path, self.headers.get("User-Agent", "")))
+        if self.path.endswith("/slow"):
+            time.sleep(self.delay)
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_PATCH(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[tuple[int, list[tuple[str, str, str]]]]:
+    seen: list[tuple[str, str, str]] = []
+    handler = type("Handler", (Recorder,), {"seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+async def test_writes_are_not_sent_once_the_replica_no_longer_leads_reads_are() -> None:
+    with recording() as (port, seen):
+        api = KubeApi(client_for(port)).writing_only_while(lambda: False)
+        with pytest.raises(NotSentError) as caught:
+            await api.patch_workload("Deployment", "ns", "d", {})
+        assert caught.value.status == 0 and "no longer leads" in str(caught.value)
+        with pytest.raises(NotSentError):
+            await api.create_event("ns", {"metadata": {"name": "e"}})
+        assert await api.get_workload("Deployment", "ns", "d") == {}
+        api.close()
+    assert [method for method, _, _ in seen] == ["GET"]
+
+
+async def test_a_write_queued_while_leading_is_dropped_if_the_lease_is_lost_before_its_turn() -> (
+    None
+):
+    leading = {"now": True}
+    with recording() as (port, seen):
+        api = KubeApi(client_for(port), workers=1).writing_only_while(lambda: leading["now"])
+        busy = asyncio.ensure_future(api.raw("GET", "/api/v1/slow"))
+        queued = asyncio.ensure_future(api.patch_workload("Deployment", "ns", "late", {}))
+        await asyncio.sleep(0.2)  # the GET is under way; the PATCH waits for the thread
+        leading["now"] = False
+        await busy
+        with pytest.raises(NotSentError):
+            await queued
+        api.close()
+    assert [path for _, path, _ in seen] == ["/api/v1/slow"]
+
+
+async def test_the_lease_api_answers_while_the_bulk_api_is_saturated() -> None:
+    with recording() as (port, seen):
+        bulk = KubeApi(client_for(port), workers=2, agent=user_agent("replica-a", "operator"))
+        lease = KubeApi(client_for(port), workers=1, agent=user_agent("replica-a", "lease"))
+        backlog = [asyncio.ensure_future(bulk.raw("GET", "/api/v1/slow")) for _ in range(6)]
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await lease.get("coordination.k8s.io", "v1", "leases", "ns", "lease")
+        took = time.monotonic() - started
+        await asyncio.gather(*backlog)
+        bulk.close()
+        lease.close()
+    # The backlog takes 3 rounds of 0.6 s on 2 threads; the Lease waits for none of them.
+    assert took < 0.5, took
+    agents = {agent for _, path, agent in seen if "leases" in path}
+    assert agents == {"finops-operator/replica-a (lease)"}
+    assert {agent for _, path, agent in seen if path.endswith("/slow")} == {
+        "finops-operator/replica-a (operator)"
+    }

@@ -12,7 +12,7 @@ from finops_operator.domain import conventions
 from finops_operator.domain.events import ObjectRef
 from finops_operator.domain.policies.audit import AuditOutcome
 from finops_operator.domain.policies.label_check import Violations
-from finops_operator.errors import KubeError
+from finops_operator.errors import KubeError, NotSentError
 from tests.support.fakes import FakeKube
 
 KEY: ObjectKey = ("Deployment", "team-a", "trainer")
@@ -92,9 +92,10 @@ async def test_on_election_the_pending_decision_is_written_once() -> None:
     world.leading = True
     await world.writer.flush()
     assert world.annotation() == ANNOTATION
-    assert world.kube.verbs() == ["patch_workload", "create_event"]
+    # Recorded while standing by: read first, in case the leader of the time wrote it.
+    assert world.kube.verbs() == ["get_workload", "patch_workload", "create_event"]
     await world.writer.flush()
-    assert world.kube.verbs() == ["patch_workload", "create_event"]  # nothing left
+    assert world.kube.verbs() == ["get_workload", "patch_workload", "create_event"]
 
 
 @pytest.mark.parametrize("status", [0, 409, 500])
@@ -276,3 +277,144 @@ async def test_a_later_decision_gets_an_event_of_its_own() -> None:
     ]
     names = [e["metadata"]["name"] for e in world.kube.events]
     assert len(set(names)) == 2
+
+
+# --- One write per change (issue 14, item 3) ----------------------------------------------
+
+BEFORE = "labels-v1"  # judged_state of the object as first seen
+AFTER = "labels-v2"  # ... once its labels changed
+
+
+async def test_a_replayed_event_older_than_the_patch_writes_nothing_again() -> None:
+    """A watch replay or resync after the patch was confirmed: the same state, no annotation."""
+    world = World()
+    await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
+    await world.writer.record(KEY, REF, seen(world), "missing", BEFORE)
+    for _ in range(3):
+        await world.writer.record(KEY, REF, violating(current=None), "missing", BEFORE)
+        await world.writer.flush()
+    assert world.kube.verbs() == ["patch_workload", "create_event"]
+    assert world.writer.pending == {}
+
+
+async def test_a_stale_event_from_before_a_fix_does_not_bring_the_violation_back() -> None:
+    world = World()
+    await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
+    await world.writer.record(KEY, REF, seen(world), "missing", BEFORE)
+    await world.writer.record(KEY, REF, fixed(), "compliant", AFTER)
+    await world.writer.record(KEY, REF, fixed(current=None), "compliant", AFTER)
+    # A late event of the object as it was first seen: old labels, no annotation yet.
+    await world.writer.record(KEY, REF, violating(current=None), "missing", BEFORE)
+    await world.writer.flush()
+    assert world.annotation() is None
+    assert world.reasons() == [
+        ("Warning", conventions.EVENT_REASON_VIOLATION),
+        ("Normal", conventions.EVENT_REASON_FIXED),
+    ]
+
+
+async def test_the_same_state_asking_again_is_written_again_once_its_labels_changed() -> None:
+    world = World()
+    await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
+    await world.writer.record(KEY, REF, seen(world), "missing", BEFORE)
+    await world.writer.record(KEY, REF, fixed(), "compliant", AFTER)
+    # The labels are broken again (a third state): a new change, a new write.
+    await world.writer.record(KEY, REF, violating(current=None), "missing", "labels-v3")
+    assert world.annotation() == ANNOTATION
+    assert [reason for _, reason in world.reasons()] == [
+        conventions.EVENT_REASON_VIOLATION,
+        conventions.EVENT_REASON_FIXED,
+        conventions.EVENT_REASON_VIOLATION,
+    ]
+
+
+async def test_a_workload_created_again_under_the_same_name_is_written_again() -> None:
+    world = World()
+    await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
+    await world.writer.record(KEY, REF, seen(world), "missing", BEFORE)
+    world.kube.put_workload(*KEY, {"metadata": {"name": "trainer", "uid": "uid-8"}})
+    again = ObjectRef("apps/v1", "Deployment", "team-a", "trainer", "uid-8")
+    await world.writer.record(KEY, again, violating(), "missing", BEFORE)
+    assert world.kube.verbs().count("patch_workload") == 2
+    assert [e["involvedObject"]["uid"] for e in world.kube.events] == ["uid-7", "uid-8"]
+
+
+async def test_a_patch_that_landed_but_timed_out_is_read_not_sent_again() -> None:
+    """The Job re-patched every flush at 50k: each PATCH landed after the client gave up."""
+    world = World()
+    original = world.kube.patch_workload
+    lost = {"answers": 1}
+
+    async def lands_then_times_out(*args: Any) -> None:
+        await original(*args)
+        if lost["answers"]:
+            lost["answers"] -= 1
+            raise KubeError(0, "read timed out")
+
+    world.kube.patch_workload = lands_then_times_out  # type: ignore[method-assign]
+    await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
+    assert world.kube.events == [] and KEY in world.writer.pending
+    await world.writer.flush()
+    await world.writer.flush()
+    assert world.kube.verbs() == ["patch_workload", "get_workload", "create_event"]
+    assert len(world.kube.events) == 1 and world.writer.pending == {}
+
+
+async def test_a_standby_decision_the_old_leader_already_wrote_is_dropped_with_its_event() -> None:
+    world = World(leading=False)
+    await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
+    # The leader of the time patched it; this replica's watch has not shown it yet.
+    world.kube.workloads[KEY]["metadata"]["annotations"] = {
+        conventions.VIOLATIONS_ANNOTATION: ANNOTATION
+    }
+    world.leading = True
+    await world.writer.flush()
+    assert world.kube.verbs() == ["get_workload"]
+    assert world.writer.pending == {}
+    # Its late events of that state stay quiet too.
+    await world.writer.record(KEY, REF, violating(current=None), "missing", BEFORE)
+    assert world.kube.verbs() == ["get_workload"]
+
+
+async def test_a_write_held_back_after_the_lease_is_lost_stays_pending_and_is_checked() -> None:
+    world = World()
+    original = world.kube.patch_workload
+
+    async def held_back(*args: Any) -> None:
+        world.kube.patch_workload = original  # type: ignore[method-assign]
+        world.leading = False
+        raise NotSentError(
+            "patch Deployment team-a/trainer: not sent, this replica no longer leads"
+        )
+
+    world.kube.patch_workload = held_back  # type: ignore[method-assign]
+    await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
+    assert world.kube.calls == [] and KEY in world.writer.pending
+    assert world.writer.written[KEY].decisions == {}  # not sent: nothing to remember
+    world.leading = True
+    await world.writer.flush()
+    assert world.kube.verbs() == ["get_workload", "patch_workload", "create_event"]
+    assert world.annotation() == ANNOTATION
+
+
+async def test_a_standby_decision_whose_first_patch_timed_out_but_landed_still_gets_its_event() -> (
+    None
+):
+    """Lost 2 Events of 60 under load: the GET saw our own patch and took it for another's."""
+    world = World(leading=False)
+    await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
+    original = world.kube.patch_workload
+    lost = {"answers": 1}
+
+    async def lands_then_times_out(*args: Any) -> None:
+        await original(*args)
+        if lost["answers"]:
+            lost["answers"] -= 1
+            raise KubeError(0, "read timed out")
+
+    world.kube.patch_workload = lands_then_times_out  # type: ignore[method-assign]
+    world.leading = True
+    await world.writer.flush()
+    await world.writer.flush()
+    assert world.kube.verbs() == ["get_workload", "patch_workload", "get_workload", "create_event"]
+    assert len(world.kube.events) == 1 and world.writer.pending == {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+from urllib.parse import unquote
 
 from finops_operator.controllers.informer_sync import WATCHED, InformerSync, collection_path
 from tests.support.fakes import FakeKube
@@ -54,5 +56,55 @@ async def test_an_unreachable_api_keeps_it_not_ready_naming_why() -> None:
     assert "cannot reach" in (sync.not_ready() or "") or "listing" in (sync.not_ready() or "")
     kube.outage = False
     sync.observe("Namespace", "uid-a")
+    await asyncio.wait_for(task, 1)
+    assert sync.synced
+
+
+async def test_a_list_and_watch_stream_keeps_it_not_ready_until_its_first_list_is_over() -> None:
+    watched = {kind: where for kind, where in WATCHED.items() if kind != "Pod"}
+    kube = seeded(["a"])
+    sync = InformerSync(relist_seconds=5, check_seconds=0.01, watched=watched)
+    listed = False
+    sync.add_stream("Pod", lambda: listed)
+    task = asyncio.create_task(sync.run(kube))
+    sync.observe("Namespace", "uid-a")
+    await asyncio.sleep(0.05)
+    assert not sync.synced
+    assert sync.not_ready() == "still listing Pod"
+    assert collection_path("", "pods") not in [c.resource for c in kube.calls]  # never in one piece
+    listed = True
+    await asyncio.wait_for(task, 1)
+    assert sync.synced and sync.not_ready() is None
+
+
+async def test_each_kind_is_listed_in_pages_following_continue_tokens() -> None:
+    kube = seeded([])
+    pages = {
+        "": {"metadata": {"continue": "t/1"}, "items": [{"metadata": {"uid": "uid-a"}}]},
+        "t/1": {"metadata": {}, "items": [{"metadata": {"uid": "uid-b"}}]},
+    }
+    asked: list[str] = []
+    plain = kube.raw
+
+    async def paged(method: str, path: str, body: Any = None, content_type: str = "") -> Any:
+        asked.append(path)
+        base, _, query = path.partition("?")
+        if base != collection_path("", "namespaces"):
+            return await plain(method, path)
+        token = unquote(query.partition("continue=")[2])
+        return pages[token]
+
+    kube.raw = paged  # type: ignore[method-assign]
+    sync = InformerSync(relist_seconds=5, check_seconds=0.01)
+    task = asyncio.create_task(sync.run(kube))
+    await asyncio.sleep(0.05)
+    assert sync.missing() == {"Namespace": 2}
+    namespaces = [p for p in asked if p.startswith(collection_path("", "namespaces") + "?")]
+    assert namespaces == [
+        "/api/v1/namespaces?limit=500",
+        "/api/v1/namespaces?limit=500&continue=t/1",
+    ]
+    sync.observe("Namespace", "uid-a")
+    sync.observe("Namespace", "uid-b")
     await asyncio.wait_for(task, 1)
     assert sync.synced

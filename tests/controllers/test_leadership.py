@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -412,3 +414,34 @@ async def test_recreating_the_lease_runs_the_catch_up_again() -> None:
         await asyncio.wait_for(leadership.run_forever(), timeout=5)
     assert rounds == [1, 1, 1, 1]
     assert elected == ["catch-up", "catch-up"]
+
+
+async def test_in_its_own_thread_the_lease_is_renewed_while_the_main_loop_is_blocked() -> None:
+    """Issue 14: the renewals starved for 67 s behind the audit's backlog on the main loop."""
+    kube = FakeKube()
+    callback_threads: list[str] = []
+    leader_while_blocked: list[bool] = []
+
+    async def flush() -> None:
+        callback_threads.append(threading.current_thread().name)
+
+    leadership = Leadership(
+        kube, "a", "finops-system", duration=1, renew_every=0.1, while_leading=[flush]
+    )
+    stop = leadership.start_in_thread(asyncio.get_running_loop())
+    try:
+        for _ in range(100):
+            if leadership.is_leader:
+                break
+            await asyncio.sleep(0.05)
+        renewals_before = kube.verbs().count("patch")
+        for _ in range(15):  # the main loop busy for 1.5 s: longer than the Lease lasts
+            time.sleep(0.1)
+            leader_while_blocked.append(leadership.is_leader)
+        renewals_during = kube.verbs().count("patch") - renewals_before
+        await asyncio.sleep(0.3)  # the callbacks the rounds started get the loop back
+    finally:
+        await asyncio.to_thread(stop)
+    assert all(leader_while_blocked), leader_while_blocked
+    assert renewals_during >= 5
+    assert callback_threads and set(callback_threads) == {threading.main_thread().name}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import COMPLIANT, MODE, TEAM, Cluster, gpu_workload, wait_until
+from .conftest import COMPLIANT, MODE, OPERATOR_USER, TEAM, Cluster, gpu_workload, wait_until
 
 NS = "e2e-workloads"
 
@@ -226,3 +226,35 @@ def test_running_pods_show_their_gpu_allocation(
         json.dumps({"status": {"phase": "Succeeded"}}),
     )
     wait_until(lambda: allocation("mig-slice") == 0, what="a finished pod holds nothing")
+
+
+def test_pods_are_read_in_pages_and_a_pod_that_ends_leaves_the_allocation(
+    cluster: Cluster, ns: str, nodes: dict[str, str]
+) -> None:
+    """The operator's own list-and-watch of pods (not kopf's) against the real API server."""
+    cluster.apply([gpu_workload("Pod", "ends-soon", ns, COMPLIANT)])
+    run_on(cluster, cluster.get("pod", "ends-soon", ns), nodes["whole"])
+    series = 'pod="ends-soon"'
+    wait_until(lambda: series in cluster.metrics(), what="the running pod's allocation")
+    cluster.kubectl(
+        "patch", "pod", "ends-soon", "-n", ns, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"phase": "Succeeded"}}),
+    )  # fmt: skip
+    # It no longer matches the watch's field selector: the API server sends DELETED.
+    wait_until(lambda: series not in cluster.metrics(), what="the ended pod's allocation gone")
+    entries = [
+        json.loads(line) for line in cluster.audit_log.read_text().splitlines() if line.strip()
+    ]
+    uris = [
+        (e["verb"], e["requestURI"])
+        for e in entries
+        if e["user"]["username"] == OPERATOR_USER
+        and (e.get("objectRef") or {}).get("resource") == "pods"
+        and e["verb"] in ("list", "watch")
+    ]
+    lists = [uri for verb, uri in uris if verb == "list"]
+    watches = [uri for verb, uri in uris if verb == "watch"]
+    assert lists and all("limit=500" in uri and "fieldSelector=" in uri for uri in lists)
+    assert watches and all(
+        "allowWatchBookmarks=true" in uri and "resourceVersion=" in uri for uri in watches
+    )

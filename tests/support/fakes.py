@@ -33,7 +33,7 @@ from finops_operator.ports import KubePort, MetricsPort, PrometheusPort, Resourc
 
 ObjectKey = tuple[str, str, str, str | None, str]  # group, version, plural, namespace, name
 
-READS = frozenset({"get", "get_secret", "raw GET", "discover"})
+READS = frozenset({"get", "get_secret", "get_workload", "raw GET", "discover"})
 # Kinds whose status is a subresource: a create or a plain patch leaves the status alone.
 STATUS_SUBRESOURCES = frozenset({conventions.COSTPOLICY_PLURAL, "costreports"})
 
@@ -241,6 +241,11 @@ class FakeKube:
             raise self._refuse(404, f"patch {kind} {namespace}/{name}: 404 not found")
         self.workloads[key] = merge_patch(self.workloads[key], patch)
 
+    async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self._enter("get_workload", kind, namespace, name)
+        found = self.workloads.get((kind, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         name = (event.get("metadata") or {}).get("name")
         self._enter("create_event", "events", namespace, name, event)
@@ -272,6 +277,7 @@ class FakeKube:
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> Any:
         self._enter(f"raw {method}", path, None, None, body)
+        path = path.partition("?")[0]  # a list's `limit`: everything fits in one page here
         if path not in self.by_path:
             raise self._refuse(404, f"{method} {path}: 404 not found")
         if method == "GET":

@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import itertools
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kmock
-from kmock._internal import enums, parsing, rendering
+from kmock._internal import enums, k8s, parsing, rendering
 
 from finops_devtools.devcluster import eventually
 from finops_operator.domain.workloads import WorkloadKind
@@ -81,10 +84,54 @@ PLURAL_OF_KIND = {kind: key for key, (kind, _) in RESOURCES.items()}
 VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
+_Index = dict[tuple[Any, ...], dict[Any, None]]
+
+
+def _resource_key(resource: Any) -> tuple[Any, ...]:
+    return (resource.group, resource.version, resource.plural)
+
+
+def _resource_key_of(key: str) -> tuple[str, str, str]:
+    """("apps", "v1", "deployments") of "apps/v1/deployments"; ("", "v1", "pods") of "v1/pods"."""
+    parts = key.split("/")
+    return ("", parts[0], parts[1]) if len(parts) == 2 else (parts[0], parts[1], parts[2])
+
+
+@dataclass(frozen=True)
+class Write:
+    """One request that is not a read, as the emulator handled it (`KubeEmulator.writes`)."""
+
+    at: float  # time.monotonic() when handled
+    method: str
+    path: str
+    agent: str  # the User-Agent: the operator names its replica there
+    status: int
+    holder: str | None = None  # spec.holderIdentity of a Lease create or patch
+
+
 class _Emulator(kmock.KubernetesEmulator):
-    """The emulator, plus generateName, uids and a log of every request."""
+    """The emulator, plus generateName, uids and a log of every request.
+
+    Two costs of kmock 0.8 that grow with the cluster are removed, because the
+    scale benchmark (`bench/scale.py`) loads 100,000+ objects:
+
+    - kmock finds the objects of a request by comparing every stored object with
+      it. Here they are looked up in an index by resource (and by name), built
+      from kmock's own store as objects are added;
+    - kmock answers a list in one piece; here `limit` and `continue` page it (the
+      continue token is an offset into the list as it is then: objects created
+      between pages may shift it, which the benchmark's static fleet never does);
+    - a watch replays every object as ADDED, even when the client has just
+      listed them and watches from the list's resourceVersion (what kopf does).
+      Here a list answers with a resourceVersion of its own (how many events the
+      resource has had), and a watch from that version, when nothing happened
+      in between, streams only what comes next. Any other watch replays as before.
+    """
 
     log: list[tuple[str, str]]
+    writes: list[Write]
+    _index: _Index
+    _indexed: int
 
     async def _handle(self, request: rendering.Request) -> Any:
         method = getattr(request.method, "value", None) or str(request.method)
@@ -95,7 +142,112 @@ class _Emulator(kmock.KubernetesEmulator):
                 meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        return await super()._handle(request)
+        if method.upper() in ("GET", "HEAD"):
+            return await super()._handle(request)
+        status = 500
+        try:
+            response = await super()._handle(request)
+            status = response.status
+            return response
+        except Exception as err:
+            status = int(getattr(err, "status", 0) or getattr(err, "code", 0) or 500)
+            raise
+        finally:
+            data = request.data if isinstance(request.data, dict) else {}
+            holder = (
+                (data.get("spec") or {}).get("holderIdentity")
+                if "/leases" in str(request.url.path)
+                else None
+            )
+            self.writes.append(
+                Write(
+                    time.monotonic(),
+                    method.upper(),
+                    request.url.path,
+                    request.headers.get("User-Agent", ""),
+                    status,
+                    holder,
+                )
+            )
+
+    def _KubernetesEmulator__get_objs(  # noqa: N802 - overrides kmock's private lookup
+        self, request: rendering.Request, strict: bool
+    ) -> list[Any]:
+        stored: dict[Any, Any] = self._objects._objects
+        if request.resource is None:
+            return []
+        if request.name is not None and (strict or request.namespace is not None):
+            found = stored.get((request.resource, request.namespace, request.name))
+            return [] if found is None else [found]
+        return [
+            stored[key]
+            for key in self._keys_of(request.resource)
+            if key in stored
+            and (request.name is None or key[2] == request.name)
+            and (key[1] == request.namespace if strict else request.namespace in (None, key[1]))
+        ]
+
+    def _keys_of(self, resource: Any) -> dict[Any, None]:
+        """The store's keys of one resource, in the store's order (an index kept up to date)."""
+        stored: dict[Any, Any] = self._objects._objects
+        if len(stored) < getattr(self, "_indexed", -1) or not hasattr(self, "_index"):
+            self._indexed, self._index = 0, {}  # first use, or hard-deleted: index again
+        if len(stored) > self._indexed:
+            for key in itertools.islice(stored, self._indexed, None):
+                self._index.setdefault(_resource_key(key[0]), {})[key] = None
+            self._indexed = len(stored)
+        return self._index.get(_resource_key(resource), {})
+
+    async def _serve_list(self, request: rendering.Request) -> Any:
+        """kmock's list, but from the index, and in pages when asked (`limit`, `continue`)."""
+        resource = request.resource
+        declared = kmock.KubernetesScaffold._get_resources(self)
+        if resource is None or (not self._keys_of(resource) and resource not in declared):
+            raise k8s.KubernetesResourceNotFoundError()
+        version = str(self._buses[resource].streamed_count)
+        metadata: dict[str, str] = {"resourceVersion": version}
+        async with self._lock:
+            stored: dict[Any, Any] = self._objects._objects
+            keys = [
+                key
+                for key in self._keys_of(resource)
+                if request.namespace is None or key[1] == request.namespace
+            ]
+            limit = request.params.get("limit", "")
+            if limit.isdigit() and int(limit) > 0:  # pages, as kube-apiserver serves them
+                offset, _, since = request.params.get("continue", "").partition(":")
+                start = int(offset) if offset.isdigit() else 0
+                metadata["resourceVersion"] = since or version
+                following = start + int(limit)
+                if following < len(keys):
+                    metadata["continue"] = f"{following}:{metadata['resourceVersion']}"
+                keys = keys[start:following]
+            objects = [stored[key] for key in keys if key in stored]
+            items = [obj.raw for obj in objects if not obj.deleted]
+        return {"metadata": metadata, "items": items}
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[Any]:
+        since = request.params.get("resourceVersion")
+        bus = self._buses[request.resource] if request.resource else None
+        if bus is None or since != str(bus.streamed_count):
+            async for item in super()._serve_watch(request):
+                yield item
+            return
+        yield b""  # the headers: the stream is open
+        check = self._KubernetesEmulator__check  # type: ignore[attr-defined]
+        async for event in bus:
+            meta = (event.get("object") or {}).get("metadata") or {}
+            if check(request, request.resource, meta.get("namespace"), meta.get("name"), False):
+                yield event
+
+    def preload(self, objects: list[tuple[str, dict[str, Any]]]) -> None:
+        """Store (resource key, object) pairs as they are, with no request and no event."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for key, obj in objects:
+            meta = obj.setdefault("metadata", {})
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", stamp)
+            self._objects[key, meta.get("namespace"), meta["name"]] = obj
 
 
 class KubeEmulator:
@@ -126,6 +278,7 @@ class KubeEmulator:
     async def _serve(self, started: asyncio.Future[None]) -> None:
         emulator = _Emulator()
         emulator.log = []
+        emulator.writes = []
         for key, (kind, namespaced) in self.resources.items():
             emulator.resources[key] = kmock.ResourceInfo(
                 kind=kind, namespaced=namespaced, verbs=VERBS
@@ -151,6 +304,42 @@ class KubeEmulator:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+
+    def preload(self, objects: Iterable[dict[str, Any]]) -> int:
+        """Store objects directly, as a cluster that already holds them: no HTTP request,
+        no watch event (the scale benchmark loads 100,000 this way in seconds). Each
+        needs `kind` (one of `resources`) and `metadata.name`; the count stored."""
+        batch = [(self.plural_of_kind[obj["kind"]], obj) for obj in objects]
+
+        async def store() -> None:
+            assert self.emulator is not None
+            async with self.emulator._lock:
+                self.emulator.preload(batch)
+
+        asyncio.run_coroutine_threadsafe(store(), self._loop).result(timeout=600)
+        return len(batch)
+
+    def replay(self, obj: dict[str, Any], event: str = "MODIFIED") -> None:
+        """Send `obj` to every watch of its kind as an event, without storing it: an old
+        version delivered late, as a relist, a watch-cache replay or a slow informer does."""
+        key = self.plural_of_kind[obj["kind"]]
+
+        async def send() -> None:
+            assert self.emulator is not None
+            for resource in self.emulator._buses:
+                group, version, plural = _resource_key(resource)
+                if (group or "", version, plural) == _resource_key_of(key):
+                    await self.emulator._buses[resource].put({"type": event, "object": obj})
+                    return
+            raise KeyError(f"no watch bus for {key}")
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(timeout=30)
+
+    @property
+    def writes(self) -> builtins.list[Write]:
+        """Every create, update, patch and delete so far: when, by whom, and how it ended."""
+        assert self.emulator is not None
+        return builtins.list(self.emulator.writes)
 
     def write_kubeconfig(self, path: Path) -> Path:
         config = {

@@ -166,8 +166,16 @@ class PrometheusServer:
 
     # ------------------------------------------------------------ process
 
-    def start(self, timeout: float = 60.0, same_port: bool = False) -> PrometheusServer:
-        """Start on a free port, or on the previous one with `same_port` (a restart)."""
+    def start(
+        self, timeout: float = 60.0, same_port: bool = False, config: str | None = None
+    ) -> PrometheusServer:
+        """Start on a free port, or on the previous one with `same_port` (a restart).
+
+        `config` replaces the prometheus.yml given to the constructor (by default no
+        scrape target: the data is backfilled).
+        """
+        if config is not None:
+            self.config = config
         self.config_path.write_text(self.config)
         if not (same_port and self.port):
             self.port = free_port()

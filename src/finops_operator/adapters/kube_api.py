@@ -1,7 +1,18 @@
 """The one module that writes objects other than through kopf's own patches.
 
-The official `kubernetes` client, run in a worker thread so the operator's
-event loop keeps serving admission while a call is in flight. Every failure is
+The official `kubernetes` client, run in worker threads so the operator's
+event loop keeps serving admission while a call is in flight. Each `KubeApi`
+has threads of its own, never asyncio's shared default pool: the operator
+gives the Lease a `KubeApi` (one thread, one connection pool) apart from the
+one the bulk of writes queue on, so a renewal never waits behind an audit
+backlog (docs/architecture.md, "Leadership never waits behind bulk work").
+
+`writing_only_while(leading)` is the same API whose writes check `leading()`
+in the worker thread, just before they are sent: a write queued while this
+replica led and whose turn comes after it lost the Lease is not sent
+(`NotSentError`). Reads are never held back. Every request carries a
+User-Agent naming the replica, so the API server's audit log tells the
+writers apart. Every failure is
 raised as `KubeError`: with the HTTP status and the API server's own message
 when it answered, with status 0 for anything else (refused or reset
 connections, urllib3's `MaxRetryError` and `ProtocolError`, TLS errors,
@@ -14,8 +25,10 @@ emulator both understand.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -23,7 +36,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from finops_operator.domain.workloads import WORKLOAD_KINDS
-from finops_operator.errors import KubeError
+from finops_operator.errors import KubeError, NotSentError
 
 
 def _reason(err: ApiException) -> str:
@@ -45,6 +58,12 @@ def _configured_client() -> kubernetes.client.ApiClient:
 
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT_SECONDS = 10.0
+WORKERS = 4  # concurrent requests of one KubeApi; urllib3 pools 4 connections per host too
+
+
+def user_agent(identity: str, role: str) -> str:
+    """The User-Agent of a replica's requests, e.g. `finops-operator/host-1a2b3c (lease)`."""
+    return f"finops-operator/{identity} ({role})"
 
 
 class KubeApi:
@@ -58,10 +77,29 @@ class KubeApi:
         self,
         client: kubernetes.client.ApiClient | None = None,
         request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+        *,
+        workers: int = WORKERS,
+        name: str = "kube-api",
+        agent: str | None = None,
     ) -> None:
         self._client = client or _configured_client()
+        if agent is not None:
+            self._client.user_agent = agent
         self._objects = kubernetes.client.CustomObjectsApi(self._client)
         self.request_timeout = request_timeout
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._may_write: Callable[[], bool] | None = None
+
+    def writing_only_while(self, may_write: Callable[[], bool]) -> KubeApi:
+        """This API (same threads, same connections) whose writes are sent only while
+        `may_write()` holds when their turn comes; `NotSentError` otherwise."""
+        gated = copy.copy(self)
+        gated._may_write = may_write
+        return gated
+
+    def close(self) -> None:
+        """Stop the worker threads once the calls under way end; queued ones are dropped."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _raw(self, method: str, path: str, body: Any, content_type: str) -> Any:
         """One JSON request, answered as plain JSON: no typed models, which would
@@ -87,14 +125,28 @@ class KubeApi:
         prefix = f"/apis/{group}/v1" if group else "/api/v1"
         path = f"{prefix}/namespaces/{namespace}/{plural}/{name}"
         call = partial(self._raw, "PATCH", path, patch, MERGE_PATCH)
-        await self._call(f"patch {kind} {namespace}/{name}", call)
+        await self._call(f"patch {kind} {namespace}/{name}", call, write=True)
+
+    async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One of the workload kinds as stored, or None when it does not exist."""
+        group, plural, _ = WORKLOAD_KINDS[kind]
+        prefix = f"/apis/{group}/v1" if group else "/api/v1"
+        try:
+            found: dict[str, Any] = await self.raw(
+                "GET", f"{prefix}/namespaces/{namespace}/{plural}/{name}"
+            )
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return found
 
     async def raw(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> Any:
         """Any JSON request by path, for objects without a typed call here."""
         call = partial(self._raw, method, path, body, content_type)
-        return await self._call(f"{method} {path}", call)
+        return await self._call(f"{method} {path}", call, write=method.upper() != "GET")
 
     async def served_resources(self, group: str, version: str) -> frozenset[str] | None:
         """Discovery of one group version (readable by every authenticated user)."""
@@ -125,11 +177,20 @@ class KubeApi:
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         path = f"/api/v1/namespaces/{namespace}/events"
         call = partial(self._raw, "POST", path, event, "application/json")
-        await self._call(f"create Event in {namespace}", call)
+        await self._call(f"create Event in {namespace}", call, write=True)
 
-    async def _call(self, what: str, call: Callable[[], Any]) -> Any:
+    async def _call(self, what: str, call: Callable[[], Any], write: bool = False) -> Any:
+        may_write = self._may_write if write else None
+
+        def send() -> Any:  # in a worker thread, when the call's turn comes
+            if may_write is not None and not may_write():
+                raise NotSentError(f"{what}: not sent, this replica no longer leads")
+            return call()
+
         try:
-            return await asyncio.to_thread(call)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, send)
+        except KubeError:
+            raise
         except ApiException as err:
             raise KubeError(err.status or 0, f"{what}: {err.status} {_reason(err)}") from None
         except Exception as err:  # refused, reset, TLS, timeout, an answer not JSON
@@ -172,7 +233,7 @@ class KubeApi:
         namespace = body["metadata"].get("namespace")
         what = f"create {plural} {namespace}/{body['metadata']['name']}"
         call = self._scoped("create", group, version, plural, namespace, body)
-        result = await self._call(what, call)
+        result = await self._call(what, call, write=True)
         # The client returns the stored object; fall back to what was sent if it gave none.
         return result if isinstance(result, dict) else body
 
@@ -190,7 +251,7 @@ class KubeApi:
         what = f"patch {plural}{'/status' if status else ''} {namespace}/{name}"
         verb = "patch_status" if status else "patch"
         call = self._scoped(verb, group, version, plural, namespace, name, patch)
-        result: dict[str, Any] = await self._call(what, call)
+        result: dict[str, Any] = await self._call(what, call, write=True)
         return result
 
     async def delete(
@@ -198,7 +259,7 @@ class KubeApi:
     ) -> None:
         call = self._scoped("delete", group, version, plural, namespace, name)
         try:
-            await self._call(f"delete {plural} {namespace}/{name}", call)
+            await self._call(f"delete {plural} {namespace}/{name}", call, write=True)
         except KubeError as err:
             if err.status != 404:
                 raise

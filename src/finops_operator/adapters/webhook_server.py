@@ -12,17 +12,20 @@ webhook never answers 5xx: the API server shows a 4xx's message to the user.
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import logging
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from finops_operator.adapters.metrics import OperatorMetrics
+from finops_operator.adapters.metrics import GZIP_LEVEL, InventoryExposition, OperatorMetrics
 from finops_operator.domain import conventions
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
@@ -166,15 +169,40 @@ def _always_ready() -> str | None:
     return None
 
 
-def metrics_app(metrics: OperatorMetrics, not_ready: NotReady = _always_ready) -> web.Application:
+def metrics_app(
+    metrics: OperatorMetrics,
+    not_ready: NotReady = _always_ready,
+    inventory: InventoryExposition | None = None,
+) -> web.Application:
     """`/metrics` in the Prometheus text format, `/healthz` (liveness) and `/readyz`.
 
     `/readyz` answers 503 naming the reason while `not_ready()` gives one, 200 after.
+    A scrape is rendered in a thread of its own, off the event loop that answers
+    admission: the registry's few series at each scrape, the inventory's (one per
+    GPU pod) from `InventoryExposition`'s copy, rebuilt only when it changed.
+    With `Accept-Encoding: gzip` the answer is two gzip members, the registry's
+    then the inventory's cached one (RFC 1952 allows several; Prometheus reads
+    them as one stream).
     """
+    scraping = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
 
-    async def serve_metrics(_: web.Request) -> web.Response:
-        payload = generate_latest(metrics.registry)
-        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def render(gzipped: bool) -> tuple[bytes, bool]:
+        own = generate_latest(metrics.registry)
+        if inventory is None:
+            return (gzip.compress(own, compresslevel=GZIP_LEVEL) if gzipped else own), gzipped
+        text, packed = inventory.render()
+        if gzipped:
+            return gzip.compress(own, compresslevel=GZIP_LEVEL, mtime=0) + packed, True
+        return own + text, False
+
+    async def serve_metrics(request: web.Request) -> web.Response:
+        wants_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+        loop = asyncio.get_running_loop()
+        payload, gzipped = await loop.run_in_executor(scraping, render, wants_gzip)
+        headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=payload, headers=headers)
 
     async def readyz(_: web.Request) -> web.Response:
         reason = not_ready()
@@ -182,10 +210,14 @@ def metrics_app(metrics: OperatorMetrics, not_ready: NotReady = _always_ready) -
             return web.Response(text="ok\n")
         return web.Response(text=f"not ready: {reason}\n", status=503)
 
+    async def stop_scraping(_: web.Application) -> None:
+        scraping.shutdown(wait=False, cancel_futures=True)
+
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", readyz)
+    app.on_cleanup.append(stop_scraping)
     return app
 
 

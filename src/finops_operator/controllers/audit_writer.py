@@ -5,20 +5,35 @@ per object and writes it if it becomes the leader, so no change is lost in a
 failover. A write that fails stays pending and is retried on the leader's next
 renewal.
 
-Each decision is written exactly once, in two steps, annotation then Event:
+Each decision is written exactly once, in two steps, annotation then Event
+(docs/architecture.md, "Exactly one write per change"):
 
+- **Remembered by state.** A watch event asks for a decision about one state of
+  the object: its uid and `domain.policies.audit.judged_state` (labels, pod
+  labels, generation). Once this replica has sent the annotation patch of a
+  decision, that (state, decision) is remembered, in flight or done, and an event
+  of the same state asking for the same decision writes nothing: a resync, a
+  replayed watch or a status update with a body older than the patch (no
+  annotation yet) does not repeat the patch nor the Event. A decision is written
+  again only when the labels (or the spec) change. The memory holds the last
+  few states of the objects written to; compliant objects never enter it.
 - **Two steps.** Once the annotation patch went through, only the Event is left:
   a failed Event is retried without patching again. The watch event that our
   own patch causes (the annotation now as desired, so "unchanged") keeps the
   pending Event instead of dropping it.
+- **Checked before a retry.** A patch whose outcome is unknown (a timeout, a
+  reset, a 5xx: it may have landed) and a decision recorded while standing by
+  (the leader of the time may have written it) are checked with a GET before
+  they are written: an annotation already in place is not patched again, and a
+  standby's decision that someone else already wrote is dropped with its Event.
 - **An idempotent Event.** The Event of one decision has a name of its own,
   fixed when the decision is recorded, so a retried POST whose first attempt did
   land answers 409 and counts as posted.
 - **One writer per object.** A lock per object serialises `record` and `flush`:
   a flush never posts what a record is posting.
-- **Older events.** The annotation a patch writes is remembered until a watch
-  event shows it; an older event of the object (from before the patch) asking
-  for the same annotation is not written a second time.
+- **Not sent after the Lease is lost.** The API adapter refuses a write whose
+  turn comes after this replica stopped leading (`NotSentError`): it stays
+  pending, to be checked and written if this replica leads again.
 """
 
 from __future__ import annotations
@@ -33,12 +48,14 @@ from dataclasses import dataclass, field
 from finops_operator.domain import conventions
 from finops_operator.domain.events import ObjectRef, event_body
 from finops_operator.domain.policies.audit import AuditOutcome
-from finops_operator.errors import KubeError
+from finops_operator.errors import KubeError, NotSentError
 from finops_operator.ports import KubePort
 
 logger = logging.getLogger(__name__)
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
+# States remembered per object: the current one and a few before it, for late events.
+REMEMBERED_STATES = 4
 
 
 @dataclass(eq=False)
@@ -49,9 +66,28 @@ class PendingWrite:
     desired: str | None
     violating: bool
     message: str
+    state: str = ""
     event_name: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     attempted: bool = False  # the annotation patch was sent (it may have landed)
     annotated: bool = False  # the annotation is in place: only the Event is left
+    check: bool = False  # read the object before writing (see the module docstring)
+
+
+@dataclass
+class Written:
+    """What this replica wrote to one object: its uid, and the decision per state."""
+
+    uid: str | None
+    decisions: dict[str, str | None] = field(default_factory=dict)
+
+    def remember(self, state: str, desired: str | None) -> None:
+        self.decisions.pop(state, None)
+        self.decisions[state] = desired
+        while len(self.decisions) > REMEMBERED_STATES:
+            del self.decisions[next(iter(self.decisions))]
+
+
+_UNKNOWN = object()
 
 
 @dataclass
@@ -60,33 +96,57 @@ class AuditWriter:
     leading: Callable[[], bool]
     reporter: str
     pending: dict[ObjectKey, PendingWrite] = field(default_factory=dict)
-    # Annotation values this replica patched and has not seen in a watch event yet.
-    unconfirmed: dict[ObjectKey, str | None] = field(default_factory=dict)
+    written: dict[ObjectKey, Written] = field(default_factory=dict)
     _locks: dict[ObjectKey, asyncio.Lock] = field(default_factory=dict)
 
     async def record(
-        self, key: ObjectKey, ref: ObjectRef, outcome: AuditOutcome, message: str
+        self,
+        key: ObjectKey,
+        ref: ObjectRef,
+        outcome: AuditOutcome,
+        message: str,
+        state: str = "",
     ) -> None:
-        if key in self.unconfirmed:
-            written = self.unconfirmed[key]
-            if outcome.current == written:
-                del self.unconfirmed[key]  # our patch is seen: events from now on are newer
-            elif outcome.desired == written:
-                return  # an event from before our patch: that write is done or under way
+        """One watch event's decision; `state` is `judged_state` of the event's body."""
         if not outcome.changed:
             write = self.pending.get(key)
             if write is not None and write.attempted and write.desired == outcome.desired:
                 write.annotated = True  # our own patch, seen: the Event is still to post
+                write.check = False
             else:
                 self.pending.pop(key, None)
             return
-        self.pending[key] = PendingWrite(ref, outcome.desired, bool(outcome.violations), message)
-        if self.leading():
+        if self._already_written(key, ref, state, outcome.desired):
+            return  # this state's decision is written or under way: a late event
+        current = self.pending.get(key)
+        if current is not None and current.desired == outcome.desired and current.ref == ref:
+            return  # the same decision is pending: its retry, not a second write
+        leading = self.leading()
+        self.pending[key] = PendingWrite(
+            ref,
+            outcome.desired,
+            bool(outcome.violations),
+            message,
+            state,
+            check=not leading,
+        )
+        if leading:
             await self._write(key)
+
+    def _already_written(
+        self, key: ObjectKey, ref: ObjectRef, state: str, desired: str | None
+    ) -> bool:
+        written = self.written.get(key)
+        if written is None:
+            return False
+        if written.uid != ref.uid:  # deleted and created again under the same name
+            del self.written[key]
+            return False
+        return written.decisions.get(state, _UNKNOWN) == desired
 
     def forget(self, key: ObjectKey) -> None:
         self.pending.pop(key, None)
-        self.unconfirmed.pop(key, None)
+        self.written.pop(key, None)
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():
             del self._locks[key]
@@ -105,6 +165,8 @@ class AuditWriter:
             if write is None or not self.leading():
                 return
             try:
+                if write.check and not await self._still_to_write(key, write):
+                    return
                 if not write.annotated:
                     await self._annotate(key, write)
                 if not self.leading():
@@ -114,24 +176,67 @@ class AuditWriter:
                 # 404: the object is gone; nothing left to say about it.
                 if err.status == 404 and self.pending.get(key) is write:
                     self.pending.pop(key, None)
-                logger.warning("Audit write for %s %s/%s failed: %s", *key, err)
+                if isinstance(err, NotSentError):
+                    logger.info("Audit write for %s %s/%s held back: %s", *key, err)
+                else:
+                    logger.warning("Audit write for %s %s/%s failed: %s", *key, err)
                 return
             if self.pending.get(key) is write:
                 self.pending.pop(key, None)
 
+    async def _still_to_write(self, key: ObjectKey, write: PendingWrite) -> bool:
+        """Read the object: is the decision still to write, in full or only its Event?"""
+        ref = write.ref
+        live = await self.kube.get_workload(ref.kind, ref.namespace, ref.name)
+        meta = (live or {}).get("metadata") or {}
+        if live is None or (ref.uid and meta.get("uid") and meta.get("uid") != ref.uid):
+            self._drop(key, write)  # gone, or another object under the same name
+            return False
+        annotation = (meta.get("annotations") or {}).get(conventions.VIOLATIONS_ANNOTATION)
+        write.check = False
+        if annotation != write.desired:
+            return True
+        self._remember(key, write)
+        if write.attempted:
+            write.annotated = True  # our patch landed though its answer was lost
+            return True
+        self._drop(key, write)  # never sent by us: the leader of the time wrote it, and its Event
+        return False
+
+    def _drop(self, key: ObjectKey, write: PendingWrite) -> None:
+        if self.pending.get(key) is write:
+            self.pending.pop(key, None)
+
+    def _remember(self, key: ObjectKey, write: PendingWrite) -> None:
+        written = self.written.get(key)
+        if written is None or written.uid != write.ref.uid:
+            written = self.written[key] = Written(write.ref.uid)
+        written.remember(write.state, write.desired)
+
     async def _annotate(self, key: ObjectKey, write: PendingWrite) -> None:
         ref = write.ref
         patch = {"metadata": {"annotations": {conventions.VIOLATIONS_ANNOTATION: write.desired}}}
-        write.attempted = True
-        self.unconfirmed[key] = write.desired
+        self._remember(key, write)  # in flight counts: a late event must not send it again
         try:
             await self.kube.patch_workload(ref.kind, ref.namespace, ref.name, patch)
-        except KubeError as err:
-            refused = 400 <= err.status < 500 and err.status != 429  # it did not land
-            if refused and self.unconfirmed.get(key, object()) == write.desired:
-                del self.unconfirmed[key]
+        except NotSentError:
+            self._unremember(key, write)  # it surely did not land
+            write.check = True  # another replica may write it meanwhile
             raise
+        except KubeError as err:
+            write.attempted = True
+            if 400 <= err.status < 500 and err.status != 429:  # refused: it did not land
+                self._unremember(key, write)
+            else:
+                write.check = True  # it may have landed: read before patching again
+            raise
+        write.attempted = True
         write.annotated = True
+
+    def _unremember(self, key: ObjectKey, write: PendingWrite) -> None:
+        written = self.written.get(key)
+        if written is not None and written.decisions.get(write.state, _UNKNOWN) == write.desired:
+            del written.decisions[write.state]
 
     async def _post_event(self, write: PendingWrite) -> None:
         ref = write.ref

@@ -14,19 +14,27 @@ those uids. An object deleted before kopf listed it is never seen: after
 `relist_seconds` without catching up, the list is taken again (it no longer has
 that object). Once synced it stays synced (kopf's later re-lists are partial
 only for an instant, and the index never empties).
+
+Kinds read by the operator's own list-and-watch (`adapters/list_watch.py`, pods
+at fleet scale) are not compared this way: that watcher knows when its paged
+list is over, and `add_stream` makes readiness wait for it too. They are left
+out of `watched`, so readiness never lists them in one piece.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from finops_operator.ports import KubePort
 
 logger = logging.getLogger(__name__)
+
+PAGE_SIZE: Final = 500  # objects per list page (`limit`), as client-go's reflector asks
 
 # kind -> (API group, plural) of each resource admission and the audit read through kopf.
 WATCHED: Final[Mapping[str, tuple[str, str]]] = {
@@ -43,11 +51,18 @@ def collection_path(group: str, plural: str) -> str:
 class InformerSync:
     """Whether kopf's watches have delivered everything that exists (see the module doc)."""
 
-    def __init__(self, relist_seconds: float = 10.0, check_seconds: float = 0.1) -> None:
+    def __init__(
+        self,
+        relist_seconds: float = 10.0,
+        check_seconds: float = 0.1,
+        watched: Mapping[str, tuple[str, str]] = WATCHED,
+    ) -> None:
         self.relist_seconds = relist_seconds
         self.check_seconds = check_seconds
+        self.watched = watched
         self.synced = False
-        self._seen: dict[str, set[str]] = {kind: set() for kind in WATCHED}
+        self._streams: dict[str, Callable[[], bool]] = {}
+        self._seen: dict[str, set[str]] = {kind: set() for kind in watched}
         self._expected: dict[str, set[str]] | None = None  # None until the first list
         self._problem = ""
 
@@ -59,14 +74,23 @@ class InformerSync:
     def missing(self) -> dict[str, int]:
         """How many listed objects of each kind the handlers have not seen yet."""
         if self._expected is None:
-            return dict.fromkeys(WATCHED, -1)
+            return dict.fromkeys(self.watched, -1)
         counts = {kind: len(uids - self._seen[kind]) for kind, uids in self._expected.items()}
         return {kind: count for kind, count in counts.items() if count}
+
+    def add_stream(self, kind: str, synced: Callable[[], bool]) -> None:
+        """Readiness also waits for `synced()` (a list-and-watch's first list of `kind`)."""
+        self._streams[kind] = synced
+
+    def _streams_listing(self) -> list[str]:
+        return sorted(kind for kind, synced in self._streams.items() if not synced())
 
     def not_ready(self) -> str | None:
         """Why the operator is not ready (for `/readyz`), or None once synced."""
         if self.synced:
             return None
+        if listing := self._streams_listing():
+            return f"still listing {', '.join(listing)}"
         if self._expected is None:
             detail = f": {self._problem}" if self._problem else ""
             return f"listing namespaces and workloads{detail}"
@@ -87,6 +111,8 @@ class InformerSync:
             while self.missing() and waited < self.relist_seconds:
                 await asyncio.sleep(self.check_seconds)
                 waited += self.check_seconds
+            while not self.missing() and self._streams_listing():
+                await asyncio.sleep(self.check_seconds)
             if not self.missing():
                 self.synced = True
                 listed = {kind: len(uids) for kind, uids in self._expected.items()}
@@ -95,11 +121,26 @@ class InformerSync:
                 self._expected = None
 
     async def _list(self, kube: KubePort) -> dict[str, set[str]]:
+        """The uids of each kind, listed in pages: only a page of bodies is alive at once."""
         expected: dict[str, set[str]] = {}
-        for kind, (group, plural) in WATCHED.items():
-            listing = await kube.raw("GET", collection_path(group, plural))
-            expected[kind] = {uid for item in _items(listing) if (uid := _uid(item))}
+        for kind, (group, plural) in self.watched.items():
+            uids: set[str] = set()
+            token = ""
+            while True:
+                query = f"?limit={PAGE_SIZE}" + (f"&continue={quote(token)}" if token else "")
+                listing = await kube.raw("GET", collection_path(group, plural) + query)
+                uids.update(uid for item in _items(listing) if (uid := _uid(item)))
+                token = _continue(listing)
+                if not token:
+                    break
+            expected[kind] = uids
         return expected
+
+
+def _continue(listing: Any) -> str:
+    metadata = listing.get("metadata") if isinstance(listing, Mapping) else None
+    token = metadata.get("continue") if isinstance(metadata, Mapping) else None
+    return token if isinstance(token, str) else ""
 
 
 def _items(listing: Any) -> list[Any]:

@@ -27,13 +27,22 @@ What keeps it to one leader at a time, whatever the API does:
 - **The loop never ends.** Any exception in a round is logged and counted
   (`on_error`), and the next round comes. Catch-up callbacks run as their own
   tasks, one at a time per callback, so a long flush never delays a renewal.
+- **Nothing to wait behind.** The operator runs the loop in a thread with an
+  event loop of its own (`start_in_thread`), its API calls on a thread and a
+  connection of their own: a backlog of watch events or writes on the main
+  event loop, where kopf and admission run, never delays a renewal. The
+  callbacks run on the main loop (`run_coroutine_threadsafe`); `is_leader` is
+  plain reads, safe from any thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import datetime
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -76,7 +85,10 @@ class Leadership:
     _seen_other: bool = False
     _announced: bool = False
     _created: bool = False  # this replica created the Lease; catch up once it leads
-    _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    _tasks: dict[int, asyncio.Task[None] | concurrent.futures.Future[None]] = field(
+        default_factory=dict
+    )
+    _callbacks_loop: asyncio.AbstractEventLoop | None = None  # None: the loop that runs us
 
     @property
     def margin(self) -> float:
@@ -164,7 +176,42 @@ class Leadership:
         running = self._tasks.get(id(callback))
         if running is not None and not running.done():
             return
-        self._tasks[id(callback)] = asyncio.create_task(self._guarded(callback))
+        target = self._callbacks_loop
+        if target is None:
+            self._tasks[id(callback)] = asyncio.create_task(self._guarded(callback))
+        else:
+            coroutine = self._guarded(callback)
+            self._tasks[id(callback)] = asyncio.run_coroutine_threadsafe(coroutine, target)
+
+    def start_in_thread(self, callbacks_loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """Run `run_forever` in a thread on an event loop of its own; the callbacks run
+        on `callbacks_loop`. Returns the function that stops the thread."""
+        self._callbacks_loop = callbacks_loop
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def main() -> None:
+            asyncio.set_event_loop(loop)
+            task = loop.create_task(self.run_forever())
+            started.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(task)
+            loop.close()
+
+        thread = threading.Thread(target=main, name="leadership", daemon=True)
+        thread.start()
+        started.wait(timeout=10)
+
+        def stop() -> None:
+            def cancel() -> None:
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(cancel)
+            thread.join(timeout=10)
+
+        return stop
 
     async def _guarded(self, callback: Callback) -> None:
         try:

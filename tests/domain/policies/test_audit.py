@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from typing import Any
 
 from finops_operator.domain.config import Config
-from finops_operator.domain.policies.audit import AuditReason, audit_workload, event_message
+from finops_operator.domain.policies.audit import (
+    AuditReason,
+    audit_workload,
+    event_message,
+    judged_state,
+)
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.policies.verdict import Skip
 from tests.support.reviews import COMPLETE_LABELS, workload
@@ -73,3 +80,40 @@ def test_an_annotation_the_owner_copied_onto_its_replicaset_is_left_alone() -> N
     outcome = audit_workload(replicaset, ENFORCE, None)
     assert outcome.reason is AuditReason.LEFT_TO_OWNER
     assert outcome.desired == copied and not outcome.changed
+
+
+# --- judged_state: what "the same state" means for the audit writer (issue 14) ----------
+
+
+def _job(**template_labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "train", "namespace": "ml", "labels": {"app": "x"}, "generation": 1},
+        "spec": {"template": {"metadata": {"labels": dict(template_labels)}, "spec": {}}},
+    }
+
+
+def test_a_status_update_or_an_annotation_keeps_the_judged_state() -> None:
+    job = _job(team="a")
+    later = copy.deepcopy(job)
+    later["status"] = {"active": 1}
+    later["metadata"]["annotations"] = {"finops.resilio.tech/violations": "{}"}
+    later["metadata"]["resourceVersion"] = "99"
+    assert judged_state(later) == judged_state(job)
+
+
+def test_labels_pod_labels_or_the_generation_change_the_judged_state() -> None:
+    job = _job(team="a")
+    relabelled = copy.deepcopy(job)
+    relabelled["metadata"]["labels"]["resilio.tech/team"] = "b"
+    new_pods = _job(team="b")
+    new_spec = copy.deepcopy(job)
+    new_spec["metadata"]["generation"] = 2
+    states = {judged_state(o) for o in (job, relabelled, new_pods, new_spec)}
+    assert len(states) == 4
+
+
+def test_the_judged_state_survives_odd_bodies() -> None:
+    assert judged_state({}) == judged_state({"metadata": {"labels": None}})
+    assert judged_state({"kind": "Pod", "metadata": {"labels": "not a map"}})

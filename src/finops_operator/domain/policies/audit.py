@@ -9,6 +9,8 @@ what the object already says, so compliant objects are never patched.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +24,7 @@ from finops_operator.domain.policies.label_check import (
     violation_message,
 )
 from finops_operator.domain.policies.verdict import Skip, Verdict, judge
+from finops_operator.domain.workloads import pod_labels
 
 
 class AuditReason(StrEnum):
@@ -84,3 +87,20 @@ def event_message(obj: Mapping[str, Any], outcome: AuditOutcome) -> str:
             obj["kind"], meta.get("namespace"), meta.get("name"), outcome.violations
         )
     return f"{obj['kind']} {meta.get('namespace')}/{meta.get('name')} now carries its cost labels."
+
+
+def judged_state(obj: Mapping[str, Any]) -> str:
+    """A short key for what the audit's decision reads from the object itself.
+
+    Its labels, its pods' labels and its `metadata.generation` (which a change
+    of the spec, GPU requests included, moves). Two watch events with the same
+    key ask for the same decision about the same state of the object: the audit
+    writer writes that decision once, however often, and however late, an event
+    of that state comes back (a resync, a replayed watch, a status update).
+    """
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels")
+    labels = labels if isinstance(labels, Mapping) else {}
+    state = [meta.get("generation"), sorted(labels.items()), sorted(pod_labels(obj).items())]
+    text = json.dumps(state, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

@@ -1,0 +1,866 @@
+"""Benchmark the operator at fleet scale: sync time, memory, CPU and API traffic.
+
+A GPU fleet (`--pods` running GPU pods, half as many non-GPU pods, their owners:
+Deployments with their ReplicaSets, StatefulSets and Jobs, one namespace per 25
+GPU pods, 8-GPU nodes and CPU nodes; one GPU workload in ten lacks its cost
+labels) is loaded into a Kubernetes API before the operator starts, then
+`finops-operator run` (mode `audit`) is started as a real process and measured:
+
+- sync time: from the start of the process until `/readyz` answers 200 and
+  `/metrics` has an allocation series for every running GPU pod;
+- RSS when synced, peak RSS (`VmHWM`), CPU seconds (user + system) to sync;
+- every API request, by verb and resource, through a recording HTTP proxy that
+  sits between the operator and the API (the operator's kubeconfig points at
+  it): during the sync, and during `--quiet` seconds once synced;
+- the Events the operator posted, and its audit PATCHes;
+- one `/metrics` scrape: size (plain and gzip) and the operator's CPU for it.
+
+Targets (`--target`):
+
+- `emulator` (default): the test emulator (`finops_devtools.devcluster.emulator`,
+  kmock), the objects stored directly (`KubeEmulator.preload`, no HTTP). The
+  emulator runs in this process, on its own thread: its CPU is reported
+  separately from the operator's, and so is the proxy's (`proxy_cpu_seconds`).
+- `controlplane`: a real kube-apiserver and etcd (`scripts/e2e-cluster.sh up`,
+  without the operator; its kube-controller-manager is stopped so that no
+  controller acts on the bench's owners and kubelet-less pods; the install's
+  webhooks are deleted: the fleet predates the operator), objects created over
+  HTTP (pods with `spec.nodeName`, then their status set to Running). The
+  operator runs with the install's own ServiceAccount token (its RBAC).
+
+With `--tracemalloc` the operator runs under tracemalloc and writes its top
+allocation sites once synced (see `bench/traced_operator.py`).
+
+Run from the repository root:  .venv/bin/python bench/scale.py --pods 10000 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import contextlib
+import gzip
+import json
+import os
+import platform
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import yaml  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from finops_devtools.devcluster import free_port  # noqa: E402
+from finops_devtools.devcluster.emulator import KubeEmulator  # noqa: E402
+from finops_operator.adapters.certificates import write_self_signed  # noqa: E402
+
+GPU_PODS_PER_NAMESPACE = 25
+GPUS_PER_NODE = 8
+CPU_PODS_PER_NODE = 50
+VIOLATING_EVERY = 10  # one GPU workload in ten lacks its cost labels
+ALLOCATION = "finops_pod_gpu_allocation"
+TICK = 2.0**-4
+
+COST_LABELS = {
+    "resilio.tech/team": "team-{n}",
+    "resilio.tech/feature": "feature-{n}",
+    "resilio.tech/environment": "production",
+    "resilio.tech/workload-type": "inference",
+    "resilio.tech/cost-center": "cc-{n}",
+}
+
+
+# ----------------------------------------------------------------------------- the fleet
+
+
+def _meta(name: str, namespace: str | None, labels: dict[str, str], **more: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels, **more}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return meta
+
+
+def _container(gpus: int) -> dict[str, Any]:
+    limits: dict[str, Any] = {"cpu": "4", "memory": "16Gi"}
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)
+    return {
+        "name": "server",
+        "image": "vllm/vllm-openai:v0.6.3" if gpus else "nginx:1.27",
+        "args": ["--model", "meta-llama/Llama-3.1-8B-Instruct"] if gpus else [],
+        "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "PORT", "value": "8000"}],
+        "ports": [{"containerPort": 8000, "protocol": "TCP"}],
+        "resources": {"limits": limits, "requests": {"cpu": "2", "memory": "8Gi"}},
+        "terminationMessagePath": "/dev/termination-log",
+        "imagePullPolicy": "IfNotPresent",
+    }
+
+
+def _pod_spec(gpus: int) -> dict[str, Any]:
+    return {
+        "containers": [_container(gpus)],
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": 30,
+        "dnsPolicy": "ClusterFirst",
+        "serviceAccountName": "default",
+        "schedulerName": "default-scheduler",
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        if gpus
+        else [],
+    }
+
+
+def _running(node: str, index: int) -> dict[str, Any]:
+    return {
+        "phase": "Running",
+        "hostIP": "10.0.0.1",
+        "podIP": f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}",
+        "startTime": "2026-11-01T00:00:00Z",
+        "qosClass": "Burstable",
+        "conditions": [
+            {"type": t, "status": "True", "lastTransitionTime": "2026-11-01T00:00:00Z"}
+            for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+        ],
+        "containerStatuses": [
+            {
+                "name": "server",
+                "ready": True,
+                "restartCount": 0,
+                "image": "vllm/vllm-openai:v0.6.3",
+                "imageID": "sha256:" + "0" * 64,
+                "containerID": f"containerd://{index:064x}",
+                "started": True,
+                "state": {"running": {"startedAt": "2026-11-01T00:00:00Z"}},
+            }
+        ],
+        "_node": node,
+    }
+
+
+@dataclass
+class Fleet:
+    """The objects to load, in the order to create them, and what the operator should see."""
+
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    gpu_pods: int = 0
+    other_pods: int = 0
+    namespaces: int = 0
+    nodes: int = 0
+    owners: collections.Counter[str] = field(default_factory=collections.Counter)
+    violating_workloads: int = 0
+
+
+def fleet(gpu_pods: int, other_pods: int | None = None) -> Fleet:
+    """A fleet of `gpu_pods` running 1-GPU pods, and `other_pods` CPU pods (default half)."""
+    other = gpu_pods // 2 if other_pods is None else other_pods
+    result = Fleet(gpu_pods=gpu_pods, other_pods=other)
+    namespaces = max(1, gpu_pods // GPU_PODS_PER_NAMESPACE)
+    result.namespaces = namespaces
+    for n in range(namespaces):
+        result.objects.append(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(f"ns-{n:05d}", None, {})}
+        )
+    gpu_nodes = -(-gpu_pods // GPUS_PER_NODE)
+    cpu_nodes = -(-other // CPU_PODS_PER_NODE)
+    result.nodes = gpu_nodes + cpu_nodes
+    for n in range(gpu_nodes):
+        result.objects.append(_node(f"gpu-{n:05d}", gpus=GPUS_PER_NODE))
+    for n in range(cpu_nodes):
+        result.objects.append(_node(f"cpu-{n:05d}", gpus=0))
+    made = {"gpu": 0, "cpu": 0}
+    workload = 0
+    # GPU workloads in turn: a Deployment of 4, a StatefulSet of 4, two Jobs of 1; CPU: Deployments.
+    shapes = [("Deployment", 4), ("StatefulSet", 4), ("Job", 1), ("Job", 1)]
+    while made["gpu"] < gpu_pods or made["cpu"] < other:
+        gpu = made["gpu"] < gpu_pods
+        kind, replicas = shapes[workload % len(shapes)] if gpu else ("Deployment", 4)
+        left = (gpu_pods - made["gpu"]) if gpu else (other - made["cpu"])
+        replicas = min(replicas, left)
+        namespace = f"ns-{workload % namespaces:05d}"
+        violating = gpu and workload % VIOLATING_EVERY == 0
+        result.violating_workloads += violating
+        labels = (
+            {} if violating else {k: v.format(n=workload % 200) for k, v in COST_LABELS.items()}
+        )
+        labels = {"app": f"w{workload}", **labels}
+        name = f"{'gpu' if gpu else 'web'}-{workload:06d}"
+        first = made["gpu" if gpu else "cpu"]
+        pods = _workload(kind, name, namespace, labels, replicas, gpus=1 if gpu else 0, first=first)
+        result.owners.update(obj["kind"] for obj in pods if obj["kind"] != "Pod")
+        result.objects.extend(pods)
+        made["gpu" if gpu else "cpu"] += replicas
+        workload += 1
+    return result
+
+
+def _node(name: str, gpus: int) -> dict[str, Any]:
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
+    capacity = {"cpu": "96", "memory": "1Ti", "pods": "110"}
+    if gpus:
+        labels["nvidia.com/gpu.product"] = "NVIDIA-H100-80GB-HBM3"
+        labels["nvidia.com/gpu.count"] = str(gpus)
+        capacity["nvidia.com/gpu"] = str(gpus)
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": _meta(name, None, labels),
+        "spec": {},
+        "status": {"capacity": capacity, "allocatable": dict(capacity)},
+    }
+
+
+def _owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _uid(kind: str, name: str, namespace: str) -> str:
+    digest = abs(hash((kind, name, namespace))) % (16**12)
+    return f"00000000-0000-4000-8000-{digest:012x}"
+
+
+def _workload(
+    kind: str,
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    replicas: int,
+    gpus: int,
+    first: int,
+) -> list[dict[str, Any]]:
+    pod_spec = _pod_spec(gpus)
+    if kind == "Job":
+        pod_spec["restartPolicy"] = "Never"
+    template = {"metadata": {"labels": labels}, "spec": pod_spec}
+    selector = {"matchLabels": {"app": labels["app"]}}
+    api = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1"}[kind]
+    spec: dict[str, Any] = {"template": template, "selector": selector}
+    if kind == "Job":
+        spec.update(parallelism=replicas, completions=replicas, backoffLimit=6)
+    else:
+        spec["replicas"] = replicas
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    owner: dict[str, Any] = {
+        "apiVersion": api,
+        "kind": kind,
+        "metadata": _meta(name, namespace, dict(labels), uid=_uid(kind, name, namespace)),
+        "spec": spec,
+    }
+    objects = [owner]
+    pod_owner = owner
+    if kind == "Deployment":
+        rs_name = f"{name}-5d8f7c9b4"
+        rs_meta = _meta(
+            rs_name, namespace, dict(labels), uid=_uid("ReplicaSet", rs_name, namespace)
+        )
+        rs_meta["ownerReferences"] = [_owner_ref(owner)]
+        replicaset: dict[str, Any] = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": rs_meta,
+        }
+        replicaset["spec"] = {"replicas": replicas, "template": template, "selector": selector}
+        objects.append(replicaset)
+        pod_owner = replicaset
+    prefix = "gpu" if gpus else "cpu"
+    for i in range(replicas):
+        index = first + i
+        node = f"{prefix}-{index // (GPUS_PER_NODE if gpus else CPU_PODS_PER_NODE):05d}"
+        pod_name = f"{pod_owner['metadata']['name']}-{i if kind == 'StatefulSet' else f'x{i:04d}'}"
+        meta = _meta(pod_name, namespace, dict(labels), ownerReferences=[_owner_ref(pod_owner)])
+        status = _running(node, index)
+        status.pop("_node")
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": meta,
+                "spec": {**pod_spec, "nodeName": node},
+                "status": status,
+            }
+        )
+    return objects
+
+
+# ----------------------------------------------------------------------------- the proxy
+
+_PATH = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?"
+    r"(?:/(?P<plural>[^/]+))?(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$"
+)
+
+
+def classify(method: str, path: str, query: dict[str, str]) -> tuple[str, str]:
+    """(verb, resource) of an API request, as kube-apiserver's audit log names them."""
+    match = _PATH.match(path)
+    if match is None:
+        return method.lower(), path
+    group, ns, plural, name, sub = match.group("group", "ns", "plural", "name", "sub")
+    if plural is None and ns is not None:  # /api/v1/namespaces/NAME
+        plural, name = "namespaces", ns
+    elif plural is None:  # /api/v1, /apis/apps/v1: discovery
+        return "get", f"discovery {path}"
+    resource = f"{plural}.{group}" if group else str(plural)
+    if sub:
+        resource += f"/{sub}"
+    if method == "GET":
+        verb = "watch" if query.get("watch") in ("true", "1") else "get" if name else "list"
+    else:
+        verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
+            method, method.lower()
+        )
+    return verb, resource
+
+
+@dataclass
+class Recorded:
+    verb: str
+    resource: str
+    status: int
+    bytes: int
+    at: float
+
+
+class RecordingProxy:
+    """An HTTP proxy in front of the API that records every request; in a thread of its own."""
+
+    def __init__(self, upstream: str, ca: ssl.SSLContext | None, token: str | None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.ssl = ca
+        self.token = token
+        self.requests: list[Recorded] = []
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RecordingProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+        return self
+
+    async def _start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ssl=self.ssl if self.ssl else False)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        )
+        app = web.Application(client_max_size=256 * 1024**2)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        assert self._session is not None
+        verb, resource = classify(request.method, request.path, dict(request.query))
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "content-length", "transfer-encoding", "authorization")
+        }
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        body = await request.read()
+        record = Recorded(verb, resource, 0, 0, time.monotonic())
+        self.requests.append(record)  # at the start: a watch ends only when the operator stops
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+        ) as upstream:
+            record.status = upstream.status
+            response = web.StreamResponse(status=upstream.status)
+            for key, value in upstream.headers.items():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    response.headers[key] = value
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    record.bytes += len(chunk)
+                    await response.write(chunk)
+                await response.write_eof()
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                pass  # the operator closed a watch it no longer wants
+            return response
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            current = asyncio.current_task()
+            pending = [task for task in asyncio.all_tasks() if task is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if self._runner is not None:
+                await self._runner.cleanup()
+            if self._session is not None:
+                await self._session.close()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+def tally(records: list[Recorded]) -> dict[str, int]:
+    counts = collections.Counter(f"{r.verb} {r.resource}" for r in records)
+    return dict(sorted(counts.items()))
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM in bytes."""
+    found: dict[str, int] = {}
+    with Path(f"/proc/{pid}/status").open() as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) * 1024
+    return found
+
+
+def cpu_seconds(pid: int | None = None, threads: bool = False) -> float:
+    """User + system CPU seconds of a process (this one when None)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(thread: threading.Thread) -> float:
+    """CPU of one thread of this process (the emulator's, the proxy's), from /proc."""
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{os.getpid()}/task/{thread.native_id}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class Operator:
+    """`finops-operator run` (mode audit) as a process, with a kubeconfig to the proxy."""
+
+    def __init__(self, workdir: Path, proxy_url: str, traced: bool) -> None:
+        self.workdir = workdir
+        self.cert, self.key = write_self_signed(workdir)
+        self.metrics_port = free_port()
+        self.webhook_port = free_port()
+        self.trace_path = workdir / "tracemalloc.txt"
+        kubeconfig = workdir / "kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "bench", "cluster": {"server": proxy_url}}],
+                    "users": [{"name": "bench", "user": {"token": "bench"}}],
+                    "contexts": [
+                        {"name": "bench", "context": {"cluster": "bench", "user": "bench"}}
+                    ],
+                    "current-context": "bench",
+                }
+            )
+        )
+        config = workdir / "config.yaml"
+        config.write_text(yaml.safe_dump({"mode": "audit"}))
+        entry = (
+            [str(ROOT / "bench" / "traced_operator.py"), str(self.trace_path)]
+            if traced
+            else ["-m", "finops_operator.cli"]
+        )
+        self.command = [
+            sys.executable, *entry, "run",
+            "--config", str(config),
+            "--webhook-host", "127.0.0.1",
+            "--webhook-port", str(self.webhook_port),
+            "--metrics-port", str(self.metrics_port),
+            "--webhook-cert", str(self.cert), "--webhook-key", str(self.key),
+        ]  # fmt: skip
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        self.env.pop("KUBERNETES_SERVICE_HOST", None)
+        self.log_path = workdir / "operator.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            self.started = time.monotonic()
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def get(self, path: str, gzip_ok: bool = False) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}{path}")
+        if gzip_ok:
+            request.add_header("Accept-Encoding", "gzip")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+        except OSError:
+            return 0, b""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def count_allocation_series(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.startswith(ALLOCATION + "{"))
+
+
+# ----------------------------------------------------------------------------- targets
+
+EMULATOR_THREADS: list[threading.Thread] = []
+
+
+@contextlib.contextmanager
+def emulator_target(world: Fleet) -> Iterator[tuple[str, ssl.SSLContext | None, str | None]]:
+    cluster = KubeEmulator()
+    cluster.start()
+    EMULATOR_THREADS.append(cluster._thread)
+    try:
+        started = time.monotonic()
+        cluster.preload(world.objects)
+        print(f"preloaded {len(world.objects)} objects in {time.monotonic() - started:.1f} s",
+              file=sys.stderr)  # fmt: skip
+        yield cluster.url, None, None
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def controlplane_target(
+    world: Fleet, workdir: Path
+) -> Iterator[tuple[str, ssl.SSLContext | None, str | None]]:
+    """`scripts/e2e-cluster.sh up` without the operator; kube-controller-manager stopped."""
+    script = ROOT / "scripts" / "e2e-cluster.sh"
+    cluster = workdir / "cluster"
+    env = {**os.environ, "E2E_NO_OPERATOR": "1"}
+    subprocess.run([str(script), "up", str(cluster)], env=env, check=True, timeout=1800)
+    try:
+        kcm = cluster / "state" / "kube-controller-manager.pid"
+        if kcm.exists():  # started by the script above, for this bench: stop it by its pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(kcm.read_text()), signal.SIGTERM)
+        admin = yaml.safe_load((cluster / "kubeconfig").read_text())
+        server = admin["clusters"][0]["cluster"]["server"]
+        ca_pem = base64.b64decode(admin["clusters"][0]["cluster"]["certificate-authority-data"])
+        context = ssl.create_default_context(cadata=ca_pem.decode())
+        admin_token = admin["users"][0]["user"]["token"]
+        started = time.monotonic()
+        asyncio.run(create_all(server, context, admin_token, world))
+        print(f"created {len(world.objects)} objects over HTTP in "
+              f"{time.monotonic() - started:.1f} s", file=sys.stderr)  # fmt: skip
+        operator = yaml.safe_load((cluster / "operator.kubeconfig").read_text())
+        yield server, context, operator["users"][0]["user"]["token"]
+    finally:
+        subprocess.run([str(script), "down", str(cluster)], check=False, timeout=120)
+
+
+_PLURAL = {
+    "Namespace": "/api/v1/namespaces",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "Node": "/api/v1/nodes",
+    "Pod": "/api/v1/namespaces/{ns}/pods",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets",
+    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
+}
+
+
+async def create_all(server: str, context: ssl.SSLContext, token: str, world: Fleet) -> None:
+    """Create the fleet with 32 requests in flight: owners first (pods refer to their uids)."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=32, ssl=context)
+    uids: dict[str, str] = {}  # the bench's uid -> the server's
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def create(obj: dict[str, Any]) -> None:
+            obj = json.loads(json.dumps(obj))
+            meta = obj["metadata"]
+            path = _PLURAL[obj["kind"]].format(ns=meta.get("namespace"))
+            bench_uid = meta.pop("uid", None)
+            for ref in meta.get("ownerReferences", []):
+                ref["uid"] = uids[ref["uid"]]
+            status = obj.pop("status", None)
+            if obj["kind"] == "Job":
+                obj["spec"]["suspend"] = True  # no controller runs; and none should
+                obj["spec"]["manualSelector"] = True
+            async with session.post(server + path, json=obj) as response:
+                if response.status == 409 and obj["kind"] == "ServiceAccount":
+                    return  # the controller manager made it before it was stopped
+                if response.status >= 300:
+                    raise RuntimeError(f"create {path}: {response.status} {await response.text()}")
+                stored = await response.json()
+            if bench_uid:
+                uids[bench_uid] = stored["metadata"]["uid"]
+            if status is not None and obj["kind"] in ("Pod", "Node"):
+                url = f"{server}{path}/{meta['name']}/status"
+                patch_headers = {"Content-Type": "application/merge-patch+json"}
+                async with session.patch(
+                    url, data=json.dumps({"status": status}), headers=patch_headers
+                ) as response:
+                    if response.status >= 300:
+                        raise RuntimeError(f"status {url}: {response.status}")
+
+        # The install's webhooks call an operator that is not running yet (and would judge
+        # 100,000 creates): the fleet is what already ran before the operator was installed.
+        for kind in ("validating", "mutating"):
+            url = f"{server}/apis/admissionregistration.k8s.io/v1/{kind}webhookconfigurations"
+            async with session.delete(url) as response:
+                if response.status >= 300:
+                    raise RuntimeError(f"delete {url}: {response.status}")
+        order = ["Namespace", "Node", "Deployment", "StatefulSet", "Job", "ReplicaSet", "Pod"]
+        for kind in order:
+            batch = [obj for obj in world.objects if obj["kind"] == kind]
+            if kind == "Node":  # no controller manager: each namespace's default account
+                accounts = [
+                    {
+                        "kind": "ServiceAccount",
+                        "metadata": {"name": "default", "namespace": ns["metadata"]["name"]},
+                    }
+                    for ns in world.objects
+                    if ns["kind"] == "Namespace"
+                ]
+                batch = accounts + batch
+            for i in range(0, len(batch), 256):
+                await asyncio.gather(*(create(obj) for obj in batch[i : i + 256]))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    world = fleet(args.pods, args.other_pods)
+    expected = world.gpu_pods
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        workdir = Path(tmp)
+        target = (
+            emulator_target(world)
+            if args.target == "emulator"
+            else controlplane_target(world, workdir)
+        )
+        with target as (upstream, context, token):
+            proxy = RecordingProxy(upstream, context, token).start()
+            operator = Operator(workdir, proxy.url, args.tracemalloc)
+            threads = {"proxy": proxy._thread}
+            if EMULATOR_THREADS:
+                threads["emulator"] = EMULATOR_THREADS[-1]
+            cpu0 = {name: thread_cpu_seconds(t) for name, t in threads.items()}
+            try:
+                report = _run(args, world, operator, proxy, expected)
+                for name, thread in threads.items():
+                    spent = thread_cpu_seconds(thread) - cpu0[name]
+                    report[f"{name}_cpu_seconds"] = round(spent, 2)
+            finally:
+                operator.stop()
+                proxy.stop()
+                if args.keep_log:
+                    Path(args.keep_log).write_bytes(operator.log_path.read_bytes())
+    return report
+
+
+def _run(
+    args: argparse.Namespace, world: Fleet, operator: Operator, proxy: RecordingProxy, expected: int
+) -> dict[str, Any]:
+    load_before = load_average()
+    operator.start()
+    ready_at = synced_at = None
+    peak_rss = 0
+    deadline = operator.started + args.timeout
+    next_metrics = 0.0
+    while synced_at is None:
+        if not operator.alive():
+            raise SystemExit(f"the operator exited:\n{operator.log_path.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not synced after {args.timeout} s (ready: {ready_at is not None})")
+        peak_rss = max(peak_rss, _proc_status(operator.pid).get("VmRSS", 0))
+        now = time.monotonic()
+        if ready_at is None and operator.get("/readyz")[0] == 200:
+            ready_at = now
+        if ready_at is not None and now >= next_metrics:
+            status, body = operator.get("/metrics")
+            if status == 200 and count_allocation_series(body.decode()) >= expected:
+                synced_at = time.monotonic()
+            next_metrics = time.monotonic() + 1.0
+        time.sleep(TICK)
+    sync_cpu = cpu_seconds(operator.pid)
+    synced_requests = list(proxy.requests)
+    memory = _proc_status(operator.pid)
+    load_synced = load_average()
+    if args.tracemalloc:
+        os.kill(operator.pid, signal.SIGUSR2)
+        time.sleep(5)
+    quiet_start = time.monotonic()
+    quiet_cpu0 = cpu_seconds(operator.pid)
+    time.sleep(args.quiet)
+    quiet = [r for r in proxy.requests if r.at >= quiet_start]
+    quiet_cpu = cpu_seconds(operator.pid) - quiet_cpu0
+    scrapes = []
+    for _ in range(3):
+        before = cpu_seconds(operator.pid)
+        started = time.monotonic()
+        status, body = operator.get("/metrics")
+        wall = time.monotonic() - started
+        time.sleep(0.2)  # the CPU counters tick at 10 ms
+        scrapes.append((cpu_seconds(operator.pid) - before, wall, len(body)))
+    _, zipped = operator.get("/metrics", gzip_ok=True)
+    text = body.decode()
+    memory_after = _proc_status(operator.pid)
+    all_requests = list(proxy.requests)
+    return {
+        "target": args.target,
+        "fleet": {
+            "gpu_pods": world.gpu_pods,
+            "other_pods": world.other_pods,
+            "namespaces": world.namespaces,
+            "nodes": world.nodes,
+            "owners": dict(world.owners),
+            "violating_gpu_workloads": world.violating_workloads,
+            "objects": len(world.objects),
+        },
+        "sync_seconds": round(synced_at - operator.started, 1),
+        "ready_seconds": round((ready_at or synced_at) - operator.started, 1),
+        "sync_cpu_seconds": round(sync_cpu, 1),
+        "rss_synced_mb": round(memory["VmRSS"] / 2**20, 1),
+        "rss_peak_mb": round(max(memory["VmHWM"], peak_rss) / 2**20, 1),
+        "rss_after_quiet_mb": round(memory_after["VmRSS"] / 2**20, 1),
+        "allocation_series": count_allocation_series(text),
+        "requests_during_sync": tally(synced_requests),
+        "requests_total": tally(all_requests),
+        "list_bytes_mb": round(
+            sum(r.bytes for r in synced_requests if r.verb in ("list", "watch")) / 2**20, 1
+        ),
+        "quiet_seconds": args.quiet,
+        "requests_while_quiet": tally(quiet),
+        "quiet_cpu_seconds": round(quiet_cpu, 2),
+        "events_posted": sum(
+            1 for r in all_requests if r.verb == "create" and r.resource == "events"
+        ),
+        "audit_patches": sum(
+            1 for r in all_requests if r.verb == "patch" and r.resource.split(".")[0] != "leases"
+        ),
+        "scrape": {
+            "bytes": scrapes[-1][2],
+            "gzip_bytes": len(zipped) if zipped[:2] == b"\x1f\x8b" else len(gzip.compress(zipped)),
+            "cpu_seconds": [round(cpu, 2) for cpu, _, _ in scrapes],
+            "wall_seconds": [round(wall, 2) for _, wall, _ in scrapes],
+            "series": sum(1 for line in text.splitlines() if line and not line.startswith("#")),
+        },
+        "tracemalloc": operator.trace_path.read_text() if args.tracemalloc else None,
+        "load_average": {"before": load_before, "synced": load_synced, "end": load_average()},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "nproc": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    fleet_ = report["fleet"]
+    print(f"target {report['target']}: {fleet_['gpu_pods']:,} GPU pods, "
+          f"{fleet_['other_pods']:,} other pods, {fleet_['namespaces']:,} namespaces, "
+          f"{fleet_['nodes']:,} nodes, owners {fleet_['owners']}")  # fmt: skip
+    print(f"  sync {report['sync_seconds']} s (ready {report['ready_seconds']} s), "
+          f"CPU {report['sync_cpu_seconds']} s, load {report['load_average']}")  # fmt: skip
+    print(f"  RSS synced {report['rss_synced_mb']} MB, peak {report['rss_peak_mb']} MB, "
+          f"after quiet {report['rss_after_quiet_mb']} MB")  # fmt: skip
+    print(f"  allocation series {report['allocation_series']:,}; list+watch bytes "
+          f"{report['list_bytes_mb']} MB")  # fmt: skip
+    print("  requests during sync:")
+    for key, count in report["requests_during_sync"].items():
+        print(f"    {count:7,}  {key}")
+    print(f"  requests in {report['quiet_seconds']} s once quiet: {report['requests_while_quiet']}"
+          f" (CPU {report['quiet_cpu_seconds']} s)")  # fmt: skip
+    print(f"  Events posted {report['events_posted']}, audit PATCHes {report['audit_patches']}")
+    scrape = report["scrape"]
+    print(f"  /metrics: {scrape['bytes']:,} bytes ({scrape['gzip_bytes']:,} gzip), "
+          f"{scrape['series']:,} series, CPU {scrape['cpu_seconds']} s, "
+          f"wall {scrape['wall_seconds']} s")  # fmt: skip
+    for key in ("proxy_cpu_seconds", "emulator_cpu_seconds"):
+        if key in report:
+            print(f"  {key.replace('_', ' ')}: {report[key]}")
+    if report.get("tracemalloc"):
+        print(report["tracemalloc"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, default=10_000, help="running GPU pods")
+    parser.add_argument("--other-pods", type=int, default=None, help="CPU pods (default: half)")
+    parser.add_argument("--target", choices=("emulator", "controlplane"), default="emulator")
+    parser.add_argument("--quiet", type=float, default=20.0, help="seconds watched once synced")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for sync")
+    parser.add_argument("--tracemalloc", action="store_true", help="top allocation sites")
+    parser.add_argument("--keep-log", help="copy the operator's log here")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.pods < 1:
+        parser.error("--pods must be at least 1")
+    report = measure(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
