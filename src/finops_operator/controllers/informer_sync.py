@@ -89,13 +89,14 @@ class InformerSync:
         """Why the operator is not ready (for `/readyz`), or None once synced."""
         if self.synced:
             return None
-        if listing := self._streams_listing():
-            return f"still listing {', '.join(listing)}"
         if self._expected is None:
             detail = f": {self._problem}" if self._problem else ""
             return f"listing namespaces and workloads{detail}"
-        missing = ", ".join(f"{count} {kind}" for kind, count in sorted(self.missing().items()))
-        return f"the watches have not yet delivered {missing}"
+        if missing := self.missing():
+            counts = ", ".join(f"{count} {kind}" for kind, count in sorted(missing.items()))
+            return f"the watches have not yet delivered {counts}"
+        listing = ", ".join(self._streams_listing()) or "nothing (done)"
+        return f"still listing {listing}"
 
     async def run(self, kube: KubePort) -> None:
         """List, wait for the handlers to catch up, re-list if they do not; until synced."""
