@@ -5,11 +5,12 @@ Every watch uses kopf event handlers, never stateful create/update handlers,
 so kopf writes no bookkeeping annotations or finalizers on anything it watches
 and compliant objects are never patched.
 
-Pods and ReplicaSets are the exception to kopf: a GPU fleet has them by the ten
-thousand, and kopf's per-object state and queues cost more memory than
-everything else. They are read by `adapters/list_watch.ListWatch` (paged list,
-then watch, nothing kept per object) and fed to the same handlers, the audit
-and, for pods, the GPU inventory (docs/benchmarks.md has the measurements).
+The workloads (Pods and the six controller kinds) are the exception to kopf: a
+GPU fleet has them by the ten thousand, and kopf's per-object state and queues
+cost more memory than everything else. They are read by
+`adapters/list_watch.ListWatch` (paged list, then watch, nothing kept per
+object) and fed to the same handlers, the audit and, for pods, the GPU
+inventory (docs/benchmarks.md has the measurements).
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ logger = logging.getLogger("finops_operator")
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 
-# Kinds read by our own list-and-watch instead of kopf (the two a fleet has by the ten
-# thousand), with the server-side filter of each: a pod that has ended holds no GPU and is
-# no longer judged.
-LEAN_KINDS: Final = {"Pod": "status.phase!=Succeeded,status.phase!=Failed", "ReplicaSet": ""}
+# Kinds read by our own list-and-watch instead of kopf: every workload kind (a fleet has
+# them by the ten thousand; the audit needs each body for a moment only), with the
+# server-side filter of each: a pod that has ended holds no GPU and is no longer judged.
+LEAN_KINDS: Final = {
+    kind: "status.phase!=Succeeded,status.phase!=Failed" if kind == "Pod" else ""
+    for kind in WORKLOAD_KINDS
+}
 
 
 @dataclass
