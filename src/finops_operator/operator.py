@@ -67,6 +67,7 @@ ObjectKey = tuple[str, str, str]  # kind, namespace, name
 # Kinds read by our own list-and-watch instead of kopf: every workload kind (a fleet has
 # them by the ten thousand; the audit needs each body for a moment only), with the
 # server-side filter of each: a pod that has ended holds no GPU and is no longer judged.
+AUDITS_IN_FLIGHT: Final = 64  # audits of one kind running at once (each may write)
 LEAN_KINDS: Final = {
     kind: "status.phase!=Succeeded,status.phase!=Failed" if kind == "Pod" else ""
     for kind in WORKLOAD_KINDS
@@ -247,11 +248,39 @@ def _lean_watch(
     """One kind through our own list-and-watch: the audit (and for Pods the GPU inventory)."""
     audit = _audit_handler(state, writer, kind)
     pods = kind == "Pod"
+    # The audit writes as the leader (a PATCH, an Event): the list must not wait for
+    # each of them, as kopf's per-object workers did not. At most AUDITS_IN_FLIGHT run at
+    # once (so bodies never pile up), and each object's events stay in order: a FIFO
+    # lock per object, counted so that it is dropped once nothing waits for it.
+    order: dict[tuple[str, str], list[Any]] = {}  # key -> [lock, events queued]
+    running: set[asyncio.Task[None]] = set()
+    in_flight = asyncio.Semaphore(AUDITS_IN_FLIGHT)
+
+    async def audit_in_order(
+        key: tuple[str, str], entry: list[Any], type: str, body: Mapping[str, Any]
+    ) -> None:
+        try:
+            async with entry[0]:
+                await audit(type, body)
+        except Exception:  # kopf logged a failing handler; so do we, and go on
+            logger.exception("Audit of %s %s/%s failed", kind, *key)
+        finally:
+            in_flight.release()
+            entry[1] -= 1
+            if entry[1] == 0 and order.get(key) is entry:
+                del order[key]
 
     async def on_event(type: str, body: Mapping[str, Any]) -> None:
         if pods:
             state.inventory.observe_pod(type, body)
-        await audit(type, body)
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        entry = order.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        await in_flight.acquire()
+        task = asyncio.create_task(audit_in_order(key, entry, type, body))
+        running.add(task)
+        task.add_done_callback(running.discard)
 
     async def on_relisted(listed: set[tuple[str, str]]) -> None:
         """A new list after 410 Gone: forget the objects deleted while nobody watched."""
