@@ -606,8 +606,14 @@ def controlplane_target(
         asyncio.run(create_all(server, context, admin_token, world))
         print(f"created {len(world.objects)} objects over HTTP in "
               f"{time.monotonic() - started:.1f} s", file=sys.stderr)  # fmt: skip
-        operator = yaml.safe_load((cluster / "operator.kubeconfig").read_text())
-        yield server, context, operator["users"][0]["user"]["token"]
+        # The install's own ServiceAccount, as the Deployment runs it (its RBAC applies).
+        kubectl = Path((cluster / "state" / "bin").read_text().strip()) / "kubectl"
+        token = subprocess.run(
+            [str(kubectl), "--kubeconfig", str(cluster / "kubeconfig"), "-n", "finops-system",
+             "create", "token", "finops-operator", "--duration", "24h"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        yield server, context, token
     finally:
         subprocess.run([str(script), "down", str(cluster)], check=False, timeout=120)
 

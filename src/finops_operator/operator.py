@@ -5,11 +5,12 @@ Every watch uses kopf event handlers, never stateful create/update handlers,
 so kopf writes no bookkeeping annotations or finalizers on anything it watches
 and compliant objects are never patched.
 
-Pods and ReplicaSets are the exception to kopf: a GPU fleet has them by the ten
-thousand, and kopf's per-object state and queues cost more memory than
-everything else. They are read by `adapters/list_watch.ListWatch` (paged list,
-then watch, nothing kept per object) and fed to the same handlers, the audit
-and, for pods, the GPU inventory (docs/benchmarks.md has the measurements).
+The workloads (Pods and the six controller kinds) are the exception to kopf: a
+GPU fleet has them by the ten thousand, and kopf's per-object state and queues
+cost more memory than everything else. They are read by
+`adapters/list_watch.ListWatch` (paged list, then watch, nothing kept per
+object) and fed to the same handlers, the audit and, for pods, the GPU
+inventory (docs/benchmarks.md has the measurements).
 """
 
 from __future__ import annotations
@@ -79,10 +80,14 @@ logger = logging.getLogger("finops_operator")
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 
-# Kinds read by our own list-and-watch instead of kopf (the two a fleet has by the ten
-# thousand), with the server-side filter of each: a pod that has ended holds no GPU and is
-# no longer judged.
-LEAN_KINDS: Final = {"Pod": "status.phase!=Succeeded,status.phase!=Failed", "ReplicaSet": ""}
+# Kinds read by our own list-and-watch instead of kopf: every workload kind (a fleet has
+# them by the ten thousand; the audit needs each body for a moment only), with the
+# server-side filter of each: a pod that has ended holds no GPU and is no longer judged.
+AUDITS_IN_FLIGHT: Final = 64  # audits of one kind running at once (each may write)
+LEAN_KINDS: Final = {
+    kind: "status.phase!=Succeeded,status.phase!=Failed" if kind == "Pod" else ""
+    for kind in WORKLOAD_KINDS
+}
 
 
 @dataclass
@@ -322,11 +327,39 @@ def _lean_watch(
     """One kind through our own list-and-watch: the audit (and for Pods the GPU inventory)."""
     audit = _audit_handler(state, writer, kind, published)
     pods = kind == "Pod"
+    # The audit writes as the leader (a PATCH, an Event): the list must not wait for
+    # each of them, as kopf's per-object workers did not. At most AUDITS_IN_FLIGHT run at
+    # once (so bodies never pile up), and each object's events stay in order: a FIFO
+    # lock per object, counted so that it is dropped once nothing waits for it.
+    order: dict[tuple[str, str], list[Any]] = {}  # key -> [lock, events queued]
+    running: set[asyncio.Task[None]] = set()
+    in_flight = asyncio.Semaphore(AUDITS_IN_FLIGHT)
+
+    async def audit_in_order(
+        key: tuple[str, str], entry: list[Any], type: str, body: Mapping[str, Any]
+    ) -> None:
+        try:
+            async with entry[0]:
+                await audit(type, body)
+        except Exception:  # kopf logged a failing handler; so do we, and go on
+            logger.exception("Audit of %s %s/%s failed", kind, *key)
+        finally:
+            in_flight.release()
+            entry[1] -= 1
+            if entry[1] == 0 and order.get(key) is entry:
+                del order[key]
 
     async def on_event(type: str, body: Mapping[str, Any]) -> None:
         if pods:
             state.inventory.observe_pod(type, body)
-        await audit(type, body)
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        entry = order.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        await in_flight.acquire()
+        task = asyncio.create_task(audit_in_order(key, entry, type, body))
+        running.add(task)
+        task.add_done_callback(running.discard)
 
     async def on_relisted(listed: set[tuple[str, str]]) -> None:
         """A new list after 410 Gone: forget the objects deleted while nobody watched."""

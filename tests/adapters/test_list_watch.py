@@ -260,3 +260,23 @@ def test_the_connection_sends_the_kubeconfig_token(tmp_path: Path) -> None:
     assert connection.server == "http://127.0.0.1:1"
     assert connection.authorization() == "Bearer sekret"
     assert connection.ssl is False
+
+
+async def test_a_page_that_fails_is_asked_again_without_starting_the_list_over() -> None:
+    api, seen = FakeApi(), Seen()
+    for i in range(6):
+        api.put(f"p{i}")
+    original = api.handle
+
+    async def fail_the_second_page_once(request: web.Request) -> web.StreamResponse:
+        if request.query.get("continue") and not api.requests[1:]:
+            api.requests.append(dict(request.query))
+            return web.Response(status=500, text="etcd timeout")
+        return await original(request)
+
+    api.handle = fail_the_second_page_once  # type: ignore[method-assign]
+    async with running(api, seen, page_size=4) as watch:
+        await until(lambda: watch.synced)
+        lists = [r.get("continue", "") for r in api.requests if "watch" not in r]
+        assert lists == ["", "4:106", "4:106"]  # the failed page again, not page one
+        assert [name for _, name in seen.events] == [f"p{i}" for i in range(6)]

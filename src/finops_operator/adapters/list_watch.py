@@ -10,8 +10,8 @@ This watcher keeps nothing per object: each object is decoded, handed to
 How it reads the API, as client-go's reflector does:
 
 - a **paged list** (`limit`, then `continue`), so only one page of bodies is
-  alive at a time; a `continue` token that expired (410 Gone) starts the list
-  over;
+  alive at a time; a page that fails is asked again with the same token, and
+  only a token that expired (410 Gone) starts the list over;
 - then a **watch from the list's `resourceVersion`**, with bookmarks
   (`allowWatchBookmarks`), so a quiet resource still moves its version forward
   and a reconnect starts where the stream stopped, without a new list;
@@ -122,6 +122,8 @@ class ListWatch:
         self.synced = False
         self.resource_version = ""
         self.lists = 0  # how many full lists were taken (1 + one per 410)
+        self._continue = ""  # the next page of a list under way
+        self._listed: set[Key] = set()  # what a relist under way has seen so far
         self.problem = ""
 
     def _headers(self) -> dict[str, str]:
@@ -166,26 +168,34 @@ class ListWatch:
             return await r.json(loads=json.loads)
 
     async def _list(self, session: aiohttp.ClientSession) -> None:
-        """Every page, each delivered as ADDED and dropped; the list's resourceVersion."""
+        """Every page, each delivered as ADDED and dropped; the list's resourceVersion.
+
+        A page that fails (a timeout, a reset) is asked again with the same `continue`
+        token: a slow server under a big list would otherwise never see its end. Only an
+        expired token (410) starts the list over."""
         relist = self.lists > 0
-        keys: set[Key] = set()
-        token = ""
         while True:
             params = {**self.selectors, "limit": str(self.page_size)}
-            if token:
-                params["continue"] = token
-            page = await self._get(session, params)
+            if self._continue:
+                params["continue"] = self._continue
+            try:
+                page = await self._get(session, params)
+            except GoneError:
+                self._continue, self._listed = "", set()
+                raise
             for item in page.get("items") or []:
                 if relist:
                     meta = item.get("metadata") or {}
-                    keys.add((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+                    key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+                    self._listed.add(key)
                 await self.on_event("ADDED", item)
             meta = page.get("metadata") or {}
-            token = meta.get("continue") or ""
-            if not token:
+            self._continue = meta.get("continue") or ""
+            if not self._continue:
                 self.resource_version = str(meta.get("resourceVersion") or "")
                 break
         self.lists += 1
+        keys, self._listed = self._listed, set()
         if relist:
             await self.on_relisted(keys)
         if not self.synced:

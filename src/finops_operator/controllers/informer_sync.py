@@ -15,10 +15,11 @@ those uids. An object deleted before kopf listed it is never seen: after
 that object). Once synced it stays synced (kopf's later re-lists are partial
 only for an instant, and the index never empties).
 
-Kinds read by the operator's own list-and-watch (`adapters/list_watch.py`, pods
-at fleet scale) are not compared this way: that watcher knows when its paged
-list is over, and `add_stream` makes readiness wait for it too. They are left
-out of `watched`, so readiness never lists them in one piece.
+Kinds read by the operator's own list-and-watch (`adapters/list_watch.py`: the
+workload kinds, by the ten thousand in a fleet) are not compared this way: that
+watcher knows when its paged list is over, and `add_stream` makes readiness
+wait for it too. The operator leaves them out of `watched` (only Namespaces,
+through kopf, remain), so readiness does not list them at all.
 """
 
 from __future__ import annotations
@@ -89,13 +90,14 @@ class InformerSync:
         """Why the operator is not ready (for `/readyz`), or None once synced."""
         if self.synced:
             return None
-        if listing := self._streams_listing():
-            return f"still listing {', '.join(listing)}"
         if self._expected is None:
             detail = f": {self._problem}" if self._problem else ""
             return f"listing namespaces and workloads{detail}"
-        missing = ", ".join(f"{count} {kind}" for kind, count in sorted(self.missing().items()))
-        return f"the watches have not yet delivered {missing}"
+        if missing := self.missing():
+            counts = ", ".join(f"{count} {kind}" for kind, count in sorted(missing.items()))
+            return f"the watches have not yet delivered {counts}"
+        listing = ", ".join(self._streams_listing()) or "nothing (done)"
+        return f"still listing {listing}"
 
     async def run(self, kube: KubePort) -> None:
         """List, wait for the handlers to catch up, re-list if they do not; until synced."""

@@ -27,7 +27,7 @@ _MIG: Final = re.compile(r"^nvidia\.com/mig-(\d+)g\.[0-9a-z.]+$")
 _FOUR_SLICE_MODELS: Final = re.compile(r"A30\b|A30-", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodGpus:
     """What the inventory keeps of a running GPU pod: small, so 10,000 pods stay cheap."""
 
