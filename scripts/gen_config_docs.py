@@ -48,6 +48,13 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("`labels.<key>`: a label rule", "labels.<key>.", cfg.LabelRule),
     ("`prometheus`", "prometheus.", cfg.PrometheusConfig),
     ("`pricing`", "pricing.", cfg.PricingConfig),
+    (
+        "`pricing.tokensPer1k.<model>`: a token price",
+        "pricing.tokensPer1k.<model>.",
+        cfg.TokenPrice,
+    ),
+    ("`gpuMetrics`", "gpuMetrics.", cfg.GpuMetricsConfig),
+    ("`llmGateway`", "llmGateway.", cfg.LlmGatewayConfig),
     ("`reports`", "reports.", cfg.ReportsConfig),
 ]
 
@@ -59,7 +66,8 @@ def type_name(annotation: Any, metadata: list[Any] | None = None) -> str:
     if origin is typing.Annotated:
         return type_name(args[0], list(args[1:]))
     if annotation is Decimal:
-        return "money (string)"
+        validators = [getattr(item, "func", None) for item in metadata or []]
+        return "number" if cfg._parse_scale in validators else "money (string)"
     if annotation is str:
         return "string"
     if origin is typing.Literal:
@@ -81,6 +89,8 @@ def type_name(annotation: Any, metadata: list[Any] | None = None) -> str:
 def default_of(model: type[BaseModel], name: str, field: FieldInfo) -> str:
     if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
         return "see below"
+    if field.is_required():
+        return "required"
     value = model().model_dump(mode="json", by_alias=True)[field.alias or name]
     if field.alias == "labels" or name == "labels":
         return "the five rules below"
@@ -124,7 +134,14 @@ def example() -> list[str]:
         "pricing:",
         "  currency: EUR",
         '  gpuHourly: {default: "1.80", NVIDIA-H100-80GB-HBM3: "3.70"}',
+        '  tokensPer1k: {default: "0.002", gpt-4o: {input: "0.0025", output: "0.01"}}',
         '  sharedMonthly: "12000"',
+        "ruleLabels: {release: prometheus-stack}   # your kube-prometheus-stack release name",
+        "gpuMetrics:",
+        "  preset: gpu-operator             # exported_namespace / exported_pod",
+        "llmGateway:",
+        "  teamLabel: team_alias",
+        "  costSource: token_prices",
         "```",
     ]
 

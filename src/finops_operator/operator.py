@@ -226,6 +226,8 @@ async def serve(
     )
     leading = (lambda: leadership.is_leader) if leader_election else (lambda: True)
     writer = AuditWriter(kube, leading, identity)
+    # Its own client: a short timeout, and a bounded log (it asks every minute for ever).
+    heartbeat = PrometheusClient(state.config.prometheus, timeout=15.0, keep_log=10)
     policies = PolicyController(
         config=state.config,
         namespace=state.namespace,
@@ -233,6 +235,7 @@ async def serve(
         leading=leading,
         post_event=_event_poster(kube, identity),
         metrics=state.metrics,
+        prometheus=heartbeat,
     )
     reports = ReportController(
         config=state.config,
@@ -264,6 +267,7 @@ async def serve(
     background = [
         asyncio.create_task(reports.run_forever(), name="cost-reports"),
         asyncio.create_task(state.sync.run(kube), name="readiness"),
+        asyncio.create_task(policies.watch_rules_evaluating(), name="rules-evaluating"),
     ]
     if reload_certificate is not None:
         background.append(asyncio.create_task(reload_certificate, name="certificate-reload"))

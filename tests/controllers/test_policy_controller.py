@@ -14,10 +14,10 @@ from finops_operator.controllers.policy_controller import (
     PolicyController,
     PolicyKey,
 )
-from finops_operator.domain.config import Config
-from finops_operator.domain.rules.policy_reconciler import plan_policy
+from finops_operator.domain.config import Config, parse_config
+from finops_operator.domain.rules.policy_reconciler import HEARTBEAT_QUERY, plan_policy
 from finops_operator.domain.rules.prometheus_rule import recording_rules_prometheus_rule
-from tests.support.fakes import FakeKube, FakeMetrics
+from tests.support.fakes import FakeKube, FakeMetrics, FakePrometheus
 
 NAMESPACE = "finops-system"
 KEY: PolicyKey = ("team-a", "p")
@@ -278,6 +278,7 @@ async def test_recording_rules_that_cannot_be_written_are_logged_not_raised(
 async def test_catching_up_writes_the_recording_rules_and_every_policy() -> None:
     world = World()
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     assert world.kube.stored(RULES, NAMESPACE, "finops-recording-rules") is not None
     assert world.rule() is not None
     assert world.ready() == ("True", "RulesApplied")
@@ -310,8 +311,98 @@ async def test_catching_up_after_the_api_came_back_empty() -> None:
     """The recording rules come back, and a policy the API no longer has is forgotten."""
     world = World()
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     world.kube.objects.clear()
     await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
     assert world.kube.stored(RULES, NAMESPACE, "finops-recording-rules") is not None
     assert world.rule() is None  # no rule for a policy that is gone
     assert world.controller.policies == {}
+
+
+# --- RulesEvaluating: does Prometheus evaluate the shared recording rules? -------------
+
+HEARTBEAT = [{"metric": {}, "value": [0, "1"]}]
+
+
+def evaluating(world: World) -> dict[str, Any]:
+    [condition] = [c for c in world.status()["conditions"] if c["type"] == "RulesEvaluating"]
+    return condition
+
+
+def watched(world: World, prometheus: FakePrometheus) -> World:
+    world.controller.prometheus = prometheus
+    return world
+
+
+async def test_rules_prometheus_does_not_evaluate_make_the_policy_not_ready_and_say_why() -> None:
+    world = watched(World(), FakePrometheus(answers={HEARTBEAT_QUERY: []}))
+    await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
+    condition = evaluating(world)
+    assert condition["status"] == "False"
+    assert condition["reason"] == "RecordingRulesNotEvaluated"
+    # It points at the labels to select and where the rules live.
+    assert "release=kube-prometheus-stack" in condition["message"]
+    assert "ruleSelector" in condition["message"]
+    assert f"{NAMESPACE}/finops-recording-rules" in condition["message"]
+    assert world.ready() == ("False", "RecordingRulesNotEvaluated")
+    assert world.metrics.ready == {KEY: False}
+    assert world.events.posted[-1][:2] == ("Warning", "RecordingRulesNotEvaluated")
+    # The rule itself was written, and the status still names it.
+    assert world.rule() is not None and world.status()["ruleName"] == RULE_NAME
+
+
+async def test_once_prometheus_evaluates_the_rules_the_policy_turns_ready() -> None:
+    prometheus = FakePrometheus(answers={HEARTBEAT_QUERY: []})
+    world = watched(World(), prometheus)
+    await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
+    assert evaluating(world)["status"] == "False"
+    prometheus.answers[HEARTBEAT_QUERY] = HEARTBEAT
+    await world.controller.check_rules_evaluating()
+    assert evaluating(world)["status"] == "True"
+    assert evaluating(world)["reason"] == "HeartbeatFound"
+    assert world.ready() == ("True", "RulesApplied")
+    assert world.events.posted[-1][:2] == ("Normal", "RulesApplied")  # the recovery, announced
+
+
+async def test_an_unreachable_prometheus_is_unknown_and_leaves_ready_alone() -> None:
+    prometheus = FakePrometheus(answers={HEARTBEAT_QUERY: HEARTBEAT})
+    world = watched(World(), prometheus)
+    await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
+    assert world.ready() == ("True", "RulesApplied")
+    prometheus.outage = True
+    await world.controller.check_rules_evaluating()
+    condition = evaluating(world)
+    assert condition["status"] == "Unknown" and condition["reason"] == "PrometheusUnreachable"
+    assert "http://prometheus.test:9090" in condition["message"]
+    assert world.ready() == ("True", "RulesApplied")
+
+
+async def test_an_unchanged_answer_writes_nothing() -> None:
+    world = watched(World(), FakePrometheus(answers={HEARTBEAT_QUERY: HEARTBEAT}))
+    await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
+    before = len(world.kube.writes)
+    await world.controller.check_rules_evaluating()
+    await world.controller.check_rules_evaluating()
+    assert len(world.kube.writes) == before
+
+
+async def test_a_standby_replica_does_not_ask_prometheus() -> None:
+    prometheus = FakePrometheus(answers={HEARTBEAT_QUERY: []})
+    world = watched(World(leading=False), prometheus)
+    await world.controller.check_rules_evaluating()
+    assert prometheus.log == [] and world.kube.writes == []
+
+
+async def test_the_configured_rule_labels_are_named_in_the_message() -> None:
+    world = watched(World(), FakePrometheus(answers={HEARTBEAT_QUERY: []}))
+    world.controller.config = parse_config({"ruleLabels": {"release": "prom"}})
+    await world.controller.catch_up()
+    await world.controller.check_rules_evaluating()
+    assert "release=prom" in evaluating(world)["message"]
+    stored = world.kube.stored(RULES, NAMESPACE, "finops-recording-rules")
+    assert stored is not None and stored["metadata"]["labels"]["release"] == "prom"

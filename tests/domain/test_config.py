@@ -332,3 +332,86 @@ def test_the_example_in_the_configuration_reference_is_valid() -> None:
     assert config.mode == "audit"
     assert "resilio.tech/cost-center" not in config.labels
     assert config.pricing.gpu_price("NVIDIA-A100-SXM4-80GB") == Decimal("1.80")
+
+
+# --- issue 9: configuration for real stacks ------------------------------------------
+
+
+def test_real_stack_defaults() -> None:
+    config = Config()
+    assert config.rule_labels == {"release": "kube-prometheus-stack"}
+    source = config.gpu_metrics.source()
+    assert (source.metric, source.scale) == ("DCGM_FI_DEV_GPU_UTIL", Decimal(100))
+    assert (source.namespace_label, source.pod_label) == ("exported_namespace", "exported_pod")
+    assert (source.mig_metric, source.mig_scale) == ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", Decimal(1))
+    assert config.llm_gateway.team_label == "team_alias"
+    assert config.llm_gateway.cost_source == "token_prices"
+
+
+def test_explicit_gpu_metric_keys_override_the_preset() -> None:
+    config = parse_config(
+        {
+            "gpuMetrics": {
+                "preset": "dcgm-exporter",
+                "podLabel": "pod_name",
+                "migUtilizationMetric": "",
+            }
+        }
+    )
+    source = config.gpu_metrics.source()
+    assert (source.namespace_label, source.pod_label) == ("namespace", "pod_name")
+    assert source.mig_metric is None
+
+
+def test_token_prices_take_one_amount_or_input_and_output() -> None:
+    config = parse_config(
+        {
+            "pricing": {
+                "tokensPer1k": {"gpt-4o": {"input": "0.0025", "output": "0.01"}, "small": "0.1"}
+            }
+        }
+    )
+    pricing = config.pricing
+    assert pricing.token_price("gpt-4o", "input") == Decimal("0.0025")
+    assert pricing.token_price("gpt-4o", "output") == Decimal("0.01")
+    assert pricing.token_price("small", "input") == pricing.token_price("small", "output")
+    assert pricing.token_price("unlisted", "output") == Decimal("0.002")  # the default stays
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"ruleLabels": {"bad key!": "x"}}, "ruleLabels: 'bad key!' is not a valid label key"),
+        ({"ruleLabels": {"release": "not a value"}}, "is not a Kubernetes label value"),
+        (
+            {"ruleLabels": {"app.kubernetes.io/managed-by": "me"}},
+            "ruleLabels: 'app.kubernetes.io/managed-by' is set by the operator itself",
+        ),
+        ({"gpuMetrics": {"preset": "nvidia"}}, "gpuMetrics.preset: Input should be"),
+        ({"gpuMetrics": {"utilizationScale": 0}}, "gpuMetrics.utilizationScale: 0 must be above 0"),
+        ({"gpuMetrics": {"utilizationScale": "lots"}}, "'lots' is not a number"),
+        (
+            {"gpuMetrics": {"podLabel": "exported-pod"}},
+            "gpuMetrics.podLabel: 'exported-pod' is not",
+        ),
+        ({"gpuMetrics": {"utilizationMetric": "dcgm util"}}, "is not a Prometheus metric name"),
+        ({"llmGateway": {"teamLabel": "team_id"}}, "llmGateway.teamLabel: Input should be"),
+        ({"llmGateway": {"costSource": "litellm"}}, "llmGateway.costSource: Input should be"),
+        (
+            {"llmGateway": {"costSource": "spend_metric"}, "pricing": {"currency": "EUR"}},
+            "spend_metric is LiteLLM's spend in USD",
+        ),
+        (
+            {"pricing": {"tokensPer1k": {"gpt-4o": {"input": "0.0025"}}}},
+            "pricing.tokensPer1k.gpt-4o.output: Field required",
+        ),
+        (
+            {"pricing": {"tokensPer1k": {"gpt-4o": {"input": 0.0025, "output": "1"}}}},
+            "pricing.tokensPer1k.gpt-4o.input: money must be written as a string",
+        ),
+    ],
+)
+def test_real_stack_keys_refuse_bad_values_naming_the_key(data: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "finops.yaml")
+    assert named in str(caught.value)

@@ -228,9 +228,15 @@ def _backfill_recording_rules(server: PrometheusServer, start: datetime, end: da
             conventions.RULE_HEARTBEAT,
             conventions.RULE_GPU_ALLOCATION,
             conventions.RULE_GPU_COST_HOURLY,
+            conventions.RULE_TOKEN_COST_HOURLY,
         ],
-        [conventions.RULE_GPU_COST_LAST_HOUR],
-        [conventions.RULE_GPU_COST_MONTH_TO_DATE, conventions.RULE_GPU_COST_LAST_DAY],
+        [conventions.RULE_GPU_COST_LAST_HOUR, conventions.RULE_TOKEN_COST_LAST_HOUR],
+        [
+            conventions.RULE_GPU_COST_MONTH_TO_DATE,
+            conventions.RULE_GPU_COST_LAST_DAY,
+            conventions.RULE_TOKEN_COST_MONTH_TO_DATE,
+            conventions.RULE_TOKEN_COST_LAST_DAY,
+        ],
     ]
     assert sorted(name for layer in layers for name in layer) == sorted(rules), (
         "a recording rule is not backfilled"

@@ -75,17 +75,20 @@ def test_kubectl_get_costreports_table() -> None:
     assert costreports_table([], NOW) == "No resources found"
 
 
-def test_kubectl_get_costpolicies_reads_the_ready_condition() -> None:
+def test_kubectl_get_costpolicies_reads_the_ready_and_rules_evaluating_conditions() -> None:
     policy = {
         "metadata": {"name": "p", "namespace": "search",
                      "creationTimestamp": "2026-11-27T11:59:00Z"},
         "spec": {"selector": {"team": "search-platform"}},
         "status": {"ruleCount": 8, "conditions": [{"type": "Invalid", "status": "False"},
-                                                  {"type": "Ready", "status": "True"}]},
+                                                  {"type": "Ready", "status": "False"},
+                                                  {"type": "RulesEvaluating", "status": "False"}]},
     }  # fmt: skip
     lines = costpolicies_table([policy], NOW, namespace=True).splitlines()
-    assert lines[0].split() == ["NAMESPACE", "NAME", "READY", "TEAM", "RULES", "AGE"]
-    assert lines[1].split() == ["search", "p", "True", "search-platform", "8", "60s"]
+    assert re.split(r"\s{3,}", lines[0]) == [
+        "NAMESPACE", "NAME", "READY", "RULES EVALUATING", "TEAM", "RULES", "AGE",
+    ]  # fmt: skip
+    assert lines[1].split() == ["search", "p", "False", "False", "search-platform", "8", "60s"]
 
 
 def test_cells_and_paths() -> None:

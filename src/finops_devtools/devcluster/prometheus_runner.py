@@ -104,7 +104,9 @@ class PrometheusServer:
         extra_args: tuple[str, ...] = (),
         prometheus: str | None = None,
         promtool: str | None = None,
+        config: str = MINIMAL_CONFIG,
     ) -> None:
+        self.config = config  # the prometheus.yml written at each start
         self.prometheus = prometheus or PROMETHEUS
         self.promtool = promtool or PROMTOOL
         self.workdir = workdir
@@ -166,7 +168,7 @@ class PrometheusServer:
 
     def start(self, timeout: float = 60.0, same_port: bool = False) -> PrometheusServer:
         """Start on a free port, or on the previous one with `same_port` (a restart)."""
-        self.config_path.write_text(MINIMAL_CONFIG)
+        self.config_path.write_text(self.config)
         if not (same_port and self.port):
             self.port = free_port()
         command = [
@@ -205,6 +207,12 @@ class PrometheusServer:
             if time.monotonic() > deadline:
                 raise PrometheusRunnerError(f"prometheus not ready after {timeout}s:\n{self.log()}")
             time.sleep(0.1)
+
+    def reload(self) -> None:
+        """Make the running Prometheus read its configuration and rule files again (SIGHUP)."""
+        if self.process is None or self.process.poll() is not None:
+            raise PrometheusRunnerError("reload(): Prometheus is not running")
+        self.process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 20 s); safe to call twice."""

@@ -189,9 +189,8 @@ def ground_truth(
     token_cost: dict[str, Fraction] = defaultdict(Fraction)
     for stream in s.token_streams:
         count = Fraction(s.tokens3600(stream, a, b), HOUR)
-        model_price = Fraction(
-            prices.tokens_per_1k.get(stream.model, prices.tokens_per_1k["default"])
-        )
+        # The simulated gateway counts input + output tokens together (one price).
+        model_price = Fraction(prices.token_price(stream.model))
         tokens[stream.team] += count
         token_cost[stream.team] += count * model_price / 1000
 

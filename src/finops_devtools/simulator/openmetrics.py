@@ -10,6 +10,7 @@ operator replicas, ServiceMonitor labels).
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -29,10 +30,13 @@ from finops_devtools.simulator.world import (
     stable_hash,
 )
 from finops_operator.domain import conventions
+from finops_operator.domain.gpus.allocation import token_price_samples
 
 # Series of other exporters, as they name them (DESIGN.md, "Metrics").
 METRIC_DCGM_UTIL: Final = "DCGM_FI_DEV_GPU_UTIL"
 METRIC_LITELLM_TOKENS: Final = "litellm_total_tokens_metric_total"
+METRIC_LITELLM_INPUT_TOKENS: Final = "litellm_input_tokens_metric_total"
+METRIC_LITELLM_OUTPUT_TOKENS: Final = "litellm_output_tokens_metric_total"
 METRIC_KSM_RESTARTS: Final = "kube_pod_container_status_restarts_total"
 METRIC_KSM_REQUESTS: Final = "kube_pod_container_resource_requests"
 METRIC_KSM_JOB_FAILED: Final = "kube_job_status_failed"
@@ -229,6 +233,14 @@ class _Writer:
                     conventions.METRIC_GPU_HOURLY_PRICE, {"gpu_model": model, **target, **own}
                 )
                 self.constant(prefix, str(price), self.lo, self.hi, offset)
+        self.family(conventions.METRIC_TOKEN_PRICE, "gauge", "Price of 1,000 LLM tokens.")
+        for offset, target, own in self.replicas():
+            for model, direction, price in token_price_samples(s.pricing):
+                prefix = _series(
+                    conventions.METRIC_TOKEN_PRICE,
+                    {"model": model, "direction": direction, **target, **own},
+                )
+                self.constant(prefix, str(price), self.lo, self.hi, offset)
         self.write_dcgm()
         self.write_ksm()
         self.write_tokens()
@@ -318,20 +330,34 @@ class _Writer:
             )
 
     def write_tokens(self) -> None:
+        """LiteLLM's three token counters (litellm/integrations/prometheus.py): total,
+        input and output, labelled like LiteLLM labels them: `team` is the team_id,
+        `team_alias` the team's name. Input is 3/4 of the total (rounded down) and
+        output the rest, so input + output = total at every sample."""
         s = self.s
-        self.family(METRIC_LITELLM_TOKENS, "counter", "Total number of input + output tokens.")
         resets = sorted(s.gateway_restarts)
-        for stream in s.token_streams:
-            labels = {
-                "api_key_alias": f"{stream.team}-key",
-                "hashed_api_key": stream.api_key,
-                "model": stream.model,
-                "team": stream.team,
-                "team_alias": stream.team,
-                "job": JOB_LITELLM,
-                "instance": "10.0.3.10:4000",
-            }
-            self.emit(_series(METRIC_LITELLM_TOKENS, labels), self._counter(stream, resets))
+        families = (
+            (METRIC_LITELLM_TOKENS, "Total number of input + output tokens.", None),
+            (METRIC_LITELLM_INPUT_TOKENS, "Total number of input tokens.", "input"),
+            (METRIC_LITELLM_OUTPUT_TOKENS, "Total number of output tokens.", "output"),
+        )
+        for metric, help_text, direction in families:
+            self.family(metric, "counter", help_text)
+            for stream in s.token_streams:
+                labels = {
+                    "api_key_alias": f"{stream.team}-key",
+                    "hashed_api_key": stream.api_key,
+                    "model": stream.model,
+                    "requested_model": stream.model,
+                    "team": team_id(stream.team),
+                    "team_alias": stream.team,
+                    "job": JOB_LITELLM,
+                    "instance": "10.0.3.10:4000",
+                }
+                samples = self._counter(stream, resets)
+                if direction is not None:
+                    samples = _split(samples, direction)
+                self.emit(_series(metric, labels), samples)
 
     def _counter(self, stream: TokenStream, resets: list[int]) -> Iterator[tuple[int, str]]:
         """Counter samples: tokens since the gateway last (re)started, rounded down."""
@@ -354,6 +380,20 @@ class _Writer:
                 since3600 = s.tokens3600(stream, anchor, pending.pop(0))
             now3600 = done3600 + hourly * (t - hour_start)
             yield t, str((now3600 - since3600) // HOUR)
+
+
+def team_id(team: str) -> str:
+    """A stable UUID-shaped team_id, as LiteLLM generates them, for a simulated team."""
+    digest = hashlib.sha256(team.encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+def _split(samples: Iterator[tuple[int, str]], direction: str) -> Iterator[tuple[int, str]]:
+    """The input (3/4, rounded down) or output (the rest) part of total-token samples."""
+    for t, total in samples:
+        whole = int(total)
+        part = whole * 3 // 4
+        yield t, str(part if direction == "input" else whole - part)
 
 
 def _count_until(times: Sequence[int], t: int) -> int:

@@ -19,6 +19,7 @@ from finops_operator.domain.gpus.allocation import (
     allocation_samples,
     capacity_samples,
     price_samples,
+    token_price_samples,
 )
 from finops_operator.domain.gpus.inventory import Inventory
 
@@ -132,3 +133,12 @@ class InventoryCollector(Collector):
         for model, amount in price_samples(self.pricing, nodes):
             price.add_metric((model,), float(amount))
         yield price
+        token_price = GaugeMetricFamily(
+            conventions.METRIC_TOKEN_PRICE,
+            f"Configured price of 1,000 LLM tokens by model and direction, in "
+            f"{self.pricing.currency}.",
+            labels=("model", "direction"),
+        )
+        for model, direction, amount in token_price_samples(self.pricing):
+            token_price.add_metric((model, direction), float(amount))
+        yield token_price

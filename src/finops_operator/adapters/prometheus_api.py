@@ -184,12 +184,16 @@ def json_text(value: Any) -> str:
 
 
 class PrometheusClient:
-    def __init__(self, config: PrometheusConfig, timeout: float = 60.0) -> None:
+    def __init__(
+        self, config: PrometheusConfig, timeout: float = 60.0, keep_log: int | None = None
+    ) -> None:
         self.config = config
         self.timeout = timeout
         self.queries = 0
-        # Every query sent through `evaluate`/`evaluate_range`, in order.
+        # Every query sent through `evaluate`/`evaluate_range`, in order (the last
+        # `keep_log` only, when given: a client that queries for ever stays bounded).
         self.log: list[QueryRecord] = []
+        self.keep_log = keep_log
         # Ask Prometheus for its own statistics of each query (`stats=all`).
         self.request_stats = False
         session = requests.Session()
@@ -305,6 +309,8 @@ class PrometheusClient:
         answer: QueryAnswer = self._call(f"{kind} query", self._api, kind, path, params)
         seconds = time.perf_counter() - began
         self.log.append(QueryRecord(kind, expr, seconds, answer.stats, answer.warnings))
+        if self.keep_log is not None and len(self.log) > self.keep_log:
+            del self.log[: len(self.log) - self.keep_log]
         return answer
 
     def evaluate(self, promql: str, at: datetime.datetime | float) -> list[dict[str, Any]]:

@@ -105,8 +105,9 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 def _render(args: argparse.Namespace, config: Config) -> list[dict[str, Any]]:
     if args.recording_rules:
-        return [recording_rules_prometheus_rule(args.namespace, _labels(args.label))]
-    options = AlertOptions(currency=config.pricing.currency)
+        labels = {**config.rule_labels, **_labels(args.label)}
+        return [recording_rules_prometheus_rule(args.namespace, labels, config.llm_gateway)]
+    options = AlertOptions.from_config(config)
     source = "<stdin>" if args.policy == "-" else args.policy
     documents = _policies(_read_documents(args.policy))
     if not documents:

@@ -31,6 +31,7 @@ from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PrometheusConfig
 from finops_operator.domain.costs.allocation import Allocation, allocate
+from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.focus import focus_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.errors import ConfigError, PrometheusError
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     client = PrometheusClient(prometheus, timeout=args.timeout)
     try:
-        report = report_period(client, config.pricing, period)
+        report = report_period(client, config.pricing, period, names=QueryNames.from_config(config))
     except PrometheusError as err:
         print(f"error: no report for {label}: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,11 +23,15 @@ from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.rules.cost_policy import API_VERSION
 from finops_operator.domain.rules.policy_reconciler import (
+    HEARTBEAT_QUERY,
+    NOT_CHECKED,
     READY,
     PolicyPlan,
+    RulesEvaluation,
     plan_policy,
     policy_status,
     rule_patch,
+    rules_evaluation,
     status_patch,
 )
 from finops_operator.domain.rules.prometheus_rule import (
@@ -35,8 +40,8 @@ from finops_operator.domain.rules.prometheus_rule import (
     rule_conflict,
     rule_name_for,
 )
-from finops_operator.errors import KubeError
-from finops_operator.ports import KubePort, MetricsPort
+from finops_operator.errors import KubeError, PrometheusError
+from finops_operator.ports import KubePort, MetricsPort, PrometheusPort
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,9 @@ class PolicyController:
     leading: Callable[[], bool]
     post_event: EventPoster
     metrics: MetricsPort
+    # Where the RulesEvaluating condition is read; None: never asked (Unknown).
+    prometheus: PrometheusPort | None = None
+    rules: RulesEvaluation = NOT_CHECKED
     policies: dict[PolicyKey, dict[str, Any]] = field(default_factory=dict)
     locks: defaultdict[PolicyKey, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
@@ -143,6 +151,7 @@ class PolicyController:
             apply_error=error,
             now=datetime.datetime.now(datetime.UTC),
             conflict=conflict,
+            rules=self.rules,
         )
         ready = desired["conditions"][0]
         self.metrics.mark_policy_ready(*key, ready=ready["status"] == "True")
@@ -198,7 +207,9 @@ class PolicyController:
     async def ensure_recording_rules(self, rule_now: Mapping[str, Any] | None = None) -> None:
         if not self.leading():
             return
-        desired = recording_rules_prometheus_rule(self.namespace)
+        desired = recording_rules_prometheus_rule(
+            self.namespace, self.config.rule_labels, self.config.llm_gateway
+        )
         name = desired["metadata"]["name"]
         try:
             result = await apply(
@@ -218,6 +229,42 @@ class PolicyController:
                 name,
                 err,
             )
+
+    async def check_rules_evaluating(self, *, reconcile: bool = True) -> RulesEvaluation:
+        """Ask Prometheus whether it evaluates the shared recording rules (the heartbeat).
+
+        When the answer changes, every policy is reconciled so that its
+        RulesEvaluating condition (and Ready) say so at once.
+        """
+        if self.prometheus is None or not self.leading():
+            return self.rules
+        answer: list[dict[str, Any]] | None = None
+        error: str | None = None
+        try:
+            answer = await asyncio.to_thread(self.prometheus.evaluate, HEARTBEAT_QUERY, time.time())
+        except PrometheusError as err:
+            error = str(err)
+        judged = rules_evaluation(
+            answer,
+            error=error,
+            rule_labels=self.config.rule_labels,
+            namespace=self.namespace,
+            prometheus_url=self.prometheus.config.url,
+        )
+        if judged != self.rules:
+            log = logger.warning if judged.evaluating is not True else logger.info
+            log("RulesEvaluating=%s: %s", judged.evaluating, judged.message)
+            self.rules = judged
+            if reconcile:
+                for key in list(self.policies):
+                    await self.reconcile(key)
+        return judged
+
+    async def watch_rules_evaluating(self) -> None:
+        """Check the heartbeat every `prometheus.rulesCheckSeconds`, for ever."""
+        while True:
+            await self.check_rules_evaluating()
+            await asyncio.sleep(self.config.prometheus.rules_check_seconds)
 
     def owner_of(self, rule: Mapping[str, Any]) -> PolicyKey | None:
         meta = rule.get("metadata") or {}

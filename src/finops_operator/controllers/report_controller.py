@@ -33,6 +33,7 @@ from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.costs.allocation import allocate
+from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.cost_reports import (
     PLURAL,
     ReportInput,
@@ -132,7 +133,12 @@ class ReportController:
             label = f"{period.start:%Y-%m}"
             try:
                 report = await asyncio.to_thread(
-                    report_period, self.prometheus, self.config.pricing, period, now=now
+                    report_period,
+                    self.prometheus,
+                    self.config.pricing,
+                    period,
+                    now=now,
+                    names=QueryNames.from_config(self.config),
                 )
             except NoUsageDataError:
                 logger.debug("No usage in Prometheus for %s yet; nothing to report", label)

@@ -259,8 +259,13 @@ def read_usage(
     return Usage(
         gpu=gpu,
         tokens=[
-            TokenUsage(team=_tag(team), model=model or UNKNOWN_MODEL, tokens=_whole(count))
-            for (team, model), count in sorted(tokens.items())
+            TokenUsage(
+                team=_tag(team),
+                model=model or UNKNOWN_MODEL,
+                tokens=_whole(count),
+                direction="output" if direction == "output" else "input",
+            )
+            for (team, model, direction), count in sorted(tokens.items())
         ],
         capacity=[
             CapacityUsage(gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered)

@@ -17,14 +17,14 @@ def stamp(moment: datetime.datetime) -> str:
 def condition(
     earlier: Mapping[str, Any] | None,
     kind: str,
-    status: bool,
+    status: bool | None,
     reason: str,
     message: str,
     now: datetime.datetime,
     generation: int | None = None,
 ) -> dict[str, Any]:
-    """The condition `kind` as it should read now, given how it read before."""
-    text = "True" if status else "False"
+    """The condition `kind` as it should read now, given how it read before (None: Unknown)."""
+    text = "Unknown" if status is None else "True" if status else "False"
     since = stamp(now)
     if earlier is not None and earlier.get("status") == text:
         since = earlier.get("lastTransitionTime") or since

@@ -31,7 +31,14 @@ from pydantic import (
 )
 
 from finops_operator.domain import conventions
+from finops_operator.domain.conventions import COSTPOLICY_RULE_LABEL, MANAGED_BY_LABEL
 from finops_operator.domain.costs.money import MAX_MONEY
+from finops_operator.domain.gpus.utilization import (
+    DCGM_EXPORTER,
+    GPU_OPERATOR,
+    METRIC_MIG_ENGINE_ACTIVE,
+    GpuUtilization,
+)
 from finops_operator.errors import ConfigError
 
 
@@ -84,11 +91,34 @@ def _parse_money(value: Any) -> Decimal:
 
 Money = Annotated[Decimal, BeforeValidator(_parse_money)]
 
+
+def _parse_scale(value: Any) -> Decimal:
+    shown = _shown(value)
+    scale = Decimal("NaN")
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        scale = Decimal(value)
+    elif isinstance(value, str) and len(value) <= 100:
+        with contextlib.suppress(InvalidOperation):
+            scale = Decimal(value.strip())
+    if scale.is_nan():
+        raise ValueError(f"{shown} is not a number such as 100 (percent) or 1 (ratio)")
+    if not scale.is_finite() or not 0 < scale <= 10**6:
+        raise ValueError(f"{shown} must be above 0: 100 for a percentage, 1 for a ratio")
+    return scale
+
+
+# A positive number (what a utilization metric reads at 100 % busy).
+Scale = Annotated[Decimal, BeforeValidator(_parse_scale)]
+
 _LABEL_NAME: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _DNS_SUBDOMAIN: Final = re.compile(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 )
 _DNS_LABEL_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL_VALUE: Final = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_METRIC_NAME: Final = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_PROM_LABEL: Final = r"[a-zA-Z_][a-zA-Z0-9_]*"
+DEFAULT_RULE_LABELS: Final[Mapping[str, str]] = {"release": "kube-prometheus-stack"}
 
 
 def label_key_problem(key: str) -> str | None:
@@ -203,6 +233,15 @@ class PrometheusConfig(_Model):
         alias="caFile",
         description="PEM bundle of the CAs that sign the server's certificate.",
     )
+    rules_check_seconds: int = Field(
+        default=60,
+        alias="rulesCheckSeconds",
+        ge=1,
+        le=3600,
+        description="Seconds between two checks that Prometheus evaluates the shared "
+        "recording rules (their heartbeat series), shown as each CostPolicy's "
+        "`RulesEvaluating` condition.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -212,10 +251,35 @@ class PrometheusConfig(_Model):
         return url.rstrip("/")
 
 
-def _with_default(prices: Any, default: Decimal) -> Any:
+def _with_default(prices: Any, default: Any) -> Any:
     if isinstance(prices, Mapping) and "default" not in prices:
         return {"default": default, **prices}
     return prices
+
+
+TokenDirection = Literal["input", "output"]
+TOKEN_DIRECTIONS: Final[tuple[TokenDirection, ...]] = ("input", "output")
+
+
+class TokenPrice(_Model):
+    """A model's price per 1,000 tokens, separately for input (prompt) and output tokens.
+
+    In the file either `{input: "0.0025", output: "0.01"}` or one amount, which
+    prices both directions alike (the form earlier releases read).
+    """
+
+    input: Money = Field(description="Price of 1,000 input (prompt) tokens.")
+    output: Money = Field(description="Price of 1,000 output (completion) tokens.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_amount_is_both(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) or data is None:
+            return data
+        return {"input": data, "output": data}
+
+    def of(self, direction: TokenDirection) -> Decimal:
+        return self.input if direction == "input" else self.output
 
 
 class PricingConfig(_Model):
@@ -229,11 +293,17 @@ class PricingConfig(_Model):
         "`nvidia.com/gpu.product` label). `default` prices every model not listed; when "
         "left out it stays 2.00.",
     )
-    tokens_per_1k: dict[str, Money] = Field(
-        default_factory=lambda: {"default": DEFAULT_TOKENS_PER_1K},
+    tokens_per_1k: dict[str, TokenPrice] = Field(
+        default_factory=lambda: {
+            "default": TokenPrice(input=DEFAULT_TOKENS_PER_1K, output=DEFAULT_TOKENS_PER_1K)
+        },
         alias="tokensPer1k",
-        description="Price of 1,000 LLM tokens, by model name as the gateway reports it. "
-        "`default` prices every model not listed; when left out it stays 0.002.",
+        description="Price of 1,000 LLM tokens, by model name as the gateway reports it "
+        "(LiteLLM's `model` label): one amount for both directions (`gpt-4o-mini: "
+        '"0.0006"`) or `{input: "0.0025", output: "0.01"}`. `default` prices every '
+        "model not listed; when left out it stays 0.002 both ways. Used when "
+        "`llmGateway.costSource` is `token_prices`; exported as "
+        "`finops_token_price_per_1k{model,direction}` for dashboards.",
     )
     shared_monthly: Money = Field(
         default=Decimal("0"),
@@ -271,8 +341,9 @@ class PricingConfig(_Model):
     def gpu_price(self, gpu_model: str) -> Decimal:
         return self.gpu_hourly.get(gpu_model, self.gpu_hourly["default"])
 
-    def token_price(self, model: str) -> Decimal:
-        return self.tokens_per_1k.get(model, self.tokens_per_1k["default"])
+    def token_price(self, model: str, direction: TokenDirection = "input") -> Decimal:
+        """Price of 1,000 tokens of `model` in `direction` (`default` for unlisted models)."""
+        return self.tokens_per_1k.get(model, self.tokens_per_1k["default"]).of(direction)
 
 
 class ReportsConfig(_Model):
@@ -286,6 +357,134 @@ class ReportsConfig(_Model):
         "CostReports. After a failed read of Prometheus the operator retries sooner, "
         "backing off from 5 seconds up to this interval.",
     )
+
+
+class GpuMetricsConfig(_Model):
+    """Where GPU utilization is read: the idle alert, idle cost, dashboards and reports."""
+
+    preset: Literal["gpu-operator", "dcgm-exporter"] = Field(
+        default="gpu-operator",
+        description="`gpu-operator`: dcgm-exporter as the NVIDIA GPU Operator deploys it; "
+        "its ServiceMonitor has `honorLabels: false`, so the pod's labels arrive as "
+        "`exported_namespace` and `exported_pod`. `dcgm-exporter`: its own Helm chart "
+        "(`honorLabels: true`), labels `namespace` and `pod`. The keys below override "
+        "the preset one by one.",
+    )
+    utilization_metric: str | None = Field(
+        default=None,
+        alias="utilizationMetric",
+        description="Device utilization series; the preset gives `DCGM_FI_DEV_GPU_UTIL`.",
+    )
+    utilization_scale: Scale | None = Field(
+        default=None,
+        alias="utilizationScale",
+        description="What `utilizationMetric` reads when the GPU is fully busy: 100 for "
+        "a percentage (the preset, for `DCGM_FI_DEV_GPU_UTIL`), 1 for a ratio.",
+    )
+    namespace_label: str | None = Field(
+        default=None,
+        alias="namespaceLabel",
+        description="Label holding the GPU pod's namespace on utilization series "
+        "(`exported_namespace` or `namespace` by preset).",
+    )
+    pod_label: str | None = Field(
+        default=None,
+        alias="podLabel",
+        description="Label holding the GPU pod's name (`exported_pod` or `pod` by preset).",
+    )
+    mig_utilization_metric: str | None = Field(
+        default=None,
+        alias="migUtilizationMetric",
+        description=f"Read instead for pods on MIG slices (series with a `GPU_I_ID`), "
+        f"where `DCGM_FI_DEV_GPU_UTIL` reads 0 or is missing; default "
+        f'`{METRIC_MIG_ENGINE_ACTIVE}` (a ratio, scale 1). `""` turns it off.',
+    )
+    mig_utilization_scale: Scale | None = Field(
+        default=None,
+        alias="migUtilizationScale",
+        description="What `migUtilizationMetric` reads when fully busy; default 1.",
+    )
+
+    @field_validator("utilization_metric", "mig_utilization_metric")
+    @classmethod
+    def _metric_name(cls, name: str | None, info: ValidationInfo) -> str | None:
+        allow_empty = info.field_name == "mig_utilization_metric"
+        if name is None or (allow_empty and name == ""):
+            return name
+        if not re.fullmatch(_METRIC_NAME, name):
+            raise ValueError(f"{_shown(name)} is not a Prometheus metric name")
+        return name
+
+    @field_validator("namespace_label", "pod_label")
+    @classmethod
+    def _label_name(cls, name: str | None) -> str | None:
+        if name is not None and not re.fullmatch(_PROM_LABEL, name):
+            raise ValueError(f"{_shown(name)} is not a Prometheus label name")
+        return name
+
+    def source(self) -> GpuUtilization:
+        """The preset with the explicit keys laid over it."""
+        base = GPU_OPERATOR if self.preset == "gpu-operator" else DCGM_EXPORTER
+        return GpuUtilization(
+            metric=self.utilization_metric or base.metric,
+            scale=self.utilization_scale if self.utilization_scale is not None else base.scale,
+            namespace_label=self.namespace_label or base.namespace_label,
+            pod_label=self.pod_label or base.pod_label,
+            mig_metric=(
+                base.mig_metric
+                if self.mig_utilization_metric is None
+                else self.mig_utilization_metric or None
+            ),
+            mig_scale=(
+                self.mig_utilization_scale
+                if self.mig_utilization_scale is not None
+                else base.mig_scale
+            ),
+        )
+
+
+class LlmGatewayConfig(_Model):
+    """How token spend is read from the LLM gateway (LiteLLM's Prometheus metrics)."""
+
+    team_label: Literal["team_alias", "team"] = Field(
+        default="team_alias",
+        alias="teamLabel",
+        description="LiteLLM label that names the team: `team_alias` (the team's name) or "
+        "`team` (the team_id, a UUID unless you set one). With `team_alias`, requests of "
+        "a team without an alias count under its team_id.",
+    )
+    cost_source: Literal["token_prices", "spend_metric"] = Field(
+        default="token_prices",
+        alias="costSource",
+        description="`token_prices`: input and output tokens x `pricing.tokensPer1k`. "
+        "`spend_metric`: LiteLLM's own `litellm_spend_metric`, priced by LiteLLM from its "
+        "model cost map in USD, so it needs `pricing.currency: USD`.",
+    )
+    input_tokens_metric: str = Field(
+        default="litellm_input_tokens_metric_total",
+        alias="inputTokensMetric",
+        description="Counter of input tokens (LiteLLM's `litellm_input_tokens_metric`).",
+    )
+    output_tokens_metric: str = Field(
+        default="litellm_output_tokens_metric_total",
+        alias="outputTokensMetric",
+        description="Counter of output tokens (LiteLLM's `litellm_output_tokens_metric`).",
+    )
+    spend_metric: str = Field(
+        default="litellm_spend_metric_total",
+        alias="spendMetric",
+        description="Counter of spend (LiteLLM's `litellm_spend_metric`).",
+    )
+
+    @field_validator("input_tokens_metric", "output_tokens_metric", "spend_metric")
+    @classmethod
+    def _metric_name(cls, name: str) -> str:
+        if not re.fullmatch(_METRIC_NAME, name):
+            raise ValueError(f"{_shown(name)} is not a Prometheus metric name")
+        return name
+
+    def tokens_metric(self, direction: TokenDirection) -> str:
+        return self.input_tokens_metric if direction == "input" else self.output_tokens_metric
 
 
 class Config(_Model):
@@ -325,6 +524,47 @@ class Config(_Model):
     reports: ReportsConfig = Field(
         default_factory=ReportsConfig, description="See `reports.*` below."
     )
+    rule_labels: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_RULE_LABELS),
+        alias="ruleLabels",
+        description="Labels put on every PrometheusRule the operator writes (the shared "
+        "recording rules and each CostPolicy's rules), so that the Prometheus "
+        "`ruleSelector` loads them: kube-prometheus-stack's default selects "
+        "`release: <its release name>`. Replaces the default; a policy's "
+        "`alerting.ruleLabels` are added over these for its own rules.",
+    )
+    gpu_metrics: GpuMetricsConfig = Field(
+        default_factory=GpuMetricsConfig,
+        alias="gpuMetrics",
+        description="See `gpuMetrics.*` below.",
+    )
+    llm_gateway: LlmGatewayConfig = Field(
+        default_factory=LlmGatewayConfig,
+        alias="llmGateway",
+        description="See `llmGateway.*` below.",
+    )
+
+    @model_validator(mode="after")
+    def _spend_metric_is_usd(self) -> Config:
+        if self.llm_gateway.cost_source == "spend_metric" and self.pricing.currency != "USD":
+            raise ValueError(
+                "llmGateway.costSource: spend_metric is LiteLLM's spend in USD, but "
+                f"pricing.currency is {self.pricing.currency}; use token_prices"
+            )
+        return self
+
+    @field_validator("rule_labels")
+    @classmethod
+    def _rule_labels_are_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            problem = label_key_problem(key)
+            if problem is not None:
+                raise ValueError(problem)
+            if key in (MANAGED_BY_LABEL, COSTPOLICY_RULE_LABEL):
+                raise ValueError(f"{key!r} is set by the operator itself")
+            if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+                raise ValueError(f"{_shown(value)} (for {key!r}) is not a Kubernetes label value")
+        return labels
 
     @field_validator("labels", mode="before")
     @classmethod

@@ -81,6 +81,7 @@ METRIC_ADMISSION_DURATION: Final = "finops_admission_duration_seconds"
 METRIC_POD_GPU_ALLOCATION: Final = "finops_pod_gpu_allocation"
 METRIC_NODE_GPU_CAPACITY: Final = "finops_node_gpu_capacity"
 METRIC_GPU_HOURLY_PRICE: Final = "finops_gpu_hourly_price"
+METRIC_TOKEN_PRICE: Final = "finops_token_price_per_1k"  # {model, direction}
 
 # CostPolicy and the PrometheusRules it becomes (DESIGN.md, "Recording rules and alerts").
 COSTPOLICY_KIND: Final = "CostPolicy"
@@ -103,6 +104,11 @@ RULE_GPU_COST_HOURLY: Final = "finops:gpu_cost_hourly:sum"
 RULE_GPU_COST_LAST_HOUR: Final = "finops:gpu_cost_hourly:avg1h"
 RULE_GPU_COST_LAST_DAY: Final = "finops:gpu_cost_hourly:avg24h"
 RULE_GPU_COST_MONTH_TO_DATE: Final = "finops:gpu_cost_month_to_date:sum"
+# Token spend through the LLM gateway, by team only (the gateway knows no other cost label).
+RULE_TOKEN_COST_HOURLY: Final = "finops:token_cost_hourly:sum"
+RULE_TOKEN_COST_LAST_HOUR: Final = "finops:token_cost_hourly:avg1h"
+RULE_TOKEN_COST_LAST_DAY: Final = "finops:token_cost_hourly:avg24h"
+RULE_TOKEN_COST_MONTH_TO_DATE: Final = "finops:token_cost_month_to_date:sum"
 # gpu_model value whose price applies to GPU models without a price of their own.
 DEFAULT_PRICE_MODEL: Final = "default"
 
@@ -118,6 +124,9 @@ ALERT_LABEL_COSTPOLICY: Final = "costpolicy"
 ALERT_LABEL_SEVERITY: Final = "severity"
 ALERT_LABEL_THRESHOLD: Final = "threshold"
 ALERT_LABEL_REASON: Final = "reason"
+
+# CostPolicy condition saying whether Prometheus evaluates the shared recording rules.
+CONDITION_RULES_EVALUATING: Final = "RulesEvaluating"
 
 # Series read from other exporters (defaults; DESIGN.md "Metrics").
 METRIC_GPU_UTILIZATION: Final = "DCGM_FI_DEV_GPU_UTIL"

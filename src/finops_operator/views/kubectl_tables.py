@@ -37,6 +37,7 @@ COSTREPORT_COLUMNS: Final = (
 )
 COSTPOLICY_COLUMNS: Final = (
     Column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+    Column("Rules Evaluating", "string", '.status.conditions[?(@.type=="RulesEvaluating")].status'),
     Column("Team", "string", ".spec.selector.team"),
     Column("Rules", "integer", ".status.ruleCount"),
     Column("Age", "date", ".metadata.creationTimestamp"),

@@ -11,7 +11,7 @@ import pytest
 
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import sum_by
-from finops_operator.domain.config import PrometheusConfig
+from finops_operator.domain.config import PrometheusConfig, parse_config
 from finops_operator.domain.costs.cost_queries import (
     DAY_MS,
     HOUR_MS,
@@ -70,26 +70,41 @@ def test_the_sample_rate_is_measured_on_the_price_series_not_assumed() -> None:
 def test_idle_hours_weigh_each_pods_allocation_by_its_mean_utilization() -> None:
     query = idle_gpu_hours_query(DAY_MS)
     assert "* on (namespace, pod) group_left ()" in query
-    assert "avg by (namespace, pod) (avg_over_time(DCGM_FI_DEV_GPU_UTIL[1d])) / 100" in query
+    assert "avg_over_time(DCGM_FI_DEV_GPU_UTIL[1d])" in query and ")) / 100" in query
+    # The GPU Operator's labels are renamed, and MIG pods read from the MIG metric.
+    assert '"pod", "$1", "exported_pod", "(.+)"' in query
+    assert 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{GPU_I_ID!=""}[1d]' in query
     assert "clamp(" in query
 
 
 def test_metric_names_and_the_utilization_scale_come_from_the_names_given() -> None:
-    names = QueryNames(
-        utilization="DCGM_FI_PROF_GR_ENGINE_ACTIVE",
-        utilization_scale=Decimal(1),
-        tokens="gateway_tokens_total",
+    config = parse_config(
+        {
+            "gpuMetrics": {
+                "preset": "dcgm-exporter",
+                "utilizationMetric": "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+                "utilizationScale": 1,
+                "migUtilizationMetric": "",
+            },
+            "llmGateway": {"inputTokensMetric": "gateway_in_total", "teamLabel": "team"},
+        }
     )
-    assert "avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[1d])) / 1," in idle_gpu_hours_query(
-        DAY_MS, names
-    )
-    assert "increase(gateway_tokens_total[1d])" in tokens_query(DAY_MS, names)
+    names = QueryNames.from_config(config)
+    query = idle_gpu_hours_query(DAY_MS, names)
+    assert "avg by (namespace, pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[1d]))," in query
+    assert "exported_" not in query and "GPU_I_ID" not in query
+    tokens = tokens_query(DAY_MS, names)
+    assert "increase(gateway_in_total[1d])" in tokens and "team_alias" not in tokens
 
 
-def test_tokens_are_summed_over_gateway_replicas_and_keys_with_increase() -> None:
-    assert tokens_query(DAY_MS) == (
-        "sum by (team, model) (\n  increase(litellm_total_tokens_metric_total[1d])\n)"
-    )
+def test_tokens_are_summed_by_team_alias_model_and_direction_with_increase() -> None:
+    query = tokens_query(DAY_MS)
+    assert query.startswith("sum by (team, model, direction) (")
+    assert (
+        'label_replace(label_replace(increase(litellm_input_tokens_metric_total[1d]), "team", '
+        '"$1", "team_alias", "(.+)"), "direction", "input", "", "")'
+    ) in query
+    assert "increase(litellm_output_tokens_metric_total[1d])" in query
 
 
 def test_capacity_is_deduplicated_by_node_model_and_resource() -> None:
@@ -179,7 +194,9 @@ def test_prometheus_parses_and_evaluates_every_query(
 def test_prometheus_parses_the_queries_with_other_metric_names(
     empty_prometheus: PrometheusServer,
 ) -> None:
-    names = QueryNames(utilization="DCGM_FI_PROF_GR_ENGINE_ACTIVE", utilization_scale=Decimal(1))
+    names = QueryNames.from_config(
+        parse_config({"gpuMetrics": {"preset": "dcgm-exporter", "utilizationScale": 1}})
+    )
     client = PrometheusClient(PrometheusConfig(url=empty_prometheus.url))
     for build in QUERIES:
         assert client.evaluate(build(DAY_MS, names), 1_700_000_000.5) == []

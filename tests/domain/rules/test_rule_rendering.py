@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from finops_operator.domain import conventions
+from finops_operator.domain.config import parse_config
 from finops_operator.domain.rules.alert_rules import AlertOptions, render_alert_groups
 from finops_operator.domain.rules.cost_policy import CostPolicy, Selector, parse_cost_policy
 from finops_operator.domain.rules.prometheus_rule import (
@@ -70,6 +70,8 @@ def test_month_to_date_is_recorded_in_a_group_slower_than_every_minute_but_insid
     assert [rule["record"] for rule in monthly["rules"]] == [
         conventions.RULE_GPU_COST_MONTH_TO_DATE,
         conventions.RULE_GPU_COST_LAST_DAY,
+        conventions.RULE_TOKEN_COST_MONTH_TO_DATE,
+        conventions.RULE_TOKEN_COST_LAST_DAY,
     ]
 
 
@@ -144,15 +146,39 @@ def test_the_idle_alert_joins_utilization_to_gpu_pods_on_namespace_and_pod() -> 
     assert rule["expr"].endswith("< 10)") and rule["for"] == "2h"
 
 
-def test_a_utilization_metric_read_as_a_fraction_is_scaled_to_percent() -> None:
-    options = AlertOptions(
-        utilization_metric="DCGM_FI_PROF_GR_ENGINE_ACTIVE", utilization_full_scale=Decimal(1)
+def test_the_idle_alert_reads_the_gpu_operators_exported_labels_and_mig_by_default() -> None:
+    [rule] = only(alerts(EXAMPLE), conventions.ALERT_GPU_IDLE)
+    expr = rule["expr"]
+    # The GPU Operator's ServiceMonitor (honorLabels: false) renames the pod's labels.
+    assert '"namespace", "$1", "exported_namespace", "(.+)"' in expr
+    assert '"pod", "$1", "exported_pod", "(.+)"' in expr
+    # MIG slices are read from the engine-active ratio, whole GPUs from the percentage.
+    assert 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{GPU_I_ID!=""}[5m]' in expr
+    assert "/ 100" in expr and expr.index("DCGM_FI_PROF_GR_ENGINE_ACTIVE") < expr.index(
+        "DCGM_FI_DEV_GPU_UTIL"
     )
+
+
+def test_the_dcgm_exporter_preset_keeps_namespace_and_pod() -> None:
+    options = AlertOptions.from_config(parse_config({"gpuMetrics": {"preset": "dcgm-exporter"}}))
     [rule] = only(alerts(EXAMPLE, options), conventions.ALERT_GPU_IDLE)
-    assert (
-        "100 * avg by (namespace, pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[5m]))"
-        in (rule["expr"])
+    assert "exported_" not in rule["expr"] and "label_replace" not in rule["expr"]
+
+
+def test_a_utilization_metric_read_as_a_fraction_is_scaled_to_percent() -> None:
+    config = parse_config(
+        {
+            "gpuMetrics": {
+                "utilizationMetric": "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+                "utilizationScale": 1,
+                "migUtilizationMetric": "",
+            }
+        }
     )
+    [rule] = only(alerts(EXAMPLE, AlertOptions.from_config(config)), conventions.ALERT_GPU_IDLE)
+    assert "100 * avg by (namespace, pod) (" in rule["expr"]
+    assert "DCGM_FI_PROF_GR_ENGINE_ACTIVE[5m]" in rule["expr"]
+    assert "/ 1\n" not in rule["expr"] and "GPU_I_ID" not in rule["expr"]
 
 
 def test_retry_loops_count_container_restarts_and_failed_job_pods() -> None:
@@ -256,3 +282,77 @@ def test_the_upstream_crd_check_refuses_a_broken_prometheus_rule() -> None:
         validate_against_crd(rule, PROMETHEUS_RULE_CRD)
     assert "spec.groups[0].rules[0].for" in str(caught.value)
     assert "metadata.labels" in str(caught.value)
+
+
+# --- issue 9: rule labels, token spend and scope ------------------------------------
+
+
+def test_both_kinds_of_prometheus_rule_carry_the_configured_rule_labels() -> None:
+    config = parse_config({"ruleLabels": {"release": "monitoring", "team": "platform"}})
+    options = AlertOptions.from_config(config)
+    without_own = with_spec(alerting__ruleLabels=None)
+    policy_rule = render_policy(without_own, options)
+    shared = recording_rules_prometheus_rule(labels=config.rule_labels)
+    for rule in (policy_rule, shared):
+        assert rule["metadata"]["labels"]["release"] == "monitoring"
+        assert rule["metadata"]["labels"]["team"] == "platform"
+    # The defaults match kube-prometheus-stack's default ruleSelector.
+    assert recording_rules_prometheus_rule()["metadata"]["labels"]["release"] == (
+        "kube-prometheus-stack"
+    )
+    assert render_policy(without_own)["metadata"]["labels"]["release"] == ("kube-prometheus-stack")
+
+
+def test_a_policys_own_rule_labels_win_over_the_configured_ones() -> None:
+    policy = with_spec(alerting__ruleLabels={"release": "other"})
+    rule = render_policy(policy, AlertOptions.from_config(parse_config({})))
+    assert rule["metadata"]["labels"]["release"] == "other"
+
+
+@pytest.mark.parametrize(
+    ("scope", "gpu", "tokens"),
+    [("gpu", True, False), ("tokens", False, True), ("all", True, True), (None, True, True)],
+)
+def test_the_scope_picks_which_recorded_spend_budget_forecast_and_anomaly_read(
+    scope: str | None, gpu: bool, tokens: bool
+) -> None:
+    spec: dict[str, Any] = {"scope": scope} if scope else {}
+    policy = with_spec(**spec)
+    rendered = alerts(policy)
+    for name in (
+        conventions.ALERT_SPEND_ANOMALY,
+        conventions.ALERT_BUDGET_THRESHOLD,
+        conventions.ALERT_BUDGET_FORECAST,
+    ):
+        for rule in only(rendered, name):
+            assert ("finops:gpu_cost" in rule["expr"]) is gpu, (name, rule["expr"])
+            assert ("finops:token_cost" in rule["expr"]) is tokens, (name, rule["expr"])
+    # Idle and retry alerts are about GPU pods, whatever the scope.
+    [idle] = only(rendered, conventions.ALERT_GPU_IDLE)
+    assert "finops:token_cost" not in idle["expr"]
+
+
+def test_token_cost_is_recorded_by_team_from_the_configured_team_label() -> None:
+    groups = render_recording_rules(parse_config({}).llm_gateway)
+    [token] = [r for r in groups[0]["rules"] if r["record"] == conventions.RULE_TOKEN_COST_HOURLY]
+    expr = token["expr"]
+    assert '"team", "$1", "team_alias", "(.+)"' in expr
+    assert "litellm_input_tokens_metric_total" in expr
+    assert "litellm_output_tokens_metric_total" in expr
+    assert 'finops_token_price_per_1k{direction="output"}' in expr
+    assert expr.startswith("3600 * sum by (team) (")
+
+    by_id = render_recording_rules(parse_config({"llmGateway": {"teamLabel": "team"}}).llm_gateway)
+    [token] = [r for r in by_id[0]["rules"] if r["record"] == conventions.RULE_TOKEN_COST_HOURLY]
+    assert "team_alias" not in token["expr"]
+
+
+def test_the_spend_metric_replaces_token_prices_when_configured() -> None:
+    gateway = parse_config({"llmGateway": {"costSource": "spend_metric"}}).llm_gateway
+    [token] = [
+        r
+        for r in render_recording_rules(gateway)[0]["rules"]
+        if r["record"] == conventions.RULE_TOKEN_COST_HOURLY
+    ]
+    assert "litellm_spend_metric_total[5m]" in token["expr"]
+    assert "finops_token_price_per_1k" not in token["expr"]

@@ -28,7 +28,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.config import PricingConfig, TokenDirection
 from finops_operator.domain.costs.money import QUANTUM, ZERO, money_context, round_to, split
 from finops_operator.domain.costs.pricing import gpu_cost, token_cost
 from finops_operator.domain.costs.showback import CostReport, CostRow
@@ -59,6 +59,7 @@ class TokenCharge:
     model: str
     tokens: Decimal
     cost: Decimal
+    direction: TokenDirection = "input"
 
 
 @dataclass(frozen=True)
@@ -175,12 +176,14 @@ def allocate(
                 return {_untagged_but_team(team): amount}
             return {k: v for k, v in split(amount, weights[team], quantum).items() if v}
 
-        tokens: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        tokens: dict[tuple[str, str, TokenDirection], Decimal] = defaultdict(Decimal)
         for used in token_usage:
-            tokens[(used.team, used.model)] += used.tokens
+            tokens[(used.team, used.model, used.direction)] += used.tokens
         token_charges = [
-            TokenCharge(labels, model, count, token_cost(count, model, pricing))
-            for (team, model), total in sorted(tokens.items())
+            TokenCharge(
+                labels, model, count, token_cost(count, model, pricing, direction), direction
+            )
+            for (team, model, direction), total in sorted(tokens.items())
             for labels, count in sorted(spread(team, total, WHOLE_TOKEN).items())
         ]
         shared_charges = [

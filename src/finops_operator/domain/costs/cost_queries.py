@@ -38,7 +38,10 @@ from decimal import Decimal
 from typing import Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.promql import Duration, check_expression, number, string_literal
+from finops_operator.domain.config import Config
+from finops_operator.domain.gpus import utilization as gpu_utilization
+from finops_operator.domain.gpus.utilization import GPU_OPERATOR, GpuUtilization
+from finops_operator.domain.promql import Duration, check_expression, string_literal
 
 COST_LABELS: Final = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)
 # What the GPU figures are grouped by: the cost model's GpuUsage.
@@ -49,7 +52,7 @@ POD_ALLOCATION_LABELS: Final = ("namespace", "pod", "node", "resource", "gpu_mod
 NODE_CAPACITY_LABELS: Final = ("node", "gpu_model", "resource")
 # The target labels that tell one scrape target (one operator replica) from another.
 TARGET_LABELS: Final = ("job", "instance")
-TOKEN_LABELS: Final = ("team", "model")
+TOKEN_LABELS: Final = ("team", "model", "direction")
 JOB_LABELS: Final = ("namespace", "owner_name", "team", "gpu_model")
 
 HOUR_MS: Final = 3_600_000
@@ -58,19 +61,35 @@ DAY_MS: Final = 86_400_000
 
 @dataclass(frozen=True)
 class QueryNames:
-    """Metric names the queries read (DESIGN.md, "Metrics"); defaults from conventions.
+    """What the queries read (DESIGN.md, "Metrics"); defaults from conventions and config.
 
-    `utilization_scale` is what the utilization metric reads at 100 %: 100 for
-    `DCGM_FI_DEV_GPU_UTIL`, 1 for `DCGM_FI_PROF_GR_ENGINE_ACTIVE`.
+    `utilization` says where GPU utilization comes from (config `gpuMetrics`: metric,
+    scale, the pod labels, MIG); the token fields come from config `llmGateway`.
     """
 
     allocation: str = conventions.METRIC_POD_GPU_ALLOCATION
     capacity: str = conventions.METRIC_NODE_GPU_CAPACITY
     price: str = conventions.METRIC_GPU_HOURLY_PRICE
-    utilization: str = conventions.METRIC_GPU_UTILIZATION
-    utilization_scale: Decimal = Decimal(100)
-    tokens: str = "litellm_total_tokens_metric_total"
+    utilization: GpuUtilization = GPU_OPERATOR
+    input_tokens: str = "litellm_input_tokens_metric_total"
+    output_tokens: str = "litellm_output_tokens_metric_total"
+    team_label: str = "team_alias"
     pod_owner: str = conventions.METRIC_POD_OWNER
+
+    @classmethod
+    def from_config(cls, config: Config) -> QueryNames:
+        gateway = config.llm_gateway
+        return cls(
+            utilization=config.gpu_metrics.source(),
+            input_tokens=gateway.input_tokens_metric,
+            output_tokens=gateway.output_tokens_metric,
+            team_label=gateway.team_label,
+        )
+
+    @property
+    def tokens(self) -> str:
+        """The token series, as messages name them."""
+        return f"{self.input_tokens} / {self.output_tokens}"
 
 
 DEFAULT_NAMES: Final = QueryNames()
@@ -137,16 +156,11 @@ def pod_utilization(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
 
     The mean over the pod's devices (or MIG instance) and over its samples; the
     samples are evenly spaced, so their mean is the time average whatever the
-    dcgm-exporter scrape interval.
+    dcgm-exporter scrape interval. Read as configured (`gpuMetrics`): the GPU
+    Operator's `exported_*` labels renamed, MIG pods from the MIG metric.
     """
-    scale = number(names.utilization_scale)
-    return (
-        f"clamp(\n"
-        f"  avg by (namespace, pod) (avg_over_time({names.utilization}[{duration_ms(window_ms)}]))"
-        f" / {scale},\n"
-        f"  0, 1\n"
-        f")"
-    )
+    fraction = gpu_utilization.pod_utilization(names.utilization, duration_ms(window_ms))
+    return f"clamp(\n  {_indent(fraction, '  ')},\n  0, 1\n)"
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -191,10 +205,22 @@ def capacity_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) 
 
 
 def tokens_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
-    """Tokens through the LLM gateway by team and model (`increase` handles resets)."""
-    return _checked(
-        f"sum {by(TOKEN_LABELS)} (\n  increase({names.tokens}[{duration_ms(window_ms)}])\n)"
-    )
+    """Tokens through the LLM gateway by team, model and direction (input, output).
+
+    `increase` handles counter resets. The team is the configured LiteLLM label
+    (`team_alias` by default) copied to `team`, as the recording rules do.
+    """
+    window = duration_ms(window_ms)
+    parts = []
+    for direction, metric in (("input", names.input_tokens), ("output", names.output_tokens)):
+        series = f"increase({metric}[{window}])"
+        if names.team_label != "team":
+            series = (
+                f'label_replace({series}, "team", "$1", {string_literal(names.team_label)}, "(.+)")'
+            )
+        parts.append(f'label_replace({series}, "direction", "{direction}", "", "")')
+    joined = "\n  or\n  ".join(parts)
+    return _checked(f"sum {by(TOKEN_LABELS)} (\n  {joined}\n)")
 
 
 def job_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:

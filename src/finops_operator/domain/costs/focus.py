@@ -249,14 +249,16 @@ def focus_rows(
         rows.append(
             charge(used.labels, used.cost, LLM_SERVICE)
             | usage(
-                f"llm-tokens/{used.model}",
-                pricing.token_price(used.model),
+                f"llm-tokens/{used.model}/{used.direction}",
+                pricing.token_price(used.model, used.direction),
                 used.tokens,
                 used.tokens / 1000,
             )
             | {
                 "SkuMeter": "Tokens",
-                "ChargeDescription": f"{used.model} LLM tokens sent by {who(used.labels)}",
+                "ChargeDescription": (
+                    f"{used.model} LLM {used.direction} tokens sent by {who(used.labels)}"
+                ),
                 "ConsumedUnit": "Tokens",
                 "PricingUnit": "1000 Tokens",
                 "ResourceId": f"{account.account_id}/llm/{used.model}",

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.config import PricingConfig, TokenDirection
 from finops_operator.domain.costs.money import money_context
 from finops_operator.domain.costs.usage import JobUsage
 
@@ -18,10 +18,12 @@ def gpu_cost(gpu_hours: Decimal, gpu_model: str, pricing: PricingConfig) -> Deci
         return gpu_hours * pricing.gpu_price(gpu_model)
 
 
-def token_cost(tokens: Decimal, model: str, pricing: PricingConfig) -> Decimal:
-    """Usage-driven cost: tokens / 1000 x the price per 1,000 tokens of that model."""
+def token_cost(
+    tokens: Decimal, model: str, pricing: PricingConfig, direction: TokenDirection = "input"
+) -> Decimal:
+    """Usage-driven cost: tokens / 1000 x the price per 1,000 tokens of that model and direction."""
     with localcontext(money_context()):
-        return tokens * pricing.token_price(model) / 1000
+        return tokens * pricing.token_price(model, direction) / 1000
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,8 @@ def compute_costs(
         for tokens in token_usage:
             acc = rows[tokens.team]
             acc.tokens += tokens.tokens
-            acc.token_cost += tokens.tokens * pricing.token_price(tokens.model) / 1000
+            price = pricing.token_price(tokens.model, tokens.direction)
+            acc.token_cost += tokens.tokens * price / 1000
             acc.used = acc.used or tokens.tokens != 0
 
         capacity_by_model: dict[str, Decimal] = defaultdict(Decimal)

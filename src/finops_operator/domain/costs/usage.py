@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Final
 
 from finops_operator.domain import conventions
+from finops_operator.domain.config import TokenDirection
 from finops_operator.domain.costs.money import ZERO
 
 # The cost labels besides the team, by which GPU usage and cost are broken down.
@@ -50,11 +51,16 @@ class GpuUsage:
 
 @dataclass(frozen=True)
 class TokenUsage:
-    """Tokens a team sent through the LLM gateway to one model, over the period."""
+    """Tokens a team sent through the LLM gateway to one model, over the period.
+
+    `direction` says which price applies: input (prompt) or output (completion)
+    tokens (`pricing.tokensPer1k`); a flat price prices both alike.
+    """
 
     team: str
     model: str
     tokens: Decimal
+    direction: TokenDirection = "input"
 
 
 @dataclass(frozen=True)

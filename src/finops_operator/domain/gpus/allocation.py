@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.config import TOKEN_DIRECTIONS, PricingConfig
 from finops_operator.domain.workloads import GpuMatcher, parse_quantity
 
 UNKNOWN_MODEL: Final = "unknown"
@@ -189,3 +189,17 @@ def price_samples(
     models |= {node.gpu_model for node in nodes.values()}
     models.add(UNKNOWN_MODEL)
     return [(model, pricing.gpu_price(model)) for model in sorted(models)]
+
+
+def token_price_samples(pricing: PricingConfig) -> list[tuple[str, str, Decimal]]:
+    """(model, direction, price per 1,000 tokens) of every configured model, `default` included.
+
+    Exported as `finops_token_price_per_1k`, so that recording rules and dashboards
+    price tokens from the configuration in force rather than from numbers baked in
+    when they were generated. A model without its own series is priced at `default`.
+    """
+    return [
+        (model, direction, pricing.token_price(model, direction))
+        for model in sorted(pricing.tokens_per_1k)
+        for direction in TOKEN_DIRECTIONS
+    ]

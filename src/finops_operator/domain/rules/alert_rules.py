@@ -9,11 +9,14 @@ string literals, canonical numbers and durations), and every alert carries
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from finops_operator.domain import conventions
+from finops_operator.domain.config import DEFAULT_RULE_LABELS, Config
+from finops_operator.domain.gpus.utilization import GPU_OPERATOR, GpuUtilization, pod_utilization
 from finops_operator.domain.promql import (
     Duration,
     check_expression,
@@ -36,14 +39,48 @@ class AlertOptions:
     """What rendering needs from the operator's configuration rather than the policy."""
 
     currency: str = "USD"
-    utilization_metric: str = conventions.METRIC_GPU_UTILIZATION
-    # DCGM_FI_DEV_GPU_UTIL reads 0-100; DCGM_FI_PROF_GR_ENGINE_ACTIVE reads 0-1 (give 1).
-    utilization_full_scale: Decimal = Decimal(100)
+    # Where utilization is read (config `gpuMetrics`): metric, scale, pod labels, MIG.
+    utilization: GpuUtilization = GPU_OPERATOR
+    # Labels on the PrometheusRule (config `ruleLabels`), under the policy's own ruleLabels.
+    rule_labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_RULE_LABELS))
+
+    @classmethod
+    def from_config(cls, config: Config) -> AlertOptions:
+        return cls(
+            currency=config.pricing.currency,
+            utilization=config.gpu_metrics.source(),
+            rule_labels=dict(config.rule_labels),
+        )
+
+
+# The recorded spend series of each scope: (GPU series, token series) per figure.
+_LAST_HOUR = (conventions.RULE_GPU_COST_LAST_HOUR, conventions.RULE_TOKEN_COST_LAST_HOUR)
+_MONTH_TO_DATE = (
+    conventions.RULE_GPU_COST_MONTH_TO_DATE,
+    conventions.RULE_TOKEN_COST_MONTH_TO_DATE,
+)
+_LAST_DAY = (conventions.RULE_GPU_COST_LAST_DAY, conventions.RULE_TOKEN_COST_LAST_DAY)
+# How the alerts name each scope's spend: as an adjective, and as what it was spent on.
+_SPEND_KIND = {"gpu": "GPU", "tokens": "LLM token", "all": "AI"}
+_SPENT_ON = {"gpu": "on GPUs", "tokens": "on LLM tokens", "all": "on AI (GPUs and LLM tokens)"}
+
+
+def _spend(policy: CostPolicy, series: tuple[str, str]) -> str:
+    """The policy's spend by team in one recorded figure, for its scope.
+
+    GPU series carry the five cost labels, token series only `team`: their label
+    sets never coincide, so `or` keeps both and the sum adds them. A selector on a
+    label other than the team matches no token series (the gateway knows none).
+    """
+    selector = matchers(policy.spec.selector.metric_labels())
+    gpu, tokens = (f"{name}{selector}" for name in series)
+    scope = policy.spec.scope
+    inner = gpu if scope == "gpu" else tokens if scope == "tokens" else f"{gpu} or {tokens}"
+    return f"sum by (team) ({inner})"
 
 
 def _team_cost_last_hour(policy: CostPolicy) -> str:
-    selector = matchers(policy.spec.selector.metric_labels())
-    return f"sum by (team) ({conventions.RULE_GPU_COST_LAST_HOUR}{selector})"
+    return _spend(policy, _LAST_HOUR)
 
 
 def _pod_allocation(policy: CostPolicy, *, remember: Duration | None = None) -> str:
@@ -82,8 +119,7 @@ def anomaly_expr(policy: CostPolicy, anomaly: Anomaly) -> str:
 
 def month_to_date_expr(policy: CostPolicy) -> str:
     """Spend since the 1st of the month (UTC), through the last full hour, by team."""
-    selector = matchers(policy.spec.selector.metric_labels())
-    return f"sum by (team) ({conventions.RULE_GPU_COST_MONTH_TO_DATE}{selector})"
+    return _spend(policy, _MONTH_TO_DATE)
 
 
 def budget_threshold_exprs(policy: CostPolicy, budget: Budget) -> list[tuple[Decimal, str]]:
@@ -100,9 +136,8 @@ def budget_threshold_exprs(policy: CostPolicy, budget: Budget) -> list[tuple[Dec
 
 
 def budget_forecast_expr(policy: CostPolicy, budget: Budget) -> str:
-    selector = matchers(policy.spec.selector.metric_labels())
     mtd = month_to_date_expr(policy)
-    run_rate = f"sum by (team) ({conventions.RULE_GPU_COST_LAST_DAY}{selector})"
+    run_rate = _spend(policy, _LAST_DAY)
     # Hours from the last full hour (where month-to-date stops) to the end of the month.
     hours_left = "(days_in_month() - day_of_month() + 1) * 24 - hour()"
     return (
@@ -119,11 +154,9 @@ def _on_gpu_pods(policy: CostPolicy, condition: str) -> str:
 
 
 def idle_expr(policy: CostPolicy, idle: Idle, options: AlertOptions) -> str:
-    smoothed = f"avg_over_time({options.utilization_metric}[{UTILIZATION_SMOOTHING}])"
-    utilization = f"avg by (namespace, pod) ({smoothed})"
-    if options.utilization_full_scale != 100:
-        utilization = f"{number(100 / options.utilization_full_scale)} * {utilization}"
-    return _on_gpu_pods(policy, f"{utilization} < {number(idle.max_utilization)}")
+    """Pods whose mean utilization (in %, MIG slices read from the MIG metric) is low."""
+    fraction = pod_utilization(options.utilization, str(UTILIZATION_SMOOTHING))
+    return _on_gpu_pods(policy, f"100 * {fraction} < {number(idle.max_utilization)}")
 
 
 def restarts_expr(policy: CostPolicy, retries: Retries) -> str:
@@ -189,18 +222,21 @@ def _group(policy: CostPolicy, concern: str, rules: list[dict[str, Any]]) -> dic
 
 
 def anomaly_group(policy: CostPolicy, anomaly: Anomaly, options: AlertOptions) -> dict[str, Any]:
+    kind, spent_on = _SPEND_KIND[policy.spec.scope], _SPENT_ON[policy.spec.scope]
     currency = policy.spec.budget.currency if policy.spec.budget else options.currency
     rule = _alert(
         conventions.ALERT_SPEND_ANOMALY,
         anomaly_expr(policy, anomaly),
         _labels(policy),
         summary=(
-            'GPU spend of team {{ $labels.team }} is {{ printf "%.0f" $value }}% above '
+            f"{kind} spend of team {{{{ $labels.team }}}} is "
+            '{{ printf "%.0f" $value }}% above '
             f"its {anomaly.baseline} baseline"
         ),
         description=(
-            'Team {{ $labels.team }} spent {{ printf "%.0f" $value }}% more on GPUs in the '
-            f"last hour than its mean hourly spend over the {anomaly.baseline} before the last "
+            'Team {{ $labels.team }} spent {{ printf "%.0f" $value }}% more '
+            f"{spent_on} in the last hour than its mean hourly spend over the "
+            f"{anomaly.baseline} before the last "
             f"{anomaly.baseline_offset} (threshold {number(anomaly.threshold)}%, for "
             f"{anomaly.for_}; only above {_money(anomaly.min_hourly_cost, currency)} per hour "
             f"and with at least {anomaly.required_history} of history). Scope: "
@@ -212,6 +248,7 @@ def anomaly_group(policy: CostPolicy, anomaly: Anomaly, options: AlertOptions) -
 
 
 def budget_group(policy: CostPolicy, budget: Budget) -> dict[str, Any]:
+    kind, spent_on = _SPEND_KIND[policy.spec.scope], _SPENT_ON[policy.spec.scope]
     monthly = _money(budget.monthly, budget.currency)
     rules = []
     for percent, expr in budget_threshold_exprs(policy, budget):
@@ -223,11 +260,11 @@ def budget_group(policy: CostPolicy, budget: Budget) -> dict[str, Any]:
                 _labels(policy, **{conventions.ALERT_LABEL_THRESHOLD: number(percent)}),
                 summary=(
                     "Team {{ $labels.team }} has used "
-                    f"{number(percent)}% of its monthly GPU budget"
+                    f"{number(percent)}% of its monthly {kind} budget"
                 ),
                 description=(
                     'Team {{ $labels.team }} has spent {{ printf "%.2f" $value }} '
-                    f"{budget.currency} on GPUs this month (UTC, through the last full hour), "
+                    f"{budget.currency} {spent_on} this month (UTC, through the last full hour), "
                     f"past {number(percent)}% ({amount}) of its {monthly} monthly budget. "
                     f"Scope: {_scope(policy)}; CostPolicy {policy.key}."
                 ),
@@ -239,9 +276,11 @@ def budget_group(policy: CostPolicy, budget: Budget) -> dict[str, Any]:
                 conventions.ALERT_BUDGET_FORECAST,
                 budget_forecast_expr(policy, budget),
                 _labels(policy),
-                summary="Team {{ $labels.team }} is on course to overrun its monthly GPU budget",
+                summary=(
+                    f"Team {{{{ $labels.team }}}} is on course to overrun its monthly {kind} budget"
+                ),
                 description=(
-                    "At the GPU spend rate of the last "
+                    f"At the {kind} spend rate of the last "
                     f"{FORECAST_RATE_WINDOW_HOURS}h, team {{{{ $labels.team }}}} will have "
                     'spent {{ printf "%.2f" $value }} '
                     f"{budget.currency} by the end of the month, over its {monthly} monthly "

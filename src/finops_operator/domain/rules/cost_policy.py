@@ -284,8 +284,13 @@ class Alerting(_Model):
         return labels
 
 
+# What spend the budget, forecast and anomaly alerts count: GPU, LLM tokens, or both.
+Scope = Literal["gpu", "tokens", "all"]
+
+
 class CostPolicySpec(_Model):
     selector: Selector = Field(default_factory=Selector)
+    scope: Scope = "all"
     anomaly: Anomaly | None = None
     budget: Budget | None = None
     idle: Idle | None = None

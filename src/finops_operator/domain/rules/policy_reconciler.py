@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from finops_operator.domain import conventions
 from finops_operator.domain.conditions import by_type, condition
 from finops_operator.domain.config import Config
 from finops_operator.domain.rules.alert_rules import AlertOptions
@@ -24,10 +25,74 @@ from finops_operator.errors import CostPolicyError
 
 READY = "Ready"
 INVALID = "Invalid"
+RULES_EVALUATING = conventions.CONDITION_RULES_EVALUATING
 REASON_APPLIED = "RulesApplied"
 REASON_INVALID = "InvalidPolicy"
 REASON_APPLY_FAILED = "ApplyFailed"
 REASON_CONFLICT = "RuleConflict"  # the rule's name is taken by another policy or by hand
+# RulesEvaluating: is Prometheus evaluating the shared recording rules?
+REASON_HEARTBEAT = "HeartbeatFound"
+REASON_NOT_EVALUATED = "RecordingRulesNotEvaluated"
+REASON_UNREACHABLE = "PrometheusUnreachable"
+REASON_NOT_CHECKED = "NotCheckedYet"
+# The query that answers it: the heartbeat series exists only where the group runs.
+HEARTBEAT_QUERY = f"count({conventions.RULE_HEARTBEAT})"
+
+
+@dataclass(frozen=True)
+class RulesEvaluation:
+    """What Prometheus says about the shared recording rules: True, False or None (Unknown)."""
+
+    evaluating: bool | None
+    reason: str
+    message: str
+
+
+NOT_CHECKED = RulesEvaluation(
+    None, REASON_NOT_CHECKED, "Prometheus has not been asked yet whether the rules are evaluated"
+)
+
+
+def rules_evaluation(
+    answer: list[dict[str, Any]] | None,
+    *,
+    error: str | None,
+    rule_labels: Mapping[str, str],
+    namespace: str,
+    prometheus_url: str,
+) -> RulesEvaluation:
+    """Judge the answer to HEARTBEAT_QUERY (or the error that replaced it).
+
+    False names what to check: the labels the operator put on its PrometheusRules
+    (config `ruleLabels`), which the Prometheus `ruleSelector` must select, and the
+    namespace its `ruleNamespaceSelector` must include.
+    """
+    where = f"{namespace}/{conventions.RECORDING_RULES_NAME}"
+    if error is not None:
+        return RulesEvaluation(
+            None,
+            REASON_UNREACHABLE,
+            f"cannot ask Prometheus at {prometheus_url} whether PrometheusRule {where} is "
+            f"evaluated: {error}",
+        )
+    if answer:
+        return RulesEvaluation(
+            True,
+            REASON_HEARTBEAT,
+            f"Prometheus evaluates the shared recording rules ({conventions.RULE_HEARTBEAT} "
+            "exists)",
+        )
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(rule_labels.items())) or "(none)"
+    return RulesEvaluation(
+        False,
+        REASON_NOT_EVALUATED,
+        f"Prometheus at {prometheus_url} has no {conventions.RULE_HEARTBEAT} series: it does "
+        f"not evaluate PrometheusRule {where}, so no budget, forecast or anomaly alert can "
+        f"fire. The operator labels its PrometheusRules {labels} (config ruleLabels); make "
+        "the Prometheus resource's ruleSelector match these labels (kube-prometheus-stack "
+        "selects release=<its release name>) and its ruleNamespaceSelector include "
+        f"{namespace}.",
+    )
 
 
 @dataclass(frozen=True)
@@ -65,7 +130,7 @@ def plan_policy(body: Mapping[str, Any], config: Config) -> PolicyPlan:
     try:
         rule = render_policy(
             body,
-            AlertOptions(currency=config.pricing.currency),
+            AlertOptions.from_config(config),
             label_rules=config.labels,
         )
     except CostPolicyError as err:
@@ -99,11 +164,16 @@ def policy_status(
     apply_error: str | None,
     now: datetime.datetime,
     conflict: str | None = None,
+    rules: RulesEvaluation = NOT_CHECKED,
 ) -> dict[str, Any]:
     """The whole status a policy should show after this reconciliation.
 
     `conflict` says why the PrometheusRule the policy would write is someone
     else's (`prometheus_rule.rule_conflict`): Ready=False, reason RuleConflict.
+    `rules` is whether Prometheus evaluates the shared recording rules: when it
+    certainly does not, Ready is False too (reason RecordingRulesNotEvaluated),
+    since none of the policy's spend alerts can fire; when Prometheus cannot be
+    asked (Unknown), Ready keeps what applying the rule says (docs/costpolicy.md).
     """
     earlier = by_type((current or {}).get("conditions"))
     if plan.rule is None:
@@ -112,16 +182,19 @@ def policy_status(
         ready, reason, message = False, REASON_CONFLICT, conflict
     elif apply_error is not None:
         ready, reason, message = False, REASON_APPLY_FAILED, apply_error
+    elif rules.evaluating is False:
+        ready, reason, message = False, REASON_NOT_EVALUATED, rules.message
     else:
         count = rule_count(plan.rule)
         name = plan.rule["metadata"]["name"]
         ready, reason = True, REASON_APPLIED
         message = f"{count} alert rule(s) in PrometheusRule {name}"
+    applied = plan.rule is not None and conflict is None and apply_error is None
     invalid_message = plan.problem or "the policy is valid"
     return {
         "observedGeneration": generation,
-        "ruleName": plan.rule["metadata"]["name"] if plan.rule and ready else None,
-        "ruleCount": rule_count(plan.rule) if plan.rule and ready else 0,
+        "ruleName": plan.rule["metadata"]["name"] if plan.rule and applied else None,
+        "ruleCount": rule_count(plan.rule) if plan.rule and applied else 0,
         "message": message,
         "conditions": [
             condition(earlier.get(READY), READY, ready, reason, message, now, generation),
@@ -131,6 +204,15 @@ def policy_status(
                 plan.rule is None,
                 REASON_INVALID if plan.rule is None else "Valid",
                 invalid_message,
+                now,
+                generation,
+            ),
+            condition(
+                earlier.get(RULES_EVALUATING),
+                RULES_EVALUATING,
+                rules.evaluating,
+                rules.reason,
+                rules.message,
                 now,
                 generation,
             ),

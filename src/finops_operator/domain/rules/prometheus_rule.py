@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import LabelRule
+from finops_operator.domain.config import DEFAULT_RULE_LABELS, LabelRule, LlmGatewayConfig
 from finops_operator.domain.rules.alert_rules import AlertOptions, render_alert_groups
 from finops_operator.domain.rules.cost_policy import API_VERSION, CostPolicy, parse_cost_policy
 from finops_operator.domain.rules.recording_rules import render_recording_rules
@@ -101,10 +101,14 @@ def policy_prometheus_rule(
 ) -> dict[str, Any]:
     """The PrometheusRule one validated CostPolicy becomes.
 
+    Its labels are the configured `ruleLabels` with the policy's own
+    `alerting.ruleLabels` over them, so the Prometheus ruleSelector loads it.
+
     When the policy carries a uid (it came from the API server), the object is
     owned by the policy (`controller: true`), so it goes when the policy goes.
     """
-    labels = dict(sorted(policy.spec.alerting.rule_labels.items()))
+    options = options or AlertOptions()
+    labels = dict(sorted({**options.rule_labels, **policy.spec.alerting.rule_labels}.items()))
     labels[conventions.MANAGED_BY_LABEL] = conventions.MANAGED_BY
     labels[conventions.COSTPOLICY_RULE_LABEL] = policy.name[:63].rstrip("-.")
     rule = _prometheus_rule(
@@ -129,12 +133,16 @@ def policy_prometheus_rule(
 def recording_rules_prometheus_rule(
     namespace: str = conventions.OPERATOR_NAMESPACE,
     labels: Mapping[str, str] | None = None,
+    gateway: LlmGatewayConfig | None = None,
 ) -> dict[str, Any]:
-    """The operator-owned PrometheusRule with the shared recording rules."""
-    merged = dict(sorted((labels or {}).items()))
+    """The operator-owned PrometheusRule with the shared recording rules.
+
+    `labels` are the configured `ruleLabels` (default `release: kube-prometheus-stack`).
+    """
+    merged = dict(sorted((DEFAULT_RULE_LABELS if labels is None else labels).items()))
     merged[conventions.MANAGED_BY_LABEL] = conventions.MANAGED_BY
     return _prometheus_rule(
-        conventions.RECORDING_RULES_NAME, namespace, merged, render_recording_rules()
+        conventions.RECORDING_RULES_NAME, namespace, merged, render_recording_rules(gateway)
     )
 
 

@@ -18,6 +18,13 @@ Two facts shape the PromQL (docs/rules.md explains them in full):
 - Month-to-date spend and the 24h run rate are sums of those hourly buckets,
   recorded once for every label combination in a slower group; a policy sums
   them by team (sums commute), so no policy runs a month-long subquery.
+- Token spend through the LLM gateway (LiteLLM) gets the same four series,
+  `finops:token_cost_*`, by `team` only: the gateway knows no other cost label.
+  Its hourly rate is either input and output tokens x `finops_token_price_per_1k`
+  (the operator exports the configured prices, `default` for unlisted models) or
+  LiteLLM's own `litellm_spend_metric` (config `llmGateway.costSource`); the team
+  is LiteLLM's `team_alias` or `team` label (`llmGateway.teamLabel`). "AI spend"
+  is GPU plus token spend: a policy's `scope` picks one or both.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from finops_operator.domain import conventions
+from finops_operator.domain.config import TOKEN_DIRECTIONS, LlmGatewayConfig, TokenDirection
 from finops_operator.domain.promql import Duration, check_expression, string_literal
 
 # Budget sums reach back at most one month; 31d covers the longest month.
@@ -35,6 +43,8 @@ MONTH_WINDOW = "31d"
 MONTHLY_GROUP_INTERVAL = Duration.of(minutes=2)
 
 COST_LABELS = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)
+# Counters are read as rates over this window (several scrapes at any common interval).
+TOKEN_RATE_WINDOW = Duration.of(minutes=5)
 # What identifies one pod's allocation of one GPU resource, target labels excluded.
 POD_ALLOCATION_LABELS = ("namespace", "pod", "node", "resource", "gpu_model", *COST_LABELS)
 
@@ -76,15 +86,65 @@ def cost_expr() -> str:
     )
 
 
-def last_hour_cost_expr() -> str:
+def last_hour_cost_expr(hourly: str = conventions.RULE_GPU_COST_HOURLY) -> str:
     return (
-        f"sum_over_time({conventions.RULE_GPU_COST_HOURLY}[1h])\n"
+        f"sum_over_time({hourly}[1h])\n"
         f"/ on () group_left ()\n"
         f"count_over_time({conventions.RULE_HEARTBEAT}[1h])"
     )
 
 
-def month_to_date_expr() -> str:
+def _by_team(counter: str, gateway: LlmGatewayConfig, keep: tuple[str, ...] = ()) -> str:
+    """Per-second rate of a LiteLLM counter by team (and `keep`), gateway replicas summed.
+
+    The team is the configured label copied to `team`; a request without one
+    counts as `__untagged__`, like a pod without a team label.
+    """
+    rate = f"rate({counter}[{TOKEN_RATE_WINDOW}])"
+    if gateway.team_label != "team":
+        rate = f'label_replace({rate}, "team", "$1", "{gateway.team_label}", "(.+)")'
+    untagged = string_literal(conventions.UNTAGGED)
+    rate = f'label_replace({rate}, "team", {untagged}, "team", "")'
+    return f"sum {by(('team', *keep))} ({rate})"
+
+
+def _token_price(direction: TokenDirection) -> str:
+    return f"{conventions.METRIC_TOKEN_PRICE}{{direction={string_literal(direction)}}}"
+
+
+def _priced_tokens(direction: TokenDirection, gateway: LlmGatewayConfig) -> str:
+    """Money per second of one direction's tokens, by team and model; `default` price fallback."""
+    tokens = _by_team(gateway.tokens_metric(direction), gateway, ("model",))
+    price = _token_price(direction)
+    default = (
+        f"{conventions.METRIC_TOKEN_PRICE}{{direction={string_literal(direction)},"
+        f"model={string_literal(conventions.DEFAULT_PRICE_MODEL)}}}"
+    )
+    return (
+        f"(\n"
+        f"    {tokens}\n"
+        f"  * on (model) group_left ()\n"
+        f"    max by (model) ({price})\n"
+        f"  or\n"
+        f"    ({tokens} unless on (model) {price})\n"
+        f"  * on () group_left ()\n"
+        f"    max ({default})\n"
+        f") / 1000"
+    )
+
+
+def token_cost_expr(gateway: LlmGatewayConfig) -> str:
+    """Token spend per hour by team: priced input + output tokens, or LiteLLM's spend."""
+    if gateway.cost_source == "spend_metric":
+        return f"3600 * {_by_team(gateway.spend_metric, gateway)}"
+    parts = "\nor\n".join(
+        f'label_replace(\n{_priced_tokens(d, gateway)},\n"direction", "{d}", "", ""\n)'
+        for d in TOKEN_DIRECTIONS
+    )
+    return f"3600 * sum by (team) (\n{parts}\n)"
+
+
+def month_to_date_expr(last_hour: str = conventions.RULE_GPU_COST_LAST_HOUR) -> str:
     """Spend since the 1st of the month (UTC), through the last full hour."""
     # Step s of the subquery holds the hour (s-1h, s]; it belongs to this month when
     # s-1h does. `@ end()` pins the month to the evaluation time inside the subquery.
@@ -92,35 +152,47 @@ def month_to_date_expr() -> str:
     return (
         f"sum_over_time(\n"
         f"  (\n"
-        f"    {conventions.RULE_GPU_COST_LAST_HOUR}\n"
+        f"    {last_hour}\n"
         f"    and on () (month(vector(time() - 3600)) == {this_month})\n"
         f"  )[{MONTH_WINDOW}:1h]\n"
         f")"
     )
 
 
-def last_day_rate_expr() -> str:
+def last_day_rate_expr(last_hour: str = conventions.RULE_GPU_COST_LAST_HOUR) -> str:
     """Mean hourly spend over the last 24 hourly buckets, hours without spend counting zero."""
     # Dividing by the heartbeat's count rather than 24 stays right whether the
     # subquery includes its first step (Prometheus 2) or not (Prometheus 3).
     return (
-        f"sum_over_time({conventions.RULE_GPU_COST_LAST_HOUR}[24h:1h])\n"
+        f"sum_over_time({last_hour}[24h:1h])\n"
         f"/ on () group_left ()\n"
         f"count_over_time({conventions.RULE_HEARTBEAT}[24h:1h])"
     )
 
 
-def render_recording_rules() -> list[dict[str, Any]]:
+def render_recording_rules(gateway: LlmGatewayConfig | None = None) -> list[dict[str, Any]]:
     """The rule groups of the shared recording rules, as Prometheus reads them."""
+    gateway = gateway or LlmGatewayConfig()
+    token_hour = conventions.RULE_TOKEN_COST_LAST_HOUR
     rules = [
         {"record": conventions.RULE_HEARTBEAT, "expr": "vector(1)"},
         {"record": conventions.RULE_GPU_ALLOCATION, "expr": allocation_expr()},
         {"record": conventions.RULE_GPU_COST_HOURLY, "expr": cost_expr()},
         {"record": conventions.RULE_GPU_COST_LAST_HOUR, "expr": last_hour_cost_expr()},
+        {"record": conventions.RULE_TOKEN_COST_HOURLY, "expr": token_cost_expr(gateway)},
+        {
+            "record": token_hour,
+            "expr": last_hour_cost_expr(conventions.RULE_TOKEN_COST_HOURLY),
+        },
     ]
     monthly = [
         {"record": conventions.RULE_GPU_COST_MONTH_TO_DATE, "expr": month_to_date_expr()},
         {"record": conventions.RULE_GPU_COST_LAST_DAY, "expr": last_day_rate_expr()},
+        {
+            "record": conventions.RULE_TOKEN_COST_MONTH_TO_DATE,
+            "expr": month_to_date_expr(token_hour),
+        },
+        {"record": conventions.RULE_TOKEN_COST_LAST_DAY, "expr": last_day_rate_expr(token_hour)},
     ]
     for rule in rules + monthly:
         check_expression(rule["expr"])

@@ -1,0 +1,99 @@
+"""Where GPU utilization comes from, and the one PromQL fragment every reader uses.
+
+The idle alert, the report's idle cost and the dashboards all need "how busy is
+each pod's GPU", and on real stacks that question has three twists
+(docs/install.md explains them):
+
+- the GPU Operator's ServiceMonitor for dcgm-exporter keeps `honorLabels: false`,
+  so the pod's labels arrive as `exported_namespace` / `exported_pod`, while a
+  plain dcgm-exporter chart (`honorLabels: true`) keeps `namespace` / `pod`;
+- on a MIG slice `DCGM_FI_DEV_GPU_UTIL` reads 0 or is missing, which would make
+  every MIG pod look idle; `DCGM_FI_PROF_GR_ENGINE_ACTIVE` (0-1) is what DCGM
+  reports per MIG instance (series with a `GPU_I_ID`);
+- metrics differ in scale: percent (0-100) or ratio (0-1).
+
+`pod_utilization` builds one expression that reads the MIG metric where a pod has
+MIG series and the device metric elsewhere, renames the pod labels to
+`namespace` / `pod`, and returns a fraction in [0, 1] per pod, so that every
+caller joins it to `finops_pod_gpu_allocation` the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+from finops_operator.domain import conventions
+from finops_operator.domain.promql import number
+
+# The label dcgm-exporter puts on series of a MIG instance (dcgm-exporter's
+# internal/pkg/counters: GPU_I_ID, GPU_I_PROFILE); absent or empty on a whole GPU.
+MIG_INSTANCE_LABEL: Final = "GPU_I_ID"
+METRIC_MIG_ENGINE_ACTIVE: Final = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+
+
+@dataclass(frozen=True)
+class GpuUtilization:
+    """The utilization series as the scrape stores them: metric, scale, pod labels, MIG."""
+
+    metric: str = conventions.METRIC_GPU_UTILIZATION
+    scale: Decimal = Decimal(100)  # what `metric` reads at 100 % busy
+    namespace_label: str = "exported_namespace"
+    pod_label: str = "exported_pod"
+    mig_metric: str | None = METRIC_MIG_ENGINE_ACTIVE
+    mig_scale: Decimal = Decimal(1)
+
+
+# The GPU Operator's defaults (what `gpuMetrics.preset: gpu-operator` gives).
+GPU_OPERATOR: Final = GpuUtilization()
+# A dcgm-exporter scraped with honorLabels: true (its own Helm chart's ServiceMonitor).
+DCGM_EXPORTER: Final = GpuUtilization(namespace_label="namespace", pod_label="pod")
+
+
+def _filters(matchers: Sequence[str], *more: str) -> str:
+    every = [*matchers, *more]
+    return "{" + ", ".join(every) + "}" if every else ""
+
+
+def _as_pod_labels(expr: str, source: GpuUtilization) -> str:
+    """`expr` with the scrape's pod labels copied to `namespace` and `pod`."""
+    for target, label in (("namespace", source.namespace_label), ("pod", source.pod_label)):
+        if label != target:
+            expr = f'label_replace(\n  {expr},\n  "{target}", "$1", "{label}", "(.+)"\n)'
+    return expr
+
+
+def _one(
+    metric: str,
+    scale: Decimal,
+    source: GpuUtilization,
+    window: str,
+    group: Sequence[str],
+    matchers: Sequence[str],
+) -> str:
+    series = f"avg_over_time({metric}{_filters(matchers)}[{window}])"
+    grouped = f"avg by ({', '.join(group)}) ({_as_pod_labels(series, source)})"
+    return grouped if scale == 1 else f"{grouped} / {number(scale)}"
+
+
+def pod_utilization(
+    source: GpuUtilization,
+    window: str,
+    *,
+    group: Sequence[str] = ("namespace", "pod"),
+    matchers: Sequence[str] = (),
+) -> str:
+    """Each pod's mean utilization over `window` as a fraction (1 = fully busy), by `group`.
+
+    `group` must hold `namespace` and `pod` (dashboards add `cluster`); `matchers`
+    are extra label matchers such as `cluster=~"$cluster"`. Pods with MIG series
+    are read from the MIG metric, every other pod from the device metric.
+    """
+    whole = _one(source.metric, source.scale, source, window, group, matchers)
+    if not source.mig_metric:
+        return whole
+    mig_only = (*matchers, f'{MIG_INSTANCE_LABEL}!=""')
+    mig = _one(source.mig_metric, source.mig_scale, source, window, group, mig_only)
+    return f"(\n  {mig}\nor\n  {whole}\n)"
