@@ -80,6 +80,7 @@ NS = "e2e-stack"
 NODE = "e2e-stack-h100"
 H100 = "NVIDIA-H100-80GB-HBM3"
 GPU_POD = "embedder-0"
+DCGM_POD = "nvidia-dcgm-exporter-e2e"
 REPLICA = "finops-operator-e2e-stack"  # the pod standing for the operator's replica
 GPUS = 2
 H100_PRICE = 4.5  # manifests/base/config.yaml, pricing.gpuHourly
@@ -170,15 +171,20 @@ def selectorless_service(
     }
 
 
-def endpoints(name: str, namespace: str, address: str, port_name: str, port: int) -> dict[str, Any]:
+def endpoints(
+    name: str, namespace: str, address: str, port_name: str, port: int, pod: str | None = None
+) -> dict[str, Any]:
     """What the endpoints controller would write for a ready pod at `address`."""
+    entry: dict[str, Any] = {"ip": address}
+    if pod:
+        entry["targetRef"] = {"kind": "Pod", "name": pod, "namespace": namespace}
     return {
         "apiVersion": "v1",
         "kind": "Endpoints",
         "metadata": {"name": name, "namespace": namespace},
         "subsets": [
             {
-                "addresses": [{"ip": address}],
+                "addresses": [entry],
                 "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
             }
         ],
@@ -304,10 +310,12 @@ class Stack:
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.prom_port}"
 
-    def generated_config(self) -> dict[str, Any]:
+    def generated_text(self) -> str:
         secret = self.cluster.get("secret", f"prometheus-{PROMETHEUS_NAME}", MONITORING)
-        raw = base64.b64decode(secret["data"]["prometheus.yaml.gz"])
-        return dict(yaml.safe_load(gzip.decompress(raw)))
+        return gzip.decompress(base64.b64decode(secret["data"]["prometheus.yaml.gz"])).decode()
+
+    def generated_config(self) -> dict[str, Any]:
+        return dict(yaml.safe_load(self.generated_text()))
 
     def rule_files(self) -> dict[str, dict[str, str]]:
         """ConfigMap name -> {file name: content} of the operator's rule ConfigMaps."""
@@ -406,6 +414,36 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
             env=dict(os.environ, KUBECONFIG=cluster.kubeconfig),
         )
 
+        make_node(
+            cluster,
+            NODE,
+            {"nvidia.com/gpu.product": H100, "nvidia.com/gpu.count": "8"},
+            {"nvidia.com/gpu": "8"},
+        )
+        # dcgm-exporter's pod (a DaemonSet's, on the GPU node): the Endpoints name it,
+        # so its target gets a `pod` label, which the DCGM series' own `pod` then
+        # collides with (honorLabels false: exported_pod).
+        exporter_pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": DCGM_POD,
+                "namespace": GPU_OPERATOR,
+                "labels": {"app": "nvidia-dcgm-exporter"},
+            },
+            "spec": {
+                "containers": [
+                    {
+                        "name": "nvidia-dcgm-exporter",
+                        "image": "registry.invalid/dcgm-exporter:e2e",
+                        "ports": [{"name": "metrics", "containerPort": 9400}],
+                    }
+                ]
+            },
+        }
+        cluster.apply(exporter_pod)
+        run_on(cluster, exporter_pod, NODE)
+        set_pod_ip(cluster, GPU_OPERATOR, DCGM_POD, address)
         # The stand-in exporters, on this machine's address.
         state = ExporterState()
         for render in (state.dcgm, state.ksm, state.litellm):
@@ -420,7 +458,14 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
                     "gpu-metrics",
                     9400,
                 ),
-                endpoints("nvidia-dcgm-exporter", GPU_OPERATOR, address, "gpu-metrics", dcgm.port),
+                endpoints(
+                    "nvidia-dcgm-exporter",
+                    GPU_OPERATOR,
+                    address,
+                    "gpu-metrics",
+                    dcgm.port,
+                    pod=DCGM_POD,
+                ),
                 selectorless_service(
                     f"{RELEASE}-kube-state-metrics", MONITORING, KSM_LABELS, "http", 8080
                 ),
@@ -489,12 +534,6 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
         # (selector app.kubernetes.io/name: finops-operator) gets an endpoint: bound to a
         # fake node and reported Running at this machine's address, as a kubelet would.
         # No pod-template-hash label: the Deployment's ReplicaSet does not adopt it.
-        make_node(
-            cluster,
-            NODE,
-            {"nvidia.com/gpu.product": H100, "nvidia.com/gpu.count": "8"},
-            {"nvidia.com/gpu": "8"},
-        )
         replica = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -574,7 +613,7 @@ def remove_leftovers(cluster: Cluster) -> None:
     Pods bound to a fake node are deleted with --force: no kubelet confirms the end
     of a pod that was set Running, so a graceful delete waits forever.
     """
-    for ns, name in (("finops-system", REPLICA), (NS, GPU_POD)):
+    for ns, name in (("finops-system", REPLICA), (NS, GPU_POD), (GPU_OPERATOR, DCGM_POD)):
         cluster.kubectl(
             "delete",
             "pod",
@@ -749,11 +788,7 @@ def test_the_gpu_operators_servicemonitor_is_selected_once_fixed(stack: Stack) -
 
 
 def start_prometheus(stack: Stack) -> None:
-    """Prometheus on the localized configuration and the module's TSDB.
-
-    POD_NAME: the generated external label `prometheus_replica: $(POD_NAME)` expects
-    the pod's name in the environment, as the StatefulSet's pod has it.
-    """
+    """Prometheus on the localized configuration and the module's TSDB."""
     stack.prometheus = start_logged(
         "prometheus-stack",
         [
@@ -764,8 +799,24 @@ def start_prometheus(stack: Stack) -> None:
         ],
         stack.cluster,
         stack.procs,
-        env=dict(os.environ, POD_NAME=f"prometheus-{PROMETHEUS_NAME}-0"),
     )
+
+
+# The environment of the Prometheus pod's config-reloader: the StatefulSet sets
+# SHARD (0: one shard) and POD_NAME on it.
+POD_ENV = {"SHARD": "0", "POD_NAME": f"prometheus-{PROMETHEUS_NAME}-0"}
+
+
+def envsubst(text: str, env: dict[str, str]) -> str:
+    """What prometheus-config-reloader does before Prometheus reads the file.
+
+    The operator writes `$(SHARD)` (sharding keep rule) and `$(POD_NAME)` (external
+    label prometheus_replica) into the Secret; the reloader sidecar replaces each
+    `$(NAME)` with its environment variable. Without it every target is dropped.
+    """
+    missing = sorted(set(re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", text)) - set(env))
+    assert not missing, f"the generated config expects {missing} in the environment"
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env[m.group(1)], text)
 
 
 def localize(config: dict[str, Any], rules_dir: Path, kubeconfig: str) -> dict[str, Any]:
@@ -842,7 +893,9 @@ def test_prometheus_runs_on_the_generated_configuration(stack: Stack) -> None:
     cluster = stack.cluster
     rules_dir = stack.work / "rules"
     rules_text = write_rules(stack, rules_dir)
-    config = localize(stack.generated_config(), rules_dir, cluster.kubeconfig)
+    config = localize(
+        yaml.safe_load(envsubst(stack.generated_text(), POD_ENV)), rules_dir, cluster.kubeconfig
+    )
     (stack.work / "prometheus.yaml").write_text(yaml.safe_dump(config))
     tsdb = stack.work / "tsdb"
     shutil.rmtree(tsdb, ignore_errors=True)
@@ -865,7 +918,10 @@ def test_prometheus_runs_on_the_generated_configuration(stack: Stack) -> None:
             f"serviceMonitor/{MONITORING}/{RELEASE}-kube-state-metrics/0",
             f"serviceMonitor/{LITELLM_NS}/litellm/0",
         ]
-        return health if all(health.get(w) == "up" for w in want) else None
+        if all(health.get(w) == "up" for w in want):
+            return health
+        errors = {t["scrapePool"]: t.get("lastError") for t in targets}
+        raise AssertionError(f"targets: {health}, errors: {errors}")
 
     health = wait_until(up, timeout=90, interval=1, what="every target up")
     assert health
