@@ -15,14 +15,17 @@ and LiteLLM really emit. This module shows both on the real control plane:
    ConfigMaps `prometheus-<name>-rulefiles-N` - and checks the rules and scrape jobs.
 3. Prometheus, built from its Go module at the version the operator's module requires
    (v3.5.0; Debian's package has no Kubernetes service discovery), runs on exactly
-   that configuration, with two rewrites
-   (docs/testing-e2e.md): the rule file paths, and `kubeconfig_file` in each
-   kubernetes_sd_config in place of the in-cluster credentials.
+   that configuration after what the config-reloader sidecar would do (`$(SHARD)`,
+   `$(POD_NAME)`) and two rewrites (docs/testing-e2e.md): the rule file paths, and
+   `kubeconfig_file` in each kubernetes_sd_config in place of the in-cluster
+   credentials.
 4. Stand-ins for dcgm-exporter, kube-state-metrics and LiteLLM
    (tests/support/upstream_exporters.py) are scraped through ServiceMonitors as the
    upstream charts ship them; the GPU Operator's is first left as shipped (not
    selected), then given the documented fix (`release` label, honorLabels false).
-5. The idle, retry, budget and anomaly alerts fire in /api/v1/alerts.
+5. The idle, retry, budget and anomaly alerts fire in /api/v1/alerts, the policy's
+   RulesEvaluating condition turns True, and `finops-operator report` matches the
+   stand-ins' truth.
 
 Endpoints cannot point at 127.0.0.1 (the API server refuses loopback addresses), so
 the stand-ins and the operator listen on this machine's own address, found at run
