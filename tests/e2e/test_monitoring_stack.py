@@ -1133,9 +1133,16 @@ def test_report_matches_the_exporters_truth(stack: Stack) -> None:
     assert Decimal(row["gpuHours"]) == GPUS * REPORT_HOURS
     assert Decimal(row["gpuCost"]) == Decimal("4.50") * GPUS * REPORT_HOURS
     # Token cost lands on the team's alias, never on LiteLLM's team id: 2 hours of
-    # 60,000 input and 15,000 output tokens at the shipped price per 1k tokens.
-    price = yaml.safe_load((stack.work / "config.yaml").read_text())["pricing"]["tokensPer1k"]
-    tokens = sum(TOKENS_PER_HOUR.values()) * REPORT_HOURS
-    assert isinstance(price.get("default"), str), price
-    assert Decimal(row["tokenCost"]) == Decimal(price["default"]) * tokens / 1000
+    # 60,000 input and 15,000 output tokens, each direction at its configured price.
+    prices = yaml.safe_load((stack.work / "config.yaml").read_text())["pricing"]["tokensPer1k"]
+    model = stack.exporters.usage[0].model
+
+    def price(direction: str) -> Decimal:
+        entry = prices.get(model, prices["default"])
+        return Decimal(entry[direction] if isinstance(entry, dict) else entry)
+
+    expected = sum(
+        Decimal(TOKENS_PER_HOUR[d] * REPORT_HOURS) * price(d) / 1000 for d in ("input", "output")
+    )
+    assert Decimal(row["tokenCost"]) == expected.quantize(Decimal("0.01")), (row, expected)
     assert not [t for t in rows if t == stack.exporters.usage[0].team_id]
