@@ -18,9 +18,16 @@ and the report do:
   grouping is then a no-op), an external label under Thanos or Mimir, where it
   keeps pods of the same name in two clusters apart.
 
-Token prices are not exported as a metric, so they are written into the token
-queries from the configuration's `pricing.tokensPer1k` (default: the built-in
-configuration). Regenerate with your own configuration:
+- token money comes from the recorded `finops:token_cost_*` series, priced by the
+  recording rules from `finops_token_price_per_1k` (the prices the operator
+  exports), so no price is baked into a dashboard; "AI spend" is GPU + tokens,
+  the definition of the CostPolicies' default `scope: all` and of the CostReports;
+- GPU utilization is read as the configuration's `gpuMetrics` says (the GPU
+  Operator's `exported_*` labels, MIG from the engine-active ratio), through the
+  same fragment as the idle alert and the report.
+
+The configuration decides the currency unit and where utilization is read;
+regenerate with your own configuration:
 
     .venv/bin/python scripts/gen_dashboards.py --config finops.yaml
 
@@ -41,7 +48,8 @@ import yaml
 
 from finops_operator.domain import config as cfg
 from finops_operator.domain import conventions
-from finops_operator.domain.promql import check_expression, number, string_literal
+from finops_operator.domain.gpus import utilization as gpu_utilization
+from finops_operator.domain.promql import check_expression, string_literal
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "manifests" / "dashboards"
@@ -62,10 +70,12 @@ TARGET_IDS = ("cluster", "job", "instance")
 ALLOCATION = conventions.METRIC_POD_GPU_ALLOCATION
 CAPACITY = conventions.METRIC_NODE_GPU_CAPACITY
 PRICE = conventions.METRIC_GPU_HOURLY_PRICE
-UTILIZATION = conventions.METRIC_GPU_UTILIZATION
 POD_OWNER = conventions.METRIC_POD_OWNER
-TOKENS = "litellm_total_tokens_metric_total"
 HOURLY = conventions.RULE_GPU_COST_LAST_HOUR  # finops:gpu_cost_hourly:avg1h
+TOKEN_RATE = conventions.RULE_TOKEN_COST_HOURLY  # finops:token_cost_hourly:sum
+TOKEN_HOURLY = conventions.RULE_TOKEN_COST_LAST_HOUR  # finops:token_cost_hourly:avg1h
+TOKEN_MONTH_TO_DATE = conventions.RULE_TOKEN_COST_MONTH_TO_DATE
+TOKEN_RUN_RATE = conventions.RULE_TOKEN_COST_LAST_DAY
 COST_RATE = conventions.RULE_GPU_COST_HOURLY  # finops:gpu_cost_hourly:sum
 HEARTBEAT = conventions.RULE_HEARTBEAT
 MONTH_TO_DATE = conventions.RULE_GPU_COST_MONTH_TO_DATE
@@ -94,7 +104,11 @@ def selector(*matchers: str) -> str:
 
 
 def spend_in_range(
-    filters: str, labels: Sequence[str], window: str = "$__range", heartbeat: str = ""
+    filters: str,
+    labels: Sequence[str],
+    window: str = "$__range",
+    heartbeat: str = "",
+    rate: str = COST_RATE,
 ) -> str:
     """GPU money spent in the window, by `labels`.
 
@@ -109,7 +123,7 @@ def spend_in_range(
     outer = f"sum {by(labels)}" if labels else "sum"
     return (
         f"{outer} (\n"
-        f"    sum {by(('cluster', *labels))} (sum_over_time({COST_RATE}{filters}[{window}]))\n"
+        f"    sum {by(('cluster', *labels))} (sum_over_time({rate}{filters}[{window}]))\n"
         f"  / on (cluster) group_left ()\n"
         f"    max by (cluster) (count_over_time({HEARTBEAT}{heartbeat}[{window}]))\n"
         f")\n"
@@ -122,28 +136,18 @@ def hours_of(window: str) -> str:
     return str(int(window[:-1]) * units[window[-1]])
 
 
-def token_cost(window: str, team_filter: str, pricing: cfg.PricingConfig) -> str:
-    """Token money in the window by team: tokens x price per 1,000 of their model."""
-    tokens = f"sum by (team, model) (increase({TOKENS}{team_filter}[{window}]))"
-    default = pricing.tokens_per_1k["default"]
-    own = {model: price for model, price in pricing.tokens_per_1k.items() if model != "default"}
-    if not own:
-        return f"sum by (team) ({tokens}) * {number(default / 1000)}"
-    prices = "\n  or ".join(
-        f'label_replace(vector({number(price / 1000)}), "model", {string_literal(model)}, "", "")'
-        for model, price in sorted(own.items())
-    )
-    return (
-        f"sum by (team) (\n"
-        f"    {tokens}\n"
-        f"  * on (model) group_left ()\n"
-        f"    (\n      {prices.replace(chr(10), chr(10) + '    ')}\n    )\n"
-        f"  or\n"
-        f"    ({tokens} unless on (model) (\n      {prices.replace(chr(10), chr(10) + '    ')}\n"
-        f"    ))\n"
-        f"  * {number(default / 1000)}\n"
-        f")"
-    )
+def token_spend(filters: str, labels: Sequence[str], window: str = "$__range") -> str:
+    """Token money in the window by `labels` (team at most): the recorded token rate,
+    integrated like GPU spend. Priced by the recording rules from the exported
+    `finops_token_price_per_1k` (or LiteLLM's spend metric), never here."""
+    return spend_in_range(filters, labels, window, rate=TOKEN_RATE)
+
+
+def ai_spend(gpu: str, tokens: str) -> str:
+    """GPU + token money of the same grouping: `or` keeps each side where the other has
+    no series (their label sets never coincide); a plain `+` would drop a team with
+    only one kind of spend."""
+    return f"sum (\n{indent(gpu)}\nor\n{indent(tokens)}\n)"
 
 
 def pod_allocation(filters: str) -> str:
@@ -153,9 +157,20 @@ def pod_allocation(filters: str) -> str:
     )
 
 
+# Where utilization is read (config `gpuMetrics`); set by `render` before the boards are built.
+UTILIZATION_SOURCE: gpu_utilization.GpuUtilization = gpu_utilization.GPU_OPERATOR
+
+
 def pod_utilization(filters: str, window: str = "$__rate_interval") -> str:
-    """Each pod's mean utilization (0-100) over its devices and the window."""
-    return f"avg {by(POD)} (avg_over_time({UTILIZATION}{filters}[{window}]))"
+    """Each pod's mean utilization (0-100) over its devices and the window.
+
+    `filters` is a selector such as `{cluster=~"$cluster"}`; the fragment is the one
+    the idle alert and the report use (exported_* labels renamed, MIG read apart)."""
+    matchers = [part.strip() for part in filters.strip("{}").split(",") if part.strip()]
+    fraction = gpu_utilization.pod_utilization(
+        UTILIZATION_SOURCE, window, group=POD, matchers=matchers
+    )
+    return f"(100 * {fraction})"
 
 
 def utilization_weighted(labels: Sequence[str], alloc_filters: str, util_filters: str) -> str:
@@ -478,18 +493,20 @@ def table_merge(names: dict[str, str], hidden: Sequence[str] = ("Time",)) -> lis
 def leadership(pricing: cfg.PricingConfig) -> dict[str, Any]:
     money = money_unit(pricing.currency)
     layout = Layout()
+    # Token series carry only `team`: `cost_center=~".*"` (All) matches them, a chosen
+    # cost center leaves them out (token spend has no cost center).
     gpu = selector('team=~"$team"', 'cost_center=~"$cost_center"')
-    team_only = selector('team=~"$team"')
     panels: list[dict[str, Any]] = []
     add = panels.append
 
     def mtd(labels: Sequence[str]) -> str:
+        """AI spend (GPU + tokens) this month, as the budget alerts of `scope: all` read it."""
         grouping = f"sum {by(labels)}" if labels else "sum"
-        return f"{grouping} ({MONTH_TO_DATE}{gpu})"
+        return f"{grouping} ({MONTH_TO_DATE}{gpu} or {TOKEN_MONTH_TO_DATE}{gpu})"
 
     def forecast(labels: Sequence[str]) -> str:
         grouping = f"sum {by(labels)}" if labels else "sum"
-        rate = f"{grouping} ({RUN_RATE}{gpu})"
+        rate = f"{grouping} ({RUN_RATE}{gpu} or {TOKEN_RUN_RATE}{gpu})"
         return (
             f"(\n  {mtd(labels)}\n  or 0 * {rate}\n)\n"
             f"+ {rate}\n"
@@ -510,28 +527,30 @@ def leadership(pricing: cfg.PricingConfig) -> dict[str, Any]:
     add(
         panel(
             layout, "stat", "Token spend",
-            "LLM gateway tokens of the selected period x price per 1,000 tokens of their "
-            "model (prices from the configuration the dashboard was generated with). "
-            "Token spend has a team but no cost center.",
-            [target("A", f"sum (\n{indent(token_cost('$__range', team_only, pricing))}\n)",
-                    instant=True)],
+            "LLM gateway (LiteLLM) spend of the selected period: input and output tokens x "
+            "their price per 1,000 (finops_token_price_per_1k, the prices the operator "
+            "exports), from finops:token_cost_hourly:sum. Token spend has a team but no "
+            "cost center.",
+            [target("A", token_spend(gpu, ()), instant=True)],
             6, 4, money,
         )
     )  # fmt: skip
     add(
         panel(
-            layout, "stat", "GPU spend, month to date",
-            "Calendar month (UTC) through the last full hour, whatever period is selected: "
-            "finops:gpu_cost_month_to_date:sum.",
+            layout, "stat", "AI spend, month to date",
+            "GPU + token spend of the calendar month (UTC) through the last full hour, "
+            "whatever period is selected: finops:gpu_cost_month_to_date:sum + "
+            "finops:token_cost_month_to_date:sum.",
             [target("A", mtd(()), instant=True)],
             6, 4, money,
         )
     )  # fmt: skip
     add(
         panel(
-            layout, "stat", "GPU spend, month-end forecast",
-            "Month to date + the last 24 hours' mean hourly spend x the hours left in the "
-            "month: the projection the FinOpsBudgetForecast alert compares with budgets.",
+            layout, "stat", "AI spend, month-end forecast",
+            "Month to date + the last 24 hours' mean hourly GPU + token spend x the hours "
+            "left in the month: the projection the FinOpsBudgetForecast alert of a policy "
+            "with scope all (the default) compares with budgets.",
             [target("A", forecast(()), instant=True)],
             6, 4, money,
         )
@@ -557,8 +576,7 @@ def leadership(pricing: cfg.PricingConfig) -> dict[str, Any]:
             "GPU cost and token cost of the selected period by team, and their total.",
             [
                 target("A", spend_in_range(gpu, ("team",)), instant=True, table=True),
-                target("B", token_cost("$__range", team_only, pricing), instant=True,
-                       table=True),
+                target("B", token_spend(gpu, ("team",)), instant=True, table=True),
             ],
             8, 9, money,
             transformations=[
@@ -591,10 +609,10 @@ def leadership(pricing: cfg.PricingConfig) -> dict[str, Any]:
         panel(
             layout, "timeseries", "Hourly AI spend by team",
             "Money spent in the trailing hour: GPU (finops:gpu_cost_hourly:avg1h, minutes "
-            "without spend count as zero) and tokens (increase over the hour x price).",
+            "without spend count as zero) and tokens (finops:token_cost_hourly:avg1h).",
             [
                 target("A", f"sum by (team) ({HOURLY}{gpu})", "{{team}} GPU"),
-                target("B", token_cost("1h", team_only, pricing), "{{team}} tokens"),
+                target("B", f"sum by (team) ({TOKEN_HOURLY}{gpu})", "{{team}} tokens"),
             ],
             12, 9, money,
             defaults={"custom": {"fillOpacity": 10, "showPoints": "never"}},
@@ -607,7 +625,7 @@ def leadership(pricing: cfg.PricingConfig) -> dict[str, Any]:
             "GPU buckets and the day's token cost, stacked by team.",
             [
                 target("A", spend_in_range(gpu, ("team",), "1d"), "{{team}} GPU"),
-                target("B", token_cost("1d", team_only, pricing), "{{team}} tokens"),
+                target("B", token_spend(gpu, ("team",), "1d"), "{{team}} tokens"),
             ],
             12, 9, money,
             interval="1d",
@@ -619,8 +637,8 @@ def leadership(pricing: cfg.PricingConfig) -> dict[str, Any]:
     add(row(layout, "Budget burn"))
     add(
         panel(
-            layout, "timeseries", "Month-to-date GPU spend and forecast by team",
-            "Solid: month-to-date GPU spend (UTC calendar month). Dashed: the month-end "
+            layout, "timeseries", "Month-to-date AI spend and forecast by team",
+            "Solid: month-to-date GPU + token spend (UTC calendar month). Dashed: the month-end "
             "forecast at each moment. Budgets are set in CostPolicies; compare with the "
             "FinOpsBudgetThreshold / FinOpsBudgetForecast alerts and the CostReports.",
             [
@@ -760,7 +778,7 @@ def engineering(pricing: cfg.PricingConfig) -> dict[str, Any]:
                      "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
         )
     )  # fmt: skip
-    idle_util = f"avg {by(POD)} (avg_over_time({UTILIZATION}{util}[1h])) < $idle_threshold"
+    idle_util = f"{pod_utilization(util, '1h')} < $idle_threshold"
     add(
         panel(
             layout, "table", "Allocated but idle pods",
@@ -930,8 +948,11 @@ resources:
 """
 
 
-def render(pricing: cfg.PricingConfig) -> dict[str, str]:
+def render(config: cfg.Config) -> dict[str, str]:
     """File name -> content of everything written to manifests/dashboards/."""
+    global UTILIZATION_SOURCE
+    UTILIZATION_SOURCE = config.gpu_metrics.source()
+    pricing = config.pricing
     return {
         "leadership.yaml": config_map("leadership", leadership(pricing)),
         "engineering.yaml": config_map("engineering", engineering(pricing)),
@@ -941,12 +962,12 @@ def render(pricing: cfg.PricingConfig) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, help="configuration file (token prices)")
+    parser.add_argument("--config", type=Path, help="configuration file (currency, gpuMetrics)")
     parser.add_argument("--output", type=Path, default=TARGET, help="folder to write")
     parser.add_argument("--check", action="store_true", help="exit 1 if the files differ")
     args = parser.parse_args(argv)
     config = cfg.load_config(args.config) if args.config else cfg.Config()
-    files = render(config.pricing)
+    files = render(config)
     if args.check:
         stale = [
             name

@@ -277,6 +277,16 @@ def test_each_query_is_logged_with_its_time_and_prometheus_own_statistics(
     assert record.stats["samples"]["totalQueryableSamples"] > 0
 
 
+def test_a_client_that_queries_for_ever_keeps_only_its_last_queries(
+    prometheus: PrometheusServer,
+) -> None:
+    client = PrometheusClient(PrometheusConfig(url=prometheus.url), keep_log=2)
+    for hours in (1, 2, 3):
+        client.evaluate(f"vector({hours})", START + timedelta(hours=hours))
+    assert [record.expr for record in client.log] == ["vector(2)", "vector(3)"]
+    assert client.queries == 3
+
+
 # --- answers that cannot be used ------------------------------------------------------
 
 BAD_ANSWERS = {

@@ -281,7 +281,10 @@ def config_file(tmp_path: Path, scenario: Scenario, url: str) -> Path:
         "pricing": {
             "currency": pricing.currency,
             "gpuHourly": {model: str(price) for model, price in pricing.gpu_hourly.items()},
-            "tokensPer1k": {model: str(price) for model, price in pricing.tokens_per_1k.items()},
+            "tokensPer1k": {
+                model: {"input": str(price.input), "output": str(price.output)}
+                for model, price in pricing.tokens_per_1k.items()
+            },
             "sharedMonthly": str(pricing.shared_monthly),
             "sharedSplit": pricing.shared_split,
         },

@@ -108,6 +108,8 @@ def test_the_demo_shows_every_part_and_leaves_nothing_behind(tmp_path: Path) -> 
     assert "kind: PrometheusRule" in out and "name: costpolicy-search-platform" in out
     assert f"alert: {conventions.ALERT_SPEND_ANOMALY}" in out
     assert "reason: RulesApplied" in out
+    # Prometheus evaluates the recording rules the operator wrote (the demo loads them).
+    assert "reason: HeartbeatFound" in out
 
     # kubectl get costreports.
     lines = out.splitlines()

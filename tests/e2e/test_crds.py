@@ -145,12 +145,18 @@ def test_kubectl_get_prints_the_servers_columns(cluster: Cluster, ns: str) -> No
     headers = [
         line.split() for line in lines if line.startswith("NAMESPACE") or line.startswith("NAME ")
     ]
-    assert ["NAMESPACE", "NAME", "READY", "TEAM", "RULES", "AGE"] in headers, out
+    # "RULES EVALUATING" is one column (two words, as kubectl prints "NOMINATED NODE").
+    assert ["NAMESPACE", "NAME", "READY", "RULES", "EVALUATING", "TEAM", "RULES", "AGE"] in (
+        headers
+    ), out
     wide = cluster.kubectl("get", "costpolicies", "-n", ns, "-o", "wide").stdout
     assert wide.splitlines()[0].split() == [
         "NAME",
         "READY",
+        "RULES",
+        "EVALUATING",
         "TEAM",
+        "SCOPE",
         "RULES",
         "PROMETHEUSRULE",
         "MESSAGE",

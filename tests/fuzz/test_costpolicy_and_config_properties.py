@@ -50,6 +50,9 @@ def test_config_parsing_raises_only_config_error(data: Any) -> None:
     except ConfigError as err:
         assert str(err).startswith("fuzz.yaml:")
         return
-    for price in [*config.pricing.gpu_hourly.values(), *config.pricing.tokens_per_1k.values()]:
+    tokens = [
+        p for both in config.pricing.tokens_per_1k.values() for p in (both.input, both.output)
+    ]
+    for price in [*config.pricing.gpu_hourly.values(), *tokens]:
         assert price.is_finite() and 0 <= price <= 10**12
     assert config.pricing.shared_monthly <= 10**12

@@ -61,7 +61,7 @@ def test_the_crd_is_a_valid_apiextensions_v1_object() -> None:
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
     assert version["subresources"] == {"status": {}}
     columns = {column["name"] for column in version["additionalPrinterColumns"]}
-    assert {"Ready", "Rules", "Age"} <= columns
+    assert {"Ready", "Rules Evaluating", "Rules", "Age"} <= columns
 
 
 def test_the_crd_schema_is_structural_every_field_has_a_type() -> None:
@@ -150,6 +150,8 @@ REFUSED = {
         with_spec(anomaly=None, budget=None, idle=None, retries=None),
         "spec",
     ),
+    "unknown scope": (with_spec(scope="cpu"), "spec.scope"),
+    "scope in capitals": (with_spec(scope="All"), "spec.scope"),
 }
 
 
@@ -158,6 +160,9 @@ ACCEPTED = {
     "untagged cost center": with_spec(selector={"team": "search", "costCenter": "__untagged__"}),
     "budget of 1e12": with_spec(budget__monthly=10**12),
     "minHourlyCost of 1e12": with_spec(anomaly__minHourlyCost=10**12),
+    "scope gpu": with_spec(scope="gpu"),
+    "scope tokens": with_spec(scope="tokens"),
+    "scope all": with_spec(scope="all"),
 }
 
 

@@ -100,12 +100,21 @@ def apply_policy(
     p.command(f"kubectl get prometheusrule {rule_name} -n {meta['namespace']} -o yaml")
     p.block(abbreviated_rule(rule), "  ")
     p.line(f"  # (the whole rule: {full})")
+
+    def evaluated(policy: Any) -> bool:
+        # Ready, and Prometheus evaluates the recording rules (the demo loaded them).
+        conditions = {
+            c.get("type"): c for c in (policy.get("status") or {}).get("conditions") or []
+        }
+        return all(
+            (conditions.get(kind) or {}).get("status") == "True"
+            for kind in ("Ready", conventions.CONDITION_RULES_EVALUATING)
+        )
+
     stored = wait_for(
-        "the CostPolicy's status",
+        "the CostPolicy's status (Ready, RulesEvaluating)",
         lambda: (
-            (p := cluster.get("CostPolicy", meta["namespace"], meta["name"]))
-            and (p.get("status") or {}).get("conditions")
-            and p
+            (p := cluster.get("CostPolicy", meta["namespace"], meta["name"])) and evaluated(p) and p
         ),
         timeout=30,
     )

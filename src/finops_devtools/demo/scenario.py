@@ -45,7 +45,8 @@ def scenario_params(args: argparse.Namespace, now: datetime.datetime) -> Scenari
 def operator_config(prometheus_url: str, scenario: Scenario) -> dict[str, Any]:
     return {
         "mode": "enforce",
-        "prometheus": {"url": prometheus_url},
+        # Ask often whether Prometheus evaluates the rules: the demo loads them live.
+        "prometheus": {"url": prometheus_url, "rulesCheckSeconds": 2},
         "pricing": scenario.pricing.as_file(),
         "reports": {"intervalSeconds": 5},
     }

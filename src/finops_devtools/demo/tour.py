@@ -17,7 +17,9 @@ import tempfile
 import time
 import urllib.error
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+import yaml
 
 from finops_devtools.demo.admission_step import apply_workloads, show_audit
 from finops_devtools.demo.reports_step import (
@@ -38,6 +40,7 @@ from finops_devtools.demo.signals import (
     sigterm_as_interrupt,
 )
 from finops_devtools.demo.terminal import Printer
+from finops_devtools.demo.waiting import wait_for
 from finops_devtools.errors import DemoError, MissingPrerequisiteError
 from finops_devtools.simulator.generation import generate_scenario
 from finops_devtools.simulator.openmetrics import ExportOptions
@@ -48,6 +51,17 @@ from finops_operator.domain import conventions
 if TYPE_CHECKING:
     from finops_devtools.devcluster.emulator import KubeEmulator
     from finops_devtools.devcluster.operator_runner import OperatorProcess
+    from finops_devtools.devcluster.prometheus_runner import PrometheusServer
+
+# The demo's Prometheus: no scrape targets (the data is backfilled), and it evaluates
+# the rule files in rules/ every 5 seconds.
+RULES_CONFIG: Final = """\
+# Written by finops-operator demo: no scrape targets, the data is backfilled.
+global:
+  scrape_interval: 1m
+  evaluation_interval: 5s
+rule_files: [rules/*.yaml]
+"""
 
 
 class Demo:
@@ -61,6 +75,7 @@ class Demo:
         self.cluster: KubeEmulator | None = None
         self.operator: OperatorProcess | None = None
         self.prometheus_url = ""
+        self.prometheus_server: PrometheusServer | None = None
         self.places: list[tuple[str, str]] = []
         self.problems: list[str] = []
 
@@ -98,11 +113,16 @@ class Demo:
             f"  {params.start:%Y-%m-%d %H:%M} to {params.end:%Y-%m-%d %H:%M} UTC, scraped "
             f"every {self.args.scrape_interval}s; one team's spend jumps 3x two thirds in."
         )
+        # It evaluates whatever rule files the demo puts in rules/: the operator's
+        # shared recording rules once it has written them (load_operator_rules).
         server = PrometheusServer(
             self.workdir / "prometheus",
             prometheus=self.args.prometheus,
             promtool=self.args.promtool,
+            config=RULES_CONFIG,
         )
+        (server.workdir / "rules").mkdir(parents=True, exist_ok=True)
+        self.prometheus_server = server
         stack.callback(server.stop)
         started = time.monotonic()
         self.p.line(f"  backfilling with promtool (one block file per day) into {server.data_dir}")
@@ -150,10 +170,32 @@ class Demo:
             f"{conventions.MUTATE_PATH}  (CA {operator.cert})",
         )
         self._place("  metrics", f"http://127.0.0.1:{operator.metrics_port}/metrics")
+        self.load_operator_rules(cluster)
         self._place("Work directory", str(self.workdir))
         for name, where in self.places:
             self.p.line(f"  {name + ':':34} {where}")
         return cluster, operator
+
+    def load_operator_rules(self, cluster: Any) -> None:
+        """Hand Prometheus the recording rules the operator wrote, as the Prometheus
+        Operator would after its ruleSelector matched their labels, and reload it; the
+        CostPolicies' RulesEvaluating condition then reads True."""
+        from finops_operator.domain.rules.prometheus_rule import rule_groups_file
+
+        server = self.prometheus_server
+        if server is None:
+            return
+        written = wait_for(
+            "the shared recording rules",
+            lambda: cluster.get(
+                "PrometheusRule", conventions.OPERATOR_NAMESPACE, conventions.RECORDING_RULES_NAME
+            ),
+            timeout=30,
+        )
+        target = server.workdir / "rules" / f"{conventions.RECORDING_RULES_NAME}.yaml"
+        target.write_text(yaml.safe_dump(rule_groups_file(written), sort_keys=False))
+        server.reload()
+        self._place("  rules loaded by Prometheus", str(target))
 
     def _place(self, name: str, where: str) -> None:
         self.places.append((name, where))

@@ -43,7 +43,7 @@ from finops_operator.domain.costs.cost_reports import (
     status_changed,
 )
 from finops_operator.domain.costs.period import Period
-from finops_operator.domain.rules.policy_reconciler import team_budgets
+from finops_operator.domain.rules.policy_reconciler import team_budget_scopes, team_budgets
 from finops_operator.errors import (
     KubeError,
     NoUsageDataError,
@@ -170,6 +170,12 @@ class ReportController:
                 jobs=report.jobs,
                 data_through=report.data_through,
                 budgets=budgets_of(self.policies, self.config),
+                budget_scopes={
+                    team: scope
+                    for team, (_, scope) in team_budget_scopes(
+                        self.policies.values(), self.config
+                    ).items()
+                },
                 allocation=allocate(
                     report.costs, report.usage.gpu, report.usage.tokens, report.pricing
                 ),

@@ -36,7 +36,9 @@ NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(minutes=10)
 
 
-def report_input(budgets: dict[str, Decimal] | None = None) -> ReportInput:
+def report_input(
+    budgets: dict[str, Decimal] | None = None, scopes: dict[str, str] | None = None
+) -> ReportInput:
     period = Period(datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC), NOW)
     costs = compute_costs(
         period=period,
@@ -58,13 +60,16 @@ def report_input(budgets: dict[str, Decimal] | None = None) -> ReportInput:
         jobs=[JobCost("ml", "finetune-7b", "search", Decimal(40), Decimal("80"))],
         data_through=NOW,
         budgets=budgets or {},
+        budget_scopes=scopes or {},
     )
 
 
-def objects(budgets: dict[str, Decimal] | None = None) -> dict[str, dict[str, Any]]:
+def objects(
+    budgets: dict[str, Decimal] | None = None, scopes: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     return {
         obj["metadata"]["name"]: {**obj, "status": fresh_status(status, None, NOW)}
-        for obj, status in desired_reports(report_input(budgets), NOW)
+        for obj, status in desired_reports(report_input(budgets, scopes), NOW)
     }
 
 
@@ -91,9 +96,21 @@ def test_the_team_report_carries_its_figures_as_money_strings_and_hour_numbers()
     ]
 
 
-def test_budget_use_is_the_team_gpu_cost_over_its_monthly_budget() -> None:
-    status = objects({"search": Decimal(1000)})["search-2026-11"]["status"]
-    assert (status["budget"], status["budgetUsedPercent"]) == ("1000.00", 24.0)
+@pytest.mark.parametrize(
+    ("scope", "percent"),
+    [
+        (None, 24.2),  # a policy's default scope: AI spend, GPU 240 + tokens 2
+        ("all", 24.2),
+        ("gpu", 24.0),
+        ("tokens", 0.2),
+    ],
+)
+def test_budget_use_is_the_spend_of_the_policys_scope_over_its_monthly_budget(
+    scope: str | None, percent: float
+) -> None:
+    scopes = {"search": scope} if scope else None
+    status = objects({"search": Decimal(1000)}, scopes)["search-2026-11"]["status"]
+    assert (status["budget"], status["budgetUsedPercent"]) == ("1000.00", percent)
     assert "budgetUsedPercent" not in objects()["search-2026-11"]["status"]
 
 

@@ -7,9 +7,12 @@ from typing import Any
 
 from finops_operator.domain.config import Config
 from finops_operator.domain.rules.policy_reconciler import (
+    NOT_CHECKED,
+    RulesEvaluation,
     plan_policy,
     policy_status,
     rule_patch,
+    rules_evaluation,
     status_patch,
 )
 from finops_operator.domain.rules.prometheus_rule import (
@@ -64,7 +67,7 @@ def test_a_ready_status_names_the_rule_and_counts_its_rules() -> None:
     assert status["observedGeneration"] == 4
     assert status["ruleName"] == "costpolicy-p"
     assert status["ruleCount"] >= 1
-    ready, invalid = status["conditions"]
+    ready, invalid, _ = status["conditions"]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "RulesApplied")
     assert (invalid["type"], invalid["status"]) == ("Invalid", "False")
     assert ready["lastTransitionTime"] == "2026-11-27T12:00:00Z"
@@ -73,7 +76,7 @@ def test_a_ready_status_names_the_rule_and_counts_its_rules() -> None:
 def test_an_invalid_policy_is_not_ready_and_has_no_rule() -> None:
     plan = plan_policy(body(selector={"team": "UPPER"}, anomaly={"threshold": 5}), Config())
     status = policy_status(None, generation=4, plan=plan, apply_error=None, now=NOW)
-    ready, invalid = status["conditions"]
+    ready, invalid, _ = status["conditions"]
     assert (ready["status"], ready["reason"]) == ("False", "InvalidPolicy")
     assert invalid["status"] == "True"
     assert status["ruleName"] is None and status["ruleCount"] == 0
@@ -83,7 +86,7 @@ def test_an_invalid_policy_is_not_ready_and_has_no_rule() -> None:
 def test_a_write_failure_is_not_ready_but_not_invalid() -> None:
     plan = plan_policy(body(), Config())
     status = policy_status(None, generation=4, plan=plan, apply_error="403 forbidden", now=NOW)
-    ready, invalid = status["conditions"]
+    ready, invalid, _ = status["conditions"]
     assert (ready["status"], ready["reason"], ready["message"]) == (
         "False",
         "ApplyFailed",
@@ -175,3 +178,60 @@ def test_the_policys_own_rule_and_its_earlier_incarnations_are_not_conflicts() -
     assert rule_conflict(recreated, plan.rule) is None
     unowned = {"metadata": {**plan.rule["metadata"], "ownerReferences": []}}
     assert rule_conflict(unowned, plan.rule) is None
+
+
+# --- RulesEvaluating ----------------------------------------------------------------
+
+
+def _judged(answer: list[dict[str, Any]] | None, error: str | None = None) -> RulesEvaluation:
+    return rules_evaluation(
+        answer,
+        error=error,
+        rule_labels={"release": "prom", "tier": "x"},
+        namespace="finops-system",
+        prometheus_url="http://prom:9090",
+    )
+
+
+def test_no_heartbeat_says_the_rules_are_not_evaluated_and_names_labels_and_selector() -> None:
+    judged = _judged([])
+    assert (judged.evaluating, judged.reason) == (False, "RecordingRulesNotEvaluated")
+    for part in ("release=prom, tier=x", "ruleSelector", "ruleNamespaceSelector",
+                 "finops-system/finops-recording-rules", "http://prom:9090"):  # fmt: skip
+        assert part in judged.message
+
+
+def test_a_heartbeat_says_true_and_an_error_says_unknown() -> None:
+    assert _judged([{"metric": {}, "value": [0, "1"]}]).evaluating is True
+    unknown = _judged(None, "connection refused")
+    assert (unknown.evaluating, unknown.reason) == (None, "PrometheusUnreachable")
+    assert "connection refused" in unknown.message
+
+
+def test_rules_not_evaluated_make_ready_false_but_keep_the_rule_in_the_status() -> None:
+    plan = plan_policy(body(), Config())
+    status = policy_status(
+        None, generation=4, plan=plan, apply_error=None, now=NOW, rules=_judged([])
+    )
+    ready, _, evaluating = status["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "RecordingRulesNotEvaluated")
+    assert (evaluating["type"], evaluating["status"]) == ("RulesEvaluating", "False")
+    assert status["ruleName"] == "costpolicy-p" and status["ruleCount"] >= 1
+
+
+def test_an_unknown_answer_leaves_ready_true() -> None:
+    plan = plan_policy(body(), Config())
+    for rules in (NOT_CHECKED, _judged(None, "timeout")):
+        status = policy_status(
+            None, generation=4, plan=plan, apply_error=None, now=NOW, rules=rules
+        )
+        ready, _, evaluating = status["conditions"]
+        assert (ready["status"], evaluating["status"]) == ("True", "Unknown")
+
+
+def test_an_invalid_policy_stays_invalid_whatever_prometheus_says() -> None:
+    plan = plan_policy(body(selector={"team": "UPPER"}, anomaly={"threshold": 5}), Config())
+    status = policy_status(
+        None, generation=4, plan=plan, apply_error=None, now=NOW, rules=_judged([])
+    )
+    assert status["conditions"][0]["reason"] == "InvalidPolicy"

@@ -354,5 +354,5 @@ def test_the_spend_metric_replaces_token_prices_when_configured() -> None:
         for r in render_recording_rules(gateway)[0]["rules"]
         if r["record"] == conventions.RULE_TOKEN_COST_HOURLY
     ]
-    assert "litellm_spend_metric_total[5m]" in token["expr"]
+    assert "litellm_spend_metric_total[15m]" in token["expr"]
     assert "finops_token_price_per_1k" not in token["expr"]

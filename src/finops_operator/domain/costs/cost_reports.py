@@ -12,7 +12,7 @@ import datetime
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -47,12 +47,24 @@ class ReportInput:
     # All spend on the five labels: with it, the breakdowns carry token, shared and
     # total cost too (docs/costreport.md); without it, GPU hours and cost only.
     allocation: Allocation | None = None
+    # What each team's budget counts, from its CostPolicy's `scope`: `gpu`, `tokens`
+    # or `all` (GPU + tokens, the default), as the policy's budget alerts count it.
+    budget_scopes: Mapping[str, str] = field(default_factory=dict)
 
 
 # Scope reports are named `<scope>-<period>`; no team report may take those names.
 SCOPE_NAMES = frozenset({"cluster", "untagged"})
 _KEPT_TEAM = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _HASHED = re.compile(r"-[0-9a-f]{8}$")
+
+
+def _budget_spend(row: CostRow | ClusterRow, scope: str) -> Decimal:
+    """The spend a budget of `scope` counts: GPU, tokens, or both (shared cost never)."""
+    if scope == "gpu":
+        return row.gpu_cost
+    if scope == "tokens":
+        return row.token_cost
+    return row.gpu_cost + row.token_cost
 
 
 def report_name(scope: str, team: str | None, period: str) -> str:
@@ -209,7 +221,8 @@ def desired_reports(
         budget = data.budgets.get(team or "") if scope == "team" else None
         if budget:
             status["budget"] = display_money(budget)
-            status["budgetUsedPercent"] = float(round(row.gpu_cost * 100 / budget, 1))
+            spent = _budget_spend(row, data.budget_scopes.get(team or "", "all"))
+            status["budgetUsedPercent"] = float(round(spent * 100 / budget, 1))
         if isinstance(row, ClusterRow):
             status["cluster"] = {
                 "capacityGpuHours": display_hours(row.capacity_gpu_hours),

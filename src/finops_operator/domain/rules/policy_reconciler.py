@@ -19,7 +19,7 @@ from finops_operator.domain import conventions
 from finops_operator.domain.conditions import by_type, condition
 from finops_operator.domain.config import Config
 from finops_operator.domain.rules.alert_rules import AlertOptions
-from finops_operator.domain.rules.cost_policy import parse_cost_policy
+from finops_operator.domain.rules.cost_policy import Scope, parse_cost_policy
 from finops_operator.domain.rules.prometheus_rule import render_policy, rule_count
 from finops_operator.errors import CostPolicyError
 
@@ -112,7 +112,14 @@ def team_budgets(policies: Iterable[Mapping[str, Any]], config: Config) -> dict[
     pricing currency): the budget of a policy whose status says Invalid is never
     applied to a CostReport.
     """
-    budgets: dict[str, Decimal] = {}
+    return {team: budget for team, (budget, _) in team_budget_scopes(policies, config).items()}
+
+
+def team_budget_scopes(
+    policies: Iterable[Mapping[str, Any]], config: Config
+) -> dict[str, tuple[Decimal, Scope]]:
+    """Monthly budgets by team with the spend they count (the policy's `scope`)."""
+    budgets: dict[str, tuple[Decimal, Scope]] = {}
     for body in policies:
         if not plan_policy(body, config).valid:
             continue
@@ -121,7 +128,7 @@ def team_budgets(policies: Iterable[Mapping[str, Any]], config: Config) -> dict[
         )
         team = policy.spec.selector.team
         if team and policy.spec.budget is not None:
-            budgets[team] = policy.spec.budget.monthly
+            budgets[team] = (policy.spec.budget.monthly, policy.spec.scope)
     return budgets
 
 

@@ -43,8 +43,8 @@ MONTH_WINDOW = "31d"
 MONTHLY_GROUP_INTERVAL = Duration.of(minutes=2)
 
 COST_LABELS = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)
-# Counters are read as rates over this window (several scrapes at any common interval).
-TOKEN_RATE_WINDOW = Duration.of(minutes=5)
+# Counters are read as rates over this window: at least three scrapes even at 5m.
+TOKEN_RATE_WINDOW = Duration.of(minutes=15)
 # What identifies one pod's allocation of one GPU resource, target labels excluded.
 POD_ALLOCATION_LABELS = ("namespace", "pod", "node", "resource", "gpu_model", *COST_LABELS)
 
