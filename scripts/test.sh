@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 # The Kubernetes control plane of tests/e2e (docs/testing-e2e.md): built once, cached.
 scripts/build-controlplane.sh >/dev/null
+# The Prometheus Operator of tests/e2e/test_monitoring_stack.py, from its Go module: cached too.
+scripts/build-prometheus-operator.sh >/dev/null
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy

@@ -64,6 +64,7 @@ MODULE_ORDER = (
     "test_prometheus_rules",
     "test_no_writes",
     "test_cost_reports",
+    "test_monitoring_stack",
     "test_admission_policies",
     "test_policy_reports",
     "test_leader_election",
