@@ -325,7 +325,11 @@ CONFIGURED_RESOURCES: dict[str, list[tuple[str, str, str]]] = {
 KUBE_API_SPECIAL: dict[str, set[Permission]] = {
     # Discovery (/apis/GROUP/VERSION): every authenticated user may read it (system:discovery).
     "served_resources": set(),
+    # A view of the same client whose writes wait for leadership; closing stops its threads.
+    "writing_only_while": set(),
+    "close": set(),
     "patch_workload": {(group, plural, "patch") for group, plural, _ in WORKLOAD_KINDS.values()},
+    "get_workload": {(group, plural, "get") for group, plural, _ in WORKLOAD_KINDS.values()},
 }
 HTTP_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 # Granted only in the operator's namespace (a Role), with the one name each is for.
@@ -362,6 +366,12 @@ def _dotted(node: ast.AST) -> str:
     return "?"
 
 
+# Loops over what an object was configured with, read as the module constant that is the
+# most it can hold: the readiness check lists at most `WATCHED` (the operator passes the
+# kinds kopf still watches, a subset).
+LOOP_STAND_INS: dict[str, str] = {"self.watched.items()": "WATCHED.items()"}
+
+
 def _loop_bindings(
     node: ast.AST, parents: dict[ast.AST, ast.AST], scope: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -374,9 +384,11 @@ def _loop_bindings(
     bindings: list[dict[str, Any]] = [{}]
     for loop in reversed(loops):
         target = ast.unparse(loop.target)
+        iterable = ast.unparse(loop.iter)
+        iterable = LOOP_STAND_INS.get(iterable, iterable)
         expanded = []
         for binding in bindings:
-            for item in eval(ast.unparse(loop.iter), scope, binding):
+            for item in eval(iterable, scope, binding):
                 namespace: dict[str, Any] = {"__item": item}
                 exec(f"{target} = __item", scope, namespace)
                 namespace.pop("__item")
@@ -466,6 +478,13 @@ def _path_template(
         ]
         assert len(assigned) == 1, f"cannot tell the path {node.id}"
         return _path_template(assigned[0], function, scope, binding)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        # a path + a query string (paged lists): what run time adds stays `{}`
+        try:
+            right = _path_template(node.right, function, scope, binding)
+        except NameError:
+            right = "{}"
+        return _path_template(node.left, function, scope, binding) + right
     if isinstance(node, ast.JoinedStr):
         parts = []
         for value in node.values:
@@ -483,7 +502,7 @@ def _path_template(
 
 def _path_resource(path: str) -> tuple[str, str]:
     """(group, resource) of /api/v1/[namespaces/NS/]PLURAL[/NAME[/SUB]] or /apis/G/V/..."""
-    parts = path.strip("/").split("/")
+    parts = path.partition("?")[0].strip("/").split("/")
     group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
     if rest[:1] == ["namespaces"] and len(rest) > 2:
         rest = rest[2:]
