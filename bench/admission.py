@@ -375,6 +375,26 @@ def _raise_interrupt(signum: int, _: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def wait_until_quiet(cluster: KubeEmulator, timeout: float, quiet: float = 3.0) -> None:
+    """Wait until the operator's only requests are its Lease's, for `quiet` seconds.
+
+    Once every pod is in `/metrics` the operator still has its first PolicyReports
+    (one per namespace) and audit writes to send; the emulator serving them runs
+    on the load generator's core, so measuring meanwhile would measure that.
+    """
+    assert cluster.emulator is not None
+    log = cluster.emulator.log
+    deadline = time.monotonic() + timeout
+    seen = len(log)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        fresh = log[seen:]
+        seen += len(fresh)
+        if all("/leases/" in path for _, path in fresh):
+            return
+    raise SystemExit(f"the operator was still sending requests after {timeout:.0f} s")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     operator_cores, client_cores = plan_cores()
     if client_cores is not None:
@@ -410,6 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         lambda: operator.metrics().count('pod="gpu-') >= args.pods,
                         timeout=60 + args.pods / 50,
                     )
+                wait_until_quiet(cluster, timeout=60 + args.pods / 50)
                 scrapes = Scrapes()
                 scrape = (metrics_url, args.scrape_every, scrapes) if args.scrape_every else None
                 if args.warmup > 0:

@@ -722,11 +722,74 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def settle(proxy: RecordingProxy, since: float, timeout: float, calm: float = 5.0) -> float:
+    """When the operator's writes that the sync set off ended: the audit's last PATCHes and
+    Events, each namespace's first PolicyReport. From then on only the Lease may be heard:
+    the quiet period is measured after this, for `calm` seconds with nothing else."""
+    deadline = time.monotonic() + timeout
+    last = since
+    while time.monotonic() < deadline:
+        busy = [r.at for r in proxy.requests if r.at >= since and not _lease_or_stream(r)]
+        last = max([since, *busy])
+        if time.monotonic() - last >= calm:
+            return last
+        time.sleep(0.5)
+    return last
+
+
+def _lease_or_stream(record: Recorded) -> bool:
+    return record.resource.startswith("leases.") or record.verb == "watch"
+
+
+def start_profiler(pid: int, path: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the operator from now until `stop_profiler`: the thread holding the GIL."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise SystemExit(f"--profile needs py-spy: {sys.executable} -m pip install py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+               "--gil", "--output", path]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes], path: str, top: int = 30) -> list[str]:
+    """Stop sampling; the functions most often on the stack, and most often running."""
+    profiler.send_signal(signal.SIGINT)
+    try:
+        profiler.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        profiler.wait()
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [  # a function, whatever line of it was running
+            re.sub(r":\d+\)$", ")", frame)
+            for frame in stack.split(";")
+            if not frame.startswith("thread (")
+        ]
+        if not frames or not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+    if not total:
+        return []
+    lines = [f"{n / total:6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
+    lines.append("-- own time:")
+    lines += [f"{n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
+    return lines
+
+
 def _run(
     args: argparse.Namespace, world: Fleet, operator: Operator, proxy: RecordingProxy, expected: int
 ) -> dict[str, Any]:
     load_before = load_average()
     operator.start()
+    profiler = start_profiler(operator.pid, args.profile) if args.profile else None
     ready_at = synced_at = None
     peak_rss = 0
     deadline = operator.started + args.timeout
@@ -747,12 +810,15 @@ def _run(
             next_metrics = time.monotonic() + 1.0
         time.sleep(TICK)
     sync_cpu = cpu_seconds(operator.pid)
+    profile = stop_profiler(profiler, args.profile) if profiler is not None else None
     synced_requests = list(proxy.requests)
     memory = _proc_status(operator.pid)
     load_synced = load_average()
     if args.tracemalloc:
         os.kill(operator.pid, signal.SIGUSR2)
         time.sleep(5)
+    settled_at = settle(proxy, synced_at, args.timeout)
+    settling = [r for r in proxy.requests if synced_at <= r.at < settled_at]
     quiet_start = time.monotonic()
     quiet_cpu0 = cpu_seconds(operator.pid)
     time.sleep(args.quiet)
@@ -793,6 +859,8 @@ def _run(
         "list_bytes_mb": round(
             sum(r.bytes for r in synced_requests if r.verb in ("list", "watch")) / 2**20, 1
         ),
+        "settle_seconds": round(settled_at - synced_at, 1),
+        "requests_while_settling": tally(settling),
         "quiet_seconds": args.quiet,
         "requests_while_quiet": tally(quiet),
         "quiet_cpu_seconds": round(quiet_cpu, 2),
@@ -810,6 +878,7 @@ def _run(
             "series": sum(1 for line in text.splitlines() if line and not line.startswith("#")),
         },
         "tracemalloc": operator.trace_path.read_text() if args.tracemalloc else None,
+        "profile": profile,
         "load_average": {"before": load_before, "synced": load_synced, "end": load_average()},
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -833,6 +902,8 @@ def print_report(report: dict[str, Any]) -> None:
     print("  requests during sync:")
     for key, count in report["requests_during_sync"].items():
         print(f"    {count:7,}  {key}")
+    print(f"  writes left once synced, done {report['settle_seconds']} s later: "
+          f"{report['requests_while_settling']}")  # fmt: skip
     print(f"  requests in {report['quiet_seconds']} s once quiet: {report['requests_while_quiet']}"
           f" (CPU {report['quiet_cpu_seconds']} s)")  # fmt: skip
     print(f"  Events posted {report['events_posted']}, audit PATCHes {report['audit_patches']}")
@@ -845,6 +916,10 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"  {key.replace('_', ' ')}: {report[key]}")
     if report.get("tracemalloc"):
         print(report["tracemalloc"])
+    if report.get("profile"):
+        print("  where the operator's sync time went (py-spy samples, inclusive / own):")
+        for line in report["profile"]:
+            print(f"    {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -855,6 +930,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", type=float, default=20.0, help="seconds watched once synced")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for sync")
     parser.add_argument("--tracemalloc", action="store_true", help="top allocation sites")
+    parser.add_argument(
+        "--profile", help="sample the operator with py-spy until synced; raw samples to this file"
+    )
     parser.add_argument("--keep-log", help="copy the operator's log here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)

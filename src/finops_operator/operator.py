@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -87,6 +88,12 @@ AUDITS_IN_FLIGHT: Final = 64  # audits of one kind running at once (each may wri
 LEAN_KINDS: Final = {
     kind: "status.phase!=Succeeded,status.phase!=Failed" if kind == "Pod" else ""
     for kind in WORKLOAD_KINDS
+}
+# Everything read through our own list-and-watch: kind -> (API group, plural). Nodes too:
+# a fleet has them by the thousand, and the GPU inventory keeps only a GPU node's row.
+LIST_WATCHED: Final[Mapping[str, tuple[str, str]]] = {
+    "Node": ("", "nodes"),
+    **{kind: (group, plural) for kind, (group, plural, _) in WORKLOAD_KINDS.items()},
 }
 
 
@@ -163,10 +170,6 @@ def build_registry(
         else:
             state.namespaces[name] = dict(body.metadata.labels or {})
         state.sync.observe("Namespace", body.metadata.uid)
-
-    @kopf.on.event("v1", "nodes", registry=registry)
-    def track_node_gpus(type: str | None, body: kopf.Body, **_: Any) -> None:
-        state.inventory.observe_node(type, body)
 
     for kind, (group, plural, _) in WORKLOAD_KINDS.items():
         if kind in LEAN_KINDS:
@@ -265,10 +268,16 @@ def _report_handler(published: PolicyReportWriter) -> Any:
     return index_policy_report
 
 
-def _audit_handler(
+def _audit_decider(
     state: OperatorState, writer: AuditWriter, kind: str, published: PolicyReportWriter | None
-) -> Any:
-    async def audit(type: str | None, body: Mapping[str, Any], **_: Any) -> None:
+) -> Callable[[str | None, Mapping[str, Any]], bool]:
+    """The audit of one event, up to its write: True when the writer has a write to send.
+
+    Synchronous, so that the events that need no write (nearly all of a fleet's)
+    cost no task; the caller sends the write with `writer.write(key)`.
+    """
+
+    def decide(type: str | None, body: Mapping[str, Any]) -> bool:
         meta = body.get("metadata") or {}
         state.sync.observe(kind, meta.get("uid"))
         key = (kind, meta.get("namespace") or "", meta.get("name") or "")
@@ -277,7 +286,7 @@ def _audit_handler(
             writer.forget(key)
             if published is not None:
                 published.forget(key)
-            return
+            return False
         obj: Mapping[str, Any] = {**body, "kind": kind}
         outcome = audit_workload(obj, state.policy, state.namespaces.get(key[1]))
         state.mark(key, violating=bool(outcome.violations))
@@ -288,8 +297,28 @@ def _audit_handler(
                 else None
             )
             published.record(key, workload_result(obj, outcome, exempt))
+        if not outcome.changed:  # the writer reads nothing else of an unchanged outcome
+            return writer.settle(key, _NO_REF, outcome, "")
         message = event_message(obj, outcome)
-        await writer.record(key, ObjectRef.of(obj), outcome, message, judged_state(obj))
+        return writer.settle(key, ObjectRef.of(obj), outcome, message, judged_state(obj))
+
+    decide.__name__ = f"audit_{kind.lower()}"
+    return decide
+
+
+_NO_REF: Final = ObjectRef("", "", "", "", "")
+
+
+def _audit_handler(
+    state: OperatorState, writer: AuditWriter, kind: str, published: PolicyReportWriter | None
+) -> Any:
+    """A kopf-style handler: the decision, then its write if one is due."""
+    decide = _audit_decider(state, writer, kind, published)
+
+    async def audit(type: str | None, body: Mapping[str, Any], **_: Any) -> None:
+        if decide(type, body):
+            meta = body.get("metadata") or {}
+            await writer.write((kind, meta.get("namespace") or "", meta.get("name") or ""))
 
     audit.__name__ = f"audit_{kind.lower()}"
     return audit
@@ -312,6 +341,7 @@ async def _watch_lean(
     """Once the namespaces are indexed (a workload is judged with its namespace's labels)."""
     connection = Connection.from_environment()
     watches = [_lean_watch(state, writer, published, kind, connection) for kind in LEAN_KINDS]
+    watches.append(_node_watch(state, connection))
     while "Namespace" in state.sync.missing() and not state.sync.synced:
         await asyncio.sleep(0.1)
     await asyncio.gather(*(watch.run() for watch in watches))
@@ -326,21 +356,24 @@ def _lean_watch(
 ) -> ListWatch:
     """One kind through our own list-and-watch: the audit (and for Pods the GPU inventory)."""
     audit = _audit_handler(state, writer, kind, published)
+    decide = _audit_decider(state, writer, kind, published)
     pods = kind == "Pod"
     # The audit writes as the leader (a PATCH, an Event): the list must not wait for
-    # each of them, as kopf's per-object workers did not. At most AUDITS_IN_FLIGHT run at
-    # once (so bodies never pile up), and each object's events stay in order: a FIFO
-    # lock per object, counted so that it is dropped once nothing waits for it.
-    order: dict[tuple[str, str], list[Any]] = {}  # key -> [lock, events queued]
+    # each of them, as kopf's per-object workers did not. An event is decided at once
+    # when nothing of its object is under way, and only a write due gets a task. An
+    # object with a task under way queues its next events behind it, each decided in
+    # its turn: a FIFO lock per object, counted so that it is dropped once nothing
+    # waits for it. At most AUDITS_IN_FLIGHT tasks run at once (bodies never pile up).
+    order: dict[tuple[str, str], list[Any]] = {}  # key -> [lock, tasks queued]
     running: set[asyncio.Task[None]] = set()
     in_flight = asyncio.Semaphore(AUDITS_IN_FLIGHT)
 
-    async def audit_in_order(
-        key: tuple[str, str], entry: list[Any], type: str, body: Mapping[str, Any]
+    async def in_turn(
+        key: tuple[str, str], entry: list[Any], step: Callable[[], Awaitable[None]]
     ) -> None:
         try:
             async with entry[0]:
-                await audit(type, body)
+                await step()
         except Exception:  # kopf logged a failing handler; so do we, and go on
             logger.exception("Audit of %s %s/%s failed", kind, *key)
         finally:
@@ -354,10 +387,21 @@ def _lean_watch(
             state.inventory.observe_pod(type, body)
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        step: Callable[[], Awaitable[None]]
+        if key in order:
+            step = functools.partial(audit, type, body)  # decided in its turn
+        else:
+            try:
+                if not decide(type, body):
+                    return
+            except Exception:
+                logger.exception("Audit of %s %s/%s failed", kind, *key)
+                return
+            step = functools.partial(writer.write, (kind, *key))
         entry = order.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
         await in_flight.acquire()
-        task = asyncio.create_task(audit_in_order(key, entry, type, body))
+        task = asyncio.create_task(in_turn(key, entry, step))
         running.add(task)
         task.add_done_callback(running.discard)
 
@@ -373,15 +417,29 @@ def _lean_watch(
             if published is not None:
                 published.forget(key)
 
-    group, plural, _ = WORKLOAD_KINDS[kind]
     watch = ListWatch(
         connection,
-        collection_path(group, plural),
+        collection_path(*LIST_WATCHED[kind]),
         on_event,
         on_relisted,
         field_selector=LEAN_KINDS[kind] or None,
     )
     state.sync.add_stream(kind, lambda: watch.synced)
+    return watch
+
+
+def _node_watch(state: OperatorState, connection: Connection) -> ListWatch:
+    """Nodes for the GPU inventory: a GPU node's model and capacity, nothing for the others."""
+
+    async def on_event(type: str, body: Mapping[str, Any]) -> None:
+        state.inventory.observe_node(type, body)
+
+    async def on_relisted(listed: set[tuple[str, str]]) -> None:
+        for name in [name for name in state.inventory.nodes if ("", name) not in listed]:
+            state.inventory.observe_node("DELETED", {"metadata": {"name": name}})
+
+    watch = ListWatch(connection, collection_path(*LIST_WATCHED["Node"]), on_event, on_relisted)
+    state.sync.add_stream("Node", lambda: watch.synced)
     return watch
 
 

@@ -280,3 +280,32 @@ async def test_a_page_that_fails_is_asked_again_without_starting_the_list_over()
         lists = [r.get("continue", "") for r in api.requests if "watch" not in r]
         assert lists == ["", "4:106", "4:106"]  # the failed page again, not page one
         assert [name for _, name in seen.events] == [f"p{i}" for i in range(6)]
+
+
+async def test_the_next_page_is_asked_for_while_the_handlers_work_through_this_one() -> None:
+    # The server renders page 2 while page 1 is handed out: a list then takes about the
+    # longer of the two, not their sum. A handler that holds page 1 until page 2 has been
+    # asked for would wait forever if the pages were fetched one after the other.
+    api, seen = FakeApi(), Seen()
+    for i in range(7):
+        api.put(f"p{i}")
+    second_asked = asyncio.Event()
+    handle = api.handle
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        if request.query.get("continue"):
+            second_asked.set()
+        return await handle(request)
+
+    api.handle = recording  # type: ignore[method-assign]
+
+    async def on_event(kind: str, body: Mapping[str, Any]) -> None:
+        if body["metadata"]["name"] == "p0":
+            await asyncio.wait_for(second_asked.wait(), 5.0)
+        await Seen.on_event(seen, kind, body)
+
+    seen.on_event = on_event  # type: ignore[method-assign]
+    async with running(api, seen, page_size=3) as watch:
+        await until(lambda: watch.synced)
+        assert [name for _, name in seen.events] == [f"p{i}" for i in range(7)]
+        assert watch.lists == 1 and watch.problem == ""

@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES
 from finops_operator.domain.workloads import (
@@ -13,7 +15,9 @@ from finops_operator.domain.workloads import (
     WORKLOAD_KINDS,
     GpuMatcher,
     WorkloadKind,
+    asks_for_gpu,
     created_by_controller,
+    dra_claims,
     gpu_requests,
     is_gpu_workload,
     is_workload,
@@ -346,3 +350,53 @@ def ref(api_version: str | None, kind: str) -> dict[str, Any]:
 def test_created_by_controller(kind: str, refs: Any, expected: bool) -> None:
     obj = {"kind": kind, "metadata": {"name": "p", "ownerReferences": refs}}
     assert created_by_controller(obj) is expected
+
+
+_QUANTITIES = st.one_of(
+    st.sampled_from(["0", "1", "8", "-1", "500m", "0.5", "1e3", "1Ki", "x", "", "1.2.3", "2**70"]),
+    st.integers(min_value=-3, max_value=3),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+)
+_RESOURCES = st.sampled_from(
+    ["nvidia.com/gpu", "amd.com/gpu", "cpu", "memory", "nvidia.com/mig-1g.5gb"]
+)
+_SECTION = st.dictionaries(_RESOURCES, _QUANTITIES, max_size=3)
+_CONTAINER = st.fixed_dictionaries(
+    {"name": st.just("c")},
+    optional={
+        "resources": st.fixed_dictionaries({}, optional={"requests": _SECTION, "limits": _SECTION})
+    },
+)
+_SPEC = st.fixed_dictionaries(
+    {},
+    optional={
+        "containers": st.lists(_CONTAINER, max_size=3),
+        "initContainers": st.lists(_CONTAINER, max_size=2),
+        "resourceClaims": st.lists(
+            st.fixed_dictionaries(
+                {"name": st.just("gpu")}, optional={"resourceClaimName": st.just("c")}
+            ),
+            max_size=2,
+        ),
+    },
+)
+
+
+@given(kind=st.sampled_from([k.value for k in WorkloadKind]), spec=_SPEC)
+def test_asks_for_gpu_is_exactly_a_gpu_request_or_a_dra_claim(
+    kind: str, spec: dict[str, Any]
+) -> None:
+    # asks_for_gpu answers without building the requests: it must agree with them.
+    obj = workload(kind, spec)
+    expected = bool(gpu_requests(obj, DEFAULT)) or bool(dra_claims(obj))
+    assert asks_for_gpu(obj, DEFAULT) is expected
+
+
+def test_a_quantity_parsed_twice_is_the_same_number() -> None:
+    # The text parse is cached: a cached answer must equal a fresh one, for hits and misses.
+    for text in ("1", "500m", "8", "1Ki", "x", " 2 "):
+        assert parse_quantity(text) == parse_quantity(text)
+    assert parse_quantity("500m") == Decimal("0.5")
+    assert parse_quantity("x") is None

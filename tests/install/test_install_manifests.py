@@ -604,6 +604,15 @@ def used_permissions() -> dict[Permission, str]:
                     group, plural = _kopf_resource(_arguments(call, scope, binding))
                     for verb in (*KOPF_WATCH_VERBS, *(("patch",) if patches else ())):
                         used.setdefault((group, plural, verb), where)
+            elif name == "ListWatch":
+                # Our own list-and-watch: its path is one of LIST_WATCHED's, by contract.
+                path = ast.unparse(call.args[1]) if len(call.args) > 1 else ""
+                assert re.fullmatch(r"collection_path\(\*LIST_WATCHED\[.+\]\)", path), (
+                    f"{where}: ListWatch of {path!r}: name the resource in LIST_WATCHED"
+                )
+                for group, plural in scope["LIST_WATCHED"].values():
+                    for verb in ("list", "watch"):
+                        used.setdefault((group, plural, verb), where)
             elif name == "kopf.event":
                 # kopf posts its Events to the core v1 API (references.EVENTS).
                 used.setdefault((references.EVENTS.group or "", "events", "create"), where)

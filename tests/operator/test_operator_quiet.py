@@ -63,6 +63,11 @@ def warnings_by_object(cluster: KubeEmulator) -> collections.Counter[tuple[str, 
     )
 
 
+def reported(cluster: KubeEmulator) -> set[str]:
+    """The namespaces that have the operator's PolicyReport."""
+    return {r["metadata"]["namespace"] for r in cluster.list("PolicyReport")}
+
+
 def annotated(cluster: KubeEmulator, obj: dict[str, Any]) -> bool:
     meta = obj["metadata"]
     live = cluster.get(obj["kind"], meta["namespace"], meta["name"]) or {}
@@ -92,6 +97,9 @@ def test_each_violation_is_written_once_and_then_only_the_lease_is(
         with running_operator(cluster, tmp_path_factory, {"mode": "audit"}, extra_args=args):
             eventually(lambda: all(annotated(cluster, o) for o in violating), timeout=90)
             eventually(lambda: len(warnings_by_object(cluster)) == len(violating), timeout=60)
+            # Each namespace's first PolicyReport, written once its results stop moving
+            # (policyReports.debounceSeconds after the audit): the last write of the start.
+            eventually(lambda: reported(cluster) == {f"quiet-{n}" for n in range(NAMESPACES)})
             time.sleep(1.0)  # the last Events land
             quiet_from = time.monotonic()
 

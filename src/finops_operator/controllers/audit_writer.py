@@ -108,6 +108,24 @@ class AuditWriter:
         state: str = "",
     ) -> None:
         """One watch event's decision; `state` is `judged_state` of the event's body."""
+        if self.settle(key, ref, outcome, message, state):
+            await self._write(key)
+
+    def settle(
+        self,
+        key: ObjectKey,
+        ref: ObjectRef,
+        outcome: AuditOutcome,
+        message: str,
+        state: str = "",
+    ) -> bool:
+        """`record` without its write: True when a write is due, to be sent by `write(key)`.
+
+        Most events of a fleet (compliant objects, objects left to their owner, late
+        events of a state already written) settle here without a write, so the
+        caller needs no task for them. `ref`, `message` and `state` are read only
+        when `outcome.changed`.
+        """
         if not outcome.changed:
             write = self.pending.get(key)
             if write is not None and write.attempted and write.desired == outcome.desired:
@@ -115,12 +133,12 @@ class AuditWriter:
                 write.check = False
             else:
                 self.pending.pop(key, None)
-            return
+            return False
         if self._already_written(key, ref, state, outcome.desired):
-            return  # this state's decision is written or under way: a late event
+            return False  # this state's decision is written or under way: a late event
         current = self.pending.get(key)
         if current is not None and current.desired == outcome.desired and current.ref == ref:
-            return  # the same decision is pending: its retry, not a second write
+            return False  # the same decision is pending: its retry, not a second write
         leading = self.leading()
         self.pending[key] = PendingWrite(
             ref,
@@ -130,8 +148,11 @@ class AuditWriter:
             state,
             check=not leading,
         )
-        if leading:
-            await self._write(key)
+        return leading
+
+    async def write(self, key: ObjectKey) -> None:
+        """Send what `settle` found due for `key` (nothing if it is no longer pending)."""
+        await self._write(key)
 
     def _already_written(
         self, key: ObjectKey, ref: ObjectRef, state: str, desired: str | None

@@ -9,6 +9,7 @@ object as a dict, as the API server or a manifest file gives it.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -176,6 +177,12 @@ def parse_quantity(value: Any) -> Decimal | None:
         return _bounded(Decimal(str(value)))
     if not isinstance(value, str) or len(value) > 100:
         return None
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(value: str) -> Decimal | None:
+    """A quantity written as text; cached, as a fleet writes the same few ("1", "8", "500m")."""
     match = _QUANTITY.match(value.strip())
     if match is None:
         return None
@@ -272,8 +279,21 @@ def dra_claims(obj: Mapping[str, Any]) -> list[str]:
 
 
 def asks_for_gpu(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> bool:
-    """A non-zero GPU quantity in a container, or a DRA resource claim."""
-    return bool(gpu_requests(obj, is_gpu)) or bool(dra_claims(obj))
+    """A non-zero GPU quantity in a container, or a DRA resource claim.
+
+    `bool(gpu_requests(...))` without building the list: the audit asks this of
+    every object of a fleet, most of which ask for no GPU at all.
+    """
+    spec = _mapping(pod_template(obj).get("spec"))
+    for container in _containers(spec):
+        resources = _mapping(container.get("resources"))
+        for section in ("requests", "limits"):
+            for resource, raw in _mapping(resources.get(section)).items():
+                if isinstance(resource, str) and is_gpu(resource):
+                    quantity = parse_quantity(raw)
+                    if quantity is None or quantity > 0:  # unparseable counts as one GPU
+                        return True
+    return bool(dra_claims(obj))
 
 
 def is_gpu_workload(obj: Mapping[str, Any], is_gpu: GpuMatcher) -> bool:

@@ -103,8 +103,10 @@ def _effective_requests(spec: Mapping[str, Any], is_gpu: GpuMatcher) -> dict[str
         found: dict[str, Decimal] = {}
         for section in ("requests", "limits"):
             for resource, raw in (resources.get(section) or {}).items():
+                if not is_gpu(resource):
+                    continue  # cpu, memory: most of a fleet's quantities, never parsed
                 quantity = parse_quantity(raw)
-                if is_gpu(resource) and quantity is not None and quantity > 0:
+                if quantity is not None and quantity > 0:
                     found[resource] = quantity
         return found
 
