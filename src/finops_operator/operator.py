@@ -38,7 +38,11 @@ from finops_operator.adapters.certificate_reloader import (
 from finops_operator.adapters.certificates import self_signed, service_hostnames
 from finops_operator.adapters.kube_api import KubeApi, user_agent
 from finops_operator.adapters.list_watch import Connection, ListWatch
-from finops_operator.adapters.memory import release_free_memory, resident_megabytes
+from finops_operator.adapters.memory import (
+    pace_garbage_collector,
+    release_free_memory,
+    resident_megabytes,
+)
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import (
@@ -655,6 +659,7 @@ def run_operator(
         logging.getLogger("urllib3").setLevel(logging.ERROR)
     own_namespace = namespace or os.environ.get("POD_NAMESPACE") or conventions.OPERATOR_NAMESPACE
     state = OperatorState(config=config, namespace=own_namespace)
+    pace_garbage_collector()
     asyncio.run(
         serve(
             state,

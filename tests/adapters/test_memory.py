@@ -1,8 +1,16 @@
-"""Giving free heap pages back after the sync: the resident set shrinks, nothing breaks."""
+"""The collector's pace, and free heap pages given back after the sync."""
 
 from __future__ import annotations
 
-from finops_operator.adapters.memory import release_free_memory, resident_megabytes
+import gc
+import weakref
+
+from finops_operator.adapters.memory import (
+    YOUNG_GENERATION_THRESHOLD,
+    pace_garbage_collector,
+    release_free_memory,
+    resident_megabytes,
+)
 
 
 def test_freed_memory_that_the_allocator_kept_goes_back_to_the_kernel() -> None:
@@ -21,3 +29,26 @@ def test_freed_memory_that_the_allocator_kept_goes_back_to_the_kernel() -> None:
     after = resident_megabytes()
     assert after is not None and after < kept - 100
     assert len(survivors) == 2_000 and all(len(b) == 1000 for b in survivors)
+
+
+def test_the_collector_leaves_a_page_of_fresh_objects_alone_and_still_collects_cycles() -> None:
+    threshold = gc.get_threshold()
+    try:
+        pace_garbage_collector()
+        assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *threshold[1:])
+        gc.collect()
+        before = gc.get_stats()[0]["collections"]
+        page = [{"metadata": {"name": f"p{i}"}, "spec": [i]} for i in range(10_000)]
+        assert gc.get_stats()[0]["collections"] == before  # 20,000 containers: no collection
+        del page
+
+        class Cycle:
+            def __init__(self) -> None:
+                self.me = self
+
+        gone = weakref.ref(Cycle())
+        alive = [[] for _ in range(YOUNG_GENERATION_THRESHOLD + 1000)]  # enough allocations
+        assert gone() is None  # a cycle is still found, at the new pace
+        assert len(alive) > YOUNG_GENERATION_THRESHOLD
+    finally:
+        gc.set_threshold(*threshold)

@@ -49,6 +49,11 @@ OnRelisted = Callable[[set[tuple[str, str]]], Awaitable[None]]
 Key = tuple[str, str]
 
 
+def decode(data: bytes) -> Any:
+    """A page or a watch event, decoded with orjson."""
+    return orjson.loads(data)
+
+
 class GoneError(Exception):
     """410 Gone: the resourceVersion or continue token is too old; list again."""
 
@@ -168,7 +173,7 @@ class ListWatch:
                 raise GoneError
             if r.status != 200:
                 raise OSError(f"list {self.path}: HTTP {r.status}: {(await r.text())[:200]}")
-            return orjson.loads(await r.read())
+            return decode(await r.read())
 
     async def _list(self, session: aiohttp.ClientSession) -> None:
         """Every page, each delivered as ADDED and dropped; the list's resourceVersion.
@@ -246,7 +251,7 @@ class ListWatch:
             self.problem = ""
             async for line in r.content:
                 if line.strip():
-                    await self._event(orjson.loads(line))
+                    await self._event(decode(line))
 
     async def _event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
