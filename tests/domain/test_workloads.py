@@ -400,3 +400,14 @@ def test_a_quantity_parsed_twice_is_the_same_number() -> None:
         assert parse_quantity(text) == parse_quantity(text)
     assert parse_quantity("500m") == Decimal("0.5")
     assert parse_quantity("x") is None
+
+
+def test_the_gpu_matcher_answers_the_same_from_memory_and_remembers_a_bounded_number() -> None:
+    matcher = GpuMatcher(["nvidia.com/gpu", "nvidia.com/mig-*"])
+    names = [f"example.com/r{i}" for i in range(5_000)] + ["nvidia.com/mig-1g.5gb", "cpu"]
+    first = [matcher(name) for name in names]
+    again = [matcher(name) for name in names]
+    assert first == again
+    assert matcher("nvidia.com/gpu") and matcher("nvidia.com/mig-1g.5gb")
+    assert not matcher("cpu") and not matcher("example.com/r4999")
+    assert len(matcher._known) <= 1024  # hostile objects cannot grow it without end

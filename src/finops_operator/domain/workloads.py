@@ -53,7 +53,8 @@ class WorkloadKind(StrEnum):
     @classmethod
     def of(cls, kind: Any) -> WorkloadKind | None:
         """The member named `kind`, or None when `kind` is not one of the seven."""
-        return cls(kind) if isinstance(kind, str) and kind in cls._value2member_map_ else None
+        member = cls._value2member_map_.get(kind) if isinstance(kind, str) else None
+        return member if isinstance(member, WorkloadKind) else None
 
 
 _TEMPLATE: Final = ("spec", "template")
@@ -104,6 +105,8 @@ def is_workload(obj: Mapping[str, Any]) -> bool:
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
+    if type(value) is dict:  # what JSON gives: spares the slower ABC check below
+        return value
     return value if isinstance(value, Mapping) else {}
 
 
@@ -205,6 +208,9 @@ class GpuRequest:
     quantity: Decimal
 
 
+_KNOWN_RESOURCES: Final = 1024  # resource names a GpuMatcher remembers its answer for
+
+
 class GpuMatcher:
     """Decides which extended resource names are GPUs (exact names and `*`/`?` patterns)."""
 
@@ -214,9 +220,15 @@ class GpuMatcher:
         self._globs = tuple(
             re.compile(fnmatch.translate(p)) for p in patterns if p not in self._exact
         )
+        self._known: dict[str, bool] = {}  # resource name -> answer, for the names seen
 
     def __call__(self, resource: str) -> bool:
-        return resource in self._exact or any(g.match(resource) for g in self._globs)
+        known = self._known.get(resource)
+        if known is None:
+            known = resource in self._exact or any(g.match(resource) for g in self._globs)
+            if len(self._known) < _KNOWN_RESOURCES:  # names come from objects: bounded
+                self._known[resource] = known
+        return known
 
 
 def _containers(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
