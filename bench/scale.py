@@ -400,6 +400,8 @@ class RecordingProxy:
             headers=headers,
             data=body or None,
             allow_redirects=False,
+            # as it came: aiohttp would call an unnamed body application/octet-stream
+            skip_auto_headers=() if "Content-Type" in request.headers else ("Content-Type",),
         ) as upstream:
             record.status = upstream.status
             response = web.StreamResponse(status=upstream.status)

@@ -57,6 +57,7 @@ def _configured_client() -> kubernetes.client.ApiClient:
 
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON = "application/json"
 REQUEST_TIMEOUT_SECONDS = 10.0
 WORKERS = 4  # concurrent requests of one KubeApi; urllib3 pools 4 connections per host too
 
@@ -201,18 +202,24 @@ class KubeApi:
             raise KubeError(0, f"{what}: cannot reach the API server ({kind}: {err})") from None
 
     def _scoped(
-        self, verb: str, group: str, version: str, plural: str, namespace: str | None, *rest: Any
+        self,
+        verb: str,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        *rest: Any,
+        **options: Any,
     ) -> Callable[[], Any]:
         """The client call for `verb`, cluster-scoped when `namespace` is None."""
         action, _, suffix = verb.partition("_")
         suffix = f"_{suffix}" if suffix else ""
+        options["_request_timeout"] = self.request_timeout
         if namespace is None:
             fn = getattr(self._objects, f"{action}_cluster_custom_object{suffix}")
-            return partial(fn, group, version, plural, *rest, _request_timeout=self.request_timeout)
+            return partial(fn, group, version, plural, *rest, **options)
         fn = getattr(self._objects, f"{action}_namespaced_custom_object{suffix}")
-        return partial(
-            fn, group, version, namespace, plural, *rest, _request_timeout=self.request_timeout
-        )
+        return partial(fn, group, version, namespace, plural, *rest, **options)
 
     async def get(
         self, group: str, version: str, plural: str, namespace: str | None, name: str
@@ -232,7 +239,12 @@ class KubeApi:
     ) -> dict[str, Any]:
         namespace = body["metadata"].get("namespace")
         what = f"create {plural} {namespace}/{body['metadata']['name']}"
-        call = self._scoped("create", group, version, plural, namespace, body)
+        # The client names no media type for a create (it ignores `_content_type` there);
+        # the API server takes none as JSON, a proxy in front of it may not (aiohttp
+        # forwards application/octet-stream, which the API server refuses: 415).
+        call = self._scoped(
+            "create", group, version, plural, namespace, body, _headers={"Content-Type": JSON}
+        )
         result = await self._call(what, call, write=True)
         # The client returns the stored object; fall back to what was sent if it gave none.
         return result if isinstance(result, dict) else body
