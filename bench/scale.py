@@ -585,6 +585,20 @@ def emulator_target(world: Fleet) -> Iterator[tuple[str, ssl.SSLContext | None, 
         cluster.stop()
 
 
+def wait_for_calm(
+    pidfiles: list[Path], below: float = 0.1, window: float = 5.0, timeout: float = 180.0
+) -> float:
+    """Seconds until the processes used less than `below` of a core over `window` s."""
+    pids = [int(f.read_text()) for f in pidfiles if f.exists()]
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        time.sleep(window)
+        if (sum(cpu_seconds(pid) for pid in pids) - before) / window < below:
+            break
+    return time.monotonic() - started
+
+
 @contextlib.contextmanager
 def controlplane_target(
     world: Fleet, workdir: Path
@@ -608,6 +622,12 @@ def controlplane_target(
         asyncio.run(create_all(server, context, admin_token, world))
         print(f"created {len(world.objects)} objects over HTTP in "
               f"{time.monotonic() - started:.1f} s", file=sys.stderr)  # fmt: skip
+        # The fleet predates the operator: the control plane has absorbed it (etcd's
+        # compaction and fsyncs, the watch cache) before the operator starts.
+        calm = wait_for_calm(
+            [cluster / "state" / f"{name}.pid" for name in ("etcd", "kube-apiserver")]
+        )
+        print(f"control plane calm after {calm:.0f} s", file=sys.stderr)
         # The install's own ServiceAccount, as the Deployment runs it (its RBAC applies).
         kubectl = Path((cluster / "state" / "bin").read_text().strip()) / "kubectl"
         token = subprocess.run(
