@@ -340,10 +340,10 @@ async def _trim_after_sync(state: OperatorState) -> None:
 
 
 async def _watch_lean(
-    state: OperatorState, writer: AuditWriter, published: PolicyReportWriter | None
+    state: OperatorState, writer: AuditWriter, published: PolicyReportWriter | None, agent: str
 ) -> None:
     """Once the namespaces are indexed (a workload is judged with its namespace's labels)."""
-    connection = Connection.from_environment()
+    connection = Connection.from_environment(agent)
     watches = [_lean_watch(state, writer, published, kind, connection) for kind in LEAN_KINDS]
     watches.append(_node_watch(state, connection))
     while "Namespace" in state.sync.missing() and not state.sync.synced:
@@ -539,7 +539,10 @@ async def serve(
         asyncio.create_task(reports.run_forever(), name="cost-reports"),
         asyncio.create_task(state.sync.run(kube), name="readiness"),
         asyncio.create_task(policies.watch_rules_evaluating(), name="rules-evaluating"),
-        asyncio.create_task(_watch_lean(state, writer, published), name="lean-watches"),
+        asyncio.create_task(
+            _watch_lean(state, writer, published, user_agent(identity, "watch")),
+            name="lean-watches",
+        ),
         asyncio.create_task(_trim_after_sync(state), name="trim-after-sync"),
     ]
     if published is not None:

@@ -36,6 +36,7 @@ class FakeApi:
     rv: int = 100
     compacted: int = 0  # versions at or below this are gone
     requests: list[dict[str, str]] = field(default_factory=list)
+    agents: list[str] = field(default_factory=list)
     gone_as_event: bool = False  # 410 as an ERROR event in a 200 stream, not as the status
     end_streams: bool = False  # end every watch once it has sent what it had (timeoutSeconds)
     fail_next: int = 0  # answer this many requests 500
@@ -57,6 +58,7 @@ class FakeApi:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(dict(request.query))
+        self.agents.append(request.headers.get("User-Agent", ""))
         if self.fail_next:
             self.fail_next -= 1
             return web.Response(status=500, text="etcd is sad")
@@ -127,7 +129,8 @@ async def running(api: FakeApi, seen: Seen, **options: Any) -> AsyncIterator[Lis
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    connection = Connection(f"http://127.0.0.1:{port}", False, lambda: "Bearer t")
+    agent = "finops-operator/replica-a (watch)"
+    connection = Connection(f"http://127.0.0.1:{port}", False, lambda: "Bearer t", agent)
     watch = ListWatch(connection, "/api/v1/pods", seen.on_event, seen.on_relisted,
                       backoff=0.01, **options)  # fmt: skip
     task = asyncio.create_task(watch.run())
@@ -159,6 +162,7 @@ async def test_the_list_is_paged_and_each_object_delivered_once() -> None:
         assert all(r["limit"] == "500" for r in lists)
         assert len(seen.events) == 1_201 and {k for k, _ in seen.events} == {"ADDED"}
         assert watch.resource_version == "1301"
+        assert set(api.agents) == {"finops-operator/replica-a (watch)"}  # which replica reads
         await until(lambda: any("watch" in r for r in api.requests))
         assert api.requests[-1]["resourceVersion"] == "1301"
         assert api.requests[-1]["allowWatchBookmarks"] == "true"

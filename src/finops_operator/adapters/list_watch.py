@@ -65,18 +65,19 @@ class Connection:
     server: str
     ssl: ssl.SSLContext | bool
     authorization: Callable[[], str | None]
+    agent: str = ""  # the User-Agent: which replica reads (the API server's audit log)
 
     @classmethod
-    def from_environment(cls) -> Connection:
+    def from_environment(cls, agent: str = "") -> Connection:
         configuration = kubernetes.client.Configuration()
         try:
             kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return cls.of(configuration)
+        return cls.of(configuration, agent)
 
     @classmethod
-    def of(cls, configuration: kubernetes.client.Configuration) -> Connection:
+    def of(cls, configuration: kubernetes.client.Configuration, agent: str = "") -> Connection:
         context: ssl.SSLContext | bool = False
         if configuration.host.startswith("https"):
             if configuration.verify_ssl:
@@ -94,7 +95,7 @@ class Connection:
             bearer = configuration.auth_settings().get("BearerToken")
             return str(bearer["value"]) if bearer and bearer.get("value") else None
 
-        return cls(configuration.host.rstrip("/"), context, authorization)
+        return cls(configuration.host.rstrip("/"), context, authorization, agent)
 
 
 class ListWatch:
@@ -136,6 +137,8 @@ class ListWatch:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
+        if self.connection.agent:
+            headers["User-Agent"] = self.connection.agent
         token = self.connection.authorization()
         if token:
             headers["Authorization"] = token

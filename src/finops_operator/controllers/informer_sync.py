@@ -18,8 +18,9 @@ only for an instant, and the index never empties).
 Kinds read by the operator's own list-and-watch (`adapters/list_watch.py`: the
 workload kinds, by the ten thousand in a fleet, and Nodes, whose GPU model the
 allocation series carry) are not compared this way: that watcher knows when its
-paged list is over, and `add_stream` makes readiness wait for it too. The operator leaves them out of `watched` (only Namespaces,
-through kopf, remain), so readiness does not list them at all.
+paged list is over, and `add_stream` makes readiness wait for it too. The
+operator leaves them out of `watched` (only Namespaces, through kopf, remain),
+so readiness does not list them at all.
 """
 
 from __future__ import annotations
