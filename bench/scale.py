@@ -29,7 +29,15 @@ Targets (`--target`):
   operator runs with the install's own ServiceAccount token (its RBAC).
 
 With `--tracemalloc` the operator runs under tracemalloc and writes its top
-allocation sites once synced (see `bench/traced_operator.py`).
+allocation sites once synced (see `bench/traced_operator.py`). With `--profile
+FILE` py-spy samples the operator (the thread holding the GIL) until it is
+synced and the report lists where its time went (py-spy pauses the process at
+each sample: compare profiled runs with each other only).
+
+Once synced, the operator still has writes the sync set off (the audit's last
+PATCHes and Events, each namespace's first PolicyReport): the benchmark waits
+until nothing but the Lease has been sent for 5 s (`settle_seconds`,
+`requests_while_settling`), then watches `--quiet` seconds.
 
 Run from the repository root:  .venv/bin/python bench/scale.py --pods 10000 [--json]
 """
