@@ -154,11 +154,19 @@ def test_the_demo_shows_every_part_and_leaves_nothing_behind(tmp_path: Path) -> 
     assert_cleaned_up(out)
 
 
+def as_in_a_terminal() -> None:
+    # Ctrl-C as a terminal delivers it. A test run started in the background by a
+    # shell (`cmd &`) has SIGINT ignored, the demo would inherit that, Python would
+    # then raise no KeyboardInterrupt, and the demo would finish with 0.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @needs_prometheus
 def test_ctrl_c_stops_everything_and_removes_the_work_directory(tmp_path: Path) -> None:
     process = subprocess.Popen(
         demo_command("--days", "1", "--teams", "2", "--output", str(tmp_path)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=as_in_a_terminal,
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(
