@@ -195,6 +195,17 @@ class Cluster:
         return self.operator_log.stat().st_size
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process a test started, SIGKILL after 20 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_until(
     check: Callable[[], Any], timeout: float = 30, interval: float = 0.5, what: str = "condition"
 ) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from finops_devtools.devcluster import free_port
+
 from .conftest import (
     COMPLIANT,
     OPERATOR_USER,
@@ -31,6 +32,7 @@ from .conftest import (
     TEAM,
     Cluster,
     gpu_workload,
+    stop_process,
     wait_until,
 )
 from .test_workloads import make_node, run_on
@@ -38,22 +40,6 @@ from .test_workloads import make_node, run_on
 NS = "e2e-reports"
 PROMETHEUS = shutil.which("prometheus")
 BACKFILLED_POD = "reported-earlier"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def backfill(work: Path, instance: str) -> None:
@@ -190,7 +176,7 @@ def reporting_operator(cluster: Cluster) -> Iterator[int]:
         yield metrics_port
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_process(proc)
         for name in ("extra-prometheus.pid", "extra-operator-reports.pid"):
             (Path(cluster.info["state"]) / name).unlink(missing_ok=True)
         subprocess.run(

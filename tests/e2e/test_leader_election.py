@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from finops_devtools.devcluster import free_port
 
 from .conftest import (
     MODE,
@@ -26,12 +27,6 @@ from .conftest import (
 )
 
 NS = "e2e-leader"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def lease(cluster: Cluster) -> dict[str, Any]:

@@ -40,7 +40,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -55,6 +54,7 @@ from typing import Any
 import pytest
 import yaml
 
+from finops_devtools.devcluster import free_port
 from tests.support.upstream_exporters import (
     GpuDevice,
     JobState,
@@ -66,7 +66,7 @@ from tests.support.upstream_exporters import (
     litellm,
 )
 
-from .conftest import COMPLIANT, REPO, SCRIPT, TEAM, Cluster, wait_until
+from .conftest import COMPLIANT, REPO, SCRIPT, TEAM, Cluster, stop_process, wait_until
 from .test_workloads import make_node, run_on
 
 PROMTOOL = shutil.which("promtool")
@@ -95,12 +95,6 @@ BASELINE_HOURLY = 1.0
 HISTORY_HOURS = 48
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def machine_address() -> str | None:
     """This machine's first global IPv4 address (Endpoints refuse loopback ones)."""
     proc = subprocess.run(
@@ -108,16 +102,6 @@ def machine_address() -> str | None:
     )
     m = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", proc.stdout)
     return m.group(1) if m else None
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def get_json(url: str) -> Any:
@@ -597,7 +581,7 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
         yield Stack(cluster, work, bin_dir, address, metrics_port, prom_port, state, procs)
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_process(proc)
         for e in exporters:
             e.stop()
         for name in ("prometheus-operator", "operator-stack", "prometheus-stack"):
@@ -1080,7 +1064,7 @@ def test_report_matches_the_exporters_truth(stack: Stack) -> None:
     history = stack.work / "report-history.om"
     history.write_text("\n".join(lines) + "\n")
     assert stack.prometheus is not None
-    stop(stack.prometheus)
+    stop_process(stack.prometheus)
     subprocess.run(
         [
             PROMTOOL,

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from finops_devtools.devcluster import free_port
+
 from .conftest import (
     COMPLIANT,
     MODE,
@@ -32,7 +34,7 @@ from .conftest import (
     gpu_workload,
     wait_until,
 )
-from .test_leader_election import free_port, start_second_operator
+from .test_leader_election import start_second_operator
 
 # Where scripts/e2e-cluster.sh finds the upstream CRDs too (E2E_PROM_CRDS, ../shared/crds).
 CRDS = next(
