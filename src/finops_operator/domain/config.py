@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from finops_operator.domain import conventions
+from finops_operator.domain import conventions, names
 from finops_operator.domain.conventions import COSTPOLICY_RULE_LABEL, MANAGED_BY_LABEL
 from finops_operator.domain.costs.money import MAX_MONEY
 from finops_operator.domain.gpus.utilization import (
@@ -139,28 +140,9 @@ def _parse_scale(value: Any) -> Decimal:
 # A positive number (what a utilization metric reads at 100 % busy).
 Scale = Annotated[Decimal, BeforeValidator(_parse_scale)]
 
-_LABEL_NAME: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_DNS_SUBDOMAIN: Final = re.compile(
-    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-)
-_DNS_LABEL_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_LABEL_VALUE: Final = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _METRIC_NAME: Final = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _PROM_LABEL: Final = r"[a-zA-Z_][a-zA-Z0-9_]*"
 DEFAULT_RULE_LABELS: Final[Mapping[str, str]] = {"release": "kube-prometheus-stack"}
-
-
-def label_key_problem(key: str) -> str | None:
-    """Why `key` is not a valid Kubernetes label key, or None when it is."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
-        return f"{key!r} is not a valid label key: the prefix must be a DNS subdomain"
-    if not name or len(name) > 63 or not _LABEL_NAME.fullmatch(name):
-        return (
-            f"{key!r} is not a valid label key: the name must be 1-63 letters, digits, "
-            "'-', '_' or '.', starting and ending with a letter or digit"
-        )
-    return None
 
 
 class _Model(BaseModel):
@@ -225,11 +207,9 @@ class LabelRule(_Model):
         return " and ".join(parts) or "must not be empty"
 
 
-DNS_LABEL: Final = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-
 DEFAULT_LABEL_RULES: Final[Mapping[str, LabelRule]] = {
-    conventions.TEAM_LABEL: LabelRule(pattern=DNS_LABEL),
-    conventions.FEATURE_LABEL: LabelRule(pattern=DNS_LABEL),
+    conventions.TEAM_LABEL: LabelRule(pattern=names.DNS_LABEL),
+    conventions.FEATURE_LABEL: LabelRule(pattern=names.DNS_LABEL),
     conventions.ENVIRONMENT_LABEL: LabelRule(values=("production", "staging", "development")),
     conventions.WORKLOAD_TYPE_LABEL: LabelRule(
         values=("training", "inference", "batch", "notebook")
@@ -314,7 +294,9 @@ class TokenPrice(_Model):
 class PricingConfig(_Model):
     """Prices, in one currency; amounts are strings such as `"2.50"`, from 0 to 1e12."""
 
-    currency: str = Field(default="USD", description="ISO 4217 code of every amount.")
+    currency: Annotated[str, AfterValidator(names.currency_code)] = Field(
+        default="USD", description="ISO 4217 code of every amount."
+    )
     gpu_hourly: dict[str, Money] = Field(
         default_factory=lambda: {"default": DEFAULT_GPU_HOURLY},
         alias="gpuHourly",
@@ -344,13 +326,6 @@ class PricingConfig(_Model):
         alias="sharedSplit",
         description="How shared cost is spread: in proportion to each team's GPU cost, or evenly.",
     )
-
-    @field_validator("currency")
-    @classmethod
-    def _currency_code(cls, currency: str) -> str:
-        if not re.fullmatch(r"[A-Z]{3}", currency):
-            raise ValueError(f"{currency!r} is not an ISO 4217 currency code such as USD")
-        return currency
 
     @field_validator("gpu_hourly", mode="before")
     @classmethod
@@ -638,12 +613,12 @@ class Config(_Model):
     @classmethod
     def _rule_labels_are_labels(cls, labels: dict[str, str]) -> dict[str, str]:
         for key, value in labels.items():
-            problem = label_key_problem(key)
+            problem = names.label_key_problem(key)
             if problem is not None:
                 raise ValueError(problem)
             if key in (MANAGED_BY_LABEL, COSTPOLICY_RULE_LABEL):
                 raise ValueError(f"{key!r} is set by the operator itself")
-            if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+            if not names.is_label_value(value):
                 raise ValueError(f"{_shown(value)} (for {key!r}) is not a Kubernetes label value")
         return labels
 
@@ -664,7 +639,7 @@ class Config(_Model):
     @classmethod
     def _label_keys_are_valid(cls, labels: dict[str, LabelRule]) -> dict[str, LabelRule]:
         for key in labels:
-            problem = label_key_problem(key)
+            problem = names.label_key_problem(key)
             if problem is not None:
                 raise ValueError(problem)
         return labels
@@ -673,7 +648,7 @@ class Config(_Model):
     @classmethod
     def _namespaces_are_names(cls, namespaces: tuple[str, ...]) -> tuple[str, ...]:
         for namespace in namespaces:
-            if not _DNS_LABEL_RE.fullmatch(namespace):
+            if not names.is_dns_label(namespace):
                 raise ValueError(f"{namespace!r} is not a namespace name")
         return namespaces
 

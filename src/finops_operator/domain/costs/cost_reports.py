@@ -9,14 +9,13 @@ in Decimal, in `showback`.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from finops_operator.domain import conventions
+from finops_operator.domain import conventions, names
 from finops_operator.domain.conditions import by_type, condition, stamp
 from finops_operator.domain.costs.allocation import Allocation, rounded_money
 from finops_operator.domain.costs.money import display_hours, display_money, round_to
@@ -57,8 +56,8 @@ class ReportInput:
 
 # Scope reports are named `<scope>-<period>`; no team report may take those names.
 SCOPE_NAMES = frozenset({"cluster", "untagged"})
-_KEPT_TEAM = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_HASHED = re.compile(r"-[0-9a-f]{8}$")
+# What a name may spend on the team: `-YYYY-MM` (8) follows, under 63 with room to spare.
+_MAX_TEAM_PART = 48
 
 
 def _budget_spend(row: CostRow | ClusterRow, scope: str) -> Decimal:
@@ -84,15 +83,14 @@ def report_name(scope: str, team: str | None, period: str) -> str:
     if scope != "team" or team is None:
         return f"{scope}-{period}"
     if (
-        len(team) <= 48
-        and _KEPT_TEAM.fullmatch(team)
+        len(team) <= _MAX_TEAM_PART
+        and names.is_dns_label(team)
         and team not in SCOPE_NAMES
-        and not _HASHED.search(team)
+        and not names.ends_like_hash(team)
     ):
         return f"{team}-{period}"
     folded = re.sub(r"[^a-z0-9-]+", "-", team.lower()).strip("-") or "team"
-    digest = hashlib.sha256(team.encode()).hexdigest()[:8]
-    return f"{folded[:39].rstrip('-')}-{digest}-{period}"
+    return f"{names.hashed_name(folded, team, _MAX_TEAM_PART)}-{period}"
 
 
 _CAMEL = {

@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,20 +32,13 @@ from pydantic import (
     model_validator,
 )
 
-from finops_operator.domain import conventions
+from finops_operator.domain import conventions, names
 from finops_operator.domain.config import DEFAULT_LABEL_RULES, LabelRule
 from finops_operator.domain.costs.money import MAX_MONEY
 from finops_operator.domain.promql import LABEL_NAME_PATTERN, Duration
 from finops_operator.errors import CostPolicyError, Problem
 
 API_VERSION = f"{conventions.API_GROUP}/{conventions.API_VERSION}"
-
-# Kubernetes' own syntax for names and label values: whatever the configured label
-# rules allow, a selector value never leaves this alphabet.
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 # Alert labels the rules set themselves; a policy may not override them.
 RESERVED_ALERT_LABELS = frozenset(
@@ -186,16 +180,9 @@ class Anomaly(_Model):
 
 class Budget(_Model):
     monthly: MoneyNumber = Field(gt=0)
-    currency: StrictStr = "USD"
+    currency: Annotated[StrictStr, AfterValidator(names.currency_code)] = "USD"
     thresholds: tuple[Number, ...] = (Decimal(50), Decimal(80), Decimal(100))
     forecast: StrictBool = True
-
-    @field_validator("currency")
-    @classmethod
-    def _currency_code(cls, currency: str) -> str:
-        if not re.fullmatch(r"[A-Z]{3}", currency):
-            raise ValueError(f"{currency!r} is not an ISO 4217 currency code such as USD")
-        return currency
 
     @field_validator("thresholds")
     @classmethod
@@ -274,12 +261,11 @@ class Alerting(_Model):
         if len(labels) > MAX_LABELS:
             raise ValueError(f"at most {MAX_LABELS} labels")
         for key, value in labels.items():
-            prefix, _, name = key.rpartition("/")
-            if len(prefix) > 253 or len(name) > 63 or not re.fullmatch(LABEL_KEY, key):
+            if names.label_key_problem(key) is not None:
                 raise ValueError(f"{key!r} is not a Kubernetes label key")
             if key in RESERVED_RULE_LABELS:
                 raise ValueError(f"{key!r} is set by the operator and cannot be overridden")
-            if len(value) > 63 or not re.fullmatch(LABEL_VALUE, value):
+            if not names.is_label_value(value):
                 raise ValueError(f"{value!r} (for {key!r}) is not a Kubernetes label value")
         return labels
 
@@ -351,7 +337,8 @@ def _selector_problems(selector: Selector, label_rules: Mapping[str, LabelRule])
         field = f"spec.selector.{short}"
         if value == conventions.UNTAGGED:
             continue  # spend without the label: docs/costpolicy.md allows it for any field
-        if len(value) > 63 or not re.fullmatch(LABEL_VALUE, value) or not value:
+        # whatever the configured label rules allow, a selector value is a label value
+        if not value or not names.is_label_value(value):
             problems.append(
                 Problem(
                     field,
@@ -384,9 +371,9 @@ def _metadata_problems(metadata: Any, default_namespace: str) -> tuple[str, str,
     if not isinstance(name, str) or not name:
         problems.append(Problem("metadata.name", "is required"))
         name = ""
-    elif len(name) > 253 or not re.fullmatch(DNS_SUBDOMAIN, name):
+    elif not names.is_dns_subdomain(name):
         problems.append(Problem("metadata.name", f"{name!r} is not a DNS subdomain name"))
-    if not isinstance(namespace, str) or not re.fullmatch(DNS_LABEL, namespace):
+    if not isinstance(namespace, str) or not names.is_dns_label(namespace):
         problems.append(Problem("metadata.namespace", f"{namespace!r} is not a namespace name"))
         namespace = ""
     return name, namespace, problems

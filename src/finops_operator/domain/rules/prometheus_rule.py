@@ -9,22 +9,16 @@ recording rules. Both are plain dicts, ready for the Kubernetes API or YAML.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
-from finops_operator.domain import conventions
+from finops_operator.domain import conventions, names
 from finops_operator.domain.config import DEFAULT_RULE_LABELS, LabelRule, LlmGatewayConfig
 from finops_operator.domain.rules.alert_rules import AlertOptions, render_alert_groups
 from finops_operator.domain.rules.cost_policy import API_VERSION, CostPolicy, parse_cost_policy
 from finops_operator.domain.rules.recording_rules import render_recording_rules
 
 MAX_NAME_LENGTH = 63
-
-
-# The shape of a shortened name: `-` and 8 hex digits of the hash of the policy's name.
-_HASHED: Final = re.compile(r"-[0-9a-f]{8}$")
 
 
 def rule_name_for(policy_name: str) -> str:
@@ -36,10 +30,9 @@ def rule_name_for(policy_name: str) -> str:
     gets the hashed form too, and can never take another policy's rule name.
     """
     name = conventions.COSTPOLICY_RULE_PREFIX + policy_name
-    if len(name) <= MAX_NAME_LENGTH and not _HASHED.search(name):
+    if len(name) <= MAX_NAME_LENGTH and not names.ends_like_hash(name):
         return name
-    digest = hashlib.sha256(policy_name.encode()).hexdigest()[:8]
-    return name[: MAX_NAME_LENGTH - 9].rstrip("-.") + "-" + digest
+    return names.hashed_name(name, policy_name, MAX_NAME_LENGTH)
 
 
 def legacy_rule_names(policy_name: str) -> tuple[str, ...]:
