@@ -41,6 +41,7 @@ from finops_operator.domain.costs.cost_reports import (
     fresh_status,
     stale_status,
     status_changed,
+    status_patch,
 )
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.rules.policy_reconciler import team_budget_scopes, team_budgets
@@ -197,12 +198,11 @@ class ReportController:
     ) -> None:
         name = obj["metadata"]["name"]
 
-        def status_patch(current: Mapping[str, Any]) -> dict[str, Any] | None:
-            status = fresh_status(figures, current.get("status"), now)
-            return {"status": status} if status_changed(current.get("status"), status) else None
+        def fresh(current: Mapping[str, Any]) -> dict[str, Any] | None:
+            return status_patch(current, fresh_status(figures, current.get("status"), now))
 
         cached = self.reports.get(name) or None
-        result = await apply(self.kube, REPORTS, obj, status_patch, current=cached, status=True)
+        result = await apply(self.kube, REPORTS, obj, fresh, current=cached, status=True)
         if result.applied is Applied.CREATED:
             logger.info("Created CostReport %s", name)
             self._lost = self._lost or cached is not None

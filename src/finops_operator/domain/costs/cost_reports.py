@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from finops_operator.domain import conventions, names
 from finops_operator.domain.conditions import by_type, condition, stamp
@@ -23,6 +23,7 @@ from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostRow, idle_percent
 from finops_operator.domain.costs.trend import CLUSTER, DailyCosts
 from finops_operator.domain.costs.usage import DIMENSIONS
+from finops_operator.domain.merge_patch import Compare, Wanted, merge_patch, says
 from finops_operator.domain.rules.cost_policy import API_VERSION
 
 KIND = "CostReport"
@@ -287,4 +288,14 @@ def stale_status(
 
 
 def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
-    return dict(current or {}) != dict(desired)
+    """Whether the stored status differs from `desired` in anything at all."""
+    return not says(current, desired, Compare.EXACT)
+
+
+# The operator alone writes a CostReport's status: it is exactly what was computed.
+_KEPT_STATUS: Final = (Wanted(("status",), Compare.EXACT),)
+
+
+def status_patch(current: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A merge patch writing `status` on the stored report; None when it says that already."""
+    return merge_patch(current, {"status": status}, _KEPT_STATUS)

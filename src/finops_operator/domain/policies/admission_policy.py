@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, LabelRule, Mode
+from finops_operator.domain.merge_patch import Compare, Wanted, merge_patch
 from finops_operator.domain.policies.admission import PREDATES_NOTE
 from finops_operator.domain.policies.cel import (
     anchored,
@@ -592,19 +593,13 @@ def admission_policies(
 # --- keeping them in step --------------------------------------------------------------
 
 
-def _contains(current: Any, desired: Any) -> bool:
-    """True when `current` says everything `desired` says (the server adds defaults)."""
-    if isinstance(desired, Mapping):
-        return isinstance(current, Mapping) and all(
-            _contains(current.get(key), value) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(current, list)
-            and len(current) == len(desired)
-            and all(_contains(c, d) for c, d in zip(current, desired, strict=True))
-        )
-    return bool(current == desired)
+# Labels and spec as contained: the API server adds defaults (an empty objectSelector,
+# matchPolicy) that an exact comparison would take for a change on every pass.
+_KEPT: Final = (
+    Wanted(("metadata", "labels"), Compare.CONTAINS),
+    Wanted(("metadata", "ownerReferences"), Compare.EXACT),
+    Wanted(("spec",), Compare.CONTAINS),
+)
 
 
 def policy_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -613,16 +608,7 @@ def policy_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
     Fields the API server defaults (an empty objectSelector, matchPolicy) are left
     alone; a spec that lacks or changed anything desired is sent whole.
     """
-    patch: dict[str, Any] = {}
-    meta = current.get("metadata") or {}
-    wanted = desired["metadata"]
-    if not _contains(meta.get("labels"), wanted["labels"]):
-        patch.setdefault("metadata", {})["labels"] = wanted["labels"]
-    if "ownerReferences" in wanted and meta.get("ownerReferences") != wanted["ownerReferences"]:
-        patch.setdefault("metadata", {})["ownerReferences"] = wanted["ownerReferences"]
-    if not _contains(current.get("spec"), desired["spec"]):
-        patch["spec"] = desired["spec"]
-    return patch or None
+    return merge_patch(current, desired, _KEPT)
 
 
 def is_ours(obj: Mapping[str, Any] | None) -> bool:

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import ReportApi
+from finops_operator.domain.merge_patch import Compare, Wanted, differing
 from finops_operator.domain.policies.audit import AuditOutcome, AuditReason
 from finops_operator.domain.policies.label_check import Exemption, Violations
 from finops_operator.domain.policies.verdict import Skip
@@ -232,21 +233,31 @@ def _without_timestamps(results: Any) -> list[Any]:
     ]
 
 
+# What a stored report must say: the report's labels among its own, and the rest as is
+# (results compared without their timestamps, which record when a result was first found).
+_KEPT: Final = (
+    Wanted(("metadata", "labels"), Compare.CONTAINS),
+    Wanted(("summary",), Compare.EXACT),
+    Wanted(("scope",), Compare.EXACT),
+    Wanted(("source",), Compare.EXACT),
+    Wanted(("results",), Compare.EXACT),
+)
+
+
+def _compared(report: Mapping[str, Any], labels: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": labels},
+        "summary": report.get("summary"),
+        "scope": report.get("scope"),
+        "source": report.get("source"),
+        "results": _without_timestamps(report.get("results")),
+    }
+
+
 def same_results(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     """Whether a stored report already says what `desired` says (timestamps aside)."""
-    return (
-        stored.get("summary") == desired.get("summary")
-        and stored.get("scope") == desired.get("scope")
-        and stored.get("source") == desired.get("source")
-        and _without_timestamps(stored.get("results"))
-        == _without_timestamps(desired.get("results"))
-        and _labelled(stored)
-    )
-
-
-def _labelled(stored: Mapping[str, Any]) -> bool:
     labels = (stored.get("metadata") or {}).get("labels") or {}
-    return all(labels.get(key) == value for key, value in REPORT_LABELS.items())
+    return not differing(_compared(stored, labels), _compared(desired, REPORT_LABELS), _KEPT)
 
 
 def report_patch(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:

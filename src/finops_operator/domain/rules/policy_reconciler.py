@@ -13,11 +13,12 @@ import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.conditions import by_type, condition
 from finops_operator.domain.config import Config
+from finops_operator.domain.merge_patch import Compare, Wanted, merge_patch
 from finops_operator.domain.rules.alert_rules import AlertOptions
 from finops_operator.domain.rules.cost_policy import Scope, parse_cost_policy
 from finops_operator.domain.rules.prometheus_rule import render_policy, rule_count
@@ -145,22 +146,17 @@ def plan_policy(body: Mapping[str, Any], config: Config) -> PolicyPlan:
     return PolicyPlan(rule, None)
 
 
+# The operator owns its PrometheusRules: labels and spec are exactly what it renders.
+_KEPT: Final = (
+    Wanted(("metadata", "labels"), Compare.EXACT, prune=True),
+    Wanted(("metadata", "ownerReferences"), Compare.EXACT),
+    Wanted(("spec",), Compare.EXACT),
+)
+
+
 def rule_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
     """A merge patch making `current` carry `desired`'s labels, owner and spec; None if it does."""
-    meta = current.get("metadata") or {}
-    want = desired["metadata"]
-    patch: dict[str, Any] = {}
-    labels = dict(meta.get("labels") or {})
-    if labels != want.get("labels", {}):
-        patch.setdefault("metadata", {})["labels"] = {
-            **{key: None for key in labels if key not in want.get("labels", {})},
-            **want.get("labels", {}),
-        }
-    if want.get("ownerReferences") and meta.get("ownerReferences") != want["ownerReferences"]:
-        patch.setdefault("metadata", {})["ownerReferences"] = want["ownerReferences"]
-    if current.get("spec") != desired["spec"]:
-        patch["spec"] = desired["spec"]
-    return patch or None
+    return merge_patch(current, desired, _KEPT)
 
 
 def policy_status(
