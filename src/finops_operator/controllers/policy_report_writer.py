@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from finops_operator.controllers.apply import Applied, apply
+from finops_operator.domain.backoff import backoff_delay
 from finops_operator.domain.config import ReportApi
 from finops_operator.domain.policies.policy_reports import (
     MAX_REPORT_BYTES,
@@ -286,7 +287,7 @@ class PolicyReportWriter:
             )
             return False
         self._failures += 1
-        delay = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (self._failures - 1))
+        delay = backoff_delay(self._failures, FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS)
         self._retry_at = self.clock() + delay
         logger.warning(
             "Cannot write the %s of namespace %s (retrying in %.0fs): %s",

@@ -31,6 +31,7 @@ from typing import Any
 from finops_operator.controllers.apply import Applied, apply
 from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
+from finops_operator.domain.backoff import backoff_delay
 from finops_operator.domain.config import Config
 from finops_operator.domain.costs.allocation import allocate
 from finops_operator.domain.costs.cost_queries import QueryNames
@@ -108,7 +109,7 @@ class ReportController:
                 delay, failed = interval, 0
             else:
                 failed += 1
-                delay = min(interval, FIRST_RETRY_SECONDS * 2 ** (failed - 1))
+                delay = backoff_delay(failed, FIRST_RETRY_SECONDS, interval)
 
     async def catch_up(self) -> None:
         """After an election, or after the Lease had to be recreated (the API may have lost
