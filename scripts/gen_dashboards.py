@@ -158,7 +158,7 @@ def pod_allocation(filters: str) -> str:
 
 
 # Where utilization is read (config `gpuMetrics`); set by `render` before the boards are built.
-UTILIZATION_SOURCE: gpu_utilization.GpuUtilization = gpu_utilization.GPU_OPERATOR
+UTILIZATION_SOURCE: cfg.GpuUtilization = cfg.GPU_OPERATOR
 
 
 def pod_utilization(filters: str, window: str = "$__rate_interval") -> str:

@@ -30,9 +30,9 @@ from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig, PrometheusConfig
-from finops_operator.domain.costs.money import money_context
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import CostReport
+from finops_operator.domain.money import money_context
 from finops_operator.errors import NoUsageDataError, PrometheusError
 from tests.support.prometheus_server import (
     PrometheusServer,

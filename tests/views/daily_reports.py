@@ -16,11 +16,11 @@ from typing import Any, Final
 from finops_operator.domain.config import Config, PricingConfig
 from finops_operator.domain.costs.allocation import allocate
 from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
-from finops_operator.domain.costs.money import money_context
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import compute_costs
 from finops_operator.domain.costs.trend import DayUsage, daily_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
+from finops_operator.domain.money import money_context
 
 UTC = datetime.UTC
 THROUGH: Final = datetime.datetime(2026, 11, 12, 12, 0, tzinfo=UTC)

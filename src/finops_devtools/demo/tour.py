@@ -45,7 +45,6 @@ from finops_devtools.errors import DemoError, MissingPrerequisiteError
 from finops_devtools.simulator.generation import generate_scenario
 from finops_devtools.simulator.openmetrics import ExportOptions
 from finops_devtools.simulator.world import Scenario
-from finops_operator.cli.demo import DEFAULT_OUTPUT
 from finops_operator.domain import conventions
 
 if TYPE_CHECKING:
@@ -228,7 +227,7 @@ class Demo:
         periods = refreshed_periods(start, end)
         apply_policy(self.p, cluster, self.workdir, periods, self.args.timeout)
         reports = show_reports(self.p, cluster, periods, self.args.timeout)
-        write_showback(self.p, reports, self.args.output or DEFAULT_OUTPUT)
+        write_showback(self.p, reports, self.args.output)
         if self.problems:
             raise DemoError("; ".join(self.problems))
         if self.args.hold:

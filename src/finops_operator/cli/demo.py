@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         type=Path,
-        default=None,
+        default=DEFAULT_OUTPUT,
         help=f"folder for the showback report (default {DEFAULT_OUTPUT}; kept after the demo)",
     )
     parser.add_argument(

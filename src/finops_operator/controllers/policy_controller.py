@@ -21,7 +21,6 @@ from typing import Any
 from finops_operator.controllers.apply import Applied, apply
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
-from finops_operator.domain.rules.cost_policy import API_VERSION
 from finops_operator.domain.rules.policy_reconciler import (
     HEARTBEAT_QUERY,
     NOT_CHECKED,
@@ -79,7 +78,7 @@ class PolicyController:
         key = (str(meta.get("namespace")), str(meta.get("name")))
         self.policies[key] = {
             **body,
-            "apiVersion": API_VERSION,
+            "apiVersion": conventions.API_GROUP_VERSION,
             "kind": conventions.COSTPOLICY_KIND,
         }
         return key

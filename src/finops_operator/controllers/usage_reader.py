@@ -52,12 +52,12 @@ from finops_operator.domain.costs.cost_queries import (
     plan_windows,
     tokens_query,
 )
-from finops_operator.domain.costs.money import money_context
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost, training_run_costs
 from finops_operator.domain.costs.showback import CostReport, compute_costs
 from finops_operator.domain.costs.trend import DailyCosts, DayUsage, daily_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, JobUsage, TokenUsage
+from finops_operator.domain.money import money_context
 from finops_operator.errors import NoUsageDataError, PrometheusError, UnusableAnswerError
 from finops_operator.ports import PrometheusPort
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -33,15 +34,31 @@ from pydantic import (
 
 from finops_operator.domain import conventions, names
 from finops_operator.domain.conventions import COSTPOLICY_RULE_LABEL, MANAGED_BY_LABEL
-from finops_operator.domain.costs.money import MAX_MONEY
-from finops_operator.domain.gpus.utilization import (
-    DCGM_EXPORTER,
-    GPU_OPERATOR,
-    METRIC_MIG_ENGINE_ACTIVE,
-    GpuUtilization,
-)
-from finops_operator.domain.policies.cel import re2_problem
+from finops_operator.domain.money import MAX_MONEY
+from finops_operator.domain.re2 import re2_problem
 from finops_operator.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GpuUtilization:
+    """The utilization series as the scrape stores them: metric, scale, pod labels, MIG.
+
+    What `gpuMetrics` says (`GpuMetricsConfig.source`); `gpus/utilization.py` turns
+    it into the one PromQL fragment every reader uses.
+    """
+
+    metric: str = conventions.METRIC_GPU_UTILIZATION
+    scale: Decimal = Decimal(100)  # what `metric` reads at 100 % busy
+    namespace_label: str = "exported_namespace"
+    pod_label: str = "exported_pod"
+    mig_metric: str | None = conventions.METRIC_MIG_ENGINE_ACTIVE
+    mig_scale: Decimal = Decimal(1)
+
+
+# The GPU Operator's defaults (what `gpuMetrics.preset: gpu-operator` gives).
+GPU_OPERATOR: Final = GpuUtilization()
+# A dcgm-exporter scraped with honorLabels: true (its own Helm chart's ServiceMonitor).
+DCGM_EXPORTER: Final = GpuUtilization(namespace_label="namespace", pod_label="pod")
 
 
 class Mode(StrEnum):
@@ -443,7 +460,7 @@ class GpuMetricsConfig(_Model):
         alias="migUtilizationMetric",
         description=f"Read instead for pods on MIG slices (series with a `GPU_I_ID`), "
         f"where `DCGM_FI_DEV_GPU_UTIL` reads 0 or is missing; default "
-        f'`{METRIC_MIG_ENGINE_ACTIVE}` (a ratio, scale 1). `""` turns it off.',
+        f'`{conventions.METRIC_MIG_ENGINE_ACTIVE}` (a ratio, scale 1). `""` turns it off.',
     )
     mig_utilization_scale: Scale | None = Field(
         default=None,

@@ -45,6 +45,8 @@ UNTAGGED: Final = "__untagged__"
 
 API_GROUP: Final = "finops.resilio.tech"
 API_VERSION: Final = "v1alpha1"
+# The apiVersion of the operator's own resources (CostPolicy, CostReport).
+API_GROUP_VERSION: Final = f"{API_GROUP}/{API_VERSION}"
 
 EXEMPT_ANNOTATION: Final = "finops.resilio.tech/exempt"
 # The one value of EXEMPT_ANNOTATION that exempts; the reason goes in EXEMPT_REASON_ANNOTATION.
@@ -130,6 +132,8 @@ CONDITION_RULES_EVALUATING: Final = "RulesEvaluating"
 
 # Series read from other exporters (defaults; DESIGN.md "Metrics").
 METRIC_GPU_UTILIZATION: Final = "DCGM_FI_DEV_GPU_UTIL"
+# What DCGM reports per MIG instance (0-1), where the device metric reads 0 or nothing.
+METRIC_MIG_ENGINE_ACTIVE: Final = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 METRIC_CONTAINER_RESTARTS: Final = "kube_pod_container_status_restarts_total"
 METRIC_JOB_FAILED: Final = "kube_job_status_failed"
 METRIC_POD_OWNER: Final = "kube_pod_owner"

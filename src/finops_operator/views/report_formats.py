@@ -29,10 +29,10 @@ from typing import Any, Final
 from finops_operator.domain import conventions
 from finops_operator.domain.costs.allocation import Allocation, Group, rounded_money
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS
-from finops_operator.domain.costs.money import display_hours, display_money, round_to_total
 from finops_operator.domain.costs.period import utc_timestamp
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostReport, CostRow, idle_percent
+from finops_operator.domain.money import display_hours, display_money, round_to_total
 
 FORMATS: Final = ("table", "json", "csv", "focus", "html")
 ROW_FIELDS: Final = (

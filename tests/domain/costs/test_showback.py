@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from finops_operator.domain.costs.money import display_hours, display_money
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import CostReport, compute_costs, idle_percent
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
+from finops_operator.domain.money import display_hours, display_money
 from tests.domain.costs.prices import A100, H100, NOVEMBER, D, pricing
 
 

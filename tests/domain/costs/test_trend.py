@@ -13,7 +13,6 @@ import pytest
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
-from finops_operator.domain.costs.money import ZERO, money_context
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import CostReport, compute_costs
 from finops_operator.domain.costs.trend import (
@@ -27,6 +26,7 @@ from finops_operator.domain.costs.trend import (
     week_over_week,
 )
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
+from finops_operator.domain.money import ZERO, money_context
 from tests.domain.costs.prices import A100, H100, D, pricing
 
 UTC = datetime.UTC

@@ -18,8 +18,8 @@ from finops_operator.domain.policies.cel import (
     anchored,
     cel_string,
     gpu_name_test,
-    re2_problem,
 )
+from finops_operator.domain.re2 import re2_problem
 from finops_operator.domain.workloads import GpuMatcher
 
 ENV = celpy.Environment()

@@ -29,10 +29,10 @@ from typing import Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig, TokenDirection
-from finops_operator.domain.costs.money import QUANTUM, ZERO, money_context, round_to, split
 from finops_operator.domain.costs.pricing import gpu_cost, token_cost
 from finops_operator.domain.costs.showback import CostReport, CostRow
 from finops_operator.domain.costs.usage import DIMENSIONS, GpuUsage, TokenUsage
+from finops_operator.domain.money import QUANTUM, ZERO, money_context, round_to, split
 
 # The five cost labels, by their names in usage records and metrics.
 LABELS: Final = ("team", *DIMENSIONS)

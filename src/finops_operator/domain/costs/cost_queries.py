@@ -38,9 +38,8 @@ from decimal import Decimal
 from typing import Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import Config
+from finops_operator.domain.config import GPU_OPERATOR, Config, GpuUtilization
 from finops_operator.domain.gpus import utilization as gpu_utilization
-from finops_operator.domain.gpus.utilization import GPU_OPERATOR, GpuUtilization
 from finops_operator.domain.promql import Duration, check_expression, string_literal
 
 COST_LABELS: Final = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)

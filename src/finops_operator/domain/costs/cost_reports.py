@@ -18,13 +18,12 @@ from typing import Any, Final
 from finops_operator.domain import conventions, names
 from finops_operator.domain.conditions import by_type, condition, stamp
 from finops_operator.domain.costs.allocation import Allocation, rounded_money
-from finops_operator.domain.costs.money import display_hours, display_money, round_to
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostRow, idle_percent
 from finops_operator.domain.costs.trend import CLUSTER, DailyCosts
 from finops_operator.domain.costs.usage import DIMENSIONS
 from finops_operator.domain.merge_patch import Compare, Wanted, merge_patch, says
-from finops_operator.domain.rules.cost_policy import API_VERSION
+from finops_operator.domain.money import display_hours, display_money, round_to
 
 KIND = "CostReport"
 PLURAL = "costreports"
@@ -227,7 +226,7 @@ def desired_reports(
             "finops.resilio.tech/scope": scope,
         }
         obj = {
-            "apiVersion": API_VERSION,
+            "apiVersion": conventions.API_GROUP_VERSION,
             "kind": KIND,
             "metadata": {"name": report_name(scope, team, data.period), "labels": labels},
             "spec": spec,

@@ -39,10 +39,10 @@ from typing import Final
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.costs.allocation import LABEL_KEYS, Labels, allocate
-from finops_operator.domain.costs.money import QUANTUM
 from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.domain.costs.showback import CostReport
 from finops_operator.domain.costs.usage import GpuUsage, TokenUsage
+from finops_operator.domain.money import QUANTUM
 
 FOCUS_VERSION: Final = "1.2"
 FOCUS_COLUMNS: Final = (

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, localcontext
 from fractions import Fraction
 
-from finops_operator.domain.costs.money import QUANTUM, ZERO, money_context
+from finops_operator.domain.money import QUANTUM, ZERO, money_context
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 from finops_operator.domain.config import PricingConfig, TokenDirection
-from finops_operator.domain.costs.money import money_context
 from finops_operator.domain.costs.usage import JobUsage
+from finops_operator.domain.money import money_context
 
 
 def gpu_cost(gpu_hours: Decimal, gpu_model: str, pricing: PricingConfig) -> Decimal:

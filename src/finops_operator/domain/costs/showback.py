@@ -24,9 +24,9 @@ from typing import Literal
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
-from finops_operator.domain.costs.money import ZERO, money_context, split
 from finops_operator.domain.costs.period import Period, prorated_monthly
 from finops_operator.domain.costs.usage import DIMENSIONS, CapacityUsage, GpuUsage, TokenUsage
+from finops_operator.domain.money import ZERO, money_context, split
 
 SharedSplit = Literal["proportional", "even"]
 

@@ -44,10 +44,10 @@ from typing import Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
-from finops_operator.domain.costs.money import QUANTUM, ZERO, money_context, split
 from finops_operator.domain.costs.period import Period, prorated_monthly
 from finops_operator.domain.costs.showback import CostReport
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
+from finops_operator.domain.money import QUANTUM, ZERO, money_context, split
 
 CLUSTER: Final = "__cluster__"  # no label value: one starts and ends alphanumeric
 WEEK: Final = 7

@@ -13,7 +13,7 @@ from typing import Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import TokenDirection
-from finops_operator.domain.costs.money import ZERO
+from finops_operator.domain.money import ZERO
 
 # The cost labels besides the team, by which GPU usage and cost are broken down.
 DIMENSIONS: Final = ("feature", "environment", "workload_type", "cost_center")

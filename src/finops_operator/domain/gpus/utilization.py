@@ -21,35 +21,15 @@ caller joins it to `finops_pod_gpu_allocation` the same way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from finops_operator.domain import conventions
+from finops_operator.domain.config import GpuUtilization
 from finops_operator.domain.promql import number
 
 # The label dcgm-exporter puts on series of a MIG instance (dcgm-exporter's
 # internal/pkg/counters: GPU_I_ID, GPU_I_PROFILE); absent or empty on a whole GPU.
 MIG_INSTANCE_LABEL: Final = "GPU_I_ID"
-METRIC_MIG_ENGINE_ACTIVE: Final = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
-
-
-@dataclass(frozen=True)
-class GpuUtilization:
-    """The utilization series as the scrape stores them: metric, scale, pod labels, MIG."""
-
-    metric: str = conventions.METRIC_GPU_UTILIZATION
-    scale: Decimal = Decimal(100)  # what `metric` reads at 100 % busy
-    namespace_label: str = "exported_namespace"
-    pod_label: str = "exported_pod"
-    mig_metric: str | None = METRIC_MIG_ENGINE_ACTIVE
-    mig_scale: Decimal = Decimal(1)
-
-
-# The GPU Operator's defaults (what `gpuMetrics.preset: gpu-operator` gives).
-GPU_OPERATOR: Final = GpuUtilization()
-# A dcgm-exporter scraped with honorLabels: true (its own Helm chart's ServiceMonitor).
-DCGM_EXPORTER: Final = GpuUtilization(namespace_label="namespace", pod_label="pod")
 
 
 def _filters(matchers: Sequence[str], *more: str) -> str:

@@ -41,8 +41,8 @@ from finops_operator.domain.policies.cel import (
     cel_list,
     cel_string,
     gpu_name_test,
-    re2_problem,
 )
+from finops_operator.domain.re2 import re2_problem
 from finops_operator.domain.workloads import CONTROLLER_OWNERS, WorkloadKind
 from finops_operator.errors import ConfigError
 

@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import DEFAULT_RULE_LABELS, Config
-from finops_operator.domain.gpus.utilization import GPU_OPERATOR, GpuUtilization, pod_utilization
+from finops_operator.domain.config import DEFAULT_RULE_LABELS, GPU_OPERATOR, Config, GpuUtilization
+from finops_operator.domain.gpus.utilization import pod_utilization
 from finops_operator.domain.promql import (
     Duration,
     check_expression,

@@ -34,11 +34,9 @@ from pydantic import (
 
 from finops_operator.domain import conventions, names
 from finops_operator.domain.config import DEFAULT_LABEL_RULES, LabelRule
-from finops_operator.domain.costs.money import MAX_MONEY
+from finops_operator.domain.money import MAX_MONEY
 from finops_operator.domain.promql import LABEL_NAME_PATTERN, Duration
 from finops_operator.errors import CostPolicyError, Problem
-
-API_VERSION = f"{conventions.API_GROUP}/{conventions.API_VERSION}"
 
 # Alert labels the rules set themselves; a policy may not override them.
 RESERVED_ALERT_LABELS = frozenset(
@@ -409,8 +407,8 @@ def parse_cost_policy(
         )
     obj = _plain(obj)
     problems: list[Problem] = []
-    if obj.get("apiVersion") != API_VERSION:
-        problems.append(Problem("apiVersion", f"must be {API_VERSION}"))
+    if obj.get("apiVersion") != conventions.API_GROUP_VERSION:
+        problems.append(Problem("apiVersion", f"must be {conventions.API_GROUP_VERSION}"))
     if obj.get("kind") != conventions.COSTPOLICY_KIND:
         problems.append(Problem("kind", f"must be {conventions.COSTPOLICY_KIND}"))
     name, namespace, metadata_problems = _metadata_problems(obj.get("metadata"), default_namespace)

@@ -15,7 +15,7 @@ from typing import Any
 from finops_operator.domain import conventions, names
 from finops_operator.domain.config import DEFAULT_RULE_LABELS, LabelRule, LlmGatewayConfig
 from finops_operator.domain.rules.alert_rules import AlertOptions, render_alert_groups
-from finops_operator.domain.rules.cost_policy import API_VERSION, CostPolicy, parse_cost_policy
+from finops_operator.domain.rules.cost_policy import CostPolicy, parse_cost_policy
 from finops_operator.domain.rules.recording_rules import render_recording_rules
 
 MAX_NAME_LENGTH = 63
@@ -113,7 +113,7 @@ def policy_prometheus_rule(
     if policy.uid:
         rule["metadata"]["ownerReferences"] = [
             {
-                "apiVersion": API_VERSION,
+                "apiVersion": conventions.API_GROUP_VERSION,
                 "kind": conventions.COSTPOLICY_KIND,
                 "name": policy.name,
                 "uid": policy.uid,

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from finops_operator.domain.costs.money import round_to, round_to_total, split
+from finops_operator.domain.money import round_to, round_to_total, split
 from tests.domain.costs.prices import D
 
 
