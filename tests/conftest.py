@@ -1,18 +1,19 @@
 """Shared fixtures: the Kubernetes emulator and the operator process.
 
-Also the rule that CI never skips for a missing tool: a test that skips because a
-package `scripts/bootstrap.sh` installs is absent (Prometheus, Chromium) fails under
-`CI=true`, so a broken install step cannot pass as a green run with tests left out.
+Also the rule that CI never skips for a missing tool: a test marked
+`@pytest.mark.needs_tool("promtool")` (tests/support/tools.py) is skipped where the
+tool is missing and fails under `CI=true`, so a broken install step cannot pass as
+a green run with tests left out.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.support.kube_emulator import KubeEmulator
+from tests.support.tools import require_tool
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +24,14 @@ def cluster() -> Iterator[KubeEmulator]:
     emulator.stop()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.skipped and os.environ.get("CI") and "scripts/bootstrap.sh" in str(report.longrepr):
-        report.outcome = "failed"
-        missing = report.longrepr
-        report.longrepr = f"CI=true: a tool scripts/bootstrap.sh installs is missing ({missing})"
-    return report
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs_tool(*names): the test runs these tools (tests/support/tools.py); "
+        "skipped where one is missing, failed under CI=true",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("needs_tool"):
+        require_tool(*marker.args)

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from finops_devtools.devcluster import free_port
-from finops_devtools.devcluster.prometheus_runner import PrometheusServer, tools_available
+from finops_devtools.devcluster.prometheus_runner import PrometheusServer
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.webhook_server import metrics_app, start_site
 from finops_operator.domain import conventions
@@ -37,6 +36,7 @@ from finops_operator.domain.gpus.allocation import (
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
 from tests.support.reviews import COMPLETE_LABELS, pod_spec
+from tests.support.tools import require_tool
 
 CONFIG = Config()
 
@@ -185,8 +185,7 @@ async def test_metrics_serves_the_registry_and_the_inventory_plain_and_gzipped()
 
 async def test_prometheus_scrapes_the_two_gzip_members_as_one_answer(tmp_path: Path) -> None:
     """Go's gzip reader (Prometheus') reads concatenated members: every series arrives."""
-    if not tools_available():
-        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh installs it)")
+    require_tool("prometheus", "promtool")
     metrics = OperatorMetrics()
     metrics.leader.set(1)
     app = metrics_app(metrics, inventory=InventoryExposition(fleet(), CONFIG.pricing))

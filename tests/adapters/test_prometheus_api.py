@@ -38,7 +38,6 @@ from tests.support.prometheus_server import (
     backfilled_prometheus,
     free_port,
     recent_days,
-    tools_available,
 )
 from tests.support.scripted_prometheus import (
     NAN,
@@ -50,6 +49,7 @@ from tests.support.scripted_prometheus import (
     html,
     success,
 )
+from tests.support.tools import require_tool
 
 TOKEN = "s3cret-token"
 TENANT = "team-finops"
@@ -132,8 +132,7 @@ class GatewayProxy:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    if not tools_available():
-        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh)")
+    require_tool("prometheus", "promtool")
     scenario = generate_scenario(
         ScenarioParams(start=START - timedelta(hours=2), end=END + timedelta(hours=2), teams=3)
     )

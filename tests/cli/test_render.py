@@ -12,6 +12,7 @@ import yaml
 
 from finops_operator.cli import main
 from tests.golden.regenerate import ADMISSION, POLICIES, RECORDING_RULES_FILE, RULES
+from tests.support.tools import needs_tool
 
 PROMTOOL = shutil.which("promtool")
 
@@ -150,7 +151,7 @@ def test_a_budget_in_another_currency_than_the_configuration_exits_2(
     assert code == 2 and "spec.budget.currency: USD differs" in err
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed")
+@needs_tool("promtool")
 def test_the_groups_format_is_a_file_promtool_accepts(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

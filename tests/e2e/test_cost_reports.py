@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from finops_devtools.devcluster import free_port
+from tests.support.tools import require_tool
 
 from .conftest import (
     COMPLIANT,
@@ -88,8 +89,7 @@ def backfill(work: Path, instance: str) -> None:
 @pytest.fixture(scope="module")
 def reporting_operator(cluster: Cluster) -> Iterator[int]:
     """The metrics port of an operator that reads a local Prometheus; the script's is stopped."""
-    if PROMETHEUS is None:
-        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh installs it)")
+    require_tool("prometheus")
     work = Path(cluster.info["dir"]) / "reports"
     work.mkdir(exist_ok=True)
     logs = Path(cluster.info["logs"])

@@ -55,6 +55,7 @@ import pytest
 import yaml
 
 from finops_devtools.devcluster import free_port
+from tests.support.tools import require_tool
 from tests.support.upstream_exporters import (
     GpuDevice,
     JobState,
@@ -345,8 +346,7 @@ def start_logged(
 
 @pytest.fixture(scope="module")
 def stack(cluster: Cluster) -> Iterator[Stack]:
-    if PROMTOOL is None:
-        pytest.skip("needs Debian's promtool (scripts/bootstrap.sh installs prometheus)")
+    require_tool("promtool")
     address = machine_address()
     if address is None:
         pytest.skip("needs a non-loopback IPv4 address: Endpoints refuse 127.0.0.0/8")

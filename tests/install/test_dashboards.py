@@ -44,6 +44,7 @@ from tests.support.prometheus_server import (
     needs_prometheus,
     previous_month,
 )
+from tests.support.tools import require_tool
 
 FOLDER = ROOT / "manifests" / "dashboards"
 GENERATOR = ROOT / "scripts" / "gen_dashboards.py"
@@ -270,8 +271,7 @@ def scenario() -> Scenario:
 def prometheus(
     scenario: Scenario, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusServer]:
-    if not shutil.which(PROMTOOL):
-        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh)")
+    require_tool("prometheus", "promtool")
     with backfilled_prometheus(tmp_path_factory.mktemp("prom"), scenario, OPTIONS) as server:
         _backfill_recording_rules(server, START, END)
         yield server

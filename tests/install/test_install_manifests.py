@@ -34,11 +34,12 @@ import yaml
 from finops_operator.adapters.config_file import load_config
 from finops_operator.adapters.metrics import OperatorMetrics
 from finops_operator.cli import build_parser
-from finops_operator.domain import conventions
+from finops_operator.domain import conventions, lease
 from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.crd_schema import SHARED_CRDS, validate_against_crd
 from tests.support.paths import ROOT
+from tests.support.tools import needs_tool
 
 MANIFESTS = ROOT / "manifests"
 BASE = MANIFESTS / "base"
@@ -242,7 +243,7 @@ def test_the_base_carries_exact_copies_of_the_crds() -> None:
     assert sorted(p.name for p in (BASE / "crds").glob("*")) == [p.name for p in originals]
 
 
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) is absent")
+@needs_tool("kubectl")
 @EACH_INSTALL
 def test_kubectl_kustomize_renders_exactly_what_these_tests_check(install: str) -> None:
     folder = MANIFESTS if install == "base" else CERT_MANAGER
@@ -775,11 +776,7 @@ def test_every_grant_that_can_name_its_object_does(install: str) -> None:
 
 
 def test_the_lease_is_the_one_the_code_elects_with() -> None:
-    lease = SRC / "domain" / "lease.py"
-    if not lease.is_file():
-        pytest.skip("no leader election in src/ yet")
-    module = importlib.import_module("finops_operator.domain.lease")
-    assert module.LEASE_NAME == LEASE
+    assert lease.LEASE_NAME == LEASE
 
 
 def test_the_deployment_runs_as_the_service_account_the_roles_are_bound_to() -> None:
@@ -891,8 +888,6 @@ def test_the_deployment_arguments_are_ones_the_command_line_accepts(install: str
         for option in action.option_strings
     }
     missing = [arg for arg in args if arg.startswith("--") and arg not in known]
-    if missing == ["--webhook-secret"]:
-        pytest.skip("`run --webhook-secret` is not in src/finops_operator/cli/__init__.py yet")
     assert not missing, f"unknown options of `finops-operator run`: {missing}"
     build_parser().parse_args(args)
 
@@ -1013,7 +1008,7 @@ def test_every_health_alert_reads_only_series_the_operator_exports_under_its_job
             assert f'job="{JOB}"' in matchers, f"{alert['alert']}: {metric} without its job"
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed")
+@needs_tool("promtool")
 def test_the_health_alerts_pass_promtool_check_rules(tmp_path: Path) -> None:
     rules = tmp_path / "operator-health.yaml"
     rules.write_text(yaml.safe_dump(_health_rules(), sort_keys=False), encoding="utf-8")
@@ -1027,7 +1022,7 @@ def test_the_health_alerts_pass_promtool_check_rules(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed")
+@needs_tool("promtool")
 def test_the_health_alerts_fire_on_their_planted_conditions_and_only_then(tmp_path: Path) -> None:
     (tmp_path / "operator-health.yaml").write_text(
         yaml.safe_dump(_health_rules(), sort_keys=False), encoding="utf-8"

@@ -11,7 +11,7 @@ whatever happens; every call has a deadline.
     with Chromium() as browser:
         value = browser.evaluate(path, "document.title")
 
-`needs_chromium` skips a test module when Chromium is missing.
+`needs_chromium` marks a test module that needs Chromium (`needs_tool`, tests/support/tools.py).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from types import TracebackType
 from typing import Any, Final
 
 import aiohttp
-import pytest
 
-CHROMIUM: Final = shutil.which("chromium") or "/usr/bin/chromium"
+from tests.support.tools import CHROMIUM, needs_tool
+
 FLAGS: Final = (
     "--headless",
     "--no-sandbox",
@@ -50,10 +50,7 @@ FLAGS: Final = (
 START_SECONDS: Final = 30.0
 CALL_SECONDS: Final = 30.0
 
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason="needs Debian's chromium package (scripts/bootstrap.sh installs it as root)",
-)
+needs_chromium = needs_tool("chromium")
 
 
 class ChromiumError(RuntimeError):

@@ -4,7 +4,7 @@ Fixtures (import them into a test module: `from tests.support.prometheus_server 
 prometheus_factory`): `prometheus_factory` starts one server per call and stops
 them all at teardown. For a module-wide server, wrap `backfilled_prometheus` in a
 module-scoped fixture of your own (see tests/test_prometheus_harness.py).
-`needs_prometheus` skips a test module when Debian's prometheus package is missing.
+`needs_prometheus` marks a test module that needs Prometheus (`needs_tool`, tests/support/tools.py).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from finops_devtools.devcluster.prometheus_runner import (
 from finops_devtools.errors import PrometheusRunnerError
 from finops_devtools.simulator.openmetrics import ExportOptions
 from finops_devtools.simulator.world import Scenario
+from tests.support.tools import needs_tool, require_tool
 
 __all__ = [
     "MINIMAL_CONFIG",
@@ -44,9 +45,7 @@ __all__ = [
     "tools_available",
 ]
 
-needs_prometheus = pytest.mark.skipif(
-    not tools_available(), reason="needs Debian's prometheus package (scripts/bootstrap.sh)"
-)
+needs_prometheus = needs_tool("prometheus", "promtool")
 
 
 @pytest.fixture
@@ -54,8 +53,7 @@ def prometheus_factory(
     tmp_path: Path,
 ) -> Iterator[Callable[..., PrometheusServer]]:
     """Call with (scenario, options=None) for a started, backfilled Prometheus."""
-    if not tools_available():
-        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh)")
+    require_tool("prometheus", "promtool")
     started: list[PrometheusServer] = []
 
     def start(scenario: Scenario, options: ExportOptions | None = None) -> PrometheusServer:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -22,6 +21,7 @@ from finops_devtools.simulator.openmetrics import (
 )
 from finops_devtools.simulator.world import Scenario
 from tests.devtools.simulator.worlds import SAMPLE, SMALL, openmetrics, samples
+from tests.support.tools import require_tool
 
 
 def test_the_same_seed_gives_the_same_metrics_and_truth(small: Scenario) -> None:
@@ -105,8 +105,7 @@ def test_restarts_and_failed_job_attempts_are_counted(small: Scenario) -> None:
 
 
 def test_promtool_backfills_the_openmetrics(small: Scenario, tmp_path: Path) -> None:
-    if shutil.which("promtool") is None:
-        pytest.skip("needs promtool (Debian's prometheus package)")
+    require_tool("promtool")
     path = tmp_path / "small.om"
     count = write_openmetrics(small, path, ExportOptions(scrape_interval=300, operator_replicas=2))
     assert count > 10_000

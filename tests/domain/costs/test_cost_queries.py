@@ -27,7 +27,8 @@ from finops_operator.domain.costs.cost_queries import (
     tokens_query,
 )
 from finops_operator.domain.costs.period import Period
-from tests.support.prometheus_server import PrometheusServer, tools_available
+from tests.support.prometheus_server import PrometheusServer
+from tests.support.tools import require_tool
 
 QUERIES: list[Callable[..., str]] = [
     gpu_hours_query,
@@ -171,8 +172,7 @@ def test_a_nan_or_inf_sample_is_refused_never_skipped(bad: str) -> None:
 
 @pytest.fixture(scope="module")
 def empty_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    if not tools_available():
-        pytest.skip("needs Debian's prometheus package (scripts/bootstrap.sh)")
+    require_tool("prometheus", "promtool")
     server = PrometheusServer(tmp_path_factory.mktemp("prom-empty"))
     try:
         yield server.start()

@@ -17,8 +17,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from finops_operator.domain import conventions
 from finops_operator.domain.costs.focus import APPLICABILITY_CRITERIA, focus_rows
 from finops_operator.domain.costs.period import Period
@@ -26,16 +24,13 @@ from finops_operator.domain.costs.showback import compute_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
 from finops_operator.views.report_formats import to_focus
 from tests.domain.costs.prices import A100, H100, NOVEMBER, D, pricing
+from tests.support.tools import FOCUS_VALIDATOR as VALIDATOR
+from tests.support.tools import needs_tool
 
-ROOT = Path(__file__).resolve().parents[3]
-VALIDATOR = ROOT / ".venv-focus" / "bin" / "focus-validator"
 # Leaves of an OR that the validator runs on every row (see the docstring).
 OR_LEAVES = {"InvoiceId-C-004-C": "InvoiceId-C-003-C"}
 
-pytestmark = pytest.mark.skipif(
-    not VALIDATOR.exists(),
-    reason=f"focus-validator is not installed ({VALIDATOR}); run scripts/focus-validator.sh",
-)
+pytestmark = needs_tool("focus-validator")
 
 GPU = [
     GpuUsage(

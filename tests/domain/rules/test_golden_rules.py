@@ -15,6 +15,7 @@ import yaml
 
 from tests.golden.regenerate import RULES, expected_rules, write_rule_groups
 from tests.support.crd_schema import PROMETHEUS_RULE_CRD, validate_against_crd
+from tests.support.tools import needs_tool
 
 EXPECTED = expected_rules()
 PROMTOOL = shutil.which("promtool")
@@ -33,7 +34,7 @@ def test_no_golden_rule_file_is_left_without_its_policy() -> None:
     assert set(RULES.glob("*.yaml")) == set(EXPECTED)
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed")
+@needs_tool("promtool")
 def test_promtool_accepts_every_golden_rule_file(tmp_path: Path) -> None:
     files = write_rule_groups(tmp_path)
     result = subprocess.run(

@@ -18,6 +18,7 @@ import yaml
 from finops_operator.domain import conventions
 from tests.golden.regenerate import write_rule_groups
 from tests.support.paths import TESTS
+from tests.support.tools import needs_tool
 
 PROMTOOL = shutil.which("promtool")
 PROMTOOL_TESTS = sorted((TESTS / "promtool").glob("*_test.yaml"))
@@ -43,7 +44,7 @@ def run_promtool_test(test_file: Path, folder: Path) -> subprocess.CompletedProc
     )
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed")
+@needs_tool("promtool")
 @pytest.mark.parametrize("test_file", PROMTOOL_TESTS, ids=lambda path: path.stem)
 def test_the_rules_pass_their_promtool_unit_tests(test_file: Path, tmp_path: Path) -> None:
     result = run_promtool_test(test_file, tmp_path)

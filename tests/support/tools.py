@@ -1,0 +1,72 @@
+"""The tools the tests run, where they are found, and the one way a test says it needs one.
+
+`@pytest.mark.needs_tool("promtool")` on a test, a class or a module
+(`pytestmark`), or `require_tool("prometheus")` inside a fixture: where the tool
+is missing the test is skipped, and under `CI=true` it fails, whatever anyone
+would have written as a skip's reason. The tools are those `scripts/bootstrap.sh`
+installs (Debian's prometheus and chromium, the focus-validator) and kubectl, so
+a broken install step never passes as a green run with tests left out.
+tests/conftest.py applies the marker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Final, NoReturn
+
+import pytest
+
+from finops_devtools.devcluster.prometheus_runner import PROMETHEUS, PROMTOOL
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+CHROMIUM: Final = shutil.which("chromium") or "/usr/bin/chromium"
+FOCUS_VALIDATOR: Final = ROOT / ".venv-focus" / "bin" / "focus-validator"
+
+
+def _existing(path: Path | str) -> str | None:
+    return str(path) if Path(path).exists() else None
+
+
+def _kubectl() -> str | None:
+    built = sorted(ROOT.glob(".cache/controlplane/*/kubectl"))
+    return shutil.which("kubectl") or (str(built[-1]) if built else None)
+
+
+# Each tool: how it is found, and what puts it there.
+TOOLS: Final[Mapping[str, tuple[Callable[[], str | None], str]]] = {
+    "prometheus": (lambda: shutil.which(PROMETHEUS), "Debian's prometheus: scripts/bootstrap.sh"),
+    "promtool": (lambda: shutil.which(PROMTOOL), "Debian's prometheus: scripts/bootstrap.sh"),
+    "chromium": (lambda: _existing(CHROMIUM), "Debian's chromium: scripts/bootstrap.sh"),
+    "focus-validator": (
+        lambda: _existing(FOCUS_VALIDATOR),
+        "scripts/focus-validator.sh, run by scripts/bootstrap.sh",
+    ),
+    "kubectl": (_kubectl, "on $PATH, or scripts/build-controlplane.sh"),
+}
+
+needs_tool = pytest.mark.needs_tool
+
+
+def tool_path(name: str) -> str | None:
+    """Where the tool `name` is, or None when it is missing."""
+    if name not in TOOLS:
+        raise KeyError(f"unknown tool {name!r}: tests/support/tools.py knows {sorted(TOOLS)}")
+    find, _ = TOOLS[name]
+    return find()
+
+
+def _missing(names: tuple[str, ...]) -> NoReturn:
+    said = "; ".join(f"{name} ({TOOLS[name][1]})" for name in names)
+    if os.environ.get("CI"):
+        pytest.fail(f"CI=true: a tool the tests need is missing: {said}", pytrace=False)
+    pytest.skip(f"needs {said}")
+
+
+def require_tool(*names: str) -> None:
+    """Skip (fail under CI=true) unless every tool in `names` is there."""
+    missing = tuple(name for name in names if tool_path(name) is None)
+    if missing:
+        _missing(missing)
