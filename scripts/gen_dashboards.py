@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from finops_operator.adapters.config_file import load_config
 from finops_operator.domain import config as cfg
 from finops_operator.domain import conventions
 from finops_operator.domain.gpus import utilization as gpu_utilization
@@ -966,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=TARGET, help="folder to write")
     parser.add_argument("--check", action="store_true", help="exit 1 if the files differ")
     args = parser.parse_args(argv)
-    config = cfg.load_config(args.config) if args.config else cfg.Config()
+    config = load_config(args.config) if args.config else cfg.Config()
     files = render(config)
     if args.check:
         stale = [

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -217,6 +218,17 @@ def test_the_committed_dashboards_are_what_the_generator_writes() -> None:
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_generator_reads_a_configuration_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("pricing:\n  currency: EUR\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(GENERATOR), "--config", str(config), "--output", str(tmp_path)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "currencyEUR" in (tmp_path / "leadership.yaml").read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- the queries
