@@ -61,8 +61,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,13 +76,15 @@ from aiohttp import web  # noqa: E402
 
 from finops_devtools.devcluster import free_port  # noqa: E402
 from finops_devtools.devcluster.emulator import KubeEmulator  # noqa: E402
-from finops_operator.adapters.certificates import write_self_signed  # noqa: E402
+from finops_devtools.devcluster.operator_runner import CLI_ENTRY, OperatorProcess  # noqa: E402
 
 GPU_PODS_PER_NAMESPACE = 25
 GPUS_PER_NODE = 8
 CPU_PODS_PER_NODE = 50
 VIOLATING_EVERY = 10  # one GPU workload in ten lacks its cost labels
 ALLOCATION = "finops_pod_gpu_allocation"
+# What bench/traced_operator.py writes, in the operator's work directory.
+TRACE_FILE = "tracemalloc.txt"
 TICK = 2.0**-4
 
 COST_LABELS = {
@@ -352,6 +352,8 @@ class Recorded:
     status: int
     bytes: int
     at: float
+    method: str = ""
+    path: str = ""
 
 
 class RecordingProxy:
@@ -371,6 +373,22 @@ class RecordingProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig to the proxy (which adds the upstream's own credentials)."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "bench", "cluster": {"server": self.url}}],
+            "users": [{"name": "bench", "user": {"token": "bench"}}],
+            "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
+            "current-context": "bench",
+        }
+        path.write_text(json.dumps(config))
+        return path
+
+    def requests_to(self, method: str, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path == path]
 
     def start(self) -> RecordingProxy:
         self._thread.start()
@@ -400,7 +418,7 @@ class RecordingProxy:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         body = await request.read()
-        record = Recorded(verb, resource, 0, 0, time.monotonic())
+        record = Recorded(verb, resource, 0, 0, time.monotonic(), request.method, request.path)
         self.requests.append(record)  # at the start: a watch ends only when the operator stops
         async with self._session.request(
             request.method,
@@ -483,90 +501,6 @@ def thread_cpu_seconds(thread: threading.Thread) -> float:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-class Operator:
-    """`finops-operator run` (mode audit) as a process, with a kubeconfig to the proxy."""
-
-    def __init__(self, workdir: Path, proxy_url: str, traced: bool) -> None:
-        self.workdir = workdir
-        self.cert, self.key = write_self_signed(workdir)
-        self.metrics_port = free_port()
-        self.webhook_port = free_port()
-        self.trace_path = workdir / "tracemalloc.txt"
-        kubeconfig = workdir / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "bench", "cluster": {"server": proxy_url}}],
-                    "users": [{"name": "bench", "user": {"token": "bench"}}],
-                    "contexts": [
-                        {"name": "bench", "context": {"cluster": "bench", "user": "bench"}}
-                    ],
-                    "current-context": "bench",
-                }
-            )
-        )
-        config = workdir / "config.yaml"
-        config.write_text(yaml.safe_dump({"mode": "audit"}))
-        entry = (
-            [str(ROOT / "bench" / "traced_operator.py"), str(self.trace_path)]
-            if traced
-            else ["-m", "finops_operator.cli"]
-        )
-        self.command = [
-            sys.executable, *entry, "run",
-            "--config", str(config),
-            "--webhook-host", "127.0.0.1",
-            "--webhook-port", str(self.webhook_port),
-            "--metrics-port", str(self.metrics_port),
-            "--webhook-cert", str(self.cert), "--webhook-key", str(self.key),
-        ]  # fmt: skip
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        self.env.pop("KUBERNETES_SERVICE_HOST", None)
-        self.log_path = workdir / "operator.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started = 0.0
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self.started = time.monotonic()
-            self.process = subprocess.Popen(
-                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def get(self, path: str, gzip_ok: bool = False) -> tuple[int, bytes]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}{path}")
-        if gzip_ok:
-            request.add_header("Accept-Encoding", "gzip")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
-        except OSError:
-            return 0, b""
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
 
 def count_allocation_series(text: str) -> int:
@@ -734,7 +668,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
         with target as (upstream, context, token):
             proxy = RecordingProxy(upstream, context, token).start()
-            operator = Operator(workdir, proxy.url, args.tracemalloc)
+            entry = (
+                (str(ROOT / "bench" / "traced_operator.py"), str(workdir / TRACE_FILE))
+                if args.tracemalloc
+                else CLI_ENTRY
+            )
+            operator = OperatorProcess(proxy, workdir, {"mode": "audit"}, entry=entry)
             threads = {"proxy": proxy._thread}
             if EMULATOR_THREADS:
                 threads["emulator"] = EMULATOR_THREADS[-1]
@@ -815,11 +754,17 @@ def stop_profiler(profiler: subprocess.Popen[bytes], path: str, top: int = 30) -
 
 
 def _run(
-    args: argparse.Namespace, world: Fleet, operator: Operator, proxy: RecordingProxy, expected: int
+    args: argparse.Namespace,
+    world: Fleet,
+    operator: OperatorProcess,
+    proxy: RecordingProxy,
+    expected: int,
 ) -> dict[str, Any]:
     load_before = load_average()
-    operator.start()
-    profiler = start_profiler(operator.pid, args.profile) if args.profile else None
+    operator.start(wait=False)
+    pid = operator.pid
+    assert pid is not None
+    profiler = start_profiler(pid, args.profile) if args.profile else None
     ready_at = synced_at = None
     peak_rss = 0
     deadline = operator.started + args.timeout
@@ -829,7 +774,7 @@ def _run(
             raise SystemExit(f"the operator exited:\n{operator.log_path.read_text()[-3000:]}")
         if time.monotonic() > deadline:
             raise SystemExit(f"not synced after {args.timeout} s (ready: {ready_at is not None})")
-        peak_rss = max(peak_rss, _proc_status(operator.pid).get("VmRSS", 0))
+        peak_rss = max(peak_rss, _proc_status(pid).get("VmRSS", 0))
         now = time.monotonic()
         if ready_at is None and operator.get("/readyz")[0] == 200:
             ready_at = now
@@ -839,32 +784,32 @@ def _run(
                 synced_at = time.monotonic()
             next_metrics = time.monotonic() + 1.0
         time.sleep(TICK)
-    sync_cpu = cpu_seconds(operator.pid)
+    sync_cpu = cpu_seconds(pid)
     profile = stop_profiler(profiler, args.profile) if profiler is not None else None
     synced_requests = list(proxy.requests)
-    memory = _proc_status(operator.pid)
+    memory = _proc_status(pid)
     load_synced = load_average()
     if args.tracemalloc:
-        os.kill(operator.pid, signal.SIGUSR2)
+        os.kill(pid, signal.SIGUSR2)
         time.sleep(5)
     settled_at = settle(proxy, synced_at, args.timeout)
     settling = [r for r in proxy.requests if synced_at <= r.at < settled_at]
     quiet_start = time.monotonic()
-    quiet_cpu0 = cpu_seconds(operator.pid)
+    quiet_cpu0 = cpu_seconds(pid)
     time.sleep(args.quiet)
     quiet = [r for r in proxy.requests if r.at >= quiet_start]
-    quiet_cpu = cpu_seconds(operator.pid) - quiet_cpu0
+    quiet_cpu = cpu_seconds(pid) - quiet_cpu0
     scrapes = []
     for _ in range(3):
-        before = cpu_seconds(operator.pid)
+        before = cpu_seconds(pid)
         started = time.monotonic()
         status, body = operator.get("/metrics")
         wall = time.monotonic() - started
         time.sleep(0.2)  # the CPU counters tick at 10 ms
-        scrapes.append((cpu_seconds(operator.pid) - before, wall, len(body)))
+        scrapes.append((cpu_seconds(pid) - before, wall, len(body)))
     _, zipped = operator.get("/metrics", gzip_ok=True)
     text = body.decode()
-    memory_after = _proc_status(operator.pid)
+    memory_after = _proc_status(pid)
     all_requests = list(proxy.requests)
     return {
         "target": args.target,
@@ -907,7 +852,7 @@ def _run(
             "wall_seconds": [round(wall, 2) for _, wall, _ in scrapes],
             "series": sum(1 for line in text.splitlines() if line and not line.startswith("#")),
         },
-        "tracemalloc": operator.trace_path.read_text() if args.tracemalloc else None,
+        "tracemalloc": (operator.workdir / TRACE_FILE).read_text() if args.tracemalloc else None,
         "profile": profile,
         "load_average": {"before": load_before, "synced": load_synced, "end": load_average()},
         "machine": {

@@ -6,9 +6,13 @@
     process.probe("/readyz")                        # (status, text); start() waits for 200
     process.stop()                                  # SIGINT, then SIGKILL after 20 s
 
-The process gets a kubeconfig pointing at the emulator, a configuration file, a
-self-signed certificate for `localhost` (`cert`, which callers trust), and two
-free ports on 127.0.0.1; its output goes to `log_path`.
+The process gets a kubeconfig pointing at the API (the emulator, or anything
+that writes a kubeconfig to itself: the benchmark's recording proxy), a
+configuration file, a self-signed certificate for `localhost` (`cert`, which
+callers trust), and two free ports on 127.0.0.1; its output goes to `log_path`.
+The one runner of the operator as a process: tests, the admission benchmark and
+the scale benchmark (which starts it through `entry`, under tracemalloc, and
+does not wait: it measures how long the operator takes to be ready).
 """
 
 from __future__ import annotations
@@ -19,28 +23,46 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from finops_devtools.devcluster import eventually, free_port
-from finops_devtools.devcluster.emulator import KubeEmulator
 from finops_devtools.errors import OperatorError
 from finops_operator.adapters.certificates import write_self_signed
+
+
+class Api(Protocol):
+    """What the runner needs of the API it points the operator at."""
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig to this API, written at `path`."""
+        ...
+
+    def requests_to(self, method: str, path: str) -> Sequence[Any]:
+        """The requests with this method and path the API has received so far."""
+        ...
+
+
+# `python -m finops_operator.cli`; the scale benchmark runs bench/traced_operator.py instead.
+CLI_ENTRY: tuple[str, ...] = ("-m", "finops_operator.cli")
 
 
 class OperatorProcess:
     def __init__(
         self,
-        cluster: KubeEmulator,
+        cluster: Api,
         workdir: Path,
         config: dict[str, Any],
         own_cert: bool = True,
         new_session: bool = False,
         extra_args: tuple[str, ...] = (),
+        entry: Sequence[str] = CLI_ENTRY,
     ) -> None:
         self.cluster = cluster
         self.workdir = workdir
@@ -54,19 +76,24 @@ class OperatorProcess:
         self.webhook_port = free_port()
         self.metrics_port = free_port()
         self.log_path = workdir / "operator.log"
+        self.entry = tuple(entry)
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0  # time.monotonic() when the process was started
         self.tls = ssl.create_default_context(cafile=str(self.cert))
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def start(self, timeout: float = 30.0, wait_ready: bool = True) -> OperatorProcess:
+    def start(
+        self, timeout: float = 30.0, wait_ready: bool = True, wait: bool = True
+    ) -> OperatorProcess:
+        """Start the process; unless `wait` is False, wait until it serves (and is ready)."""
         kubeconfig = self.cluster.write_kubeconfig(self.workdir / "kubeconfig")
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         command = [
-            sys.executable, "-m", "finops_operator.cli", "run",
+            sys.executable, *self.entry, "run",
             "--config", str(self.config_path),
             "--webhook-host", "127.0.0.1",
             "--webhook-port", str(self.webhook_port),
@@ -76,6 +103,7 @@ class OperatorProcess:
             command += ["--webhook-cert", str(self.cert), "--webhook-key", str(self.key)]
         command += self.extra_args
         with self.log_path.open("wb") as log:
+            self.started = time.monotonic()
             self.process = subprocess.Popen(
                 command,
                 env=env,
@@ -84,6 +112,8 @@ class OperatorProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=self.new_session,
             )
+        if not wait:
+            return self
         try:
             eventually(self._serving, timeout=timeout)
             # The namespace index is filled once kopf's watch stream is open.
@@ -120,6 +150,9 @@ class OperatorProcess:
                 self.process.wait(timeout=10)
         return self.process.returncode
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -154,6 +187,19 @@ class OperatorProcess:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as err:
             return err.code, err.read().decode()
+
+    def get(self, path: str, gzip_ok: bool = False, timeout: float = 60.0) -> tuple[int, bytes]:
+        """GET a path of the metrics port as bytes; (0, b"") while nothing listens."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}{path}")
+        if gzip_ok:
+            request.add_header("Accept-Encoding", "gzip")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+        except OSError:
+            return 0, b""
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
