@@ -24,11 +24,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from finops_operator.domain import conventions
 from finops_operator.domain.conventions import COSTPOLICY_RULE_LABEL, MANAGED_BY_LABEL
@@ -118,7 +123,22 @@ def _parse_money(value: Any) -> Decimal:
     return amount
 
 
-Money = Annotated[Decimal, BeforeValidator(_parse_money)]
+# The JSON Schema of an amount as the file may write it (the chart's values.schema.json
+# is generated from these models): a decimal string or a whole number, never a float.
+MONEY_PATTERN: Final = r"^\s*[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)\s*$"
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_parse_money),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": MONEY_PATTERN},
+                {"type": "integer", "minimum": 0},
+            ],
+            "description": 'An amount of money: a string such as "2.50" or a whole number.',
+        }
+    ),
+]
 
 
 def _parse_scale(value: Any) -> Decimal:
@@ -137,7 +157,18 @@ def _parse_scale(value: Any) -> Decimal:
 
 
 # A positive number (what a utilization metric reads at 100 % busy).
-Scale = Annotated[Decimal, BeforeValidator(_parse_scale)]
+Scale = Annotated[
+    Decimal,
+    BeforeValidator(_parse_scale),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": MONEY_PATTERN},
+                {"type": "integer", "exclusiveMinimum": 0},
+            ]
+        }
+    ),
+]
 
 _LABEL_NAME: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _DNS_SUBDOMAIN: Final = re.compile(
@@ -306,6 +337,14 @@ class TokenPrice(_Model):
         if isinstance(data, Mapping) or data is None:
             return data
         return {"input": data, "output": data}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # One amount is a price too (see _one_amount_is_both).
+        money = TypeAdapter(Money).json_schema()
+        return {"anyOf": [{"anyOf": money["anyOf"]}, handler(core_schema)]}
 
     def of(self, direction: TokenDirection) -> Decimal:
         return self.input if direction == "input" else self.output
