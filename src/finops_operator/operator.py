@@ -517,7 +517,9 @@ async def serve(
     if published is not None:
         leadership.on_elected.append(published.catch_up)
     leadership.while_leading += [writer.flush]
-    admission = AdmissionApp(state.policy, state.namespaces, state.metrics)
+    admission = AdmissionApp(
+        state.policy, state.namespaces, state.metrics, state.sync.index_not_loaded
+    )
     runners = [
         await start_site(admission.app(), webhook_host, webhook_port, serving.context),
         await start_site(
