@@ -30,6 +30,7 @@ import yaml
 from finops_operator.adapters.config_file import load_config
 from finops_operator.domain.policies.label_check import LabelPolicy, Violations, object_ref
 from finops_operator.domain.policies.verdict import judge
+from finops_operator.errors import UnreadableInputError
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -236,12 +237,8 @@ def lint_objects(
             result.findings.append(Finding(source, obj["kind"], namespace, name, found))
 
 
-class _Unreadable(Exception):
-    """An input that is not read: not a regular file, or larger than the cap."""
-
-
-def _too_large() -> _Unreadable:
-    return _Unreadable(f"larger than {MAX_INPUT_BYTES:,} bytes, the limit of one input")
+def _too_large() -> UnreadableInputError:
+    return UnreadableInputError(f"larger than {MAX_INPUT_BYTES:,} bytes, the limit of one input")
 
 
 def read_input(file: str, stdin: TextIO) -> str:
@@ -255,7 +252,9 @@ def read_input(file: str, stdin: TextIO) -> str:
     descriptor = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise _Unreadable("not a regular file (a FIFO, socket or device is never read)")
+            raise UnreadableInputError(
+                "not a regular file (a FIFO, socket or device is never read)"
+            )
         data = handle.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
         raise _too_large()
@@ -268,7 +267,7 @@ def lint_paths(paths: Iterable[str], policy: LabelPolicy, stdin: TextIO = sys.st
         source = STDIN_NAME if file == STDIN else file
         try:
             text = read_input(file, stdin)
-        except _Unreadable as err:
+        except UnreadableInputError as err:
             result.errors.append(f"{source}: not read: {err}")
             continue
         except (OSError, UnicodeDecodeError) as err:
