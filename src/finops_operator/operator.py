@@ -61,7 +61,7 @@ from finops_operator.controllers.admission_policy_controller import (
 )
 from finops_operator.controllers.audit_writer import AuditWriter
 from finops_operator.controllers.informer_sync import WATCHED, InformerSync, collection_path
-from finops_operator.controllers.leadership import Leadership
+from finops_operator.controllers.leadership import AlwaysLeader, Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
 from finops_operator.controllers.policy_report_writer import PolicyReportWriter
 from finops_operator.controllers.report_controller import REPORTS, ReportController
@@ -478,14 +478,19 @@ async def serve(
     serving, reload_certificate = await _serving_certificate(
         state, kube, webhook_cert, webhook_key, webhook_secret, cert_reload_seconds
     )
-    leadership = Leadership(
+    # Without leader election this replica leads from the start and takes no Lease; the
+    # rounds still run the catch-up and, every renewal, the retry of failed writes.
+    leadership = (Leadership if leader_election else AlwaysLeader)(
         lease_kube,
         identity,
         state.namespace,
         duration=lease_seconds,
         renew_every=lease_seconds / 3,
     )
-    leading = (lambda: leadership.is_leader) if leader_election else (lambda: True)
+
+    def leading() -> bool:
+        return leadership.is_leader
+
     # The leader's writes: each is sent only if this replica still leads when its turn comes.
     writes = kube.writing_only_while(leading)
     writer = AuditWriter(writes, leading, identity)
@@ -549,17 +554,9 @@ async def serve(
         background.append(asyncio.create_task(published.run_forever(), name="policy-reports"))
     if reload_certificate is not None:
         background.append(asyncio.create_task(reload_certificate, name="certificate-reload"))
-    if leader_election:
-        # Read at each scrape: a leader whose renewal hangs shows 0 from its deadline on.
-        state.metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)
-        stop_leading = leadership.start_in_thread(asyncio.get_running_loop())
-    else:
-        state.metrics.leader.set(1)
-        background.append(asyncio.create_task(policies.catch_up(), name="catch-up"))
-        background.append(
-            asyncio.create_task(admission_policies.ensure(), name="admission-policies")
-        )
-        stop_leading = _nothing
+    # Read at each scrape: a leader whose renewal hangs shows 0 from its deadline on.
+    state.metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)
+    stop_leading = leadership.start_in_thread(asyncio.get_running_loop())
     try:
         await kopf.operator(
             registry=build_registry(
@@ -577,10 +574,6 @@ async def serve(
         await asyncio.to_thread(stop_leading)
         kube.close()
         lease_kube.close()
-
-
-def _nothing() -> None:
-    pass
 
 
 def _policy_report_writer(
