@@ -1,11 +1,11 @@
 """The composition root: the operator process wired from controllers and adapters.
 
 It builds the adapters (API clients, the servers, the list-and-watches), hands
-them to the controllers, registers kopf's event handlers and runs it all until
-stopped; the decisions are the controllers'. Every kopf watch uses event
-handlers, never stateful create/update handlers, so kopf writes no bookkeeping
-annotations or finalizers on anything it watches and compliant objects are
-never patched.
+them to the controllers (`controllers/assembly.py`), registers kopf's event
+handlers and runs it all until stopped; every decision is a controller's.
+Every kopf watch uses event handlers, never stateful create/update handlers, so
+kopf writes no bookkeeping annotations or finalizers on anything it watches and
+compliant objects are never patched.
 
 kopf watches Namespaces and the custom resources. The workloads and Nodes, by
 the ten thousand in a fleet, are read by `adapters/list_watch.ListWatch`
@@ -20,18 +20,12 @@ import logging
 import socket
 import uuid
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from finops_operator.adapters.certificate_reloader import (
-    ServingCertificate,
-    TlsPair,
-    file_source,
-    keep_reloading,
-    secret_source,
-)
+from finops_operator.adapters import certificate_reloader as tls
 from finops_operator.adapters.certificates import self_signed, service_hostnames
 from finops_operator.adapters.kube_api import KubeApi, user_agent
 from finops_operator.adapters.list_watch import Connection, ListWatch
@@ -39,27 +33,16 @@ from finops_operator.adapters.memory import pace_garbage_collector, release_afte
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import AdmissionApp, metrics_app, start_site
-from finops_operator.controllers.admission_policy_controller import (
-    WATCHED_RESOURCES as ADMISSION_POLICY_RESOURCES,
-)
-from finops_operator.controllers.admission_policy_controller import AdmissionPolicyController
-from finops_operator.controllers.assembly import assemble, elect
-from finops_operator.controllers.informer_sync import WATCHED, InformerSync, collection_path
-from finops_operator.controllers.policy_controller import (
-    POLICIES,
-    RULES,
-    PolicyController,
-    event_poster,
-)
-from finops_operator.controllers.policy_report_writer import PolicyReportWriter
-from finops_operator.controllers.report_controller import REPORTS, ReportController
+from finops_operator.controllers import admission_policy_controller as admission_policy
+from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
+from finops_operator.controllers.informer_sync import collection_path
+from finops_operator.controllers.policy_controller import POLICIES, RULES, event_poster
+from finops_operator.controllers.report_controller import REPORTS
 from finops_operator.controllers.watch_feeds import LEAN_KINDS, LIST_WATCHED, NodeFeed, WorkloadFeed
 from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
 from finops_operator.controllers.workload_audit import WorkloadAudit
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
-from finops_operator.domain.gpus.inventory import Inventory
-from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS, REPORT_LABELS
 
 logger = logging.getLogger("finops_operator")
@@ -67,37 +50,9 @@ logger = logging.getLogger("finops_operator")
 MANAGED: Mapping[str, str] = {conventions.MANAGED_BY_LABEL: conventions.MANAGED_BY}
 
 
-@dataclass
-class OperatorState:
-    """What the handlers share: the policy, the namespace index, the inventory, readiness."""
-
-    config: Config
-    namespace: str
-    policy: LabelPolicy = field(init=False)
-    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
-    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
-    inventory: Inventory = field(init=False)
-    exposition: InventoryExposition = field(init=False)  # the inventory on /metrics
-    sync: InformerSync = field(  # `/readyz`
-        default_factory=lambda: InformerSync(
-            watched={kind: where for kind, where in WATCHED.items() if kind not in LEAN_KINDS}
-        )
-    )
-
-    def __post_init__(self) -> None:
-        self.policy = LabelPolicy(self.config)
-        self.inventory = Inventory(self.policy.is_gpu)
-        self.exposition = InventoryExposition(self.inventory, self.config.pricing)
-
-
-def build_registry(
-    state: OperatorState,
-    policies: PolicyController,
-    reports: ReportController,
-    admission_policies: AdmissionPolicyController | None = None,
-    published: PolicyReportWriter | None = None,
-) -> kopf.OperatorRegistry:
+def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    policies, reports, published = run.policies, run.reports, run.published
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -111,11 +66,7 @@ def build_registry(
 
     @kopf.on.event("v1", "namespaces", registry=registry)
     def index_namespace(type: str | None, body: kopf.Body, **_: Any) -> None:
-        if type == "DELETED":
-            state.namespaces.pop(body.metadata.name, None)
-        else:
-            state.namespaces[body.metadata.name] = dict(body.metadata.labels or {})
-        state.sync.observe("Namespace", body.metadata.uid)
+        state.index_namespace(type, body)
 
     @kopf.on.event(*POLICIES, registry=registry)
     async def reconcile_policy(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -139,13 +90,13 @@ def build_registry(
                 kopf.on.event(
                     api.group, api.version, api.plural, labels=REPORT_LABELS, registry=registry
                 )(index_policy_report)
-    if admission_policies is not None and admission_policies.config.admission_policies.enabled:
-        ensure = admission_policies.ensure
+    if state.config.admission_policies.enabled:
+        ensure = run.admission_policies.ensure
 
         async def keep_in_step(**_: Any) -> None:
             await ensure()
 
-        for group, version, plural in ADMISSION_POLICY_RESOURCES:
+        for group, version, plural in admission_policy.WATCHED_RESOURCES:
             id = f"keep_{plural}_{version}_in_step"
             kopf.on.event(group, version, plural, labels=MANAGED, registry=registry, id=id)(
                 keep_in_step
@@ -154,8 +105,7 @@ def build_registry(
 
 
 async def _watch_lean(state: OperatorState, audit: WorkloadAudit, agent: str) -> None:
-    """The workloads and Nodes, once the namespaces are indexed (a workload is judged with
-    its namespace's labels)."""
+    """The workloads and Nodes through our own list-and-watch, once the namespaces are in."""
     connection = Connection.from_environment(agent)
     watches = []
     for kind in LIST_WATCHED:
@@ -170,8 +120,7 @@ async def _watch_lean(state: OperatorState, audit: WorkloadAudit, agent: str) ->
         )
         state.sync.add_stream(kind, watch.is_synced)
         watches.append(watch)
-    while "Namespace" in state.sync.missing() and not state.sync.synced:
-        await asyncio.sleep(0.1)
+    await state.namespaces_indexed()
     await asyncio.gather(*(watch.run() for watch in watches))
 
 
@@ -201,6 +150,7 @@ async def serve(
 ) -> None:
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    metrics = OperatorMetrics()
     # Bulk calls get the client's full timeout: one that gives up early only turns a slow
     # write into one of unknown outcome, read back before it is retried.
     kube = KubeApi(agent=user_agent(identity, "operator"))
@@ -210,33 +160,30 @@ async def serve(
     lease_timeout = max(1.0, min(10.0, options.lease_seconds / 3))
     lease_agent = user_agent(identity, "lease")
     lease_kube = KubeApi(request_timeout=lease_timeout, workers=1, name="lease", agent=lease_agent)
-    serving, reload_certificate = await _serving_certificate(state, kube, options)
+    serving, reload_certificate = await _serving_certificate(state, kube, metrics, options)
     leadership = elect(
         options.leader_election, lease_kube, identity, state.namespace, options.lease_seconds
     )
-    leadership.on_error = state.metrics.leader_election_errors.inc
+    leadership.on_error = metrics.leader_election_errors.inc
     # The leader's writes: each is sent only if this replica still leads when its turn comes.
     writes = kube.writing_only_while(lambda: leadership.is_leader)
     run = assemble(
-        config=state.config,
-        namespace=state.namespace,
+        state,
         leadership=leadership,
         kube=writes,
         post_event=event_poster(writes, identity),
-        metrics=state.metrics,
+        metrics=metrics,
         prometheus=PrometheusClient(state.config.prometheus),
         # Its own client: a short timeout, and a bounded log (it asks every minute for ever).
         heartbeat=PrometheusClient(state.config.prometheus, timeout=15.0, keep_log=10),
-        policy=state.policy,
-        namespaces=state.namespaces,
-        sync=state.sync,
     )
-    admission = AdmissionApp(state.policy, state.namespaces, state.metrics).app()
-    metrics = metrics_app(state.metrics, state.sync.not_ready, state.exposition)
+    admission = AdmissionApp(state.policy, state.namespaces, metrics).app()
+    exposition = InventoryExposition(state.inventory, state.config.pricing)
+    scrape = metrics_app(metrics, state.sync.not_ready, exposition)
     host = options.webhook_host
     runners = [
         await start_site(admission, host, options.webhook_port, serving.context),
-        await start_site(metrics, host, options.metrics_port),
+        await start_site(scrape, host, options.metrics_port),
     ]
     logger.info(
         "Admission on https://%s:%d%s and %s, metrics on :%d/metrics, mode %s",
@@ -253,13 +200,11 @@ async def serve(
         background["certificate-reload"] = reload_certificate
     tasks = [asyncio.create_task(job, name=name) for name, job in background.items()]
     # Read at each scrape: a leader whose renewal hangs shows 0 from its deadline on.
-    state.metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)
+    metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)
     stop_leading = leadership.start_in_thread(asyncio.get_running_loop())
     try:
         await kopf.operator(
-            registry=build_registry(
-                state, run.policies, run.reports, run.admission_policies, run.published
-            ),
+            registry=build_registry(state, run),
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,
@@ -275,35 +220,25 @@ async def serve(
 
 
 async def _serving_certificate(
-    state: OperatorState, kube: KubeApi, options: RunOptions
-) -> tuple[ServingCertificate, Coroutine[Any, Any, None] | None]:
-    """The certificate to serve, and the loop that reloads it when its source changes."""
-    registry, namespace, every = (
-        state.metrics.registry,
-        state.namespace,
-        options.cert_reload_seconds,
-    )
-    if options.webhook_secret is not None:
-        pair = TlsPair(
-            *await shared_certificate(
-                kube,
-                namespace,
-                options.webhook_secret,
-                lambda ns: self_signed(service_hostnames(ns)),
-            )
-        )
+    state: OperatorState, kube: KubeApi, metrics: OperatorMetrics, options: RunOptions
+) -> tuple[tls.ServingCertificate, Coroutine[Any, Any, None] | None]:
+    """The certificate to serve (a shared Secret, files or self-signed), and its reload."""
+    every, namespace, secret = options.cert_reload_seconds, state.namespace, options.webhook_secret
+    if secret is None:
+        cert, key = options.webhook_cert, options.webhook_key
+        read = tls.file_source(cert, key) if cert is not None and key is not None else None
+        return await tls.serving_certificate(metrics.registry, every, read)
+
+    def issue(namespace: str) -> tuple[bytes, bytes]:
+        return self_signed(service_hostnames(namespace))
+
+    async def first() -> tls.TlsPair:  # made once by the first replica, then shared
+        pair = tls.TlsPair(*await shared_certificate(kube, namespace, secret, issue))
         await inject_ca_bundle(kube, pair.ca)
+        return pair
 
-        async def new_ca(changed: TlsPair) -> None:
-            await inject_ca_bundle(kube, changed.ca)
+    async def new_ca(changed: tls.TlsPair) -> None:
+        await inject_ca_bundle(kube, changed.ca)
 
-        serving = ServingCertificate(pair, registry)
-        read = secret_source(kube, namespace, options.webhook_secret)
-        return serving, keep_reloading(serving, read, every, new_ca)
-    if options.webhook_cert is None or options.webhook_key is None:
-        cert_pem, key_pem = self_signed()
-        logger.warning("No --webhook-cert given: serving a self-signed certificate")
-        return ServingCertificate(TlsPair(cert_pem, key_pem, cert_pem), registry), None
-    read = file_source(options.webhook_cert, options.webhook_key)
-    serving = ServingCertificate(await read(), registry)
-    return serving, keep_reloading(serving, read, every)
+    read_secret = tls.secret_source(kube, namespace, secret)
+    return await tls.serving_certificate(metrics.registry, every, read_secret, first, new_ca)

@@ -7,12 +7,10 @@ from typing import Any
 
 import pytest
 
-from finops_operator.controllers.assembly import Controllers, assemble, elect
-from finops_operator.controllers.informer_sync import InformerSync
+from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
 from finops_operator.controllers.leadership import AlwaysLeader, Leadership
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, parse_config
-from finops_operator.domain.policies.label_check import LabelPolicy
 from tests.support.fakes import FakeKube, FakeMetrics, FakePrometheus
 from tests.support.reviews import workload
 
@@ -27,18 +25,16 @@ def controllers(
     config = config or Config()
     kube = FakeKube()
     leadership = elect(leader_election, kube, "replica-1", "finops-system", lease_seconds=3)
+    state = OperatorState(config, "finops-system")
+    state.namespaces["team-a"] = {}
     built = assemble(
-        config=config,
-        namespace="finops-system",
+        state,
         leadership=leadership,
         kube=kube,
         post_event=no_event,
         metrics=FakeMetrics(),
         prometheus=FakePrometheus(),
         heartbeat=FakePrometheus(),
-        policy=LabelPolicy(config),
-        namespaces={"team-a": {}},
-        sync=InformerSync(),
     )
     return built, kube
 
@@ -99,3 +95,22 @@ async def test_without_leader_election_a_failed_audit_write_is_retried_by_the_ro
     meta = kube.workloads[("Deployment", "team-a", "trainer")]["metadata"]
     assert conventions.VIOLATIONS_ANNOTATION in meta["annotations"]
     assert len(kube.events) == 1
+
+
+def test_the_namespace_index_follows_the_watch_and_readiness_sees_it() -> None:
+    state = OperatorState(Config(), "finops-system")
+    body = {"metadata": {"name": "team-a", "uid": "u-a", "labels": {"team": "a"}}}
+    state.index_namespace("ADDED", body)
+    assert state.namespaces == {"team-a": {"team": "a"}}
+    state.index_namespace("DELETED", body)
+    assert state.namespaces == {}
+    assert "Namespace" in state.sync.watched and set(state.sync.watched) == {"Namespace"}
+
+
+async def test_the_workload_watches_wait_until_every_listed_namespace_is_indexed() -> None:
+    state = OperatorState(Config(), "finops-system")
+    waiting = asyncio.create_task(state.namespaces_indexed(check_seconds=0.001))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # nothing listed yet
+    state.sync.synced = True
+    await asyncio.wait_for(waiting, 1)

@@ -7,25 +7,68 @@ catch-up of every writer; at each round, the flush of the pending audit writes.
 `--no-leader-election`. The callbacks are the same in both modes. They used to
 be wired in `operator.py`, where `--no-leader-election` ran the catch-up once
 and never the flush, so a failed audit write was never retried.
+
+`OperatorState` is what the controllers and the servers share: the namespace
+index (filled from kopf's watch of Namespaces), the GPU inventory, readiness.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from finops_operator.controllers.admission_policy_controller import AdmissionPolicyController
 from finops_operator.controllers.audit_writer import AuditWriter
-from finops_operator.controllers.informer_sync import InformerSync
+from finops_operator.controllers.informer_sync import WATCHED, InformerSync
 from finops_operator.controllers.leadership import AlwaysLeader, Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
 from finops_operator.controllers.policy_report_writer import PolicyReportWriter
 from finops_operator.controllers.report_controller import ReportController
+from finops_operator.controllers.watch_feeds import LEAN_KINDS
 from finops_operator.controllers.workload_audit import Violations, WorkloadAudit
 from finops_operator.domain.config import Config, ReportApi
+from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.ports import KubePort, MetricsPort, PrometheusPort
+
+
+@dataclass
+class OperatorState:
+    """What the controllers and the servers share: the label policy, the namespace index,
+    the GPU inventory and readiness."""
+
+    config: Config
+    namespace: str  # the operator's own
+    policy: LabelPolicy = field(init=False)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
+    inventory: Inventory = field(init=False)
+    sync: InformerSync = field(  # `/readyz`
+        default_factory=lambda: InformerSync(
+            watched={kind: where for kind, where in WATCHED.items() if kind not in LEAN_KINDS}
+        )
+    )
+
+    def __post_init__(self) -> None:
+        self.policy = LabelPolicy(self.config)
+        self.inventory = Inventory(self.policy.is_gpu)
+
+    def index_namespace(self, type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a Namespace: its labels, read by admission and the audit."""
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if type == "DELETED":
+            self.namespaces.pop(name, None)
+        else:
+            self.namespaces[name] = dict(meta.get("labels") or {})
+        self.sync.observe("Namespace", meta.get("uid"))
+
+    async def namespaces_indexed(self, check_seconds: float = 0.1) -> None:
+        """Until every Namespace listed has been indexed: a workload is judged with the
+        labels of its namespace, so the workloads' watches wait for this."""
+        while "Namespace" in self.sync.missing() and not self.sync.synced:
+            await asyncio.sleep(check_seconds)
 
 
 def elect(
@@ -61,20 +104,22 @@ class Controllers:
 
 
 def assemble(
+    state: OperatorState,
     *,
-    config: Config,
-    namespace: str,
     leadership: Leadership,
     kube: KubePort,
     post_event: EventPoster,
     metrics: MetricsPort,
     prometheus: PrometheusPort,
     heartbeat: PrometheusPort,
-    policy: LabelPolicy,
-    namespaces: Mapping[str, Mapping[str, str]],
-    sync: InformerSync,
 ) -> Controllers:
     """The controllers over `kube` (the leader's writes), their callbacks on `leadership`."""
+    config, namespace, namespaces, sync = (
+        state.config,
+        state.namespace,
+        state.namespaces,
+        state.sync,
+    )
 
     def leading() -> bool:
         return leadership.is_leader
@@ -97,7 +142,7 @@ def assemble(
             debounce=config.policy_reports.debounce_seconds,
         )
     audit = WorkloadAudit(
-        config, policy, namespaces, writer, Violations(metrics), published, sync.observe
+        config, state.policy, namespaces, writer, Violations(metrics), published, sync.observe
     )
     leadership.on_elected += [policies.catch_up, reports.catch_up, admission_policies.ensure]
     if published is not None:
