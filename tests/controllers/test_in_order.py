@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from finops_operator.controllers.in_order import InOrder
+from finops_operator.controllers.in_order import InOrder, Step
 
 
 async def test_the_steps_of_one_object_run_one_after_the_other_in_order() -> None:
@@ -14,7 +14,7 @@ async def test_the_steps_of_one_object_run_one_after_the_other_in_order() -> Non
     gate = asyncio.Event()
     ran: list[str] = []
 
-    def step(name: str, wait: bool = False):  # type: ignore[no-untyped-def]
+    def step(name: str, wait: bool = False) -> Step:
         async def run() -> None:
             ran.append(f"{name} starts")
             if wait:
