@@ -177,7 +177,8 @@ async def serve(
         # Its own client: a short timeout, and a bounded log (it asks every minute for ever).
         heartbeat=PrometheusClient(state.config.prometheus, timeout=15.0, keep_log=10),
     )
-    admission = AdmissionApp(state.policy, state.namespaces, metrics).app()
+    gate = state.sync.index_not_loaded  # admission answers 503 until the namespaces are in
+    admission = AdmissionApp(state.policy, state.namespaces, metrics, gate).app()
     exposition = InventoryExposition(state.inventory, state.config.pricing)
     scrape = metrics_app(metrics, state.sync.not_ready, exposition)
     host = options.webhook_host

@@ -208,3 +208,21 @@ def test_a_hostile_gpu_quantity_never_gives_a_traceback(quantity: str, code: int
     assert "Traceback" not in done.stderr
     if code == 2:
         assert "<stdin>: cannot parse YAML" in done.stderr
+
+
+def test_hostile_inputs_exit_2_naming_each_never_a_traceback(tmp_path: Path) -> None:
+    """Once: /dev/zero gave a MemoryError traceback with exit 1 ("violations"), and a
+    FIFO hung; an alias bomb exhausts memory wherever something walks it."""
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    levels = ["l0: &l0 [a, a, a, a, a, a, a, a, a, a]"]
+    levels += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels) + "\n")
+    done = lint("/dev/zero", str(fifo), str(bomb), str(DATA / "clean"))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "error: /dev/zero: not read: not a regular file" in done.stderr
+    assert f"error: {fifo}: not read: not a regular file" in done.stderr
+    assert f"error: {bomb}: document 1: its aliases expand to more than" in done.stderr
+    assert "3 input error(s)" in done.stdout
