@@ -51,7 +51,8 @@ elif ! podman image exists "$base"; then
       echo "build-image: cannot pull BASE=$base: $pulled" >&2
       exit 1
     fi
-    echo "build-image: cannot pull $base (${pulled##*$'\n'}): building on Debian packages instead" >&2
+    echo "build-image: cannot pull $base (${pulled##*$'\n'});" \
+      "using a base made from Debian packages (scripts/build-image-base.sh)" >&2
     command -v debootstrap >/dev/null 2>&1 || {
       if [ "$(id -u)" -eq 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -82,6 +83,14 @@ if podman image exists "$name"; then
   echo "$name"
   exit 0
 fi
+# One build at a time (worktrees share .cache): a second run waits, then finds it.
+mkdir -p .cache/image
+exec 9>.cache/image/lock
+flock 9
+if podman image exists "$name"; then
+  echo "$name"
+  exit 0
+fi
 
 args=(build --network=host --pull=never --layers -f Dockerfile -t "$name" --build-arg "BASE=$base")
 ca=/etc/ssl/certs/ca-certificates.crt
@@ -94,7 +103,6 @@ for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST PIP_DEFAULT_TIMEOU
     args+=(--build-arg "$var=${!var}")
   fi
 done
-mkdir -p .cache/image
 log=.cache/image/build.log
 echo "build-image: building $name on $base" >&2
 start=$(date +%s)
