@@ -2,7 +2,7 @@
 # Builds the operator's image from the Dockerfile with podman and prints its name:
 #   localhost/finops-operator:<version>-<hash>
 # <hash> covers what goes into the image (Dockerfile, .dockerignore, requirements.lock,
-# pyproject.toml, README.md, src/finops_operator/, this script) and the base image's
+# pyproject.toml, src/finops_operator/, this script) and the base image's
 # id: the build runs only when no image of that name exists yet (podman's layer cache
 # then keeps a rebuild after a source change to the last layers).
 #
@@ -71,8 +71,7 @@ base_id=$(podman image inspect --format '{{.Id}}' "$base")
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n1)
 hash=$(
   {
-    sha256sum Dockerfile .dockerignore requirements.lock pyproject.toml README.md \
-      scripts/build-image.sh
+    sha256sum Dockerfile .dockerignore requirements.lock pyproject.toml scripts/build-image.sh
     find src/finops_operator -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 |
       LC_ALL=C sort -z | xargs -0 sha256sum
     echo "$base_id"
