@@ -27,21 +27,27 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$repo/scripts/containers.conf}
 default_base=docker.io/library/python:3.11-slim-bookworm
 base=${BASE:-$default_base}
 
+# Debian's packages, installed as root (waiting for another apt/dpkg to finish), else
+# a message saying which.
+install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "build-image: please install $* (sudo apt-get install $*)" >&2
+    case " $* " in *" debootstrap "*)
+      echo "build-image: (debootstrap makes a base; or give BASE=<a Python 3.11 Debian image>)" >&2
+      ;;
+    esac
+    exit 1
+  fi
+  echo "build-image: installing Debian's $*" >&2
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "$@" >/dev/null
+}
 missing=()
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 [ "$base" != local ] || command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "build-image: installing Debian's ${missing[*]}" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-  else
-    echo "build-image: please install ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-fi
+[ ${#missing[@]} -eq 0 ] || install "${missing[@]}"
 
 if [ "$base" = local ]; then
   base=$(scripts/build-image-base.sh)
@@ -53,16 +59,7 @@ elif ! podman image exists "$base"; then
     fi
     echo "build-image: cannot pull $base (${pulled##*$'\n'});" \
       "using a base made from Debian packages (scripts/build-image-base.sh)" >&2
-    command -v debootstrap >/dev/null 2>&1 || {
-      if [ "$(id -u)" -eq 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-          debootstrap >/dev/null
-      else
-        echo "build-image: please install debootstrap (sudo apt-get install debootstrap)," \
-          "or give BASE=<a Python 3.11 Debian image you have>" >&2
-        exit 1
-      fi
-    }
+    command -v debootstrap >/dev/null 2>&1 || install debootstrap
     base=$(scripts/build-image-base.sh)
   fi
 fi
