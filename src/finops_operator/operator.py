@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
+from kopf._core.engines.peering import Identity  # kopf.operator's type; kopf exports none
 
 from finops_operator.adapters import certificate_reloader as tls
 from finops_operator.adapters.certificates import self_signed, service_hostnames
@@ -209,6 +210,9 @@ async def serve(
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,
+            # Ours, not kopf's default: that asks getpass.getuser(), which raises KeyError
+            # for a uid without a passwd entry, as every pod runs (runAsUser: 65532).
+            identity=Identity(identity),
         )
     finally:
         for task in tasks:
