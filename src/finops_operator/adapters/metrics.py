@@ -128,6 +128,9 @@ class OperatorMetrics:
     def count_policy_report_failure(self, status: str) -> None:
         self.policy_report_failures.labels(status).inc()
 
+    def count_violations(self, namespace: str, kind: str, change: int) -> None:
+        self.violations.labels(namespace, kind).inc(change)
+
 
 GZIP_LEVEL = 1  # the text repeats itself: level 1 packs it ~10x, several times faster than 9
 ALLOCATION_HELP = "GPUs held by a running pod (fractional for MIG slices and shared GPUs)."

@@ -72,6 +72,9 @@ class Outcome(StrEnum):
     DENIED = "denied"
     MUTATED = "mutated"
     MALFORMED = "malformed"
+    # Not judged: the operator was not ready (its namespace index not loaded), so it
+    # answered 503 and the webhook's failurePolicy decided.
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)
