@@ -110,6 +110,10 @@ CHART_KEYS: dict[str, Any] = {
         LIST, "More mounts (e.g. for config.prometheus.bearerTokenFile or caFile)."
     ),
     "verbose": key(BOOLEAN, "Debug logging (`run --verbose`)."),
+    "networkPolicy": strict(
+        {"enabled": key(BOOLEAN, "Render the NetworkPolicy.")},
+        description="Ingress to the operator's pods on 9443 and 8080 only.",
+    ),
     "webhook": strict(
         {
             "certManager": strict(
@@ -261,7 +265,8 @@ What differs from `manifests/`, on purpose:
 - the pods carry a `checksum/config` annotation, so a change of `config` rolls them
   (the operator reads its configuration at start);
 - everything namespaced lives in the release's namespace, which is always added to
-  `config.exemptNamespaces` and to the webhooks' namespaceSelector;
+  `config.exemptNamespaces` and to the webhooks' namespaceSelector, and is the
+  namespace of the ServiceAccount the least-privilege policy names;
 - the dashboards (`manifests/dashboards/`, applied separately there) are part of it.
 
 The objects keep their names (`finops-operator`, ...) whatever the release is called:
@@ -272,8 +277,9 @@ upgrade of the chart, `kubectl apply -f charts/finops-operator/crds/`.
 
 ## How the chart stays in step with `manifests/`
 
-- The CRDs (`crds/`), the webhook configurations, the health alerts and the dashboards
-  (`files/`) are byte-identical copies of `crds/`, `manifests/base/webhooks.yaml`,
+- The CRDs (`crds/`), the webhook configurations, the least-privilege policy and
+  NetworkPolicy, the health alerts and the dashboards (`files/`) are byte-identical
+  copies of `crds/`, `manifests/base/webhooks.yaml`, `manifests/base/least-privilege.yaml`,
   `manifests/base/operator-alerts.yaml` and `manifests/dashboards/` (the alerts and
   dashboards hold Prometheus and Grafana `{{ ... }}` templates, so the chart reads them
   as files instead of templating them). `scripts/gen_dashboards.py` writes both

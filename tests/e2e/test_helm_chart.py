@@ -40,6 +40,8 @@ CLUSTER_SCOPED = [
     ("clusterrolebinding", "finops-operator-webhook-certificate"),
     ("validatingwebhookconfiguration", "finops-operator"),
     ("mutatingwebhookconfiguration", "finops-operator"),
+    ("validatingadmissionpolicy", "finops-operator-writes-only-its-annotation"),
+    ("validatingadmissionpolicybinding", "finops-operator-writes-only-its-annotation"),
 ]
 NAMESPACED = [
     ("deployment", "finops-operator"),
@@ -56,6 +58,7 @@ NAMESPACED = [
     ("poddisruptionbudget", "finops-operator"),
     ("servicemonitor", "finops-operator"),
     ("prometheusrule", "finops-operator-health"),
+    ("networkpolicy", "finops-operator"),
 ]
 CRDS = ["costpolicies.finops.resilio.tech", "costreports.finops.resilio.tech"]
 
@@ -228,6 +231,13 @@ def test_the_rbac_binds_the_release_service_account(installed: Cluster) -> None:
         check=False,
     )
     assert cannot.stdout.strip() == "no"
+    # Beyond RBAC: the policy that limits the operator's writes to its annotation names
+    # the ServiceAccount of this release's namespace.
+    policy = installed.get(
+        "validatingadmissionpolicy", "finops-operator-writes-only-its-annotation"
+    )
+    [condition] = policy["spec"]["matchConditions"]
+    assert f"system:serviceaccount:{NAMESPACE}:finops-operator" in condition["expression"]
 
 
 def test_upgrade_changes_replicas_and_config_and_rolls_the_pods(

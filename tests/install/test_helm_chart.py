@@ -173,6 +173,7 @@ COPIES = {
     **{CHART / "crds" / p.name: p for p in sorted((ROOT / "crds").glob("*.yaml"))},
     CHART / "files" / "webhooks.yaml": MANIFESTS / "base" / "webhooks.yaml",
     CHART / "files" / "operator-alerts.yaml": MANIFESTS / "base" / "operator-alerts.yaml",
+    CHART / "files" / "least-privilege.yaml": MANIFESTS / "base" / "least-privilege.yaml",
     **{
         CHART / "files" / "dashboards" / p.name: p
         for p in sorted((MANIFESTS / "dashboards").glob("*.yaml"))
@@ -228,6 +229,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "prometheusRule": {"enabled": False},
         "dashboards": {"enabled": False},
         "pdb": {"enabled": False},
+        "networkPolicy": {"enabled": False},
         "admissionPolicies": {"enabled": True},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops"}],
@@ -321,9 +323,18 @@ def minimal(helm: str, tmp: Path) -> list[Obj]:
     return template(helm, tmp, VALUE_SETS["minimal"], "gpu-finops")
 
 
+CLUSTER_SCOPED = {
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
+
+
 def test_everything_namespaced_lives_in_the_release_namespace(minimal: list[Obj]) -> None:
     for obj in minimal:
-        if obj["kind"] in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] in CLUSTER_SCOPED:
             continue
         if obj["kind"].endswith("WebhookConfiguration"):
             for webhook in obj["webhooks"]:
@@ -332,6 +343,16 @@ def test_everything_namespaced_lives_in_the_release_namespace(minimal: list[Obj]
         assert obj["metadata"]["namespace"] == "gpu-finops", key(obj)
     for binding in [o for o in minimal if o["kind"].endswith("RoleBinding")]:
         assert binding["subjects"][0]["namespace"] == "gpu-finops"
+
+
+def test_the_least_privilege_policy_names_the_release_service_account(
+    minimal: list[Obj],
+) -> None:
+    policy = _one(minimal, "ValidatingAdmissionPolicy")
+    [condition] = policy["spec"]["matchConditions"]
+    assert condition["expression"] == (
+        'request.userInfo.username == "system:serviceaccount:gpu-finops:finops-operator"'
+    )
 
 
 def test_the_release_namespace_is_exempt_in_the_configuration_and_the_webhooks(
@@ -362,7 +383,7 @@ def test_the_configuration_is_the_values_config_and_valid_for_the_operator(
 
 def test_switches_leave_out_what_they_turn_off(minimal: list[Obj]) -> None:
     kinds = {obj["kind"] for obj in minimal}
-    assert not kinds & {"ServiceMonitor", "PrometheusRule", "PodDisruptionBudget"}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "NetworkPolicy"}
     assert not [o for o in minimal if o["metadata"].get("labels", {}).get("grafana_dashboard")]
 
 
