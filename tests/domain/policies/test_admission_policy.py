@@ -27,11 +27,11 @@ from celpy import celtypes
 from finops_operator.domain.config import Config, LabelRule, Mode, parse_config
 from finops_operator.domain.policies import admission_policy as ap
 from finops_operator.domain.policies.admission import Outcome, Request, validate
-from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.policies.label_check import LabelPolicy, Requester
 from finops_operator.domain.policies.verdict import effective_mode
 from finops_operator.errors import ConfigError
 from tests.domain.policies.workload_corpus import Case, corpus
-from tests.support.reviews import COMPLETE_LABELS, workload
+from tests.support.reviews import ALICE, COMPLETE_LABELS, workload
 
 # The label values the API server accepts (metadata validation, before admission).
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -94,6 +94,7 @@ def evaluate(
     old: Mapping[str, Any] | None,
     namespace_labels: Mapping[str, str],
     operation: str = "CREATE",
+    user: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """The messages of the validations that fail, as the API server would evaluate them."""
     meta = obj["metadata"]
@@ -102,6 +103,7 @@ def evaluate(
         "operation": operation,
         "namespace": meta["namespace"],
         "name": meta.get("name", ""),
+        "userInfo": dict(user or ALICE),
     }
     bound: dict[str, Any] = {
         "object": celpy.json_to_cel(obj),
@@ -152,8 +154,14 @@ CASES = [case for case in corpus(240, seed=23) if _sendable(case) is not None] +
 ]
 
 
-def _request(obj: Mapping[str, Any], old: Mapping[str, Any] | None, operation: str) -> Request:
+def _request(
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    operation: str,
+    user: Mapping[str, Any] | None = None,
+) -> Request:
     meta = obj["metadata"]
+    info = user or ALICE
     return Request(
         uid="u",
         operation=operation,
@@ -164,6 +172,7 @@ def _request(obj: Mapping[str, Any], old: Mapping[str, Any] | None, operation: s
         dry_run=False,
         object=obj,
         old_object=old,
+        user=Requester(info["username"], tuple(info["groups"])),
     )
 
 
@@ -184,11 +193,12 @@ def test_the_policies_decide_as_the_webhook(index: int, operation: str) -> None:
     case = CASES[index]
     obj, old = _sendable(case) or ({}, {})
     previous = old if operation == "UPDATE" else None
-    decision = validate(_request(obj, previous, operation), case.policy, case.namespaces)
+    user = case.user
+    decision = validate(_request(obj, previous, operation, user), case.policy, case.namespaces)
     deny, warn = _policies(case.policy.config.mode)
     labels = case.namespaces.get(obj["metadata"]["namespace"], {})
-    denied = evaluate(deny, obj, previous, labels, operation)
-    warnings = evaluate(warn, obj, previous, labels, operation)
+    denied = evaluate(deny, obj, previous, labels, operation, user)
+    warnings = evaluate(warn, obj, previous, labels, operation, user)
     assert bool(denied) == (decision.outcome is Outcome.DENIED), (decision, denied)
     if denied:
         assert denied == [decision.message]
