@@ -60,6 +60,7 @@ from finops_operator.controllers.admission_policy_controller import (
     AdmissionPolicyController,
 )
 from finops_operator.controllers.audit_writer import AuditWriter
+from finops_operator.controllers.exemption_recorder import ExemptionRecorder
 from finops_operator.controllers.informer_sync import WATCHED, InformerSync, collection_path
 from finops_operator.controllers.leadership import Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
@@ -111,6 +112,7 @@ class OperatorState:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     violating: set[ObjectKey] = field(default_factory=set)
+    exemptions: ExemptionRecorder | None = None  # set by `run`: Events need the API
     inventory: Inventory = field(init=False)
     exposition: InventoryExposition = field(init=False)  # the inventory on /metrics
     sync: InformerSync = field(  # `/readyz`
@@ -290,27 +292,38 @@ def _audit_decider(
             writer.forget(key)
             if published is not None:
                 published.forget(key)
+            if state.exemptions is not None:
+                state.exemptions.forget(key)
             return False
         obj: Mapping[str, Any] = {**body, "kind": kind}
         outcome = audit_workload(obj, state.policy, state.namespaces.get(key[1]))
         state.mark(key, violating=bool(outcome.violations))
+        exempt = (
+            find_exemption(obj, key[1], state.config)
+            if outcome.skip is Skip.EXEMPT_ANNOTATION
+            else None
+        )
         if published is not None:
-            exempt = (
-                find_exemption(obj, key[1], state.config)
-                if outcome.skip is Skip.EXEMPT_ANNOTATION
-                else None
-            )
             published.record(key, workload_result(obj, outcome, exempt))
+        event_due = state.exemptions is not None and state.exemptions.observe(key, obj, exempt)
         if not outcome.changed:  # the writer reads nothing else of an unchanged outcome
-            return writer.settle(key, _NO_REF, outcome, "")
+            return writer.settle(key, _NO_REF, outcome, "") or event_due
         message = event_message(obj, outcome)
-        return writer.settle(key, ObjectRef.of(obj), outcome, message, judged_state(obj))
+        due = writer.settle(key, ObjectRef.of(obj), outcome, message, judged_state(obj))
+        return due or event_due
 
     decide.__name__ = f"audit_{kind.lower()}"
     return decide
 
 
 _NO_REF: Final = ObjectRef("", "", "", "", "")
+
+
+async def _send(state: OperatorState, writer: AuditWriter, key: ObjectKey) -> None:
+    """The audit's due writes of one object: its annotation and Event, an exemption Event."""
+    await writer.write(key)
+    if state.exemptions is not None:
+        await state.exemptions.post(key)
 
 
 def _audit_handler(
@@ -322,7 +335,7 @@ def _audit_handler(
     async def audit(type: str | None, body: Mapping[str, Any], **_: Any) -> None:
         if decide(type, body):
             meta = body.get("metadata") or {}
-            await writer.write((kind, meta.get("namespace") or "", meta.get("name") or ""))
+            await _send(state, writer, (kind, meta.get("namespace") or "", meta.get("name") or ""))
 
     audit.__name__ = f"audit_{kind.lower()}"
     return audit
@@ -401,7 +414,7 @@ def _lean_watch(
             except Exception:
                 logger.exception("Audit of %s %s/%s failed", kind, *key)
                 return
-            step = functools.partial(writer.write, (kind, *key))
+            step = functools.partial(_send, state, writer, (kind, *key))
         entry = order.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
         await in_flight.acquire()
@@ -420,6 +433,10 @@ def _lean_watch(
             writer.forget(key)
             if published is not None:
                 published.forget(key)
+        if state.exemptions is not None:
+            lost = [k for k in state.exemptions.current if k[0] == kind and k[1:] not in listed]
+            for exempt_key in lost:
+                state.exemptions.forget(exempt_key)
 
     watch = ListWatch(
         connection,
@@ -489,6 +506,7 @@ async def serve(
     # The leader's writes: each is sent only if this replica still leads when its turn comes.
     writes = kube.writing_only_while(leading)
     writer = AuditWriter(writes, leading, identity)
+    state.exemptions = ExemptionRecorder(writes, state.metrics, leading, identity)
     # Its own client: a short timeout, and a bounded log (it asks every minute for ever).
     heartbeat = PrometheusClient(state.config.prometheus, timeout=15.0, keep_log=10)
     policies = PolicyController(
@@ -516,7 +534,7 @@ async def serve(
     leadership.on_elected += [policies.catch_up, reports.catch_up, admission_policies.ensure]
     if published is not None:
         leadership.on_elected.append(published.catch_up)
-    leadership.while_leading += [writer.flush]
+    leadership.while_leading += [writer.flush, state.exemptions.flush]
     admission = AdmissionApp(
         state.policy, state.namespaces, state.metrics, state.sync.index_not_loaded
     )

@@ -163,6 +163,10 @@ class MetricsPort(Protocol):
         """A PolicyReport write failed with this HTTP status ("0": unreachable)."""
         ...
 
+    def count_exemption(self, namespace: str, kind: str, delta: int) -> None:
+        """A GPU workload became (+1) or stopped being (-1) exempt by annotation."""
+        ...
+
 
 # Makes a self-signed certificate for the webhook Service of a namespace: (cert, key) in PEM.
 CertificateIssuer = Callable[[str], tuple[bytes, bytes]]
