@@ -29,9 +29,10 @@ from finops_operator.domain.policies import admission_policy as ap
 from finops_operator.domain.policies.admission import Outcome, Request, validate
 from finops_operator.domain.policies.label_check import LabelPolicy, Requester
 from finops_operator.domain.policies.verdict import effective_mode
+from finops_operator.domain.workloads import pod_template
 from finops_operator.errors import ConfigError
 from tests.domain.policies.workload_corpus import Case, corpus
-from tests.support.reviews import ALICE, COMPLETE_LABELS, workload
+from tests.support.reviews import ALICE, CLUSTER_ADMIN, COMPLETE_LABELS, TEAM_A_DEV, workload
 
 # The label values the API server accepts (metadata validation, before admission).
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -149,9 +150,26 @@ def _compliant(kind: str) -> Case:
 
 
 # The random corpus rarely draws five good labels: compliant objects of every kind besides.
-CASES = [case for case in corpus(240, seed=23) if _sendable(case) is not None] + [
-    _compliant(kind) for kind in ("Pod", "Deployment", "CronJob", "Job")
-]
+REASONED = {"finops.resilio.tech/exempt": "true", "finops.resilio.tech/exempt-reason": "burn-in"}
+USERS = (CLUSTER_ADMIN, ALICE, TEAM_A_DEV)
+
+
+def _exempted(case: Case, index: int) -> Case:
+    """The case with a reasoned exemption on the object or its template, and on the old
+    object in half of them (an update that keeps it), written by each user in turn."""
+    obj, old = copy.deepcopy(case.obj), copy.deepcopy(case.old)
+    for target in (obj, old) if index % 2 else (obj,):
+        meta = target["metadata"] if index % 3 else pod_template(target).setdefault("metadata", {})
+        meta.setdefault("annotations", {}).update(REASONED)
+    return Case(obj, old, case.policy, case.namespaces, USERS[index % len(USERS)])
+
+
+SENDABLE = [case for case in corpus(240, seed=23) if _sendable(case) is not None]
+CASES = (
+    SENDABLE
+    + [_compliant(kind) for kind in ("Pod", "Deployment", "CronJob", "Job")]
+    + [_exempted(case, index) for index, case in enumerate(SENDABLE[:72])]
+)
 
 
 def _request(

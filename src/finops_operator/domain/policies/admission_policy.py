@@ -1,7 +1,7 @@
 """The label rules as admission policies the API server enforces itself, without the operator.
 
 From the configuration (required keys and their rules, GPU resource names, exempt
-namespaces, the default mode) this module writes, as plain dicts:
+namespaces, the default mode, who may exempt) this module writes, as plain dicts:
 
 - `finops-cost-labels`, a ValidatingAdmissionPolicy that denies a GPU workload
   whose cost labels are missing or invalid, with the webhook's one-line message
@@ -15,9 +15,11 @@ namespaces, the default mode) this module writes, as plain dicts:
   `finops.resilio.tech/inherited-labels` annotation, when the server serves the API.
 
 The decision is `verdict.judge`'s, step for step, in CEL: the same kinds and
-template paths (`WorkloadKind`), the same GPU test, exemptions, modes (the
-namespace label overrides the configured default), the same leniency for objects
-a workload controller made and for updates that add no violation. Each piece is
+template paths (`WorkloadKind`), the same GPU test, exemptions (with their
+reason, and on `request.userInfo` the authority of whoever adds or changes one,
+`exemption_variables`), modes (the namespace label overrides the configured
+default), the same leniency for objects a workload controller made and for
+updates that add no violation. Each piece is
 a small function below; docs/admission.md ("Admission policies") explains the
 choices, and tests/domain/policies/test_admission_policy.py evaluates the CEL
 against `judge` object by object.
