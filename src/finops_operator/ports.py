@@ -165,6 +165,9 @@ class MetricsPort(Protocol):
 
     def count_violations(self, namespace: str, kind: str, change: int) -> None:
         """The violating workloads of `kind` in `namespace` went up (or down) by `change`."""
+
+    def count_exemption(self, namespace: str, kind: str, delta: int) -> None:
+        """A GPU workload became (+1) or stopped being (-1) exempt by annotation."""
         ...
 
 

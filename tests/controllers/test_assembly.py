@@ -45,7 +45,8 @@ def test_both_modes_catch_up_on_election_and_flush_at_every_round(leader_electio
     kind = Leadership if leader_election else AlwaysLeader
     assert type(built.leadership) is kind
     assert built.leadership.renew_every == 1.0 and built.leadership.duration == 3
-    assert built.leadership.while_leading == [built.writer.flush]
+    assert built.audit.exemptions is not None
+    assert built.leadership.while_leading == [built.writer.flush, built.audit.exemptions.flush]
     assert built.published is not None  # on by default
     assert built.leadership.on_elected == [
         built.policies.catch_up,

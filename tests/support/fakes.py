@@ -344,6 +344,8 @@ class FakeMetrics:
     policy_report_failures: Counter[str] = field(default_factory=Counter)
     violations: Counter[tuple[str, str]] = field(default_factory=Counter)  # namespace, kind
 
+    exemptions: Counter[tuple[str, str]] = field(default_factory=Counter)
+
     def mark_policy_ready(self, namespace: str, name: str, ready: bool) -> None:
         self.ready[(namespace, name)] = ready
 
@@ -367,6 +369,9 @@ class FakeMetrics:
 
     def count_violations(self, namespace: str, kind: str, change: int) -> None:
         self.violations[(namespace, kind)] += change
+
+    def count_exemption(self, namespace: str, kind: str, delta: int) -> None:
+        self.exemptions[(namespace, kind)] += delta
 
 
 def _conforms(

@@ -21,6 +21,7 @@ from typing import Any
 
 from finops_operator.controllers.admission_policy_controller import AdmissionPolicyController
 from finops_operator.controllers.audit_writer import AuditWriter
+from finops_operator.controllers.exemption_recorder import ExemptionRecorder
 from finops_operator.controllers.informer_sync import WATCHED, InformerSync
 from finops_operator.controllers.leadership import AlwaysLeader, Leadership
 from finops_operator.controllers.policy_controller import EventPoster, PolicyController
@@ -141,11 +142,19 @@ def assemble(
             namespace_exists=lambda name: name in namespaces,
             debounce=config.policy_reports.debounce_seconds,
         )
+    exemptions = ExemptionRecorder(kube, metrics, leading, leadership.identity)
     audit = WorkloadAudit(
-        config, state.policy, namespaces, writer, Violations(metrics), published, sync.observe
+        config,
+        state.policy,
+        namespaces,
+        writer,
+        Violations(metrics),
+        published,
+        sync.observe,
+        exemptions,
     )
     leadership.on_elected += [policies.catch_up, reports.catch_up, admission_policies.ensure]
     if published is not None:
         leadership.on_elected.append(published.catch_up)
-    leadership.while_leading.append(writer.flush)
+    leadership.while_leading += [writer.flush, exemptions.flush]
     return Controllers(leadership, writer, audit, policies, reports, admission_policies, published)

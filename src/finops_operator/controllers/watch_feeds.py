@@ -79,7 +79,7 @@ class WorkloadFeed:
             except Exception:
                 logger.exception("Audit of %s %s/%s failed", self.kind, *key)
                 return
-            step = functools.partial(self.audit.writer.write, (self.kind, *key))
+            step = functools.partial(self.audit.send, (self.kind, *key))
         await self.order.submit(key, step)
 
     async def on_relisted(self, listed: set[tuple[str, str]]) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from finops_operator.controllers.audit_writer import AuditWriter, ObjectKey
+from finops_operator.controllers.exemption_recorder import ExemptionRecorder
 from finops_operator.controllers.policy_report_writer import PolicyReportWriter
 from finops_operator.domain.config import Config
 from finops_operator.domain.events import ObjectRef
@@ -69,6 +70,7 @@ class WorkloadAudit:
     violations: Violations
     published: PolicyReportWriter | None = None  # None when `policyReports.api` is off
     observe: Callable[[str, str | None], None] = _no_observer  # readiness: (kind, uid) seen
+    exemptions: ExemptionRecorder | None = None  # an Event and the gauge per exemption
 
     def decide(self, kind: str, type: str | None, body: Mapping[str, Any]) -> bool:
         """The audit of one event, up to its write: True when the writer has a write to send."""
@@ -81,23 +83,31 @@ class WorkloadAudit:
         obj: Mapping[str, Any] = {**body, "kind": kind}
         outcome = audit_workload(obj, self.policy, self.namespaces.get(key[1]))
         self.violations.mark(key, violating=bool(outcome.violations))
+        exempt = (
+            find_exemption(obj, key[1], self.config)
+            if outcome.skip is Skip.EXEMPT_ANNOTATION
+            else None
+        )
         if self.published is not None:
-            exempt = (
-                find_exemption(obj, key[1], self.config)
-                if outcome.skip is Skip.EXEMPT_ANNOTATION
-                else None
-            )
             self.published.record(key, workload_result(obj, outcome, exempt))
+        event_due = self.exemptions is not None and self.exemptions.observe(key, obj, exempt)
         if not outcome.changed:  # the writer reads nothing else of an unchanged outcome
-            return self.writer.settle(key, _NO_REF, outcome, "")
+            return self.writer.settle(key, _NO_REF, outcome, "") or event_due
         message = event_message(obj, outcome)
-        return self.writer.settle(key, ObjectRef.of(obj), outcome, message, judged_state(obj))
+        due = self.writer.settle(key, ObjectRef.of(obj), outcome, message, judged_state(obj))
+        return due or event_due
+
+    async def send(self, key: ObjectKey) -> None:
+        """The due writes of one object: its annotation and Event, an exemption's Event."""
+        await self.writer.write(key)
+        if self.exemptions is not None:
+            await self.exemptions.post(key)
 
     async def audit(self, kind: str, type: str | None, body: Mapping[str, Any]) -> None:
-        """`decide`, then the write if one is due."""
+        """`decide`, then the writes if some are due."""
         if self.decide(kind, type, body):
             meta = body.get("metadata") or {}
-            await self.writer.write((kind, meta.get("namespace") or "", meta.get("name") or ""))
+            await self.send((kind, meta.get("namespace") or "", meta.get("name") or ""))
 
     def forget(self, key: ObjectKey) -> None:
         """The workload is gone: it no longer violates, and nothing is left to write."""
@@ -105,9 +115,15 @@ class WorkloadAudit:
         self.writer.forget(key)
         if self.published is not None:
             self.published.forget(key)
+        if self.exemptions is not None:
+            self.exemptions.forget(key)
 
     def forget_unlisted(self, kind: str, listed: set[tuple[str, str]]) -> None:
         """A new list of `kind` (after 410 Gone): forget the violators it no longer has."""
         for key in self.violations.of_kind(kind):
             if key[1:] not in listed:
                 self.forget(key)
+        if self.exemptions is not None:
+            for key in [k for k in self.exemptions.current if k[0] == kind]:
+                if key[1:] not in listed:
+                    self.exemptions.forget(key)
