@@ -2,8 +2,8 @@
 
 Also the rule that CI never skips for a missing tool: a test marked
 `@pytest.mark.needs_tool("promtool")` (tests/support/tools.py) is skipped where the
-tool is missing and fails under `CI=true`, so a broken install step cannot pass as
-a green run with tests left out.
+tool is missing and fails under `CI=true`, so a broken install step (scripts/bootstrap.sh,
+scripts/build-image.sh) cannot pass as a green run with tests left out.
 """
 
 from __future__ import annotations

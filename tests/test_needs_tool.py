@@ -37,6 +37,18 @@ def test_a_missing_tool_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
         tools.require_tool("chromium")
 
 
+def test_a_missing_file_a_script_fetches_skips_or_fails_the_same_way(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    absent = tmp_path / "crd.yaml"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"crd\.yaml \(a fetch script"):
+        tools.require_file(absent, "a fetch script")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"CI=true: .*crd\.yaml"):
+        tools.require_file(absent, "a fetch script")
+
+
 def test_a_tool_that_is_there_lets_the_test_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(tools.TOOLS, "kubectl", (lambda: "/bin/true", "anything"))
     monkeypatch.setenv("CI", "true")
@@ -68,7 +80,9 @@ def test_the_marker_runs_the_same_check(
 
 
 TOOL_WORDS = re.compile(
-    r"promtool|chromium|kubectl|focus-validator|bootstrap|\bprometheus\b(?![ -]operator)", re.I
+    r"promtool|chromium|kubectl|podman|focus-validator|bootstrap|build-image"
+    r"|\bprometheus\b(?![ -]operator)|\bcrds?\b",
+    re.I,
 )
 
 

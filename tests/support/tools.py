@@ -1,10 +1,12 @@
 """The tools the tests run, where they are found, and the one way a test says it needs one.
 
 `@pytest.mark.needs_tool("promtool")` on a test, a class or a module
-(`pytestmark`), or `require_tool("prometheus")` inside a fixture: where the tool
+(`pytestmark`), or `require_tool("prometheus")` inside a fixture (`require_file`
+for a file a script fetches, such as the upstream CRDs): where the tool
 is missing the test is skipped, and under `CI=true` it fails, whatever anyone
 would have written as a skip's reason. The tools are those `scripts/bootstrap.sh`
-installs (Debian's prometheus and chromium, the focus-validator) and kubectl, so
+installs (Debian's prometheus and chromium, the focus-validator), podman
+(scripts/build-image.sh) and kubectl, so
 a broken install step never passes as a green run with tests left out.
 tests/conftest.py applies the marker.
 """
@@ -45,6 +47,7 @@ TOOLS: Final[Mapping[str, tuple[Callable[[], str | None], str]]] = {
         "scripts/focus-validator.sh, run by scripts/bootstrap.sh",
     ),
     "kubectl": (_kubectl, "on $PATH, or scripts/build-controlplane.sh"),
+    "podman": (lambda: shutil.which("podman"), "scripts/build-image.sh installs it"),
 }
 
 needs_tool = pytest.mark.needs_tool
@@ -58,15 +61,20 @@ def tool_path(name: str) -> str | None:
     return find()
 
 
-def _missing(names: tuple[str, ...]) -> NoReturn:
-    said = "; ".join(f"{name} ({TOOLS[name][1]})" for name in names)
+def _missing(said: str) -> NoReturn:
     if os.environ.get("CI"):
-        pytest.fail(f"CI=true: a tool the tests need is missing: {said}", pytrace=False)
+        pytest.fail(f"CI=true: something the tests need is missing: {said}", pytrace=False)
     pytest.skip(f"needs {said}")
 
 
 def require_tool(*names: str) -> None:
     """Skip (fail under CI=true) unless every tool in `names` is there."""
-    missing = tuple(name for name in names if tool_path(name) is None)
+    missing = [name for name in names if tool_path(name) is None]
     if missing:
-        _missing(missing)
+        _missing("; ".join(f"{name} ({TOOLS[name][1]})" for name in missing))
+
+
+def require_file(path: Path, provided_by: str) -> None:
+    """Skip (fail under CI=true) unless `path` is there; `provided_by` says what puts it there."""
+    if not path.is_file():
+        _missing(f"{path} ({provided_by})")
