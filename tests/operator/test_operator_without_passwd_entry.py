@@ -23,7 +23,7 @@ import pytest
 from finops_operator.adapters.certificates import write_self_signed
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
-from finops_operator.operator import OperatorState, serve
+from finops_operator.operator import OperatorState, RunOptions, serve
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.operator_process import free_port
 
@@ -78,12 +78,14 @@ async def test_run_starts_and_stops_for_a_uid_without_passwd_entry(
                 config=Config.model_validate({"prometheus": {"url": "http://127.0.0.1:1"}}),
                 namespace="finops-system",
             ),
-            webhook_host="127.0.0.1",
-            webhook_port=free_port(),
-            webhook_cert=str(cert),
-            webhook_key=str(key),
-            metrics_port=free_port(),
-            leader_election=False,
+            RunOptions(
+                webhook_host="127.0.0.1",
+                webhook_port=free_port(),
+                webhook_cert=str(cert),
+                webhook_key=str(key),
+                metrics_port=free_port(),
+                leader_election=False,
+            ),
             stop_flag=stop,
         ),
         timeout=120,
