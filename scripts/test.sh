@@ -11,6 +11,9 @@ scripts/build-controlplane.sh >/dev/null
 scripts/build-node.sh >/dev/null
 # The Prometheus Operator of tests/e2e/test_monitoring_stack.py, from its Go module: cached too.
 scripts/build-prometheus-operator.sh >/dev/null
+# The operator's image, run by tests/install/test_image.py (and the e2e node): podman, cached.
+FINOPS_OPERATOR_IMAGE=$(scripts/build-image.sh)
+export FINOPS_OPERATOR_IMAGE
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy

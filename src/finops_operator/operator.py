@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import kopf
+from kopf._core.engines.peering import Identity  # kopf.operator's type; kopf exports none
 
 from finops_operator.adapters.certificate_reloader import (
     ServingCertificate,
@@ -568,6 +569,9 @@ async def serve(
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,
+            # Ours, not kopf's default: that asks getpass.getuser(), which raises KeyError
+            # for a uid without a passwd entry, as every pod runs (runAsUser: 65532).
+            identity=Identity(identity),
         )
     finally:
         for task in background:

@@ -7,6 +7,7 @@ The operator never loads the simulator, the dev cluster or the demo: `run` impor
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 from typing import Final
@@ -62,6 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from finops_devtools import demo
-
+    try:
+        from finops_devtools import demo
+    except ModuleNotFoundError as err:
+        # The image ships the operator alone (Dockerfile): the demo needs a source checkout.
+        if err.name is None or err.name.split(".")[0] != "finops_devtools":
+            raise
+        print(
+            "error: the demo is not part of this installation (the image holds the operator "
+            "only); run it from a source checkout: pip install -e '.[demo]'",
+            file=sys.stderr,
+        )
+        return 2
     return demo.run(args)
