@@ -326,7 +326,7 @@ EOF
       node_ids
       mkdir -p "$node_dir/pki"
       node_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
-      extra_flags="$extra_flags --enable-aggregator-routing=true"
+      extra_flags="$extra_flags --enable-aggregator-routing=true --kubelet-preferred-address-types InternalIP"
       extra_flags="$extra_flags --kubelet-client-certificate $node_dir/pki/apiserver-kubelet-client.crt"
       extra_flags="$extra_flags --kubelet-client-key $node_dir/pki/apiserver-kubelet-client.key"
     fi

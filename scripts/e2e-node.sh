@@ -309,7 +309,9 @@ EOF
   # The kubelet registers with the not-ready taint; only the node lifecycle
   # controller, which is off here (it would evict the tests' fake nodes' pods),
   # takes it away once the node is Ready.
-  "${k[@]}" taint node "$NODE_NAME" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
+  if "${k[@]}" taint node "$NODE_NAME" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1; then
+    log "removed the node's registration taint node.kubernetes.io/not-ready:NoSchedule"
+  fi
 }
 
 node_scheduler_up() {
@@ -321,6 +323,11 @@ node_scheduler_up() {
     --bind-address 127.0.0.1 --secure-port "$(free_port)" --leader-elect=false --profiling=false
 }
 
+# Host folders the kubelet and the CNI plugins create whatever they are told (the
+# kubelet's device-plugin socket folder is fixed): those missing before `up` are
+# removed by `down` when they are empty again.
+HOST_DIRS="/var/lib/kubelet /var/lib/kubelet/device-plugins /var/lib/cni /var/lib/cni/results /var/log/containers"
+
 node_up() {
   node_ids
   [ "$(id -u)" -eq 0 ] || die "E2E_OPERATOR_AS=pod runs a kubelet and containerd: it needs root"
@@ -331,6 +338,10 @@ node_up() {
   node_cert kubelet "system:node:$NODE_NAME" system:nodes
   node_cert kube-scheduler system:kube-scheduler
   save_sysctls
+  if [ ! -f "$state/node-host-dirs" ]; then
+    local d
+    for d in $HOST_DIRS; do [ -e "$d" ] || echo "$d"; done >"$state/node-host-dirs"
+  fi
   node_network_up
   node_cgroups_up
   node_containerd_up
@@ -404,14 +415,20 @@ node_down() {
   fi
   ip link del "$bridge" 2>/dev/null || true
   rm -f /var/lib/cni/results/"$cni_network"-* 2>/dev/null || true
-  rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
   # The kubelet's links to the pods' logs (made whatever podLogsDir says).
   local link
   for link in /var/log/containers/*.log; do
     [ -L "$link" ] || continue
     case $(readlink "$link") in "$node_dir"/*) rm -f "$link" ;; esac
   done
-  rmdir /var/log/containers 2>/dev/null || true
+  if [ -f "$state/node-host-dirs" ]; then
+    # The kubelet's own files in the device-plugin folder it made.
+    if grep -qx /var/lib/kubelet/device-plugins "$state/node-host-dirs"; then
+      rm -f /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint
+    fi
+    sort -r "$state/node-host-dirs" | while read -r d; do rmdir "$d" 2>/dev/null || true; done
+    rm -f "$state/node-host-dirs"
+  fi
   restore_sysctls
   log "node $NODE_NAME down: host changes undone"
 }
