@@ -355,7 +355,6 @@ def test_a_rolling_update_fails_no_admission(pod_cluster: Cluster) -> None:
     new = {p["metadata"]["name"] for p in wait_two_ready(c)}
     assert not new & old, (old, new)
     assert len(stream.results) >= 20, f"only {len(stream.results)} requests during the rollout"
-    print(f"{len(stream.results)} requests during the rollout")
     assert stream.failures() == [], stream.failures()[:5]
 
 
