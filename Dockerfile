@@ -48,10 +48,12 @@ RUN python -m venv --without-pip /opt/venv \
         --no-deps --require-hashes --only-binary=:all: -r requirements.lock
 
 # The project itself, as a wheel, built in a throwaway environment with the build
-# backend pinned (a Debian python refuses installs into its own, PEP 668).
-COPY pyproject.toml README.md ./
+# backend pinned (a Debian python refuses installs into its own, PEP 668). README.md
+# is only the wheel's long description: an empty one, so a docs edit rebuilds nothing.
+COPY pyproject.toml ./
 COPY src/finops_operator ./src/finops_operator
-RUN python -m venv /build/backend \
+RUN touch README.md \
+ && python -m venv /build/backend \
  && /build/backend/bin/pip install --no-deps setuptools==80.9.0 wheel==0.45.1 \
  && /build/backend/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
  && pip --python /opt/venv/bin/python install --no-deps /wheels/finops_operator-*.whl

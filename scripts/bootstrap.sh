@@ -44,6 +44,10 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The upstream CRDs the tests validate against (PrometheusRule, ServiceMonitor,
+# PolicyReport, OpenReports), from their Go modules at pinned versions, into .cache/.
+scripts/fetch-upstream-crds.sh >/dev/null
+
 # The FinOps Foundation's focus-validator, in its own virtualenv (.venv-focus), for
 # the FOCUS export's conformance test.
 scripts/focus-validator.sh

@@ -55,6 +55,14 @@ if podman image exists "$name"; then
   echo "$name"
   exit 0
 fi
+# One build at a time (worktrees share .cache): a second run waits, then finds it.
+mkdir -p "$repo/.cache/image-base"
+exec 9>"$repo/.cache/image-base.lock"
+flock 9
+if podman image exists "$name"; then
+  echo "$name"
+  exit 0
+fi
 if [ -f "$out/rootfs.tar" ]; then
   echo "build-image-base: importing the cached $out/rootfs.tar" >&2
 else
@@ -65,7 +73,6 @@ else
   fi
   echo "build-image-base: debootstrap $suite from $mirror (about a minute)" >&2
   start=$(date +%s)
-  mkdir -p "$repo/.cache/image-base"
   tmp=$(mktemp -d "$repo/.cache/image-base/build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   root=$tmp/root

@@ -2,7 +2,7 @@
 # Builds the operator's image from the Dockerfile with podman and prints its name:
 #   localhost/finops-operator:<version>-<hash>
 # <hash> covers what goes into the image (Dockerfile, .dockerignore, requirements.lock,
-# pyproject.toml, README.md, src/finops_operator/, this script) and the base image's
+# pyproject.toml, src/finops_operator/, this script) and the base image's
 # id: the build runs only when no image of that name exists yet (podman's layer cache
 # then keeps a rebuild after a source change to the last layers).
 #
@@ -27,21 +27,27 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$repo/scripts/containers.conf}
 default_base=docker.io/library/python:3.11-slim-bookworm
 base=${BASE:-$default_base}
 
+# Debian's packages, installed as root (waiting for another apt/dpkg to finish), else
+# a message saying which.
+install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "build-image: please install $* (sudo apt-get install $*)" >&2
+    case " $* " in *" debootstrap "*)
+      echo "build-image: (debootstrap makes a base; or give BASE=<a Python 3.11 Debian image>)" >&2
+      ;;
+    esac
+    exit 1
+  fi
+  echo "build-image: installing Debian's $*" >&2
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "$@" >/dev/null
+}
 missing=()
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 [ "$base" != local ] || command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "build-image: installing Debian's ${missing[*]}" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-  else
-    echo "build-image: please install ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-fi
+[ ${#missing[@]} -eq 0 ] || install "${missing[@]}"
 
 if [ "$base" = local ]; then
   base=$(scripts/build-image-base.sh)
@@ -51,17 +57,9 @@ elif ! podman image exists "$base"; then
       echo "build-image: cannot pull BASE=$base: $pulled" >&2
       exit 1
     fi
-    echo "build-image: cannot pull $base (${pulled##*$'\n'}): building on Debian packages instead" >&2
-    command -v debootstrap >/dev/null 2>&1 || {
-      if [ "$(id -u)" -eq 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-          debootstrap >/dev/null
-      else
-        echo "build-image: please install debootstrap (sudo apt-get install debootstrap)," \
-          "or give BASE=<a Python 3.11 Debian image you have>" >&2
-        exit 1
-      fi
-    }
+    echo "build-image: cannot pull $base (${pulled##*$'\n'});" \
+      "using a base made from Debian packages (scripts/build-image-base.sh)" >&2
+    command -v debootstrap >/dev/null 2>&1 || install debootstrap
     base=$(scripts/build-image-base.sh)
   fi
 fi
@@ -70,14 +68,21 @@ base_id=$(podman image inspect --format '{{.Id}}' "$base")
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n1)
 hash=$(
   {
-    sha256sum Dockerfile .dockerignore requirements.lock pyproject.toml README.md \
-      scripts/build-image.sh
+    sha256sum Dockerfile .dockerignore requirements.lock pyproject.toml scripts/build-image.sh
     find src/finops_operator -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 |
       LC_ALL=C sort -z | xargs -0 sha256sum
     echo "$base_id"
   } | sha256sum | cut -c1-12
 )
 name=localhost/finops-operator:$version-$hash
+if podman image exists "$name"; then
+  echo "$name"
+  exit 0
+fi
+# One build at a time (worktrees share .cache): a second run waits, then finds it.
+mkdir -p .cache/image
+exec 9>.cache/image/lock
+flock 9
 if podman image exists "$name"; then
   echo "$name"
   exit 0
@@ -94,7 +99,6 @@ for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST PIP_DEFAULT_TIMEOU
     args+=(--build-arg "$var=${!var}")
   fi
 done
-mkdir -p .cache/image
 log=.cache/image/build.log
 echo "build-image: building $name on $base" >&2
 start=$(date +%s)

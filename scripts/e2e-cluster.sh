@@ -15,7 +15,7 @@
 # `up` starts etcd (embedded), kube-apiserver and kube-controller-manager, all on
 # 127.0.0.1, built by scripts/build-controlplane.sh from k8s.io/kubernetes. It
 # writes DIR/kubeconfig (cluster-admin), installs the Prometheus Operator CRDs
-# (../shared/crds next to the repository, else /work/shared/crds, or $E2E_PROM_CRDS)
+# (from its Go module, by scripts/fetch-upstream-crds.sh, or $E2E_PROM_CRDS)
 # and `kubectl apply -k` the project's manifests through tests/e2e/overlay (the
 # operator is a local process, not a pod: the webhooks call it on 127.0.0.1). It then asks the TokenRequest API for a
 # token of the manifests' own ServiceAccount finops-system/finops-operator, writes
@@ -356,10 +356,7 @@ EOF
 
   # The Prometheus Operator CRDs the manifests use (ServiceMonitor, PrometheusRule).
   local crds=${E2E_PROM_CRDS:-}
-  if [ -z "$crds" ]; then
-    crds=$repo/../shared/crds
-    [ -d "$crds" ] || crds=/work/shared/crds
-  fi
+  [ -n "$crds" ] || crds=$("$repo/scripts/fetch-upstream-crds.sh")
   [ -f "$crds/monitoring.coreos.com_prometheusrules.yaml" ] || die "no Prometheus Operator CRDs in $crds"
   "${k[@]}" apply --server-side -f "$crds/monitoring.coreos.com_prometheusrules.yaml" \
     -f "$crds/monitoring.coreos.com_servicemonitors.yaml" >"$logs/install.log"

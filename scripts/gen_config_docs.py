@@ -58,6 +58,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("`reports`", "reports.", cfg.ReportsConfig),
     ("`admissionPolicies`", "admissionPolicies.", cfg.AdmissionPoliciesConfig),
     ("`policyReports`", "policyReports.", cfg.PolicyReportsConfig),
+    ("`exemptions`", "exemptions.", cfg.ExemptionsConfig),
 ]
 
 

@@ -1,5 +1,7 @@
 """Writes the showback dashboards: manifests/dashboards/{leadership,engineering}.yaml.
 
+(And their copies in the Helm chart, charts/finops-operator/files/dashboards/.)
+
 Each dashboard is Grafana dashboard JSON inside a ConfigMap labelled
 `grafana_dashboard: "1"`, which kube-prometheus-stack's Grafana sidecar loads
 (docs/dashboards.md). The PromQL lives here, one function per fragment, so that
@@ -53,6 +55,8 @@ from finops_operator.domain.promql import check_expression, string_literal
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "manifests" / "dashboards"
+# The Helm chart carries copies (tests/install/test_helm_chart.py checks they are equal).
+CHART_COPY = ROOT / "charts" / "finops-operator" / "files" / "dashboards"
 
 NAMESPACE = conventions.OPERATOR_NAMESPACE
 FOLDER = "FinOps"
@@ -981,6 +985,8 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         (args.output / name).write_text(content, encoding="utf-8")
+        if args.output == TARGET and name != "kustomization.yaml":
+            (CHART_COPY / name).write_text(content, encoding="utf-8")
     return 0
 
 

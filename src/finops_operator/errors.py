@@ -80,6 +80,10 @@ class MalformedReviewError(InputError):
         self.uid = uid
 
 
+class UnreadableInputError(InputError):
+    """An input `lint` will not read: not a regular file, or larger than its cap."""
+
+
 class KubeError(ExternalError):
     """The API server refused or could not be reached; `status` is its HTTP code, 0 if none."""
 

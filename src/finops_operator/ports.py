@@ -163,6 +163,13 @@ class MetricsPort(Protocol):
         """A PolicyReport write failed with this HTTP status ("0": unreachable)."""
         ...
 
+    def count_violations(self, namespace: str, kind: str, change: int) -> None:
+        """The violating workloads of `kind` in `namespace` went up (or down) by `change`."""
+
+    def count_exemption(self, namespace: str, kind: str, delta: int) -> None:
+        """A GPU workload became (+1) or stopped being (-1) exempt by annotation."""
+        ...
+
 
 # Makes a self-signed certificate for the webhook Service of a namespace: (cert, key) in PEM.
 CertificateIssuer = Callable[[str], tuple[bytes, bytes]]

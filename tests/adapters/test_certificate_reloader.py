@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from prometheus_client import CollectorRegistry
 
 from finops_devtools.devcluster import free_port
@@ -18,6 +19,7 @@ from finops_operator.adapters.certificate_reloader import (
     file_source,
     keep_reloading,
     secret_source,
+    serving_certificate,
 )
 from finops_operator.adapters.certificates import self_signed
 from finops_operator.adapters.metrics import OperatorMetrics
@@ -186,3 +188,37 @@ async def test_a_failed_ca_update_is_retried_at_the_next_poll() -> None:
         assert calls == [second[0], second[0]]  # once failed, once done, then no more
     finally:
         task.cancel()
+
+
+async def test_without_a_source_a_self_signed_pair_is_served_and_never_reloaded() -> None:
+    serving, reload = await serving_certificate(CollectorRegistry(), 0.01, None)
+    assert reload is None
+    assert serving.certificate.issuer == serving.certificate.subject
+
+
+async def test_the_first_pair_comes_from_first_and_the_reloads_from_read() -> None:
+    made, later = self_signed(), self_signed()
+    made_serial, later_serial = (
+        x509.load_pem_x509_certificate(p[0]).serial_number for p in (made, later)
+    )
+    reads: list[str] = []
+
+    async def first() -> TlsPair:
+        reads.append("first")
+        return TlsPair(made[0], made[1], made[0])
+
+    async def read() -> TlsPair:
+        reads.append("read")
+        return TlsPair(later[0], later[1], later[0])
+
+    serving, reload = await serving_certificate(CollectorRegistry(), 0.01, read, first)
+    assert reload is not None and serving.serial == made_serial and reads == ["first"]
+    task = asyncio.create_task(reload)
+    try:
+        for _ in range(200):
+            if serving.serial == later_serial:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert serving.serial == later_serial

@@ -8,6 +8,7 @@ import weakref
 from finops_operator.adapters.memory import (
     YOUNG_GENERATION_THRESHOLD,
     pace_garbage_collector,
+    release_after_sync,
     release_free_memory,
     resident_megabytes,
 )
@@ -52,3 +53,17 @@ def test_the_collector_leaves_a_page_of_fresh_objects_alone_and_still_collects_c
         assert len(alive) > YOUNG_GENERATION_THRESHOLD
     finally:
         gc.set_threshold(*threshold)
+
+
+async def test_free_pages_go_back_once_after_the_sync_not_before() -> None:
+    synced = False
+    checks = 0
+
+    def ready() -> bool:
+        nonlocal checks, synced
+        checks += 1
+        synced = synced or checks == 3
+        return synced
+
+    assert await release_after_sync(ready, settle_seconds=0, check_seconds=0) is True
+    assert checks == 3

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
+import yaml
 
+from finops_operator.cli import lint
 from finops_operator.cli.lint import (
+    MAX_EXPANDED_NODES,
     LintResult,
     expand_paths,
+    expanded_nodes,
     format_json,
     format_text,
     lint_paths,
@@ -272,3 +277,71 @@ def test_lint_counts_non_gpu_and_exempt_workloads_but_not_other_objects() -> Non
     )
     result = lint_text(text)
     assert (result.checked, result.findings) == (2, [])
+
+
+def bomb(levels: int, width: int = 10) -> str:
+    """A "billion laughs": each level an anchored list of `width` aliases of the last."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_expanded_nodes_counts_each_alias_as_the_whole_node_it_stands_for() -> None:
+    node = yaml.compose("a: &x [1, 2]\nb: [*x, *x]\n")
+    # the mapping, keys a and b, x (a list of 2), b's list holding x twice
+    assert expanded_nodes(node) == 1 + 2 + 3 + (1 + 3 + 3)
+
+
+def test_expanded_nodes_stops_counting_past_the_limit() -> None:
+    assert expanded_nodes(yaml.compose(bomb(9)), limit=1000) == 1001
+
+
+def test_an_alias_bomb_is_named_and_not_built_and_other_documents_are_read() -> None:
+    text = GPU_POD % "before" + "---\n" + bomb(9) + "---\n" + GPU_POD % "after"
+    objects, errors = parse_documents(text, "bomb.yaml")
+    assert [o["metadata"]["name"] for o in objects] == ["before", "after"]
+    assert errors == [
+        f"bomb.yaml: document 2: its aliases expand to more than {MAX_EXPANDED_NODES:,} "
+        "nodes (a YAML alias bomb?); not read"
+    ]
+
+
+def test_ordinary_anchors_and_aliases_still_work() -> None:
+    text = "x-labels: &labels {app: a}\n" + (GPU_POD % "p").replace(
+        "namespace: ml}", "namespace: ml, labels: *labels}"
+    )
+    objects, errors = parse_documents(text, "f.yaml")
+    assert errors == [] and objects[0]["metadata"]["labels"] == {"app": "a"}
+
+
+def test_a_device_is_named_and_never_read() -> None:
+    result = lint_paths(["/dev/zero"], POLICY)
+    assert result.errors == [
+        "/dev/zero: not read: not a regular file (a FIFO, socket or device is never read)"
+    ]
+    assert result.exit_code == 2
+
+
+def test_a_fifo_is_named_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    result = lint_paths([str(fifo)], POLICY)  # would block forever if it were opened plainly
+    assert result.errors == [
+        f"{fifo}: not read: not a regular file (a FIFO, socket or device is never read)"
+    ]
+
+
+def test_an_input_over_the_size_cap_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lint, "MAX_INPUT_BYTES", 100)
+    big = tmp_path / "big.yaml"
+    big.write_text(GPU_POD % ("x" * 100))
+    small = tmp_path / "small.yaml"
+    small.write_text("kind: ConfigMap\n")
+    result = lint_paths([str(big), str(small), "-"], POLICY, io.StringIO("y" * 101))
+    assert result.errors == [
+        f"{big}: not read: larger than 100 bytes, the limit of one input",
+        "<stdin>: not read: larger than 100 bytes, the limit of one input",
+    ]

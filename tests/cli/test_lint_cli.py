@@ -208,3 +208,62 @@ def test_a_hostile_gpu_quantity_never_gives_a_traceback(quantity: str, code: int
     assert "Traceback" not in done.stderr
     if code == 2:
         assert "<stdin>: cannot parse YAML" in done.stderr
+
+
+def test_hostile_inputs_exit_2_naming_each_never_a_traceback(tmp_path: Path) -> None:
+    """Once: /dev/zero gave a MemoryError traceback with exit 1 ("violations"), and a
+    FIFO hung; an alias bomb exhausts memory wherever something walks it."""
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    levels = ["l0: &l0 [a, a, a, a, a, a, a, a, a, a]"]
+    levels += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels) + "\n")
+    done = lint("/dev/zero", str(fifo), str(bomb), str(DATA / "clean"))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "error: /dev/zero: not read: not a regular file" in done.stderr
+    assert f"error: {fifo}: not read: not a regular file" in done.stderr
+    assert f"error: {bomb}: document 1: its aliases expand to more than" in done.stderr
+    assert "3 input error(s)" in done.stdout
+
+
+# --- issue 19, item 4: the operator's ConfigMap checked in CI, before a typo reaches a restart
+
+
+def test_config_alone_checks_the_installed_configmap_as_shipped() -> None:
+    done = lint("--config", "manifests/base/config.yaml")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "manifests/base/config.yaml: a valid configuration (mode audit)\n"
+
+
+def test_a_typo_in_the_configmap_exits_2_naming_the_key(tmp_path: Path) -> None:
+    shipped = (ROOT / "manifests" / "base" / "config.yaml").read_text()
+    assert "    mode: audit\n" in shipped
+    typo = tmp_path / "config.yaml"
+    typo.write_text(shipped.replace("    mode: audit\n", "    mode: enforced\n"))
+    done = lint("--config", str(typo))
+    assert done.returncode == 2
+    assert f"error: {typo}: invalid configuration:" in done.stderr
+    assert "mode: Input should be 'enforce', 'audit' or 'off'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("kind: ConfigMap\napiVersion: v1\ndata: {}\n", "without a 'config.yaml' key"),
+        ("kind: ConfigMap\ndata:\n  config.yaml: 'mode: [\n'\n", "data.config.yaml is not valid"),
+    ],
+)
+def test_a_configmap_without_a_usable_config_exits_2(text: str, named: str, tmp_path: Path) -> None:
+    config = tmp_path / "cm.yaml"
+    config.write_text(text)
+    done = lint("--config", str(config))
+    assert done.returncode == 2 and named in done.stderr, done.stderr
+
+
+def test_no_path_and_no_config_exits_2_saying_what_to_give() -> None:
+    done = lint()
+    assert done.returncode == 2
+    assert "nothing to check" in done.stderr

@@ -108,3 +108,39 @@ async def test_each_kind_is_listed_in_pages_following_continue_tokens() -> None:
     sync.observe("Namespace", "uid-b")
     await asyncio.wait_for(task, 1)
     assert sync.synced
+
+
+async def test_the_namespace_index_gate_opens_once_every_listed_namespace_is_indexed() -> None:
+    kube = seeded(["a", "b"], ("p",))
+    sync = InformerSync(relist_seconds=5, check_seconds=0.01)
+    assert "first list of Namespace" in (sync.index_not_loaded() or "")
+    task = asyncio.create_task(sync.run(kube))
+    await asyncio.sleep(0.03)
+    sync.observe("Namespace", "uid-a")
+    assert "1 listed Namespace" in (sync.index_not_loaded() or "")
+    sync.observe("Namespace", "uid-b")
+    # Open for admission although the Pod list (readiness) is not through yet.
+    assert sync.index_not_loaded() is None
+    assert sync.not_ready() is not None
+    sync.observe("Pod", "uid-p")
+    await asyncio.wait_for(task, 1)
+    assert sync.index_not_loaded() is None
+
+
+async def test_the_gate_stays_closed_while_the_api_cannot_be_listed() -> None:
+    kube = seeded(["a"])
+    kube.outage = True
+    sync = InformerSync(relist_seconds=0.05, check_seconds=0.01)
+    task = asyncio.create_task(sync.run(kube))
+    await asyncio.sleep(0.05)
+    assert sync.index_not_loaded() is not None
+    kube.outage = False
+    sync.observe("Namespace", "uid-a")
+    await asyncio.wait_for(task, 1)
+    assert sync.index_not_loaded() is None
+
+
+def test_a_kind_that_is_not_watched_never_closes_the_gate() -> None:
+    sync = InformerSync(watched={"Namespace": ("", "namespaces")})
+    assert sync.index_not_loaded("Pod") is None
+    assert sync.index_not_loaded("Namespace") is not None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from finops_operator.controllers.leadership import LEASES, Leadership
+from finops_operator.controllers.leadership import LEASES, AlwaysLeader, Leadership
 from finops_operator.domain.lease import LEASE_NAME, lease_decision
 from tests.support.fakes import FakeKube
 
@@ -445,3 +445,44 @@ async def test_in_its_own_thread_the_lease_is_renewed_while_the_main_loop_is_blo
     assert all(leader_while_blocked), leader_while_blocked
     assert renewals_during >= 5
     assert callback_threads and set(callback_threads) == {threading.main_thread().name}
+
+
+async def test_always_leader_leads_from_the_start_and_never_touches_a_lease() -> None:
+    kube = FakeKube()
+    leadership = AlwaysLeader(kube, "a", "finops-system", duration=1)
+    assert leadership.is_leader
+    assert await leadership.attempt(NOW)
+    assert leadership.is_leader and kube.calls == []
+
+
+async def test_always_leader_catches_up_once_and_retries_every_round() -> None:
+    """`--no-leader-election`: the flush retries failed writes there too (issue 20)."""
+    kube = FakeKube()
+    calls: list[str] = []
+    changes: list[int] = []
+
+    async def elected() -> None:
+        calls.append("elected")
+
+    async def flush() -> None:
+        calls.append("flush")
+
+    def on_change(value: int) -> None:
+        changes.append(value)
+        if len(changes) == 3:
+            raise Stop
+
+    leadership = AlwaysLeader(
+        kube,
+        "a",
+        "finops-system",
+        renew_every=0.01,
+        on_elected=[elected],
+        while_leading=[flush],
+        on_change=on_change,
+    )
+    with pytest.raises(Stop):
+        await leadership.run_forever()
+    assert changes == [1, 1, 1]
+    assert calls == ["elected", "flush", "flush"]
+    assert kube.calls == []

@@ -13,6 +13,7 @@ from finops_operator.controllers.policy_controller import (
     RULES,
     PolicyController,
     PolicyKey,
+    event_poster,
 )
 from finops_operator.domain.config import Config, parse_config
 from finops_operator.domain.rules.policy_reconciler import HEARTBEAT_QUERY, plan_policy
@@ -406,3 +407,64 @@ async def test_the_configured_rule_labels_are_named_in_the_message() -> None:
     assert "release=prom" in evaluating(world)["message"]
     stored = world.kube.stored(RULES, NAMESPACE, "finops-recording-rules")
     assert stored is not None and stored["metadata"]["labels"]["release"] == "prom"
+
+
+# --- the watch events kopf hands over ----------------------------------------------------
+
+
+async def test_a_policy_event_reconciles_and_a_delete_removes_its_rule_and_series() -> None:
+    world = World()
+    await world.controller.on_policy_event("ADDED", world.body)
+    assert world.rule() is not None and world.metrics.ready == {KEY: True}
+    await world.controller.on_policy_event("DELETED", world.body)
+    assert world.rule() is None
+    assert KEY not in world.controller.policies and world.metrics.ready == {}
+
+
+async def test_a_standby_forgets_a_deleted_policy_without_touching_its_rule() -> None:
+    world = World()
+    await world.controller.reconcile(KEY)
+    world.leading = False
+    await world.controller.on_policy_event("DELETED", world.body)
+    assert world.rule() is not None and KEY not in world.controller.policies
+
+
+async def test_a_rule_that_cannot_be_deleted_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world = World()
+    await world.controller.reconcile(KEY)
+    world.kube.fail_next(500)
+    await world.controller.on_policy_event("DELETED", world.body)
+    assert "Cannot delete the rule of a deleted CostPolicy" in caplog.text
+
+
+async def test_an_edited_or_deleted_rule_event_puts_the_rule_of_its_policy_back() -> None:
+    world = World()
+    await world.controller.reconcile(KEY)
+    rule = world.rule()
+    assert rule is not None
+    await world.kube.delete(*RULES, "team-a", RULE_NAME)
+    await world.controller.on_rule_event("DELETED", rule)
+    assert world.rule() is not None
+    recording = recording_rules_prometheus_rule(NAMESPACE)
+    await world.controller.on_rule_event("DELETED", recording)
+    assert world.kube.stored(RULES, NAMESPACE, recording["metadata"]["name"]) is not None
+
+
+async def test_the_event_poster_posts_as_its_reporter_and_logs_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = FakeKube()
+    post = event_poster(kube, "replica-1")
+    await post(policy(), "Warning", "Invalid", "bad selector")
+    [event] = kube.events
+    assert (event["type"], event["reason"], event["message"]) == (
+        "Warning",
+        "Invalid",
+        "bad selector",
+    )
+    assert event["involvedObject"]["name"] == "p"
+    kube.fail_next(500)
+    await post(policy(), "Normal", "Fixed", "ok")
+    assert len(kube.events) == 1 and "Cannot post an Event about CostPolicy p" in caplog.text

@@ -73,6 +73,11 @@ NAMESPACES = {
     "e2e-ap-off": {MODE: "off"},
     "e2e-ap-inherit": {MODE: "enforce", **INHERITED},
 }
+EXEMPT = "finops.resilio.tech/exempt"
+EXEMPT_REASON = "finops.resilio.tech/exempt-reason"
+HONOURED = "is exempt from the cost label check"
+# A namespace admin's ServiceAccount, the attacker of issue 19 (it may not exempt).
+DEV = "system:serviceaccount:e2e-ap-enforce:dev"
 LABEL_KEY = re.compile(r"(?:missing|invalid) ([a-z0-9.-]+/[A-Za-z0-9_.-]*[A-Za-z0-9])")
 BAD = {
     TEAM: "ML_Research",
@@ -88,7 +93,7 @@ import json, sys
 import jsonpatch
 from finops_operator.adapters.config_file import load_config
 from finops_operator.domain.policies.admission import Request, mutate, validate
-from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.policies.label_check import LabelPolicy, Requester
 from finops_operator.domain.workloads import pod_labels
 
 policy = LabelPolicy(load_config(sys.argv[1]))
@@ -97,7 +102,8 @@ for item in json.load(sys.stdin):
     ns, labels = item["namespace"], {item["namespace"]: item["labels"]}
     def request(obj):
         meta = obj["metadata"]
-        return Request("u", "CREATE", obj["kind"], ns, meta["name"], "", True, obj, None)
+        admin = Requester("admin", ("system:masters", "system:authenticated"))  # kubectl's user
+        return Request("u", "CREATE", obj["kind"], ns, meta["name"], "", True, obj, None, admin)
     obj = item["object"]
     patch = mutate(request(obj), policy, labels).patch
     admitted = jsonpatch.apply_patch(obj, patch) if patch else obj
@@ -154,9 +160,12 @@ def _generated(draw: st.DrawFn) -> dict[str, Any]:
     gpus = draw(st.sampled_from([1, 1, 2, 0]))
     namespace = draw(st.sampled_from(sorted(NAMESPACES)))
     obj = gpu_workload(kind, "gen", namespace, labels, gpus=gpus, resource=resource)
-    exempt = draw(st.sampled_from([None, None, None, None, "true", "yes"]))
+    exempt = draw(st.sampled_from([None, None, None, None, "true", "true", "yes"]))
     if exempt is not None:
-        obj["metadata"].setdefault("annotations", {})["finops.resilio.tech/exempt"] = exempt
+        annotations = obj["metadata"].setdefault("annotations", {})
+        annotations[EXEMPT] = exempt
+        if draw(st.booleans()):
+            annotations[EXEMPT_REASON] = "burn-in (FIN-3301)"
     return obj
 
 
@@ -357,6 +366,8 @@ def check_agreement(cluster: Cluster, state: dict[str, Any], setup: str) -> None
             continue
         decisions.add(seen.decision)
         outcome = {"denied": "denied", "warned": "warned"}.get(expected["outcome"], "allowed")
+        if HONOURED in expected["text"]:  # an honoured exemption is answered with a warning
+            outcome = "warned"
         named = frozenset(LABEL_KEY.findall(expected["text"]))
         flagged = state["lint"].get(item.key, set())
         before = _template_labels(item.obj)
@@ -376,12 +387,63 @@ def check_agreement(cluster: Cluster, state: dict[str, Any], setup: str) -> None
             problems.append(f"{where}: labels {seen.labels}, inherited {inherited}")
         mode = namespace_labels(cluster, item.key[1]).get(MODE, "audit")
         governed = mode in ("enforce", "audit") and item.key[1] != "kube-system"
-        exempt = (item.obj["metadata"].get("annotations") or {}).get("finops.resilio.tech/exempt")
+        exempt = HONOURED in expected["text"]  # on the object or its template
         lint_flags = bool(flagged - set(inherited))
-        if governed and exempt != "true" and lint_flags != (outcome != "allowed"):
+        if governed and not exempt and lint_flags != (outcome != "allowed"):
             problems.append(f"{where}: lint flags {sorted(flagged)}, admission {outcome}")
     assert not problems, "\n".join(problems)
     assert decisions == {"allowed", "warned", "denied"}, decisions
+    check_exemption_authority(cluster, setup)
+
+
+def namespace_admin(cluster: Cluster) -> str:
+    """The ServiceAccount `dev` of e2e-ap-enforce, bound to the `admin` ClusterRole there."""
+    cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "dev", "namespace": "e2e-ap-enforce"},
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "dev-admin", "namespace": "e2e-ap-enforce"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "admin",
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": "dev", "namespace": "e2e-ap-enforce"}
+                ],
+            },
+        ]
+    )
+    return DEV
+
+
+def check_exemption_authority(cluster: Cluster, setup: str) -> None:
+    """Issue 19: a namespace admin's self-exemption of an untagged 8-GPU Pod is refused on
+    the real API server (as their ServiceAccount, impersonated); a cluster admin's, with a
+    reason, is admitted with a warning; without a reason it is refused too."""
+    pod = gpu_workload("Pod", "self-exempt", "e2e-ap-enforce", gpus=8)
+    pod["metadata"]["annotations"] = {EXEMPT: "true", EXEMPT_REASON: "mine (no ticket)"}
+    manifest = yaml.safe_dump(pod)
+    dry_run = ("apply", "-f", "-", "--dry-run=server")
+    user = namespace_admin(cluster)
+    as_dev = cluster.kubectl(*dry_run, f"--as={user}", input=manifest, check=False)
+    assert as_dev.returncode != 0, (setup, as_dev.stdout)
+    assert "denied" in as_dev.stderr, (setup, as_dev.stderr)
+    assert f"The exempt annotation is not honoured: {user} may not exempt" in as_dev.stderr
+    assert "exemptions.allowedGroups [system:masters]" in as_dev.stderr, (setup, as_dev.stderr)
+    as_admin = cluster.kubectl(*dry_run, input=manifest, check=False)
+    assert as_admin.returncode == 0, (setup, as_admin.stderr)
+    assert HONOURED in as_admin.stderr, (setup, as_admin.stderr)
+    del pod["metadata"]["annotations"][EXEMPT_REASON]
+    unreasoned = cluster.kubectl(*dry_run, input=yaml.safe_dump(pod), check=False)
+    assert unreasoned.returncode != 0, (setup, unreasoned.stdout)
+    assert "does not exempt without a reason" in unreasoned.stderr, (setup, unreasoned.stderr)
 
 
 # --- the tests, in order -------------------------------------------------------------------

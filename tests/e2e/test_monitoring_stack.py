@@ -363,8 +363,8 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
     try:
         # The Prometheus Operator's own CRDs, of the version built (kubectl apply
         # --server-side, as its README installs them), but for the two the project's
-        # install took from ../shared/crds: those are newer (kube-prometheus-stack's
-        # v0.93) and stay, as after a chart upgrade; the older operator reads them.
+        # install already applied (scripts/fetch-upstream-crds.sh takes them from the
+        # same module version), which stay as they are.
         crds = [
             c
             for c in sorted((bin_dir / "crds").glob("*.yaml"))

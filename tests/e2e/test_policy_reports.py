@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from finops_devtools.devcluster import free_port
+from tests.support.crd_schema import UPSTREAM_CRDS, upstream_crd
 
 from .conftest import (
     COMPLIANT,
@@ -36,29 +36,16 @@ from .conftest import (
 )
 from .test_leader_election import start_second_operator
 
-# Where scripts/e2e-cluster.sh finds the upstream CRDs too (E2E_PROM_CRDS, ../shared/crds).
-CRDS = next(
-    (
-        folder
-        for folder in (
-            Path(os.environ.get("E2E_PROM_CRDS") or REPO.parent / "shared" / "crds"),
-            REPO.parent / "shared" / "crds",
-            Path("/tmp/shared/crds"),
-            Path("/work/shared/crds"),
-        )
-        if (folder / "wgpolicyk8s.io_policyreports.yaml").is_file()
-    ),
-    REPO.parent / "shared" / "crds",
-)
-WGPOLICY_CRD = CRDS / "wgpolicyk8s.io_policyreports.yaml"
-OPENREPORTS_CRD = CRDS / "openreports.io_reports.yaml"
+# From their Go modules (scripts/fetch-upstream-crds.sh), as the unit tests take them.
+WGPOLICY_CRD = UPSTREAM_CRDS / "wgpolicyk8s.io_policyreports.yaml"
+OPENREPORTS_CRD = UPSTREAM_CRDS / "openreports.io_reports.yaml"
 NS = "e2e-policy-reports"
 REPORT = "finops-labels"
 
 
 def install_crds(cluster: Cluster) -> None:
-    if not WGPOLICY_CRD.is_file() or not OPENREPORTS_CRD.is_file():
-        pytest.skip(f"the upstream report CRDs are absent from {CRDS} (../shared/crds)")
+    upstream_crd(WGPOLICY_CRD.name)
+    upstream_crd(OPENREPORTS_CRD.name)
     for crd in (WGPOLICY_CRD, OPENREPORTS_CRD):
         cluster.kubectl("apply", "--server-side", "-f", str(crd))
     for name in ("policyreports.wgpolicyk8s.io", "reports.openreports.io"):

@@ -56,12 +56,13 @@ def replica(
     proxy: FaultProxy,
     workdir: Path,
     start_timeout: float = 30.0,
+    args: tuple[str, ...] = LEASE_ARGS,
 ) -> OperatorProcess:
     process = OperatorProcess(
         ProxiedCluster(proxy),  # type: ignore[arg-type]
         workdir,
         {"mode": "audit"},
-        extra_args=LEASE_ARGS,
+        extra_args=args,
     )
     stack.callback(process.stop)
     return process.start(timeout=start_timeout)
@@ -253,6 +254,27 @@ def test_409_429_and_500_answers_lose_and_double_nothing(
     assert_written_once(cluster, names)
     assert {status for status, *_ in proxy.injected} == {409, 429, 500}
     assert leader_flag(process) == 1.0
+
+
+def test_without_leader_election_a_failed_audit_write_is_retried(
+    stack: contextlib.ExitStack, tmp_path: Path
+) -> None:
+    # One annotation PATCH and the first Event POST fail; nothing about the workloads
+    # changes afterwards, so no watch event comes to retry them: the retry must.
+    cluster = emulator(stack)
+    proxy = proxy_to(stack, cluster)
+    args = ("--no-leader-election", *LEASE_ARGS)
+    process = replica(stack, proxy, tmp_path / "r", args=args)
+    assert leader_flag(process) == 1.0
+    deployments = r"/apis/apps/v1/namespaces/team-a/deployments/"
+    proxy.answer(500, method="PATCH", path=deployments + "first-patch-fails$")
+    proxy.answer(500, method="POST", path=r"/namespaces/team-a/events$")
+    names = ["first-patch-fails", "another"]
+    for name in names:
+        cluster.create(workload("Deployment", name=name, namespace="team-a"))
+    assert_written_once(cluster, names)
+    assert sorted(method for _, method, _ in proxy.injected) == ["PATCH", "POST"]
+    assert lease_holder(cluster) is None  # this mode takes no Lease
 
 
 def test_cut_watch_streams_lose_and_double_nothing(

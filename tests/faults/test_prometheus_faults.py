@@ -24,19 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import io
 import json
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import requests
+import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finops_operator.adapters.prometheus_api import PrometheusClient
+from finops_operator.adapters.prometheus_api import MAX_ANSWER_BYTES, PrometheusClient
 from finops_operator.cli import main
 from finops_operator.cli.report import render
 from finops_operator.controllers import report_controller
@@ -64,6 +67,7 @@ NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(minutes=10)
 RECOVERED = LATER + datetime.timedelta(minutes=10)
 TIMEOUT = 0.5  # the client's, for the slow answer
+HUGE = b'{"status": "success", "pad": "' + b"x" * MAX_ANSWER_BYTES + b'"}'
 WARNING = "partial response: store gateway 10.0.0.7:10901 unreachable"
 NAMES = {f"{s}-{p}" for s in ("ml", "untagged", "cluster") for p in ("2026-11", "2026-10")}
 
@@ -98,6 +102,17 @@ FAULTS: dict[str, tuple[Script, str, str]] = {
         WARNING,
     ),
     "slow": (Answer(delay=TIMEOUT * 4, body={}), "PrometheusUnavailable", "did not answer"),
+    # Each byte within the per-read timeout, the whole far past it: once, `report` hung.
+    "dripping": (
+        lambda request: replace(healthy(request), drip=TIMEOUT / 5),
+        "PrometheusUnavailable",
+        "did not answer",
+    ),
+    # Once read as a discount: `report` printed gpuCost -96.00 with exit 0.
+    "negative": (with_value("-96"), "UnusableAnswer", "a negative sample"),
+    # Once 1.1 GB of memory for a 105 MB answer; the Deployment's limit is 512 MiB.
+    "huge": (Answer(body=HUGE), "UnusableAnswer", "over the limit"),
+    "huge, no length": (Answer(body=HUGE, length_header=False), "UnusableAnswer", "over the limit"),
 }
 
 
@@ -420,7 +435,8 @@ def fuzzed_client(status: int, text: str) -> PrometheusClient:
         response = requests.Response()
         response.status_code = status
         response.reason = "Fuzzed"
-        response._content = text.encode("utf-8", "surrogatepass")
+        body = text.encode("utf-8", "surrogatepass")
+        response.raw = urllib3.HTTPResponse(io.BytesIO(body), preload_content=False)
         response.encoding = "utf-8"
         return response
 

@@ -37,7 +37,7 @@ from finops_operator.cli import build_parser
 from finops_operator.domain import conventions
 from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS
 from finops_operator.domain.workloads import WORKLOAD_KINDS
-from tests.support.crd_schema import SHARED_CRDS, validate_against_crd
+from tests.support.crd_schema import upstream_crd, validate_against_crd
 from tests.support.paths import ROOT
 
 MANIFESTS = ROOT / "manifests"
@@ -271,9 +271,9 @@ def test_everything_namespaced_lives_in_the_operator_namespace() -> None:
 
 # --- schemas ----------------------------------------------------------------------------
 
-UPSTREAM_CRDS = {
-    "ServiceMonitor": SHARED_CRDS / "monitoring.coreos.com_servicemonitors.yaml",
-    "PrometheusRule": SHARED_CRDS / "monitoring.coreos.com_prometheusrules.yaml",
+UPSTREAM_CRD_OF_KIND = {
+    "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
+    "PrometheusRule": "monitoring.coreos.com_prometheusrules.yaml",
 }
 # No schema for cert-manager's kinds is available offline; their fields are checked
 # one by one in the cert-manager tests below.
@@ -285,10 +285,8 @@ CERT_MANAGER_KINDS = {"Issuer", "Certificate"}
 def test_every_object_is_valid_against_the_official_or_upstream_schema(
     install: str, obj: dict[str, Any], version: str
 ) -> None:
-    if obj["kind"] in UPSTREAM_CRDS:
-        crd = UPSTREAM_CRDS[obj["kind"]]
-        if not crd.is_file():
-            pytest.skip(f"the Prometheus Operator CRDs are absent: {crd} (../shared/crds)")
+    if obj["kind"] in UPSTREAM_CRD_OF_KIND:
+        crd = upstream_crd(UPSTREAM_CRD_OF_KIND[obj["kind"]])
         validate_against_crd(obj, crd)
         return
     if obj["kind"] in CERT_MANAGER_KINDS:

@@ -6,7 +6,8 @@ the Service they call); tests/test_install_manifests.py checks the whole install
 The schema check uses the official OpenAPI schemas that kubernetes-validate ships, in
 strict mode (an unknown or misspelt field fails), for the oldest Kubernetes release the
 webhooks support (1.30: `matchConditions` is GA there) and the newest one it knows.
-Custom resources are checked against their CRD from crds/ or ../shared/crds/.
+Custom resources are checked against their CRD from crds/ or the upstream CRDs
+(scripts/fetch-upstream-crds.sh).
 
 The contract checks read the admission webhook configurations as the API server would:
 which requests they send, where, how long they may take and what happens on failure.
@@ -24,10 +25,11 @@ import yaml
 
 from finops_operator.domain import conventions
 from finops_operator.domain.workloads import WORKLOAD_KINDS
+from tests.support.crd_schema import UPSTREAM_CRDS, upstream_crd
 from tests.support.paths import ROOT
 
 WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
-CRD_FOLDERS = (ROOT / "crds", ROOT.parent / "shared" / "crds")
+CRD_FOLDERS = (ROOT / "crds", UPSTREAM_CRDS)
 
 # matchConditions are GA (and on by default) from 1.30; the newest is what the package knows.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
@@ -130,7 +132,7 @@ def test_every_manifest_document_is_valid_against_the_official_kubernetes_schema
         schema = _crd_schema(doc["apiVersion"], doc["kind"])
         if schema is None:
             if doc["apiVersion"].startswith("monitoring.coreos.com/"):
-                pytest.skip(f"{where}: the Prometheus Operator CRDs (../shared/crds) are absent")
+                upstream_crd("monitoring.coreos.com_prometheusrules.yaml")
             pytest.fail(f"{where}: no Kubernetes schema and no CRD for {doc['apiVersion']}")
         try:
             jsonschema.validate(doc, schema)

@@ -174,3 +174,26 @@ def test_off_mode_in_a_namespace_leaves_its_workloads_alone(
     eventually(lambda: annotation(cluster, "Pod", "audit-g", "sentinel"))
     time.sleep(1.0)
     assert patches_to(cluster, "Deployment", "audit-off", "free") == 0
+
+
+def test_an_exempt_workload_gets_one_exempted_event_and_is_counted(
+    cluster: KubeEmulator, auditing: OperatorProcess
+) -> None:
+    reason = "vendor-paid benchmark (FIN-2211)"
+    annotations = {
+        "finops.resilio.tech/exempt": "true",
+        "finops.resilio.tech/exempt-reason": reason,
+    }
+    for name in ("bench-a", "bench-b"):
+        cluster.create(workload("Job", name=name, namespace="audit-h", annotations=annotations))
+    series = 'finops_label_exemptions{kind="Job",namespace="audit-h"}'
+    eventually(lambda: f"{series} 2.0" in auditing.metrics())
+    events = eventually(lambda: events_about(cluster, "audit-h", "bench-a", "CostLabelsExempted"))
+    assert events[0]["type"] == "Normal"
+    assert events[0]["message"].endswith(f"finops.resilio.tech/exempt: {reason}")
+    cluster.patch("Job", "audit-h", "bench-a", {"metadata": {"labels": {"tier": "gold"}}})
+    time.sleep(1.0)  # room for the operator to react, if it wrongly would
+    assert len(events_about(cluster, "audit-h", "bench-a", "CostLabelsExempted")) == 1
+    assert annotation(cluster, "Job", "audit-h", "bench-a") is None
+    cluster.delete("Job", "audit-h", "bench-a")
+    eventually(lambda: f"{series} 1.0" in auditing.metrics())

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.crd_schema import SHARED_CRDS, validate_against_crd
+from tests.support.crd_schema import UPSTREAM_CRDS, validate_against_crd
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import running_operator
 from tests.support.reviews import COMPLETE_LABELS, workload
 
-CRD = SHARED_CRDS / "wgpolicyk8s.io_policyreports.yaml"
+CRD = UPSTREAM_CRDS / "wgpolicyk8s.io_policyreports.yaml"
 VIOLATIONS = "finops.resilio.tech/violations"
 
 

@@ -73,7 +73,11 @@ async def test_run_starts_and_stops_for_a_uid_without_passwd_entry(
     stopper = asyncio.create_task(stop_once_kopf_watches())
     await asyncio.wait_for(
         serve(
-            OperatorState(config=Config(), namespace="finops-system"),
+            OperatorState(
+                # Nothing listens there: the operator's Prometheus calls fail at once.
+                config=Config.model_validate({"prometheus": {"url": "http://127.0.0.1:1"}}),
+                namespace="finops-system",
+            ),
             webhook_host="127.0.0.1",
             webhook_port=free_port(),
             webhook_cert=str(cert),

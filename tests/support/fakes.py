@@ -342,6 +342,9 @@ class FakeMetrics:
     report_failures: Counter[str] = field(default_factory=Counter)
     policy_reports_available: bool | None = None
     policy_report_failures: Counter[str] = field(default_factory=Counter)
+    violations: Counter[tuple[str, str]] = field(default_factory=Counter)  # namespace, kind
+
+    exemptions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def mark_policy_ready(self, namespace: str, name: str, ready: bool) -> None:
         self.ready[(namespace, name)] = ready
@@ -363,6 +366,12 @@ class FakeMetrics:
 
     def count_policy_report_failure(self, status: str) -> None:
         self.policy_report_failures[status] += 1
+
+    def count_violations(self, namespace: str, kind: str, change: int) -> None:
+        self.violations[(namespace, kind)] += change
+
+    def count_exemption(self, namespace: str, kind: str, delta: int) -> None:
+        self.exemptions[(namespace, kind)] += delta
 
 
 def _conforms(

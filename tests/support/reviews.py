@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 
@@ -69,6 +70,24 @@ def workload(
     return obj
 
 
+# request.userInfo of an ordinary user, of a cluster admin, and of a namespace admin's
+# ServiceAccount (the attacker of issue 19).
+ALICE: Final[Mapping[str, Any]] = {
+    "username": "alice@example.com",
+    "groups": ["system:authenticated"],
+}
+CLUSTER_ADMIN: Final[Mapping[str, Any]] = {
+    "username": "kubernetes-admin",
+    "groups": ["kubeadm:cluster-admins", "system:masters", "system:authenticated"],
+}
+TEAM_A_DEV: Final[Mapping[str, Any]] = {
+    "username": "system:serviceaccount:team-a:dev",
+    "groups": ["system:serviceaccounts", "system:serviceaccounts:team-a", "system:authenticated"],
+}
+EXEMPT: Final = "finops.resilio.tech/exempt"
+EXEMPT_REASON: Final = "finops.resilio.tech/exempt-reason"
+
+
 def review(
     obj: dict[str, Any] | None,
     operation: str = "CREATE",
@@ -76,8 +95,12 @@ def review(
     dry_run: bool = False,
     sub_resource: str | None = None,
     kind: str | None = None,
+    user: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An AdmissionReview request as kube-apiserver sends it to a webhook."""
+    """An AdmissionReview request as kube-apiserver sends it to a webhook.
+
+    `user` is `request.userInfo`; by default an ordinary user (who may not exempt).
+    """
     source = obj if obj is not None else old
     assert source is not None
     kind = kind or source["kind"]
@@ -92,7 +115,7 @@ def review(
         "name": meta.get("name"),
         "namespace": meta.get("namespace"),
         "operation": operation,
-        "userInfo": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+        "userInfo": dict(user or ALICE),
         "object": copy.deepcopy(obj),
         "oldObject": copy.deepcopy(old),
         "dryRun": dry_run,

@@ -48,6 +48,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     content_type: str = "application/json"
+    drip: float = 0.0  # seconds between bytes of the body: a slow or hostile server
+    length_header: bool = True  # without one, the body ends when the connection closes
 
     def payload(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -134,11 +136,20 @@ class ScriptedPrometheus:
                 try:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)
-                    self.send_header("Content-Length", str(len(payload)))
+                    if answer.length_header:
+                        self.send_header("Content-Length", str(len(payload)))
+                    else:
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
                     for name, value in answer.headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if not answer.drip:
+                        self.wfile.write(payload)
+                    for index in range(len(payload) if answer.drip else 0):
+                        self.wfile.write(payload[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(answer.drip)
                 except OSError:
                     pass  # the client gave up (a timeout test)
 

@@ -189,10 +189,6 @@ class Scenario:
     def counters_start(self) -> int:
         return self.start if self.gateway_start is None else self.gateway_start
 
-    def tokens_until(self, stream: TokenStream, t: int) -> Fraction:
-        """Tokens of `stream` from `counters_start` until `t` (exact; linear within hours)."""
-        return Fraction(self.tokens3600(stream, self.counters_start, t), HOUR)
-
     def tokens3600(self, stream: TokenStream, a: int, b: int) -> int:
         """3600 x the tokens of `stream` in [a, b): an integer."""
         if b <= a:

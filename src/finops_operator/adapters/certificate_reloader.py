@@ -11,7 +11,8 @@ pair they started with.
 the operator-managed Secret (--webhook-secret). A pair that changed is loaded
 into a fresh context first; a half-written or mismatched pair is logged, counted
 (`finops_webhook_certificate_reloads_total{result="invalid"}`) and ignored, and
-the old pair is served until a valid one appears.
+the old pair is served until a valid one appears. `serving_certificate` starts
+it from a source, or serves a fixed self-signed pair when there is none.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import hashlib
 import logging
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from finops_operator.adapters.certificates import self_signed
 from finops_operator.domain.webhook_certificate import pair_from_secret
 from finops_operator.errors import KubeError
 from finops_operator.ports import KubePort
@@ -188,3 +190,23 @@ async def keep_reloading(
                 pending = None
             except Exception as err:  # retried at the next poll
                 logger.warning("After a webhook certificate change: %s", err)
+
+
+async def serving_certificate(
+    registry: CollectorRegistry,
+    every_seconds: float,
+    read: Read | None,
+    first: Read | None = None,
+    on_change: OnChange | None = None,
+) -> tuple[ServingCertificate, Coroutine[Any, Any, None] | None]:
+    """The certificate to serve, and the loop that reloads it from `read` (`keep_reloading`).
+
+    The first pair comes from `first` when given (a Secret made on first use), else from
+    `read`. Without `read`, a self-signed pair is served and never reloaded.
+    """
+    if read is None:
+        cert_pem, key_pem = self_signed()
+        logger.warning("No --webhook-cert given: serving a self-signed certificate")
+        return ServingCertificate(TlsPair(cert_pem, key_pem, cert_pem), registry), None
+    serving = ServingCertificate(await (first or read)(), registry)
+    return serving, keep_reloading(serving, read, every_seconds, on_change)

@@ -2,7 +2,10 @@
 
 The file is named by `--config`, else by $FINOPS_CONFIG; with neither, the
 built-in defaults apply. Unreadable files and invalid YAML are `ConfigError`s
-that name the file.
+that name the file. A file that is the install's ConfigMap itself (`kind:
+ConfigMap` with a `config.yaml` key, as in manifests/base/config.yaml) is read
+through that key, so CI can check the manifest it applies:
+`finops-operator lint --config manifests/base/config.yaml`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from finops_operator.domain.config import Config, parse_config
 from finops_operator.errors import ConfigError
 
 CONFIG_ENV: Final = "FINOPS_CONFIG"
+CONFIGMAP_KEY: Final = "config.yaml"  # the key of the install's ConfigMap
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -34,4 +38,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{file}: not valid YAML: {' '.join(str(err).split())}") from None
+    if isinstance(data, dict) and data.get("kind") == "ConfigMap" and "data" in data:
+        inner = (data.get("data") or {}).get(CONFIGMAP_KEY)
+        if not isinstance(inner, str):
+            raise ConfigError(f"{file}: a ConfigMap without a {CONFIGMAP_KEY!r} key in data")
+        try:
+            data = yaml.safe_load(inner)
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"{file}: data.{CONFIGMAP_KEY} is not valid YAML: {' '.join(str(err).split())}"
+            ) from None
     return parse_config(data, str(file))

@@ -135,6 +135,10 @@ class ListWatch:
         self._listed: set[Key] = set()  # what a relist under way has seen so far
         self.problem = ""
 
+    def is_synced(self) -> bool:
+        """Whether the first list has been delivered (for readiness)."""
+        return self.synced
+
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if self.connection.agent:

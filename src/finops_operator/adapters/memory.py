@@ -20,14 +20,17 @@ thread that allocated), so the RSS stays at the peak for the life of the
 process although the live heap is a fraction of it (docs/benchmarks.md, Fleet
 scale, has the figures). `malloc_trim(0)` returns those free pages. It is a
 glibc call: on another C library (musl) it does not exist and nothing happens.
+`release_after_sync` does it once, when the operator is first ready.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import logging
 import resource
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -62,3 +65,18 @@ def resident_megabytes() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return pages * resource.getpagesize() / 2**20
+
+
+async def release_after_sync(
+    synced: Callable[[], bool], settle_seconds: float = 5.0, check_seconds: float = 1.0
+) -> bool:
+    """Once `synced()`, and the sync's first writes had `settle_seconds` to finish, give
+    the freed pages back (`release_free_memory`); whether any were."""
+    while not synced():
+        await asyncio.sleep(check_seconds)
+    before = resident_megabytes()
+    await asyncio.sleep(settle_seconds)
+    released = release_free_memory()
+    logger.info("Synced: resident memory %s MB, %s MB after giving free pages back",
+                f"{before:.0f}" if before else "?", f"{resident_megabytes() or 0:.0f}")  # fmt: skip
+    return released

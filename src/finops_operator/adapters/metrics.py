@@ -105,6 +105,13 @@ class OperatorMetrics:
             ("namespace", "kind"),
             registry=self.registry,
         )
+        self.exemptions = Gauge(
+            conventions.METRIC_EXEMPTIONS,
+            "GPU workloads exempt from the cost label check by the exempt annotation, by "
+            "namespace and kind (admission checked who may exempt; the audit records them).",
+            ("namespace", "kind"),
+            registry=self.registry,
+        )
 
     def mark_policy_ready(self, namespace: str, name: str, ready: bool) -> None:
         self.policy_ready.labels(namespace, name).set(1 if ready else 0)
@@ -127,6 +134,12 @@ class OperatorMetrics:
 
     def count_policy_report_failure(self, status: str) -> None:
         self.policy_report_failures.labels(status).inc()
+
+    def count_violations(self, namespace: str, kind: str, change: int) -> None:
+        self.violations.labels(namespace, kind).inc(change)
+
+    def count_exemption(self, namespace: str, kind: str, delta: int) -> None:
+        self.exemptions.labels(namespace, kind).inc(delta)
 
 
 GZIP_LEVEL = 1  # the text repeats itself: level 1 packs it ~10x, several times faster than 9

@@ -14,6 +14,13 @@ without samples or with samples that are not [time, number] pairs, all raise
 are numbers in Prometheus); `usage_reader` refuses them. The answer's `warnings`
 (a partial answer from Thanos or Mimir, or a PromQL warning) are kept in the
 query's `QueryRecord`, so the reader can tell a partial answer from a whole one.
+
+Each answer is bounded: the headers must come within `timeout` (each try), and
+the whole body within `timeout` after them, however it is cut up (a server that
+drips a byte every few seconds no longer resets a per-read timeout), and a body
+over `max_answer_bytes` (32 MiB by default; JSON decoding takes about ten times
+its size in memory, and the Deployment's limit is 512 MiB) is refused before it
+is decoded.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+import urllib3
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
@@ -70,6 +78,49 @@ class AnswerError(Exception):
 
 class RefusedError(Exception):
     """An HTTP error, or `"status": "error"`: Prometheus (or a proxy) refused the query."""
+
+
+# The largest answer read: the operator's queries are sums by a few labels (kilobytes);
+# 32 MiB decoded is ~350 MB of Python objects.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+class DeadlineError(requests.exceptions.Timeout):
+    """The whole query took longer than the client's timeout (not one read: all of them)."""
+
+
+def read_bounded(response: requests.Response, deadline: float, limit: int) -> bytes:
+    """The body of a streamed `response`, read before `deadline` (time.monotonic()) and
+    no larger than `limit` bytes; DeadlineError or AnswerError otherwise."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise AnswerError(f"the answer is {int(declared):,} bytes, over the limit of {limit:,}")
+    raw = response.raw
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineError(f"the answer was still coming after the deadline ({size:,} bytes)")
+        connection = getattr(raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            sock.settimeout(remaining)  # one read may not outlast the whole query's deadline
+        try:
+            chunk = raw.read1(_CHUNK, decode_content=True)
+        except (TimeoutError, urllib3.exceptions.TimeoutError):
+            raise DeadlineError(
+                f"the answer was still coming at the deadline ({size:,} bytes)"
+            ) from None
+        except (OSError, urllib3.exceptions.HTTPError) as err:
+            raise requests.exceptions.ConnectionError(f"the answer broke off: {err}") from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise AnswerError(f"the answer is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
 
 
 # The result types each kind of query may answer with (a scalar reads as one sample).
@@ -185,10 +236,15 @@ def json_text(value: Any) -> str:
 
 class PrometheusClient:
     def __init__(
-        self, config: PrometheusConfig, timeout: float = 60.0, keep_log: int | None = None
+        self,
+        config: PrometheusConfig,
+        timeout: float = 60.0,
+        keep_log: int | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.config = config
         self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
         self.queries = 0
         # Every query sent through `evaluate`/`evaluate_range`, in order (the last
         # `keep_log` only, when given: a client that queries for ever stays bounded).
@@ -293,8 +349,15 @@ class PrometheusClient:
             timeout=self.timeout,
             # Explicit: requests lets $REQUESTS_CA_BUNDLE override the session's CA otherwise.
             verify=self._session.verify,
+            stream=True,
         )
-        text = response.text
+        # From the headers on: a 502/503 tried again (Retry) does not eat the body's time.
+        deadline = time.monotonic() + self.timeout
+        try:
+            body_bytes = read_bounded(response, deadline, self.max_answer_bytes)
+        finally:
+            response.close()
+        text = body_bytes.decode(response.encoding or "utf-8", errors="replace")
         try:
             body = json.loads(text)
         except (ValueError, RecursionError):

@@ -7,7 +7,11 @@ clear answer and never takes the server down.
 Limits (docs/admission.md, "Limits"): a body over `MAX_BODY_BYTES` gets 413,
 JSON nested deeper than `MAX_NESTING` gets 400, and any exception while judging
 is logged with its traceback and answered as a 400 refusal naming it. The
-webhook never answers 5xx: the API server shows a 4xx's message to the user.
+webhook never answers 5xx but for one case: until the namespace index is loaded
+it cannot know a namespace's mode (an enforce namespace would look like the
+cluster default), so it answers 503 naming why, and the webhook's failurePolicy
+decides: `Fail` refuses, as an outage would (docs/admission.md, "Fail closed at
+start"). It never answers `allowed: true` to a request it could not judge.
 """
 
 from __future__ import annotations
@@ -50,10 +54,13 @@ class AdmissionApp:
         policy: LabelPolicy,
         namespaces: admission.NamespaceLabels,
         metrics: OperatorMetrics,
+        not_ready: NotReady = lambda: None,
     ) -> None:
         self.policy = policy
         self.namespaces = namespaces
         self.metrics = metrics
+        # Why a request cannot be judged yet (the namespace index is loading), or None.
+        self.not_ready = not_ready
         self.deciders: dict[str, Decide] = {
             "validate": admission.validate,
             "mutate": admission.mutate,
@@ -72,6 +79,11 @@ class AdmissionApp:
 
         async def handle(request: web.Request) -> web.Response:
             started = time.perf_counter()
+            if (reason := self.not_ready()) is not None:
+                self.metrics.admission_requests.labels(
+                    webhook, "", admission.Outcome.UNAVAILABLE
+                ).inc()
+                return _not_ready_response(reason)
             try:
                 raw = await request.read()
             except web.HTTPRequestEntityTooLarge:
@@ -137,6 +149,24 @@ def _malformed(err: MalformedReviewError) -> tuple[dict[str, Any], str, admissio
 
 def _json_response(answer: dict[str, Any], status: int) -> web.Response:
     return web.Response(body=json.dumps(answer), status=status, content_type="application/json")
+
+
+def _not_ready_response(reason: str) -> web.Response:
+    """503 with a Status the API server quotes in its refusal (failurePolicy Fail)."""
+    status = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": 503,
+        "reason": "ServiceUnavailable",
+        "message": f"finops-operator is starting and cannot judge this request yet: {reason}",
+    }
+    return web.Response(
+        body=json.dumps(status),
+        status=503,
+        content_type="application/json",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _too_deep() -> str:

@@ -5,12 +5,20 @@ multi-document files and `kind: List`, and reports each GPU workload whose pod
 labels break the policy, with the same check the admission webhook runs. Input
 that cannot be read or parsed is named and skipped; everything else is still
 checked (docs/lint.md has the rules).
+
+Input is hostile until read: only regular files and stdin are read (a FIFO or a
+device such as /dev/zero is named and skipped, never waited on), at most
+`MAX_INPUT_BYTES` of each, and a document whose aliases would expand to more than
+`MAX_EXPANDED_NODES` nodes (a "billion laughs" YAML bomb) is refused before it is
+built, so `lint` ends with exit 2 and a message, never a MemoryError or a hang.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,12 +30,18 @@ import yaml
 from finops_operator.adapters.config_file import load_config
 from finops_operator.domain.policies.label_check import LabelPolicy, Violations, object_ref
 from finops_operator.domain.policies.verdict import judge
+from finops_operator.errors import UnreadableInputError
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
 YAML_SUFFIXES = (".yaml", ".yml")
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# A Helm chart's whole rendered output is a few MB; the API server takes 3 MiB a request.
+MAX_INPUT_BYTES = 32 * 1024 * 1024
+# Nodes of one document with every alias expanded: ~30 times the largest real manifest.
+MAX_EXPANDED_NODES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -112,19 +126,71 @@ def _objects(
         yield document
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def expanded_nodes(root: yaml.Node, limit: int = MAX_EXPANDED_NODES) -> int:
+    """How many nodes `root` stands for with every alias expanded, counted up to limit + 1.
+
+    An aliased node is one object in the composed graph, so each is counted once and
+    its size reused (no expansion happens); an alias inside its own anchor is infinite.
+    """
+    sizes: dict[int, int] = {}
+    expanding: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_counted = stack.pop()
+        key = id(node)
+        if children_counted:
+            total = 1 + sum(sizes[id(child)] for child in _children(node))
+            sizes[key] = min(total, limit + 1)
+            expanding.discard(key)
+        elif key not in sizes:
+            if key in expanding:
+                return limit + 1
+            expanding.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def _documents(text: str) -> Iterator[tuple[Any, int]]:
+    """Each document of the stream and its expanded node count; a bomb is not built."""
+    loader = _Loader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            size = expanded_nodes(node)
+            yield (None if size > MAX_EXPANDED_NODES else loader.construct_document(node)), size
+    finally:
+        loader.dispose()
+
+
 def parse_documents(text: str, source: str) -> tuple[list[Mapping[str, Any]], list[str]]:
     """Every object in a YAML stream, and a message for each part that is not one.
 
     Documents before a YAML syntax error are kept (the parser cannot resume after
-    one); a document that is not a mapping is named and the rest are kept.
+    one); a document that is not a mapping, or whose aliases expand past
+    `MAX_EXPANDED_NODES`, is named and the rest are kept.
     """
     objects: list[Mapping[str, Any]] = []
     errors: list[str] = []
     try:
-        for index, document in enumerate(yaml.load_all(text, Loader=_Loader), start=1):
+        for index, (document, size) in enumerate(_documents(text), start=1):
+            where = f"{source}: document {index}"
+            if size > MAX_EXPANDED_NODES:
+                errors.append(
+                    f"{where}: its aliases expand to more than {MAX_EXPANDED_NODES:,} nodes "
+                    "(a YAML alias bomb?); not read"
+                )
+                continue
             if document is None:
                 continue
-            where = f"{source}: document {index}"
             if isinstance(document, Mapping):
                 objects.extend(_objects(document, where, errors))
             else:
@@ -171,12 +237,39 @@ def lint_objects(
             result.findings.append(Finding(source, obj["kind"], namespace, name, found))
 
 
+def _too_large() -> UnreadableInputError:
+    return UnreadableInputError(f"larger than {MAX_INPUT_BYTES:,} bytes, the limit of one input")
+
+
+def read_input(file: str, stdin: TextIO) -> str:
+    """The text of `file` (or stdin for `-`), refusing what could hang or exhaust memory."""
+    if file == STDIN:
+        text = stdin.read(MAX_INPUT_BYTES + 1)
+        if len(text) > MAX_INPUT_BYTES:
+            raise _too_large()
+        return text
+    # O_NONBLOCK: opening a FIFO waits for a writer otherwise (no effect on a regular file).
+    descriptor = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise UnreadableInputError(
+                "not a regular file (a FIFO, socket or device is never read)"
+            )
+        data = handle.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise _too_large()
+    return data.decode("utf-8")
+
+
 def lint_paths(paths: Iterable[str], policy: LabelPolicy, stdin: TextIO = sys.stdin) -> LintResult:
     result = LintResult()
     for file in expand_paths(paths, result.errors):
         source = STDIN_NAME if file == STDIN else file
         try:
-            text = stdin.read() if file == STDIN else Path(file).read_text(encoding="utf-8")
+            text = read_input(file, stdin)
+        except UnreadableInputError as err:
+            result.errors.append(f"{source}: not read: {err}")
+            continue
         except (OSError, UnicodeDecodeError) as err:
             reason = getattr(err, "strerror", None) or str(err)
             result.errors.append(f"{source}: cannot read: {reason}")
@@ -212,13 +305,26 @@ def format_json(result: LintResult) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders, or - for stdin")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files, folders, or - for stdin; none with --config: check the configuration only",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--config", help="configuration file (default: $FINOPS_CONFIG or built in)")
 
 
 def run(args: argparse.Namespace) -> int:
-    result = lint_paths(args.paths, LabelPolicy(load_config(args.config)))
+    config = load_config(args.config)  # a bad one: ConfigError, exit 2 naming each key
+    if not args.paths:
+        if args.config is None:
+            print("error: nothing to check: give a PATH, or --config FILE alone", file=sys.stderr)
+            return 2
+        # The operator's ConfigMap checked in CI, before a typo reaches a restart.
+        print(f"{args.config}: a valid configuration (mode {config.mode})")
+        return 0
+    result = lint_paths(args.paths, LabelPolicy(config))
     for error in result.errors:
         print(f"error: {error}", file=sys.stderr)
     print(format_json(result) if args.format == "json" else format_text(result))

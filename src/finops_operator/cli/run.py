@@ -7,8 +7,11 @@ The operator and kopf are imported only when this command runs, so `lint`,
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 
 from finops_operator.adapters.config_file import load_config
+from finops_operator.domain import conventions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,19 +67,26 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from finops_operator.operator import run_operator
+    from finops_operator.operator import RunOptions, run_operator
 
-    return run_operator(
-        config=load_config(args.config),
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
+    namespace = args.namespace or os.environ.get("POD_NAMESPACE") or conventions.OPERATOR_NAMESPACE
+    options = RunOptions(
         webhook_host=args.webhook_host,
         webhook_port=args.webhook_port,
+        metrics_port=args.metrics_port,
         webhook_cert=args.webhook_cert,
         webhook_key=args.webhook_key,
-        metrics_port=args.metrics_port,
-        namespace=args.namespace,
-        verbose=args.verbose,
         webhook_secret=args.webhook_secret,
         leader_election=not args.no_leader_election,
         lease_seconds=args.lease_seconds,
         cert_reload_seconds=args.webhook_cert_reload_seconds,
     )
+    return run_operator(load_config(args.config), namespace, options)

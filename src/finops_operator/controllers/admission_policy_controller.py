@@ -36,6 +36,15 @@ MUTATING_POLICIES: Final = (GROUP, "v1", "mutatingadmissionpolicies")
 MUTATING_BINDINGS: Final = (GROUP, "v1", "mutatingadmissionpolicybindings")
 MUTATING_POLICIES_BETA: Final = (GROUP, "v1beta1", "mutatingadmissionpolicies")
 MUTATING_BINDINGS_BETA: Final = (GROUP, "v1beta1", "mutatingadmissionpolicybindings")
+# The generated policies and bindings, watched so that an edit or a delete is undone.
+WATCHED_RESOURCES: Final = (
+    VALIDATING_POLICIES,
+    VALIDATING_BINDINGS,
+    MUTATING_POLICIES,
+    MUTATING_BINDINGS,
+    MUTATING_POLICIES_BETA,
+    MUTATING_BINDINGS_BETA,
+)
 # (resource, name) of every object the operator may have written, for removal.
 VALIDATING_OBJECTS: Final = (
     (VALIDATING_POLICIES, ap.DENY_POLICY),

@@ -87,6 +87,22 @@ class InformerSync:
     def _streams_listing(self) -> list[str]:
         return sorted(kind for kind, synced in self._streams.items() if not synced())
 
+    def index_not_loaded(self, kind: str = "Namespace") -> str | None:
+        """Why the index of `kind` is not complete yet, or None once it is.
+
+        Admission's gate (`AdmissionApp.not_ready`): it needs the namespace index
+        only, not the workload lists `/readyz` also waits for, so a fleet's long
+        first list does not keep admission closed.
+        """
+        if self.synced or kind not in self.watched:
+            return None
+        if self._expected is None:
+            detail = f": {self._problem}" if self._problem else ""
+            return f"the first list of {kind} objects is not done{detail}"
+        if count := self.missing().get(kind):
+            return f"{count} listed {kind} objects are not indexed yet"
+        return None
+
     def not_ready(self) -> str | None:
         """Why the operator is not ready (for `/readyz`), or None once synced."""
         if self.synced:

@@ -33,6 +33,11 @@ What keeps it to one leader at a time, whatever the API does:
   event loop, where kopf and admission run, never delays a renewal. The
   callbacks run on the main loop (`run_coroutine_threadsafe`); `is_leader` is
   plain reads, safe from any thread.
+
+`AlwaysLeader` is the `Leadership` of `--no-leader-election`: it leads from the
+start and takes no Lease, and runs the same callbacks on the same timer
+(`on_elected` once, `while_leading` at every round), so the catch-up and the
+retry of failed audit writes happen in both modes.
 """
 
 from __future__ import annotations
@@ -218,3 +223,18 @@ class Leadership:
             await callback()
         except Exception:  # one failing catch-up must not stop the others
             logger.exception("Catching up as the leader failed")
+
+
+@dataclass
+class AlwaysLeader(Leadership):
+    """Leads from the start, takes no Lease (`--no-leader-election`: one replica only).
+
+    The rounds go on as an elected leader's: `on_elected` runs once, `while_leading`
+    every `renew_every`, so a failed write is retried as it is under a Lease."""
+
+    def __post_init__(self) -> None:
+        self._holding = True
+        self._valid_until = float("inf")
+
+    async def attempt(self, now: datetime.datetime) -> bool:
+        return True

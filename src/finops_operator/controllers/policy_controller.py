@@ -21,6 +21,7 @@ from typing import Any
 from finops_operator.controllers.apply import Applied, apply
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
+from finops_operator.domain.events import ObjectRef, event_body
 from finops_operator.domain.rules.cost_policy import API_VERSION
 from finops_operator.domain.rules.policy_reconciler import (
     HEARTBEAT_QUERY,
@@ -83,6 +84,27 @@ class PolicyController:
             "kind": conventions.COSTPOLICY_KIND,
         }
         return key
+
+    async def on_policy_event(self, type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a CostPolicy: reconcile it, or drop a deleted one and its rule."""
+        if type != "DELETED":
+            await self.reconcile(self.remember(body))
+            return
+        meta = body.get("metadata") or {}
+        self.forget((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+        if self.leading():
+            try:
+                await self.delete_owned_rule(body)
+            except KubeError as err:
+                logger.error("Cannot delete the rule of a deleted CostPolicy: %s", err)
+
+    async def on_rule_event(self, type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a PrometheusRule we manage: an edit or a delete is undone."""
+        seen = None if type == "DELETED" else body
+        if self.is_recording_rules(body):
+            await self.ensure_recording_rules(seen)
+        elif (key := self.owner_of(body)) is not None:
+            await self.reconcile(key, seen)
 
     async def reconcile(self, key: PolicyKey, rule_now: Mapping[str, Any] | None = None) -> None:
         """Bring the policy's rule and status in step; `rule_now` spares a read when known."""
@@ -286,3 +308,24 @@ def _was_not_ready(status: Mapping[str, Any]) -> bool:
         c.get("type") == READY and c.get("status") == "False"
         for c in status.get("conditions") or []
     )
+
+
+def event_poster(kube: KubePort, reporter: str) -> EventPoster:
+    """Posts an Event about an object as `reporter`; a failure is logged, never raised."""
+
+    async def post(body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+        ref = ObjectRef.of(body)
+        event = event_body(
+            ref,
+            type=type,
+            reason=reason,
+            message=message,
+            now=datetime.datetime.now(datetime.UTC),
+            reporter=reporter,
+        )
+        try:
+            await kube.create_event(ref.namespace, event)
+        except KubeError as err:
+            logger.warning("Cannot post an Event about %s %s: %s", ref.kind, ref.name, err)
+
+    return post

@@ -15,7 +15,9 @@ one), from which `trend.daily_costs` cuts the period's cost into days
     result.costs.teams, result.costs.untagged, result.costs.cluster, result.jobs
 
 Failures raise `PrometheusError`, never a report of zeros. An answer holding a
-NaN or an infinite sample, a sample that is not a number, or one beyond
+NaN or an infinite sample, a sample that is not a number, a negative sample
+(every figure read is a usage: GPU-seconds, tokens, capacity; a negative one
+would lower a team's bill), or one beyond
 `MAX_SAMPLE` (1e12, far beyond any real usage in one window), raises
 `UnusableAnswerError` naming the query and the series: skipping the series would
 under-count a team, and reading it as 0 would show a wrong figure as fresh. An
@@ -134,6 +136,8 @@ def _decimal(raw: Any) -> Decimal:
     if not value.is_finite() or not math.isfinite(float(value)):
         # Prometheus' samples are float64: beyond ±1.8e308 is +Inf/-Inf written another way.
         raise BadSampleError(f"a {raw} sample")
+    if value < 0:
+        raise BadSampleError(f"a negative sample ({raw}), where usage is never negative")
     if abs(value) > MAX_SAMPLE:
         raise BadSampleError(f"a sample of {raw}, beyond any real usage (more than {MAX_SAMPLE})")
     return value

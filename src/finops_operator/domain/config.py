@@ -24,11 +24,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from finops_operator.domain import conventions
 from finops_operator.domain.conventions import COSTPOLICY_RULE_LABEL, MANAGED_BY_LABEL
@@ -118,7 +123,22 @@ def _parse_money(value: Any) -> Decimal:
     return amount
 
 
-Money = Annotated[Decimal, BeforeValidator(_parse_money)]
+# The JSON Schema of an amount as the file may write it (the chart's values.schema.json
+# is generated from these models): a decimal string or a whole number, never a float.
+MONEY_PATTERN: Final = r"^\s*[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)\s*$"
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_parse_money),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": MONEY_PATTERN},
+                {"type": "integer", "minimum": 0},
+            ],
+            "description": 'An amount of money: a string such as "2.50" or a whole number.',
+        }
+    ),
+]
 
 
 def _parse_scale(value: Any) -> Decimal:
@@ -137,7 +157,18 @@ def _parse_scale(value: Any) -> Decimal:
 
 
 # A positive number (what a utilization metric reads at 100 % busy).
-Scale = Annotated[Decimal, BeforeValidator(_parse_scale)]
+Scale = Annotated[
+    Decimal,
+    BeforeValidator(_parse_scale),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": MONEY_PATTERN},
+                {"type": "integer", "exclusiveMinimum": 0},
+            ]
+        }
+    ),
+]
 
 _LABEL_NAME: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _DNS_SUBDOMAIN: Final = re.compile(
@@ -307,6 +338,14 @@ class TokenPrice(_Model):
             return data
         return {"input": data, "output": data}
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # One amount is a price too (see _one_amount_is_both).
+        money = TypeAdapter(Money).json_schema()
+        return {"anyOf": [{"anyOf": money["anyOf"]}, handler(core_schema)]}
+
     def of(self, direction: TokenDirection) -> Decimal:
         return self.input if direction == "input" else self.output
 
@@ -406,6 +445,80 @@ class AdmissionPoliciesConfig(_Model):
         "`mutatingadmissionpolicies` (v1, or v1beta1 from 1.34 with the feature gate "
         "`MutatingAdmissionPolicy`); skipped with a log line otherwise.",
     )
+
+
+# Groups every user (or every ServiceAccount) belongs to: allowing one lets anyone exempt.
+EVERYONE_GROUPS: Final = frozenset(
+    {"system:authenticated", "system:unauthenticated", "system:serviceaccounts"}
+)
+SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
+DEFAULT_EXEMPTION_GROUPS: Final = ("system:masters",)
+
+
+class ExemptionsConfig(_Model):
+    """Who may exempt a GPU workload with `finops.resilio.tech/exempt` (docs/admission.md)."""
+
+    allowed_groups: tuple[str, ...] = Field(
+        default=DEFAULT_EXEMPTION_GROUPS,
+        alias="allowedGroups",
+        description="Groups (`request.userInfo.groups`) whose members may exempt a workload. "
+        "An exempt annotation added or changed by anyone else is not honoured: the object "
+        "is judged as if it had none (denied in `enforce`, warned in `audit`). Replaces the "
+        "default; `system:authenticated`, `system:unauthenticated` and "
+        "`system:serviceaccounts` are refused (they would let anyone exempt).",
+    )
+    allowed_users: tuple[str, ...] = Field(
+        default=(),
+        alias="allowedUsers",
+        description="User names (`request.userInfo.username`) that may exempt a workload, "
+        "e.g. `alice@example.com` or a ServiceAccount as "
+        "`system:serviceaccount:<namespace>:<name>` (a GitOps controller).",
+    )
+
+    @field_validator("allowed_groups")
+    @classmethod
+    def _groups(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
+        for group in groups:
+            _user_or_group_problem(group, "group")
+            if group in EVERYONE_GROUPS:
+                raise ValueError(f"{group!r} would let anyone exempt; list the groups that may")
+        return groups
+
+    @field_validator("allowed_users")
+    @classmethod
+    def _users(cls, users: tuple[str, ...]) -> tuple[str, ...]:
+        for user in users:
+            _user_or_group_problem(user, "user name")
+            if user.startswith(SERVICE_ACCOUNT_PREFIX):
+                namespace, colon, name = user.removeprefix(SERVICE_ACCOUNT_PREFIX).partition(":")
+                if not (
+                    colon
+                    and _DNS_LABEL_RE.fullmatch(namespace)
+                    and len(name) <= 253
+                    and _DNS_SUBDOMAIN.fullmatch(name)
+                ):
+                    raise ValueError(
+                        f"{_shown(user)} is not a ServiceAccount user name: write "
+                        "system:serviceaccount:<namespace>:<name>"
+                    )
+        return users
+
+    def allows(self, username: str, groups: tuple[str, ...]) -> bool:
+        """True when the user may exempt: named in `allowedUsers` or in an allowed group."""
+        return username in self.allowed_users or any(g in self.allowed_groups for g in groups)
+
+    @property
+    def who_may(self) -> str:
+        """The allowed users and groups in words, naming the configuration keys."""
+        return (
+            f"exemptions.allowedGroups [{', '.join(self.allowed_groups)}] and "
+            f"exemptions.allowedUsers [{', '.join(self.allowed_users)}]"
+        )
+
+
+def _user_or_group_problem(value: str, what: str) -> None:
+    if not value or value != value.strip() or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError(f"{_shown(value)} is not a {what}")
 
 
 class PolicyReportsConfig(_Model):
@@ -599,6 +712,9 @@ class Config(_Model):
         default_factory=AdmissionPoliciesConfig,
         alias="admissionPolicies",
         description="See `admissionPolicies.*` below.",
+    )
+    exemptions: ExemptionsConfig = Field(
+        default_factory=ExemptionsConfig, description="See `exemptions.*` below."
     )
     policy_reports: PolicyReportsConfig = Field(
         default_factory=PolicyReportsConfig,

@@ -73,9 +73,11 @@ MUTATE_PATH: Final = "/mutate"
 # Reasons of the Events the operator posts.
 EVENT_REASON_VIOLATION: Final = "MissingCostLabels"
 EVENT_REASON_FIXED: Final = "CostLabelsCompliant"
+EVENT_REASON_EXEMPTED: Final = "CostLabelsExempted"  # a GPU workload exempt by annotation
 
 # Metrics the operator exports.
 METRIC_VIOLATIONS: Final = "finops_label_violations"
+METRIC_EXEMPTIONS: Final = "finops_label_exemptions"  # {namespace, kind}
 METRIC_ADMISSION_REQUESTS: Final = "finops_admission_requests_total"
 METRIC_ADMISSION_DURATION: Final = "finops_admission_duration_seconds"
 METRIC_POD_GPU_ALLOCATION: Final = "finops_pod_gpu_allocation"

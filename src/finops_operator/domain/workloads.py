@@ -84,10 +84,6 @@ WORKLOAD_KINDS: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = MappingP
 KIND_FOR_PLURAL: Final = {kind.plural: kind.value for kind in WorkloadKind}
 
 
-def is_workload_kind(kind: Any) -> bool:
-    return WorkloadKind.of(kind) is not None
-
-
 def is_workload(obj: Mapping[str, Any]) -> bool:
     """One of the seven kinds, in its own API group when the object names one.
 

@@ -13,8 +13,8 @@ from finops_operator.domain.gpus.allocation import (
     UNKNOWN_MODEL,
     allocation_samples,
     capacity_samples,
-    device_fraction,
     gpu_model,
+    in_devices,
     node_gpus,
     pod_gpus,
     price_samples,
@@ -75,7 +75,7 @@ def node(labels: dict[str, str], capacity: dict[str, str]) -> dict[str, Any]:
 def test_a_unit_of_each_gpu_resource_is_its_share_of_a_device(
     resource: str, model: str, replicas: int, fraction: Decimal
 ) -> None:
-    assert device_fraction(resource, model, replicas) == fraction
+    assert in_devices(Decimal(1), resource, model, replicas) == fraction
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,14 @@ from finops_operator.domain.config import Config
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_labels, pod_template
-from tests.support.reviews import COMPLETE_LABELS, review, workload
+from tests.support.reviews import (
+    CLUSTER_ADMIN,
+    COMPLETE_LABELS,
+    EXEMPT,
+    EXEMPT_REASON,
+    review,
+    workload,
+)
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 AUDIT = LabelPolicy(Config(mode="audit"))
@@ -142,12 +149,16 @@ def test_a_pod_owned_by_something_that_is_not_a_workload_controller_is_still_den
     assert not decide_validate(review(pod)).allowed
 
 
-def test_exempt_namespaces_and_the_exempt_annotation_pass_untouched() -> None:
-    in_kube_system = workload("Pod", namespace="kube-system")
-    annotated = workload("Pod", annotations={"finops.resilio.tech/exempt": "true"})
-    for obj in (in_kube_system, annotated):
-        decision = decide_validate(review(obj))
-        assert (decision.allowed, decision.outcome, decision.warnings) == (True, "exempt", ())
+def test_an_exempt_namespace_passes_silently_and_an_honoured_annotation_with_a_warning() -> None:
+    decision = decide_validate(review(workload("Pod", namespace="kube-system")))
+    assert (decision.allowed, decision.outcome, decision.warnings) == (True, "exempt", ())
+    annotated = workload("Pod", annotations={EXEMPT: "true", EXEMPT_REASON: "vendor benchmark"})
+    decision = decide_validate(review(annotated, user=CLUSTER_ADMIN))
+    assert (decision.allowed, decision.outcome) == (True, "exempt")
+    assert decision.warnings == (
+        "finops: Pod team-a/llm is exempt from the cost label check by "
+        "finops.resilio.tech/exempt (reason in finops.resilio.tech/exempt-reason)",
+    )
 
 
 def test_a_namespace_label_overrides_the_cluster_mode() -> None:

@@ -27,11 +27,12 @@ from celpy import celtypes
 from finops_operator.domain.config import Config, LabelRule, Mode, parse_config
 from finops_operator.domain.policies import admission_policy as ap
 from finops_operator.domain.policies.admission import Outcome, Request, validate
-from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.policies.label_check import LabelPolicy, Requester
 from finops_operator.domain.policies.verdict import effective_mode
+from finops_operator.domain.workloads import pod_template
 from finops_operator.errors import ConfigError
 from tests.domain.policies.workload_corpus import Case, corpus
-from tests.support.reviews import COMPLETE_LABELS, workload
+from tests.support.reviews import ALICE, CLUSTER_ADMIN, COMPLETE_LABELS, TEAM_A_DEV, workload
 
 # The label values the API server accepts (metadata validation, before admission).
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -94,6 +95,7 @@ def evaluate(
     old: Mapping[str, Any] | None,
     namespace_labels: Mapping[str, str],
     operation: str = "CREATE",
+    user: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """The messages of the validations that fail, as the API server would evaluate them."""
     meta = obj["metadata"]
@@ -102,6 +104,7 @@ def evaluate(
         "operation": operation,
         "namespace": meta["namespace"],
         "name": meta.get("name", ""),
+        "userInfo": dict(user or ALICE),
     }
     bound: dict[str, Any] = {
         "object": celpy.json_to_cel(obj),
@@ -147,13 +150,36 @@ def _compliant(kind: str) -> Case:
 
 
 # The random corpus rarely draws five good labels: compliant objects of every kind besides.
-CASES = [case for case in corpus(240, seed=23) if _sendable(case) is not None] + [
-    _compliant(kind) for kind in ("Pod", "Deployment", "CronJob", "Job")
-]
+REASONED = {"finops.resilio.tech/exempt": "true", "finops.resilio.tech/exempt-reason": "burn-in"}
+USERS = (CLUSTER_ADMIN, ALICE, TEAM_A_DEV)
 
 
-def _request(obj: Mapping[str, Any], old: Mapping[str, Any] | None, operation: str) -> Request:
+def _exempted(case: Case, index: int) -> Case:
+    """The case with a reasoned exemption on the object or its template, and on the old
+    object in half of them (an update that keeps it), written by each user in turn."""
+    obj, old = copy.deepcopy(case.obj), copy.deepcopy(case.old)
+    for target in (obj, old) if index % 2 else (obj,):
+        meta = target["metadata"] if index % 3 else pod_template(target).setdefault("metadata", {})
+        meta.setdefault("annotations", {}).update(REASONED)
+    return Case(obj, old, case.policy, case.namespaces, USERS[index % len(USERS)])
+
+
+SENDABLE = [case for case in corpus(240, seed=23) if _sendable(case) is not None]
+CASES = (
+    SENDABLE
+    + [_compliant(kind) for kind in ("Pod", "Deployment", "CronJob", "Job")]
+    + [_exempted(case, index) for index, case in enumerate(SENDABLE[:72])]
+)
+
+
+def _request(
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    operation: str,
+    user: Mapping[str, Any] | None = None,
+) -> Request:
     meta = obj["metadata"]
+    info = user or ALICE
     return Request(
         uid="u",
         operation=operation,
@@ -164,6 +190,7 @@ def _request(obj: Mapping[str, Any], old: Mapping[str, Any] | None, operation: s
         dry_run=False,
         object=obj,
         old_object=old,
+        user=Requester(info["username"], tuple(info["groups"])),
     )
 
 
@@ -184,11 +211,12 @@ def test_the_policies_decide_as_the_webhook(index: int, operation: str) -> None:
     case = CASES[index]
     obj, old = _sendable(case) or ({}, {})
     previous = old if operation == "UPDATE" else None
-    decision = validate(_request(obj, previous, operation), case.policy, case.namespaces)
+    user = case.user
+    decision = validate(_request(obj, previous, operation, user), case.policy, case.namespaces)
     deny, warn = _policies(case.policy.config.mode)
     labels = case.namespaces.get(obj["metadata"]["namespace"], {})
-    denied = evaluate(deny, obj, previous, labels, operation)
-    warnings = evaluate(warn, obj, previous, labels, operation)
+    denied = evaluate(deny, obj, previous, labels, operation, user)
+    warnings = evaluate(warn, obj, previous, labels, operation, user)
     assert bool(denied) == (decision.outcome is Outcome.DENIED), (decision, denied)
     if denied:
         assert denied == [decision.message]

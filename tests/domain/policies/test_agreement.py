@@ -4,6 +4,10 @@ They share one verdict, so they must tell the same story: the same problems in t
 admission warnings, the audit annotation and the lint finding; a denial exactly
 when the mode is `enforce` and no leniency applies; nothing where the mode is `off`
 (except lint, which knows no mode) or an owner is left to answer.
+
+Admission alone knows who writes the object; the audit and lint take an exempt
+annotation as the object states it. So the agreement is checked for a writer who
+may exempt (a cluster admin); test_exemption_authority.py covers the others.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import pytest
 
 from finops_operator.cli.lint import LintResult, lint_objects
-from finops_operator.domain.config import Mode
+from finops_operator.domain.config import Config, Mode
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.admission import Outcome
 from finops_operator.domain.policies.audit import AuditReason, audit_workload
@@ -24,9 +28,10 @@ from finops_operator.domain.policies.verdict import effective_mode, judge
 from finops_operator.domain.workloads import created_by_controller
 from tests.domain.policies.test_admission import apply_patch
 from tests.domain.policies.workload_corpus import Case, corpus
-from tests.support.reviews import review
+from tests.support.reviews import CLUSTER_ADMIN, review
 
 CASES = list(corpus())
+EXEMPT_NAMESPACES = Config().exempt_namespaces
 
 
 def lint_finding(case: Case) -> Violations:
@@ -55,7 +60,7 @@ def test_the_corpus_covers_every_outcome() -> None:
 def test_admission_audit_and_lint_agree_on_a_create(index: int) -> None:
     for case in CASES[index : index + 50]:
         found = lint_finding(case)
-        request = admission.parse_review(review(case.obj))
+        request = admission.parse_review(review(case.obj, user=CLUSTER_ADMIN))
         decision = admission.validate(request, case.policy, case.namespaces)
         outcome = audit_workload(case.obj, case.policy, case.namespaces.get(case.namespace or ""))
         mode = mode_of(case)
@@ -68,6 +73,8 @@ def test_admission_audit_and_lint_agree_on_a_create(index: int) -> None:
             problems = [w.partition(": ")[2].partition(": ")[2] for w in warnings]
             assert problems == found.problems(), where
             assert decision.audit_annotations == {"violations": found.annotation()}, where
+        elif decision.outcome is Outcome.EXEMPT and request.namespace not in EXEMPT_NAMESPACES:
+            assert decision.warnings in ((), (admission.exempt_note(request.ref),)), where
         else:
             assert decision.warnings == () and not decision.audit_annotations, where
             assert decision.outcome is Outcome.COMPLIANT or not found or mode is Mode.OFF, where
@@ -86,22 +93,25 @@ def test_admission_audit_and_lint_agree_on_a_create(index: int) -> None:
 @pytest.mark.parametrize("index", range(0, len(CASES), 50), ids=lambda i: f"cases {i}+")
 def test_an_update_is_never_stricter_than_a_create(index: int) -> None:
     for case in CASES[index : index + 50]:
-        create = admission.parse_review(review(case.obj))
-        update = admission.parse_review(review(case.obj, "UPDATE", old=case.old))
+        create = admission.parse_review(review(case.obj, user=case.user))
+        update = admission.parse_review(review(case.obj, "UPDATE", old=case.old, user=case.user))
         on_create = admission.validate(create, case.policy, case.namespaces)
         on_update = admission.validate(update, case.policy, case.namespaces)
         if on_create.allowed:
             assert on_update.allowed
         else:
             predates = any("predate" in w for w in on_update.warnings)
-            assert on_update.allowed is predates
+            kept = on_update.outcome is Outcome.EXEMPT  # an exemption it had, nothing added
+            assert on_update.allowed is (predates or kept)
+            if kept:
+                continue
             assert on_update.warnings[: len(on_create.warnings)] == on_create.warnings
 
 
 @pytest.mark.parametrize("index", range(0, len(CASES), 50), ids=lambda i: f"cases {i}+")
 def test_after_mutation_no_label_the_namespace_supplies_is_missing(index: int) -> None:
     for case in CASES[index : index + 50]:
-        request = admission.parse_review(review(case.obj))
+        request = admission.parse_review(review(case.obj, user=CLUSTER_ADMIN))
         mutation = admission.mutate(request, case.policy, case.namespaces)
         patched = apply_patch(copy.deepcopy(case.obj), mutation.patch or [])
         supplied = case.namespaces.get(case.namespace or "", {})

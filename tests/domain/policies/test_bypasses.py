@@ -16,7 +16,7 @@ from finops_operator.domain.config import Config
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_template
-from tests.support.reviews import COMPLETE_LABELS, review, workload
+from tests.support.reviews import CLUSTER_ADMIN, COMPLETE_LABELS, review, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 KINDS = list(WORKLOAD_KINDS)
@@ -59,8 +59,8 @@ def test_adding_a_gpu_with_a_zero_quantity_before_is_denied(kind: str) -> None:
 def test_removing_the_exempt_annotation_is_denied(kind: str, where: str) -> None:
     old = workload(kind)
     meta = old["metadata"] if where == "object" or kind == "Pod" else pod_template(old)["metadata"]
-    meta.setdefault("annotations", {})[EXEMPT] = "true"
-    decision = validate(review(workload(kind), "UPDATE", old=old))
+    meta.setdefault("annotations", {}).update({EXEMPT: "true", f"{EXEMPT}-reason": "burn-in"})
+    decision = validate(review(workload(kind), "UPDATE", old=old, user=CLUSTER_ADMIN))
     assert not decision.allowed
 
 
@@ -103,7 +103,9 @@ def test_an_exempt_annotation_that_is_not_true_does_not_exempt(kind: str, value:
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_exempt_annotation_true_exempts(kind: str) -> None:
     obj = workload(kind, annotations={EXEMPT: "true", f"{EXEMPT}-reason": "burn-in"})
-    assert validate(review(obj)).outcome is admission.Outcome.EXEMPT
+    decision = validate(review(obj, user=CLUSTER_ADMIN))
+    assert decision.outcome is admission.Outcome.EXEMPT
+    assert decision.warnings == (admission.exempt_note(f"{kind} team-a/llm"),)
 
 
 # --- item 4: forged ownerReferences ------------------------------------------------------

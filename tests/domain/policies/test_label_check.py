@@ -50,6 +50,12 @@ def with_labels(**changes: Any) -> dict[str, Any]:
     return labels
 
 
+REASONED = {
+    "finops.resilio.tech/exempt": "true",
+    "finops.resilio.tech/exempt-reason": "vendor benchmark",
+}
+
+
 def gpu_deployment(
     labels: dict[str, Any],
     namespace: str | None = "ml",
@@ -193,15 +199,37 @@ def test_label_rule(rule: LabelRule, value: str, accepted: bool, described: str)
         ),
         pytest.param(
             Config(),
-            gpu_deployment({}, annotations={"finops.resilio.tech/exempt": "true"}),
+            gpu_deployment({}, annotations=REASONED),
             True,
             id="the annotation on the object",
         ),
         pytest.param(
             Config(),
-            gpu_deployment({}, template_annotations={"finops.resilio.tech/exempt": "true"}),
+            gpu_deployment({}, template_annotations=REASONED),
             True,
             id="the annotation on the pod template",
+        ),
+        pytest.param(
+            Config(),
+            gpu_deployment({}, annotations={"finops.resilio.tech/exempt": "true"}),
+            False,
+            id="true without a reason does not exempt",
+        ),
+        pytest.param(
+            Config(),
+            gpu_deployment({}, annotations={**REASONED, "finops.resilio.tech/exempt-reason": ""}),
+            False,
+            id="true with an empty reason does not exempt",
+        ),
+        pytest.param(
+            Config(),
+            gpu_deployment(
+                {},
+                annotations={"finops.resilio.tech/exempt": "true"},
+                template_annotations={"finops.resilio.tech/exempt-reason": "elsewhere"},
+            ),
+            False,
+            id="the reason must be beside the annotation",
         ),
         pytest.param(
             Config(),

@@ -79,7 +79,13 @@ def verdict_on(obj: dict[str, Any] | None, policy: LabelPolicy = ENFORCE, **kw: 
             id="an exempt namespace",
         ),
         pytest.param(
-            workload("Pod", annotations={"finops.resilio.tech/exempt": "true"}),
+            workload(
+                "Pod",
+                annotations={
+                    "finops.resilio.tech/exempt": "true",
+                    "finops.resilio.tech/exempt-reason": "burn-in",
+                },
+            ),
             {},
             Skip.EXEMPT_ANNOTATION,
             id="the exempt annotation",

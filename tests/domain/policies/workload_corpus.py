@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from finops_operator.domain.config import Config, Mode
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.workloads import WorkloadKind, pod_template
-from tests.support.reviews import COMPLETE_LABELS, workload
+from tests.support.reviews import ALICE, CLUSTER_ADMIN, COMPLETE_LABELS, TEAM_A_DEV, workload
 
 BAD_VALUES: dict[str, list[Any]] = {
     "resilio.tech/team": ["ML-Research", "search-", "", None, 42],
@@ -38,8 +38,11 @@ OWNERS = (
     ("batch/v1", "CronJob"),
     ("v1", "ReplicaSet"),
 )
-# Values of the exempt annotation: only "true" exempts.
+# Values of the exempt annotation: only "true" exempts, and only with a reason.
 EXEMPT_VALUES = ("true", "true", "true", "false", "", "burn-in")
+EXEMPT_REASONS = ("burn-in (FIN-1)", "burn-in (FIN-1)", "vendor-paid", "", None)
+# request.userInfo of who writes the object: a cluster admin may exempt, the others not.
+USERS = (CLUSTER_ADMIN, ALICE, TEAM_A_DEV)
 NAMESPACE_MODES = (None, "enforce", "audit", "off", "lax")
 POLICIES = {mode: LabelPolicy(Config(mode=mode)) for mode in Mode}
 
@@ -50,6 +53,7 @@ class Case:
     old: dict[str, Any]
     policy: LabelPolicy
     namespaces: dict[str, dict[str, str]]
+    user: Mapping[str, Any] = field(default_factory=lambda: ALICE)
 
     @property
     def namespace(self) -> str | None:
@@ -85,9 +89,11 @@ def _case(rng: random.Random) -> Case:
         obj["apiVersion"] = "batch.volcano.sh/v1alpha1"
     if rng.random() < 0.1:
         where = obj["metadata"] if rng.random() < 0.5 else pod_template(obj)["metadata"]
-        where.setdefault("annotations", {})["finops.resilio.tech/exempt"] = rng.choice(
-            EXEMPT_VALUES
-        )
+        annotations = where.setdefault("annotations", {})
+        annotations["finops.resilio.tech/exempt"] = rng.choice(EXEMPT_VALUES)
+        reason = rng.choice(EXEMPT_REASONS)
+        if reason is not None:
+            annotations["finops.resilio.tech/exempt-reason"] = reason
     owner = rng.choice(OWNERS)
     if owner is not None:
         api_version, owner_kind = owner
@@ -101,6 +107,9 @@ def _case(rng: random.Random) -> Case:
             }
         ]
     old = copy.deepcopy(obj)
+    if rng.random() < 0.2:  # the update adds or changes the exemption's reason
+        old_meta = old["metadata"].setdefault("annotations", {})
+        old_meta["finops.resilio.tech/exempt-reason"] = rng.choice(["", "earlier reason"])
     if rng.random() < 0.7:
         template = pod_template(old)
         template["metadata"]["labels"] = {"app": "llm", **_labels(rng)}
@@ -112,7 +121,7 @@ def _case(rng: random.Random) -> Case:
         if rng.random() < 0.25:
             ns_labels[key] = good
     namespaces = {namespace: ns_labels} if namespace is not None else {}
-    return Case(obj, old, POLICIES[rng.choice(list(Mode))], namespaces)
+    return Case(obj, old, POLICIES[rng.choice(list(Mode))], namespaces, rng.choice(USERS))
 
 
 def corpus(size: int = 600, seed: int = 11) -> Iterator[Case]:

@@ -83,12 +83,6 @@ def _share(resource: str, model: str, replicas: int) -> tuple[int, int]:
     return 1, 1
 
 
-def device_fraction(resource: str, model: str, replicas: int) -> Decimal:
-    """How much of one physical device one unit of `resource` is."""
-    part, whole = _share(resource, model, replicas)
-    return Decimal(part) / Decimal(whole)
-
-
 def in_devices(quantity: Decimal, resource: str, model: str, replicas: int) -> Decimal:
     """`quantity` units of `resource`, in physical devices (dividing last, to stay exact)."""
     part, whole = _share(resource, model, replicas)

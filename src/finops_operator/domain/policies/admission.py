@@ -9,7 +9,11 @@ The rules, as the verdict applies them (docs/admission.md explains them for user
 
 - Only CREATE and UPDATE of the main resource of the seven workload kinds are
   judged. Deletes, CONNECT, status and scale subresources are always allowed.
-- Non-GPU workloads, exempt namespaces, exempt objects and mode `off` pass.
+- Non-GPU workloads, exempt namespaces, exempt objects and mode `off` pass. An
+  exempt annotation counts only with its reason and, when this request adds or
+  changes it, only from a user `exemptions` allows (`verdict.exemption_honoured`);
+  every honoured exemption is answered with a warning, and one that is not
+  honoured is judged as if absent, with a note naming who and which keys allow.
 - `audit` admits with Kubernetes warnings; `enforce` denies with one line.
 - In `enforce`, two cases are admitted with warnings instead of denied, so that
   installing the operator never breaks workloads that already run:
@@ -33,10 +37,17 @@ from enum import StrEnum
 from typing import Any, Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.policies.label_check import LabelPolicy, object_ref, violation_message
+from finops_operator.domain.config import ExemptionsConfig, Mode
+from finops_operator.domain.policies.label_check import (
+    LabelPolicy,
+    Requester,
+    object_ref,
+    violation_message,
+)
 from finops_operator.domain.policies.verdict import (
     JUDGED_OPERATIONS,
     Leniency,
+    Skip,
     Verdict,
     judge,
 )
@@ -59,6 +70,28 @@ def misspelt_note(value: str) -> str:
     )
 
 
+UNREASONED_NOTE: Final = (
+    f"finops: {conventions.EXEMPT_ANNOTATION}='{conventions.EXEMPT_VALUE}' does not exempt "
+    f"without a reason in {conventions.EXEMPT_REASON_ANNOTATION}"
+)
+
+
+def exempt_note(ref: str) -> str:
+    """The warning that answers every honoured exempt annotation."""
+    return (
+        f"finops: {ref} is exempt from the cost label check by "
+        f"{conventions.EXEMPT_ANNOTATION} (reason in {conventions.EXEMPT_REASON_ANNOTATION})"
+    )
+
+
+def not_honoured(requester: Requester, exemptions: ExemptionsConfig) -> str:
+    """Why an exempt annotation was not honoured: who wrote it, and which keys allow whom."""
+    return (
+        f"The exempt annotation is not honoured: {requester} may not exempt "
+        f"(only {exemptions.who_may} may)."
+    )
+
+
 NamespaceLabels = Mapping[str, Mapping[str, str]]
 
 
@@ -72,6 +105,9 @@ class Outcome(StrEnum):
     DENIED = "denied"
     MUTATED = "mutated"
     MALFORMED = "malformed"
+    # Not judged: the operator was not ready (its namespace index not loaded), so it
+    # answered 503 and the webhook's failurePolicy decided.
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)
@@ -87,6 +123,8 @@ class Request:
     dry_run: bool
     object: Mapping[str, Any] | None
     old_object: Mapping[str, Any] | None
+    # request.userInfo; nobody when absent (the API server always sends it).
+    user: Requester = field(default_factory=Requester)
 
     @property
     def ref(self) -> str:
@@ -149,6 +187,7 @@ def parse_review(body: Any) -> Request:
         meta = obj.get("metadata") or {}
         name = meta.get("name") or meta.get("generateName")
     sub_resource = request.get("subResource") or ""
+    user = _user_info(request.get("userInfo"), uid)
     return Request(
         uid=uid,
         operation=operation,
@@ -159,7 +198,22 @@ def parse_review(body: Any) -> Request:
         dry_run=request.get("dryRun") is True,
         object=obj,
         old_object=old,
+        user=user,
     )
+
+
+def _user_info(info: Any, uid: str) -> Requester:
+    if info is None:
+        return Requester()
+    if not isinstance(info, Mapping):
+        raise MalformedReviewError("request.userInfo must be an object", uid)
+    username = info.get("username", "")
+    groups = info.get("groups") or []
+    if not isinstance(username, str):
+        raise MalformedReviewError("request.userInfo.username must be a string", uid)
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise MalformedReviewError("request.userInfo.groups must be a list of strings", uid)
+    return Requester(username, tuple(groups))
 
 
 def judge_request(request: Request, policy: LabelPolicy, namespaces: NamespaceLabels) -> Verdict:
@@ -173,6 +227,7 @@ def judge_request(request: Request, policy: LabelPolicy, namespaces: NamespaceLa
         operation=request.operation,
         sub_resource=request.sub_resource,
         old=request.old_object,
+        requester=request.user,
     )
 
 
@@ -184,14 +239,27 @@ def _not_judged(verdict: Verdict) -> Decision | None:
 
 def validate(request: Request, policy: LabelPolicy, namespaces: NamespaceLabels) -> Decision:
     verdict = judge_request(request, policy, namespaces)
+    if verdict.skip is Skip.EXEMPT_ANNOTATION and verdict.mode is not Mode.OFF:
+        return Decision(True, Outcome.EXEMPT, warnings=(exempt_note(request.ref),))
     if (skipped := _not_judged(verdict)) is not None:
         return skipped
+    refused = ""
+    if verdict.refused_exemption is not None:
+        refused = not_honoured(verdict.refused_exemption, policy.config.exemptions)
     found = verdict.violations
     if not found:
+        if refused:
+            return Decision(
+                True, Outcome.COMPLIANT, warnings=(f"finops: {request.ref}: {refused}",)
+            )
         return COMPLIANT
     warnings = tuple(f"finops: {request.ref}: {problem}" for problem in found.problems())
     if verdict.misspelt_exemption is not None:
         warnings = (*warnings, misspelt_note(verdict.misspelt_exemption))
+    if verdict.unreasoned_exemption:
+        warnings = (*warnings, UNREASONED_NOTE)
+    if refused:
+        warnings = (*warnings, f"finops: {request.ref}: {refused}")
     audit = {"violations": found.annotation()}
     leniency = verdict.leniency
     if leniency is Leniency.PREDATES_UPDATE:
@@ -199,6 +267,8 @@ def validate(request: Request, policy: LabelPolicy, namespaces: NamespaceLabels)
     if leniency is not None:
         return Decision(True, Outcome.WARNED, warnings=warnings, audit_annotations=audit)
     message = violation_message(request.kind, request.namespace, request.name, found)
+    if refused:
+        message = f"{message} {refused}"
     return Decision(
         False, Outcome.DENIED, message=message, code=403, warnings=warnings, audit_annotations=audit
     )

@@ -1,7 +1,7 @@
 """The label rules as admission policies the API server enforces itself, without the operator.
 
 From the configuration (required keys and their rules, GPU resource names, exempt
-namespaces, the default mode) this module writes, as plain dicts:
+namespaces, the default mode, who may exempt) this module writes, as plain dicts:
 
 - `finops-cost-labels`, a ValidatingAdmissionPolicy that denies a GPU workload
   whose cost labels are missing or invalid, with the webhook's one-line message
@@ -15,9 +15,11 @@ namespaces, the default mode) this module writes, as plain dicts:
   `finops.resilio.tech/inherited-labels` annotation, when the server serves the API.
 
 The decision is `verdict.judge`'s, step for step, in CEL: the same kinds and
-template paths (`WorkloadKind`), the same GPU test, exemptions, modes (the
-namespace label overrides the configured default), the same leniency for objects
-a workload controller made and for updates that add no violation. Each piece is
+template paths (`WorkloadKind`), the same GPU test, exemptions (with their
+reason, and on `request.userInfo` the authority of whoever adds or changes one,
+`exemption_variables`), modes (the namespace label overrides the configured
+default), the same leniency for objects a workload controller made and for
+updates that add no violation. Each piece is
 a small function below; docs/admission.md ("Admission policies") explains the
 choices, and tests/domain/policies/test_admission_policy.py evaluates the CEL
 against `judge` object by object.
@@ -33,8 +35,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import Config, LabelRule, Mode
-from finops_operator.domain.policies.admission import PREDATES_NOTE
+from finops_operator.domain.config import Config, ExemptionsConfig, LabelRule, Mode
+from finops_operator.domain.policies.admission import PREDATES_NOTE, UNREASONED_NOTE
 from finops_operator.domain.policies.cel import (
     anchored,
     cel_list,
@@ -75,6 +77,7 @@ LABELS: Final = {
 }
 _MODE_KEY: Final = cel_string(conventions.MODE_NAMESPACE_LABEL)
 _EXEMPT_KEY: Final = cel_string(conventions.EXEMPT_ANNOTATION)
+_REASON_KEY: Final = cel_string(conventions.EXEMPT_REASON_ANNOTATION)
 
 
 # --- checking the configuration ------------------------------------------------------
@@ -145,16 +148,93 @@ def _metadatas(obj: str, template: str) -> str:
     return f"[{obj}.metadata, has({template}.metadata) ? {template}.metadata : {{}}]"
 
 
-def exempt(obj: str, template: str, exempt_namespaces: tuple[str, ...]) -> str:
-    """CEL for `find_exemption`: an exempt namespace, or the annotation exactly "true"."""
-    annotated = (
-        f"{_metadatas(obj, template)}.exists(m, has(m.annotations) && "
+def exempt_reasons(obj: str, template: str) -> str:
+    """CEL for the reasons of `find_exemption`'s annotations: the metadata (object first,
+    then template) annotated exactly "true" with a reason beside it, mapped to the reason."""
+    return (
+        f"{_metadatas(obj, template)}.filter(m, has(m.annotations) && "
+        f"{_EXEMPT_KEY} in m.annotations && m.annotations[{_EXEMPT_KEY}] == "
+        f"{cel_string(conventions.EXEMPT_VALUE)} && {_REASON_KEY} in m.annotations && "
+        f"m.annotations[{_REASON_KEY}] != '').map(m, m.annotations[{_REASON_KEY}])"
+    )
+
+
+def unreasoned(obj: str, template: str) -> str:
+    """CEL for `unreasoned_exemption`: annotated "true", and never with a reason."""
+    marked = (
+        f"{_metadatas(obj, template)}.filter(m, has(m.annotations) && "
         f"{_EXEMPT_KEY} in m.annotations && m.annotations[{_EXEMPT_KEY}] == "
         f"{cel_string(conventions.EXEMPT_VALUE)})"
     )
+    return (
+        f"size({marked}) > 0 && {marked}.all(m, !({_REASON_KEY} in m.annotations) || "
+        f"m.annotations[{_REASON_KEY}] == '')"
+    )
+
+
+def exempt_namespace(exempt_namespaces: tuple[str, ...]) -> str:
     if not exempt_namespaces:
-        return annotated
-    return f"request.namespace in {cel_list(exempt_namespaces)} || {annotated}"
+        return "false"
+    return f"request.namespace in {cel_list(exempt_namespaces)}"
+
+
+def may_exempt(exemptions: ExemptionsConfig) -> str:
+    """CEL for `ExemptionsConfig.allows` on `request.userInfo`."""
+    tests = []
+    if exemptions.allowed_users:
+        tests.append(
+            "has(request.userInfo.username) && "
+            f"request.userInfo.username in {cel_list(exemptions.allowed_users)}"
+        )
+    if exemptions.allowed_groups:
+        tests.append(
+            "has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in "
+            f"{cel_list(exemptions.allowed_groups)})"
+        )
+    return " || ".join(f"({test})" for test in tests) or "false"
+
+
+def exemption_variables(config: Config) -> list[dict[str, str]]:
+    """The steps of `find_exemption` and `exemption_honoured`, after `kind`, `template`,
+    `oldTemplate`, `gpu`, `oldGpu`, `controlled` and the label checks of both objects."""
+    rules = config.labels
+    return [
+        _variable("exemptNamespace", exempt_namespace(config.exempt_namespaces)),
+        _variable("reasons", exempt_reasons("object", "variables.template")),
+        _variable(
+            "oldReasons",
+            f"type(oldObject) == map ? ({exempt_reasons('oldObject', 'variables.oldTemplate')})"
+            " : []",
+        ),
+        _variable("mayExempt", may_exempt(config.exemptions)),
+        _variable("checks", check_labels(rules, "variables.labels")),
+        _variable(
+            "problems",
+            "variables.checks.filter(p, p.startsWith('missing ')) + "
+            "variables.checks.filter(p, p.startsWith('invalid '))",
+        ),
+        _variable(
+            "oldAll",
+            f"variables.oldGpu ? {check_labels(rules, 'variables.oldLabels')}"
+            ".filter(p, p != '') : []",
+        ),
+        _variable(
+            "kept",
+            "variables.oldGpu && size(variables.reasons) > 0 && "
+            "size(variables.oldReasons) > 0 && variables.reasons[0] == variables.oldReasons[0] "
+            "&& variables.problems.all(p, p in variables.oldAll)",
+        ),
+        _variable(
+            "honoured",
+            "size(variables.reasons) > 0 && (variables.controlled || variables.mayExempt || "
+            "variables.kept)",
+        ),
+        _variable(
+            "refused",
+            "!variables.exemptNamespace && size(variables.reasons) > 0 && !variables.honoured",
+        ),
+        _variable("exempt", "variables.exemptNamespace || variables.honoured"),
+    ]
 
 
 def misspelt(obj: str, template: str) -> str:
@@ -243,37 +323,38 @@ def _variable(name: str, expression: str) -> dict[str, str]:
     return {"name": name, "expression": expression}
 
 
-def validating_variables(config: Config) -> list[dict[str, str]]:
-    """The steps of `judge`, named, in the order CEL evaluates them."""
-    gpus, rules, exempts = config.gpu_resources, config.labels, config.exempt_namespaces
+def _object_variables(config: Config) -> list[dict[str, str]]:
+    """The object, the old object and their labels, then whether an exemption counts."""
+    gpus = config.gpu_resources
     old = "variables.oldTemplate"
     return [
         _variable("kind", "request.kind.kind"),
         _variable("template", template_of("object")),
         _variable("gpu", asks_for_gpu("variables.template", gpus)),
-        _variable("exempt", exempt("object", "variables.template", exempts)),
-        _variable("judged", "variables.gpu && !variables.exempt"),
-        _variable("mode", effective_mode(config.mode)),
-        _variable("labels", pod_labels("variables.template")),
-        _variable("checks", check_labels(rules, "variables.labels")),
-        _variable(
-            "problems",
-            "variables.checks.filter(p, p.startsWith('missing ')) + "
-            "variables.checks.filter(p, p.startsWith('invalid '))",
-        ),
         _variable("controlled", created_by_controller()),
         _variable("oldTemplate", f"type(oldObject) == map ? ({template_of('oldObject')}) : {{}}"),
         _variable(
-            "oldJudged",
+            "oldGpu",
             "request.operation == 'UPDATE' && type(oldObject) == map && "
-            f"({asks_for_gpu(old, gpus)}) && !({exempt('oldObject', old, exempts)})",
+            f"({asks_for_gpu(old, gpus)})",
         ),
+        _variable("labels", pod_labels("variables.template")),
         _variable("oldLabels", pod_labels(old)),
+        *exemption_variables(config),
+    ]
+
+
+def validating_variables(config: Config) -> list[dict[str, str]]:
+    """The steps of `judge`, named, in the order CEL evaluates them."""
+    return [
+        *_object_variables(config),
+        _variable("judged", "variables.gpu && !variables.exempt"),
+        _variable("mode", effective_mode(config.mode)),
         _variable(
-            "oldProblems",
-            f"variables.oldJudged ? {check_labels(rules, 'variables.oldLabels')}"
-            ".filter(p, p != '') : []",
+            "oldJudged",
+            "variables.oldGpu && !variables.exemptNamespace && size(variables.oldReasons) == 0",
         ),
+        _variable("oldProblems", "variables.oldJudged ? variables.oldAll : []"),
         _variable(
             "predates",
             "variables.oldJudged && variables.problems.all(p, p in variables.oldProblems)",
@@ -287,6 +368,14 @@ def validating_variables(config: Config) -> list[dict[str, str]]:
         ),
         _variable("ref", "variables.kind + ' ' + request.namespace + '/' + variables.name"),
         _variable("misspelt", misspelt("object", "variables.template")),
+        _variable("unreasoned", unreasoned("object", "variables.template")),
+        _variable(
+            "notHonoured",
+            "'The exempt annotation is not honoured: ' + "
+            "(has(request.userInfo.username) && request.userInfo.username != '' ? "
+            "request.userInfo.username : '(unknown user)') + "
+            f"{cel_string(f' may not exempt (only {config.exemptions.who_may} may).')}",
+        ),
     ]
 
 
@@ -297,7 +386,8 @@ DENIES: Final = (
 DENY_MESSAGE: Final = (
     "variables.ref + ' asks for a GPU but its cost labels are missing or invalid: ' + "
     "variables.problems.join('; ') + '. Set them under ' + variables.labelsPath + "
-    "' (or label the namespace to inherit them).'"
+    "' (or label the namespace to inherit them).' + "
+    "(variables.refused ? ' ' + variables.notHonoured : '')"
 )
 
 
@@ -317,6 +407,10 @@ def warn_validations(config: Config) -> list[dict[str, str]]:
         f"'\\' does not exempt; only \\'{conventions.EXEMPT_VALUE}\\' does (put the reason "
         f"in {conventions.EXEMPT_REASON_ANNOTATION})'"
     )
+    honoured = cel_string(
+        f" is exempt from the cost label check by {conventions.EXEMPT_ANNOTATION} "
+        f"(reason in {conventions.EXEMPT_REASON_ANNOTATION})"
+    )
     return [
         *found,
         {
@@ -324,6 +418,24 @@ def warn_validations(config: Config) -> list[dict[str, str]]:
                 f"!({warned} && size(variables.problems) > 0 && size(variables.misspelt) > 0)"
             ),
             "messageExpression": exempt_note,
+            "reason": "Invalid",
+        },
+        {
+            "expression": f"!({warned} && size(variables.problems) > 0 && variables.unreasoned)",
+            "message": UNREASONED_NOTE,
+            "reason": "Invalid",
+        },
+        {
+            "expression": f"!({warned} && variables.refused)",
+            "messageExpression": "'finops: ' + variables.ref + ': ' + variables.notHonoured",
+            "reason": "Forbidden",
+        },
+        {
+            "expression": (
+                "!(variables.gpu && !variables.exemptNamespace && variables.honoured && "
+                "variables.mode != 'off')"
+            ),
+            "messageExpression": f"'finops: ' + variables.ref + {honoured}",
             "reason": "Invalid",
         },
         {
@@ -470,16 +582,12 @@ def mutating_variables(config: Config) -> list[dict[str, str]]:
             prefix = f"variables.kind == {cel_string(workload.value)} ? {pointer} : {prefix}"
     annotations = "variables.template.metadata.annotations"
     return [
-        _variable("kind", "request.kind.kind"),
-        _variable("template", template_of("object")),
+        *_object_variables(config),
         _variable("prefix", prefix),
         _variable(
             "judged",
-            f"({asks_for_gpu('variables.template', config.gpu_resources)}) && "
-            f"!({exempt('object', 'variables.template', config.exempt_namespaces)}) && "
-            f"({effective_mode(config.mode)}) != 'off'",
+            f"variables.gpu && !variables.exempt && ({effective_mode(config.mode)}) != 'off'",
         ),
-        _variable("labels", pod_labels("variables.template")),
         _variable(
             "namespaceLabels",
             "has(namespaceObject.metadata.labels) ? namespaceObject.metadata.labels : {}",

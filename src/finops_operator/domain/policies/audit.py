@@ -19,8 +19,10 @@ from typing import Any
 from finops_operator.domain import conventions
 from finops_operator.domain.policies.label_check import (
     NO_VIOLATIONS,
+    Exemption,
     LabelPolicy,
     Violations,
+    object_ref,
     violation_message,
 )
 from finops_operator.domain.policies.verdict import Skip, Verdict, judge
@@ -87,6 +89,20 @@ def event_message(obj: Mapping[str, Any], outcome: AuditOutcome) -> str:
             obj["kind"], meta.get("namespace"), meta.get("name"), outcome.violations
         )
     return f"{obj['kind']} {meta.get('namespace')}/{meta.get('name')} now carries its cost labels."
+
+
+def exemption_message(obj: Mapping[str, Any], exemption: Exemption) -> str:
+    """The Event message of a GPU workload exempt by annotation, with its reason.
+
+    The audit cannot know who set the annotation; admission checked that
+    (docs/admission.md, "Who may exempt"), and this records that it is in force.
+    """
+    meta = obj.get("metadata") or {}
+    ref = object_ref(str(obj.get("kind")), meta.get("namespace"), meta.get("name"))
+    return (
+        f"{ref} asks for a GPU and is exempt from the cost label check by "
+        f"{conventions.EXEMPT_ANNOTATION}: {exemption.detail}"
+    )
 
 
 def judged_state(obj: Mapping[str, Any]) -> str:

@@ -126,26 +126,55 @@ class Exemption:
         return f"annotated {conventions.EXEMPT_ANNOTATION}=true: {self.detail}"
 
 
+def _reason(annotations: Mapping[str, Any]) -> str | None:
+    reason = annotations.get(conventions.EXEMPT_REASON_ANNOTATION)
+    return None if reason in (None, "") else _as_written(reason)
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who writes an object, as an AdmissionRequest's `userInfo` says."""
+
+    username: str = ""
+    groups: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.username or "(unknown user)"
+
+
 def find_exemption(
     obj: Mapping[str, Any], namespace: str | None, config: Config
 ) -> Exemption | None:
     """The exemption of an object, or None when it has none.
 
     The exempt annotation counts on the object itself and, for a controller, on its
-    pod template (where it reaches the pods the controller creates), and only with
-    the value `"true"`, exactly: `""`, `"false"`, `"yes"` or a reason written there
-    do not exempt (`misspelt_exemption` says so, for a warning). The reason, when
-    given, is the value of `finops.resilio.tech/exempt-reason` beside it.
+    pod template (where it reaches the pods the controller creates), only with the
+    value `"true"`, exactly, and only with a reason in
+    `finops.resilio.tech/exempt-reason` beside it: `""`, `"false"`, `"yes"` or a
+    reason written there do not exempt (`misspelt_exemption` says so, for a
+    warning), nor does `"true"` without a reason (`unreasoned_exemption`).
+
+    This is what the object says. Whether the one who wrote it may exempt is
+    decided at admission (`verdict.judge` with a requester); the audit and lint
+    cannot know who wrote an annotation.
     """
     if namespace is not None and namespace in config.exempt_namespaces:
         return Exemption(ExemptBy.NAMESPACE, namespace)
     for meta in (obj.get("metadata"), pod_template(obj).get("metadata")):
         annotations = _annotations(meta)
         if annotations.get(conventions.EXEMPT_ANNOTATION) == conventions.EXEMPT_VALUE:
-            reason = annotations.get(conventions.EXEMPT_REASON_ANNOTATION)
-            detail = _as_written(reason) if reason not in (None, "") else "no reason given"
-            return Exemption(ExemptBy.ANNOTATION, detail)
+            reason = _reason(annotations)
+            if reason is not None:
+                return Exemption(ExemptBy.ANNOTATION, reason)
     return None
+
+
+def unreasoned_exemption(obj: Mapping[str, Any]) -> bool:
+    """An exempt annotation `"true"` with no reason beside it (it does not exempt)."""
+    metas = (obj.get("metadata"), pod_template(obj).get("metadata"))
+    found = [_annotations(meta) for meta in metas]
+    marked = [a for a in found if a.get(conventions.EXEMPT_ANNOTATION) == conventions.EXEMPT_VALUE]
+    return bool(marked) and all(_reason(a) is None for a in marked)
 
 
 def misspelt_exemption(obj: Mapping[str, Any]) -> str | None:

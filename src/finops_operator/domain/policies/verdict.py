@@ -32,10 +32,12 @@ from finops_operator.domain.policies.label_check import (
     ExemptBy,
     Exemption,
     LabelPolicy,
+    Requester,
     Violations,
     check_labels,
     find_exemption,
     misspelt_exemption,
+    unreasoned_exemption,
 )
 from finops_operator.domain.workloads import (
     WorkloadKind,
@@ -103,7 +105,10 @@ class Verdict:
     the namespace supplies. `old_violations` are the old object's on an UPDATE, and
     only when the old object was itself judged (it asked for a GPU and was not
     exempt, under the same mode): otherwise None, and nothing can predate the update.
-    `misspelt_exemption` is the value of an exempt annotation that does not exempt.
+    `misspelt_exemption` is the value of an exempt annotation that does not exempt,
+    `unreasoned_exemption` says an exempt annotation lacks its reason, and
+    `refused_exemption` is the requester whose exempt annotation was not honoured
+    at admission (the object is then judged as if it had none).
     """
 
     skip: Skip | None
@@ -115,6 +120,8 @@ class Verdict:
     created_by_controller: bool = False
     old_violations: Violations | None = None
     misspelt_exemption: str | None = None
+    unreasoned_exemption: bool = False
+    refused_exemption: Requester | None = None
 
     @property
     def judged(self) -> bool:
@@ -168,6 +175,7 @@ def judge(
     operation: str | None = None,
     sub_resource: str = "",
     old: Mapping[str, Any] | None = None,
+    requester: Requester | None = None,
 ) -> Verdict:
     """The verdict on `obj`, in `namespace` whose labels are `namespace_labels`.
 
@@ -177,6 +185,10 @@ def judge(
     `old` is the object before an UPDATE. Its violations excuse the new object's
     (`predates_update`) only when the old object was judged itself: adding a GPU to
     an untagged workload, or removing its exempt annotation, is judged like a CREATE.
+
+    `requester` is who writes the object at admission; None when nobody does (the
+    audit, lint), and then an exempt annotation counts as the object states it.
+    At admission it counts only when `exemption_honoured` says so.
     """
     mode = effective_mode(policy.config.mode, namespace_labels)
     if operation is not None and operation not in JUDGED_OPERATIONS:
@@ -195,6 +207,13 @@ def judge(
     if not asks_for_gpu(workload, policy.is_gpu):
         return Verdict(Skip.NO_GPU, mode, workload_kind, created_by_controller=controlled)
     exempt = find_exemption(workload, namespace, policy.config)
+    refused = None
+    if (
+        exempt is not None
+        and requester is not None
+        and not exemption_honoured(exempt, workload, old, operation, requester, policy, controlled)
+    ):
+        exempt, refused = None, requester
     if exempt is not None:
         skip = _SKIP_FOR_EXEMPTION[exempt.by]
         return Verdict(skip, mode, workload_kind, exempt, created_by_controller=controlled)
@@ -221,4 +240,43 @@ def judge(
         created_by_controller=controlled,
         old_violations=before,
         misspelt_exemption=misspelt_exemption(workload),
+        unreasoned_exemption=unreasoned_exemption(workload),
+        refused_exemption=refused,
+    )
+
+
+def exemption_honoured(
+    exempt: Exemption,
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    operation: str | None,
+    requester: Requester,
+    policy: LabelPolicy,
+    controlled: bool,
+) -> bool:
+    """Whether an exemption counts for an admission request (docs/admission.md, "Who may exempt").
+
+    A namespace exempt by configuration always counts. An exempt annotation counts
+    when the requester may exempt (`exemptions.allowedGroups`/`allowedUsers`); when
+    the object was made by a workload controller (the annotation came from its
+    owner's template, judged when the owner was written); or when an UPDATE keeps
+    the exemption the old object had, with the same reason, on a GPU workload, and
+    adds no violation. The last rule lets anyone scale, roll or patch an exempt
+    workload without locking it, while stripping labels from an object that was
+    compliant, or changing the reason, needs someone who may exempt.
+    """
+    if exempt.by is ExemptBy.NAMESPACE or controlled:
+        return True
+    if policy.config.exemptions.allows(requester.username, requester.groups):
+        return True
+    if operation != Operation.UPDATE or old is None:
+        return False
+    before = {**old, "kind": obj["kind"]}
+    if not is_workload(before) or not asks_for_gpu(before, policy.is_gpu):
+        return False
+    if find_exemption(before, None, policy.config) != exempt:
+        return False
+    rules = policy.config.labels
+    return check_labels(pod_labels(obj), rules).is_subset_of(
+        check_labels(pod_labels(before), rules)
     )
