@@ -358,6 +358,38 @@ def test_a_rolling_update_fails_no_admission(pod_cluster: Cluster) -> None:
     assert stream.failures() == [], stream.failures()[:5]
 
 
+def test_a_drain_keeps_one_replica_by_the_disruption_budget(pod_cluster: Cluster) -> None:
+    c = pod_cluster
+    before = {p["metadata"]["name"] for p in wait_two_ready(c)}
+    node = c.info["node"]
+    try:
+        # The only node is cordoned, so an evicted replica's replacement stays Pending:
+        # after one eviction the budget (minAvailable 1) allows none.
+        drain = c.kubectl(
+            "drain",
+            node,
+            f"--pod-selector={SELECTOR}",
+            "--delete-emptydir-data",
+            "--timeout=20s",
+            check=False,
+            timeout=90,
+        )
+        assert drain.returncode != 0, drain.stdout
+        assert "disruption budget" in drain.stderr, drain.stderr
+        left = [p for p in running(c) if p["metadata"]["name"] in before]
+        assert len(left) == 1 and is_ready(left[0]), [p["metadata"]["name"] for p in left]
+        pending = [p for p in running(c) if p["metadata"]["name"] not in before]
+        assert pending and all(p["status"]["phase"] == "Pending" for p in pending), pending
+        # The one replica left answers admission alone, through the Service.
+        assert ready_endpoint_pods(c) == {left[0]["metadata"]["name"]}
+        c.apply(compliant_pod("during-drain"), "--dry-run=server")
+        refused = c.apply(gpu_workload("Pod", "during-drain", ENFORCE), check=False)
+        assert refused.returncode != 0 and "denied the request" in refused.stderr, refused.stderr
+    finally:
+        c.kubectl("uncordon", node)
+    wait_two_ready(c)
+
+
 def test_killing_the_leader_hands_over_within_the_lease(pod_cluster: Cluster) -> None:
     c = pod_cluster
     live = wait_two_ready(c)
