@@ -256,8 +256,9 @@ node_cgroups_up() {
   for d in $(cgroup_dirs); do
     mkdir -p "$d"
     parent=$(dirname "$d")
-    # A new cpuset cgroup has no CPUs or memory nodes until it is given its parent's.
-    if [ -f "$d/cpuset.cpus" ] && [ -z "$(cat "$d/cpuset.cpus")" ]; then
+    # A new v1 cpuset cgroup has no CPUs or memory nodes until it is given its
+    # parent's (v2 inherits them; its root has no cpuset.cpus to copy).
+    if ! cgroup_v2 && [ -f "$d/cpuset.cpus" ] && [ -z "$(cat "$d/cpuset.cpus")" ]; then
       cat "$parent/cpuset.cpus" >"$d/cpuset.cpus"
       cat "$parent/cpuset.mems" >"$d/cpuset.mems"
     fi

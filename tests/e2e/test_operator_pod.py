@@ -11,6 +11,9 @@ the way a cluster admin would: kubectl, the pods' /metrics on their IPs, the Lea
 the EndpointSlice and the API server's audit log (each replica names itself in its
 User-Agent). Runs first (conftest's module order), so it never shares the machine
 with the session's other cluster. Needs root (a kubelet and containerd).
+E2E_POD_CLUSTER_DIR names a folder where `E2E_OPERATOR_AS=pod scripts/e2e-cluster.sh up`
+already ran, to reuse that cluster (it is left running). The tests change the
+Deployment (scale, rollout, drain, a killed container) and run in file order.
 """
 
 from __future__ import annotations
