@@ -262,6 +262,14 @@ node_cgroups_up() {
       cat "$parent/cpuset.cpus" >"$d/cpuset.cpus"
       cat "$parent/cpuset.mems" >"$d/cpuset.mems"
     fi
+    if cgroup_v2; then
+      # The controllers the kubelet wants below its root (those the machine's root
+      # cgroup hands down; the others are left out). Untested here: this machine has v1.
+      local c
+      for c in $(cat "$d/cgroup.controllers"); do
+        echo "+$c" >"$d/cgroup.subtree_control" 2>/dev/null || true
+      done
+    fi
   done
 }
 
