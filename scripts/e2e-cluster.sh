@@ -36,7 +36,7 @@
 # Environment: FINOPS_OPERATOR (default .venv/bin/finops-operator), E2E_PROM_CRDS,
 # E2E_APISERVER_SIGNAL (TERM, the default: a graceful shutdown, SIGKILL after 10s;
 # KILL: a crash) for stop-apiserver and restart-apiserver,
-# E2E_NO_OPERATOR=1 (control plane and install only), E2E_APISERVER_FLAGS (more
+# E2E_NO_OPERATOR=1 (control plane and install only; with pod: the node without the image), E2E_APISERVER_FLAGS (more
 # kube-apiserver flags, e.g. --enable-admission-plugins=...,OwnerReferencesPermissionEnforcement).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -53,7 +52,7 @@ RENEW_SECONDS = LEASE_SECONDS / 3
 
 
 @pytest.fixture(scope="module")
-def pod_cluster() -> Iterator[Cluster]:
+def pod_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     reuse = os.environ.get("E2E_POD_CLUSTER_DIR")
     if reuse:
         directory = Path(reuse).resolve()
@@ -61,7 +60,7 @@ def pod_cluster() -> Iterator[Cluster]:
     else:
         if os.geteuid() != 0:
             pytest.skip("E2E_OPERATOR_AS=pod runs a kubelet and containerd: it needs root")
-        directory = Path(tempfile.mkdtemp(prefix="e2e-pod-"))
+        directory = tmp_path_factory.mktemp("e2e-pod")
         started_here = True
     env = dict(os.environ, E2E_OPERATOR_AS="pod")
     if started_here:
