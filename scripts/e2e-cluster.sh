@@ -26,10 +26,17 @@
 # Use it:   export KUBECONFIG=DIR/kubeconfig PATH=<the folder it prints>:$PATH
 #           kubectl get costpolicies,costreports -A
 #
+# E2E_OPERATOR_AS=pod (root only): the operator runs as the manifests' Deployment
+# instead, on a real node: `up` adds kube-scheduler, containerd and a kubelet
+# (scripts/e2e-node.sh), builds the image (scripts/build-image.sh, or takes
+# E2E_OPERATOR_IMAGE from podman's storage), loads it into containerd and installs
+# through tests/e2e/overlay-pod: the webhooks call the Service, as shipped. `down`
+# undoes every change to the host. See docs/testing-e2e.md, "The operator as a pod".
+#
 # Environment: FINOPS_OPERATOR (default .venv/bin/finops-operator), E2E_PROM_CRDS,
 # E2E_APISERVER_SIGNAL (TERM, the default: a graceful shutdown, SIGKILL after 10s;
 # KILL: a crash) for stop-apiserver and restart-apiserver,
-# E2E_NO_OPERATOR=1 (control plane and install only), E2E_APISERVER_FLAGS (more
+# E2E_NO_OPERATOR=1 (control plane and install only; with pod: the node without the image), E2E_APISERVER_FLAGS (more
 # kube-apiserver flags, e.g. --enable-admission-plugins=...,OwnerReferencesPermissionEnforcement).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,6 +55,16 @@ dir=$(cd "$2" && pwd)
 logs=$dir/logs
 state=$dir/state
 mkdir -p "$logs" "$state"
+# process (default): the operator is a local process; pod: the Deployment on a node.
+# Kept from `up` for the other commands.
+if [ -f "$state/operator-as" ] && [ "$cmd" != up ]; then
+  operator_as=$(cat "$state/operator-as")
+else
+  operator_as=${E2E_OPERATOR_AS:-process}
+fi
+[[ $operator_as =~ ^(process|pod)$ ]] || { echo "e2e-cluster: E2E_OPERATOR_AS: process or pod, not $operator_as" >&2; exit 2; }
+# shellcheck source=scripts/e2e-node.sh
+. "$repo/scripts/e2e-node.sh"
 
 log() { echo "e2e-cluster: $*" >&2; }
 die() {
@@ -139,8 +156,10 @@ status() {
   load_ports
   local bin
   bin=$(cat "$state/bin")
-  echo "control plane in $dir"
-  for name in etcd kube-apiserver kube-controller-manager operator; do
+  echo "control plane in $dir (the operator as a $operator_as)"
+  local names="etcd kube-apiserver kube-controller-manager operator"
+  [ "$operator_as" = pod ] && names="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet"
+  for name in $names; do
     local pid
     if pid=$(alive "$name"); then
       echo "  $name: pid $pid, log $logs/$name.log"
@@ -150,7 +169,13 @@ status() {
   done
   echo "  etcd             http://127.0.0.1:$etcd_port"
   echo "  kube-apiserver   https://127.0.0.1:$apiserver_port"
-  echo "  operator         webhooks https://127.0.0.1:$webhook_port, /metrics http://127.0.0.1:$metrics_port/metrics"
+  if [ "$operator_as" = pod ]; then
+    node_ids
+    echo "  node             $NODE_NAME: containerd $containerd_sock, pods on $bridge ($pod_subnet_prefix.0/24)"
+    echo "  operator         Deployment finops-system/finops-operator, webhooks through the Service finops-operator-webhook"
+  else
+    echo "  operator         webhooks https://127.0.0.1:$webhook_port, /metrics http://127.0.0.1:$metrics_port/metrics"
+  fi
   echo "  kubectl:         export KUBECONFIG=$dir/kubeconfig PATH=$bin:\$PATH"
 }
 
@@ -210,8 +235,12 @@ start_operator() {
     --namespace finops-system
   )
   log "operator started (pid $(cat "$state/operator.pid")), waiting for its webhooks"
-  # Answered when a GPU Pod passes the validating webhook (failurePolicy Fail: while
-  # the operator or its caBundle is missing, the API server refuses it).
+  wait_webhooks
+}
+
+# Returns when a GPU Pod passes the validating webhook (failurePolicy Fail: while
+# the operator or its caBundle is missing, the API server refuses it).
+wait_webhooks() {
   local deadline=$((SECONDS + 90))
   until "$kubectl" --kubeconfig "$dir/kubeconfig" -n default create --dry-run=server -o name -f - \
     >"$state/probe.out" 2>&1 <<'EOF'; do
@@ -227,7 +256,9 @@ spec:
         limits:
           nvidia.com/gpu: 1
 EOF
-    alive operator >/dev/null || die "the operator exited: $(tail -20 "$logs/operator.log")"
+    if [ "$operator_as" = process ]; then
+      alive operator >/dev/null || die "the operator exited: $(tail -20 "$logs/operator.log")"
+    fi
     if [ $SECONDS -ge $deadline ]; then
       die "the webhooks do not answer after 90s: $(cat "$state/probe.out")"
     fi
@@ -287,7 +318,19 @@ EOF
     start etcd "$cp" etcd --data-dir "$dir/etcd" \
       --client-url "http://127.0.0.1:$etcd_port" --peer-url "http://127.0.0.1:$etcd_peer_port" \
       --log-level error
-    echo "${E2E_APISERVER_FLAGS:-}" >"$state/apiserver-flags"
+    echo "$operator_as" >"$state/operator-as"
+    local extra_flags=${E2E_APISERVER_FLAGS:-}
+    if [ "$operator_as" = pod ]; then
+      # The webhooks' Service leads to its endpoints' pod IPs (no kube-proxy), and
+      # the API server reaches the kubelet (logs, exec) with a certificate of its own.
+      node_ids
+      mkdir -p "$node_dir/pki"
+      node_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
+      extra_flags="$extra_flags --enable-aggregator-routing=true --kubelet-preferred-address-types InternalIP"
+      extra_flags="$extra_flags --kubelet-client-certificate $node_dir/pki/apiserver-kubelet-client.crt"
+      extra_flags="$extra_flags --kubelet-client-key $node_dir/pki/apiserver-kubelet-client.key"
+    fi
+    echo "$extra_flags" >"$state/apiserver-flags"
     start_apiserver
     log "started etcd and kube-apiserver; waiting for the API server"
     wait_apiserver
@@ -307,6 +350,7 @@ EOF
       --controllers '*,-node-lifecycle-controller,-taint-eviction-controller' \
       --profiling=false
     wait_for 60 "the default ServiceAccount" "$kubectl" --kubeconfig "$dir/kubeconfig" -n default get serviceaccount default
+    if [ "$operator_as" = pod ]; then node_up; fi
   fi
   local k=("$kubectl" --kubeconfig "$dir/kubeconfig")
 
@@ -319,10 +363,33 @@ EOF
   "${k[@]}" wait --for condition=Established --timeout 60s \
     crd/prometheusrules.monitoring.coreos.com crd/servicemonitors.monitoring.coreos.com >>"$logs/install.log"
 
-  # The project, through the test overlay, with the endpoint's port set.
   local install=$dir/install
   mkdir -p "$install"
-  cat >"$install/kustomization.yaml" <<EOF
+  if [ "$operator_as" = pod ]; then
+    # The image, built from the Dockerfile (or E2E_OPERATOR_IMAGE), in the node's containerd.
+    local image=${E2E_OPERATOR_IMAGE:-${FINOPS_OPERATOR_IMAGE:-}}
+    # E2E_NO_OPERATOR=1: the node without the image (the Deployment's pods cannot start).
+    [ "${E2E_NO_OPERATOR:-}" = 1 ] && image=${image:-finops-operator:0.1.0}
+    if [ -z "$image" ]; then
+      [ -x "$repo/scripts/build-image.sh" ] || die "scripts/build-image.sh is missing: set E2E_OPERATOR_IMAGE"
+      image=$("$repo/scripts/build-image.sh" | tail -1)
+    fi
+    node_ids
+    [ "${E2E_NO_OPERATOR:-}" = 1 ] || node_load_image "$image"
+    echo "$image" >"$state/operator-image"
+    cat >"$install/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(realpath --relative-to "$install" "$repo/tests/e2e/overlay-pod")
+images:
+  - name: finops-operator
+    newName: ${image%:*}
+    newTag: ${image##*:}
+EOF
+  else
+    # The project, through the test overlay, with the endpoint's port set.
+    cat >"$install/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -345,6 +412,7 @@ patches:
         path: /webhooks/0/clientConfig/url
         value: https://127.0.0.1:$webhook_port/mutate
 EOF
+  fi
   # Two passes: the first creates the CRDs, which the second may need.
   if ! "${k[@]}" apply -k "$install" >>"$logs/install.log" 2>&1; then
     "${k[@]}" wait --for condition=Established --timeout 60s \
@@ -353,7 +421,12 @@ EOF
   fi
   log "installed (kubectl apply -k $install; output in $logs/install.log)"
 
-  if [ "${E2E_NO_OPERATOR:-}" != 1 ]; then
+  if [ "$operator_as" = pod ] && [ "${E2E_NO_OPERATOR:-}" != 1 ]; then
+    log "waiting for the Deployment's rollout (both replicas Ready)"
+    "${k[@]}" -n finops-system rollout status deployment/finops-operator --timeout 300s >>"$logs/install.log" 2>&1 ||
+      die "the Deployment did not roll out: $("${k[@]}" -n finops-system get pods -o wide 2>&1)"
+    wait_webhooks
+  elif [ "$operator_as" = process ] && [ "${E2E_NO_OPERATOR:-}" != 1 ]; then
     start_operator
   fi
   cat >"$dir/cluster.json" <<EOF
@@ -370,7 +443,10 @@ EOF
   "metrics_port": $metrics_port,
   "logs": "$logs",
   "audit_log": "$logs/audit.log",
-  "state": "$state"
+  "state": "$state",
+  "operator_as": "$operator_as",
+  "node": "$([ "$operator_as" = pod ] && echo "$NODE_NAME")",
+  "containerd_socket": "$([ "$operator_as" = pod ] && echo "$containerd_sock")"
 }
 EOF
   status
@@ -379,6 +455,11 @@ EOF
 case $cmd in
   up) up ;;
   down)
+    if [ "$operator_as" = pod ] && [ -f "$state/ports.env" ]; then
+      load_ports
+      kubectl=$(cat "$state/bin")/kubectl
+      node_down
+    fi
     for name in operator kube-controller-manager kube-apiserver etcd; do
       stop "$name"
     done
@@ -390,11 +471,15 @@ case $cmd in
     done
     ;;
   operator)
+    [ "$operator_as" = process ] || die "the operator runs as the Deployment here: kubectl -n finops-system scale deployment finops-operator"
     kubectl=$(cat "$state/bin")/kubectl
     start_operator
     status
     ;;
-  stop-operator) stop operator ;;
+  stop-operator)
+    [ "$operator_as" = process ] || die "the operator runs as the Deployment here: kubectl -n finops-system scale deployment finops-operator"
+    stop operator
+    ;;
   stop-apiserver | start-apiserver | restart-apiserver)
     [ -f "$state/ports.env" ] || die "no cluster in $dir (run up first)"
     kubectl=$(cat "$state/bin")/kubectl

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 # The Kubernetes control plane of tests/e2e (docs/testing-e2e.md): built once, cached.
 scripts/build-controlplane.sh >/dev/null
+# Its worker node (kubelet, kube-scheduler) for tests/e2e/test_operator_pod.py: cached too.
+# (The node's Debian packages and the image come with `E2E_OPERATOR_AS=pod e2e-cluster.sh up`.)
+scripts/build-node.sh >/dev/null
 # The Prometheus Operator of tests/e2e/test_monitoring_stack.py, from its Go module: cached too.
 scripts/build-prometheus-operator.sh >/dev/null
 # Helm v4 for the chart tests (tests/install/test_helm_chart.py, tests/e2e/test_helm_chart.py).

@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # before GPU workloads exist, killing the leader late, judging RBAC before the API
 # server is restarted (test_api_outage, last).
 MODULE_ORDER = (
+    "test_operator_pod",  # a cluster of its own (E2E_OPERATOR_AS=pod), gone before the next starts
     "test_crds",
     "test_webhooks",
     "test_workloads",
