@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from finops_operator.domain import conventions
-from tests.support.kube_emulator import KubeEmulator
+from tests.support.kube_emulator import KubeEmulator, store_namespaces
 from tests.support.operator_process import OperatorProcess
 from tests.support.reviews import review, workload
 
@@ -29,19 +29,12 @@ NAMESPACES = 3000
 def enforce_namespaces(cluster: KubeEmulator) -> KubeEmulator:
     """NAMESPACES namespaces in mode `enforce`: the first over HTTP, the rest stored directly."""
 
-    def namespace(index: int) -> dict[str, object]:
+    def namespace(index: int) -> dict[str, Any]:
         labels = {conventions.MODE_NAMESPACE_LABEL: "enforce"}
         return {"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": f"ns-{index:04d}", "labels": labels}}  # fmt: skip
 
-    cluster.create(namespace(0))
-    assert cluster.emulator is not None
-    objects = cluster.emulator.objects
-    resource = next(key[0] for key in objects if key[2] == "ns-0000")
-    for index in range(1, NAMESPACES):
-        obj = namespace(index)
-        obj["metadata"]["uid"] = str(uuid.uuid4())  # type: ignore[index]
-        objects[(resource, None, f"ns-{index:04d}")] = obj
+    store_namespaces(cluster, NAMESPACES, namespace)
     return cluster
 
 

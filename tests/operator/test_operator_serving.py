@@ -7,15 +7,15 @@ import base64
 import json
 import ssl
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from finops_operator.domain import conventions
 from finops_operator.domain.webhook_certificate import secret_body
-from tests.support.kube_emulator import KubeEmulator, eventually
+from tests.support.kube_emulator import KubeEmulator, eventually, store_namespaces
 from tests.support.operator_process import OperatorProcess
 from tests.support.paths import ROOT
 from tests.support.reviews import review, workload
@@ -28,7 +28,7 @@ NAMESPACES = 1500
 OFF_EVERY = 17  # one namespace in 17 is in mode `off`: 89 of them
 
 
-def namespace(index: int) -> dict[str, object]:
+def namespace(index: int) -> dict[str, Any]:
     labels = {"resilio.tech/cost-center": f"cc-{index}"}
     if index % OFF_EVERY == 0:
         labels[conventions.MODE_NAMESPACE_LABEL] = "off"
@@ -43,14 +43,7 @@ def namespace(index: int) -> dict[str, object]:
 def many_namespaces(cluster: KubeEmulator) -> KubeEmulator:
     """The emulator with NAMESPACES namespaces: one created over HTTP, the rest stored
     directly (creating each over HTTP costs the emulator time linear in what it holds)."""
-    cluster.create(namespace(0))
-    assert cluster.emulator is not None
-    objects = cluster.emulator.objects
-    resource = next(key[0] for key in objects if key[2] == "ns-0000")
-    for index in range(1, NAMESPACES):
-        obj = namespace(index)
-        obj["metadata"]["uid"] = str(uuid.uuid4())  # type: ignore[index]
-        objects[(resource, None, f"ns-{index:04d}")] = obj
+    store_namespaces(cluster, NAMESPACES, namespace)
     assert len(cluster.list("Namespace")) == NAMESPACES
     return cluster
 
