@@ -250,7 +250,10 @@ def test_a_rule_deleted_after_a_crash_of_the_api_server_is_put_back(
         prom = rules.rule(cluster, name)
         return prom if prom and prom["metadata"]["ownerReferences"][0]["uid"] == uid else None
 
-    wait_until(put_back, timeout=60, what="the PrometheusRule put back after the restart")
+    # 120 s: after a SIGKILL the API server answers 403 (authorizer not loaded) and 429
+    # (storage re-initializing) for a while, and kopf's watch retries back off (up to
+    # 34 s a try); at the end of a full session the rule came back after about 65 s.
+    wait_until(put_back, timeout=120, what="the PrometheusRule put back after the restart")
     assert rules.ready(cluster, "outage")
     assert pid_of(cluster, "operator") == a_pid and running(a_pid)
     assert standby[0].poll() is None
