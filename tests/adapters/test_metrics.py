@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from finops_devtools.devcluster import free_port
 from finops_devtools.devcluster.prometheus_runner import PrometheusServer
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, pod_spec
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.webhook_server import metrics_app, start_site
 from finops_operator.domain import conventions
@@ -35,7 +36,6 @@ from finops_operator.domain.gpus.allocation import (
 )
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
-from tests.support.reviews import COMPLETE_LABELS, pod_spec
 from tests.support.tools import require_tool
 
 CONFIG = Config()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.controllers.audit_writer import AuditWriter
 from finops_operator.controllers.watch_feeds import NodeFeed, WorkloadFeed
 from finops_operator.controllers.workload_audit import Violations, WorkloadAudit
@@ -13,7 +14,6 @@ from finops_operator.domain.config import Config
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
 from tests.support.fakes import FakeKube, FakeMetrics
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 
 class GatedKube(FakeKube):

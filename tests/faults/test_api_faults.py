@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 from finops_devtools.devcluster.api_proxy import ApiProxy
+from finops_devtools.devcluster.reviews import workload
 from finops_operator.domain import conventions
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess
-from tests.support.reviews import workload
 
 NAMESPACE = conventions.OPERATOR_NAMESPACE
 LEASE_ARGS = ("--lease-seconds", "3")

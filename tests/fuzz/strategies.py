@@ -1,6 +1,6 @@
 """Hypothesis strategies: AdmissionReviews, workloads, CostPolicies and configurations.
 
-The workloads start from the realistic shapes of tests/support/reviews.py and the
+The workloads start from the realistic shapes of src/finops_devtools/devcluster/reviews.py and the
 hostile values of tests/domain/policies/workload_corpus.py, then vary what an
 attacker controls: quantities (huge, tiny, not numbers), labels, the exempt
 annotation, owner references, DRA claims, and, now and then, any subtree of the
@@ -14,9 +14,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, review, workload
 from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_template
 from tests.domain.policies.workload_corpus import BAD_VALUES
-from tests.support.reviews import COMPLETE_LABELS, review, workload
 
 KINDS = sorted(WORKLOAD_KINDS)
 GPU_RESOURCES = [

@@ -24,6 +24,13 @@ import celpy
 import pytest
 from celpy import celtypes
 
+from finops_devtools.devcluster.reviews import (
+    ALICE,
+    CLUSTER_ADMIN,
+    COMPLETE_LABELS,
+    TEAM_A_DEV,
+    workload,
+)
 from finops_operator.domain.config import Config, LabelRule, Mode, parse_config
 from finops_operator.domain.policies import admission_policy as ap
 from finops_operator.domain.policies.admission import Outcome, Request, validate
@@ -32,7 +39,6 @@ from finops_operator.domain.policies.verdict import effective_mode
 from finops_operator.domain.workloads import pod_template
 from finops_operator.errors import ConfigError
 from tests.domain.policies.workload_corpus import Case, corpus
-from tests.support.reviews import ALICE, CLUSTER_ADMIN, COMPLETE_LABELS, TEAM_A_DEV, workload
 
 # The label values the API server accepts (metadata validation, before admission).
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")

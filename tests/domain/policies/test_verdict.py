@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.domain.config import Config, Mode
 from finops_operator.domain.policies.label_check import NO_VIOLATIONS, ExemptBy, LabelPolicy
 from finops_operator.domain.policies.verdict import (
@@ -18,7 +19,6 @@ from finops_operator.domain.policies.verdict import (
     judge,
 )
 from finops_operator.domain.workloads import WorkloadKind, pod_template
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 AUDIT = LabelPolicy(Config(mode="audit"))
