@@ -11,6 +11,7 @@ status, 0 when the API server cannot be reached) and `PrometheusError`.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -173,3 +174,15 @@ class MetricsPort(Protocol):
 
 # Makes a self-signed certificate for the webhook Service of a namespace: (cert, key) in PEM.
 CertificateIssuer = Callable[[str], tuple[bytes, bytes]]
+
+
+class ClockPort(Protocol):
+    """The time a controller's loop reads and waits on (a fake one in unit tests)."""
+
+    def now(self) -> datetime.datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` (cancellable)."""
+        ...
