@@ -1,16 +1,13 @@
 """The composition root: the operator process wired from controllers and adapters.
 
-It builds the adapters (API clients, the servers, the list-and-watches), hands
-them to the controllers (`controllers/assembly.py`), registers kopf's event
-handlers and runs it all until stopped; every decision is a controller's.
-Every kopf watch uses event handlers, never stateful create/update handlers, so
-kopf writes no bookkeeping annotations or finalizers on anything it watches and
-compliant objects are never patched.
-
-kopf watches Namespaces and the custom resources. The workloads and Nodes, by
-the ten thousand in a fleet, are read by `adapters/list_watch.ListWatch`
-instead and fed to `controllers/watch_feeds` (the audit, the GPU inventory;
-docs/benchmarks.md has the measurements).
+It loads the credentials once (`adapters/kube_credentials`), builds the adapters
+(API clients, servers, list-and-watches), hands them to the controllers
+(`controllers/assembly.py`), registers kopf's event handlers and runs it all until
+stopped; every decision is a controller's. kopf only has event handlers, never
+stateful ones, so it writes no bookkeeping annotations or finalizers and never
+patches a compliant object. kopf watches Namespaces and the custom resources; the
+workloads and Nodes, by the ten thousand in a fleet, go through
+`adapters/list_watch.ListWatch` to `controllers/watch_feeds` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ import kopf
 from kopf._core.engines.peering import Identity  # kopf.operator's type; kopf exports none
 
 from finops_operator.adapters import certificate_reloader as tls
+from finops_operator.adapters import kube_credentials
 from finops_operator.adapters.certificates import self_signed, service_hostnames
 from finops_operator.adapters.kube_api import KubeApi, user_agent
 from finops_operator.adapters.list_watch import Connection, ListWatch
@@ -51,7 +49,9 @@ logger = logging.getLogger("finops_operator")
 MANAGED: Mapping[str, str] = {conventions.MANAGED_BY_LABEL: conventions.MANAGED_BY}
 
 
-def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegistry:
+def build_registry(
+    state: OperatorState, run: Controllers, credentials: kube_credentials.Credentials
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     policies, reports, published = run.policies, run.reports, run.published
 
@@ -62,8 +62,8 @@ def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegis
         settings.networking.request_timeout = 30
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(**vars(kube_credentials.login_fields(credentials)))
 
     @kopf.on.event("v1", "namespaces", registry=registry)
     def index_namespace(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -105,9 +105,8 @@ def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegis
     return registry
 
 
-async def _watch_lean(state: OperatorState, audit: WorkloadAudit, agent: str) -> None:
+async def _watch_lean(state: OperatorState, audit: WorkloadAudit, connection: Connection) -> None:
     """The workloads and Nodes through our own list-and-watch, once the namespaces are in."""
-    connection = Connection.from_environment(agent)
     watches = []
     for kind in LIST_WATCHED:
         pods = state.inventory if kind == "Pod" else None
@@ -154,13 +153,14 @@ async def serve(
     metrics = OperatorMetrics()
     # Bulk calls get the client's full timeout: one that gives up early only turns a slow
     # write into one of unknown outcome, read back before it is retried.
-    kube = KubeApi(agent=user_agent(identity, "operator"))
+    credentials = kube_credentials.load()
+    kube = KubeApi(credentials, agent=user_agent(identity, "operator"))
     # The Lease has a thread and a connection of its own, and a timeout within its
     # duration: a renewal never queues behind the audit's writes, and a partition ends
     # it in time (docs/architecture.md, "Leadership never waits behind bulk work").
     lease_timeout = max(1.0, min(10.0, options.lease_seconds / 3))
-    lease_agent = user_agent(identity, "lease")
-    lease_kube = KubeApi(request_timeout=lease_timeout, workers=1, name="lease", agent=lease_agent)
+    lease_agent, watch_agent = user_agent(identity, "lease"), user_agent(identity, "watch")
+    lease_kube = KubeApi(credentials, lease_timeout, workers=1, name="lease", agent=lease_agent)
     serving, reload_certificate = await _serving_certificate(state, kube, metrics, options)
     leadership = elect(
         options.leader_election, lease_kube, identity, state.namespace, options.lease_seconds
@@ -195,7 +195,7 @@ async def serve(
     background = {
         **run.background(),
         "readiness": state.sync.run(kube),
-        "lean-watches": _watch_lean(state, run.audit, user_agent(identity, "watch")),
+        "lean-watches": _watch_lean(state, run.audit, Connection.of(credentials, watch_agent)),
         "trim-after-sync": release_after_sync(lambda: state.sync.synced),
     }
     if reload_certificate is not None:
@@ -206,7 +206,7 @@ async def serve(
     stop_leading = leadership.start_in_thread(asyncio.get_running_loop())
     try:
         await kopf.operator(
-            registry=build_registry(state, run),
+            registry=build_registry(state, run, credentials),
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,

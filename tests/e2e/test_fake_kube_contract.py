@@ -45,7 +45,7 @@ def real_side(cluster: Cluster) -> tuple[Side, KubeApi]:
     kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=cluster.kubeconfig, client_configuration=configuration
     )
-    api = KubeApi(kubernetes.client.ApiClient(configuration), name="contract")
+    api = KubeApi(configuration, name="contract")
 
     def seed(kind: str, namespace: str, obj: dict[str, Any]) -> None:
         cluster.apply({**obj, "metadata": {**obj["metadata"], "namespace": namespace}})
