@@ -147,6 +147,16 @@ CHART_KEYS: dict[str, Any] = {
         },
         description="The admission webhooks' serving certificate.",
     ),
+    "metrics": strict(
+        {
+            "secure": key(
+                BOOLEAN,
+                "Serve /metrics over HTTPS behind the TokenReview/SubjectAccessReview check "
+                "(sets `config.metrics.secure`; the probes and the ServiceMonitor follow).",
+            )
+        },
+        description="The operator's /metrics.",
+    ),
     "serviceMonitor": strict(
         {
             "enabled": key(BOOLEAN, "Render the ServiceMonitor (needs the Prometheus Operator)."),

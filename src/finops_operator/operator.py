@@ -32,6 +32,7 @@ from finops_operator.adapters.kube_api import KubeApi, user_agent
 from finops_operator.adapters.list_watch import Connection, ListWatch
 from finops_operator.adapters.memory import pace_garbage_collector, release_after_sync
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
+from finops_operator.adapters.metrics_auth import MetricsGuard
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import AdmissionApp, metrics_app, start_site
 from finops_operator.controllers import admission_policy_controller as admission_policy
@@ -154,7 +155,8 @@ async def serve(
     metrics = OperatorMetrics()
     # Bulk calls get the client's full timeout: one that gives up early only turns a slow
     # write into one of unknown outcome, read back before it is retried.
-    kube = KubeApi(agent=user_agent(identity, "operator"))
+    kube_agent = user_agent(identity, "operator")
+    kube = KubeApi(agent=kube_agent)
     # The Lease has a thread and a connection of its own, and a timeout within its
     # duration: a renewal never queues behind the audit's writes, and a partition ends
     # it in time (docs/architecture.md, "Leadership never waits behind bulk work").
@@ -180,17 +182,29 @@ async def serve(
     )
     gate = state.sync.index_not_loaded  # admission answers 503 until the namespaces are in
     admission = AdmissionApp(state.policy, state.namespaces, metrics, gate).app()
-    exposition = InventoryExposition(state.inventory, state.config.pricing)
-    scrape = metrics_app(metrics, state.sync.not_ready, exposition)
+    exposition = InventoryExposition(
+        state.inventory, state.config.pricing, pod_series=state.config.metrics.pod_series
+    )
+    secure = state.config.metrics.secure
+    # Its own client, so a scrape's reviews never queue behind the audit's bulk writes.
+    reviewer = (
+        KubeApi(request_timeout=5.0, workers=2, name="metrics-auth", agent=kube_agent)
+        if secure
+        else None
+    )
+    guard = MetricsGuard(reviewer, metrics.registry) if reviewer is not None else None
+    scrape = metrics_app(metrics, state.sync.not_ready, exposition, guard)
     host = options.webhook_host
     runners = [
         await start_site(admission, host, options.webhook_port, serving.context),
-        await start_site(scrape, host, options.metrics_port),
+        await start_site(scrape, host, options.metrics_port, serving.context if secure else None),
     ]
     logger.info(
-        "Admission on https://%s:%d%s and %s, metrics on :%d/metrics, mode %s",
+        "Admission on https://%s:%d%s and %s, metrics on %s://:%d/metrics%s, mode %s",
         *(host, options.webhook_port, conventions.VALIDATE_PATH, conventions.MUTATE_PATH),
-        *(options.metrics_port, state.config.mode),
+        *("https" if secure else "http", options.metrics_port),
+        " (bearer token, TokenReview and SubjectAccessReview)" if secure else "",
+        state.config.mode,
     )
     background = {
         **run.background(),
@@ -222,6 +236,8 @@ async def serve(
         await asyncio.to_thread(stop_leading)
         kube.close()
         lease_kube.close()
+        if reviewer is not None:
+            reviewer.close()
 
 
 async def _serving_certificate(

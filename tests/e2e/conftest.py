@@ -71,6 +71,7 @@ MODULE_ORDER = (
     "test_admission_policies",
     "test_policy_reports",
     "test_leader_election",
+    "test_metrics_auth",  # before test_rbac: its reviews are among the operator's requests
     "test_least_privilege",
     "test_rbac",
     "test_api_outage",
@@ -289,6 +290,19 @@ def pod_of(identity: str, candidates: list[dict[str, Any]]) -> dict[str, Any] | 
         if re.fullmatch(re.escape(pod["metadata"]["name"]) + r"-[0-9a-f]{6}", identity):
             return pod
     return None
+
+
+def untagged_gpu_pod_refused(cluster: Cluster, namespace: str, timeout: float = 30) -> None:
+    """An untagged GPU Pod in an enforce namespace is denied by the webhook (waiting for
+    it to answer), naming the missing team label, and not stored."""
+
+    def refused() -> subprocess.CompletedProcess[str] | None:
+        proc = cluster.apply(gpu_workload("Pod", "untagged", namespace), check=False)
+        return proc if proc.returncode != 0 and "denied the request" in proc.stderr else None
+
+    proc = wait_until(refused, timeout=timeout, what="the untagged GPU pod refused")
+    assert TEAM in proc.stderr, proc.stderr
+    assert not cluster.exists("pod", "untagged", namespace)
 
 
 class AdmissionStream:

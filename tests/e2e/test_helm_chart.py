@@ -12,7 +12,8 @@ The chart is installed with the values a real node needs here: the loaded image
 (`pullPolicy: Never`) and `hostAliases` for the API server's names (no cluster DNS:
 the same entries tests/e2e/overlay-pod patches in). Its two replicas run, one holds
 the Lease, its webhooks refuse an untagged GPU pod through the Service; `helm
-upgrade` of the configuration rolls the pods while admission keeps answering;
+upgrade` of the configuration (enforce, and `metrics.secure`: the probes and
+/metrics over HTTPS) rolls the pods while admission keeps answering;
 `helm uninstall` removes everything but the CRDs, and pods are admitted again
 without the webhooks. Runs second (conftest's module order), before the session's
 cluster starts. Needs root. Helm itself comes from scripts/build-helm.sh.
@@ -22,7 +23,10 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,6 @@ from tests.e2e.conftest import (
     COMPLIANT,
     MODE,
     SCRIPT,
-    TEAM,
     AdmissionStream,
     Cluster,
     gpu_workload,
@@ -42,6 +45,7 @@ from tests.e2e.conftest import (
     kube_chains,
     no_other_node,
     pod_of,
+    untagged_gpu_pod_refused,
     wait_until,
 )
 
@@ -201,6 +205,19 @@ def two_ready(plane: Cluster) -> list[dict[str, Any]]:
     return list(wait_until(check, timeout=240, interval=1, what="two Ready operator pods"))
 
 
+def pod_scrape_status(pod: dict[str, Any]) -> int:
+    """The HTTP status of an unauthenticated HTTPS scrape of the pod's /metrics."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the pod IP is not among the certificate's names
+    url = f"https://{pod['status']['podIP']}:8080/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=context) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
 @pytest.fixture(scope="module")
 def installed(helm: str, plane: Cluster) -> Cluster:
     image = loaded_image(plane)
@@ -302,14 +319,7 @@ def test_the_webhooks_call_the_service_in_the_release_namespace(installed: Clust
 
 def test_an_untagged_gpu_pod_is_refused_through_the_service(installed: Cluster) -> None:
     installed.namespace(ENFORCE, {MODE: "enforce"})
-
-    def refused() -> subprocess.CompletedProcess[str] | None:
-        proc = installed.apply(gpu_workload("Pod", "untagged", ENFORCE), check=False)
-        return proc if proc.returncode != 0 and "denied the request" in proc.stderr else None
-
-    proc = wait_until(refused, timeout=60, what="the untagged GPU pod refused")
-    assert TEAM in proc.stderr, proc.stderr
-    assert not installed.exists("pod", "untagged", ENFORCE)
+    untagged_gpu_pod_refused(installed, ENFORCE, timeout=60)
     installed.apply(gpu_workload("Pod", "tagged", ENFORCE, dict(COMPLIANT)), "--dry-run=server")
 
 
@@ -367,7 +377,11 @@ def test_an_upgrade_rolls_the_pods_while_admission_keeps_answering(
             values_file(
                 installed,
                 "upgrade",
-                {"config": {"mode": "enforce"}, "dashboards": {"enabled": False}},
+                {
+                    "config": {"mode": "enforce"},
+                    "dashboards": {"enabled": False},
+                    "metrics": {"secure": True},
+                },
             ),
             "--wait",
             "--timeout",
@@ -387,6 +401,13 @@ def test_an_upgrade_rolls_the_pods_while_admission_keeps_answering(
     # The rest of the configuration is kept.
     assert config["pricing"]["gpuHourly"]["NVIDIA-L4"] == "0.80"
     assert not installed.exists("configmap", "finops-dashboard-leadership", NAMESPACE)
+    # metrics.secure: the new pods passed their probes over HTTPS, and /metrics on a
+    # pod's IP wants a token.
+    assert config["metrics"] == {"secure": True}
+    [endpoint] = installed.get("servicemonitor", "finops-operator", NAMESPACE)["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    for pod in live_pods(installed):
+        assert pod_scrape_status(pod) == 401
     assert len(stream.results) >= 10, f"only {len(stream.results)} requests during the upgrade"
     assert stream.failures() == [], stream.failures()[:5]
     history = json.loads(

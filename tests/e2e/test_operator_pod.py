@@ -43,6 +43,7 @@ from .conftest import (
     kube_chains,
     no_other_node,
     pod_of,
+    untagged_gpu_pod_refused,
     wait_until,
 )
 
@@ -248,14 +249,7 @@ def test_an_untagged_gpu_pod_is_refused_through_the_service(pod_cluster: Cluster
     live = wait_two_ready(c)
     before = sum(metric(pod_metrics(p), "finops_admission_requests_total") for p in live)
     c.namespace(ENFORCE, {MODE: "enforce"})
-
-    def refused() -> subprocess.CompletedProcess[str] | None:
-        proc = c.apply(gpu_workload("Pod", "untagged", ENFORCE), check=False)
-        return proc if proc.returncode != 0 and "denied the request" in proc.stderr else None
-
-    proc = wait_until(refused, timeout=30, what="the untagged GPU pod refused")
-    assert TEAM in proc.stderr, proc.stderr
-    assert not c.exists("pod", "untagged", ENFORCE)
+    untagged_gpu_pod_refused(c, ENFORCE)
     c.apply(compliant_pod("tagged"), "--dry-run=server")
     after = sum(metric(pod_metrics(p), "finops_admission_requests_total") for p in live)
     # Answered by the pods behind the Service (the only webhook endpoints there are).
