@@ -12,7 +12,7 @@ status, 0 when the API server cannot be reached) and `PrometheusError`.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from finops_operator.domain.config import PrometheusConfig
@@ -186,3 +186,28 @@ class ClockPort(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Wait `seconds` (cancellable)."""
         ...
+
+
+class WatchPort(Protocol):
+    """One list-and-watch of a collection (`adapters.list_watch.ListWatch`)."""
+
+    def is_synced(self) -> bool:
+        """Its first list has been handed out."""
+        ...
+
+    async def run(self) -> None:
+        """List, then watch, for as long as it runs."""
+        ...
+
+
+class OpenWatch(Protocol):
+    """Makes a `WatchPort` for a collection path, handing each event and relist to a feed."""
+
+    def __call__(
+        self,
+        path: str,
+        on_event: Callable[[str, Mapping[str, Any]], Awaitable[None]],
+        on_relisted: Callable[[set[tuple[str, str]]], Awaitable[None]],
+        *,
+        field_selector: str | None = None,
+    ) -> WatchPort: ...

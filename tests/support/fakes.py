@@ -94,7 +94,8 @@ class FakeKube:
     objects: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
     workloads: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    by_path: dict[str, Any] = field(default_factory=dict)  # objects only reached by `raw`
+    # objects only reached by `raw`; a function answers the POSTs to its path (reviews)
+    by_path: dict[str, Any] = field(default_factory=dict)
     # group/version -> the plurals discovery lists; a group/version absent is not served
     served: dict[str, frozenset[str]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -285,6 +286,9 @@ class FakeKube:
             raise self._refuse(404, f"{method} {path}: 404 not found")
         if method == "GET":
             return copy.deepcopy(self.by_path[path])
+        if method == "POST" and callable(self.by_path[path]):
+            # A review (TokenReview, SubjectAccessReview): the path's function answers it.
+            return self.by_path[path](copy.deepcopy(body))
         if method == "PATCH" and content_type == "application/json-patch+json":
             self.by_path[path] = json_patch(self.by_path[path], body)
         elif method == "PATCH":

@@ -14,6 +14,9 @@ to a feed here:
   in its turn.
 - `NodeFeed`: a GPU node's model and capacity for the inventory.
 
+`watch_lean_kinds` opens one watch per kind of `LIST_WATCHED`, each with its feed,
+adds each to readiness, and runs them once every Namespace is indexed.
+
 After 410 Gone the watch lists again and calls `on_relisted` with every
 (namespace, name) of the new list: the feeds forget what was deleted while
 nobody watched.
@@ -21,15 +24,18 @@ nobody watched.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from finops_operator.controllers.in_order import InOrder
+from finops_operator.controllers.informer_sync import InformerSync, collection_path
 from finops_operator.controllers.workload_audit import WorkloadAudit
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.workloads import WORKLOAD_KINDS
+from finops_operator.ports import OpenWatch
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +109,24 @@ class NodeFeed:
     async def on_relisted(self, listed: set[tuple[str, str]]) -> None:
         for name in [name for name in self.inventory.nodes if ("", name) not in listed]:
             self.inventory.observe_node("DELETED", {"metadata": {"name": name}})
+
+
+async def watch_lean_kinds(
+    open_watch: OpenWatch,
+    audit: WorkloadAudit,
+    inventory: Inventory,
+    sync: InformerSync,
+    namespaces_indexed: Callable[[], Awaitable[None]],
+) -> None:
+    """The workloads and Nodes through our own list-and-watch, once the namespaces are in:
+    a workload is judged with its namespace's labels."""
+    watches = []
+    for kind, (group, plural) in LIST_WATCHED.items():
+        pods = inventory if kind == "Pod" else None
+        feed = NodeFeed(inventory) if kind == "Node" else WorkloadFeed(kind, audit, pods)
+        path, selector = collection_path(group, plural), LEAN_KINDS.get(kind) or None
+        watch = open_watch(path, feed.on_event, feed.on_relisted, field_selector=selector)
+        sync.add_stream(kind, watch.is_synced)
+        watches.append(watch)
+    await namespaces_indexed()
+    await asyncio.gather(*(watch.run() for watch in watches))
