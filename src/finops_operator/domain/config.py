@@ -722,6 +722,65 @@ class LlmGatewayConfig(_Model):
         return self.input_tokens_metric if direction == "input" else self.output_tokens_metric
 
 
+class SelfHostedModelsConfig(_Model):
+    """Models served on the cluster's own GPUs (vLLM): their cost per million tokens."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Read vLLM's token counters and the GPU cost of the pods that serve "
+        "each model: `report` shows `selfHostedModels` (two more queries per period).",
+    )
+    prompt_tokens_metric: str = Field(
+        default="vllm:prompt_tokens_total",
+        alias="promptTokensMetric",
+        description="Counter of prompt tokens per served model (vLLM's "
+        "`vllm:prompt_tokens_total`), with the serving pod's `namespace` and `pod` "
+        "target labels.",
+    )
+    generation_tokens_metric: str = Field(
+        default="vllm:generation_tokens_total",
+        alias="generationTokensMetric",
+        description="Counter of generated tokens per served model (vLLM's "
+        "`vllm:generation_tokens_total`).",
+    )
+    model_label: str = Field(
+        default="model_name",
+        alias="modelLabel",
+        description="Label of the served model's name (vLLM's `model_name`, the "
+        "`--served-model-name`).",
+    )
+    comparable: dict[str, str] = Field(
+        default_factory=dict,
+        description="Self-hosted model -> the API model it stands in for, priced by "
+        "`pricing.tokensPer1k` (its input price for prompt tokens, output price for "
+        "generated ones): the report shows what the same tokens would have cost there. "
+        'E.g. `{"llama-3.1-70b": "gpt-4o-mini"}`.',
+    )
+    charge_consumers: bool = Field(
+        default=False,
+        alias="chargeConsumers",
+        description="Charge the teams whose gateway tokens went to a self-hosted model "
+        "(the gateway's model name equals the served model's name) at its cost per "
+        "token instead of an API price: that part of the serving pods' GPU hours moves "
+        "from the serving team to those teams, so nothing is counted twice "
+        '(docs/cost-model.md, "Self-hosted models").',
+    )
+
+    @field_validator("prompt_tokens_metric", "generation_tokens_metric")
+    @classmethod
+    def _metric_name(cls, name: str) -> str:
+        if not re.fullmatch(_METRIC_NAME, name):
+            raise ValueError(f"{_shown(name)} is not a Prometheus metric name")
+        return name
+
+    @field_validator("model_label")
+    @classmethod
+    def _label_name(cls, name: str) -> str:
+        if not re.fullmatch(_PROM_LABEL, name):
+            raise ValueError(f"{_shown(name)} is not a Prometheus label name")
+        return name
+
+
 class Config(_Model):
     """The whole configuration; `Config()` is the embedded default."""
 
@@ -790,6 +849,11 @@ class Config(_Model):
         default_factory=LlmGatewayConfig,
         alias="llmGateway",
         description="See `llmGateway.*` below.",
+    )
+    self_hosted_models: SelfHostedModelsConfig = Field(
+        default_factory=SelfHostedModelsConfig,
+        alias="selfHostedModels",
+        description="See `selfHostedModels.*` below.",
     )
 
     @model_validator(mode="after")
