@@ -426,6 +426,15 @@ def test_token_prices_take_one_amount_or_input_and_output() -> None:
             {"llmGateway": {"preset": "otel-genai", "costSource": "spend_metric"}},
             "the otel-genai preset reports tokens only",
         ),
+        (
+            {"selfHostedModels": {"promptTokensMetric": "vllm prompt"}},
+            "selfHostedModels.promptTokensMetric: 'vllm prompt' is not a Prometheus metric",
+        ),
+        (
+            {"selfHostedModels": {"modelLabel": "model-name"}},
+            "selfHostedModels.modelLabel: 'model-name' is not a Prometheus label name",
+        ),
+        ({"selfHostedModels": {"chargeConsumers": "maybe"}}, "selfHostedModels.chargeConsumers"),
         ({"llmGateway": {"costSource": "litellm"}}, "llmGateway.costSource: Input should be"),
         (
             {"llmGateway": {"costSource": "spend_metric"}, "pricing": {"currency": "EUR"}},

@@ -138,7 +138,6 @@ class Chargeback:
     client: PrometheusPort
     names: QueryNames
     serving_names: ServingNames
-    pricing: PricingConfig
     serving: ServingUsage | None = None
 
     @classmethod
@@ -147,9 +146,11 @@ class Chargeback:
         serving = config.self_hosted_models
         if not serving.charge_consumers:
             return None
-        return cls(client, names, ServingNames.from_config(serving), config.pricing)
+        return cls(client, names, ServingNames.from_config(serving))
 
-    def __call__(self, usage: Usage, period: Period) -> tuple[Usage, PricingConfig]:
+    def __call__(
+        self, usage: Usage, period: Period, pricing: PricingConfig
+    ) -> tuple[Usage, PricingConfig]:
         self.serving = read_serving(
             self.client, period, names=self.names, serving=self.serving_names
         )
@@ -157,7 +158,7 @@ class Chargeback:
             usage.gpu,
             usage.tokens,
             usage.days,
-            self.pricing,
+            pricing,
             self.serving.gpu,
             self.serving.gpu_days,
             self.serving.served_tokens(),

@@ -394,7 +394,7 @@ def report_period(
     names: QueryNames = DEFAULT_NAMES,
     chunk: timedelta = timedelta(days=1),
     jobs: bool = True,
-    adjust: Callable[[Usage, Period], tuple[Usage, PricingConfig]] | None = None,
+    adjust: Callable[[Usage, Period, PricingConfig], tuple[Usage, PricingConfig]] | None = None,
 ) -> PeriodReport:
     """The cost report of `period` (through `now` when the period is still running).
 
@@ -426,7 +426,7 @@ def report_period(
             "this is the right Prometheus (or tenant)"
         )
     if adjust is not None:
-        usage, pricing = adjust(usage, measured)
+        usage, pricing = adjust(usage, measured, pricing)
         records = client.log[before:]
         warnings = tuple(dict.fromkeys(w for record in records for w in record.warnings))
     costs = compute_costs(

@@ -193,6 +193,18 @@ _PROM_LABEL: Final = r"[a-zA-Z_][a-zA-Z0-9_]*"
 DEFAULT_RULE_LABELS: Final[Mapping[str, str]] = {"release": "kube-prometheus-stack"}
 
 
+def _metric_name(name: str) -> str:
+    if not re.fullmatch(_METRIC_NAME, name):
+        raise ValueError(f"{_shown(name)} is not a Prometheus metric name")
+    return name
+
+
+def _label_name(name: str) -> str:
+    if not re.fullmatch(_PROM_LABEL, name):
+        raise ValueError(f"{_shown(name)} is not a Prometheus label name")
+    return name
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -677,17 +689,12 @@ class LlmGatewayConfig(_Model):
         "(`agentgateway_gen_ai_client_token_usage_sum`).",
     )
 
-    @field_validator("input_tokens_metric", "output_tokens_metric", "spend_metric")
+    @field_validator(
+        "input_tokens_metric", "output_tokens_metric", "spend_metric", "token_usage_metric"
+    )
     @classmethod
     def _metric_name(cls, name: str) -> str:
-        if not re.fullmatch(_METRIC_NAME, name):
-            raise ValueError(f"{_shown(name)} is not a Prometheus metric name")
-        return name
-
-    @field_validator("token_usage_metric")
-    @classmethod
-    def _usage_metric_name(cls, name: str) -> str:
-        return cls._metric_name(name)
+        return _metric_name(name)
 
     @field_validator("team_label")
     @classmethod
@@ -700,9 +707,7 @@ class LlmGatewayConfig(_Model):
                 f"{_shown(label)} is not a LiteLLM team label; with preset litellm use "
                 + " or ".join(LITELLM_TEAM_LABELS)
             )
-        if not re.fullmatch(_PROM_LABEL, label):
-            raise ValueError(f"{_shown(label)} is not a Prometheus label name")
-        return label
+        return _label_name(label)
 
     @model_validator(mode="after")
     def _spend_metric_is_litellm(self) -> LlmGatewayConfig:
@@ -769,16 +774,12 @@ class SelfHostedModelsConfig(_Model):
     @field_validator("prompt_tokens_metric", "generation_tokens_metric")
     @classmethod
     def _metric_name(cls, name: str) -> str:
-        if not re.fullmatch(_METRIC_NAME, name):
-            raise ValueError(f"{_shown(name)} is not a Prometheus metric name")
-        return name
+        return _metric_name(name)
 
     @field_validator("model_label")
     @classmethod
     def _label_name(cls, name: str) -> str:
-        if not re.fullmatch(_PROM_LABEL, name):
-            raise ValueError(f"{_shown(name)} is not a Prometheus label name")
-        return name
+        return _label_name(name)
 
 
 class Config(_Model):
