@@ -255,7 +255,9 @@ def run(args: argparse.Namespace) -> int:
     chargeback = Chargeback.of(client, config, names)
     try:
         report = report_period(client, config.pricing, period, names=names, adjust=chargeback)
+        read = len(client.log)
         served = served_models(client, config, names, report, chargeback)
+        report = _with_warnings(report, tuple(w for r in client.log[read:] for w in r.warnings))
     except PrometheusError as err:
         print(f"error: no report for {label}: {err}", file=sys.stderr)
         return 2
