@@ -532,7 +532,8 @@ def leadership(pricing: cfg.PricingConfig) -> dict[str, Any]:
     add(
         panel(
             layout, "stat", "Token spend",
-            "LLM gateway (LiteLLM) spend of the selected period: input and output tokens x "
+            "LLM gateway spend (LiteLLM or OpenTelemetry GenAI: config llmGateway.preset) "
+            "of the selected period: input and output tokens x "
             "their price per 1,000 (finops_token_price_per_1k, the prices the operator "
             "exports), from finops:token_cost_hourly:sum. Token spend has a team but no "
             "cost center.",

@@ -9,7 +9,7 @@ import pytest
 
 from finops_operator.controllers import report_controller
 from finops_operator.controllers.report_controller import REPORTS, ReportController
-from finops_operator.domain.config import Config
+from finops_operator.domain.config import Config, parse_config
 from tests.support.fakes import ClockStopped, FakeClock, FakeKube, FakeMetrics, FakePrometheus
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
@@ -384,3 +384,23 @@ async def test_after_a_catch_up_every_report_is_read_again() -> None:
     await world.controller.catch_up()
     assert await world.controller.refresh(NOW)
     assert {name for (*_, name) in world.kube.objects} == NAMES
+
+
+async def test_cost_reports_read_tokens_from_the_configured_gateway_preset() -> None:
+    world = World(config=parse_config({"llmGateway": {"preset": "otel-genai"}}))
+    assert await world.controller.refresh(NOW)
+    queries = " ".join(query.expr for query in world.prometheus.log)
+    assert 'gen_ai_client_token_usage_sum{gen_ai_token_type="output"}' in queries
+    assert "litellm" not in queries and "vllm:" not in queries
+
+
+async def test_charging_consumers_makes_the_cost_reports_read_the_serving_pods() -> None:
+    config = parse_config({"selfHostedModels": {"chargeConsumers": True}})
+    world = World(config=config)
+    assert await world.controller.refresh(NOW)
+    queries = [query.expr for query in world.prometheus.log]
+    assert any("vllm:prompt_tokens_total" in q and "present_over_time" in q for q in queries)
+    assert any("vllm:generation_tokens_total" in q for q in queries)
+    plain = World()
+    assert await plain.controller.refresh(NOW)
+    assert not any("vllm:" in query.expr for query in plain.prometheus.log)

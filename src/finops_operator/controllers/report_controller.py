@@ -30,6 +30,7 @@ from typing import Any
 
 from finops_operator.controllers.apply import Applied, apply
 from finops_operator.controllers.clock import SystemClock
+from finops_operator.controllers.serving_reader import Chargeback
 from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.backoff import backoff_delay
@@ -143,6 +144,9 @@ class ReportController:
                     period,
                     now=now,
                     names=QueryNames.from_config(self.config),
+                    adjust=Chargeback.of(
+                        self.prometheus, self.config, QueryNames.from_config(self.config)
+                    ),
                 )
             except NoUsageDataError:
                 logger.debug("No usage in Prometheus for %s yet; nothing to report", label)
