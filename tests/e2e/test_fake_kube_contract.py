@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes
 import pytest
 
+from finops_operator.adapters import kube_credentials
 from finops_operator.adapters.kube_api import KubeApi
 from finops_operator.domain import conventions
 from finops_operator.errors import KubeError
@@ -41,11 +41,7 @@ class Side:
 
 
 def real_side(cluster: Cluster) -> tuple[Side, KubeApi]:
-    configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=cluster.kubeconfig, client_configuration=configuration
-    )
-    api = KubeApi(configuration, name="contract")
+    api = KubeApi(kube_credentials.load(cluster.kubeconfig), name="contract")
 
     def seed(kind: str, namespace: str, obj: dict[str, Any]) -> None:
         cluster.apply({**obj, "metadata": {**obj["metadata"], "namespace": namespace}})

@@ -19,13 +19,17 @@ import kubernetes
 Credentials = kubernetes.client.Configuration
 
 
-def load() -> Credentials:
-    """The in-cluster ServiceAccount, else the kubeconfig (KUBECONFIG, ~/.kube/config)."""
+def load(kubeconfig: str | None = None) -> Credentials:
+    """The in-cluster ServiceAccount, else the kubeconfig: `kubeconfig`, else KUBECONFIG
+    (as it was when the client was imported), else ~/.kube/config."""
     configuration = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    if kubeconfig is None:
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return configuration
+        except kubernetes.config.ConfigException:
+            pass  # not in a pod
+    kubernetes.config.load_kube_config(kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
     return configuration
 
 
