@@ -94,7 +94,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="transport-bench-") as workdir:
         cluster = Path(workdir) / "cluster"
         env = {**os.environ, "E2E_NO_OPERATOR": "1"}
-        subprocess.run([str(script), "up", str(cluster)], env=env, check=True, timeout=1800)
+        up = [str(script), "up", str(cluster)]
+        subprocess.run(up, env=env, check=True, timeout=1800, stdout=sys.stderr)
         try:
             credentials = kube_credentials.load(str(cluster / "kubeconfig"))
             api = KubeApi(credentials, name="bench")
