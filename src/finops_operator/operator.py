@@ -39,7 +39,13 @@ from finops_operator.controllers.assembly import Controllers, OperatorState, ass
 from finops_operator.controllers.informer_sync import collection_path
 from finops_operator.controllers.policy_controller import POLICIES, RULES, event_poster
 from finops_operator.controllers.report_controller import REPORTS
-from finops_operator.controllers.watch_feeds import LEAN_KINDS, LIST_WATCHED, NodeFeed, WorkloadFeed
+from finops_operator.controllers.watch_feeds import (
+    LEAN_KINDS,
+    LIST_WATCHED,
+    NodeFeed,
+    WorkloadFeed,
+    after_owners,
+)
 from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
 from finops_operator.controllers.workload_audit import WorkloadAudit
 from finops_operator.domain import conventions
@@ -108,7 +114,7 @@ def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegis
 async def _watch_lean(state: OperatorState, audit: WorkloadAudit, agent: str) -> None:
     """The workloads and Nodes through our own list-and-watch, once the namespaces are in."""
     connection = Connection.from_environment(agent)
-    watches = []
+    watches: dict[str, ListWatch] = {}
     for kind in LIST_WATCHED:
         pods = state.inventory if kind == "Pod" else None
         feed = NodeFeed(state.inventory) if kind == "Node" else WorkloadFeed(kind, audit, pods)
@@ -120,9 +126,10 @@ async def _watch_lean(state: OperatorState, audit: WorkloadAudit, agent: str) ->
             field_selector=LEAN_KINDS.get(kind) or None,
         )
         state.sync.add_stream(kind, watch.is_synced)
-        watches.append(watch)
+        watches[kind] = watch
     await state.namespaces_indexed()
-    await asyncio.gather(*(watch.run() for watch in watches))
+    synced = {kind: watch.is_synced for kind, watch in watches.items()}
+    await asyncio.gather(*(after_owners(kind, synced, w.run) for kind, w in watches.items()))
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,11 @@ TEAM_A_DEV: Final[Mapping[str, Any]] = {
     "username": "system:serviceaccount:team-a:dev",
     "groups": ["system:serviceaccounts", "system:serviceaccounts:team-a", "system:authenticated"],
 }
+# The kube-controller-manager's ReplicaSet controller (--use-service-account-credentials).
+REPLICASET_CONTROLLER: Final[Mapping[str, Any]] = {
+    "username": "system:serviceaccount:kube-system:replicaset-controller",
+    "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system"],
+}
 EXEMPT: Final = "finops.resilio.tech/exempt"
 EXEMPT_REASON: Final = "finops.resilio.tech/exempt-reason"
 
