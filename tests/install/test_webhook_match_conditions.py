@@ -33,6 +33,7 @@ from finops_operator.domain.policies.label_check import Requester
 from finops_operator.domain.policies.owners import CONTROLLER_USERS, written_by_controller
 from finops_operator.domain.workloads import GpuMatcher, is_gpu_workload
 from tests.support.paths import ROOT
+from tests.support.reviews import CONTROLLER_PAIRS
 
 WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
 EXAMPLES = ROOT / "examples" / "manifests"
@@ -481,17 +482,7 @@ def test_a_pod_spec_at_another_kinds_path_is_a_known_disagreement_no_api_server_
 # --- objects made by a controller --------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kind", "owner"),
-    [
-        ("Pod", "ReplicaSet"),
-        ("Pod", "StatefulSet"),
-        ("Pod", "DaemonSet"),
-        ("Pod", "Job"),
-        ("ReplicaSet", "Deployment"),
-        ("Job", "CronJob"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "owner"), CONTROLLER_PAIRS)
 @pytest.mark.parametrize("user", sorted(CONTROLLER_USERS))
 def test_a_gpu_workload_made_by_a_controller_goes_to_the_mutating_webhook_only(
     kind: str, owner: str, user: str
@@ -502,17 +493,7 @@ def test_a_gpu_workload_made_by_a_controller_goes_to_the_mutating_webhook_only(
     assert not sent("ValidatingWebhookConfiguration", request)
 
 
-@pytest.mark.parametrize(
-    ("kind", "owner"),
-    [
-        ("Pod", "ReplicaSet"),
-        ("Pod", "StatefulSet"),
-        ("Pod", "DaemonSet"),
-        ("Pod", "Job"),
-        ("ReplicaSet", "Deployment"),
-        ("Job", "CronJob"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "owner"), CONTROLLER_PAIRS)
 @pytest.mark.parametrize(
     "user",
     [

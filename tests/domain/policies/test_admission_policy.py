@@ -31,15 +31,8 @@ from finops_operator.domain.policies.label_check import LabelPolicy, Requester
 from finops_operator.domain.policies.verdict import effective_mode
 from finops_operator.domain.workloads import pod_template
 from finops_operator.errors import ConfigError
-from tests.domain.policies.workload_corpus import Case, corpus
-from tests.support.reviews import (
-    ALICE,
-    CLUSTER_ADMIN,
-    COMPLETE_LABELS,
-    REPLICASET_CONTROLLER,
-    TEAM_A_DEV,
-    workload,
-)
+from tests.domain.policies.workload_corpus import USERS, Case, corpus
+from tests.support.reviews import ALICE, COMPLETE_LABELS, workload
 
 # The label values the API server accepts (metadata validation, before admission).
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -158,7 +151,6 @@ def _compliant(kind: str) -> Case:
 
 # The random corpus rarely draws five good labels: compliant objects of every kind besides.
 REASONED = {"finops.resilio.tech/exempt": "true", "finops.resilio.tech/exempt-reason": "burn-in"}
-USERS = (CLUSTER_ADMIN, ALICE, TEAM_A_DEV, REPLICASET_CONTROLLER)
 
 
 def _exempted(case: Case, index: int) -> Case:

@@ -22,20 +22,11 @@ from finops_operator.domain.policies.owners import (
     vouch,
     written_by_controller,
 )
-from tests.support.reviews import COMPLETE_LABELS, workload
+from tests.support.reviews import COMPLETE_LABELS, CONTROLLER_PAIRS, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 UID = "6d8a5a1e-1f0b-4c43-9a55-5b1b3c1c2f10"
 TEAM = "resilio.tech/team"
-# child kind -> its owner's kind, as the built-in controllers make them
-PAIRS = [
-    ("Pod", "ReplicaSet"),
-    ("Pod", "StatefulSet"),
-    ("Pod", "DaemonSet"),
-    ("Pod", "Job"),
-    ("ReplicaSet", "Deployment"),
-    ("Job", "CronJob"),
-]
 
 
 def claiming(child: dict[str, Any], owner_kind: str, uid: str = UID) -> dict[str, Any]:
@@ -67,7 +58,7 @@ def cache_of(owner: dict[str, Any] | None) -> Any:
     return lookup
 
 
-@pytest.mark.parametrize(("kind", "owner_kind"), PAIRS)
+@pytest.mark.parametrize(("kind", "owner_kind"), CONTROLLER_PAIRS)
 def test_an_owner_with_the_uid_a_gpu_and_the_same_labels_vouches(
     kind: str, owner_kind: str
 ) -> None:
@@ -79,7 +70,7 @@ def test_an_owner_with_the_uid_a_gpu_and_the_same_labels_vouches(
     assert outcome.reason is AuditReason.LEFT_TO_OWNER and not outcome.violations
 
 
-@pytest.mark.parametrize(("kind", "owner_kind"), PAIRS)
+@pytest.mark.parametrize(("kind", "owner_kind"), CONTROLLER_PAIRS)
 def test_each_failed_vouch_is_judged_on_its_own(kind: str, owner_kind: str) -> None:
     child = claiming(workload(kind), owner_kind)  # untagged, 1 GPU
     no_gpu = workload(owner_kind, gpus=None)
