@@ -59,6 +59,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("`admissionPolicies`", "admissionPolicies.", cfg.AdmissionPoliciesConfig),
     ("`policyReports`", "policyReports.", cfg.PolicyReportsConfig),
     ("`exemptions`", "exemptions.", cfg.ExemptionsConfig),
+    ("`metrics`", "metrics.", cfg.MetricsConfig),
 ]
 
 

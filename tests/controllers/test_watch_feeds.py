@@ -6,15 +6,22 @@ import asyncio
 import functools
 from typing import Any
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.controllers.audit_writer import AuditWriter
-from finops_operator.controllers.watch_feeds import NodeFeed, WorkloadFeed, after_owners
+from finops_operator.controllers.informer_sync import InformerSync
+from finops_operator.controllers.watch_feeds import (
+    LIST_WATCHED,
+    NodeFeed,
+    WorkloadFeed,
+    after_owners,
+    watch_lean_kinds,
+)
 from finops_operator.controllers.workload_audit import Violations, WorkloadAudit
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
 from tests.support.fakes import FakeKube, FakeMetrics
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 
 class GatedKube(FakeKube):
@@ -263,3 +270,57 @@ async def test_a_kinds_watch_starts_after_its_owners_have_listed() -> None:
     listed["ReplicaSet"] = True
     await asyncio.wait_for(task, 1)
     assert started == ["Pod"]
+
+
+# --- the watches themselves ---------------------------------------------------------------
+
+
+class RecordedWatch:
+    def __init__(self, path: str, field_selector: str | None, ran: list[str]) -> None:
+        self.path, self.field_selector, self.ran = path, field_selector, ran
+
+    def is_synced(self) -> bool:
+        return self.path in self.ran  # listed as soon as it runs
+
+    async def run(self) -> None:
+        self.ran.append(self.path)
+
+
+async def test_one_watch_per_kind_each_in_readiness_run_once_the_namespaces_are_in() -> None:
+    opened: list[RecordedWatch] = []
+    ran: list[str] = []
+
+    def open_watch(
+        path: str, on_event: Any, on_relisted: Any, *, field_selector: Any = None
+    ) -> Any:
+        opened.append(RecordedWatch(path, field_selector, ran))
+        return opened[-1]
+
+    indexed = asyncio.Event()
+
+    async def namespaces_indexed() -> None:
+        await indexed.wait()
+
+    feed, _, _ = feed_of("Pod")
+    sync = InformerSync(relist_seconds=5, check_seconds=0.01)
+    task = asyncio.create_task(
+        watch_lean_kinds(
+            open_watch,
+            feed.audit,
+            Inventory(LabelPolicy(Config()).is_gpu),
+            sync,
+            namespaces_indexed,
+        )
+    )
+    await asyncio.sleep(0)
+    assert len(opened) == len(LIST_WATCHED) and ran == []  # opened, not run before the index
+    assert {w.path for w in opened} >= {"/api/v1/pods", "/api/v1/nodes", "/apis/batch/v1/jobs"}
+    [pods] = [w for w in opened if w.path == "/api/v1/pods"]
+    assert pods.field_selector == "status.phase!=Succeeded,status.phase!=Failed"
+    assert all(w.field_selector is None for w in opened if w is not pods)
+    indexed.set()
+    await asyncio.wait_for(task, 1)
+    assert sorted(ran) == sorted(w.path for w in opened)
+    # owners first: Deployments, then their ReplicaSets, then the Pods (issue 19)
+    order = [ran.index(p) for p in ("/apis/apps/v1/deployments", "/apis/apps/v1/replicasets")]
+    assert order[0] < order[1] < ran.index("/api/v1/pods")

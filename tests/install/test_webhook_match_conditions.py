@@ -27,13 +27,13 @@ import pytest
 import yaml
 from celpy import celtypes
 
+from finops_devtools.devcluster.reviews import CONTROLLER_PAIRS
 from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES
 from finops_operator.domain.policies.admission import created_by_controller
 from finops_operator.domain.policies.label_check import Requester
 from finops_operator.domain.policies.owners import CONTROLLER_USERS, written_by_controller
 from finops_operator.domain.workloads import GpuMatcher, is_gpu_workload
 from tests.support.paths import ROOT
-from tests.support.reviews import CONTROLLER_PAIRS
 
 WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
 EXAMPLES = ROOT / "examples" / "manifests"

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess, running_operator
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 VIOLATIONS = "finops.resilio.tech/violations"
 KINDS = list(WORKLOAD_KINDS)

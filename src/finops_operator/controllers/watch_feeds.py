@@ -15,6 +15,10 @@ to a feed here:
   cache yet) is decided again `owner_grace` seconds later, in its turn.
 - `NodeFeed`: a GPU node's model and capacity for the inventory.
 
+`watch_lean_kinds` opens one watch per kind of `LIST_WATCHED`, each with its feed,
+adds each to readiness, and runs them once every Namespace is indexed, each kind
+once its owner kinds have listed (`OWNERS_FIRST`).
+
 After 410 Gone the watch lists again and calls `on_relisted` with every
 (namespace, name) of the new list: the feeds forget what was deleted while
 nobody watched.
@@ -29,9 +33,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from finops_operator.controllers.in_order import InOrder
+from finops_operator.controllers.informer_sync import InformerSync, collection_path
 from finops_operator.controllers.workload_audit import OWNER_GRACE_SECONDS, WorkloadAudit
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.workloads import CONTROLLER_OWNERS, WORKLOAD_KINDS
+from finops_operator.ports import OpenWatch
 
 logger = logging.getLogger(__name__)
 
@@ -142,3 +148,25 @@ class NodeFeed:
     async def on_relisted(self, listed: set[tuple[str, str]]) -> None:
         for name in [name for name in self.inventory.nodes if ("", name) not in listed]:
             self.inventory.observe_node("DELETED", {"metadata": {"name": name}})
+
+
+async def watch_lean_kinds(
+    open_watch: OpenWatch,
+    audit: WorkloadAudit,
+    inventory: Inventory,
+    sync: InformerSync,
+    namespaces_indexed: Callable[[], Awaitable[None]],
+) -> None:
+    """The workloads and Nodes through our own list-and-watch, once the namespaces are in:
+    a workload is judged with its namespace's labels."""
+    watches = {}
+    for kind, (group, plural) in LIST_WATCHED.items():
+        pods = inventory if kind == "Pod" else None
+        feed = NodeFeed(inventory) if kind == "Node" else WorkloadFeed(kind, audit, pods)
+        path, selector = collection_path(group, plural), LEAN_KINDS.get(kind) or None
+        watch = open_watch(path, feed.on_event, feed.on_relisted, field_selector=selector)
+        sync.add_stream(kind, watch.is_synced)
+        watches[kind] = watch
+    await namespaces_indexed()
+    synced = {kind: watch.is_synced for kind, watch in watches.items()}
+    await asyncio.gather(*(after_owners(kind, synced, w.run) for kind, w in watches.items()))

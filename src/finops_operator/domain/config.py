@@ -530,6 +530,30 @@ class PolicyReportsConfig(_Model):
     )
 
 
+class MetricsConfig(_Model):
+    """The operator's own `/metrics` (port 8080): who may read it, and how much it tells."""
+
+    secure: bool = Field(
+        default=False,
+        description="Serve `/metrics` over HTTPS (the webhook's serving certificate) and only "
+        "to a bearer token the API server accepts (TokenReview) whose user may `get` the "
+        "URL `/metrics` (SubjectAccessReview), as kube-rbac-proxy does; 401, 403, or 503 "
+        "while the API server cannot answer. `/healthz` and `/readyz` stay open (the "
+        "probes then use HTTPS). Needs `create` on `tokenreviews` and "
+        '`subjectaccessreviews` (granted by the manifests). docs/install.md, "Scraping a '
+        'secure /metrics".',
+    )
+    pod_series: bool = Field(
+        default=True,
+        alias="podSeries",
+        description="One `finops_pod_gpu_allocation` series per GPU pod, with its name. "
+        "`false`: summed over the pods of each namespace, node, GPU model and cost labels "
+        "(no `pod` label): team and feature costs, budgets and reports stay, but the "
+        "per-pod alerts of CostPolicies (idle GPUs, restart loops) cannot fire and pod "
+        "names are not published.",
+    )
+
+
 class GpuMetricsConfig(_Model):
     """Where GPU utilization is read: the idle alert, idle cost, dashboards and reports."""
 
@@ -726,6 +750,9 @@ class Config(_Model):
         default_factory=LlmGatewayConfig,
         alias="llmGateway",
         description="See `llmGateway.*` below.",
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="See `metrics.*` below."
     )
 
     @model_validator(mode="after")

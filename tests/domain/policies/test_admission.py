@@ -9,11 +9,7 @@ from typing import Any
 
 import pytest
 
-from finops_operator.domain.config import Config
-from finops_operator.domain.policies import admission
-from finops_operator.domain.policies.label_check import LabelPolicy
-from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_labels, pod_template
-from tests.support.reviews import (
+from finops_devtools.devcluster.reviews import (
     ALICE,
     CLUSTER_ADMIN,
     COMPLETE_LABELS,
@@ -24,6 +20,10 @@ from tests.support.reviews import (
     review,
     workload,
 )
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies import admission
+from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_labels, pod_template
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 AUDIT = LabelPolicy(Config(mode="audit"))

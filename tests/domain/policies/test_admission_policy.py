@@ -24,15 +24,7 @@ import celpy
 import pytest
 from celpy import celtypes
 
-from finops_operator.domain.config import Config, LabelRule, Mode, parse_config
-from finops_operator.domain.policies import admission_policy as ap
-from finops_operator.domain.policies.admission import Outcome, Request, validate
-from finops_operator.domain.policies.label_check import LabelPolicy, Requester
-from finops_operator.domain.policies.verdict import effective_mode
-from finops_operator.domain.workloads import pod_template
-from finops_operator.errors import ConfigError
-from tests.domain.policies.workload_corpus import USERS, Case, corpus
-from tests.support.reviews import (
+from finops_devtools.devcluster.reviews import (
     ALICE,
     CLUSTER_ADMIN,
     COMPLETE_LABELS,
@@ -41,6 +33,14 @@ from tests.support.reviews import (
     TEAM_A_DEV,
     workload,
 )
+from finops_operator.domain.config import Config, LabelRule, Mode, parse_config
+from finops_operator.domain.policies import admission_policy as ap
+from finops_operator.domain.policies.admission import Outcome, Request, validate
+from finops_operator.domain.policies.label_check import LabelPolicy, Requester
+from finops_operator.domain.policies.verdict import effective_mode
+from finops_operator.domain.workloads import pod_template
+from finops_operator.errors import ConfigError
+from tests.domain.policies.workload_corpus import USERS, Case, corpus
 
 # The label values the API server accepts (metadata validation, before admission).
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import CLUSTER_ADMIN, REPLICASET_CONTROLLER, review
 from finops_operator.cli.lint import LintResult, lint_objects
 from finops_operator.domain.config import Config, Mode
 from finops_operator.domain.policies import admission
@@ -34,7 +35,6 @@ from finops_operator.domain.policies.verdict import effective_mode, judge
 from finops_operator.domain.workloads import created_by_controller
 from tests.domain.policies.test_admission import apply_patch
 from tests.domain.policies.workload_corpus import Case, corpus
-from tests.support.reviews import CLUSTER_ADMIN, REPLICASET_CONTROLLER, review
 
 CASES = list(corpus())
 EXEMPT_NAMESPACES = Config().exempt_namespaces

@@ -6,6 +6,7 @@ import copy
 import json
 from typing import Any
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.audit import (
     AuditReason,
@@ -16,7 +17,6 @@ from finops_operator.domain.policies.audit import (
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.policies.owners import OwnerLookup, OwnerRecord
 from finops_operator.domain.policies.verdict import Skip
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 OFF_LABEL = {"finops.resilio.tech/mode": "off"}

@@ -12,11 +12,7 @@ from typing import Any
 
 import pytest
 
-from finops_operator.domain.config import Config
-from finops_operator.domain.policies import admission
-from finops_operator.domain.policies.label_check import LabelPolicy
-from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_template
-from tests.support.reviews import (
+from finops_devtools.devcluster.reviews import (
     CLUSTER_ADMIN,
     COMPLETE_LABELS,
     REPLICASET_CONTROLLER,
@@ -24,6 +20,10 @@ from tests.support.reviews import (
     review,
     workload,
 )
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies import admission
+from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_template
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 KINDS = list(WORKLOAD_KINDS)

@@ -17,15 +17,7 @@ from typing import Any
 
 import pytest
 
-from finops_operator.domain.config import Config, Mode, parse_config
-from finops_operator.domain.policies import admission
-from finops_operator.domain.policies import admission_policy as ap
-from finops_operator.domain.policies.admission import Outcome
-from finops_operator.domain.policies.label_check import LabelPolicy
-from finops_operator.domain.workloads import pod_template
-from finops_operator.errors import ConfigError, MalformedReviewError
-from tests.domain.policies.test_admission_policy import evaluate
-from tests.support.reviews import (
+from finops_devtools.devcluster.reviews import (
     ALICE,
     CLUSTER_ADMIN,
     COMPLETE_LABELS,
@@ -36,6 +28,14 @@ from tests.support.reviews import (
     review,
     workload,
 )
+from finops_operator.domain.config import Config, Mode, parse_config
+from finops_operator.domain.policies import admission
+from finops_operator.domain.policies import admission_policy as ap
+from finops_operator.domain.policies.admission import Outcome
+from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.workloads import pod_template
+from finops_operator.errors import ConfigError, MalformedReviewError
+from tests.domain.policies.test_admission_policy import evaluate
 
 ENFORCE = LabelPolicy(Config(mode=Mode.ENFORCE))
 AUDIT = LabelPolicy(Config(mode=Mode.AUDIT))

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, CONTROLLER_PAIRS, workload
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.audit import AuditReason, audit_workload
 from finops_operator.domain.policies.label_check import LabelPolicy, Requester
@@ -22,7 +23,6 @@ from finops_operator.domain.policies.owners import (
     vouch,
     written_by_controller,
 )
-from tests.support.reviews import COMPLETE_LABELS, CONTROLLER_PAIRS, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 UID = "6d8a5a1e-1f0b-4c43-9a55-5b1b3c1c2f10"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.domain.config import Config, ReportApi, parse_config
 from finops_operator.domain.policies.audit import audit_workload
 from finops_operator.domain.policies.label_check import LabelPolicy, find_exemption
@@ -26,7 +27,6 @@ from finops_operator.domain.policies.policy_reports import (
 )
 from finops_operator.errors import ConfigError
 from tests.support.crd_schema import UPSTREAM_CRDS, validate_against_crd
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 POLICY_ENFORCE = LabelPolicy(Config(mode="enforce"))
 CRDS = {

@@ -7,6 +7,12 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import (
+    COMPLETE_LABELS,
+    REPLICASET_CONTROLLER,
+    TEAM_A_DEV,
+    workload,
+)
 from finops_operator.domain.config import Config, Mode
 from finops_operator.domain.policies.label_check import (
     NO_VIOLATIONS,
@@ -23,7 +29,6 @@ from finops_operator.domain.policies.verdict import (
     judge,
 )
 from finops_operator.domain.workloads import WorkloadKind, pod_template
-from tests.support.reviews import COMPLETE_LABELS, REPLICASET_CONTROLLER, TEAM_A_DEV, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 AUDIT = LabelPolicy(Config(mode="audit"))

@@ -15,10 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from finops_operator.domain.config import Config, Mode
-from finops_operator.domain.policies.label_check import LabelPolicy
-from finops_operator.domain.workloads import WorkloadKind, pod_template
-from tests.support.reviews import (
+from finops_devtools.devcluster.reviews import (
     ALICE,
     CLUSTER_ADMIN,
     COMPLETE_LABELS,
@@ -26,6 +23,9 @@ from tests.support.reviews import (
     TEAM_A_DEV,
     workload,
 )
+from finops_operator.domain.config import Config, Mode
+from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.workloads import WorkloadKind, pod_template
 
 BAD_VALUES: dict[str, list[Any]] = {
     "resilio.tech/team": ["ML-Research", "search-", "", None, 42],

@@ -1,4 +1,4 @@
-"""AdmissionReviews and workloads shaped as the API server and users produce them."""
+"""AdmissionReviews and workloads shaped as the API server and users produce them (tests, bench)."""
 
 from __future__ import annotations
 
