@@ -197,9 +197,10 @@ def reviews(draw: st.DrawFn) -> dict[str, Any]:
     """An AdmissionReview: mostly well-formed, sometimes broken anywhere."""
     obj = draw(workloads())
     operation = draw(st.sampled_from(["CREATE", "UPDATE", "UPDATE", "DELETE", "CONNECT"]))
-    old = draw(workloads(kind=obj["kind"])) if operation == "UPDATE" else None
-    sub = draw(st.sampled_from([None, None, None, "status", "scale"]))
+    # `kind` may have been broken on purpose (`workloads` corrupts it sometimes)
     kind = obj["kind"] if isinstance(obj.get("kind"), str) and obj["kind"] in KINDS else "Pod"
+    old = draw(workloads(kind=kind)) if operation == "UPDATE" else None
+    sub = draw(st.sampled_from([None, None, None, "status", "scale"]))
     body = as_review(obj, operation, old=old, sub_resource=sub, kind=kind)
     if draw(st.integers(0, 5)) == 0:
         target = draw(st.sampled_from(["top", "request"]))

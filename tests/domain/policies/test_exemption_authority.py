@@ -23,6 +23,7 @@ from finops_devtools.devcluster.reviews import (
     COMPLETE_LABELS,
     EXEMPT,
     EXEMPT_REASON,
+    REPLICASET_CONTROLLER,
     TEAM_A_DEV,
     review,
     workload,
@@ -43,10 +44,7 @@ REFUSED_DEV = (
     "The exempt annotation is not honoured: system:serviceaccount:team-a:dev may not "
     "exempt (only exemptions.allowedGroups [system:masters] and exemptions.allowedUsers [] may)."
 )
-RS_CONTROLLER = {
-    "username": "system:serviceaccount:kube-system:replicaset-controller",
-    "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system"],
-}
+RS_CONTROLLER = REPLICASET_CONTROLLER
 
 
 def eight_gpu_pod(annotations: Mapping[str, str] | None = None, **kw: Any) -> dict[str, Any]:

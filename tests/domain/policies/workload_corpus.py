@@ -19,6 +19,7 @@ from finops_devtools.devcluster.reviews import (
     ALICE,
     CLUSTER_ADMIN,
     COMPLETE_LABELS,
+    REPLICASET_CONTROLLER,
     TEAM_A_DEV,
     workload,
 )
@@ -48,7 +49,7 @@ OWNERS = (
 EXEMPT_VALUES = ("true", "true", "true", "false", "", "burn-in")
 EXEMPT_REASONS = ("burn-in (FIN-1)", "burn-in (FIN-1)", "vendor-paid", "", None)
 # request.userInfo of who writes the object: a cluster admin may exempt, the others not.
-USERS = (CLUSTER_ADMIN, ALICE, TEAM_A_DEV)
+USERS = (CLUSTER_ADMIN, ALICE, TEAM_A_DEV, REPLICASET_CONTROLLER)
 NAMESPACE_MODES = (None, "enforce", "audit", "off", "lax")
 POLICIES = {mode: LabelPolicy(Config(mode=mode)) for mode in Mode}
 
