@@ -352,8 +352,9 @@ def test_csv_output_has_row_types_that_add_up_and_splits_by_cost_center_and_feat
     result = cli("--prometheus-url", minute.prometheus.url, *period_args(), "--format", "csv")
     assert result.returncode == 0, result.stderr
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(lines[0])[:8] == [
-        "Row type", "Period", "Period start (UTC)", "Period end (UTC)", "Data through (UTC)",
+    assert list(lines[0])[:9] == [
+        "Row type", "Period", "Period start (UTC)", "Period end (UTC)", "Data from (UTC)",
+        "Data through (UTC)",
         "Partial period", "Incomplete data", "Team",
     ]  # fmt: skip
     assert [line["Row type"] for line in lines[-3:]] == [

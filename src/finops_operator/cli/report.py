@@ -39,6 +39,7 @@ from finops_operator.domain.config import PrometheusConfig
 from finops_operator.domain.costs.allocation import Allocation, allocate
 from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
+from finops_operator.domain.costs.finance import data_span
 from finops_operator.domain.costs.focus import focus_rows
 from finops_operator.domain.costs.focus13 import FOCUS_1_3_COLUMNS, FOCUS_VERSIONS, focus13_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
@@ -154,13 +155,17 @@ def render(
     `by`: CSV rows per team x these labels; `previous`: the month before and its
     label, for the trend of the HTML."""
     costs = report.costs
+    span = data_span(
+        report.period, label, report.data_through, report.daily.windows, report.daily.measured
+    )
     if fmt == "json":
-        return to_json(costs, label, team, allocation=_allocation(report)) + "\n"
+        return to_json(costs, label, team, allocation=_allocation(report), span=span) + "\n"
     if fmt == "csv":
         context = CsvContext(
             data_through=report.data_through,
-            partial_period=report.data_through < report.period.end,
+            partial_period=span.partial,
             incomplete=report.partial,
+            data_from=span.start,
         )
         usage = report.usage
         allocation = allocate(costs, usage.gpu, usage.tokens, report.pricing) if by else None
@@ -171,7 +176,9 @@ def render(
         return showback_page(report, label, team, previous)
     through = report.data_through if report.data_through < report.period.end else None
     centers = _allocation(report)
-    return to_table(costs, label, team, through=through, jobs=report.jobs, allocation=centers)
+    return to_table(
+        costs, label, team, through=through, jobs=report.jobs, allocation=centers, span=span
+    )
 
 
 def _focus(report: PeriodReport, team: str | None, version: str) -> str:

@@ -36,6 +36,7 @@ from finops_operator.domain.costs.cents import (
     report_cents,
     within,
 )
+from finops_operator.domain.costs.finance import DataSpan
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS
 from finops_operator.domain.costs.period import utc_timestamp
 from finops_operator.domain.costs.pricing import JobCost
@@ -55,8 +56,10 @@ ROW_FIELDS: Final = (
 )
 
 
-def _row(row: CostRow, cents: Cents) -> dict[str, Any]:
-    return {
+def _row(row: CostRow, cents: Cents, span: DataSpan | None = None) -> dict[str, Any]:
+    projected = span.forecast(cents.total_cost) if span is not None else None
+    forecast = {"forecastTotalCost": display_money(projected)} if projected is not None else {}
+    return forecast | {
         "team": row.team,
         "gpuHours": display_hours(row.gpu_hours),
         "gpuCost": str(cents.gpu_cost),
@@ -65,6 +68,16 @@ def _row(row: CostRow, cents: Cents) -> dict[str, Any]:
         "tokenCost": str(cents.token_cost),
         "sharedCost": str(cents.shared_cost),
         "totalCost": str(cents.total_cost),
+    }
+
+
+def _span(span: DataSpan | None) -> dict[str, Any]:
+    if span is None:
+        return {}
+    return {
+        "dataFrom": utc_timestamp(span.start),
+        "dataThrough": utc_timestamp(span.through),
+        "partialPeriod": span.partial,
     }
 
 
@@ -111,18 +124,22 @@ def to_json(
     team: str | None = None,
     *,
     allocation: Allocation | None = None,
+    span: DataSpan | None = None,
 ) -> str:
     """DESIGN.md's contract: period, currency, teams, untagged, cluster; with
     `allocation`, `costCenters` too: every cost center of the cluster (whatever
     `team`) with its GPU, token and shared cost, whose `totalCost`s plus
-    `undistributedCost` are the cluster's `totalCost` to the cent."""
+    `undistributedCost` are the cluster's `totalCost` to the cent. With `span`:
+    `dataFrom`, `dataThrough`, `partialPeriod`, and each row's month-end
+    `forecastTotalCost` in a running month."""
     rounded = report_cents(costs)
     document: dict[str, Any] = {
         "period": label,
         "currency": costs.currency,
-        "teams": [_row(row, rounded.of(row.team)) for row in costs.team_rows(team)],
-        "untagged": _row(costs.untagged, rounded.of(conventions.UNTAGGED)),
-        "cluster": _row(costs.cluster, rounded.cluster),
+        **_span(span),
+        "teams": [_row(row, rounded.of(row.team), span) for row in costs.team_rows(team)],
+        "untagged": _row(costs.untagged, rounded.of(conventions.UNTAGGED), span),
+        "cluster": _row(costs.cluster, rounded.cluster, span),
     }
     if allocation is not None:
         document["costCenters"] = _cost_centers(costs, allocation)
@@ -152,8 +169,11 @@ class CsvContext:
     """What the CSV says about the data besides the figures."""
 
     data_through: datetime
-    partial_period: bool  # the period is still running: figures through `data_through`
+    # The data covers less than the period: it starts after the period does (the first
+    # month with data) or ends before (a running month).
+    partial_period: bool
     incomplete: bool = False  # Prometheus answered only in part (--allow-partial)
+    data_from: datetime | None = None  # the start of the data (default: the period's)
 
 
 def csv_header(currency: str, by: Sequence[str] = ()) -> list[str]:
@@ -162,6 +182,7 @@ def csv_header(currency: str, by: Sequence[str] = ()) -> list[str]:
         "Period",
         "Period start (UTC)",
         "Period end (UTC)",
+        "Data from (UTC)",
         "Data through (UTC)",
         "Partial period",
         "Incomplete data",
@@ -213,8 +234,17 @@ def to_csv(
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(csv_header(costs.currency, by))
     start, end = utc_timestamp(costs.period.start), utc_timestamp(costs.period.end)
+    since = utc_timestamp(context.data_from or costs.period.start)
     through = utc_timestamp(context.data_through)
-    common = [label, start, end, through, _yes(context.partial_period), _yes(context.incomplete)]
+    common = [
+        label,
+        start,
+        end,
+        since,
+        through,
+        _yes(context.partial_period),
+        _yes(context.incomplete),
+    ]
 
     def write(
         kind: str, key: tuple[str, ...], figures: Mapping[str, Decimal], money: list[str]
@@ -285,9 +315,12 @@ def to_focus(rows: Iterable[Mapping[str, str]], columns: Sequence[str] = FOCUS_C
     return out.getvalue()
 
 
-def _table_lines(rows: Iterable[tuple[CostRow, Cents]]) -> list[list[str]]:
-    return [
-        [
+def _table_lines(
+    rows: Iterable[tuple[CostRow, Cents]], span: DataSpan | None = None
+) -> list[list[str]]:
+    lines = []
+    for row, cents in rows:
+        line = [
             row.team,
             f"{display_hours(row.gpu_hours):,.1f}",
             str(cents.gpu_cost),
@@ -298,8 +331,11 @@ def _table_lines(rows: Iterable[tuple[CostRow, Cents]]) -> list[list[str]]:
             str(cents.shared_cost),
             str(cents.total_cost),
         ]
-        for row, cents in rows
-    ]
+        projected = span.forecast(cents.total_cost) if span is not None else None
+        if projected is not None:
+            line.append(display_money(projected))
+        lines.append(line)
+    return lines
 
 
 def to_table(
@@ -310,21 +346,32 @@ def to_table(
     through: datetime | None = None,
     jobs: Sequence[JobCost] = (),
     allocation: Allocation | None = None,
+    span: DataSpan | None = None,
 ) -> str:
     """For people: a line per team, then `__untagged__` and the cluster, the cluster's
     capacity and shared cost, the costliest training runs (`jobs`) and, with
     `allocation`, a line per cost center with all its spend. `through`: the end of
-    the data, for a period still running."""
+    the data, for a period still running; `span`: when the data starts (a partial
+    period says so) and, in a running month, a month-end FORECAST column."""
     cluster: ClusterRow = costs.cluster
-    header = [
-        "TEAM", "GPU HOURS", "GPU COST", "IDLE HOURS", "IDLE", "IDLE COST",
-        "TOKEN COST", "SHARED", "TOTAL",
-    ]  # fmt: skip
     rounded = report_cents(costs)
-    body = _table_lines((row, rounded.of(row.team)) for row in costs.team_rows(team))
+    header = [
+        "TEAM",
+        "GPU HOURS",
+        "GPU COST",
+        "IDLE HOURS",
+        "IDLE",
+        "IDLE COST",
+        "TOKEN COST",
+        "SHARED",
+        "TOTAL",
+    ]
+    body = _table_lines(((row, rounded.of(row.team)) for row in costs.team_rows(team)), span)
     tail = _table_lines(
-        [(costs.untagged, rounded.of(conventions.UNTAGGED)), (cluster, rounded.cluster)]
+        [(costs.untagged, rounded.of(conventions.UNTAGGED)), (cluster, rounded.cluster)], span
     )
+    if len(tail[-1]) > len(header):
+        header.append("FORECAST")
     widths = [max(len(line[i]) for line in [header, *body, *tail]) for i in range(len(header))]
 
     def aligned(line: Sequence[str]) -> str:
@@ -335,6 +382,11 @@ def to_table(
 
     rule = "  ".join("-" * width for width in widths)
     until = f", through {utc_timestamp(through)}" if through is not None else ""
+    if span is not None and span.partial:
+        until = (
+            f", partial period: data from {utc_timestamp(span.start)} "
+            f"through {utc_timestamp(span.through)}"
+        )
     lines = [
         f"GPU cost report {label} ({costs.currency}{until})",
         "",
@@ -350,6 +402,8 @@ def to_table(
         f"{rounded.undistributed.shared_cost}.",
         "Idle cost is part of GPU cost; total = GPU cost + token cost + shared.",
     ]
+    if len(header) > 9:
+        lines.append("Forecast: the month's total at the run rate of its data so far.")
     if jobs:
         lines += ["", "Most expensive training runs (Jobs):"]
         for job in list(jobs)[:5]:
@@ -369,8 +423,14 @@ def _cost_center_table(
     the cluster line to the cent."""
     centers, undistributed = cost_center_lines(costs, allocation, rounded)
     header = [
-        "COST CENTER", "GPU HOURS", "GPU COST", "IDLE COST", "TOKEN COST", "SHARED", "TOTAL",
-    ]  # fmt: skip
+        "COST CENTER",
+        "GPU HOURS",
+        "GPU COST",
+        "IDLE COST",
+        "TOKEN COST",
+        "SHARED",
+        "TOTAL",
+    ]
 
     def line(name: str, hours: Decimal, money: Mapping[str, Decimal]) -> list[str]:
         return [

@@ -19,6 +19,14 @@ from finops_operator.domain import conventions, names
 from finops_operator.domain.conditions import by_type, condition, stamp
 from finops_operator.domain.costs.allocation import Allocation
 from finops_operator.domain.costs.cents import Cents, less_undistributed, rows_cents, within
+from finops_operator.domain.costs.finance import (
+    data_from,
+    forecast,
+    is_partial,
+    month_of,
+    unit_costs,
+)
+from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostRow, idle_percent
 from finops_operator.domain.costs.trend import CLUSTER, DailyCosts
@@ -51,7 +59,8 @@ class ReportInput:
     # The period's cost per day (`status.daily`, the showback's trend); none when empty.
     daily: DailyCosts | None = None
     # What each team's budget counts, from its CostPolicy's `scope`: `gpu`, `tokens`
-    # or `all` (GPU + tokens, the default), as the policy's budget alerts count it.
+    # or `all` (GPU + tokens, the default), as the policy's budget alerts count it;
+    # or `all-in` (the report's total, shared cost included: `budget.basis: all-in`).
     budget_scopes: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -61,12 +70,23 @@ SCOPE_NAMES = frozenset({"cluster", "untagged"})
 _MAX_TEAM_PART = 48
 
 
+# What `status.budgetBasis` says a budget counts, in words, by its scope.
+BUDGET_BASES: Final = {
+    "gpu": "GPU cost",
+    "tokens": "token cost",
+    "all": "GPU + token cost (shared cost not included)",
+    "all-in": "total cost (GPU + token + shared)",
+}
+
+
 def _budget_spend(row: CostRow | ClusterRow, scope: str) -> Decimal:
-    """The spend a budget of `scope` counts: GPU, tokens, or both (shared cost never)."""
+    """The spend a budget of `scope` counts: GPU, tokens, both, or all-in (with shared)."""
     if scope == "gpu":
         return row.gpu_cost
     if scope == "tokens":
         return row.token_cost
+    if scope == "all-in":
+        return row.total_cost
     return row.gpu_cost + row.token_cost
 
 
@@ -154,6 +174,38 @@ def _all_spend(
     return sorted(entries, key=lambda entry: (-Decimal(entry["totalCost"]), entry["name"]))
 
 
+def _unit_economics(row: CostRow) -> dict[str, Any]:
+    """Tokens and unit costs (`finance.unit_costs`), to 4 decimals: a cost per 1,000
+    tokens is often a fraction of a cent."""
+    units = unit_costs(row)
+    figures: dict[str, Any] = {"tokens": int(row.tokens)}
+    if units.cost_per_busy_gpu_hour is not None:
+        figures["costPerBusyGpuHour"] = display_money(units.cost_per_busy_gpu_hour, 4)
+    if units.cost_per_1k_tokens is not None:
+        figures["costPer1kTokens"] = display_money(units.cost_per_1k_tokens, 4)
+    return figures
+
+
+def _period_figures(data: ReportInput, cents: Cents) -> dict[str, Any]:
+    """When the data starts, whether the month is partial, and the month-end forecast."""
+    month = month_of(data.period)
+    windows = data.daily.windows if data.daily else ()
+    measured = data.daily.measured if data.daily else ()
+    period = month or (Period(windows[0].start, windows[-1].end) if windows else None)
+    if period is None:
+        return {}
+    start = data_from(period, windows, measured)
+    figures: dict[str, Any] = {
+        "dataFrom": stamp(start),
+        "partialPeriod": is_partial(period, start, data.data_through),
+    }
+    if month is not None:
+        projected = forecast(cents.total_cost, month, start, data.data_through)
+        if projected is not None:
+            figures["forecastTotalCost"] = display_money(projected)
+    return figures
+
+
 def _figures(
     row: CostRow, cents: Cents, groups_whole: Cents, currency: str, allocation: Allocation | None
 ) -> dict[str, Any]:
@@ -168,6 +220,7 @@ def _figures(
         "sharedCost": str(cents.shared_cost),
         "totalCost": str(cents.total_cost),
         "breakdowns": _breakdowns(row, groups_whole, allocation),
+        **_unit_economics(row),
     }
 
 
@@ -245,10 +298,13 @@ def desired_reports(
         if daily:
             status["daily"] = daily
         budget = data.budgets.get(team or "") if scope == "team" else None
+        status |= _period_figures(data, cents)
         if budget:
+            scope = data.budget_scopes.get(team or "", "all")
             status["budget"] = display_money(budget)
-            spent = _budget_spend(row, data.budget_scopes.get(team or "", "all"))
+            spent = _budget_spend(row, scope)
             status["budgetUsedPercent"] = float(round(spent * 100 / budget, 1))
+            status["budgetBasis"] = BUDGET_BASES.get(scope, scope)
         if isinstance(row, ClusterRow):
             status["cluster"] = {
                 "capacityGpuHours": display_hours(row.capacity_gpu_hours),
