@@ -29,7 +29,7 @@ from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import compute_costs
 from finops_operator.domain.costs.trend import DailyCosts
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
-from finops_operator.domain.rules.policy_reconciler import plan_policy
+from finops_operator.domain.rules.policy_reconciler import plan_policy, team_budget_scopes
 from tests.support.crd_schema import served_schema, untyped_nodes, validate_against_crd
 from tests.support.paths import ROOT
 
@@ -187,6 +187,21 @@ def test_budgets_come_from_valid_policies_that_name_a_team() -> None:
         3: policy("c", selector={"team": "BAD TEAM"}, budget={"monthly": 7, "currency": "USD"}),
     }
     assert budgets_of(policies, Config()) == {"search": Decimal(20000)}
+    # What the CostReport's budget % counts: the policy's scope, or all-in by `basis`.
+    policies[4] = policy(
+        "d",
+        selector={"team": "vision"},
+        scope="gpu",
+        budget={"monthly": 9, "currency": "USD", "basis": "all-in"},
+    )
+    policies[5] = policy(
+        "e", selector={"team": "chat"}, scope="tokens", budget={"monthly": 3, "currency": "USD"}
+    )
+    assert team_budget_scopes(policies.values(), Config()) == {
+        "search": (Decimal(20000), "all"),
+        "vision": (Decimal(9), "all-in"),
+        "chat": (Decimal(3), "tokens"),
+    }
 
 
 def test_the_crd_is_a_valid_structural_cluster_scoped_apiextensions_v1_object() -> None:
