@@ -307,7 +307,14 @@ def test_json_output_follows_the_contract_and_matches_the_truth(
     result = cli("--config", str(config), *period_args(), "--format", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert list(document) == ["period", "currency", "teams", "untagged", "cluster", "costCenters"]
+    assert list(document) == [
+        "period", "currency", "teams", "untagged", "cluster",
+        "dataFrom", "dataThrough", "partialPeriod", "costCenters",
+    ]  # fmt: skip
+    # Two whole days with data from their start: not partial.
+    assert document["dataFrom"] == utc_timestamp(DAYS_START)
+    assert document["dataThrough"] == utc_timestamp(DAYS_END)
+    assert document["partialPeriod"] is False
     assert document["currency"] == "USD"
     # Cost centers carry all spend: with the undistributed shared cost, the cluster total.
     centers = document["costCenters"]

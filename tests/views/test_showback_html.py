@@ -11,12 +11,11 @@ from typing import Any
 
 from finops_operator.domain.config import Config
 from finops_operator.domain.costs.allocation import allocate
-from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import compute_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
 from finops_operator.views.showback_html import render_showback
-from tests.views.costreports import NOW, reports
+from tests.views.costreports import NOW, operator_reports, reports
 from tests.views.daily_reports import THROUGH, statuses, two_months
 
 
@@ -131,18 +130,7 @@ def _operator_reports(with_undistributed: bool) -> list[dict[str, Any]]:
         token_usage=tokens,
         capacity=[CapacityUsage("H100", Decimal(300))],
     )
-    data = ReportInput(
-        period="2026-11",
-        currency=costs.currency,
-        teams=costs.teams,
-        untagged=costs.untagged,
-        cluster=costs.cluster,
-        jobs=[],
-        data_through=NOW,
-        budgets={},
-        allocation=allocate(costs, gpu, tokens, pricing),
-    )
-    return [{**obj, "status": status} for obj, status in desired_reports(data, NOW)]
+    return operator_reports(costs, NOW, allocate(costs, gpu, tokens, pricing))
 
 
 def test_the_cost_center_table_shows_all_spend_adding_up_to_the_cluster_total() -> None:

@@ -136,10 +136,10 @@ def to_json(
     document: dict[str, Any] = {
         "period": label,
         "currency": costs.currency,
-        **_span(span),
         "teams": [_row(row, rounded.of(row.team), span) for row in costs.team_rows(team)],
         "untagged": _row(costs.untagged, rounded.of(conventions.UNTAGGED), span),
         "cluster": _row(costs.cluster, rounded.cluster, span),
+        **_span(span),
     }
     if allocation is not None:
         document["costCenters"] = _cost_centers(costs, allocation)

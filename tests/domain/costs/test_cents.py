@@ -25,13 +25,13 @@ from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.costs.allocation import allocate
 from finops_operator.domain.costs.cents import CENT, cluster_cents, report_cents, within
-from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
 from finops_operator.domain.costs.focus import focus_rows
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import CostReport, compute_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
 from finops_operator.views.report_formats import to_csv, to_json, to_table
 from tests.domain.costs.prices import A100, H100, NOVEMBER, D, pricing
+from tests.views.costreports import operator_reports
 
 MONEY = ("gpuCost", "idleCost", "tokenCost", "sharedCost", "totalCost")
 PARTS = ("gpuCost", "tokenCost", "sharedCost")
@@ -124,20 +124,10 @@ def _table_rows(text: str) -> dict[str, dict[str, Decimal]]:
 
 
 def _costreport_rows(costs: CostReport) -> dict[str, dict[str, Decimal]]:
-    data = ReportInput(
-        period="2026-11",
-        currency=costs.currency,
-        teams=costs.teams,
-        untagged=costs.untagged,
-        cluster=costs.cluster,
-        jobs=(),
-        data_through=NOW,
-        budgets={},
-    )
     rows = {}
-    for obj, status in desired_reports(data, NOW):
-        name = obj["spec"].get("team", "cluster")
-        rows[name] = {name: D(status[name]) for name in MONEY}
+    for report in operator_reports(costs, NOW):
+        name = report["spec"].get("team", "cluster")
+        rows[name] = {column: D(report["status"][column]) for column in MONEY}
     return rows
 
 

@@ -145,6 +145,24 @@ def invoice_id(account: FocusAccount, billed: Period) -> str:
     return f"{account.account_id}-{billed.start:%Y%m%dT%H%M%SZ}-{billed.end:%Y%m%dT%H%M%SZ}"
 
 
+def usage_columns(
+    sku: str, unit_price: Decimal, consumed: Decimal, priced: Decimal, currency: str
+) -> dict[str, str]:
+    """The columns of a Usage charge: its SKU and price, quantities consumed and priced."""
+    price = focus_decimal(unit_price)
+    return {
+        "SkuId": sku,
+        "SkuPriceId": f"{sku}@{price}{currency}",
+        "SkuPriceDetails": "",
+        "ChargeCategory": "Usage",
+        "ChargeFrequency": "Usage-Based",
+        "ConsumedQuantity": focus_decimal(consumed),
+        "PricingQuantity": focus_decimal(priced),
+        "ListUnitPrice": price,
+        "ContractedUnitPrice": price,
+    }
+
+
 def _tags(labels: Labels) -> str:
     tags = {
         key: value
@@ -241,18 +259,7 @@ def focus_rows(
         return row
 
     def usage(sku: str, unit_price: Decimal, consumed: Decimal, priced: Decimal) -> dict[str, str]:
-        price = focus_decimal(unit_price)
-        return {
-            "SkuId": sku,
-            "SkuPriceId": f"{sku}@{price}{costs.currency}",
-            "SkuPriceDetails": "",
-            "ChargeCategory": "Usage",
-            "ChargeFrequency": "Usage-Based",
-            "ConsumedQuantity": focus_decimal(consumed),
-            "PricingQuantity": focus_decimal(priced),
-            "ListUnitPrice": price,
-            "ContractedUnitPrice": price,
-        }
+        return usage_columns(sku, unit_price, consumed, priced, costs.currency)
 
     def mine(labels: Labels) -> bool:
         return team is None or labels[0] == team

@@ -61,6 +61,7 @@ from finops_operator.domain.costs.focus import (
     FocusAccount,
     focus_decimal,
     invoice_id,
+    usage_columns,
 )
 from finops_operator.domain.costs.period import Period, prorated_monthly, utc_timestamp
 from finops_operator.domain.costs.showback import CostReport
@@ -409,20 +410,8 @@ def _usage(
     pricing_unit: str,
     currency: str,
 ) -> dict[str, str]:
-    unit_price = focus_decimal(price)
-    return {
-        "SkuId": sku,
-        "SkuPriceId": f"{sku}@{unit_price}{currency}",
-        "SkuPriceDetails": "",
-        "ChargeCategory": "Usage",
-        "ChargeFrequency": "Usage-Based",
-        "ConsumedQuantity": focus_decimal(consumed),
-        "ConsumedUnit": consumed_unit,
-        "PricingQuantity": focus_decimal(priced),
-        "PricingUnit": pricing_unit,
-        "ListUnitPrice": unit_price,
-        "ContractedUnitPrice": unit_price,
-    }
+    units = {"ConsumedUnit": consumed_unit, "PricingUnit": pricing_unit}
+    return usage_columns(sku, price, consumed, priced, currency) | units
 
 
 def _resource(
