@@ -15,6 +15,7 @@ import io
 import json
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +27,7 @@ from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.costs.allocation import allocate
 from finops_operator.domain.costs.cents import CENT, cluster_cents, report_cents, within
 from finops_operator.domain.costs.focus import focus_rows
+from finops_operator.domain.costs.focus13 import focus13_rows
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import CostReport, compute_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
@@ -48,8 +50,17 @@ hours = st.decimals(min_value=0, max_value=500, places=4, allow_nan=False)
 prices = st.decimals(min_value="0.001", max_value=50, places=4, allow_nan=False)
 
 
+@dataclass(frozen=True)
+class Month:
+    costs: CostReport
+    gpu: list[GpuUsage]
+    tokens: list[TokenUsage]
+    pricing: PricingConfig
+    capacity: list[CapacityUsage]
+
+
 @st.composite
-def months(draw: st.DrawFn) -> tuple[CostReport, list[GpuUsage], list[TokenUsage], PricingConfig]:
+def months(draw: st.DrawFn) -> Month:
     year, month = draw(st.integers(2024, 2027)), draw(st.integers(1, 12))
     period = Period.month(year, month)
     if draw(st.booleans()):  # a month still running, cut at some hour
@@ -96,7 +107,7 @@ def months(draw: st.DrawFn) -> tuple[CostReport, list[GpuUsage], list[TokenUsage
     costs = compute_costs(
         period=period, pricing=config, gpu_usage=gpu, token_usage=tokens, capacity=capacity
     )
-    return costs, gpu, tokens, config
+    return Month(costs, gpu, tokens, config, capacity)
 
 
 def _json_rows(document: dict[str, Any]) -> dict[str, dict[str, Decimal]]:
@@ -138,9 +149,9 @@ def _adds_up(row: dict[str, Decimal]) -> bool:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(months())
 def test_every_format_shows_the_same_cents_and_every_row_adds_up(
-    month: tuple[CostReport, list[GpuUsage], list[TokenUsage], PricingConfig],
+    month: Month,
 ) -> None:
-    costs, gpu, tokens, config = month
+    costs, gpu, tokens, config = month.costs, month.gpu, month.tokens, month.pricing
     shown = _json_rows(json.loads(to_json(costs, "p")))
     for name, row in shown.items():
         assert _adds_up(row), (name, row)
@@ -185,6 +196,14 @@ def test_every_format_shows_the_same_cents_and_every_row_adds_up(
         if kind != "undistributed":
             assert amount == shown[name][component[kind]], (name, kind)
     assert sum(billed.values(), D(0)) == shown["cluster"]["totalCost"]
+    # FOCUS 1.3 (one window here): each team's BilledCost is its total, all of it the cluster's.
+    by_team: dict[str, Decimal] = defaultdict(Decimal)
+    for line in focus13_rows(costs, gpu, tokens, config, capacity=month.capacity):
+        by_team[line["SubAccountId"]] += D(line["BilledCost"])
+    for name, row in shown.items():
+        if name != "cluster":
+            assert by_team[name] == row["totalCost"], name
+    assert sum(by_team.values(), D(0)) == shown["cluster"]["totalCost"]
 
 
 def test_the_worked_example_of_the_docs() -> None:

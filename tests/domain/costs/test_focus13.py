@@ -120,9 +120,35 @@ def test_subaccount_is_the_team() -> None:
 def test_tokens_carry_only_the_team_the_gateway_reported_and_are_split_over_days() -> None:
     tokens = [r for r in rows(costs()) if r["x_CostComponent"] == "tokens"]
     assert {r["Tags"] for r in tokens} == {'{"resilio.tech/team":"a"}', '{"resilio.tech/team":"c"}'}
-    a = [D(r["ConsumedQuantity"]) for r in tokens if r["x_Team"] == "a"]
-    assert a == [D(1000), D(2001)]  # whole tokens, in the days' proportion
-    assert all(r["AllocatedMethodId"] == "" for r in tokens)
+    per_day: dict[str, Decimal] = defaultdict(Decimal)
+    for row in tokens:
+        if row["x_Team"] == "a":
+            per_day[row["ChargePeriodStart"]] += D(row["ConsumedQuantity"])
+    # Whole tokens, in the days' measured proportion (1000.4 : 2000.6 of 3001).
+    assert list(per_day.values()) == [D(1000), D(2001)]
+
+
+def test_tokens_are_split_over_the_teams_label_combinations_by_gpu_cost() -> None:
+    tokens = [r for r in rows(costs()) if r["x_CostComponent"] == "tokens"]
+    a = [
+        r for r in tokens if r["x_Team"] == "a" and r["ChargePeriodStart"].endswith("01T00:00:00Z")
+    ]
+    # a's GPU cost: 40.00 on (chat, cc-1), 20.00 on cc-2: the day's 1000 tokens go 2:1.
+    assert sorted(D(r["ConsumedQuantity"]) for r in a) == [D(333), D(667)]
+    for row in a:
+        assert row["AllocatedMethodId"] == "tokens-by-gpu-cost"
+        assert row["AllocatedResourceId"].startswith("labels/a/")
+        tags = json.loads(row["AllocatedTags"])
+        assert "resilio.tech/team" not in tags  # already in Tags
+        assert tags.get("resilio.tech/cost-center") == row["x_CostCenter"]
+        assert D(row["ListCost"]) == D(row["PricingQuantity"]) * D(row["ListUnitPrice"])
+    ratios = [json.loads(r["AllocatedMethodDetails"])["Elements"][0]["AllocatedRatio"] for r in a]
+    assert abs(sum(ratios) - 1) < 1e-9
+    # c has no GPU cost: its tokens are not split, and say so with null allocation columns.
+    c = [r for r in tokens if r["x_Team"] == "c"]
+    assert c and all(r["AllocatedMethodId"] == r["AllocatedTags"] == "" for r in c)
+    gpu = [r for r in rows(costs()) if r["x_CostComponent"] == "gpu"]
+    assert all(r["AllocatedMethodId"] == "" for r in gpu)  # measured, not split
 
 
 def test_shared_cost_is_usage_split_with_the_allocation_columns_never_an_adjustment() -> None:

@@ -11,7 +11,10 @@ day of the period (`ChargePeriodStart/End`), are:
   not allocated (the pods' own labels are its `Tags`).
 - `tokens`: tokens per team x LLM model x direction that day, as the gateway
   reported them: `Tags` holds only the team, the one label the gateway knows.
-  Not split, so no allocation columns.
+  They are split over the team's label combinations in proportion to its GPU
+  cost in each (whole tokens; `AllocatedMethodId` `tokens-by-gpu-cost`,
+  `AllocatedTags` the combination's other labels), so cost centers carry token
+  spend; a team without GPU cost keeps its tokens whole, unsplit.
 - `platform`: the platform fee that day (the monthly fee prorated, `Hours` at
   the month's hourly rate), split among the teams' label combinations.
 - `idle capacity`: GPU hours of one model nobody allocated that day, at the
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Final
@@ -92,6 +95,7 @@ FOCUS_1_3_COLUMNS: Final = (
 )
 _LABEL_COLUMNS: Final = ("x_Team", "x_Feature", "x_Environment", "x_WorkloadType", "x_CostCenter")
 METHODS: Final = {"proportional": "shared-by-gpu-cost", "even": "shared-evenly"}
+TOKEN_METHOD: Final = "tokens-by-gpu-cost"
 _UNALLOCATED: Final = ("",)  # the key of the part nobody received, among label tuples
 
 
@@ -161,7 +165,11 @@ def focus13_rows(
     with localcontext(money_context()):
         per_day = [list(day.gpu) for day in days] if days else [gpu_usage]
         rows += _gpu_rows(per_day, pricing, account)
-        rows += _token_rows(token_usage, days, pricing, account, hours)
+        weights: dict[str, dict[Labels, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+        for charge in allocation.gpu:
+            if charge.gpu_cost > 0:
+                weights[charge.labels[0]][charge.labels] += charge.gpu_cost
+        rows += _token_rows(weights, token_usage, days, pricing, account, hours)
         rows += _shared_rows(
             costs, allocation.shared, gpu_usage, capacity, days, pricing, account, windows
         )
@@ -212,6 +220,7 @@ def _gpu_rows(
 
 
 def _token_rows(
+    gpu_weights: Mapping[str, Mapping[Labels, Decimal]],
     token_usage: Sequence[TokenUsage],
     days: Sequence[DayUsage],
     pricing: PricingConfig,
@@ -234,40 +243,85 @@ def _token_rows(
         chosen = weights if sum(weights, ZERO) > 0 else hours
         shares = split(tokens, dict(zip(keys, chosen, strict=True)), Decimal(1)) if tokens else {}
         price = pricing.token_price(model, direction)
-        labels = (team, *(conventions.UNTAGGED for _ in DIMENSIONS))
         for index, key in enumerate(keys):
             count = shares.get(key, ZERO)
             if not count:
                 continue
-            rows.append(
-                _Row(
-                    team,
-                    _usage(
-                        f"llm-tokens/{model}/{direction}",
-                        price,
-                        count,
-                        count / 1000,
-                        "Tokens",
-                        "1000 Tokens",
-                        pricing.currency,
-                    )
-                    | _resource(
-                        account, f"llm/{model}", f"LLM model {model}", "LLM model", LLM_SERVICE
-                    )
-                    | {
-                        "day": str(index),
-                        "SkuMeter": "Tokens",
-                        "ChargeDescription": f"{model} LLM {direction} tokens sent by team {team}",
-                        # Only what the gateway reported: the team.
-                        "Tags": _tags([(LABEL_KEYS[0], team)]),
-                        "x_CostComponent": "tokens",
-                    }
-                    | _label_columns(labels),
-                    count * price / 1000,
-                    "token_cost",
+            origin = (
+                _usage(
+                    f"llm-tokens/{model}/{direction}",
+                    price,
+                    count,
+                    count / 1000,
+                    "Tokens",
+                    "1000 Tokens",
+                    pricing.currency,
                 )
+                | _resource(account, f"llm/{model}", f"LLM model {model}", "LLM model", LLM_SERVICE)
+                | {
+                    "day": str(index),
+                    "SkuMeter": "Tokens",
+                    "ChargeDescription": f"{model} LLM {direction} tokens sent by team {team}",
+                    # Only what the gateway reported: the team.
+                    "Tags": _tags([(LABEL_KEYS[0], team)]),
+                    "x_CostComponent": "tokens",
+                }
             )
+            for labels, part, allocated in _token_split(team, count, gpu_weights.get(team)):
+                rows.append(
+                    _Row(
+                        team,
+                        origin
+                        | allocated
+                        | {
+                            "ConsumedQuantity": focus_decimal(part),
+                            "PricingQuantity": focus_decimal(part / 1000),
+                        }
+                        | _label_columns(labels),
+                        part * price / 1000,
+                        "token_cost",
+                    )
+                )
     return rows
+
+
+def _token_split(
+    team: str, count: Decimal, weights: Mapping[Labels, Decimal] | None
+) -> list[tuple[Labels, Decimal, dict[str, str]]]:
+    """A team's tokens on its label combinations, as whole tokens in proportion to the
+    team's GPU cost in each (the split of docs/cost-model.md), each with the allocation
+    columns; a team without GPU cost keeps them whole, not split."""
+    if not weights:
+        return [(_untagged_but_team(team), count, {})]
+    total = sum(weights.values(), ZERO)
+    result = []
+    for labels, part in sorted(split(count, dict(weights), Decimal(1)).items()):
+        if not part:
+            continue
+        ratio = weights[labels] / total
+        details = {
+            "Elements": [
+                {
+                    "AllocatedRatio": float(ratio),
+                    "UsageUnit": "GPU cost",
+                    "UsageQuantity": float(weights[labels]),
+                }
+            ]
+        }
+        allocated = {
+            "AllocatedMethodId": TOKEN_METHOD,
+            "AllocatedMethodDetails": json.dumps(details, separators=(",", ":")),
+            "AllocatedResourceId": combination_id(labels),
+            "AllocatedResourceName": _who(labels),
+            # The recipient's labels but the team, which Tags already holds.
+            "AllocatedTags": _tags(zip(LABEL_KEYS[1:], labels[1:], strict=True)),
+        }
+        result.append((labels, part, allocated))
+    return result
+
+
+def _untagged_but_team(team: str) -> Labels:
+    return (team, *(conventions.UNTAGGED for _ in DIMENSIONS))
 
 
 def _shared_rows(
