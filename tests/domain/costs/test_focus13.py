@@ -172,7 +172,8 @@ def test_shared_cost_is_usage_split_with_the_allocation_columns_never_an_adjustm
 
 def test_shared_cost_nobody_received_is_the_unallocated_portion() -> None:
     report = compute_costs(period=PERIOD, pricing=pricing(), token_usage=TOKENS)
-    found = focus13_rows(report, [], TOKENS, pricing(), days=[DayUsage(w) for w in WINDOWS])
+    days = [DayUsage(w) for w in WINDOWS]
+    found = focus13_rows(report, [], TOKENS, pricing(), days=days, capacity=[])
     rest = [r for r in found if r["x_CostComponent"] == "undistributed"]
     assert rest and all(r["AllocatedResourceId"] == "" and r["SubAccountId"] == "" for r in rest)
     assert all(r["AllocatedMethodId"] for r in rest)

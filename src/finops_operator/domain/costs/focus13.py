@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Final
 
@@ -108,7 +108,6 @@ class _Row:
     cost: Decimal
     column: str  # which money column of the team's cents it draws on
     idle_cost: Decimal = ZERO
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _tags(pairs: Iterable[tuple[str, str]]) -> str:
@@ -148,13 +147,15 @@ def focus13_rows(
     pricing: PricingConfig,
     team: str | None = None,
     *,
+    capacity: Iterable[CapacityUsage],
     days: Sequence[DayUsage] = (),
-    capacity: Iterable[CapacityUsage] = (),
     billing_period: Period | None = None,
     account: FocusAccount | None = None,
 ) -> list[dict[str, str]]:
     """FOCUS 1.3 rows of `costs`, one set per day of `days` (the period's usage per
-    window; without them, one window: the period). See the module's docstring."""
+    window; without them, one window: the period). `capacity`: the period's, as
+    `costs` was computed with (the idle capacity it holds is split from it). See
+    the module's docstring."""
     account = account or FocusAccount()
     billed = billing_period or costs.period
     gpu_usage, token_usage = list(gpu_usage), list(token_usage)
