@@ -394,6 +394,14 @@ class PricingConfig(_Model):
         alias="sharedSplit",
         description="How shared cost is spread: in proportion to each team's GPU cost, or evenly.",
     )
+    shared_proration: Literal["period", "data"] = Field(
+        default="period",
+        alias="sharedProration",
+        description="What the monthly platform cost is prorated to: the whole period "
+        "(`period`: a calendar month costs the whole fee, even when its data starts "
+        "mid-month) or the data's window (`data`: from the first day with figures, so the "
+        "month the operator was installed pays only for the days measured).",
+    )
 
     @field_validator("gpu_hourly", mode="before")
     @classmethod
