@@ -36,7 +36,10 @@ from finops_operator.domain.gpus.allocation import (
 )
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
+from tests.support.dra import DRIVER, allocated_claim, dra_pod, gpu_device, resource_slice
 from tests.support.tools import require_tool
+
+A100 = "NVIDIA A100-SXM4-80GB"
 
 CONFIG = Config()
 
@@ -52,7 +55,8 @@ class ReferenceCollector(Collector):
         allocation = GaugeMetricFamily(
             conventions.METRIC_POD_GPU_ALLOCATION, "help", labels=ALLOCATION_LABELS
         )
-        for values, held in allocation_samples(list(self.inventory.pods.values()), nodes):
+        pods = list(self.inventory.pods.values())
+        for values, held in allocation_samples(pods, nodes, self.inventory.claimed):
             allocation.add_metric(values, float(held))
         capacity = GaugeMetricFamily(
             conventions.METRIC_NODE_GPU_CAPACITY, "help", labels=("node", "gpu_model", "resource")
@@ -62,7 +66,7 @@ class ReferenceCollector(Collector):
         price = GaugeMetricFamily(
             conventions.METRIC_GPU_HOURLY_PRICE, "help", labels=("gpu_model",)
         )
-        for model, amount in price_samples(CONFIG.pricing, nodes):
+        for model, amount in price_samples(CONFIG.pricing, nodes, self.inventory.dra_models()):
             price.add_metric((model,), float(amount))
         token_price = GaugeMetricFamily(
             conventions.METRIC_TOKEN_PRICE, "help", labels=("model", "direction")
@@ -109,6 +113,12 @@ def fleet() -> Inventory:
     # Label values that need escaping in the text format.
     odd = {"resilio.tech/feature": 'say "hi"\\ now'}
     inventory.observe_pod("ADDED", pod("odd", "gpu-2", **odd))
+    # Two pods sharing a GPU through a DRA claim, on a node without extended resources.
+    inventory.observe_slice("ADDED", resource_slice("dra-1", [gpu_device("gpu-0", A100)]))
+    claim = allocated_claim("ml", "shared", [("dra-1", "gpu-0")], ["dra-a", "dra-b"])
+    inventory.observe_claim("ADDED", claim)
+    for name in ("dra-a", "dra-b"):
+        inventory.observe_pod("ADDED", dra_pod("ml", name, COMPLETE_LABELS, "shared", node="dra-1"))
     return inventory
 
 
@@ -159,6 +169,43 @@ def test_a_node_that_changes_model_relabels_the_pods_on_it() -> None:
     assert models == {"NVIDIA-A100-SXM4-80GB"}
 
 
+def allocation(text: bytes) -> dict[str, tuple[dict[str, str], float]]:
+    return {
+        dict(labels)["pod"]: (dict(labels), value)
+        for name, labels, value in samples(text.decode())
+        if name == conventions.METRIC_POD_GPU_ALLOCATION
+    }
+
+
+def test_a_dra_pod_is_exported_like_an_extended_resource_pod_with_its_devices_model() -> None:
+    inventory = fleet()
+    exposition = InventoryExposition(inventory, CONFIG.pricing)
+    text, _ = exposition.render()
+    labels, held = allocation(text)["dra-a"]
+    assert held == 0.5 and labels["gpu_model"] == "NVIDIA-A100-SXM4-80GB"
+    assert labels["resource"] == DRIVER and labels["node"] == "dra-1"
+    extended, _ = allocation(text)["trainer-0"]
+    cost_labels = set(extended) - {"pod", "node", "resource", "gpu_model"}
+    assert {key: labels[key] for key in cost_labels} == {k: extended[k] for k in cost_labels}
+    prices = {
+        dict(labels)["gpu_model"]
+        for name, labels, _ in samples(text.decode())
+        if name == conventions.METRIC_GPU_HOURLY_PRICE
+    }
+    assert "NVIDIA-A100-SXM4-80GB" in prices
+    # The claim now reserved by one pod only (the other ended): the whole GPU is its.
+    claim = allocated_claim("ml", "shared", [("dra-1", "gpu-0")], ["dra-a"])
+    inventory.observe_pod("DELETED", dra_pod("ml", "dra-b", COMPLETE_LABELS, "shared"))
+    inventory.observe_claim("MODIFIED", claim)
+    text, _ = exposition.render()
+    assert allocation(text)["dra-a"][1] == 1.0 and "dra-b" not in allocation(text)
+    # Its device republished as a MIG slice: the pod's line follows the slice.
+    mig = gpu_device("gpu-0", A100, mig_profile="1g.10gb")
+    inventory.observe_slice("MODIFIED", resource_slice("dra-1", [mig]))
+    text, _ = exposition.render()
+    assert abs(allocation(text)["dra-a"][1] - 1 / 7) < 1e-12
+
+
 async def test_metrics_serves_the_registry_and_the_inventory_plain_and_gzipped() -> None:
     metrics = OperatorMetrics()
     metrics.leader.set(1)
@@ -207,7 +254,7 @@ async def test_prometheus_scrapes_the_two_gzip_members_as_one_answer(tmp_path: P
             if found:
                 break
             await asyncio.sleep(0.2)
-        assert found and float(found[0]["value"][1]) == 51 + 1
+        assert found and float(found[0]["value"][1]) == 53 + 1  # 51 extended, 2 DRA
         health = await asyncio.to_thread(prometheus.api, "targets")
         [target] = health["activeTargets"]
         assert target["health"] == "up", target

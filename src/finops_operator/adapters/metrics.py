@@ -149,6 +149,8 @@ CAPACITY_LABELS = ("node", "gpu_model", "resource")
 
 
 BUCKETS = 64  # the allocation series are cached in this many parts, by pod
+# A pod's node's (model, replicas) and the (driver, model, devices) its DRA claims hold.
+Placement = tuple[str, int, tuple[tuple[str, str, Decimal], ...]]
 
 
 class InventoryExposition:
@@ -179,10 +181,11 @@ class InventoryExposition:
         self._version = -1
         self._text = b""
         self._gzipped = b""
-        # Per pod: its record, its node's (model, replicas), its part, its lines.
-        self._lines: dict[tuple[str, str], tuple[PodGpus, tuple[str, int], int, str]] = {}
+        # Per pod: its record, its placement (node's model and replicas, what its DRA
+        # claims hold), its part, its lines.
+        self._lines: dict[tuple[str, str], tuple[PodGpus, Placement, int, str]] = {}
         self._parts: list[tuple[bytes, bytes]] = [(b"", b"")] * BUCKETS
-        self._nodes: dict[str, NodeGpus] | None = None
+        self._nodes: tuple[dict[str, NodeGpus], set[str]] | None = None
         self._tail: tuple[bytes, bytes] = (b"", b"")
         self._head = self._pack(_header(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_HELP))
 
@@ -204,11 +207,15 @@ class InventoryExposition:
         pods = list(self.inventory.pods.items())  # copies in C: atomic against the loop
         nodes = dict(self.inventory.nodes)
         previous = self._lines
-        lines: dict[tuple[str, str], tuple[PodGpus, tuple[str, int], int, str]] = {}
+        claimed = self.inventory.claimed
+        lines: dict[tuple[str, str], tuple[PodGpus, Placement, int, str]] = {}
         changed: set[int] = set()
         for key, pod in pods:
             node = nodes.get(pod.node)
-            placement = (node.gpu_model, node.replicas) if node else (UNKNOWN_MODEL, 1)
+            placement = (
+                *((node.gpu_model, node.replicas) if node else (UNKNOWN_MODEL, 1)),
+                claimed(pod) if pod.claims else (),
+            )
             kept = previous.get(key)
             if kept is not None and kept[0] is pod and kept[1] == placement:
                 lines[key] = kept
@@ -216,7 +223,7 @@ class InventoryExposition:
             part = kept[2] if kept is not None else _part_of(key)
             text = "".join(
                 _sample(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_LABELS, values, held)
-                for values, held in allocation_samples([pod], nodes)
+                for values, held in allocation_samples([pod], nodes, claimed)
             )
             lines[key] = (pod, placement, part, text)
             changed.add(part)
@@ -229,14 +236,15 @@ class InventoryExposition:
             for part, members in texts.items():
                 self._parts[part] = self._pack("".join(members))
         self._lines = lines
-        if nodes != self._nodes:
-            self._nodes = nodes
-            self._tail = self._pack(self._node_families(nodes))
+        models = self.inventory.dra_models()
+        if (nodes, models) != self._nodes:
+            self._nodes = (nodes, models)
+            self._tail = self._pack(self._node_families(nodes, models))
         parts = [self._head, *self._parts, self._tail]
         self._text = b"".join(text for text, _ in parts)
         self._gzipped = b"".join(packed for _, packed in parts if packed)
 
-    def _node_families(self, nodes: dict[str, NodeGpus]) -> str:
+    def _node_families(self, nodes: dict[str, NodeGpus], dra_models: set[str]) -> str:
         lines = [_header(conventions.METRIC_NODE_GPU_CAPACITY, CAPACITY_HELP)]
         lines += [
             _sample(conventions.METRIC_NODE_GPU_CAPACITY, CAPACITY_LABELS, values, devices)
@@ -250,7 +258,7 @@ class InventoryExposition:
         )
         lines += [
             _sample(conventions.METRIC_GPU_HOURLY_PRICE, ("gpu_model",), (model,), amount)
-            for model, amount in price_samples(self.pricing, nodes)
+            for model, amount in price_samples(self.pricing, nodes, dra_models)
         ]
         lines.append(
             _header(

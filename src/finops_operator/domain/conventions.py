@@ -59,6 +59,8 @@ MODE_NAMESPACE_LABEL: Final = "finops.resilio.tech/mode"
 OPERATOR_NAMESPACE: Final = "finops-system"
 DEFAULT_EXEMPT_NAMESPACES: Final = ("kube-system", OPERATOR_NAMESPACE)
 
+# Dynamic Resource Allocation drivers whose devices are GPUs (NVIDIA's k8s-dra-driver-gpu).
+DEFAULT_DRA_DRIVERS: Final = ("gpu.nvidia.com",)
 DEFAULT_GPU_RESOURCES: Final = (
     "nvidia.com/gpu",
     "nvidia.com/gpu.shared",

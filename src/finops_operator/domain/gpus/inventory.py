@@ -2,6 +2,10 @@
 
 Only running GPU pods and GPU nodes are kept, as small frozen records, so the
 inventory of a 10,000-pod cluster stays small. Nothing here writes anywhere.
+GPUs handed out through Dynamic Resource Allocation add two more caches: the
+allocated ResourceClaims with GPU devices and the GPU devices of the
+ResourceSlices (`dra`). A pod's DRA GPUs are resolved from them when read, so a
+claim's allocation or a slice's attributes changing moves the pod's series too.
 
 `version` moves only when a record changes (a pod's status update that leaves
 its GPUs, node and labels alone keeps the record, and the version): `/metrics`
@@ -12,22 +16,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from finops_operator.domain.conventions import DEFAULT_DRA_DRIVERS
 from finops_operator.domain.gpus.allocation import NodeGpus, PodGpus, node_gpus, pod_gpus
+from finops_operator.domain.gpus.dra import (
+    DeviceKey,
+    DraClaim,
+    DraDevice,
+    claim_gpus,
+    held_through_claims,
+    slice_devices,
+)
 from finops_operator.domain.workloads import GpuMatcher
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
 @dataclass
 class Inventory:
     is_gpu: GpuMatcher
+    dra_drivers: frozenset[str] = frozenset(DEFAULT_DRA_DRIVERS)
     pods: dict[tuple[str, str], PodGpus] = field(default_factory=dict)
     nodes: dict[str, NodeGpus] = field(default_factory=dict)
-    version: int = 0  # moves whenever a pod's or a node's record changes
+    claims: dict[tuple[str, str], DraClaim] = field(default_factory=dict)
+    slices: dict[str, dict[DeviceKey, DraDevice]] = field(default_factory=dict)  # by slice name
+    devices: dict[DeviceKey, DraDevice] = field(default_factory=dict)  # of every slice
+    version: int = 0  # moves whenever a pod's, node's, GPU claim's or GPU slice's record changes
 
     def observe_pod(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
-        meta = pod.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        key = _key(pod)
         held = None if event_type == "DELETED" else pod_gpus(pod, self.is_gpu)
         if held is None:
             if self.pods.pop(key, None) is not None:
@@ -45,3 +67,32 @@ class Inventory:
         elif self.nodes.get(name) != gpus:
             self.nodes[name] = gpus
             self.version += 1
+
+    def observe_claim(self, event_type: str | None, claim: Mapping[str, Any]) -> None:
+        key = _key(claim)
+        held = None if event_type == "DELETED" else claim_gpus(claim, self.dra_drivers)
+        if held is None:
+            if self.claims.pop(key, None) is not None:
+                self.version += 1
+        elif self.claims.get(key) != held:
+            self.claims[key] = held
+            self.version += 1
+
+    def observe_slice(self, event_type: str | None, resource_slice: Mapping[str, Any]) -> None:
+        name = _key(resource_slice)[1]
+        found = {} if event_type == "DELETED" else slice_devices(resource_slice, self.dra_drivers)
+        if self.slices.get(name, {}) == found:
+            return
+        for device in self.slices.pop(name, {}):
+            self.devices.pop(device, None)
+        if found:
+            self.slices[name] = found
+            self.devices.update(found)
+        self.version += 1
+
+    def claimed(self, pod: PodGpus) -> tuple[tuple[str, str, Decimal], ...]:
+        """(driver, model, devices) the pod holds through its ResourceClaims."""
+        return held_through_claims(pod.namespace, pod.pod, pod.claims, self.claims, self.devices)
+
+    def dra_models(self) -> set[str]:
+        return {device.model for device in self.devices.values()}
