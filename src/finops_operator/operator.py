@@ -39,7 +39,14 @@ from finops_operator.controllers.assembly import Controllers, OperatorState, ass
 from finops_operator.controllers.informer_sync import collection_path
 from finops_operator.controllers.policy_controller import POLICIES, RULES, event_poster
 from finops_operator.controllers.report_controller import REPORTS
-from finops_operator.controllers.watch_feeds import LEAN_KINDS, LIST_WATCHED, NodeFeed, WorkloadFeed
+from finops_operator.controllers.watch_feeds import (
+    DRA_WATCHED,
+    LEAN_KINDS,
+    LIST_WATCHED,
+    DraFeed,
+    NodeFeed,
+    WorkloadFeed,
+)
 from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
 from finops_operator.controllers.workload_audit import WorkloadAudit
 from finops_operator.domain import conventions
@@ -105,7 +112,9 @@ def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegis
     return registry
 
 
-async def _watch_lean(state: OperatorState, audit: WorkloadAudit, agent: str) -> None:
+async def _watch_lean(
+    state: OperatorState, audit: WorkloadAudit, agent: str, kube: KubeApi
+) -> None:
     """The workloads and Nodes through our own list-and-watch, once the namespaces are in."""
     connection = Connection.from_environment(agent)
     watches = []
@@ -121,8 +130,39 @@ async def _watch_lean(state: OperatorState, audit: WorkloadAudit, agent: str) ->
         )
         state.sync.add_stream(kind, watch.is_synced)
         watches.append(watch)
+    for kind in await _dra_kinds(kube, state):
+        claims = DraFeed(kind, state.inventory)
+        watch = ListWatch(
+            connection, collection_path(*DRA_WATCHED[kind]), claims.on_event, claims.on_relisted
+        )
+        state.sync.add_stream(kind, watch.is_synced)
+        watches.append(watch)
     await state.namespaces_indexed()
     await asyncio.gather(*(watch.run() for watch in watches))
+
+
+async def _dra_kinds(kube: KubeApi, state: OperatorState) -> list[str]:
+    """The DRA kinds to watch: none without GPU drivers, or where the API does not serve them.
+
+    Asked once at start, by discovery (as the admission policies are): a cluster
+    upgraded to serve `resource.k8s.io/v1` is seen at the operator's next start.
+    """
+    if not state.config.gpu_dra_drivers:
+        return []
+    try:
+        served = await kube.served_resources("resource.k8s.io", "v1") or frozenset()
+    except Exception as err:  # discovery unreadable: try the watches, which retry
+        logger.warning("Discovery of resource.k8s.io/v1 failed (%s): watching DRA anyway", err)
+        served = frozenset(plural for _, plural in DRA_WATCHED.values())
+    kinds = [kind for kind, (_, plural) in DRA_WATCHED.items() if plural in served]
+    if len(kinds) < len(DRA_WATCHED):
+        logger.warning(
+            "The API server does not serve resource.k8s.io/v1 ResourceClaims and "
+            "ResourceSlices (Kubernetes before 1.34?): GPUs through Dynamic Resource "
+            "Allocation are not counted; extended resources (nvidia.com/gpu) still are"
+        )
+        return []
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -195,7 +235,7 @@ async def serve(
     background = {
         **run.background(),
         "readiness": state.sync.run(kube),
-        "lean-watches": _watch_lean(state, run.audit, user_agent(identity, "watch")),
+        "lean-watches": _watch_lean(state, run.audit, user_agent(identity, "watch"), kube),
         "trim-after-sync": release_after_sync(lambda: state.sync.synced),
     }
     if reload_certificate is not None:

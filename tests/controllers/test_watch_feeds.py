@@ -7,12 +7,13 @@ from typing import Any
 
 from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.controllers.audit_writer import AuditWriter
-from finops_operator.controllers.watch_feeds import NodeFeed, WorkloadFeed
+from finops_operator.controllers.watch_feeds import DraFeed, NodeFeed, WorkloadFeed
 from finops_operator.controllers.workload_audit import Violations, WorkloadAudit
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
+from tests.support.dra import allocated_claim, gpu_device, resource_slice
 from tests.support.fakes import FakeKube, FakeMetrics
 
 
@@ -123,3 +124,18 @@ async def test_a_node_relist_forgets_the_nodes_deleted_unseen() -> None:
     assert set(inventory.nodes) == {"a", "b"}
     await feed.on_relisted({("", "a")})
     assert set(inventory.nodes) == {"a"}
+
+
+async def test_dra_claims_and_slices_feed_the_inventory_and_relists_forget_the_deleted() -> None:
+    inventory = Inventory(LabelPolicy(Config()).is_gpu)
+    claims, slices = DraFeed("ResourceClaim", inventory), DraFeed("ResourceSlice", inventory)
+    for node in ("a", "b"):
+        await slices.on_event("ADDED", resource_slice(node, [gpu_device("gpu-0")]))
+        claim = allocated_claim("ml", f"claim-{node}", [(node, "gpu-0")], [f"pod-{node}"])
+        await claims.on_event("ADDED", claim)
+    assert set(inventory.claims) == {("ml", "claim-a"), ("ml", "claim-b")}
+    assert len(inventory.devices) == 2
+    await claims.on_relisted({("ml", "claim-a")})
+    await slices.on_relisted({("", "a-gpu.nvidia.com")})
+    assert set(inventory.claims) == {("ml", "claim-a")}
+    assert set(inventory.slices) == {"a-gpu.nvidia.com"} and len(inventory.devices) == 1

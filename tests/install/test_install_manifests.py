@@ -606,10 +606,12 @@ def used_permissions() -> dict[Permission, str]:
             elif name == "ListWatch":
                 # Our own list-and-watch: its path is one of LIST_WATCHED's, by contract.
                 path = ast.unparse(call.args[1]) if len(call.args) > 1 else ""
-                assert re.fullmatch(r"collection_path\(\*LIST_WATCHED\[.+\]\)", path), (
-                    f"{where}: ListWatch of {path!r}: name the resource in LIST_WATCHED"
+                # (or DRA_WATCHED's, the DRA kinds watched where the API serves them).
+                watched = re.fullmatch(
+                    r"collection_path\(\*(LIST_WATCHED|DRA_WATCHED)\[.+\]\)", path
                 )
-                for group, plural in scope["LIST_WATCHED"].values():
+                assert watched, f"{where}: ListWatch of {path!r}: name the resource in LIST_WATCHED"
+                for group, plural in scope[watched.group(1)].values():
                     for verb in ("list", "watch"):
                         used.setdefault((group, plural, verb), where)
             elif name == "kopf.event":

@@ -13,6 +13,10 @@ to a feed here:
   An object with a step under way queues its next events behind it, each decided
   in its turn.
 - `NodeFeed`: a GPU node's model and capacity for the inventory.
+- `DraFeed`: ResourceClaims and ResourceSlices (`resource.k8s.io/v1`), the GPUs
+  a pod holds through Dynamic Resource Allocation. Watched only where the API
+  server serves that version (`DRA_WATCHED`; `operator._watch_lean` asks
+  discovery first).
 
 After 410 Gone the watch lists again and calls `on_relisted` with every
 (namespace, name) of the new list: the feeds forget what was deleted while
@@ -46,6 +50,13 @@ LEAN_KINDS: Final[Mapping[str, str]] = {
 LIST_WATCHED: Final[Mapping[str, tuple[str, str]]] = {
     "Node": ("", "nodes"),
     **{kind: (group, plural) for kind, (group, plural, _) in WORKLOAD_KINDS.items()},
+}
+
+
+# Dynamic Resource Allocation, GA in Kubernetes 1.34: kind -> (API group, plural), all v1.
+DRA_WATCHED: Final[Mapping[str, tuple[str, str]]] = {
+    "ResourceClaim": ("resource.k8s.io", "resourceclaims"),
+    "ResourceSlice": ("resource.k8s.io", "resourceslices"),
 }
 
 
@@ -103,3 +114,26 @@ class NodeFeed:
     async def on_relisted(self, listed: set[tuple[str, str]]) -> None:
         for name in [name for name in self.inventory.nodes if ("", name) not in listed]:
             self.inventory.observe_node("DELETED", {"metadata": {"name": name}})
+
+
+class DraFeed:
+    """ResourceClaims or ResourceSlices for the inventory: what pods hold through DRA."""
+
+    def __init__(self, kind: str, inventory: Inventory) -> None:
+        self.kind = kind
+        self.inventory = inventory
+
+    async def on_event(self, type: str, body: Mapping[str, Any]) -> None:
+        if self.kind == "ResourceClaim":
+            self.inventory.observe_claim(type, body)
+        else:
+            self.inventory.observe_slice(type, body)
+
+    async def on_relisted(self, listed: set[tuple[str, str]]) -> None:
+        if self.kind == "ResourceClaim":
+            for namespace, name in [key for key in self.inventory.claims if key not in listed]:
+                gone = {"metadata": {"namespace": namespace, "name": name}}
+                self.inventory.observe_claim("DELETED", gone)
+        else:
+            for name in [name for name in self.inventory.slices if ("", name) not in listed]:
+                self.inventory.observe_slice("DELETED", {"metadata": {"name": name}})
