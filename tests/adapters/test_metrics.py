@@ -73,7 +73,15 @@ class ReferenceCollector(Collector):
         )
         for model, direction, amount in token_price_samples(CONFIG.pricing):
             token_price.add_metric((model, direction), float(amount))
-        yield from (allocation, capacity, price, token_price)
+        claim_pods = GaugeMetricFamily(
+            conventions.METRIC_DRA_CLAIM_PODS,
+            "help",
+            labels=("dra_claim_namespace", "dra_claim_name", "namespace", "pod"),
+        )
+        for (namespace, name), claim in self.inventory.claims.items():
+            for pod_name in claim.reserved_for:
+                claim_pods.add_metric((namespace, name, namespace, pod_name), 1)
+        yield from (allocation, capacity, price, token_price, claim_pods)
 
 
 def pod(name: str, node: str, gpus: int | str = 1, **labels: str) -> dict[str, Any]:
@@ -132,7 +140,7 @@ def test_the_cached_text_has_the_same_samples_prometheus_client_renders() -> Non
     assert gzip.decompress(packed) == text
     # The HELP lines are the operator's own, one per family, each with its TYPE.
     helps = [line for line in text.decode().splitlines() if line.startswith("# HELP")]
-    assert len(helps) == 4 and text.decode().count("# TYPE") == 4
+    assert len(helps) == 5 and text.decode().count("# TYPE") == 5
 
 
 def test_it_is_rebuilt_only_when_a_record_changes() -> None:
@@ -193,6 +201,17 @@ def test_a_dra_pod_is_exported_like_an_extended_resource_pod_with_its_devices_mo
         if name == conventions.METRIC_GPU_HOURLY_PRICE
     }
     assert "NVIDIA-A100-SXM4-80GB" in prices
+    sharers = {
+        (
+            labels["dra_claim_namespace"],
+            labels["dra_claim_name"],
+            labels["namespace"],
+            labels["pod"],
+        )
+        for name, labels in ((s[0], dict(s[1])) for s in samples(text.decode()))
+        if name == conventions.METRIC_DRA_CLAIM_PODS
+    }
+    assert sharers == {("ml", "shared", "ml", "dra-a"), ("ml", "shared", "ml", "dra-b")}
     # The claim now reserved by one pod only (the other ended): the whole GPU is its.
     claim = allocated_claim("ml", "shared", [("dra-1", "gpu-0")], ["dra-a"])
     inventory.observe_pod("DELETED", dra_pod("ml", "dra-b", COMPLETE_LABELS, "shared"))

@@ -30,7 +30,9 @@ from finops_operator.domain.gpus.allocation import (
     price_samples,
     token_price_samples,
 )
+from finops_operator.domain.gpus.dra import DraClaim
 from finops_operator.domain.gpus.inventory import Inventory
+from finops_operator.domain.gpus.utilization import DRA_CLAIM_LABELS
 
 
 class OperatorMetrics:
@@ -146,6 +148,11 @@ GZIP_LEVEL = 1  # the text repeats itself: level 1 packs it ~10x, several times 
 ALLOCATION_HELP = "GPUs held by a running pod (fractional for MIG slices and shared GPUs)."
 CAPACITY_HELP = "GPUs a node offers, in devices."
 CAPACITY_LABELS = ("node", "gpu_model", "resource")
+CLAIM_PODS_HELP = (
+    "1 for each pod reserving a DRA ResourceClaim with GPU devices (status.reservedFor)."
+)
+CLAIM_PODS_LABELS = (*DRA_CLAIM_LABELS, "namespace", "pod")
+Key = tuple[str, str]
 
 
 BUCKETS = 64  # the allocation series are cached in this many parts, by pod
@@ -185,7 +192,8 @@ class InventoryExposition:
         # claims hold), its part, its lines.
         self._lines: dict[tuple[str, str], tuple[PodGpus, Placement, int, str]] = {}
         self._parts: list[tuple[bytes, bytes]] = [(b"", b"")] * BUCKETS
-        self._nodes: tuple[dict[str, NodeGpus], set[str]] | None = None
+        # What the tail (nodes, prices, DRA claims' pods) was last rendered from.
+        self._nodes: tuple[dict[str, NodeGpus], set[str], dict[Key, DraClaim]] | None = None
         self._tail: tuple[bytes, bytes] = (b"", b"")
         self._head = self._pack(_header(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_HELP))
 
@@ -237,9 +245,10 @@ class InventoryExposition:
                 self._parts[part] = self._pack("".join(members))
         self._lines = lines
         models = self.inventory.dra_models()
-        if (nodes, models) != self._nodes:
-            self._nodes = (nodes, models)
-            self._tail = self._pack(self._node_families(nodes, models))
+        claims = dict(self.inventory.claims)
+        if (nodes, models, claims) != self._nodes:
+            self._nodes = (nodes, models, claims)
+            self._tail = self._pack(self._node_families(nodes, models) + _claim_pods(claims))
         parts = [self._head, *self._parts, self._tail]
         self._text = b"".join(text for text, _ in parts)
         self._gzipped = b"".join(packed for _, packed in parts if packed)
@@ -274,6 +283,17 @@ class InventoryExposition:
             for model, direction, amount in token_price_samples(self.pricing)
         ]
         return "".join(lines)
+
+
+def _claim_pods(claims: dict[Key, DraClaim]) -> str:
+    """1 per pod reserving a GPU claim: the utilization join's way from claim to pods."""
+    lines = [_header(conventions.METRIC_DRA_CLAIM_PODS, CLAIM_PODS_HELP)]
+    lines += [
+        _sample(conventions.METRIC_DRA_CLAIM_PODS, CLAIM_PODS_LABELS, (*key, *key[:1], pod), 1)
+        for key, claim in sorted(claims.items())
+        for pod in claim.reserved_for
+    ]
+    return "".join(lines)
 
 
 def _part_of(key: tuple[str, str]) -> int:
