@@ -61,7 +61,7 @@ class ReferenceCollector(Collector):
         capacity = GaugeMetricFamily(
             conventions.METRIC_NODE_GPU_CAPACITY, "help", labels=("node", "gpu_model", "resource")
         )
-        for node_values, devices in capacity_samples(nodes):
+        for node_values, devices in [*capacity_samples(nodes), *self.inventory.dra_capacity()]:
             capacity.add_metric(node_values, float(devices))
         price = GaugeMetricFamily(
             conventions.METRIC_GPU_HOURLY_PRICE, "help", labels=("gpu_model",)
@@ -212,6 +212,12 @@ def test_a_dra_pod_is_exported_like_an_extended_resource_pod_with_its_devices_mo
         if name == conventions.METRIC_DRA_CLAIM_PODS
     }
     assert sharers == {("ml", "shared", "ml", "dra-a"), ("ml", "shared", "ml", "dra-b")}
+    offered = {
+        (labels["node"], labels["gpu_model"], labels["resource"]): value
+        for name, labels, value in ((s[0], dict(s[1]), s[2]) for s in samples(text.decode()))
+        if name == conventions.METRIC_NODE_GPU_CAPACITY
+    }
+    assert offered[("dra-1", "NVIDIA-A100-SXM4-80GB", DRIVER)] == 1.0
     # The claim now reserved by one pod only (the other ended): the whole GPU is its.
     claim = allocated_claim("ml", "shared", [("dra-1", "gpu-0")], ["dra-a"])
     inventory.observe_pod("DELETED", dra_pod("ml", "dra-b", COMPLETE_LABELS, "shared"))

@@ -153,6 +153,7 @@ CLAIM_PODS_HELP = (
 )
 CLAIM_PODS_LABELS = (*DRA_CLAIM_LABELS, "namespace", "pod")
 Key = tuple[str, str]
+Offered = list[tuple[tuple[str, str, str], Decimal]]  # (node, model, DRA driver), GPUs
 
 
 BUCKETS = 64  # the allocation series are cached in this many parts, by pod
@@ -193,7 +194,7 @@ class InventoryExposition:
         self._lines: dict[tuple[str, str], tuple[PodGpus, Placement, int, str]] = {}
         self._parts: list[tuple[bytes, bytes]] = [(b"", b"")] * BUCKETS
         # What the tail (nodes, prices, DRA claims' pods) was last rendered from.
-        self._nodes: tuple[dict[str, NodeGpus], set[str], dict[Key, DraClaim]] | None = None
+        self._nodes: tuple[dict[str, NodeGpus], Offered, dict[Key, DraClaim]] | None = None
         self._tail: tuple[bytes, bytes] = (b"", b"")
         self._head = self._pack(_header(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_HELP))
 
@@ -244,20 +245,24 @@ class InventoryExposition:
             for part, members in texts.items():
                 self._parts[part] = self._pack("".join(members))
         self._lines = lines
-        models = self.inventory.dra_models()
+        offered = self.inventory.dra_capacity()
+        models = {model for (_, model, _), _ in offered}
         claims = dict(self.inventory.claims)
-        if (nodes, models, claims) != self._nodes:
-            self._nodes = (nodes, models, claims)
-            self._tail = self._pack(self._node_families(nodes, models) + _claim_pods(claims))
+        if (nodes, offered, claims) != self._nodes:
+            self._nodes = (nodes, offered, claims)
+            tail = self._node_families(nodes, models, offered) + _claim_pods(claims)
+            self._tail = self._pack(tail)
         parts = [self._head, *self._parts, self._tail]
         self._text = b"".join(text for text, _ in parts)
         self._gzipped = b"".join(packed for _, packed in parts if packed)
 
-    def _node_families(self, nodes: dict[str, NodeGpus], dra_models: set[str]) -> str:
+    def _node_families(
+        self, nodes: dict[str, NodeGpus], dra_models: set[str], offered: Offered
+    ) -> str:
         lines = [_header(conventions.METRIC_NODE_GPU_CAPACITY, CAPACITY_HELP)]
         lines += [
             _sample(conventions.METRIC_NODE_GPU_CAPACITY, CAPACITY_LABELS, values, devices)
-            for values, devices in capacity_samples(nodes)
+            for values, devices in [*capacity_samples(nodes), *offered]
         ]
         lines.append(
             _header(

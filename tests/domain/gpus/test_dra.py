@@ -163,3 +163,19 @@ def test_the_dra_drivers_are_configured_and_validated() -> None:
         assert "not a DRA driver name" in str(err)
     else:
         raise AssertionError("an invalid driver name was accepted")
+
+
+def test_a_slice_offers_each_physical_gpu_once_whole_or_partitioned() -> None:
+    inv = Inventory(IS_GPU)
+    whole = gpu_device("gpu-0")
+    mig = [gpu_device(f"gpu-0-mig-{i}", mig_profile="1g.10gb") for i in range(7)]
+    for device in mig:  # the possible MIG devices of gpu-0, published beside it
+        device["attributes"]["parentUUID"] = whole["attributes"]["uuid"]
+    inv.observe_slice("ADDED", resource_slice("gpu-node-1", [whole, *mig, gpu_device("gpu-1")]))
+    inv.observe_slice("ADDED", resource_slice("gpu-node-2", [gpu_device("gpu-9")]))
+    assert inv.dra_capacity() == [
+        (("gpu-node-1", H100, DRIVER), Decimal(2)),
+        (("gpu-node-2", H100, DRIVER), Decimal(1)),
+    ]
+    inv.observe_slice("DELETED", resource_slice("gpu-node-2", []))
+    assert inv.dra_capacity() == [(("gpu-node-1", H100, DRIVER), Decimal(2))]

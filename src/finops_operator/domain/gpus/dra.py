@@ -46,6 +46,7 @@ class DraDevice:
 
     model: str
     share: Decimal  # 1 for a whole GPU, 1/7 for a 1g MIG slice of a 7-slice GPU
+    physical: str = ""  # the physical GPU's UUID (a MIG device's `parentUUID`), if published
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,9 @@ def device_of(driver: str, attributes: Mapping[str, Any]) -> DraDevice:
     model = "-".join(product.split()) if product else UNKNOWN_MODEL
     profile = _attribute(attributes, driver, "profile")
     if _attribute(attributes, driver, "type") == MIG_TYPE and profile:
-        return DraDevice(model, in_devices(Decimal(1), f"nvidia.com/mig-{profile}", model, 1))
-    return DraDevice(model, Decimal(1))
+        share = in_devices(Decimal(1), f"nvidia.com/mig-{profile}", model, 1)
+        return DraDevice(model, share, _attribute(attributes, driver, "parentUUID"))
+    return DraDevice(model, Decimal(1), _attribute(attributes, driver, "uuid"))
 
 
 def slice_devices(
@@ -99,6 +101,38 @@ def slice_devices(
             attributes = _mapping(_mapping(device).get("attributes"))
             found[(driver, pool, name)] = device_of(driver, attributes)
     return found
+
+
+def slice_capacity(
+    resource_slice: Mapping[str, Any], devices: Mapping[DeviceKey, DraDevice]
+) -> tuple[tuple[str, str, str, Decimal], ...]:
+    """(node, model, driver, devices) a slice offers, counting each physical GPU once.
+
+    A MIG-capable GPU may be published both whole and as its possible MIG devices,
+    which share its capacity: devices with the same physical UUID count as one GPU.
+    A device without one counts as its share. A slice without `nodeName` (a pool
+    not bound to one node) is put on its pool's name.
+    """
+    spec = _mapping(resource_slice.get("spec"))
+    node = spec.get("nodeName") or _mapping(spec.get("pool")).get("name") or ""
+    physical: dict[tuple[str, str], set[str]] = {}
+    shares: dict[tuple[str, str], Decimal] = {}
+    for (driver, _, _), device in devices.items():
+        group = (device.model, driver)
+        if device.physical:
+            physical.setdefault(group, set()).add(device.physical)
+        else:
+            shares[group] = shares.get(group, Decimal(0)) + device.share
+    groups = sorted(physical.keys() | shares.keys())
+    return tuple(
+        (
+            str(node),
+            model,
+            driver,
+            len(physical.get((model, driver), ())) + shares.get((model, driver), Decimal(0)),
+        )
+        for model, driver in groups
+    )
 
 
 def claim_gpus(claim: Mapping[str, Any], drivers: frozenset[str]) -> DraClaim | None:

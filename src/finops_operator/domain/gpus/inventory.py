@@ -27,6 +27,7 @@ from finops_operator.domain.gpus.dra import (
     DraDevice,
     claim_gpus,
     held_through_claims,
+    slice_capacity,
     slice_devices,
 )
 from finops_operator.domain.workloads import GpuMatcher
@@ -46,6 +47,8 @@ class Inventory:
     claims: dict[tuple[str, str], DraClaim] = field(default_factory=dict)
     slices: dict[str, dict[DeviceKey, DraDevice]] = field(default_factory=dict)  # by slice name
     devices: dict[DeviceKey, DraDevice] = field(default_factory=dict)  # of every slice
+    # What each slice offers: (node, model, driver, devices), for the capacity series.
+    offered: dict[str, tuple[tuple[str, str, str, Decimal], ...]] = field(default_factory=dict)
     version: int = 0  # moves whenever a pod's, node's, GPU claim's or GPU slice's record changes
 
     def observe_pod(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
@@ -85,14 +88,25 @@ class Inventory:
             return
         for device in self.slices.pop(name, {}):
             self.devices.pop(device, None)
+        self.offered.pop(name, None)
         if found:
             self.slices[name] = found
             self.devices.update(found)
+            self.offered[name] = slice_capacity(resource_slice, found)
         self.version += 1
 
     def claimed(self, pod: PodGpus) -> tuple[tuple[str, str, Decimal], ...]:
         """(driver, model, devices) the pod holds through its ResourceClaims."""
         return held_through_claims(pod.namespace, pod.pod, pod.claims, self.claims, self.devices)
+
+    def dra_capacity(self) -> list[tuple[tuple[str, str, str], Decimal]]:
+        """(node, model, driver) and the GPUs the ResourceSlices offer there."""
+        total: dict[tuple[str, str, str], Decimal] = {}
+        for offered in self.offered.values():
+            for node, model, driver, devices in offered:
+                key = (node, model, driver)
+                total[key] = total.get(key, Decimal(0)) + devices
+        return sorted(total.items())
 
     def dra_models(self) -> set[str]:
         return {device.model for device in self.devices.values()}
