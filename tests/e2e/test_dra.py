@@ -1,0 +1,205 @@
+"""GPUs through Dynamic Resource Allocation on the real control plane, allocated by the real
+kube-scheduler, show in the operator's /metrics with their model and fraction, on their team.
+
+The e2e control plane (Kubernetes 1.35, DRA GA) gets the real kube-scheduler for this
+module (`node kube-scheduler`, scripts/build-node.sh): its DRA plugin allocates the
+claims and writes `status.allocation` and `status.reservedFor`; kube-controller-manager's
+resourceclaim controller makes the claim of a ResourceClaimTemplate. There is no kubelet
+and no DRA driver: the test publishes the ResourceSlices a driver would (NVIDIA's
+attributes, tests/support/dra.py), creates the two GPU Nodes, and reports the bound pods
+Running as a kubelet would (kwok would do both; scripts/build-kwok.sh is not wired in,
+docs/testing-e2e.md says why). The pods tolerate every taint, so the node lifecycle
+controller's `unreachable` taints on kubelet-less nodes do not keep them off.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from finops_devtools.devcluster import free_port
+from tests.support.dra import DRIVER, gpu_device, resource_slice
+
+from .conftest import COMPLIANT, REPO, TEAM, Cluster, stop_process, wait_until
+from .test_workloads import make_node, run_on
+
+NS = "e2e-dra"
+A100 = "NVIDIA A100-SXM4-80GB"
+NODES = {  # node -> the devices its slice publishes
+    "e2e-dra-1": [gpu_device("gpu-0"), gpu_device("gpu-1"), gpu_device("gpu-2")],
+    "e2e-dra-2": [gpu_device("gpu-0", A100, mig_profile="3g.40gb")],
+}
+
+
+def device_class(name: str, device_type: str) -> dict[str, Any]:
+    selector = (
+        f'device.driver == "{DRIVER}" && device.attributes["{DRIVER}"].type == "{device_type}"'
+    )
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": name},
+        "spec": {"selectors": [{"cel": {"expression": selector}}]},
+    }
+
+
+def claim_spec(device_class_name: str) -> dict[str, Any]:
+    return {
+        "devices": {
+            "requests": [{"name": "gpu", "exactly": {"deviceClassName": device_class_name}}]
+        }
+    }
+
+
+def pod(name: str, claim: str = "", template: str = "") -> dict[str, Any]:
+    source = {"resourceClaimName": claim} if claim else {"resourceClaimTemplateName": template}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": dict(COMPLIANT)},
+        "spec": {
+            "resourceClaims": [{"name": "gpu", **source}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "registry.example/train:1",
+                    "resources": {"claims": [{"name": "gpu"}]},
+                }
+            ],
+            "tolerations": [{"operator": "Exists"}],
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def scheduler(cluster: Cluster) -> Iterator[None]:
+    """The real kube-scheduler against the e2e API server, for this module only."""
+    node_bin = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-node.sh")],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        check=True,
+    ).stdout.strip()
+    log = (cluster.dir / "kube-scheduler-dra.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            f"{node_bin}/node",
+            "kube-scheduler",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--authentication-kubeconfig={cluster.kubeconfig}",
+            f"--authorization-kubeconfig={cluster.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def dra_pods(cluster: Cluster, scheduler: None) -> dict[str, str]:
+    """The pods, scheduled and allocated by kube-scheduler, reported Running; name -> node."""
+    cluster.namespace(NS)
+    for name, devices in NODES.items():
+        make_node(cluster, name, {}, {})
+        cluster.apply(resource_slice(name, devices))
+    cluster.apply([device_class("e2e-gpu", "gpu"), device_class("e2e-mig", "mig")])
+    claims: list[dict[str, Any]] = [
+        {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaim",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": claim_spec(klass),
+        }
+        for name, klass in (("direct", "e2e-gpu"), ("shared", "e2e-gpu"), ("mig", "e2e-mig"))
+    ]
+    template = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "one-gpu", "namespace": NS},
+        "spec": {"spec": claim_spec("e2e-gpu")},
+    }
+    cluster.apply([*claims, template])
+    pods = [
+        pod("direct", claim="direct"),
+        pod("templated", template="one-gpu"),
+        pod("sharer-a", claim="shared"),
+        pod("sharer-b", claim="shared"),
+        pod("mig", claim="mig"),
+    ]
+    cluster.apply(pods)
+
+    def scheduled() -> dict[str, Any] | None:
+        found = {p["metadata"]["name"]: p for p in cluster.get("pods", None, NS)["items"]}
+        if all(found.get(p["metadata"]["name"], {}).get("spec", {}).get("nodeName") for p in pods):
+            return found
+        return None
+
+    placed = wait_until(scheduled, timeout=90, what="kube-scheduler to bind the DRA pods")
+    for body in placed.values():
+        run_on(cluster, body, body["spec"]["nodeName"])
+    return {name: body["spec"]["nodeName"] for name, body in placed.items()}
+
+
+def test_the_scheduler_allocated_the_claims_as_dra_does(
+    cluster: Cluster, dra_pods: dict[str, str]
+) -> None:
+    shared = cluster.get("resourceclaims", "shared", NS)
+    assert {entry["name"] for entry in shared["status"]["reservedFor"]} == {"sharer-a", "sharer-b"}
+    [result] = shared["status"]["allocation"]["devices"]["results"]
+    assert result["driver"] == DRIVER and result["pool"] == dra_pods["sharer-a"]
+    assert dra_pods["mig"] == "e2e-dra-2"  # the only MIG device is there
+
+
+@pytest.mark.parametrize(
+    ("pod_name", "model", "held"),
+    [
+        ("direct", "NVIDIA-H100-80GB-HBM3", Fraction(1)),
+        ("templated", "NVIDIA-H100-80GB-HBM3", Fraction(1)),
+        ("sharer-a", "NVIDIA-H100-80GB-HBM3", Fraction(1, 2)),
+        ("sharer-b", "NVIDIA-H100-80GB-HBM3", Fraction(1, 2)),
+        ("mig", "NVIDIA-A100-SXM4-80GB", Fraction(3, 7)),
+    ],
+)
+def test_each_dra_pod_shows_in_metrics_with_its_model_and_fraction_on_its_team(
+    cluster: Cluster, dra_pods: dict[str, str], pod_name: str, model: str, held: Fraction
+) -> None:
+    labels = {"pod": pod_name, "gpu_model": model, "resource": DRIVER, "team": COMPLIANT[TEAM]}
+    labels["node"] = dra_pods[pod_name]
+    value = wait_until(
+        lambda: cluster.metric("finops_pod_gpu_allocation", **labels),
+        timeout=60,
+        what=f"{pod_name}'s allocation on /metrics with {labels}",
+    )
+    assert abs(value - float(held)) < 1e-9
+
+
+def test_the_dra_nodes_offer_their_gpus_and_the_shared_claim_names_both_pods(
+    cluster: Cluster, dra_pods: dict[str, str]
+) -> None:
+    assert (
+        cluster.metric(
+            "finops_node_gpu_capacity", node="e2e-dra-1", gpu_model="NVIDIA-H100-80GB-HBM3"
+        )
+        == 3
+    )
+    for sharer in ("sharer-a", "sharer-b"):
+        assert (
+            cluster.metric(
+                "finops_dra_claim_pods", dra_claim_name="shared", namespace=NS, pod=sharer
+            )
+            == 1
+        )
