@@ -55,12 +55,14 @@ def claim_spec(device_class_name: str) -> dict[str, Any]:
     }
 
 
-def pod(name: str, claim: str = "", template: str = "") -> dict[str, Any]:
+def pod(
+    namespace: str, labels: dict[str, str], name: str, claim: str = "", template: str = ""
+) -> dict[str, Any]:
     source = {"resourceClaimName": claim} if claim else {"resourceClaimTemplateName": template}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": dict(COMPLIANT)},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "resourceClaims": [{"name": "gpu", **source}],
             "containers": [
@@ -109,11 +111,13 @@ def scheduler(cluster: Cluster) -> Iterator[None]:
         log.close()
 
 
-@pytest.fixture(scope="module")
-def dra_pods(cluster: Cluster, scheduler: None) -> dict[str, str]:
-    """The pods, scheduled and allocated by kube-scheduler, reported Running; name -> node."""
-    cluster.namespace(NS)
-    for name, devices in NODES.items():
+def allocated_pods(
+    cluster: Cluster, namespace: str, labels: dict[str, str], nodes: dict[str, list[Any]]
+) -> dict[str, str]:
+    """Nodes with their slices, the claims and pods, bound and allocated by kube-scheduler
+    (which must be running), reported Running; pod name -> node."""
+    cluster.namespace(namespace)
+    for name, devices in nodes.items():
         make_node(cluster, name, {}, {})
         cluster.apply(resource_slice(name, devices))
     cluster.apply([device_class("e2e-gpu", "gpu"), device_class("e2e-mig", "mig")])
@@ -121,7 +125,7 @@ def dra_pods(cluster: Cluster, scheduler: None) -> dict[str, str]:
         {
             "apiVersion": "resource.k8s.io/v1",
             "kind": "ResourceClaim",
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name, "namespace": namespace},
             "spec": claim_spec(klass),
         }
         for name, klass in (("direct", "e2e-gpu"), ("shared", "e2e-gpu"), ("mig", "e2e-mig"))
@@ -129,29 +133,35 @@ def dra_pods(cluster: Cluster, scheduler: None) -> dict[str, str]:
     template = {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceClaimTemplate",
-        "metadata": {"name": "one-gpu", "namespace": NS},
+        "metadata": {"name": "one-gpu", "namespace": namespace},
         "spec": {"spec": claim_spec("e2e-gpu")},
     }
     cluster.apply([*claims, template])
     pods = [
-        pod("direct", claim="direct"),
-        pod("templated", template="one-gpu"),
-        pod("sharer-a", claim="shared"),
-        pod("sharer-b", claim="shared"),
-        pod("mig", claim="mig"),
+        pod(namespace, labels, "direct", claim="direct"),
+        pod(namespace, labels, "templated", template="one-gpu"),
+        pod(namespace, labels, "sharer-a", claim="shared"),
+        pod(namespace, labels, "sharer-b", claim="shared"),
+        pod(namespace, labels, "mig", claim="mig"),
     ]
     cluster.apply(pods)
+    names = [p["metadata"]["name"] for p in pods]
 
     def scheduled() -> dict[str, Any] | None:
-        found = {p["metadata"]["name"]: p for p in cluster.get("pods", None, NS)["items"]}
-        if all(found.get(p["metadata"]["name"], {}).get("spec", {}).get("nodeName") for p in pods):
+        found = {p["metadata"]["name"]: p for p in cluster.get("pods", None, namespace)["items"]}
+        if all(found.get(name, {}).get("spec", {}).get("nodeName") for name in names):
             return found
         return None
 
     placed = wait_until(scheduled, timeout=90, what="kube-scheduler to bind the DRA pods")
-    for body in placed.values():
-        run_on(cluster, body, body["spec"]["nodeName"])
-    return {name: body["spec"]["nodeName"] for name, body in placed.items()}
+    for name in names:
+        run_on(cluster, placed[name], placed[name]["spec"]["nodeName"])
+    return {name: placed[name]["spec"]["nodeName"] for name in names}
+
+
+@pytest.fixture(scope="module")
+def dra_pods(cluster: Cluster, scheduler: None) -> dict[str, str]:
+    return allocated_pods(cluster, NS, dict(COMPLIANT), NODES)
 
 
 def test_the_scheduler_allocated_the_claims_as_dra_does(

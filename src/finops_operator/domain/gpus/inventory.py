@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from finops_operator.domain.conventions import DEFAULT_DRA_DRIVERS
 from finops_operator.domain.gpus.allocation import NodeGpus, PodGpus, node_gpus, pod_gpus
@@ -31,6 +31,9 @@ from finops_operator.domain.gpus.dra import (
     slice_devices,
 )
 from finops_operator.domain.workloads import GpuMatcher
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -51,35 +54,27 @@ class Inventory:
     offered: dict[str, tuple[tuple[str, str, str, Decimal], ...]] = field(default_factory=dict)
     version: int = 0  # moves whenever a pod's, node's, GPU claim's or GPU slice's record changes
 
-    def observe_pod(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
-        key = _key(pod)
-        held = None if event_type == "DELETED" else pod_gpus(pod, self.is_gpu)
-        if held is None:
-            if self.pods.pop(key, None) is not None:
+    def _keep(self, records: dict[K, V], key: K, record: V | None) -> None:
+        """Store, replace or drop a record; the version moves only when it changed."""
+        if record is None:
+            if records.pop(key, None) is not None:
                 self.version += 1
-        elif self.pods.get(key) != held:
-            self.pods[key] = held
+        elif records.get(key) != record:
+            records[key] = record
             self.version += 1
+
+    def observe_pod(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
+        held = None if event_type == "DELETED" else pod_gpus(pod, self.is_gpu)
+        self._keep(self.pods, _key(pod), held)
 
     def observe_node(self, event_type: str | None, node: Mapping[str, Any]) -> None:
         name = str((node.get("metadata") or {}).get("name", ""))
         gpus = None if event_type == "DELETED" else node_gpus(node, self.is_gpu)
-        if gpus is None:
-            if self.nodes.pop(name, None) is not None:
-                self.version += 1
-        elif self.nodes.get(name) != gpus:
-            self.nodes[name] = gpus
-            self.version += 1
+        self._keep(self.nodes, name, gpus)
 
     def observe_claim(self, event_type: str | None, claim: Mapping[str, Any]) -> None:
-        key = _key(claim)
         held = None if event_type == "DELETED" else claim_gpus(claim, self.dra_drivers)
-        if held is None:
-            if self.claims.pop(key, None) is not None:
-                self.version += 1
-        elif self.claims.get(key) != held:
-            self.claims[key] = held
-            self.version += 1
+        self._keep(self.claims, _key(claim), held)
 
     def observe_slice(self, event_type: str | None, resource_slice: Mapping[str, Any]) -> None:
         name = _key(resource_slice)[1]
