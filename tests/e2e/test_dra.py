@@ -1,15 +1,14 @@
 """GPUs through Dynamic Resource Allocation on the real control plane, allocated by the real
 kube-scheduler, show in the operator's /metrics with their model and fraction, on their team.
 
-The e2e control plane (Kubernetes 1.35, DRA GA) gets the real kube-scheduler for this
-module (`node kube-scheduler`, scripts/build-node.sh): its DRA plugin allocates the
-claims and writes `status.allocation` and `status.reservedFor`; kube-controller-manager's
-resourceclaim controller makes the claim of a ResourceClaimTemplate. There is no kubelet
-and no DRA driver: the test publishes the ResourceSlices a driver would (NVIDIA's
-attributes, tests/support/dra.py), creates the two GPU Nodes, and reports the bound pods
-Running as a kubelet would (kwok would do both; scripts/build-kwok.sh is not wired in,
-docs/testing-e2e.md says why). The pods tolerate every taint, so the node lifecycle
-controller's `unreachable` taints on kubelet-less nodes do not keep them off.
+The e2e control plane (Kubernetes 1.35, DRA GA) gets, for this module, the real
+kube-scheduler (`node kube-scheduler`, scripts/build-node.sh) and kwok
+(scripts/build-kwok.sh, out of cluster, with its own stages), which keeps the two fake
+GPU Nodes Ready and runs the pods bound to them. The test publishes the ResourceSlices
+NVIDIA's DRA driver would (its attributes: tests/support/dra.py) and DeviceClasses
+selecting whole GPUs and MIG devices. The scheduler's DRA plugin allocates the claims
+(`status.allocation`, `status.reservedFor`); kube-controller-manager's resourceclaim
+controller makes the claim of a ResourceClaimTemplate.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +25,6 @@ from finops_devtools.devcluster import free_port
 from tests.support.dra import DRIVER, gpu_device, resource_slice
 
 from .conftest import COMPLIANT, REPO, TEAM, Cluster, stop_process, wait_until
-from .test_workloads import make_node, run_on
 
 NS = "e2e-dra"
 A100 = "NVIDIA A100-SXM4-80GB"
@@ -72,25 +71,34 @@ def pod(
                     "resources": {"claims": [{"name": "gpu"}]},
                 }
             ],
-            "tolerations": [{"operator": "Exists"}],
+            "tolerations": [{"key": KWOK_LABEL, "operator": "Exists"}],
             "terminationGracePeriodSeconds": 0,
         },
     }
 
 
-@pytest.fixture(scope="module")
-def scheduler(cluster: Cluster) -> Iterator[None]:
-    """The real kube-scheduler against the e2e API server, for this module only."""
-    node_bin = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-node.sh")],
+KWOK_LABEL = "e2e.finops.resilio.tech/kwok"  # the Nodes kwok keeps Ready and runs pods on
+
+
+def built(script: str) -> str:
+    """The folder a cached build script prints (it builds on its first run)."""
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / script)],
         capture_output=True,
         text=True,
         timeout=3000,
         check=True,
     ).stdout.strip()
-    log = (cluster.dir / "kube-scheduler-dra.log").open("wb")
-    proc = subprocess.Popen(
-        [
+
+
+@pytest.fixture(scope="module")
+def scheduler(cluster: Cluster) -> Iterator[None]:
+    """The real kube-scheduler and kwok against the e2e API server, for this module only."""
+    node_bin, kwok_bin = built("build-node.sh"), built("build-kwok.sh")
+    home = cluster.dir / "kwok-home"  # kwok reads ~/.kwok/kwok.yaml: none, its defaults
+    home.mkdir(exist_ok=True)
+    commands = {
+        "kube-scheduler": [
             f"{node_bin}/node",
             "kube-scheduler",
             f"--kubeconfig={cluster.kubeconfig}",
@@ -101,14 +109,59 @@ def scheduler(cluster: Cluster) -> Iterator[None]:
             "--leader-elect=false",
             "--profiling=false",
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+        "kwok": [
+            f"{kwok_bin}/kwok",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--manage-nodes-with-label-selector={KWOK_LABEL}=true",
+            *(f"--config={stage}" for stage in sorted(Path(kwok_bin, "stages").glob("*.yaml"))),
+            "--node-lease-duration-seconds=40",
+            "--node-ip=127.0.0.1",
+            f"--node-port={free_port()}",
+            f"--server-address=127.0.0.1:{free_port()}",
+        ],
+    }
+    procs, logs = [], []
     try:
+        for name, command in commands.items():
+            logs.append((cluster.dir / f"{name}-dra.log").open("wb"))
+            env = {**cluster.env(), "HOME": str(home)}
+            procs.append(
+                subprocess.Popen(command, stdout=logs[-1], stderr=subprocess.STDOUT, env=env)
+            )
         yield
     finally:
-        stop_process(proc)
-        log.close()
+        for proc in reversed(procs):
+            stop_process(proc)
+        for log in logs:
+            log.close()
+
+
+def kwok_node(name: str) -> dict[str, Any]:
+    """A GPU Node for kwok: it sets the conditions and heartbeats, the test its capacity."""
+    resources = {"cpu": "64", "memory": "512Gi", "pods": "110"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {KWOK_LABEL: "true", "kubernetes.io/hostname": name, "type": "kwok"},
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+        },
+        "spec": {"taints": [{"key": KWOK_LABEL, "value": "true", "effect": "NoSchedule"}]},
+        "status": {"capacity": resources, "allocatable": resources},
+    }
+
+
+def ready(cluster: Cluster, node: str) -> None:
+    """Until kwok reports the node Ready; then its registration taint goes, as
+    scripts/e2e-node.sh does for the real node (no cloud-node controller here)."""
+
+    def is_ready() -> bool:
+        conditions = cluster.get("node", node).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    wait_until(is_ready, timeout=60, what=f"kwok to report {node} Ready")
+    cluster.kubectl("taint", "node", node, "node.kubernetes.io/not-ready:NoSchedule-", check=False)
 
 
 def allocated_pods(
@@ -118,8 +171,10 @@ def allocated_pods(
     (which must be running), reported Running; pod name -> node."""
     cluster.namespace(namespace)
     for name, devices in nodes.items():
-        make_node(cluster, name, {}, {})
+        cluster.apply(kwok_node(name))
         cluster.apply(resource_slice(name, devices))
+    for name in nodes:
+        ready(cluster, name)
     cluster.apply([device_class("e2e-gpu", "gpu"), device_class("e2e-mig", "mig")])
     claims: list[dict[str, Any]] = [
         {
@@ -154,8 +209,15 @@ def allocated_pods(
         return None
 
     placed = wait_until(scheduled, timeout=90, what="kube-scheduler to bind the DRA pods")
-    for name in names:
-        run_on(cluster, placed[name], placed[name]["spec"]["nodeName"])
+
+    def running() -> bool:
+        phases = {
+            p["metadata"]["name"]: p["status"].get("phase")
+            for p in cluster.get("pods", None, namespace)["items"]
+        }
+        return all(phases.get(name) == "Running" for name in names)
+
+    wait_until(running, timeout=90, what="kwok to run the DRA pods")
     return {name: placed[name]["spec"]["nodeName"] for name in names}
 
 
