@@ -265,3 +265,24 @@ def test_the_gpu_cost_of_dra_pods_lands_on_their_team(
     )
     status = report["status"]
     assert float(status["gpuHours"]) > 0 and float(status["gpuCost"]) > 0, status
+    # `finops-operator report` reads the same series from the same Prometheus.
+    printed = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "finops-operator"),
+            "report",
+            "--config",
+            str(Path(cluster.info["dir"]) / "reports" / "config.yaml"),
+            "--period",
+            time.strftime("%Y-%m", time.gmtime()),
+            "--team",
+            team,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    [row] = [row for row in json.loads(printed.stdout)["teams"] if row["team"] == team]
+    assert float(row["gpuHours"]) > 0 and float(row["gpuCost"]) > 0, row
