@@ -52,6 +52,7 @@ from finops_operator.controllers.workload_audit import WorkloadAudit
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS, REPORT_LABELS
+from finops_operator.ports import KubePort
 
 logger = logging.getLogger("finops_operator")
 
@@ -141,7 +142,7 @@ async def _watch_lean(
     await asyncio.gather(*(watch.run() for watch in watches))
 
 
-async def _dra_kinds(kube: KubeApi, state: OperatorState) -> list[str]:
+async def _dra_kinds(kube: KubePort, state: OperatorState) -> list[str]:
     """The DRA kinds to watch: none without GPU drivers, or where the API does not serve them.
 
     Asked once at start, by discovery (as the admission policies are): a cluster
