@@ -842,6 +842,13 @@ class Config(_Model):
         description="Extended resource names that are GPUs; `*` and `?` are wildcards "
         "(`nvidia.com/mig-*`). Replaces the default list.",
     )
+    gpu_dra_drivers: tuple[str, ...] = Field(
+        default=conventions.DEFAULT_DRA_DRIVERS,
+        alias="gpuDraDrivers",
+        description="Dynamic Resource Allocation drivers whose devices are GPUs: a pod's "
+        "ResourceClaims count as GPUs only for devices of these drivers (a NIC or FPGA "
+        "claim does not). Replaces the default list; `[]` counts no DRA device.",
+    )
     prometheus: PrometheusConfig = Field(
         default_factory=PrometheusConfig, description="See `prometheus.*` below."
     )
@@ -943,6 +950,14 @@ class Config(_Model):
             if not names.is_dns_label(namespace):
                 raise ValueError(f"{namespace!r} is not a namespace name")
         return namespaces
+
+    @field_validator("gpu_dra_drivers")
+    @classmethod
+    def _dra_drivers_are_names(cls, drivers: tuple[str, ...]) -> tuple[str, ...]:
+        for driver in drivers:
+            if not names.is_dns_subdomain(driver):
+                raise ValueError(f"{_shown(driver)} is not a DRA driver name, e.g. gpu.nvidia.com")
+        return drivers
 
     @field_validator("gpu_resources")
     @classmethod

@@ -92,7 +92,8 @@ def test_metric_names_and_the_utilization_scale_come_from_the_names_given() -> N
     )
     names = QueryNames.from_config(config)
     query = idle_gpu_hours_query(DAY_MS, names)
-    assert "avg by (namespace, pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[1d]))," in query
+    assert "avg by (namespace, pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[1d]))\n" in query
+    assert "/ 100" not in query  # a ratio, not rescaled
     assert "exported_" not in query and "GPU_I_ID" not in query
     tokens = tokens_query(DAY_MS, names)
     assert "increase(gateway_in_total[1d])" in tokens and "team_alias" not in tokens
