@@ -18,7 +18,7 @@ from finops_operator.controllers.policy_controller import (
 from finops_operator.domain.config import Config, parse_config
 from finops_operator.domain.rules.policy_reconciler import HEARTBEAT_QUERY, plan_policy
 from finops_operator.domain.rules.prometheus_rule import recording_rules_prometheus_rule
-from tests.support.fakes import FakeKube, FakeMetrics, FakePrometheus
+from tests.support.fakes import FakeEventPoster, FakeKube, FakeMetrics, FakePrometheus
 
 NAMESPACE = "finops-system"
 KEY: PolicyKey = ("team-a", "p")
@@ -43,21 +43,13 @@ def desired_rule(body: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return rule
 
 
-class Events:
-    def __init__(self) -> None:
-        self.posted: list[tuple[str, str, str]] = []  # type, reason, message
-
-    async def __call__(self, body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
-        self.posted.append((type, reason, message))
-
-
 class World:
     """A controller over a FakeKube holding the policy, with leadership switchable."""
 
     def __init__(self, body: dict[str, Any] | None = None, leading: bool = True) -> None:
         self.kube = FakeKube()
         self.metrics = FakeMetrics()
-        self.events = Events()
+        self.events = FakeEventPoster()
         self.leading = leading
         self.controller = PolicyController(
             config=Config(),

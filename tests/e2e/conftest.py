@@ -69,6 +69,7 @@ MODULE_ORDER = (
     "test_admission_policies",
     "test_policy_reports",
     "test_leader_election",
+    "test_config_map",  # restarts the operator with a bad ConfigMap, then a good one
     "test_least_privilege",
     "test_rbac",
     "test_api_outage",

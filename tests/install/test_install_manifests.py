@@ -332,10 +332,15 @@ KUBE_API_SPECIAL: dict[str, set[Permission]] = {
 }
 HTTP_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 # Granted only in the operator's namespace (a Role), with the one name each is for.
-OPERATOR_NAMESPACE_ONLY = {("coordination.k8s.io", "leases"), ("", "secrets")}
+OPERATOR_NAMESPACE_ONLY = {
+    ("coordination.k8s.io", "leases"),
+    ("", "secrets"),
+    ("", "configmaps"),
+}
 RESOURCE_NAMES = {
     ("coordination.k8s.io", "leases"): LEASE,
     ("", "secrets"): WEBHOOK_SECRET,
+    ("", "configmaps"): conventions.CONFIG_MAP,
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): WEBHOOK_CONFIGURATION,
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): WEBHOOK_CONFIGURATION,
 }
@@ -606,6 +611,11 @@ def used_permissions() -> dict[Permission, str]:
             elif name == "ListWatch":
                 # Our own list-and-watch: its path is one of LIST_WATCHED's, by contract.
                 path = ast.unparse(call.args[1]) if len(call.args) > 1 else ""
+                # ... or one core resource of the operator's namespace (its ConfigMap).
+                if own := re.fullmatch(r"f'/api/v1/namespaces/\{namespace\}/(\w+)'", path):
+                    for verb in ("list", "watch"):
+                        used.setdefault(("", own.group(1), verb), where)
+                    continue
                 assert re.fullmatch(r"collection_path\(\*LIST_WATCHED\[.+\]\)", path), (
                     f"{where}: ListWatch of {path!r}: name the resource in LIST_WATCHED"
                 )

@@ -42,6 +42,8 @@ class OperatorState:
 
     config: Config
     namespace: str  # the operator's own
+    # Why the configuration file was refused, when `config` is the safe default in its place.
+    config_problem: str | None = None
     policy: LabelPolicy = field(init=False)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
     inventory: Inventory = field(init=False)

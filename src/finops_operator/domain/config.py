@@ -836,3 +836,38 @@ def parse_config(data: Any, source: str = "configuration") -> Config:
         if problems:
             raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems))
     return config
+
+
+def safe_default() -> Config:
+    """What the operator serves when it starts with an invalid configuration and no good one.
+
+    The built-in defaults in `audit` mode: the label rules in force may not be the
+    built-in ones, so refusing on them could refuse every GPU workload of the cluster
+    (the webhook's `failurePolicy: Fail` already refuses all while the operator is
+    down). In audit nothing is refused for the defaults' sake; everything is still
+    warned, annotated, reported and counted. A namespace labelled
+    `finops.resilio.tech/mode: enforce` keeps its choice, judged by the default rules.
+    """
+    return Config(mode=Mode.AUDIT)
+
+
+class ConfigChange(StrEnum):
+    """What a configuration seen in the operator's ConfigMap means for the one in use."""
+
+    IN_USE = "InUse"  # the same as the one in use: nothing to do
+    RESTART_NEEDED = "RestartNeeded"  # valid and different: applied at the next start
+    INVALID = "Invalid"  # never applied: the one in use stays
+
+
+def judge_change(in_use: Config, seen: Config | None, *, safe_default_in_use: bool) -> ConfigChange:
+    """`seen` is the ConfigMap's configuration, None when it is invalid.
+
+    The operator reads its configuration at start (every controller holds it), so a
+    valid change is applied by a restart. While the safe default is in use, any valid
+    configuration is one to restart for, even one equal to the default.
+    """
+    if seen is None:
+        return ConfigChange.INVALID
+    if seen == in_use and not safe_default_in_use:
+        return ConfigChange.IN_USE
+    return ConfigChange.RESTART_NEEDED
