@@ -98,6 +98,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("`reports`", "reports.", cfg.ReportsConfig),
     ("`admissionPolicies`", "admissionPolicies.", cfg.AdmissionPoliciesConfig),
     ("`policyReports`", "policyReports.", cfg.PolicyReportsConfig),
+    ("`costPolicies`", "costPolicies.", cfg.CostPoliciesConfig),
     ("`exemptions`", "exemptions.", cfg.ExemptionsConfig),
 ]
 

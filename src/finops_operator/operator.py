@@ -68,8 +68,9 @@ def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegis
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.event("v1", "namespaces", registry=registry)
-    def index_namespace(type: str | None, body: kopf.Body, **_: Any) -> None:
-        state.index_namespace(type, body)
+    async def index_namespace(type: str | None, body: kopf.Body, **_: Any) -> None:
+        if state.index_namespace(type, body) and policies.policies:
+            await policies.on_namespace_changed(str(body.get("metadata", {}).get("name")))
 
     @kopf.on.event(*POLICIES, registry=registry)
     async def reconcile_policy(type: str | None, body: kopf.Body, **_: Any) -> None:

@@ -63,6 +63,7 @@ MODULE_ORDER = (
     "test_webhooks",
     "test_workloads",
     "test_prometheus_rules",
+    "test_policy_lanes",
     "test_no_writes",
     "test_cost_reports",
     "test_monitoring_stack",

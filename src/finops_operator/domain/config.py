@@ -66,6 +66,9 @@ GPU_OPERATOR: Final = GpuUtilization()
 DCGM_EXPORTER: Final = GpuUtilization(namespace_label="namespace", pod_label="pod")
 
 
+ANY_TEAM: Final = "*"  # in `costPolicies.allowedTeams`: every team
+
+
 class Mode(StrEnum):
     """What label governance does: the cluster default, or a namespace's override."""
 
@@ -447,6 +450,36 @@ SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
 DEFAULT_EXEMPTION_GROUPS: Final = ("system:masters",)
 
 
+DEFAULT_ALLOWED_TEAMS: Final[dict[str, tuple[str, ...]]] = {
+    conventions.OPERATOR_NAMESPACE: (ANY_TEAM,)
+}
+
+
+class CostPoliciesConfig(_Model):
+    """Which teams the CostPolicies of a namespace may act on (docs/costpolicy.md, lanes)."""
+
+    allowed_teams: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(DEFAULT_ALLOWED_TEAMS),
+        alias="allowedTeams",
+        description="Namespace -> the teams its CostPolicies may select besides the "
+        f"namespace's own (its `{conventions.TEAM_LABEL}` label); `'*'` allows every team "
+        "and a policy without `selector.team`. A policy outside its lane is `Ready=False`, "
+        "reason `OutOfLane`, and renders no rule. Replaces the default, which lets the "
+        "operator's namespace (a cluster admin's) act on every team.",
+    )
+
+    @field_validator("allowed_teams")
+    @classmethod
+    def _allowed(cls, allowed: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for namespace, teams in allowed.items():
+            if not names.is_dns_label(namespace):
+                raise ValueError(f"{_shown(namespace)} is not a namespace name")
+            for team in teams:
+                if team != ANY_TEAM and not names.is_label_value(team):
+                    raise ValueError(f"{_shown(team)} is neither a team (label value) nor '*'")
+        return allowed
+
+
 class ExemptionsConfig(_Model):
     """Who may exempt a GPU workload with `finops.resilio.tech/exempt` (docs/admission.md)."""
 
@@ -702,6 +735,11 @@ class Config(_Model):
     )
     exemptions: ExemptionsConfig = Field(
         default_factory=ExemptionsConfig, description="See `exemptions.*` below."
+    )
+    cost_policies: CostPoliciesConfig = Field(
+        default_factory=CostPoliciesConfig,
+        alias="costPolicies",
+        description="See `costPolicies.*` below.",
     )
     policy_reports: PolicyReportsConfig = Field(
         default_factory=PolicyReportsConfig,
