@@ -73,9 +73,7 @@ class PolicyController:
     conflicts: dict[PolicyKey, str] = field(default_factory=dict)
     # Each policy's plan, kept while its body (the same object) and its lane are: finding
     # a budget conflict looks at every policy, which must not render every policy again.
-    plans: dict[PolicyKey, tuple[Mapping[str, Any], Lane, PolicyPlan]] = field(
-        default_factory=dict
-    )
+    plans: dict[PolicyKey, tuple[Mapping[str, Any], Lane, PolicyPlan]] = field(default_factory=dict)
     locks: defaultdict[PolicyKey, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
