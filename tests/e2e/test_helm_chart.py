@@ -176,6 +176,10 @@ def test_the_deployment_is_the_one_the_values_describe(installed: Cluster) -> No
         "run",
         "--config",
         "/etc/finops/config.yaml",
+        "--config-map",
+        "finops-operator-config",
+        "--invalid-config",
+        "safe-default",
         "--webhook-secret",
         "finops-operator-webhook-tls",
     ]

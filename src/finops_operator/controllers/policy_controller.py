@@ -96,7 +96,7 @@ class PolicyController:
 
     def lane(self, namespace: str) -> Lane:
         """The teams the policies of `namespace` may act on (policy_lanes)."""
-        return lane_of(namespace, self.namespaces.get(namespace), self.config)
+        return lane_of(namespace, self.namespaces.get(namespace), self.config, self.namespace)
 
     def plan(self, key: PolicyKey, body: Mapping[str, Any]) -> PolicyPlan:
         lane = self.lane(key[0])

@@ -450,22 +450,17 @@ SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
 DEFAULT_EXEMPTION_GROUPS: Final = ("system:masters",)
 
 
-DEFAULT_ALLOWED_TEAMS: Final[dict[str, tuple[str, ...]]] = {
-    conventions.OPERATOR_NAMESPACE: (ANY_TEAM,)
-}
-
-
 class CostPoliciesConfig(_Model):
     """Which teams the CostPolicies of a namespace may act on (docs/costpolicy.md, lanes)."""
 
     allowed_teams: dict[str, tuple[str, ...]] = Field(
-        default_factory=lambda: dict(DEFAULT_ALLOWED_TEAMS),
+        default_factory=dict,
         alias="allowedTeams",
         description="Namespace -> the teams its CostPolicies may select besides the "
         f"namespace's own (its `{conventions.TEAM_LABEL}` label); `'*'` allows every team "
         "and a policy without `selector.team`. A policy outside its lane is `Ready=False`, "
-        "reason `OutOfLane`, and renders no rule. Replaces the default, which lets the "
-        "operator's namespace (a cluster admin's) act on every team.",
+        "reason `OutOfLane`, and renders no rule. The operator's own namespace (a cluster "
+        "admin's, `finops-system` by default) may always act on every team.",
     )
 
     @field_validator("allowed_teams")

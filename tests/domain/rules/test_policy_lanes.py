@@ -49,7 +49,8 @@ def test_a_namespace_acts_on_its_own_team() -> None:
 def test_a_policy_without_a_team_needs_every_team() -> None:
     problem = out_of_lane(None, lane_of("team-a", NAMESPACES["team-a"], Config()))
     assert problem is not None and "every team" in problem
-    assert out_of_lane(None, lane_of("finops-system", {}, Config())) is None  # the default grant
+    assert out_of_lane(None, lane_of("finops-system", {}, Config())) is None  # the operator's
+    assert out_of_lane(None, lane_of("finops", {}, Config(), operator_namespace="finops")) is None
 
 
 def test_a_namespace_without_a_team_label_acts_on_no_team() -> None:
@@ -65,7 +66,6 @@ def test_the_configuration_grants_teams_and_every_team() -> None:
     platform = lane_of("platform", {}, config)
     assert out_of_lane("team-b", platform) is None and out_of_lane("team-c", platform) is not None
     assert out_of_lane("team-c", lane_of("finops", {}, config)) is None
-    assert out_of_lane("team-c", lane_of("finops-system", {}, config)) is not None  # replaced
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,9 @@ write a policy with `selector.team: team-b` and `budget.monthly: 1` and page
 team-b's on-call. So a policy acts only in its *lane*: the team of its own
 namespace (the namespace's `resilio.tech/team` label, which only a cluster admin
 can set) and the teams `costPolicies.allowedTeams` grants that namespace
-(`'*'`: every team, and policies without `selector.team`). A policy outside its
-lane renders no rule at all.
+(`'*'`: every team, and policies without `selector.team`); the operator's own
+namespace, a cluster admin's, acts on every team. A policy outside its lane
+renders no rule at all.
 
 Two policies that set one team's budget conflict: the CostReport shows one
 budget per team. The one that applies is the oldest (creationTimestamp), then
@@ -43,9 +44,17 @@ class Lane:
         return ", ".join(sorted(self.teams)) or "no team"
 
 
-def lane_of(namespace: str, namespace_labels: Mapping[str, str] | None, config: Config) -> Lane:
-    """The lane of `namespace`: its own team label plus what the configuration grants it."""
+def lane_of(
+    namespace: str,
+    namespace_labels: Mapping[str, str] | None,
+    config: Config,
+    operator_namespace: str = conventions.OPERATOR_NAMESPACE,
+) -> Lane:
+    """The lane of `namespace`: its own team label plus what the configuration grants it;
+    every team in the operator's own namespace."""
     granted = set(config.cost_policies.allowed_teams.get(namespace, ()))
+    if namespace == operator_namespace:
+        granted.add(ANY_TEAM)
     own = (namespace_labels or {}).get(conventions.TEAM_LABEL)
     if own:
         granted.add(own)
