@@ -1,10 +1,12 @@
 """A typo'd ConfigMap cannot take the cluster down (issue 19, item 4).
 
-Edited under a running operator, `mode: enforced` is reported (Warning Event on the
-ConfigMap, `finops_config_valid` 0) and never applied: admission keeps judging with
-the configuration in use. Restarted with only that ConfigMap, the operator serves
-the safe default (built-in defaults, mode audit) instead of exiting, which left
-every GPU create refused by the webhook's `failurePolicy: Fail`.
+`mode: enforced` is refused when it is applied (the ValidatingAdmissionPolicy of
+manifests/base/least-privilege.yaml). A typo CEL cannot see (a misspelt key,
+`mdoe: enforce`), edited under a running operator, is reported (Warning Event on
+the ConfigMap, `finops_config_valid` 0) and never applied: admission keeps judging
+with the configuration in use. Restarted with only that ConfigMap, the operator
+serves the safe default (built-in defaults, mode audit) instead of exiting, which
+left every GPU create refused by the webhook's `failurePolicy: Fail`.
 
 Restarts the operator: runs after test_leader_election (conftest's module order).
 """
@@ -23,6 +25,11 @@ from .test_admission_policies import script
 ENFORCE_NS = "e2e-config-enforce"
 PLAIN_NS = "e2e-config-plain"  # no mode label: the cluster default applies
 CONFIG_MAP = "finops-operator-config"
+
+
+def misspelt(text: str) -> str:
+    """The configuration with a key CEL cannot check: invalid for the operator."""
+    return text.replace("mode: audit", "mode: audit\nmdoe: enforce")
 
 
 def set_config_text(cluster: Cluster, text: str) -> None:
@@ -59,17 +66,28 @@ def good_text(cluster: Cluster) -> Iterator[str]:
     set_config_text(cluster, text)
 
 
+def test_an_invalid_mode_is_refused_when_applied(cluster: Cluster, good_text: str) -> None:
+    patch = {"data": {"config.yaml": good_text.replace("mode: audit", "mode: enforced")}}
+    proc = cluster.kubectl(
+        "-n", "finops-system", "patch", "configmap", CONFIG_MAP, "--type", "merge",
+        "-p", json.dumps(patch), check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "mode must be enforce, audit or off" in proc.stderr
+    stored = cluster.get("configmap", CONFIG_MAP, "finops-system")["data"]["config.yaml"]
+    assert stored == good_text
+
+
 def test_a_typo_under_a_running_operator_is_reported_and_not_applied(
     cluster: Cluster, good_text: str
 ) -> None:
     offset = cluster.log_size()
-    set_config_text(cluster, good_text.replace("mode: audit", "mode: enforced"))
+    set_config_text(cluster, misspelt(good_text))
     try:
         [event] = wait_until(
             lambda: config_events(cluster, "InvalidConfig"), timeout=60, what="InvalidConfig"
         )
         assert event["type"] == "Warning"
-        assert "mode" in event["message"] and "configuration in use stays" in event["message"]
+        assert "mdoe" in event["message"] and "configuration in use stays" in event["message"]
         assert cluster.metric("finops_config_valid") == 0
         assert "Invalid configuration, not applied" in cluster.log_since(offset)
         # Admission works as before: the enforce namespace refuses an untagged GPU pod
@@ -86,7 +104,7 @@ def test_a_typo_under_a_running_operator_is_reported_and_not_applied(
 def test_a_restart_with_only_a_bad_configmap_serves_the_safe_default(
     cluster: Cluster, good_text: str
 ) -> None:
-    set_config_text(cluster, good_text.replace("mode: audit", "mode: enforced"))
+    set_config_text(cluster, misspelt(good_text))
     try:
         script(cluster, "stop-operator")
         offset = cluster.log_size()

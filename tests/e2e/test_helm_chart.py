@@ -42,6 +42,8 @@ CLUSTER_SCOPED = [
     ("mutatingwebhookconfiguration", "finops-operator"),
     ("validatingadmissionpolicy", "finops-operator-writes-only-its-annotation"),
     ("validatingadmissionpolicybinding", "finops-operator-writes-only-its-annotation"),
+    ("validatingadmissionpolicy", "finops-operator-config-mode"),
+    ("validatingadmissionpolicybinding", "finops-operator-config-mode"),
 ]
 NAMESPACED = [
     ("deployment", "finops-operator"),
