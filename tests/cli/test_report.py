@@ -307,7 +307,9 @@ def test_json_output_follows_the_contract_and_matches_the_truth(
     result = cli("--config", str(config), *period_args(), "--format", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert list(document) == ["period", "currency", "teams", "untagged", "cluster", "costCenters"]
+    assert list(document) == [
+        "period", "currency", "teams", "untagged", "cluster", "costCenters", "selfHostedModels",
+    ]  # fmt: skip
     assert document["currency"] == "USD"
     # Cost centers carry all spend: with the undistributed shared cost, the cluster total.
     centers = document["costCenters"]

@@ -30,7 +30,7 @@ from finops_operator.controllers.policy_controller import EventPoster
 from finops_operator.domain.config import Config, ConfigChange, judge_change
 from finops_operator.domain.conventions import CONFIGMAP_KEY
 from finops_operator.errors import ConfigError
-from finops_operator.ports import MetricsPort
+from finops_operator.ports import MetricsPort, OpenWatch
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,17 @@ class ConfigWatch:
             restart_needed=False,
             safe_default=safe_default_problem is not None,
         )
+
+    async def run(self, open_watch: OpenWatch, namespace: str, name: str) -> None:
+        """Watch the ConfigMap `name` of `namespace`, by name: the operator's Role grants
+        list and watch of that one."""
+
+        async def relisted(_: set[tuple[str, str]]) -> None:
+            return None  # a relist delivers it again, as ADDED, if it still exists
+
+        path = f"/api/v1/namespaces/{namespace}/configmaps"
+        selector = f"metadata.name={name}"
+        await open_watch(path, self.on_event, relisted, field_selector=selector).run()
 
     async def on_event(self, type: str | None, obj: Mapping[str, Any]) -> None:
         """A watch event of the ConfigMap (the watch selects it by name)."""

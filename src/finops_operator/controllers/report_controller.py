@@ -29,6 +29,8 @@ from decimal import Decimal
 from typing import Any
 
 from finops_operator.controllers.apply import Applied, apply
+from finops_operator.controllers.clock import SystemClock
+from finops_operator.controllers.serving_reader import Chargeback
 from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.backoff import backoff_delay
@@ -56,7 +58,7 @@ from finops_operator.errors import (
     PrometheusError,
     UnusableAnswerError,
 )
-from finops_operator.ports import KubePort, MetricsPort, PrometheusPort
+from finops_operator.ports import ClockPort, KubePort, MetricsPort, PrometheusPort
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ class ReportController:
     policies: Mapping[Any, Mapping[str, Any]]
     metrics: MetricsPort
     leading: Callable[[], bool] = lambda: True
+    clock: ClockPort = field(default_factory=SystemClock)
     lanes: Lanes = None  # the policies' lanes (PolicyController.lane); None: not checked
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lost: bool = False  # this pass found a cached report gone from the API
@@ -103,12 +106,12 @@ class ReportController:
         interval = float(self.config.reports.interval_seconds)
         delay, failed = 0.0, 0
         while True:
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)
             if not self.leading():
                 delay = 1.0
                 continue
             try:
-                healthy = await self.refresh(datetime.datetime.now(datetime.UTC))
+                healthy = await self.refresh(self.clock.now())
             except Exception:  # a bug must not end the refreshes for good
                 logger.exception("CostReport refresh failed unexpectedly")
                 healthy = False
@@ -148,6 +151,9 @@ class ReportController:
                     period,
                     now=now,
                     names=QueryNames.from_config(self.config),
+                    adjust=Chargeback.of(
+                        self.prometheus, self.config, QueryNames.from_config(self.config)
+                    ),
                 )
             except NoUsageDataError:
                 logger.debug("No usage in Prometheus for %s yet; nothing to report", label)

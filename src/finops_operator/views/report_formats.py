@@ -99,8 +99,10 @@ def to_json(
     team: str | None = None,
     *,
     allocation: Allocation | None = None,
+    self_hosted: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """DESIGN.md's contract: period, currency, teams, untagged, cluster; with
+    """DESIGN.md's contract: period, currency, teams, untagged, cluster,
+    `selfHostedModels` (views.self_hosted_models, whatever `team`); with
     `allocation`, `costCenters` too: every cost center of the cluster (whatever
     `team`) with its GPU, token and shared cost, whose `totalCost`s plus
     `undistributedCost` are the cluster's `totalCost` to the cent."""
@@ -113,6 +115,7 @@ def to_json(
     }
     if allocation is not None:
         document["costCenters"] = _cost_centers(costs, allocation)
+    document["selfHostedModels"] = list(self_hosted)
     return json.dumps(document, indent=2)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
+from finops_devtools.devcluster.reviews import workload
 from finops_operator.domain.policies.event_names import labels_state
-from tests.support.reviews import workload
 
 
 def test_a_scaled_deployment_keeps_its_labels_state() -> None:
