@@ -46,7 +46,9 @@ def policy(name: str = "search-platform", namespace: str = "finops", **spec: Any
 def operator(
     cluster: KubeEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    with running_operator(cluster, tmp_path_factory, {"mode": "audit"}) as process:
+    # "finops": a central FinOps namespace whose policies may act on every team.
+    config = {"mode": "audit", "costPolicies": {"allowedTeams": {"finops": ["*"]}}}
+    with running_operator(cluster, tmp_path_factory, config) as process:
         yield process
 
 
