@@ -107,7 +107,7 @@ def test_one_replica_leads_and_writes_each_change_once(
     ]
     cluster.create(workload("Deployment", name="untagged", namespace="team-a"))
     eventually(lambda: warnings_about(cluster, "team-a", "untagged"))
-    time.sleep(2)
+    time.sleep(2)  # room for the other replica to write it again, if it wrongly would
     assert len(warnings_about(cluster, "team-a", "untagged")) == 1
     annotation_writes = cluster.requests_to(
         "PATCH", cluster.path("Deployment", "team-a", "untagged")
