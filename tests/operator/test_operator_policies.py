@@ -217,7 +217,7 @@ def test_an_unchanged_policy_is_not_written_again(
         cluster.requests_to("PATCH", rule_path)
     )
     cluster.patch("CostPolicy", "finops", "steady", {"metadata": {"labels": {"touched": "yes"}}})
-    time.sleep(1.5)
+    time.sleep(1.5)  # room for the operator to write again, if it wrongly would
     writes_after = len(cluster.requests_to("PATCH", path + "/status")) + len(
         cluster.requests_to("PATCH", rule_path)
     )
