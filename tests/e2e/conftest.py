@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from finops_devtools.devcluster import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "e2e-cluster.sh"
 
@@ -73,6 +75,7 @@ MODULE_ORDER = (
     "test_admission_policies",
     "test_policy_reports",
     "test_leader_election",
+    "test_start_race",  # a second replica started under a stream of reviews
     "test_metrics_auth",  # before test_rbac: its reviews are among the operator's requests
     "test_config_map",  # restarts the operator with a bad ConfigMap, then a good one
     "test_least_privilege",
@@ -201,6 +204,45 @@ class Cluster:
 
     def log_size(self) -> int:
         return self.operator_log.stat().st_size
+
+
+def start_second_operator(
+    cluster: Cluster, config: Path | None = None, name: str = "b"
+) -> tuple[subprocess.Popen[bytes], int, int, Path]:
+    """Another replica (a standby while the script's operator leads), with the installed
+    configuration or `config`; its log is logs/operator-NAME.log."""
+    metrics_port = free_port()
+    webhook_port = free_port()
+    log = Path(cluster.info["logs"]) / f"operator-{name}.log"
+    env = dict(
+        os.environ, KUBECONFIG=cluster.info["operator_kubeconfig"], POD_NAMESPACE="finops-system"
+    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(REPO / ".venv" / "bin" / "finops-operator"),
+                "run",
+                "--config",
+                str(config or cluster.info["config"]),
+                "--webhook-secret",
+                "finops-operator-webhook-tls",
+                "--webhook-host",
+                "127.0.0.1",
+                "--webhook-port",
+                str(webhook_port),
+                "--metrics-port",
+                str(metrics_port),
+                "--namespace",
+                "finops-system",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cluster.dir,
+        )
+    cluster.extra.append(proc)
+    (Path(cluster.info["state"]) / f"extra-operator-{name}.pid").write_text(str(proc.pid))
+    return proc, metrics_port, webhook_port, log
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

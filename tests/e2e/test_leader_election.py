@@ -13,16 +13,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from finops_devtools.devcluster import free_port
-
 from .conftest import (
     MODE,
-    REPO,
     SCRIPT,
     TEAM,
     VIOLATIONS_ANNOTATION,
     Cluster,
     gpu_workload,
+    start_second_operator,
     wait_until,
 )
 
@@ -49,45 +47,6 @@ def point_webhooks(cluster: Cluster, port: int) -> None:
             "value": f"https://127.0.0.1:{port}/{path}",
         }
         cluster.kubectl("patch", kind, "finops-operator", "--type=json", "-p", json.dumps([op]))
-
-
-def start_second_operator(
-    cluster: Cluster, config: Path | None = None, name: str = "b"
-) -> tuple[subprocess.Popen[bytes], int, int, Path]:
-    """Another replica (a standby while the script's operator leads), with the installed
-    configuration or `config`; its log is logs/operator-NAME.log."""
-    metrics_port = free_port()
-    webhook_port = free_port()
-    log = Path(cluster.info["logs"]) / f"operator-{name}.log"
-    env = dict(
-        os.environ, KUBECONFIG=cluster.info["operator_kubeconfig"], POD_NAMESPACE="finops-system"
-    )
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(REPO / ".venv" / "bin" / "finops-operator"),
-                "run",
-                "--config",
-                str(config or cluster.info["config"]),
-                "--webhook-secret",
-                "finops-operator-webhook-tls",
-                "--webhook-host",
-                "127.0.0.1",
-                "--webhook-port",
-                str(webhook_port),
-                "--metrics-port",
-                str(metrics_port),
-                "--namespace",
-                "finops-system",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cluster.dir,
-        )
-    cluster.extra.append(proc)
-    (Path(cluster.info["state"]) / f"extra-operator-{name}.pid").write_text(str(proc.pid))
-    return proc, metrics_port, webhook_port, log
 
 
 def warning_events(cluster: Cluster, name: str) -> list[dict[str, Any]]:

@@ -27,8 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import OPERATOR_USER, Cluster, stop_process, wait_until
-from .test_leader_election import start_second_operator
+from .conftest import OPERATOR_USER, Cluster, start_second_operator, stop_process, wait_until
 
 NAMESPACE = "e2e-metrics-auth"
 READER_ROLE = "e2e-metrics-reader"

@@ -33,9 +33,9 @@ from .conftest import (
     TEAM,
     Cluster,
     gpu_workload,
+    start_second_operator,
     wait_until,
 )
-from .test_leader_election import start_second_operator
 
 # From their Go modules (scripts/fetch-upstream-crds.sh), as the unit tests take them.
 WGPOLICY_CRD = UPSTREAM_CRDS / "wgpolicyk8s.io_policyreports.yaml"
