@@ -116,7 +116,7 @@ def test_the_demo_shows_every_part_and_leaves_nothing_behind(tmp_path: Path) -> 
     at = next(i for i, line in enumerate(lines) if line.strip() == "$ kubectl get costreports")
     header = lines[at + 1].split()
     assert header == ["NAME", "TEAM", "PERIOD", "GPU", "HOURS", "COST", "IDLE", "%", "BUDGET",
-                      "%", "AGE"]  # fmt: skip
+                      "%", "FORECAST", "AGE"]  # fmt: skip
     rows = {}
     for line in lines[at + 2 :]:
         if not line.startswith("  ") or line.startswith("  $") or not line.strip():

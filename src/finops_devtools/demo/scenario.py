@@ -7,6 +7,7 @@ import argparse
 import datetime
 from typing import Any, Final
 
+from finops_devtools.demo.workloads import ENFORCED_NAMESPACE, POLICY_TEAM
 from finops_devtools.simulator.generation import NodePool, ScenarioParams
 from finops_devtools.simulator.world import (
     A100,
@@ -49,6 +50,9 @@ def operator_config(prometheus_url: str, scenario: Scenario) -> dict[str, Any]:
         "prometheus": {"url": prometheus_url, "rulesCheckSeconds": 2},
         "pricing": scenario.pricing.as_file(),
         "reports": {"intervalSeconds": 5},
+        # The sample CostPolicy lives in a namespace without a team label: its lane is
+        # granted here, as a platform team would (docs/costpolicy.md, lanes).
+        "costPolicies": {"allowedTeams": {ENFORCED_NAMESPACE: [POLICY_TEAM]}},
     }
 
 
