@@ -55,6 +55,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ),
     ("`gpuMetrics`", "gpuMetrics.", cfg.GpuMetricsConfig),
     ("`llmGateway`", "llmGateway.", cfg.LlmGatewayConfig),
+    ("`cluster`", "cluster.", cfg.ClusterConfig),
     ("`reports`", "reports.", cfg.ReportsConfig),
     ("`admissionPolicies`", "admissionPolicies.", cfg.AdmissionPoliciesConfig),
     ("`policyReports`", "policyReports.", cfg.PolicyReportsConfig),

@@ -2,8 +2,8 @@
 
     finops-operator report --config PATH --period 2026-11 [--team T]
                            [--format table|json|csv|focus|html] [--prometheus-url URL]
-                           [--by team,cost-center,feature]
-                           [--allow-partial]
+                           [--by team,cost-center,feature | --by cluster]
+                           [--cluster NAME] [--allow-partial]
 
 Parses the arguments, reads usage with `usage_reader.report_period` (a fixed
 handful of aggregated queries, priced by the cost model) and prints it in the
@@ -13,6 +13,11 @@ page the operator's CostReports give (`views.showback_html`), built from the sam
 figures without a cluster: with `--period`, the month before is read too (when
 Prometheus has it), so that the daily trend and week-over-week change can span the
 turn of the month, as they do over the operator's two months of CostReports.
+
+Clusters (docs/multi-cluster.md): against a Thanos Query or Mimir over many
+clusters the report is the fleet's, every cluster summed, unless `--cluster NAME`
+keeps one; `--by cluster` (table) adds a line per cluster, and the JSON always
+holds a `clusters` list, whose totals plus the platform cost are the fleet total.
 
 Exit 0 with the report; 2 when the configuration, the period or Prometheus cannot
 be used, with a message naming the URL and the cause (never a report of zeros).
@@ -41,11 +46,13 @@ from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
 from finops_operator.domain.costs.focus import focus_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
+from finops_operator.domain.names import is_label_value
 from finops_operator.errors import ConfigError, NoUsageDataError, PrometheusError
 from finops_operator.views.report_formats import (
     BY_CHOICES,
     FORMATS,
     CsvContext,
+    cluster_table,
     to_csv,
     to_focus,
     to_json,
@@ -54,6 +61,8 @@ from finops_operator.views.report_formats import (
 from finops_operator.views.showback_html import render_showback
 
 # ---------------------------------------------------------------- arguments
+
+CLUSTER = "cluster"
 
 
 def _month(text: str) -> Period:
@@ -75,12 +84,24 @@ def _moment(text: str) -> datetime:
 
 def _by(text: str) -> tuple[str, ...]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name != "team" and name not in BY_CHOICES]
+    unknown = [name for name in names if name not in ("team", CLUSTER) and name not in BY_CHOICES]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"cannot split rows by {', '.join(unknown)}; choose from team, " + ", ".join(BY_CHOICES)
+            f"cannot split rows by {', '.join(unknown)}; choose from team, "
+            + ", ".join(BY_CHOICES)
+            + f", or {CLUSTER} alone"
         )
+    if CLUSTER in names and set(names) != {CLUSTER}:
+        raise argparse.ArgumentTypeError(f"--by {CLUSTER} goes alone, not with other labels")
+    if CLUSTER in names:
+        return (CLUSTER,)
     return tuple(dict.fromkeys(BY_CHOICES[name] for name in names if name != "team"))
+
+
+def _cluster(text: str) -> str:
+    if not (0 < len(text) <= 63 and is_label_value(text)):
+        raise argparse.ArgumentTypeError(f"{text[:70]!r} is not a cluster name (a label value)")
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +121,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=(),
         metavar="team,cost-center,feature",
         help="CSV only: one row per team x these labels (any of cost-center, feature, "
-        "environment, workload-type), for pivot tables; the team is always there",
+        "environment, workload-type), for pivot tables; the team is always there. "
+        "Or `cluster` (table or JSON): a line per cluster of the fleet",
+    )
+    parser.add_argument(
+        "--cluster",
+        type=_cluster,
+        metavar="NAME",
+        help="only this cluster's series (its cluster label, config cluster.label; series "
+        "without the label count as any cluster's); default: every cluster",
     )
     parser.add_argument(
         "--prometheus-url", help="Prometheus base URL, instead of prometheus.url of the config"
@@ -146,7 +175,10 @@ def render(
     label, for the trend of the HTML."""
     costs = report.costs
     if fmt == "json":
-        return to_json(costs, label, team, allocation=_allocation(report)) + "\n"
+        centers = _allocation(report)
+        return to_json(costs, label, team, allocation=centers, clusters=report.clusters) + "\n"
+    if by == (CLUSTER,):
+        return cluster_table(costs, report.clusters, label)
     if fmt == "csv":
         context = CsvContext(
             data_through=report.data_through,
@@ -229,7 +261,9 @@ def run(args: argparse.Namespace) -> int:
         period, label = _period(args)
         config = load_config(args.config)
         prometheus = _prometheus(config.prometheus, args.prometheus_url)
-        if args.by and args.format != "csv":
+        if args.by == (CLUSTER,) and args.format not in ("table", "json"):
+            raise ValueError(f"--by {CLUSTER} works with --format table or json")
+        if args.by and args.by != (CLUSTER,) and args.format != "csv":
             raise ValueError("--by splits CSV rows; use it with --format csv")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -238,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     client = PrometheusClient(prometheus, timeout=args.timeout)
-    names = QueryNames.from_config(config)
+    names = QueryNames.from_config(config).only_cluster(args.cluster)
     try:
         report = report_period(client, config.pricing, period, names=names)
     except PrometheusError as err:
@@ -274,11 +308,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: PARTIAL report for {label}: {partial}", file=sys.stderr)
         if args.format == "table":
             sys.stdout.write(f"PARTIAL: figures may be too low ({partial})\n\n")
+    report = _named_clusters(report, config.cluster.name)
     known = {row.team for row in report.costs.teams} | {conventions.UNTAGGED}
     if args.team is not None and args.team not in known:
         print(f"note: team {args.team!r} has no usage in {label}", file=sys.stderr)
     sys.stdout.write(render(report, args.format, label, args.team, args.by, previous))
     return 0
+
+
+def _named_clusters(report: PeriodReport, name: str | None) -> PeriodReport:
+    """`report` with its unlabelled cluster ("") named after config `cluster.name`:
+    one Prometheus read directly shows no cluster label, and it is that cluster."""
+    if name is None:
+        return report
+    clusters = tuple(replace(c, name=c.name or name) for c in report.clusters)
+    return replace(report, clusters=clusters)
 
 
 def _month_before(period: Period) -> Period:

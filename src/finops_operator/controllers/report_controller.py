@@ -140,7 +140,11 @@ class ReportController:
                     self.config.pricing,
                     period,
                     now=now,
-                    names=QueryNames.from_config(self.config),
+                    # A shared Thanos holds other clusters too: this operator's
+                    # CostReports are its own cluster's.
+                    names=QueryNames.from_config(self.config).only_cluster(
+                        self.config.cluster.name
+                    ),
                 )
             except NoUsageDataError:
                 logger.debug("No usage in Prometheus for %s yet; nothing to report", label)

@@ -658,6 +658,49 @@ class LlmGatewayConfig(_Model):
         return self.input_tokens_metric if direction == "input" else self.output_tokens_metric
 
 
+class ClusterConfig(_Model):
+    """Which cluster this operator is, and how series name their cluster (docs/multi-cluster.md)."""
+
+    name: str | None = Field(
+        default=None,
+        description="This cluster's name: the value of the `label` external label its "
+        "Prometheus sets. When given, the operator reads and alerts on this cluster's "
+        "series only (those with `<label>=<name>`, and those without the label, as its own "
+        "Prometheus shows them), so it can read a shared Thanos Query or Mimir. `report` "
+        "names unlabelled series after it. `null`: one cluster, nothing filtered.",
+    )
+    label: str = Field(
+        default="cluster",
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description="The Prometheus label that names a series' cluster (the external label "
+        "kube-prometheus-stack sets as `prometheus.prometheusSpec.externalLabels`). Every "
+        "query and rule keeps it in its `by (...)`, so series of two clusters never merge.",
+    )
+    replica_labels: tuple[str, ...] = Field(
+        default=("prometheus_replica", "replica"),
+        alias="replicaLabels",
+        description="Labels that tell the replicas of an HA Prometheus pair apart, when they "
+        "are read without deduplication (Thanos Query without `--query.replica-label`, or "
+        "Mimir without HA dedup). Summed figures (tokens) take the maximum over these "
+        "labels first, so a pair never counts twice; `[]` when no replica label exists.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_label_value(cls, name: str | None) -> str | None:
+        if name is not None and not (0 < len(name) <= 63 and names.is_label_value(name)):
+            raise ValueError(f"{_shown(name)} is not a cluster name (a Kubernetes label value)")
+        return name
+
+    @field_validator("replica_labels")
+    @classmethod
+    def _replica_labels_are_label_names(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
+        for label in labels:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label):
+                raise ValueError(f"{_shown(label)} is not a Prometheus label name")
+        return labels
+
+
 class Config(_Model):
     """The whole configuration; `Config()` is the embedded default."""
 
@@ -726,6 +769,9 @@ class Config(_Model):
         default_factory=LlmGatewayConfig,
         alias="llmGateway",
         description="See `llmGateway.*` below.",
+    )
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig, description="See `cluster.*` below."
     )
 
     @model_validator(mode="after")
