@@ -307,7 +307,12 @@ def test_json_output_follows_the_contract_and_matches_the_truth(
     result = cli("--config", str(config), *period_args(), "--format", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert list(document) == ["period", "currency", "teams", "untagged", "cluster", "costCenters"]
+    assert list(document) == [
+        "period", "currency", "teams", "untagged", "cluster", "costCenters", "clusters",
+    ]  # fmt: skip
+    # One Prometheus, no cluster label: one unnamed cluster, the whole total.
+    [only] = document["clusters"]
+    assert (only["name"], only["totalCost"]) == ("", document["cluster"]["totalCost"])
     assert document["currency"] == "USD"
     # Cost centers carry all spend: with the undistributed shared cost, the cluster total.
     centers = document["costCenters"]

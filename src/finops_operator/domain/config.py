@@ -191,6 +191,10 @@ Scale = Annotated[
 _METRIC_NAME: Final = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _PROM_LABEL: Final = r"[a-zA-Z_][a-zA-Z0-9_]*"
 DEFAULT_RULE_LABELS: Final[Mapping[str, str]] = {"release": "kube-prometheus-stack"}
+# What a ThanosRuler's `ruleSelector` matches: fleet policies' PrometheusRules.
+DEFAULT_FLEET_RULE_LABELS: Final[Mapping[str, str]] = {
+    f"{conventions.API_GROUP}/rule-evaluator": "thanos-ruler"
+}
 
 
 class _Model(BaseModel):
@@ -658,6 +662,19 @@ class LlmGatewayConfig(_Model):
         return self.input_tokens_metric if direction == "input" else self.output_tokens_metric
 
 
+def _rule_labels(labels: dict[str, str]) -> dict[str, str]:
+    """`labels` when they can go on a PrometheusRule the operator writes; else ValueError."""
+    for key, value in labels.items():
+        problem = names.label_key_problem(key)
+        if problem is not None:
+            raise ValueError(problem)
+        if key in (MANAGED_BY_LABEL, COSTPOLICY_RULE_LABEL):
+            raise ValueError(f"{key!r} is set by the operator itself")
+        if not names.is_label_value(value):
+            raise ValueError(f"{_shown(value)} (for {key!r}) is not a Kubernetes label value")
+    return labels
+
+
 class ClusterConfig(_Model):
     """Which cluster this operator is, and how series name their cluster (docs/multi-cluster.md)."""
 
@@ -684,6 +701,20 @@ class ClusterConfig(_Model):
         "Mimir without HA dedup). Summed figures (tokens) take the maximum over these "
         "labels first, so a pair never counts twice; `[]` when no replica label exists.",
     )
+
+    fleet_rule_labels: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_FLEET_RULE_LABELS),
+        alias="fleetRuleLabels",
+        description="Labels put, instead of `ruleLabels`, on the PrometheusRule of a "
+        "CostPolicy with `clusters: all` (spend over every cluster), so that Thanos Ruler "
+        "(the Prometheus Operator's `ThanosRuler`, `ruleSelector`) loads it and the "
+        "cluster's own Prometheus does not.",
+    )
+
+    @field_validator("fleet_rule_labels")
+    @classmethod
+    def _fleet_rule_labels_are_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        return _rule_labels(labels)
 
     @field_validator("name")
     @classmethod
@@ -786,15 +817,7 @@ class Config(_Model):
     @field_validator("rule_labels")
     @classmethod
     def _rule_labels_are_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key, value in labels.items():
-            problem = names.label_key_problem(key)
-            if problem is not None:
-                raise ValueError(problem)
-            if key in (MANAGED_BY_LABEL, COSTPOLICY_RULE_LABEL):
-                raise ValueError(f"{key!r} is set by the operator itself")
-            if not names.is_label_value(value):
-                raise ValueError(f"{_shown(value)} (for {key!r}) is not a Kubernetes label value")
-        return labels
+        return _rule_labels(labels)
 
     @field_validator("labels", mode="before")
     @classmethod

@@ -43,7 +43,6 @@ the cost model. docs/report.md explains each query; the short version:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -52,7 +51,12 @@ from typing import Final
 from finops_operator.domain import conventions
 from finops_operator.domain.config import GPU_OPERATOR, Config, GpuUtilization
 from finops_operator.domain.gpus import utilization as gpu_utilization
-from finops_operator.domain.promql import Duration, check_expression, string_literal
+from finops_operator.domain.promql import (
+    Duration,
+    check_expression,
+    own_cluster_pattern,
+    string_literal,
+)
 
 COST_LABELS: Final = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)
 # What the GPU figures are grouped by: the cost model's GpuUsage.
@@ -130,16 +134,6 @@ class QueryNames:
 
 
 DEFAULT_NAMES: Final = QueryNames()
-
-
-def own_cluster_pattern(name: str) -> str:
-    """A PromQL regex literal matching `name` or the empty value (no cluster label).
-
-    A Prometheus never shows its own external labels to its own queries, so a
-    per-cluster operator reading its local Prometheus sees its series unlabelled,
-    and reading a shared Thanos sees them labelled: both are its own.
-    """
-    return string_literal(re.sub(r"([.\\^$|?*+()\[\]{}])", r"\\\1", name) + "|")
 
 
 def by(labels: Sequence[str]) -> str:
