@@ -14,6 +14,8 @@ nothing may double over the HA pair.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -235,3 +237,18 @@ def test_nothing_differs_but_the_cluster_label(fleet: Fleet) -> None:
     names_a = {(pod.namespace, pod.name) for pod in fleet.a.pods}
     assert {(pod.namespace, pod.name) for pod in fleet.b.pods} <= names_a
     assert len(fleet.b.pods) > 10
+
+
+def test_the_focus_export_of_one_cluster_bills_that_cluster(fleet: Fleet, tmp_path: Path) -> None:
+    config = _config(tmp_path, fleet, fleet.shared.url)
+    one = cli("--config", str(config), *_period(), "--format", "focus", "--cluster", "b")
+    assert one.returncode == 0, one.stderr
+    rows = list(csv.DictReader(io.StringIO(one.stdout)))
+    assert rows and {row["BillingAccountId"] for row in rows} == {"b"}
+    # GPU and token charges name their resource; shared-cost rows name none.
+    resources = {row["ResourceId"] for row in rows} - {""}
+    assert resources and all(resource.startswith("b/") for resource in resources)
+    fleet_rows = cli("--config", str(config), *_period(), "--format", "focus")
+    assert fleet_rows.returncode == 0, fleet_rows.stderr
+    accounts = {row["BillingAccountId"] for row in csv.DictReader(io.StringIO(fleet_rows.stdout))}
+    assert accounts == {"gpu-cluster"}

@@ -16,8 +16,9 @@ turn of the month, as they do over the operator's two months of CostReports.
 
 Clusters (docs/multi-cluster.md): against a Thanos Query or Mimir over many
 clusters the report is the fleet's, every cluster summed, unless `--cluster NAME`
-keeps one; `--by cluster` (table) adds a line per cluster, and the JSON always
+keeps one; `--by cluster` prints a line per cluster (table), and the JSON always
 holds a `clusters` list, whose totals plus the platform cost are the fleet total.
+The FOCUS export of one named cluster bills it as its account (BillingAccountId).
 
 Exit 0 with the report; 2 when the configuration, the period or Prometheus cannot
 be used, with a message naming the URL and the cause (never a report of zeros).
@@ -44,7 +45,7 @@ from finops_operator.domain.config import PrometheusConfig
 from finops_operator.domain.costs.allocation import Allocation, allocate
 from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
-from finops_operator.domain.costs.focus import focus_rows
+from finops_operator.domain.costs.focus import FocusAccount, focus_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.domain.names import is_label_value
 from finops_operator.errors import ConfigError, NoUsageDataError, PrometheusError
@@ -191,7 +192,13 @@ def render(
     if fmt == "focus":
         usage = report.usage
         rows = focus_rows(
-            costs, usage.gpu, usage.tokens, report.pricing, team, billing_period=report.period
+            costs,
+            usage.gpu,
+            usage.tokens,
+            report.pricing,
+            team,
+            billing_period=report.period,
+            account=_focus_account(report),
         )
         return to_focus(rows)
     if fmt == "html":
@@ -314,6 +321,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: team {args.team!r} has no usage in {label}", file=sys.stderr)
     sys.stdout.write(render(report, args.format, label, args.team, args.by, previous))
     return 0
+
+
+def _focus_account(report: PeriodReport) -> FocusAccount | None:
+    """The FOCUS billing account of a report of one named cluster: that cluster (its
+    BillingAccountId, InvoiceId and ResourceIds carry the name; docs/multi-cluster.md).
+    A fleet, or one unnamed cluster, keeps the default account."""
+    names = {cluster.name for cluster in report.clusters}
+    if len(names) != 1 or "" in names:
+        return None
+    (name,) = names
+    return FocusAccount(account_id=name, account_name=f"GPU cluster {name}")
 
 
 def _named_clusters(report: PeriodReport, name: str | None) -> PeriodReport:
