@@ -66,13 +66,18 @@ def _labels(*pairs: tuple[str, str]) -> ExportOptions:
     return replace(OPTIONS, external_labels=pairs)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def two_clusters() -> tuple[Scenario, Scenario, PricingConfig]:
+    """Clusters A and B (B: every other pod of A, same names and nodes, one token
+    stream, no spend jump) and their pricing without a platform cost."""
     params = ScenarioParams(start=START - MARGIN, end=END + MARGIN, seed=22, teams=4)
     a = generate_scenario(params)
-    # B: every other pod of A (same names, same nodes) and one token stream, no jump.
     b = replace(a, pods=a.pods[::2], token_streams=a.token_streams[:1], anomalies=())
-    pricing = a.pricing.model_copy(update={"shared_monthly": Decimal(0)})
+    return a, b, a.pricing.model_copy(update={"shared_monthly": Decimal(0)})
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    a, b, pricing = two_clusters()
     servers: list[PrometheusServer] = []
 
     def server(*contents: tuple[Scenario, ExportOptions]) -> PrometheusServer:
