@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from finops_devtools.devcluster import free_port
+from finops_devtools.devcluster import free_port, log_tail, stop_process
 from finops_devtools.devcluster.prometheus_runner import PrometheusServer
 from finops_devtools.errors import PrometheusRunnerError
 
@@ -124,20 +124,10 @@ class ThanosProcess:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 20 s; safe to call twice."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-5000:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path)
 
     def __enter__(self) -> ThanosProcess:
         return self
