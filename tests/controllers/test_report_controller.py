@@ -384,3 +384,15 @@ async def test_after_a_catch_up_every_report_is_read_again() -> None:
     await world.controller.catch_up()
     assert await world.controller.refresh(NOW)
     assert {name for (*_, name) in world.kube.objects} == NAMES
+
+
+async def test_an_operator_of_a_named_cluster_reads_only_its_own_clusters_series() -> None:
+    """A shared Thanos holds every cluster: the CostReports are this cluster's (issue 22)."""
+    named = World(config=Config.model_validate({"cluster": {"name": "eu-1"}}))
+    assert await named.controller.refresh(NOW)
+    assert named.prometheus.log
+    for query in named.prometheus.log:
+        assert 'cluster=~"eu-1|"' in query.expr, query.expr
+    fleet = World()
+    assert await fleet.controller.refresh(NOW)
+    assert not any("cluster=~" in query.expr for query in fleet.prometheus.log)
