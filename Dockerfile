@@ -5,8 +5,9 @@
 # environment at /opt/venv from requirements.lock (every package pinned, with hashes,
 # wheels only: nothing is compiled); the runtime stage copies only that environment. No
 # compiler, pip cache, sources or tests end up in the final image, nor the development
-# tools (src/finops_devtools: demo, simulator, dev cluster): only src/finops_operator is
-# copied, so the wheel holds that package alone.
+# tools (src/finops_devtools: demo, simulator, dev cluster): the project's wheel holds
+# finops_operator alone (pyproject.toml; the tools are the finops-devtools distribution),
+# and only src/finops_operator is copied besides.
 #
 # BASE: any Debian-based Python 3.11 with `venv` and pip >= 22.3 (for `pip --python`).
 # The default is upstream's python:3.11-slim-bookworm; pin it by digest in your pipeline

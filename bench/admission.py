@@ -54,9 +54,10 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 
-from tests.support.kube_emulator import KubeEmulator, eventually  # noqa: E402
-from tests.support.operator_process import OperatorProcess  # noqa: E402
-from tests.support.reviews import COMPLETE_LABELS, review, workload  # noqa: E402
+from finops_devtools.devcluster import eventually  # noqa: E402
+from finops_devtools.devcluster.emulator import KubeEmulator  # noqa: E402
+from finops_devtools.devcluster.operator_runner import OperatorProcess  # noqa: E402
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, review, workload  # noqa: E402
 
 UID_MARK = "00000000-0000-4000-8000-00000000b0b0"  # replaced by a fresh uid per request
 LABELLED_NAMESPACE = "bench-labelled"

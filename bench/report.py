@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from finops_devtools.devcluster.prometheus_runner import PrometheusServer, previous_month  # noqa: E402
 from finops_devtools.simulator.generation import ScenarioParams, generate_scenario  # noqa: E402
 from finops_devtools.simulator.ground_truth import ground_truth  # noqa: E402
 from finops_devtools.simulator.openmetrics import ExportOptions, write_openmetrics_chunks  # noqa: E402
@@ -41,7 +42,6 @@ from finops_operator.adapters.prometheus_api import PrometheusClient  # noqa: E4
 from finops_operator.controllers.usage_reader import PeriodReport, report_period  # noqa: E402
 from finops_operator.domain.config import PrometheusConfig  # noqa: E402
 from finops_operator.domain.costs.period import Period  # noqa: E402
-from tests.support.prometheus_server import PrometheusServer, previous_month  # noqa: E402
 
 FIELDS = ("gpu_hours", "gpu_cost", "idle_gpu_hours", "idle_cost", "token_cost", "total_cost")
 

@@ -72,9 +72,8 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
-from aiohttp import web  # noqa: E402
 
-from finops_devtools.devcluster import free_port  # noqa: E402
+from finops_devtools.devcluster.api_proxy import ApiProxy, Recorded  # noqa: E402
 from finops_devtools.devcluster.emulator import KubeEmulator  # noqa: E402
 from finops_devtools.devcluster.operator_runner import CLI_ENTRY, OperatorProcess  # noqa: E402
 
@@ -317,150 +316,6 @@ def _workload(
 
 # ----------------------------------------------------------------------------- the proxy
 
-_PATH = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?"
-    r"(?:/(?P<plural>[^/]+))?(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$"
-)
-
-
-def classify(method: str, path: str, query: dict[str, str]) -> tuple[str, str]:
-    """(verb, resource) of an API request, as kube-apiserver's audit log names them."""
-    match = _PATH.match(path)
-    if match is None:
-        return method.lower(), path
-    group, ns, plural, name, sub = match.group("group", "ns", "plural", "name", "sub")
-    if plural is None and ns is not None:  # /api/v1/namespaces/NAME
-        plural, name = "namespaces", ns
-    elif plural is None:  # /api/v1, /apis/apps/v1: discovery
-        return "get", f"discovery {path}"
-    resource = f"{plural}.{group}" if group else str(plural)
-    if sub:
-        resource += f"/{sub}"
-    if method == "GET":
-        verb = "watch" if query.get("watch") in ("true", "1") else "get" if name else "list"
-    else:
-        verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
-            method, method.lower()
-        )
-    return verb, resource
-
-
-@dataclass
-class Recorded:
-    verb: str
-    resource: str
-    status: int
-    bytes: int
-    at: float
-    method: str = ""
-    path: str = ""
-
-
-class RecordingProxy:
-    """An HTTP proxy in front of the API that records every request; in a thread of its own."""
-
-    def __init__(self, upstream: str, ca: ssl.SSLContext | None, token: str | None) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.ssl = ca
-        self.token = token
-        self.requests: list[Recorded] = []
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def write_kubeconfig(self, path: Path) -> Path:
-        """A kubeconfig to the proxy (which adds the upstream's own credentials)."""
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "bench", "cluster": {"server": self.url}}],
-            "users": [{"name": "bench", "user": {"token": "bench"}}],
-            "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
-            "current-context": "bench",
-        }
-        path.write_text(json.dumps(config))
-        return path
-
-    def requests_to(self, method: str, path: str) -> list[Recorded]:
-        return [r for r in self.requests if r.method == method and r.path == path]
-
-    def start(self) -> RecordingProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
-        return self
-
-    async def _start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ssl=self.ssl if self.ssl else False)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=False
-        )
-        app = web.Application(client_max_size=256 * 1024**2)
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
-        verb, resource = classify(request.method, request.path, dict(request.query))
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() not in ("host", "content-length", "transfer-encoding", "authorization")
-        }
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        body = await request.read()
-        record = Recorded(verb, resource, 0, 0, time.monotonic(), request.method, request.path)
-        self.requests.append(record)  # at the start: a watch ends only when the operator stops
-        async with self._session.request(
-            request.method,
-            self.upstream + request.path_qs,
-            headers=headers,
-            data=body or None,
-            allow_redirects=False,
-            # as it came: aiohttp would call an unnamed body application/octet-stream
-            skip_auto_headers=() if "Content-Type" in request.headers else ("Content-Type",),
-        ) as upstream:
-            record.status = upstream.status
-            response = web.StreamResponse(status=upstream.status)
-            for key, value in upstream.headers.items():
-                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                    response.headers[key] = value
-            await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_any():
-                    record.bytes += len(chunk)
-                    await response.write(chunk)
-                await response.write_eof()
-            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-                pass  # the operator closed a watch it no longer wants
-            return response
-
-    def stop(self) -> None:
-        async def _stop() -> None:
-            current = asyncio.current_task()
-            pending = [task for task in asyncio.all_tasks() if task is not current]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            if self._runner is not None:
-                await self._runner.cleanup()
-            if self._session is not None:
-                await self._session.close()
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=15)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
 
 def tally(records: list[Recorded]) -> dict[str, int]:
     counts = collections.Counter(f"{r.verb} {r.resource}" for r in records)
@@ -667,14 +522,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             else controlplane_target(world, workdir)
         )
         with target as (upstream, context, token):
-            proxy = RecordingProxy(upstream, context, token).start()
+            proxy = ApiProxy(upstream, ca=context, token=token).start()
             entry = (
                 (str(ROOT / "bench" / "traced_operator.py"), str(workdir / TRACE_FILE))
                 if args.tracemalloc
                 else CLI_ENTRY
             )
             operator = OperatorProcess(proxy, workdir, {"mode": "audit"}, entry=entry)
-            threads = {"proxy": proxy._thread}
+            threads = {"proxy": proxy.thread}
             if EMULATOR_THREADS:
                 threads["emulator"] = EMULATOR_THREADS[-1]
             cpu0 = {name: thread_cpu_seconds(t) for name, t in threads.items()}
@@ -691,7 +546,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def settle(proxy: RecordingProxy, since: float, timeout: float, calm: float = 5.0) -> float:
+def settle(proxy: ApiProxy, since: float, timeout: float, calm: float = 5.0) -> float:
     """When the operator's writes that the sync set off ended: the audit's last PATCHes and
     Events, each namespace's first PolicyReport. From then on only the Lease may be heard:
     the quiet period is measured after this, for `calm` seconds with nothing else."""
@@ -757,7 +612,7 @@ def _run(
     args: argparse.Namespace,
     world: Fleet,
     operator: OperatorProcess,
-    proxy: RecordingProxy,
+    proxy: ApiProxy,
     expected: int,
 ) -> dict[str, Any]:
     load_before = load_average()

@@ -2,7 +2,8 @@
 # Installs what the project needs on a fresh Debian machine: Debian's prometheus
 # package (prometheus + promtool, used by the tests and the demo), Debian's
 # chromium (the showback page's browser test), and a virtualenv in .venv with the
-# project and its test and demo extras. Safe to run again.
+# project, its test extra and the development tools (devtools/pyproject.toml). Safe
+# to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,10 +37,12 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# The operator (with the test tools) and the development tools, a distribution of their
+# own (devtools/pyproject.toml), both editable from src/.
+stamp=.venv/.installed-$(cat pyproject.toml devtools/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test,demo]'
+  .venv/bin/pip install -q -e '.[test]' -e ./devtools
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

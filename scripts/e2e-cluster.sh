@@ -36,7 +36,9 @@
 # Environment: FINOPS_OPERATOR (default .venv/bin/finops-operator), E2E_PROM_CRDS,
 # E2E_APISERVER_SIGNAL (TERM, the default: a graceful shutdown, SIGKILL after 10s;
 # KILL: a crash) for stop-apiserver and restart-apiserver,
-# E2E_NO_OPERATOR=1 (control plane and install only; with pod: the node without the image), E2E_APISERVER_FLAGS (more
+# E2E_NO_OPERATOR=1 (control plane and install only, no operator runs; with pod: the
+# node has the image, the Deployment 0 replicas, for another install such as the
+# Helm chart's to run it), E2E_APISERVER_FLAGS (more
 # kube-apiserver flags, e.g. --enable-admission-plugins=...,OwnerReferencesPermissionEnforcement).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -368,15 +370,16 @@ EOF
   if [ "$operator_as" = pod ]; then
     # The image, built from the Dockerfile (or E2E_OPERATOR_IMAGE), in the node's containerd.
     local image=${E2E_OPERATOR_IMAGE:-${FINOPS_OPERATOR_IMAGE:-}}
-    # E2E_NO_OPERATOR=1: the node without the image (the Deployment's pods cannot start).
-    [ "${E2E_NO_OPERATOR:-}" = 1 ] && image=${image:-finops-operator:0.1.0}
     if [ -z "$image" ]; then
       [ -x "$repo/scripts/build-image.sh" ] || die "scripts/build-image.sh is missing: set E2E_OPERATOR_IMAGE"
       image=$("$repo/scripts/build-image.sh" | tail -1)
     fi
     node_ids
-    [ "${E2E_NO_OPERATOR:-}" = 1 ] || node_load_image "$image"
+    node_load_image "$image"
     echo "$image" >"$state/operator-image"
+    # E2E_NO_OPERATOR=1: the image is on the node, but the Deployment runs no pod.
+    local replicas=""
+    [ "${E2E_NO_OPERATOR:-}" = 1 ] && replicas=$'replicas:\n  - name: finops-operator\n    count: 0'
     cat >"$install/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -386,6 +389,7 @@ images:
   - name: finops-operator
     newName: ${image%:*}
     newTag: ${image##*:}
+$replicas
 EOF
   else
     # The project, through the test overlay, with the endpoint's port set.

@@ -108,6 +108,37 @@ EOF
   chmod 600 "$1"
 }
 
+# The iptables chains a kubelet makes (table/chain), for iptables and ip6tables
+# (KUBE-FIREWALL only for IPv4), with INPUT and OUTPUT jumping to KUBE-FIREWALL.
+KUBELET_CHAINS="mangle/KUBE-IPTABLES-HINT mangle/KUBE-KUBELET-CANARY nat/KUBE-KUBELET-CANARY filter/KUBE-KUBELET-CANARY filter/KUBE-FIREWALL"
+
+kubelet_chains() { # the kubelet's chains that exist now, one "iptables table/chain" a line
+  local tool entry
+  for tool in iptables ip6tables; do
+    command -v "$tool" >/dev/null || continue
+    for entry in $KUBELET_CHAINS; do
+      "$tool" -w 5 -t "${entry%/*}" -S "${entry#*/}" >/dev/null 2>&1 && echo "$tool $entry"
+    done
+  done
+  return 0
+}
+
+# Removes the kubelet's chains that were not there before the first node came up
+# (MACHINE_STATE/iptables.before), with the jumps to them: only when no other node runs.
+remove_kubelet_chains() {
+  local tool entry table chain rule
+  kubelet_chains | while read -r tool entry; do
+    grep -qxF "$tool $entry" "$MACHINE_STATE/iptables.before" 2>/dev/null && continue
+    table=${entry%/*} chain=${entry#*/}
+    { "$tool" -w 5 -t "$table" -S | grep -E -- "^-A [A-Z]+ -j $chain\$" || true; } | while read -r rule; do
+      # shellcheck disable=SC2086 # the rule is words
+      "$tool" -w 5 -t "$table" -D ${rule#-A } || true
+    done
+    "$tool" -w 5 -t "$table" -F "$chain" 2>/dev/null || true
+    "$tool" -w 5 -t "$table" -X "$chain" 2>/dev/null || log "could not remove the kubelet's $tool chain $entry"
+  done
+}
+
 SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward"
 
 # The first node on the machine keeps the sysctls as they were; node_down of the
@@ -118,6 +149,7 @@ save_sysctls() {
     local s
     for s in $SYSCTLS; do echo "$s=$(sysctl -n "$s")"; done >"$MACHINE_STATE/sysctl.saved.tmp"
     mv "$MACHINE_STATE/sysctl.saved.tmp" "$MACHINE_STATE/sysctl.saved"
+    kubelet_chains >"$MACHINE_STATE/iptables.before"
   fi
   echo "$dir" >"$MACHINE_STATE/nodes/$node_id"
 }
@@ -143,6 +175,8 @@ restore_sysctls() {
     log "restored the sysctls: $(tr '\n' ' ' <"$MACHINE_STATE/sysctl.saved")"
     rm -f "$MACHINE_STATE/sysctl.saved"
   fi
+  remove_kubelet_chains
+  rm -f "$MACHINE_STATE/iptables.before"
   rmdir "$MACHINE_STATE/nodes" "$MACHINE_STATE" 2>/dev/null || true
 }
 
@@ -308,6 +342,10 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 maxPods: 30
+# No iptables chains: the kubelet makes KUBE-IPTABLES-HINT, KUBE-FIREWALL and the
+# KUBE-KUBELET-CANARY chains for kube-proxy and other node agents, none of which
+# runs here (node_down still removes any that a kubelet made).
+makeIPTablesUtilChains: false
 EOF
   start kubelet "$node_bin/node" kubelet --config "$node_dir/kubelet.yaml" \
     --kubeconfig "$node_dir/kubelet.kubeconfig" --root-dir "$node_dir/kubelet" \

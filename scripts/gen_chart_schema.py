@@ -98,6 +98,23 @@ CHART_KEYS: dict[str, Any] = {
     "podLabels": key(LABELS, "More labels on the operator's pods."),
     "podAnnotations": key(LABELS, "More annotations on the operator's pods."),
     "priorityClassName": key(STRING, "The pods' priorityClassName."),
+    "hostAliases": key(
+        {
+            "type": "array",
+            "items": strict(
+                {
+                    "ip": key(STRING | {"minLength": 1}, "The address."),
+                    "hostnames": key(
+                        {"type": "array", "items": STRING | {"minLength": 1}},
+                        "Names resolved to it.",
+                    ),
+                },
+                required=["ip", "hostnames"],
+            ),
+        },
+        "Entries of the pods' /etc/hosts (`[{ip, hostnames}]`), e.g. the API server's "
+        "names where no cluster DNS resolves `kubernetes.default.svc`.",
+    ),
     "nodeSelector": key(LABELS, "The pods' nodeSelector."),
     "tolerations": key(LIST, "The pods' tolerations."),
     "affinity": key(OBJECT, "The pods' affinity; the default spreads replicas over nodes."),
@@ -129,6 +146,16 @@ CHART_KEYS: dict[str, Any] = {
             )
         },
         description="The admission webhooks' serving certificate.",
+    ),
+    "metrics": strict(
+        {
+            "secure": key(
+                BOOLEAN,
+                "Serve /metrics over HTTPS behind the TokenReview/SubjectAccessReview check "
+                "(sets `config.metrics.secure`; the probes and the ServiceMonitor follow).",
+            )
+        },
+        description="The operator's /metrics.",
     ),
     "serviceMonitor": strict(
         {

@@ -55,11 +55,13 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ),
     ("`gpuMetrics`", "gpuMetrics.", cfg.GpuMetricsConfig),
     ("`llmGateway`", "llmGateway.", cfg.LlmGatewayConfig),
+    ("`selfHostedModels`", "selfHostedModels.", cfg.SelfHostedModelsConfig),
     ("`cluster`", "cluster.", cfg.ClusterConfig),
     ("`reports`", "reports.", cfg.ReportsConfig),
     ("`admissionPolicies`", "admissionPolicies.", cfg.AdmissionPoliciesConfig),
     ("`policyReports`", "policyReports.", cfg.PolicyReportsConfig),
     ("`exemptions`", "exemptions.", cfg.ExemptionsConfig),
+    ("`metrics`", "metrics.", cfg.MetricsConfig),
 ]
 
 
@@ -144,8 +146,11 @@ def example() -> list[str]:
         "gpuMetrics:",
         "  preset: gpu-operator             # exported_namespace / exported_pod",
         "llmGateway:",
+        "  preset: litellm                  # or otel-genai (gen_ai_client_token_usage_sum)",
         "  teamLabel: team_alias",
         "  costSource: token_prices",
+        "selfHostedModels:",
+        "  comparable: {llama-3.1-70b: gpt-4o-mini}   # vLLM model -> API model in tokensPer1k",
         "```",
     ]
 

@@ -8,6 +8,7 @@ scripts/build-image.sh) cannot pass as a green run with tests left out.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +31,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "needs_tool(*names): the test runs these tools (tests/support/tools.py); "
         "skipped where one is missing, failed under CI=true",
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Threads' event loops stopped by the tests leave coroutines for the garbage collector.
+    # Collected in the middle of pytest's terminal summary (which imports modules), their
+    # finalizers once ended the session with CPython 3.11's "SystemError: AST constructor
+    # recursion depth mismatch"; collected here, before the summary, they only warn.
+    gc.collect()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

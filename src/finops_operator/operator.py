@@ -1,21 +1,19 @@
 """The composition root: the operator process wired from controllers and adapters.
 
-It builds the adapters (API clients, the servers, the list-and-watches), hands
-them to the controllers (`controllers/assembly.py`), registers kopf's event
-handlers and runs it all until stopped; every decision is a controller's.
-Every kopf watch uses event handlers, never stateful create/update handlers, so
-kopf writes no bookkeeping annotations or finalizers on anything it watches and
-compliant objects are never patched.
-
-kopf watches Namespaces and the custom resources. The workloads and Nodes, by
-the ten thousand in a fleet, are read by `adapters/list_watch.ListWatch`
-instead and fed to `controllers/watch_feeds` (the audit, the GPU inventory;
-docs/benchmarks.md has the measurements).
+It loads the credentials once (`adapters/kube_credentials`), builds the adapters
+(API clients, servers, list-and-watches), hands them to the controllers
+(`controllers/assembly.py`), registers kopf's event handlers and runs it all until
+stopped; every decision is a controller's. kopf only has event handlers, never
+stateful ones, so it writes no bookkeeping annotations or finalizers and never
+patches a compliant object. kopf watches Namespaces and the custom resources; the
+workloads and Nodes, by the ten thousand in a fleet, go through
+`adapters/list_watch.ListWatch` to `controllers/watch_feeds` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import uuid
@@ -27,21 +25,21 @@ import kopf
 from kopf._core.engines.peering import Identity  # kopf.operator's type; kopf exports none
 
 from finops_operator.adapters import certificate_reloader as tls
+from finops_operator.adapters import kube_credentials
 from finops_operator.adapters.certificates import self_signed, service_hostnames
 from finops_operator.adapters.kube_api import KubeApi, user_agent
 from finops_operator.adapters.list_watch import Connection, ListWatch
 from finops_operator.adapters.memory import pace_garbage_collector, release_after_sync
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
+from finops_operator.adapters.metrics_auth import MetricsGuard
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import AdmissionApp, metrics_app, start_site
 from finops_operator.controllers import admission_policy_controller as admission_policy
 from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
-from finops_operator.controllers.informer_sync import collection_path
 from finops_operator.controllers.policy_controller import POLICIES, RULES, event_poster
 from finops_operator.controllers.report_controller import REPORTS
-from finops_operator.controllers.watch_feeds import LEAN_KINDS, LIST_WATCHED, NodeFeed, WorkloadFeed
+from finops_operator.controllers.watch_feeds import watch_lean_kinds
 from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
-from finops_operator.controllers.workload_audit import WorkloadAudit
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS, REPORT_LABELS
@@ -51,7 +49,9 @@ logger = logging.getLogger("finops_operator")
 MANAGED: Mapping[str, str] = {conventions.MANAGED_BY_LABEL: conventions.MANAGED_BY}
 
 
-def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegistry:
+def build_registry(
+    state: OperatorState, run: Controllers, credentials: kube_credentials.Credentials
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     policies, reports, published = run.policies, run.reports, run.published
 
@@ -62,8 +62,8 @@ def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegis
         settings.networking.request_timeout = 30
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(**vars(kube_credentials.login_fields(credentials)))
 
     @kopf.on.event("v1", "namespaces", registry=registry)
     def index_namespace(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -105,26 +105,6 @@ def build_registry(state: OperatorState, run: Controllers) -> kopf.OperatorRegis
     return registry
 
 
-async def _watch_lean(state: OperatorState, audit: WorkloadAudit, agent: str) -> None:
-    """The workloads and Nodes through our own list-and-watch, once the namespaces are in."""
-    connection = Connection.from_environment(agent)
-    watches = []
-    for kind in LIST_WATCHED:
-        pods = state.inventory if kind == "Pod" else None
-        feed = NodeFeed(state.inventory) if kind == "Node" else WorkloadFeed(kind, audit, pods)
-        watch = ListWatch(
-            connection,
-            collection_path(*LIST_WATCHED[kind]),
-            feed.on_event,
-            feed.on_relisted,
-            field_selector=LEAN_KINDS.get(kind) or None,
-        )
-        state.sync.add_stream(kind, watch.is_synced)
-        watches.append(watch)
-    await state.namespaces_indexed()
-    await asyncio.gather(*(watch.run() for watch in watches))
-
-
 @dataclass(frozen=True)
 class RunOptions:
     """How `finops-operator run` serves: its flags (`cli/run.py` documents each)."""
@@ -154,13 +134,14 @@ async def serve(
     metrics = OperatorMetrics()
     # Bulk calls get the client's full timeout: one that gives up early only turns a slow
     # write into one of unknown outcome, read back before it is retried.
-    kube = KubeApi(agent=user_agent(identity, "operator"))
+    credentials, kube_agent = kube_credentials.load(), user_agent(identity, "operator")
+    kube = KubeApi(credentials, agent=kube_agent)
     # The Lease has a thread and a connection of its own, and a timeout within its
     # duration: a renewal never queues behind the audit's writes, and a partition ends
     # it in time (docs/architecture.md, "Leadership never waits behind bulk work").
     lease_timeout = max(1.0, min(10.0, options.lease_seconds / 3))
-    lease_agent = user_agent(identity, "lease")
-    lease_kube = KubeApi(request_timeout=lease_timeout, workers=1, name="lease", agent=lease_agent)
+    lease_agent, watch_agent = user_agent(identity, "lease"), user_agent(identity, "watch")
+    lease_kube = KubeApi(credentials, lease_timeout, workers=1, name="lease", agent=lease_agent)
     serving, reload_certificate = await _serving_certificate(state, kube, metrics, options)
     leadership = elect(
         options.leader_election, lease_kube, identity, state.namespace, options.lease_seconds
@@ -180,22 +161,37 @@ async def serve(
     )
     gate = state.sync.index_not_loaded  # admission answers 503 until the namespaces are in
     admission = AdmissionApp(state.policy, state.namespaces, metrics, gate).app()
-    exposition = InventoryExposition(state.inventory, state.config.pricing)
-    scrape = metrics_app(metrics, state.sync.not_ready, exposition)
+    exposition = InventoryExposition(
+        state.inventory, state.config.pricing, pod_series=state.config.metrics.pod_series
+    )
+    secure = state.config.metrics.secure
+    # Its own client, so a scrape's reviews never queue behind the audit's bulk writes.
+    reviewer = (
+        KubeApi(credentials, 5.0, workers=2, name="metrics-auth", agent=kube_agent)
+        if secure
+        else None
+    )
+    guard = MetricsGuard(reviewer, metrics.registry) if reviewer is not None else None
+    scrape = metrics_app(metrics, state.sync.not_ready, exposition, guard)
     host = options.webhook_host
     runners = [
         await start_site(admission, host, options.webhook_port, serving.context),
-        await start_site(scrape, host, options.metrics_port),
+        await start_site(scrape, host, options.metrics_port, serving.context if secure else None),
     ]
     logger.info(
-        "Admission on https://%s:%d%s and %s, metrics on :%d/metrics, mode %s",
+        "Admission on https://%s:%d%s and %s, metrics on %s://:%d/metrics%s, mode %s",
         *(host, options.webhook_port, conventions.VALIDATE_PATH, conventions.MUTATE_PATH),
-        *(options.metrics_port, state.config.mode),
+        *("https" if secure else "http", options.metrics_port),
+        " (bearer token, TokenReview and SubjectAccessReview)" if secure else "",
+        state.config.mode,
     )
     background = {
         **run.background(),
         "readiness": state.sync.run(kube),
-        "lean-watches": _watch_lean(state, run.audit, user_agent(identity, "watch")),
+        "lean-watches": watch_lean_kinds(
+            functools.partial(ListWatch, Connection.of(credentials, watch_agent)),
+            *(run.audit, state.inventory, state.sync, state.namespaces_indexed),
+        ),
         "trim-after-sync": release_after_sync(lambda: state.sync.synced),
     }
     if reload_certificate is not None:
@@ -206,7 +202,7 @@ async def serve(
     stop_leading = leadership.start_in_thread(asyncio.get_running_loop())
     try:
         await kopf.operator(
-            registry=build_registry(state, run),
+            registry=build_registry(state, run, credentials),
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,
@@ -222,6 +218,8 @@ async def serve(
         await asyncio.to_thread(stop_leading)
         kube.close()
         lease_kube.close()
+        if reviewer is not None:
+            reviewer.close()
 
 
 async def _serving_certificate(

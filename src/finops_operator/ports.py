@@ -11,7 +11,8 @@ status, 0 when the API server cannot be reached) and `PrometheusError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from finops_operator.domain.config import PrometheusConfig
@@ -173,3 +174,40 @@ class MetricsPort(Protocol):
 
 # Makes a self-signed certificate for the webhook Service of a namespace: (cert, key) in PEM.
 CertificateIssuer = Callable[[str], tuple[bytes, bytes]]
+
+
+class ClockPort(Protocol):
+    """The time a controller's loop reads and waits on (a fake one in unit tests)."""
+
+    def now(self) -> datetime.datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` (cancellable)."""
+        ...
+
+
+class WatchPort(Protocol):
+    """One list-and-watch of a collection (`adapters.list_watch.ListWatch`)."""
+
+    def is_synced(self) -> bool:
+        """Its first list has been handed out."""
+        ...
+
+    async def run(self) -> None:
+        """List, then watch, for as long as it runs."""
+        ...
+
+
+class OpenWatch(Protocol):
+    """Makes a `WatchPort` for a collection path, handing each event and relist to a feed."""
+
+    def __call__(
+        self,
+        path: str,
+        on_event: Callable[[str, Mapping[str, Any]], Awaitable[None]],
+        on_relisted: Callable[[set[tuple[str, str]]], Awaitable[None]],
+        *,
+        field_selector: str | None = None,
+    ) -> WatchPort: ...

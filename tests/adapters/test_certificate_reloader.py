@@ -13,6 +13,7 @@ from cryptography import x509
 from prometheus_client import CollectorRegistry
 
 from finops_devtools.devcluster import free_port
+from finops_devtools.devcluster.reviews import review, workload
 from finops_operator.adapters.certificate_reloader import (
     ServingCertificate,
     TlsPair,
@@ -28,7 +29,6 @@ from finops_operator.domain.config import Config
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.webhook_certificate import secret_body
 from tests.support.fakes import FakeKube
-from tests.support.reviews import review, workload
 from tests.support.tls_files import KubeletMount, Traffic, fresh_pair, post_review, serial
 
 

@@ -26,11 +26,11 @@ from finops_operator.errors import KubeError, NotSentError
 Reply = Callable[[socket.socket], None]
 
 
-def client_for(port: int) -> kubernetes.client.ApiClient:
+def client_for(port: int) -> kubernetes.client.Configuration:
     configuration = kubernetes.client.Configuration()
     configuration.host = f"http://127.0.0.1:{port}"
     configuration.retries = 0
-    return kubernetes.client.ApiClient(configuration)
+    return configuration
 
 
 @contextlib.contextmanager

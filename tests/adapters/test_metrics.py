@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from finops_devtools.devcluster import free_port
 from finops_devtools.devcluster.prometheus_runner import PrometheusServer
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, pod_spec
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.webhook_server import metrics_app, start_site
 from finops_operator.domain import conventions
@@ -35,7 +36,6 @@ from finops_operator.domain.gpus.allocation import (
 )
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
-from tests.support.reviews import COMPLETE_LABELS, pod_spec
 from tests.support.tools import require_tool
 
 CONFIG = Config()
@@ -243,3 +243,38 @@ def test_token_prices_are_exported_per_model_and_direction_with_the_default() ->
 
 def test_without_token_prices_the_default_is_still_exported() -> None:
     assert set(token_prices({})) == {("default", "input"), ("default", "output")}
+
+
+def test_without_pod_series_the_allocation_is_summed_without_pod_names() -> None:
+    inventory = fleet()
+    per_pod, _ = InventoryExposition(inventory, CONFIG.pricing).render()
+    exposition = InventoryExposition(inventory, CONFIG.pricing, pod_series=False)
+    text, packed = exposition.render()
+    assert gzip.decompress(packed) == text
+    assert b"trainer-" not in text and b'pod="' not in text
+
+    def allocation(found: str) -> list[dict[str, str | float]]:
+        return [
+            {**dict(labels), "value": value}
+            for name, labels, value in samples(found)
+            if name == conventions.METRIC_POD_GPU_ALLOCATION
+        ]
+
+    summed = allocation(text.decode())
+    assert all("pod" not in s for s in summed)
+    # Per namespace and node the same GPUs as the per-pod series, in fewer series.
+    for where in ("gpu-1", "gpu-2"):
+        assert sum(float(s["value"]) for s in summed if s["node"] == where) == sum(
+            float(s["value"]) for s in allocation(per_pod.decode()) if s["node"] == where
+        )
+    assert len(summed) == 2
+    # The node families are unchanged, and a change is seen at the next scrape.
+    others = {s for s in samples(per_pod.decode()) if s[0] != conventions.METRIC_POD_GPU_ALLOCATION}
+    assert others <= samples(text.decode())
+    inventory.observe_pod("DELETED", pod("trainer-0", "gpu-1"))
+    after = allocation(exposition.render()[0].decode())
+    gpu_1 = [s for s in after if s["node"] == "gpu-1"]
+    assert (
+        float(gpu_1[0]["value"])
+        == float(next(s for s in summed if s["node"] == "gpu-1")["value"]) - 1
+    )

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from finops_devtools.devcluster.reviews import review, workload
 from finops_operator.adapters.metrics import OperatorMetrics
 from finops_operator.adapters.webhook_server import MAX_BODY_BYTES, AdmissionApp
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
-from tests.support.reviews import review, workload
 
 
 def make_app(namespaces: dict[str, dict[str, str]] | None = None) -> AdmissionApp:

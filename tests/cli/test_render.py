@@ -137,7 +137,8 @@ def test_a_policy_and_recording_rules_together_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, _, err = render([str(POLICIES / "every-team.yaml"), "--recording-rules"], capsys)
-    assert code == 2 and "one of POLICY.yaml, --recording-rules or --admission-policy" in err
+    usage = "one of POLICY.yaml, --recording-rules, --admission-policy or --dashboards"
+    assert code == 2 and usage in err
     code, _, _ = render([], capsys)
     assert code == 2
 

@@ -309,6 +309,7 @@ def test_json_output_follows_the_contract_and_matches_the_truth(
     document = json.loads(result.stdout)
     assert list(document) == [
         "period", "currency", "teams", "untagged", "cluster", "costCenters", "clusters",
+        "selfHostedModels",
     ]  # fmt: skip
     # One Prometheus, no cluster label: one unnamed cluster, all but the platform cost
     # (the report's, not the cluster's: docs/multi-cluster.md).

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import workload
 from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
 from finops_operator.controllers.leadership import AlwaysLeader, Leadership
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, parse_config
 from tests.support.fakes import FakeKube, FakeMetrics, FakePrometheus
-from tests.support.reviews import workload
 
 
 async def no_event(body: Any, type: str, reason: str, message: str) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from finops_devtools.devcluster.reviews import EXEMPT, EXEMPT_REASON, workload
 from finops_operator.controllers.exemption_recorder import ExemptionRecorder, ObjectKey
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.label_check import find_exemption
 from tests.support.fakes import FakeKube, FakeMetrics
-from tests.support.reviews import EXEMPT, EXEMPT_REASON, workload
 
 KEY: ObjectKey = ("Pod", "team-a", "llm")
 

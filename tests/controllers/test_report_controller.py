@@ -9,8 +9,8 @@ import pytest
 
 from finops_operator.controllers import report_controller
 from finops_operator.controllers.report_controller import REPORTS, ReportController
-from finops_operator.domain.config import Config
-from tests.support.fakes import FakeKube, FakeMetrics, FakePrometheus
+from finops_operator.domain.config import Config, parse_config
+from tests.support.fakes import ClockStopped, FakeClock, FakeKube, FakeMetrics, FakePrometheus
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(hours=1)
@@ -40,6 +40,7 @@ class World:
         self.prometheus = FakePrometheus(default=EVERYTHING)
         self.metrics = FakeMetrics()
         self.leading = leading
+        self.clock = FakeClock()
         self.controller = ReportController(
             config=config or Config(),
             kube=self.kube,
@@ -47,6 +48,7 @@ class World:
             policies={},
             metrics=self.metrics,
             leading=lambda: self.leading,
+            clock=self.clock,
         )
 
     def report(self, name: str) -> dict[str, Any]:
@@ -297,42 +299,40 @@ async def test_a_stale_mark_that_cannot_be_written_is_logged_and_retried(
 # --- the loop ----------------------------------------------------------------------------
 
 
-class Stop(BaseException):
-    pass
-
-
-async def run_rounds(world: World, rounds: int, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    delays: list[float] = []
-
-    async def sleep(delay: float) -> None:
-        delays.append(delay)
-        if len(delays) > rounds:
-            raise Stop
-
-    monkeypatch.setattr(report_controller.asyncio, "sleep", sleep)
-    with pytest.raises(Stop):
+async def run_rounds(world: World, rounds: int) -> list[float]:
+    """The loop's waits: the first `rounds` return, the next one ends the loop."""
+    world.clock.waits = rounds
+    with pytest.raises(ClockStopped):
         await world.controller.run_forever()
-    monkeypatch.undo()
-    return delays
+    return world.clock.slept
 
 
-async def test_failures_back_off_up_to_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_failures_back_off_up_to_the_interval() -> None:
     world = World(config=Config(reports={"intervalSeconds": 30}))
     world.prometheus.outage = True
-    delays = await run_rounds(world, 5, monkeypatch)
+    delays = await run_rounds(world, 5)
     assert delays == [0.0, 5.0, 10.0, 20.0, 30.0, 30.0]
 
 
-async def test_a_healthy_refresh_waits_the_whole_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_healthy_refresh_waits_the_whole_interval() -> None:
     world = World()
     interval = float(world.controller.config.reports.interval_seconds)
-    assert await run_rounds(world, 2, monkeypatch) == [0.0, interval, interval]
+    assert await run_rounds(world, 2) == [0.0, interval, interval]
 
 
-async def test_a_replica_that_does_not_lead_only_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_replica_that_does_not_lead_only_waits() -> None:
     world = World(leading=False)
-    assert await run_rounds(world, 3, monkeypatch) == [0.0, 1.0, 1.0, 1.0]
+    assert await run_rounds(world, 3) == [0.0, 1.0, 1.0, 1.0]
     assert world.prometheus.log == [] and world.kube.calls == []
+
+
+async def test_the_loop_reports_the_months_of_its_clock() -> None:
+    world = World()
+    world.clock.start = datetime.datetime(2027, 1, 3, 8, tzinfo=datetime.UTC)
+    await run_rounds(world, 1)
+    written = {c.name for c in world.kube.calls if c.verb == "create"}
+    assert "ml-2027-01" in written and "ml-2026-12" in written
+    assert not any(name.endswith("2026-11") for name in written)
 
 
 async def test_an_unexpected_error_does_not_end_the_refreshes(
@@ -344,7 +344,7 @@ async def test_an_unexpected_error_does_not_end_the_refreshes(
         raise KeyError("bug")
 
     monkeypatch.setattr(world.controller, "refresh", broken)
-    delays = await run_rounds(world, 2, monkeypatch)
+    delays = await run_rounds(world, 2)
     assert delays == [0.0, 5.0, 10.0]
     assert "CostReport refresh failed unexpectedly" in caplog.text
 
@@ -384,6 +384,26 @@ async def test_after_a_catch_up_every_report_is_read_again() -> None:
     await world.controller.catch_up()
     assert await world.controller.refresh(NOW)
     assert {name for (*_, name) in world.kube.objects} == NAMES
+
+
+async def test_cost_reports_read_tokens_from_the_configured_gateway_preset() -> None:
+    world = World(config=parse_config({"llmGateway": {"preset": "otel-genai"}}))
+    assert await world.controller.refresh(NOW)
+    queries = " ".join(query.expr for query in world.prometheus.log)
+    assert 'gen_ai_client_token_usage_sum{gen_ai_token_type="output"}' in queries
+    assert "litellm" not in queries and "vllm:" not in queries
+
+
+async def test_charging_consumers_makes_the_cost_reports_read_the_serving_pods() -> None:
+    config = parse_config({"selfHostedModels": {"chargeConsumers": True}})
+    world = World(config=config)
+    assert await world.controller.refresh(NOW)
+    queries = [query.expr for query in world.prometheus.log]
+    assert any("vllm:prompt_tokens_total" in q and "present_over_time" in q for q in queries)
+    assert any("vllm:generation_tokens_total" in q for q in queries)
+    plain = World()
+    assert await plain.controller.refresh(NOW)
+    assert not any("vllm:" in query.expr for query in plain.prometheus.log)
 
 
 async def test_an_operator_of_a_named_cluster_reads_only_its_own_clusters_series() -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.controllers.audit_writer import AuditWriter
 from finops_operator.controllers.workload_audit import Violations, WorkloadAudit
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.label_check import LabelPolicy
 from tests.support.fakes import FakeKube, FakeMetrics
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 
 class World:

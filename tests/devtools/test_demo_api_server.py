@@ -20,12 +20,12 @@ from finops_devtools.devcluster.api_server import (
     resource_name,
     warning_lines,
 )
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_devtools.errors import JsonPatchError
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 
 class InProcessWebhook:

@@ -409,7 +409,32 @@ def test_token_prices_take_one_amount_or_input_and_output() -> None:
             "gpuMetrics.podLabel: 'exported-pod' is not",
         ),
         ({"gpuMetrics": {"utilizationMetric": "dcgm util"}}, "is not a Prometheus metric name"),
-        ({"llmGateway": {"teamLabel": "team_id"}}, "llmGateway.teamLabel: Input should be"),
+        (
+            {"llmGateway": {"teamLabel": "team_id"}},
+            "llmGateway.teamLabel: 'team_id' is not a LiteLLM team label",
+        ),
+        ({"llmGateway": {"preset": "envoy"}}, "llmGateway.preset: Input should be"),
+        (
+            {"llmGateway": {"preset": "otel-genai", "teamLabel": "x-team"}},
+            "llmGateway.teamLabel: 'x-team' is not a Prometheus label name",
+        ),
+        (
+            {"llmGateway": {"tokenUsageMetric": "gen_ai.client.token.usage"}},
+            "is not a Prometheus metric name",
+        ),
+        (
+            {"llmGateway": {"preset": "otel-genai", "costSource": "spend_metric"}},
+            "the otel-genai preset reports tokens only",
+        ),
+        (
+            {"selfHostedModels": {"promptTokensMetric": "vllm prompt"}},
+            "selfHostedModels.promptTokensMetric: 'vllm prompt' is not a Prometheus metric",
+        ),
+        (
+            {"selfHostedModels": {"modelLabel": "model-name"}},
+            "selfHostedModels.modelLabel: 'model-name' is not a Prometheus label name",
+        ),
+        ({"selfHostedModels": {"chargeConsumers": "maybe"}}, "selfHostedModels.chargeConsumers"),
         ({"llmGateway": {"costSource": "litellm"}}, "llmGateway.costSource: Input should be"),
         (
             {"llmGateway": {"costSource": "spend_metric"}, "pricing": {"currency": "EUR"}},

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -59,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # server is restarted (test_api_outage, last).
 MODULE_ORDER = (
     "test_operator_pod",  # a cluster of its own (E2E_OPERATOR_AS=pod), gone before the next starts
+    "test_helm_chart",  # the chart on a cluster of its own with a node, gone before the next
     "test_crds",
     "test_webhooks",
     "test_workloads",
@@ -69,6 +71,7 @@ MODULE_ORDER = (
     "test_admission_policies",
     "test_policy_reports",
     "test_leader_election",
+    "test_metrics_auth",  # before test_rbac: its reviews are among the operator's requests
     "test_least_privilege",
     "test_rbac",
     "test_api_outage",
@@ -274,6 +277,94 @@ def gpu_workload(
     else:
         raise ValueError(kind)
     return obj
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def pod_of(identity: str, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The pod whose replica identity this is (`<pod name>-<6 hex>`: the hostname)."""
+    for pod in candidates:
+        if re.fullmatch(re.escape(pod["metadata"]["name"]) + r"-[0-9a-f]{6}", identity):
+            return pod
+    return None
+
+
+def untagged_gpu_pod_refused(cluster: Cluster, namespace: str, timeout: float = 30) -> None:
+    """An untagged GPU Pod in an enforce namespace is denied by the webhook (waiting for
+    it to answer), naming the missing team label, and not stored."""
+
+    def refused() -> subprocess.CompletedProcess[str] | None:
+        proc = cluster.apply(gpu_workload("Pod", "untagged", namespace), check=False)
+        return proc if proc.returncode != 0 and "denied the request" in proc.stderr else None
+
+    proc = wait_until(refused, timeout=timeout, what="the untagged GPU pod refused")
+    assert TEAM in proc.stderr, proc.stderr
+    assert not cluster.exists("pod", "untagged", namespace)
+
+
+class AdmissionStream:
+    """Creates compliant and untagged GPU pods in an enforce namespace (server dry-run),
+    one after the other, until stopped; records every outcome."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.results: list[tuple[str, int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            tagged = i % 2 == 0
+            labels = dict(COMPLIANT) if tagged else {}
+            obj = gpu_workload("Pod", f"s{i}", self.namespace, labels)
+            proc = self.cluster.apply(obj, "--dry-run=server", check=False)
+            self.results.append(("tagged" if tagged else "untagged", proc.returncode, proc.stderr))
+
+    def __enter__(self) -> AdmissionStream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def failures(self) -> list[tuple[str, int, str]]:
+        """Every outcome but the right one: tagged admitted, untagged denied by the policy."""
+
+        def right(kind: str, code: int, err: str) -> bool:
+            if kind == "tagged":
+                return code == 0
+            return code != 0 and "denied the request" in err and TEAM in err
+
+        return [r for r in self.results if not right(*r)]
+
+
+def kube_chains() -> set[str]:
+    """The KUBE-* iptables and ip6tables chains of the machine (`tool table chain`):
+    a kubelet makes some (KUBE-KUBELET-CANARY, ...), and `down` must not leave them."""
+    found: set[str] = set()
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle"):
+            proc = subprocess.run(
+                [tool, "-w", "5", "-t", table, "-S"], capture_output=True, text=True, timeout=30
+            )
+            for line in proc.stdout.splitlines():
+                if line.startswith("-N KUBE-"):
+                    found.add(f"{tool} {table} {line.split()[1]}")
+    return found
+
+
+def no_other_node() -> bool:
+    """No e2e node of another cluster runs on this machine (scripts/e2e-node.sh
+    registers each in /run/finops-e2e/nodes): what one leaves is then checkable."""
+    nodes = Path("/run/finops-e2e/nodes")
+    return not nodes.is_dir() or not any(nodes.iterdir())
 
 
 @pytest.fixture(scope="session")

@@ -51,10 +51,14 @@ def point_webhooks(cluster: Cluster, port: int) -> None:
         cluster.kubectl("patch", kind, "finops-operator", "--type=json", "-p", json.dumps([op]))
 
 
-def start_second_operator(cluster: Cluster) -> tuple[subprocess.Popen[bytes], int, int, Path]:
+def start_second_operator(
+    cluster: Cluster, config: Path | None = None, name: str = "b"
+) -> tuple[subprocess.Popen[bytes], int, int, Path]:
+    """Another replica (a standby while the script's operator leads), with the installed
+    configuration or `config`; its log is logs/operator-NAME.log."""
     metrics_port = free_port()
     webhook_port = free_port()
-    log = Path(cluster.info["logs"]) / "operator-b.log"
+    log = Path(cluster.info["logs"]) / f"operator-{name}.log"
     env = dict(
         os.environ, KUBECONFIG=cluster.info["operator_kubeconfig"], POD_NAMESPACE="finops-system"
     )
@@ -64,7 +68,7 @@ def start_second_operator(cluster: Cluster) -> tuple[subprocess.Popen[bytes], in
                 str(REPO / ".venv" / "bin" / "finops-operator"),
                 "run",
                 "--config",
-                cluster.info["config"],
+                str(config or cluster.info["config"]),
                 "--webhook-secret",
                 "finops-operator-webhook-tls",
                 "--webhook-host",
@@ -82,7 +86,7 @@ def start_second_operator(cluster: Cluster) -> tuple[subprocess.Popen[bytes], in
             cwd=cluster.dir,
         )
     cluster.extra.append(proc)
-    (Path(cluster.info["state"]) / "extra-operator-b.pid").write_text(str(proc.pid))
+    (Path(cluster.info["state"]) / f"extra-operator-{name}.pid").write_text(str(proc.pid))
     return proc, metrics_port, webhook_port, log
 
 

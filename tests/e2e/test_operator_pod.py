@@ -22,7 +22,6 @@ import json
 import os
 import re
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -37,8 +36,14 @@ from .conftest import (
     SCRIPT,
     TEAM,
     VIOLATIONS_ANNOTATION,
+    AdmissionStream,
     Cluster,
     gpu_workload,
+    is_ready,
+    kube_chains,
+    no_other_node,
+    pod_of,
+    untagged_gpu_pod_refused,
     wait_until,
 )
 
@@ -63,6 +68,7 @@ def pod_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         directory = tmp_path_factory.mktemp("e2e-pod")
         started_here = True
     env = dict(os.environ, E2E_OPERATOR_AS="pod")
+    chains_before = kube_chains()
     if started_here:
         proc = subprocess.run(
             ["bash", str(SCRIPT), "up", str(directory)],
@@ -86,9 +92,18 @@ def pod_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         if started_here and not reuse:
-            subprocess.run(
-                ["bash", str(SCRIPT), "down", str(directory)], capture_output=True, timeout=300
+            down = subprocess.run(
+                ["bash", str(SCRIPT), "down", str(directory)],
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
+    if started_here and not reuse:
+        assert down.returncode == 0, down.stderr[-3000:]
+        # The kubelet's iptables chains are not left behind (unless another e2e node
+        # on this machine runs and owns them).
+        if no_other_node():
+            assert kube_chains() == chains_before, down.stderr[-3000:]
 
 
 # --- what a cluster admin reads ---------------------------------------------------
@@ -96,11 +111,6 @@ def pod_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def pods(cluster: Cluster) -> list[dict[str, Any]]:
     return list(cluster.get("pods", None, NAMESPACE, "-l", SELECTOR)["items"])
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def running(cluster: Cluster) -> list[dict[str, Any]]:
@@ -125,14 +135,6 @@ def metric(text: str, name: str) -> float:
 
 def holder(cluster: Cluster) -> str:
     return str(cluster.get("lease", "finops-operator", NAMESPACE)["spec"]["holderIdentity"])
-
-
-def pod_of(identity: str, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The pod whose replica identity this is (`<pod name>-<6 hex>`: the hostname)."""
-    for pod in candidates:
-        if re.fullmatch(re.escape(pod["metadata"]["name"]) + r"-[0-9a-f]{6}", identity):
-            return pod
-    return None
 
 
 def endpoints(cluster: Cluster) -> list[dict[str, Any]]:
@@ -247,14 +249,7 @@ def test_an_untagged_gpu_pod_is_refused_through_the_service(pod_cluster: Cluster
     live = wait_two_ready(c)
     before = sum(metric(pod_metrics(p), "finops_admission_requests_total") for p in live)
     c.namespace(ENFORCE, {MODE: "enforce"})
-
-    def refused() -> subprocess.CompletedProcess[str] | None:
-        proc = c.apply(gpu_workload("Pod", "untagged", ENFORCE), check=False)
-        return proc if proc.returncode != 0 and "denied the request" in proc.stderr else None
-
-    proc = wait_until(refused, timeout=30, what="the untagged GPU pod refused")
-    assert TEAM in proc.stderr, proc.stderr
-    assert not c.exists("pod", "untagged", ENFORCE)
+    untagged_gpu_pod_refused(c, ENFORCE)
     c.apply(compliant_pod("tagged"), "--dry-run=server")
     after = sum(metric(pod_metrics(p), "finops_admission_requests_total") for p in live)
     # Answered by the pods behind the Service (the only webhook endpoints there are).
@@ -299,48 +294,10 @@ def test_a_starting_replica_stays_out_of_the_endpoints_until_ready(pod_cluster: 
     wait_two_ready(c)
 
 
-class AdmissionStream:
-    """Creates compliant and untagged GPU pods in ENFORCE (server dry-run), one after
-    the other, until stopped; records every outcome."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.results: list[tuple[str, int, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            tagged = i % 2 == 0
-            obj = compliant_pod(f"s{i}") if tagged else gpu_workload("Pod", f"s{i}", ENFORCE)
-            proc = self.cluster.apply(obj, "--dry-run=server", check=False)
-            self.results.append(("tagged" if tagged else "untagged", proc.returncode, proc.stderr))
-
-    def __enter__(self) -> AdmissionStream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def failures(self) -> list[tuple[str, int, str]]:
-        """Every outcome but the right one: tagged admitted, untagged denied by the policy."""
-
-        def right(kind: str, code: int, err: str) -> bool:
-            if kind == "tagged":
-                return code == 0
-            return code != 0 and "denied the request" in err and TEAM in err
-
-        return [r for r in self.results if not right(*r)]
-
-
 def test_a_rolling_update_fails_no_admission(pod_cluster: Cluster) -> None:
     c = pod_cluster
     old = {p["metadata"]["name"] for p in wait_two_ready(c)}
-    with AdmissionStream(c) as stream:
+    with AdmissionStream(c, ENFORCE) as stream:
         time.sleep(3)
         c.kubectl(
             "-n",

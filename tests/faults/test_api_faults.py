@@ -1,7 +1,8 @@
 """The operator as real processes, with faults injected between them and the API.
 
 Every test runs `finops-operator run` (Lease of 3 s) against the emulator through
-a `FaultProxy`, breaks the API in one way, and states what must hold:
+an `ApiProxy` (finops_devtools.devcluster.api_proxy), breaks the API in one way,
+and states what must hold:
 
 - one leader at a time: the `finops_leader` gauge of every replica is sampled
   all along, and never two say 1 (the gauge reads the leader's deadline live);
@@ -22,11 +23,11 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.api_proxy import ApiProxy
+from finops_devtools.devcluster.reviews import workload
 from finops_operator.domain import conventions
-from tests.faults.fault_proxy import FaultProxy, ProxiedCluster
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess
-from tests.support.reviews import workload
 
 NAMESPACE = conventions.OPERATOR_NAMESPACE
 LEASE_ARGS = ("--lease-seconds", "3")
@@ -45,21 +46,21 @@ def emulator(stack: contextlib.ExitStack) -> KubeEmulator:
     return cluster
 
 
-def proxy_to(stack: contextlib.ExitStack, cluster: KubeEmulator) -> FaultProxy:
-    proxy = FaultProxy(cluster).start()
+def proxy_to(stack: contextlib.ExitStack, cluster: KubeEmulator) -> ApiProxy:
+    proxy = ApiProxy(cluster.url).start()
     stack.callback(_quietly(proxy.stop))
     return proxy
 
 
 def replica(
     stack: contextlib.ExitStack,
-    proxy: FaultProxy,
+    proxy: ApiProxy,
     workdir: Path,
     start_timeout: float = 30.0,
     args: tuple[str, ...] = LEASE_ARGS,
 ) -> OperatorProcess:
     process = OperatorProcess(
-        ProxiedCluster(proxy),  # type: ignore[arg-type]
+        proxy,
         workdir,
         {"mode": "audit"},
         extra_args=args,
@@ -204,7 +205,7 @@ def test_api_restarted_empty_the_lease_and_the_rules_come_back(
         proxy.down()
         stopped()
         second = emulator(stack)
-        proxy.upstream = second
+        proxy.upstream = second.url
         proxy.up()
         eventually(lambda: lease_holder(second), timeout=15)
         eventually(lambda: recording_rules(second), timeout=20)

@@ -1,6 +1,6 @@
 """Hypothesis strategies: AdmissionReviews, workloads, CostPolicies and configurations.
 
-The workloads start from the realistic shapes of tests/support/reviews.py and the
+The workloads start from the realistic shapes of src/finops_devtools/devcluster/reviews.py and the
 hostile values of tests/domain/policies/workload_corpus.py, then vary what an
 attacker controls: quantities (huge, tiny, not numbers), labels, the exempt
 annotation, owner references, DRA claims, and, now and then, any subtree of the
@@ -14,9 +14,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, review, workload
 from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_template
 from tests.domain.policies.workload_corpus import BAD_VALUES
-from tests.support.reviews import COMPLETE_LABELS, review, workload
 
 KINDS = sorted(WORKLOAD_KINDS)
 GPU_RESOURCES = [
@@ -197,9 +197,10 @@ def reviews(draw: st.DrawFn) -> dict[str, Any]:
     """An AdmissionReview: mostly well-formed, sometimes broken anywhere."""
     obj = draw(workloads())
     operation = draw(st.sampled_from(["CREATE", "UPDATE", "UPDATE", "DELETE", "CONNECT"]))
-    old = draw(workloads(kind=obj["kind"])) if operation == "UPDATE" else None
-    sub = draw(st.sampled_from([None, None, None, "status", "scale"]))
+    # `kind` may have been broken on purpose (`workloads` corrupts it sometimes)
     kind = obj["kind"] if isinstance(obj.get("kind"), str) and obj["kind"] in KINDS else "Pod"
+    old = draw(workloads(kind=kind)) if operation == "UPDATE" else None
+    sub = draw(st.sampled_from([None, None, None, "status", "scale"]))
     body = as_review(obj, operation, old=old, sub_resource=sub, kind=kind)
     if draw(st.integers(0, 5)) == 0:
         target = draw(st.sampled_from(["top", "request"]))

@@ -21,6 +21,7 @@ from finops_operator.cli.lint import LintResult, lint_objects
 from finops_operator.domain.config import Config, Mode
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.policies.owners import written_by_controller
 from finops_operator.domain.policies.verdict import judge
 from finops_operator.domain.workloads import created_by_controller, pod_labels
 from finops_operator.errors import MalformedReviewError
@@ -127,4 +128,5 @@ def test_the_validating_webhook_and_lint_agree(obj: dict[str, Any]) -> None:
         if "does not exempt" not in w
     ]
     assert problems == finding.violations.problems()
-    assert decision.allowed is created_by_controller({**obj, "kind": request.kind})
+    made = created_by_controller({**obj, "kind": request.kind})
+    assert decision.allowed is (made and written_by_controller(request.user))

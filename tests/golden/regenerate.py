@@ -27,6 +27,9 @@ GOLDEN = Path(__file__).resolve().parent
 POLICIES = GOLDEN / "policies"
 RULES = GOLDEN / "rules"
 RECORDING_RULES_FILE = RULES / f"{conventions.RECORDING_RULES_NAME}.yaml"
+# The same rules reading tokens from OpenTelemetry GenAI (`llmGateway.preset: otel-genai`).
+OTEL_GENAI_RECORDING_RULES_FILE = RULES / f"{conventions.RECORDING_RULES_NAME}-otel-genai.yaml"
+OTEL_GENAI_GATEWAY = {"llmGateway": {"preset": "otel-genai"}}
 ADMISSION = GOLDEN / "admission"
 
 
@@ -43,6 +46,10 @@ def expected_admission() -> dict[Path, str]:
 def expected_rules() -> dict[Path, str]:
     """Each golden rules file and the text rendering produces for it today."""
     expected = {RECORDING_RULES_FILE: dump_yaml([recording_rules_prometheus_rule()])}
+    otel_genai = parse_config(OTEL_GENAI_GATEWAY).llm_gateway
+    expected[OTEL_GENAI_RECORDING_RULES_FILE] = dump_yaml(
+        [recording_rules_prometheus_rule(gateway=otel_genai)]
+    )
     for policy_file in sorted(POLICIES.glob("*.yaml")):
         policy = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
         rule = render_policy(policy, source=str(policy_file.relative_to(GOLDEN)))

@@ -220,6 +220,7 @@ def test_the_schema_and_the_values_reference_are_up_to_date() -> None:
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "cert-manager": {"webhook": {"certManager": {"enabled": True}}},
+    "secure-metrics": {"metrics": {"secure": True}, "config": {"metrics": {"podSeries": False}}},
     "minimal": {
         "replicas": 3,
         "image": {
@@ -437,6 +438,41 @@ def test_the_alerts_keep_their_own_templates(helm: str, tmp: Path) -> None:
     rule = _one(template(helm, tmp), "PrometheusRule")
     text = json.dumps(rule)
     assert "{{ $labels.pod }}" in text and "{{ $value | humanize }}" in text
+
+
+@pytest.mark.parametrize("cert_manager", [False, True])
+def test_secure_metrics_reach_the_configuration_the_probes_and_the_monitor(
+    helm: str, tmp: Path, cert_manager: bool
+) -> None:
+    values = {"metrics": {"secure": True}, "webhook": {"certManager": {"enabled": cert_manager}}}
+    objects = template(helm, tmp, values, "gpu-finops")
+    config = _config(objects)
+    assert config["metrics"] == {"secure": True}
+    assert parse_config(config).metrics.secure
+    container = _container(objects)
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    [endpoint] = _one(objects, "ServiceMonitor")["spec"]["endpoints"]
+    secret = "finops-operator-webhook-cert" if cert_manager else "finops-operator-webhook-tls"
+    assert endpoint["scheme"] == "https"
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": secret, "key": "ca.crt"}},
+        "serverName": "finops-operator-webhook.gpu-finops.svc",
+    }
+    # The configuration's own key has the same effect on the probes and the monitor.
+    by_config = template(helm, tmp, {"config": {"metrics": {"secure": True}}})
+    assert _container(by_config)["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    [endpoint] = _one(by_config, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+
+
+def test_plain_metrics_by_default(helm: str, tmp: Path) -> None:
+    objects = template(helm, tmp)
+    assert "metrics" not in _config(objects)
+    assert "scheme" not in _container(objects)["readinessProbe"]["httpGet"]
+    [endpoint] = _one(objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert "scheme" not in endpoint and "tlsConfig" not in endpoint
 
 
 def test_pdb_max_unavailable_instead(helm: str, tmp: Path) -> None:

@@ -341,6 +341,7 @@ RESOURCE_NAMES = {
 }
 # The one get → create → patch helper: its calls take the resource as a parameter, so its
 # permissions are derived where it is called, `apply(kube, RESOURCE, ..., status=...)`.
+WATCH_MODULE = "finops_operator.controllers.watch_feeds"
 APPLY_MODULE = "finops_operator.controllers.apply"
 APPLY_VERBS = ("get", "create", "patch")
 # Verbs the API server cannot limit to resourceNames (the name is not known yet).
@@ -603,12 +604,14 @@ def used_permissions() -> dict[Permission, str]:
                     group, plural = _kopf_resource(_arguments(call, scope, binding))
                     for verb in (*KOPF_WATCH_VERBS, *(("patch",) if patches else ())):
                         used.setdefault((group, plural, verb), where)
-            elif name == "ListWatch":
-                # Our own list-and-watch: its path is one of LIST_WATCHED's, by contract.
-                path = ast.unparse(call.args[1]) if len(call.args) > 1 else ""
-                assert re.fullmatch(r"collection_path\(\*LIST_WATCHED\[.+\]\)", path), (
-                    f"{where}: ListWatch of {path!r}: name the resource in LIST_WATCHED"
+            elif name == "ListWatch" or name == "open_watch":
+                # Our own list-and-watch: opened by watch_feeds.watch_lean_kinds only, for the
+                # paths of LIST_WATCHED, by contract (the operator hands it ListWatch).
+                assert module_name == WATCH_MODULE and name == "open_watch", (
+                    f"{where}: {name}: open list-and-watches in {WATCH_MODULE}, over LIST_WATCHED"
                 )
+                path = ast.unparse(call.args[0]) if call.args else ""
+                assert path == "path", f"{where}: open_watch of {path!r}: a LIST_WATCHED path"
                 for group, plural in scope["LIST_WATCHED"].values():
                     for verb in ("list", "watch"):
                         used.setdefault((group, plural, verb), where)

@@ -27,8 +27,11 @@ import pytest
 import yaml
 from celpy import celtypes
 
+from finops_devtools.devcluster.reviews import CONTROLLER_PAIRS
 from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES
 from finops_operator.domain.policies.admission import created_by_controller
+from finops_operator.domain.policies.label_check import Requester
+from finops_operator.domain.policies.owners import CONTROLLER_USERS, written_by_controller
 from finops_operator.domain.workloads import GpuMatcher, is_gpu_workload
 from tests.support.paths import ROOT
 
@@ -180,10 +183,15 @@ def workload(kind: str, spec: Mapping[str, Any] | None, name: str = "ranker") ->
     return obj
 
 
+ALICE = "alice@example.com"
+REPLICASET_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+
+
 def admission_request(
     operation: str,
     obj: Mapping[str, Any] | None,
     old: Mapping[str, Any] | None = None,
+    user: str = ALICE,
 ) -> dict[str, Any]:
     """An admission.k8s.io/v1 AdmissionRequest as the API server builds it."""
     kind = (obj or old or {}).get("kind", "Pod")
@@ -201,7 +209,7 @@ def admission_request(
         "name": "ranker",
         "namespace": "search",
         "operation": operation,
-        "userInfo": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+        "userInfo": {"username": user, "groups": ["system:authenticated"]},
         "object": copy.deepcopy(obj) if obj is not None else None,
         "oldObject": copy.deepcopy(old) if old is not None else None,
         "dryRun": False,
@@ -213,9 +221,10 @@ def domain_decision(obj: Mapping[str, Any] | None) -> bool:
     return obj is not None and is_gpu_workload(obj, IS_GPU)
 
 
-def domain_validates(obj: Mapping[str, Any]) -> bool:
+def domain_validates(obj: Mapping[str, Any], user: str = ALICE) -> bool:
     """Whether the operator's validating decision can depend on this object at all."""
-    return domain_decision(obj) and not created_by_controller(obj)
+    made = created_by_controller(obj) and written_by_controller(Requester(user))
+    return domain_decision(obj) and not made
 
 
 # --- the cases ---------------------------------------------------------------------
@@ -473,24 +482,41 @@ def test_a_pod_spec_at_another_kinds_path_is_a_known_disagreement_no_api_server_
 # --- objects made by a controller --------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kind", "owner"),
-    [
-        ("Pod", "ReplicaSet"),
-        ("Pod", "StatefulSet"),
-        ("Pod", "DaemonSet"),
-        ("Pod", "Job"),
-        ("ReplicaSet", "Deployment"),
-        ("Job", "CronJob"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "owner"), CONTROLLER_PAIRS)
+@pytest.mark.parametrize("user", sorted(CONTROLLER_USERS))
 def test_a_gpu_workload_made_by_a_controller_goes_to_the_mutating_webhook_only(
-    kind: str, owner: str
+    kind: str, owner: str, user: str
 ) -> None:
     obj = owned(workload(kind, GPU_SPECS["nvidia.com/gpu in limits"]), owner)
-    request = admission_request("CREATE", obj)
+    request = admission_request("CREATE", obj, user=user)
     assert sent("MutatingWebhookConfiguration", request)
     assert not sent("ValidatingWebhookConfiguration", request)
+
+
+@pytest.mark.parametrize(("kind", "owner"), CONTROLLER_PAIRS)
+@pytest.mark.parametrize(
+    "user",
+    [
+        ALICE,
+        "system:serviceaccount:team-a:dev",
+        "system:serviceaccount:kube-system:replicaset-controller-forged",
+        "system:serviceaccount:team-a:replicaset-controller",
+        "",
+    ],
+)
+def test_an_owner_claim_written_by_anyone_else_goes_to_both_webhooks(
+    kind: str, owner: str, user: str
+) -> None:
+    # Issue 19: a Job claiming its user's real CronJob (name and uid) was never sent.
+    obj = owned(workload(kind, GPU_SPECS["nvidia.com/gpu in limits"]), owner)
+    assert sent_to_both(admission_request("CREATE", obj, user=user))
+
+
+def test_an_owner_claim_without_user_info_goes_to_both_webhooks() -> None:
+    obj = owned(workload("Pod", GPU_SPECS["nvidia.com/gpu in limits"]), "ReplicaSet")
+    request = admission_request("CREATE", obj)
+    del request["userInfo"]["username"]
+    assert sent_to_both(request)
 
 
 @pytest.mark.parametrize(
@@ -536,11 +562,12 @@ def test_a_forged_controller_owner_goes_to_both_webhooks(
 
 @pytest.mark.parametrize("owner", ["ReplicaSet", "Deployment", "Job", "CronJob", "RayCluster"])
 @pytest.mark.parametrize("where", EVERY_OBJECT)
+@pytest.mark.parametrize("user", [ALICE, REPLICASET_CONTROLLER])
 def test_the_validating_webhook_is_called_exactly_when_the_operator_could_deny(
-    where: str, owner: str
+    where: str, owner: str, user: str
 ) -> None:
     # Without owners, the cross-check above already shows both webhooks agree.
     obj = owned(EVERY_OBJECT[where], owner)
-    request = admission_request("CREATE", obj)
-    assert sent("ValidatingWebhookConfiguration", request) == domain_validates(obj)
+    request = admission_request("CREATE", obj, user=user)
+    assert sent("ValidatingWebhookConfiguration", request) == domain_validates(obj, user)
     assert sent("MutatingWebhookConfiguration", request) == domain_decision(obj)

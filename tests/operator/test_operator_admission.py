@@ -13,11 +13,11 @@ import pytest
 import yaml
 from cryptography import x509
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, review, workload
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess, running_operator
 from tests.support.paths import ROOT
-from tests.support.reviews import COMPLETE_LABELS, review, workload
 
 MANIFESTS = ROOT / "manifests"
 KINDS = list(WORKLOAD_KINDS)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess, running_operator
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 VIOLATIONS = "finops.resilio.tech/violations"
 KINDS = list(WORKLOAD_KINDS)
@@ -127,22 +127,31 @@ def test_compliant_and_non_gpu_objects_are_never_patched(
     )
 
 
-def test_pods_of_a_controller_are_left_to_their_owner(
+def test_pods_their_owner_vouches_for_are_left_to_it_and_forged_claims_are_reported(
     cluster: KubeEmulator, auditing: OperatorProcess
 ) -> None:
-    pod = workload("Pod", name="llm-5d9-abcde", namespace="audit-e")
-    pod["metadata"]["ownerReferences"] = [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "name": "llm-5d9",
-            "uid": "u",
-            "controller": True,
-        }
-    ]
-    cluster.create(pod)
+    cluster.create(workload("ReplicaSet", name="llm-5d9", namespace="audit-e"))
+    owner_uid = cluster.get("ReplicaSet", "audit-e", "llm-5d9")["metadata"]["uid"]
+    eventually(lambda: annotation(cluster, "ReplicaSet", "audit-e", "llm-5d9"))
+
+    def claiming(name: str, uid: str) -> dict[str, Any]:
+        pod = workload("Pod", name=name, namespace="audit-e")
+        pod["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": "llm-5d9",
+                "uid": uid,
+                "controller": True,
+            }
+        ]
+        return pod
+
+    cluster.create(claiming("llm-5d9-abcde", owner_uid))
+    cluster.create(claiming("forged", "not-the-owners-uid"))  # issue 19: judged on its own
     cluster.create(workload("Pod", name="sentinel", namespace="audit-e"))
     eventually(lambda: annotation(cluster, "Pod", "audit-e", "sentinel"))
+    eventually(lambda: annotation(cluster, "Pod", "audit-e", "forged"))
     time.sleep(1.0)
     assert patches_to(cluster, "Pod", "audit-e", "llm-5d9-abcde") == 0
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import review, workload
 from finops_operator.domain import conventions
 from tests.support.kube_emulator import KubeEmulator, store_namespaces
 from tests.support.operator_process import OperatorProcess
-from tests.support.reviews import review, workload
 
 NAMESPACES = 3000
 

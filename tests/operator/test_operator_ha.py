@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, review, workload
 from tests.support.crd_schema import UPSTREAM_CRDS, validate_against_crd
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess
 from tests.support.paths import ROOT
-from tests.support.reviews import COMPLETE_LABELS, review, workload
 
 WEBHOOKS = ROOT / "manifests" / "base" / "webhooks.yaml"
 SECRET = "finops-operator-webhook-tls"

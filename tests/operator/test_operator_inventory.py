@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, pod_spec
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess, running_operator
-from tests.support.reviews import COMPLETE_LABELS, pod_spec
 
 
 @pytest.fixture(scope="module")

@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.adapters.kube_api import WORKERS
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import OperatorProcess
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 PODS = 10_000
 VIOLATING_EVERY = 10

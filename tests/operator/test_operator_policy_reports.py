@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from tests.support.crd_schema import UPSTREAM_CRDS, validate_against_crd
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import running_operator
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 CRD = UPSTREAM_CRDS / "wgpolicyk8s.io_policyreports.yaml"
 VIOLATIONS = "finops.resilio.tech/violations"

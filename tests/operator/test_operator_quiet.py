@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import running_operator
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 VIOLATIONS = "finops.resilio.tech/violations"
 KINDS = ("Deployment", "StatefulSet", "Job", "Pod")

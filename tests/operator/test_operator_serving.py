@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from finops_devtools.devcluster.reviews import review, workload
 from finops_operator.domain import conventions
 from finops_operator.domain.webhook_certificate import secret_body
 from tests.support.kube_emulator import KubeEmulator, eventually, store_namespaces
 from tests.support.operator_process import OperatorProcess
 from tests.support.paths import ROOT
-from tests.support.reviews import review, workload
 from tests.support.tls_files import KubeletMount, Traffic, fresh_pair, serial
 
 WEBHOOKS = ROOT / "manifests" / "base" / "webhooks.yaml"

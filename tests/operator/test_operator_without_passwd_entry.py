@@ -20,7 +20,7 @@ from typing import NoReturn
 import kubernetes.config.kube_config
 import pytest
 
-from finops_operator.adapters.certificates import write_self_signed
+from finops_devtools.devcluster.certificates import write_self_signed
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.operator import OperatorState, RunOptions, serve

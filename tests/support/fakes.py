@@ -13,6 +13,8 @@ They keep the semantics the controllers rely on, and nothing more:
   `fail_next` and `outage` raise `PrometheusError`; `warnings` makes every answer
   a partial one.
 - `FakeMetrics`: what each metric was set to or counted.
+- `FakeClock`: a fixed "now" that each wait moves on; it records every wait and, after
+  `waits` of them, ends the loop at the next (`ClockStopped`).
 
 mypy checks them against the Protocols of `finops_operator.ports` (this file is
 in `[tool.mypy] files`; see `_conforms` at the end).
@@ -21,6 +23,7 @@ in `[tool.mypy] files`; see `_conforms` at the end).
 from __future__ import annotations
 
 import copy
+import datetime
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +32,7 @@ from typing import Any
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PrometheusConfig
 from finops_operator.errors import KubeError, PrometheusError
-from finops_operator.ports import KubePort, MetricsPort, PrometheusPort, Resource
+from finops_operator.ports import ClockPort, KubePort, MetricsPort, PrometheusPort, Resource
 
 ObjectKey = tuple[str, str, str, str | None, str]  # group, version, plural, namespace, name
 
@@ -91,7 +94,8 @@ class FakeKube:
     objects: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
     workloads: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    by_path: dict[str, Any] = field(default_factory=dict)  # objects only reached by `raw`
+    # objects only reached by `raw`; a function answers the POSTs to its path (reviews)
+    by_path: dict[str, Any] = field(default_factory=dict)
     # group/version -> the plurals discovery lists; a group/version absent is not served
     served: dict[str, frozenset[str]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -282,6 +286,9 @@ class FakeKube:
             raise self._refuse(404, f"{method} {path}: 404 not found")
         if method == "GET":
             return copy.deepcopy(self.by_path[path])
+        if method == "POST" and callable(self.by_path[path]):
+            # A review (TokenReview, SubjectAccessReview): the path's function answers it.
+            return self.by_path[path](copy.deepcopy(body))
         if method == "PATCH" and content_type == "application/json-patch+json":
             self.by_path[path] = json_patch(self.by_path[path], body)
         elif method == "PATCH":
@@ -374,8 +381,29 @@ class FakeMetrics:
         self.exemptions[(namespace, kind)] += delta
 
 
+class ClockStopped(BaseException):
+    """Raised by `FakeClock.sleep` once its waits are used up: ends a loop under test."""
+
+
+@dataclass
+class FakeClock:
+    """A `ClockPort` for loops: `now` moves on by each wait; the waits are recorded."""
+
+    start: datetime.datetime = datetime.datetime(2026, 11, 15, 12, tzinfo=datetime.UTC)
+    waits: int | None = None  # how many waits return; the next is recorded, then raises
+    slept: list[float] = field(default_factory=list)
+
+    def now(self) -> datetime.datetime:
+        return self.start + datetime.timedelta(seconds=sum(self.slept))
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if self.waits is not None and len(self.slept) > self.waits:
+            raise ClockStopped
+
+
 def _conforms(
-    kube: FakeKube, prometheus: FakePrometheus, metrics: FakeMetrics
-) -> tuple[KubePort, PrometheusPort, MetricsPort]:
+    kube: FakeKube, prometheus: FakePrometheus, metrics: FakeMetrics, clock: FakeClock
+) -> tuple[KubePort, PrometheusPort, MetricsPort, ClockPort]:
     """Never called: mypy fails here when a fake drifts from its Protocol."""
-    return kube, prometheus, metrics
+    return kube, prometheus, metrics, clock

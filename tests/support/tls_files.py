@@ -17,8 +17,8 @@ from typing import Any
 
 from cryptography import x509
 
+from finops_devtools.devcluster.reviews import review, workload
 from finops_operator.adapters.certificates import self_signed
-from tests.support.reviews import review, workload
 
 
 def fresh_pair() -> tuple[bytes, bytes]:

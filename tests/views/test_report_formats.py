@@ -55,7 +55,14 @@ def test_the_formats_are_the_five_of_the_command() -> None:
 
 def test_json_is_the_contract_with_money_as_strings_and_hours_as_numbers() -> None:
     document = json.loads(to_json(costs(), "2026-11"))
-    assert list(document) == ["period", "currency", "teams", "untagged", "cluster"]
+    assert list(document) == [
+        "period",
+        "currency",
+        "teams",
+        "untagged",
+        "cluster",
+        "selfHostedModels",
+    ]
     assert document["period"] == "2026-11" and document["currency"] == "USD"
     assert [row["team"] for row in document["teams"]] == ["recsys", "search"]
     search = document["teams"][1]
@@ -211,7 +218,10 @@ def test_the_table_names_every_row_and_says_when_the_data_ends() -> None:
 
 def _json_cost_centers(report: CostReport, allocation: Allocation) -> dict[str, object]:
     document = json.loads(to_json(report, "2026-11", allocation=allocation))
-    assert list(document) == ["period", "currency", "teams", "untagged", "cluster", "costCenters"]
+    assert list(document) == [
+        "period", "currency", "teams", "untagged", "cluster", "costCenters", "selfHostedModels",
+    ]  # fmt: skip
+    assert document["selfHostedModels"] == []
     centers: dict[str, object] = document["costCenters"]
     return centers | {"cluster": document["cluster"]}
 

@@ -37,6 +37,11 @@ release's own namespace, so the operator can start while it is down.
 {{- define "finops-operator.config" -}}
 {{- $config := deepCopy .Values.config -}}
 {{- $_ := set $config "exemptNamespaces" (include "finops-operator.exemptNamespaces" . | fromJsonArray) -}}
+{{- if .Values.metrics.secure -}}
+{{- $metrics := deepCopy (get $config "metrics" | default dict) -}}
+{{- $_ := set $metrics "secure" true -}}
+{{- $_ := set $config "metrics" $metrics -}}
+{{- end -}}
 {{- if .Values.admissionPolicies.enabled -}}
 {{- $policies := deepCopy (get $config "admissionPolicies" | default dict) -}}
 {{- $_ := set $policies "enabled" true -}}
@@ -45,3 +50,9 @@ release's own namespace, so the operator can start while it is down.
 {{- toYaml $config -}}
 {{- end -}}
 
+
+{{/* "true" when /metrics is served over HTTPS behind the token check (the chart's
+switch or the configuration's own key): the probes and the ServiceMonitor follow. */}}
+{{- define "finops-operator.metricsSecure" -}}
+{{- if or .Values.metrics.secure (get (get .Values.config "metrics" | default dict) "secure") -}}true{{- end -}}
+{{- end -}}

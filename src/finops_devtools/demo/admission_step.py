@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from finops_devtools.demo import workloads as demo_workloads
+from finops_devtools.demo.kubectl_tables import events_table
 from finops_devtools.demo.terminal import Printer
 from finops_devtools.demo.waiting import wait_for
 from finops_operator.domain import conventions
-from finops_operator.views.kubectl_tables import events_table
 
 if TYPE_CHECKING:
     from finops_devtools.devcluster.emulator import KubeEmulator

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from finops_devtools.demo import workloads as demo_workloads
-from finops_devtools.demo.terminal import Printer
-from finops_devtools.demo.waiting import wait_for
-from finops_operator.domain import conventions
-from finops_operator.views.kubectl_tables import (
+from finops_devtools.demo.kubectl_tables import (
     abbreviated_rule,
     costpolicies_table,
     costreports_table,
     to_yaml,
 )
+from finops_devtools.demo.terminal import Printer
+from finops_devtools.demo.waiting import wait_for
+from finops_operator.domain import conventions
 from finops_operator.views.showback_html import render_showback
 
 if TYPE_CHECKING:

@@ -93,7 +93,7 @@ class Demo:
         except ImportError:
             raise MissingPrerequisiteError(
                 "the demo needs kmock for its Kubernetes API emulator: "
-                "pip install 'finops-operator[demo]' (or run scripts/bootstrap.sh)"
+                "pip install -e ./devtools (or run scripts/bootstrap.sh)"
             ) from None
 
     def start_prometheus(self, stack: contextlib.ExitStack) -> Scenario:

@@ -33,8 +33,8 @@ from typing import Any, Protocol
 import yaml
 
 from finops_devtools.devcluster import eventually, free_port
+from finops_devtools.devcluster.certificates import write_self_signed
 from finops_devtools.errors import OperatorError
-from finops_operator.adapters.certificates import write_self_signed
 
 
 class Api(Protocol):

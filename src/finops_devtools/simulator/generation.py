@@ -33,12 +33,13 @@ from finops_devtools.simulator.world import (
     Node,
     Pod,
     Scenario,
+    ServedModel,
     TokenStream,
     Utilization,
     stable_hash,
     to_unix,
 )
-from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.config import PricingConfig, TokenPreset
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class ScenarioParams:
     gateway_restart: bool = True  # restart the LLM gateway once, at a random minute
     tokens_hourly: int = 200_000  # typical token traffic of one team's API key
     utilization_step: int = 300
+    gateway: TokenPreset = "litellm"  # how the gateway reports tokens
+    # Serve SELF_HOSTED_MODELS with vLLM on a node of their own (team ml-serving).
+    self_hosted: bool = False
 
     @classmethod
     def benchmark(cls, start: datetime, end: datetime, seed: int = 7) -> ScenarioParams:
@@ -121,6 +125,15 @@ _DURATIONS: Final = {
     "notebook": (3.0, 0.7),
     "batch": (0.7, 0.8),
 }
+
+
+# The models served with vLLM when `self_hosted`: (model, GPUs per pod, tokens an hour,
+# hours between rollouts, which replace the pod).
+SELF_HOSTED_MODELS: Final = (
+    ("llama-3.1-70b", 2, 6_000_000, 100),
+    ("qwen2.5-7b", 1, 2_000_000, 70),
+)
+SERVING_TEAM: Final = "ml-serving"
 
 
 @dataclass(frozen=True)
@@ -183,6 +196,13 @@ def generate_scenario(params: ScenarioParams) -> Scenario:
         for index, team in enumerate(teams)
         for k, model in enumerate(rng.sample(list(params.llm_models), rng.randint(1, 2)))
     ]
+    served: list[ServedModel] = []
+    if params.self_hosted:
+        node = Node(
+            name="serve-h100-0", gpu_model=H100, resource=RESOURCE_GPU, gpus=4, ip="10.0.9.10"
+        )
+        nodes.append(node)
+        served = _serving_pods(params, builder, node, start, end)
     restarts: tuple[int, ...] = ()
     if params.gateway_restart:
         restarts = (start + rng.randrange((end - start) // 3, (end - start) * 2 // 3) // 60 * 60,)
@@ -198,7 +218,60 @@ def generate_scenario(params: ScenarioParams) -> Scenario:
         anomalies=anomalies,
         utilization_step=params.utilization_step,
         seed=params.seed,
+        gateway=params.gateway,
+        served_models=served,
     )
+
+
+def _serving_pods(
+    params: ScenarioParams, builder: _PodBuilder, node: Node, start: int, end: int
+) -> list[ServedModel]:
+    """vLLM pods on `node`, one model per group of devices, each pod replaced by the
+    next at every rollout (from a day before the scenario to past its end); the fourth
+    device stays free (unallocated capacity)."""
+    served = []
+    device = 0
+    for index, (model, gpus, hourly, every) in enumerate(SELF_HOSTED_MODELS):
+        devices = tuple(range(device, device + gpus))
+        device += gpus
+        t = start - DAY + index * 1800
+        rollout = 0
+        while t < end:
+            rollout += 1
+            name = (
+                f"{model.replace('.', '-')}-{stable_hash(params.seed, index, rollout) % 16**5:05x}"
+            )
+            builder.add_pod(
+                name=name,
+                namespace=SERVING_TEAM,
+                node=node.name,
+                units=gpus,
+                start=t,
+                end=t + every * HOUR,
+                labels={
+                    "team": SERVING_TEAM,
+                    "feature": "chat",
+                    "environment": "production",
+                    "workload_type": "inference",
+                    "cost_center": "cc-1900",
+                },
+                devices=devices,
+                slice_id=None,
+                utilization=Utilization(base=70, amplitude=20, noise=5),
+                owner_kind="ReplicaSet",
+                owner_name=f"{model.replace('.', '-')}-rs",
+                restarts=(),
+            )
+            served.append(
+                ServedModel(
+                    pod_uid=len(builder.pods),
+                    model=model,
+                    hourly=hourly,
+                    key=stable_hash(params.seed, index, rollout, 11),
+                )
+            )
+            t += every * HOUR
+    return served
 
 
 def _slots(node: Node, rng: random.Random) -> Iterator[tuple[int, tuple[int, ...], int | None]]:
@@ -334,3 +407,7 @@ class _PodBuilder:
 
     def _add(self, **fields: object) -> None:
         self.pods.append(Pod(uid=len(self.pods) + 1, **fields))  # type: ignore[arg-type]
+
+    def add_pod(self, **fields: object) -> None:
+        """A pod placed by the caller (the vLLM servers), numbered after the others."""
+        self._add(**fields)

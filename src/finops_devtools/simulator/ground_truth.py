@@ -57,6 +57,27 @@ class JobTruth:
 
 
 @dataclass(frozen=True)
+class SelfHostedTruth:
+    """A served model in one namespace: its pods' GPU hours and cost, its tokens."""
+
+    model: str
+    namespace: str
+    gpu_hours: Decimal
+    gpu_cost: Decimal
+    prompt_tokens: Decimal
+    generation_tokens: Decimal
+
+    @property
+    def cost_per_1m_tokens(self) -> Decimal | None:
+        tokens = self.prompt_tokens + self.generation_tokens
+        if not tokens:
+            return None
+        with localcontext() as ctx:
+            ctx.prec = 40
+            return self.gpu_cost * 1_000_000 / tokens
+
+
+@dataclass(frozen=True)
 class GroundTruth:
     """The exact figures for [start, end). `teams` includes `__untagged__` when it has
     usage; `cluster` sums the rows, with `shared_cost` = platform + unallocated cost
@@ -76,6 +97,8 @@ class GroundTruth:
     undistributed_cost: Decimal
     jobs: Mapping[tuple[str, str], JobTruth]
     restarts: Mapping[str, int]  # container restarts in the period, by team
+    # (model, namespace) -> the served model's figures (vLLM servers).
+    self_hosted: Mapping[tuple[str, str], SelfHostedTruth] = field(default_factory=dict)
 
 
 def _dec(value: Fraction) -> Decimal:
@@ -189,10 +212,26 @@ def ground_truth(
     token_cost: dict[str, Fraction] = defaultdict(Fraction)
     for stream in s.token_streams:
         count = Fraction(s.tokens3600(stream, a, b), HOUR)
-        # The simulated gateway counts input + output tokens together (one price).
-        model_price = Fraction(prices.token_price(stream.model))
+        # The simulated gateway reports 3/4 of a stream's tokens as input, the rest as
+        # output (to the token, at each sample), each priced at its direction's price.
+        input_price = Fraction(prices.token_price(stream.model, "input"))
+        output_price = Fraction(prices.token_price(stream.model, "output"))
         tokens[stream.team] += count
-        token_cost[stream.team] += count * model_price / 1000
+        token_cost[stream.team] += (count * 3 * input_price + count * output_price) / 4000
+
+    served_hours: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+    served_cost: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+    served_tokens: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+    for served in s.served_models:
+        pod = s.pod(served.pod_uid)
+        key = (served.model, pod.namespace)
+        node = nodes[pod.node]
+        seconds = _overlap(pod.start, pod.end, a, b)
+        pod_hours = Fraction(pod.units, node.units_per_gpu) * Fraction(seconds, HOUR)
+        served_hours[key] += pod_hours
+        served_cost[key] += pod_hours * price(node.gpu_model)
+        lo, hi = max(pod.start, a), min(pod.end, b)
+        served_tokens[key] += Fraction(s.tokens3600(served.stream, lo, hi), HOUR)
 
     capacity: dict[str, Fraction] = defaultdict(Fraction)
     for node in s.nodes:
@@ -280,4 +319,15 @@ def ground_truth(
             for key in sorted(job_hours)
         },
         restarts=dict(sorted(restarts.items())),
+        self_hosted={
+            key: SelfHostedTruth(
+                model=key[0],
+                namespace=key[1],
+                gpu_hours=_dec(served_hours[key]),
+                gpu_cost=_dec(served_cost[key]),
+                prompt_tokens=_dec(served_tokens[key] * 3 / 4),
+                generation_tokens=_dec(served_tokens[key] / 4),
+            )
+            for key in sorted(served_hours)
+        },
     )

@@ -1,7 +1,8 @@
 """The series a scenario leaves in Prometheus, as OpenMetrics text.
 
 `write_openmetrics` streams what the real exporters would have produced (the
-operator, dcgm-exporter, a LiteLLM gateway, kube-state-metrics), as scraped by
+operator, dcgm-exporter, a LiteLLM gateway or an OpenTelemetry GenAI one, vLLM
+servers, kube-state-metrics), as scraped by
 Prometheus, in the OpenMetrics text that `promtool tsdb create-blocks-from
 openmetrics` backfills; `write_openmetrics_chunks` cuts it in daily files for
 promtool. `ExportOptions` says how the series look once scraped (interval,
@@ -25,6 +26,7 @@ from finops_devtools.simulator.world import (
     HOUR,
     Pod,
     Scenario,
+    ServedModel,
     TokenStream,
     from_unix,
     stable_hash,
@@ -37,6 +39,11 @@ METRIC_DCGM_UTIL: Final = "DCGM_FI_DEV_GPU_UTIL"
 METRIC_LITELLM_TOKENS: Final = "litellm_total_tokens_metric_total"
 METRIC_LITELLM_INPUT_TOKENS: Final = "litellm_input_tokens_metric_total"
 METRIC_LITELLM_OUTPUT_TOKENS: Final = "litellm_output_tokens_metric_total"
+# OpenTelemetry GenAI's gen_ai.client.token.usage as Prometheus stores it (its _sum).
+METRIC_GENAI_TOKEN_USAGE_SUM: Final = "gen_ai_client_token_usage_sum"
+# vLLM's counters (vllm/v1/metrics/loggers.py), labelled model_name.
+METRIC_VLLM_PROMPT_TOKENS: Final = "vllm:prompt_tokens_total"
+METRIC_VLLM_GENERATION_TOKENS: Final = "vllm:generation_tokens_total"
 METRIC_KSM_RESTARTS: Final = "kube_pod_container_status_restarts_total"
 METRIC_KSM_REQUESTS: Final = "kube_pod_container_resource_requests"
 METRIC_KSM_JOB_FAILED: Final = "kube_job_status_failed"
@@ -46,6 +53,8 @@ JOB_OPERATOR: Final = "finops-operator"
 JOB_DCGM: Final = "dcgm-exporter"
 JOB_KSM: Final = "kube-state-metrics"
 JOB_LITELLM: Final = "litellm"
+JOB_GENAI_GATEWAY: Final = "envoy-ai-gateway"
+JOB_VLLM: Final = "vllm"
 
 
 @dataclass(frozen=True)
@@ -257,7 +266,11 @@ class _Writer:
                 self.constant(prefix, str(price), self.lo, self.hi, offset)
         self.write_dcgm()
         self.write_ksm()
-        self.write_tokens()
+        if s.gateway == "otel-genai":
+            self.write_genai_tokens()
+        else:
+            self.write_tokens()
+        self.write_vllm()
 
     def write_dcgm(self) -> None:
         s, step = self.s, self.s.utilization_step
@@ -372,6 +385,69 @@ class _Writer:
                 if direction is not None:
                     samples = _split(samples, direction)
                 self.emit(_series(metric, labels), samples)
+
+    def write_genai_tokens(self) -> None:
+        """The gateway's tokens as OpenTelemetry GenAI reports them (Envoy AI Gateway):
+        the `_sum` of the histogram gen_ai.client.token.usage, one series per token
+        type (`input` 3/4 of the tokens, rounded down, `output` the rest), model and
+        team (the attribute the gateway copies from the caller's header). Simplified:
+        only the `_sum` series, typed unknown (no buckets, no count); a gateway restart
+        resets it like a counter."""
+        s = self.s
+        resets = sorted(s.gateway_restarts)
+        self.family(METRIC_GENAI_TOKEN_USAGE_SUM, "unknown", "Sum of tokens per request.")
+        for direction in ("input", "output"):
+            for stream in s.token_streams:
+                labels = {
+                    "gen_ai_operation_name": "chat",
+                    "gen_ai_provider_name": "openai",
+                    "gen_ai_request_model": stream.model,
+                    "gen_ai_token_type": direction,
+                    "team": stream.team,
+                    "job": JOB_GENAI_GATEWAY,
+                    "instance": "10.0.3.20:1064",
+                }
+                samples = _split(self._counter(stream, resets), direction)
+                self.emit(_series(METRIC_GENAI_TOKEN_USAGE_SUM, labels), samples)
+
+    def write_vllm(self) -> None:
+        """vLLM's prompt and generation token counters of each serving pod, labelled
+        `model_name`, with the pod's `namespace` and `pod` as target labels (a
+        PodMonitor's); from 0 when the pod starts, while it runs."""
+        s = self.s
+        if not s.served_models:
+            return
+        families = (
+            (METRIC_VLLM_PROMPT_TOKENS, "Number of prefill tokens processed.", "input"),
+            (METRIC_VLLM_GENERATION_TOKENS, "Number of generation tokens processed.", "output"),
+        )
+        for metric, help_text, direction in families:
+            self.family(metric, "counter", help_text)
+            for served in s.served_models:
+                pod = s.pod(served.pod_uid)
+                labels = {
+                    "model_name": served.model,
+                    "namespace": pod.namespace,
+                    "pod": pod.name,
+                    "job": JOB_VLLM,
+                    "instance": f"10.0.5.{served.pod_uid % 250}:8000",
+                }
+                self.emit(_series(metric, labels), _split(self._served(served, pod), direction))
+
+    def _served(self, served: ServedModel, pod: Pod) -> Iterator[tuple[int, str]]:
+        """A vLLM server's total tokens since its pod started, at each scrape it lived."""
+        s, stream = self.s, served.stream
+        first = max(self.lo, pod.start)
+        hour_start = first // HOUR * HOUR
+        done3600 = s.tokens3600(stream, pod.start, hour_start) if hour_start > pod.start else 0
+        for t in _ticks(first, min(self.hi, pod.end), self.o.scrape_interval):
+            while t >= hour_start + HOUR:
+                lo = max(hour_start, pod.start)
+                done3600 += s.tokens_in_hour(stream, hour_start // HOUR) * (hour_start + HOUR - lo)
+                hour_start += HOUR
+            lo = max(hour_start, pod.start)
+            now3600 = done3600 + s.tokens_in_hour(stream, hour_start // HOUR) * (t - lo)
+            yield t, str(now3600 // HOUR)
 
     def _counter(self, stream: TokenStream, resets: list[int]) -> Iterator[tuple[int, str]]:
         """Counter samples: tokens since the gateway last (re)started, rounded down."""

@@ -20,7 +20,7 @@ from fractions import Fraction
 from typing import Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import PricingConfig
+from finops_operator.domain.config import PricingConfig, TokenPreset
 
 UNTAGGED: Final = conventions.UNTAGGED
 COST_LABEL_NAMES: Final = ("team", "feature", "environment", "workload_type", "cost_center")
@@ -139,6 +139,23 @@ class TokenStream:
 
 
 @dataclass(frozen=True)
+class ServedModel:
+    """A vLLM server: pod `pod_uid` serves `model` (vLLM's `model_name`) for its whole
+    life, about `hourly` tokens an hour (day-shaped), 3/4 of them prompt tokens; its
+    counters start at 0 when the pod starts."""
+
+    pod_uid: int
+    model: str
+    hourly: int
+    key: int = 0
+
+    @property
+    def stream(self) -> TokenStream:
+        """Its traffic, shaped like a gateway stream (no team: no anomaly applies)."""
+        return TokenStream(team="", model=self.model, api_key="", hourly=self.hourly, key=self.key)
+
+
+@dataclass(frozen=True)
 class Anomaly:
     """From `start`, `team` gets `gpu_factor` times its share of new pods and
     `token_factor` times its token traffic: the spend jump an alert should catch."""
@@ -159,11 +176,21 @@ class Scenario:
     pods: Sequence[Pod]
     pricing: PricingConfig = field(default_factory=PricingConfig)
     token_streams: Sequence[TokenStream] = ()
-    gateway_restarts: tuple[int, ...] = ()  # LiteLLM restarts: every counter resets to 0
+    gateway_restarts: tuple[int, ...] = ()  # gateway restarts: every counter resets to 0
     gateway_start: int | None = None  # when the counters started; default: `start`
     anomalies: Sequence[Anomaly] = ()
     utilization_step: int = 300
     seed: int = 0
+    # How the gateway reports tokens: LiteLLM's counters, or OpenTelemetry GenAI's
+    # gen_ai.client.token.usage (as Envoy AI Gateway does), the team in `team`.
+    gateway: TokenPreset = "litellm"
+    served_models: Sequence[ServedModel] = ()
+
+    def pod(self, uid: int) -> Pod:
+        for pod in self.pods:
+            if pod.uid == uid:
+                return pod
+        raise KeyError(uid)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

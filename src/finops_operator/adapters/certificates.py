@@ -1,4 +1,7 @@
-"""Self-signed TLS for the admission webhook, for development and tests.
+"""Self-signed TLS for the admission webhook: what `run` serves with no certificate given.
+
+The pair stays in memory (`certificate_reloader`); the development tools write one
+to files for the operators they start (`finops_devtools/devcluster/certificates.py`).
 
 kopf's own generator (certbuilder/oscrypto) cannot read this machine's OpenSSL,
 so the certificate is made with `cryptography`. In a cluster, mount a real
@@ -9,9 +12,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -72,20 +73,3 @@ def service_hostnames(namespace: str, service: str = "finops-operator-webhook") 
         "localhost",
         "127.0.0.1",
     ]
-
-
-def write_pair(
-    cert_pem: bytes, key_pem: bytes, directory: str | Path | None = None
-) -> tuple[Path, Path]:
-    """Write a certificate and key to files (a new private folder by default)."""
-    folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="finops-webhook-"))
-    cert_path, key_path = folder / "tls.crt", folder / "tls.key"
-    cert_path.write_bytes(cert_pem)
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(key_pem)
-    return cert_path, key_path
-
-
-def write_self_signed(directory: str | Path | None = None) -> tuple[Path, Path]:
-    """Write a fresh self-signed pair to files (a new private folder by default)."""
-    return write_pair(*self_signed(), directory)

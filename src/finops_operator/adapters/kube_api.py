@@ -35,6 +35,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from finops_operator.adapters import kube_credentials
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from finops_operator.errors import KubeError, NotSentError
 
@@ -45,15 +46,6 @@ def _reason(err: ApiException) -> str:
         return str(body.get("message") or err.reason)
     except (ValueError, AttributeError):
         return str(err.reason)
-
-
-def _configured_client() -> kubernetes.client.ApiClient:
-    configuration = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return kubernetes.client.ApiClient(configuration)
 
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -76,14 +68,15 @@ class KubeApi:
 
     def __init__(
         self,
-        client: kubernetes.client.ApiClient | None = None,
+        credentials: kube_credentials.Credentials | None = None,
         request_timeout: float = REQUEST_TIMEOUT_SECONDS,
         *,
         workers: int = WORKERS,
         name: str = "kube-api",
         agent: str | None = None,
     ) -> None:
-        self._client = client or _configured_client()
+        # A connection pool of its own, with the credentials every client shares.
+        self._client = kubernetes.client.ApiClient(credentials or kube_credentials.load())
         if agent is not None:
             self._client.user_agent = agent
         self._objects = kubernetes.client.CustomObjectsApi(self._client)

@@ -42,6 +42,8 @@ import aiohttp
 import kubernetes
 import orjson
 
+from finops_operator.adapters import kube_credentials
+
 logger = logging.getLogger(__name__)
 
 OnEvent = Callable[[str, Mapping[str, Any]], Awaitable[None]]
@@ -68,15 +70,6 @@ class Connection:
     agent: str = ""  # the User-Agent: which replica reads (the API server's audit log)
 
     @classmethod
-    def from_environment(cls, agent: str = "") -> Connection:
-        configuration = kubernetes.client.Configuration()
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return cls.of(configuration, agent)
-
-    @classmethod
     def of(cls, configuration: kubernetes.client.Configuration, agent: str = "") -> Connection:
         context: ssl.SSLContext | bool = False
         if configuration.host.startswith("https"):
@@ -90,10 +83,8 @@ class Connection:
                 context.load_cert_chain(configuration.cert_file, configuration.key_file)
 
         def authorization() -> str | None:
-            # Re-read at each request: an in-cluster token is rotated on disk (the client's
-            # refresh hook runs here), as the client's own calls do.
-            bearer = configuration.auth_settings().get("BearerToken")
-            return str(bearer["value"]) if bearer and bearer.get("value") else None
+            # Re-read at each request: an in-cluster token is rotated on disk.
+            return kube_credentials.bearer(configuration)
 
         return cls(configuration.host.rstrip("/"), context, authorization, agent)
 

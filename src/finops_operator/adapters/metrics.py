@@ -144,6 +144,10 @@ class OperatorMetrics:
 
 GZIP_LEVEL = 1  # the text repeats itself: level 1 packs it ~10x, several times faster than 9
 ALLOCATION_HELP = "GPUs held by a running pod (fractional for MIG slices and shared GPUs)."
+ALLOCATION_HELP_WITHOUT_PODS = (
+    "GPUs held by running pods, summed over the pods of each namespace, node, model and "
+    "cost labels (metrics.podSeries: false)."
+)
 CAPACITY_HELP = "GPUs a node offers, in devices."
 CAPACITY_LABELS = ("node", "gpu_model", "resource")
 
@@ -169,11 +173,17 @@ class InventoryExposition:
     """
 
     def __init__(
-        self, inventory: Inventory, pricing: PricingConfig, gzip_level: int = GZIP_LEVEL
+        self,
+        inventory: Inventory,
+        pricing: PricingConfig,
+        gzip_level: int = GZIP_LEVEL,
+        pod_series: bool = True,
     ) -> None:
         self.inventory = inventory
         self.pricing = pricing
         self.gzip_level = gzip_level
+        # False (`metrics.podSeries`): the allocation summed without the `pod` label.
+        self.pod_series = pod_series
         self.rebuilds = 0
         self._lock = threading.Lock()
         self._version = -1
@@ -203,6 +213,9 @@ class InventoryExposition:
     def _rebuild(self) -> None:
         pods = list(self.inventory.pods.items())  # copies in C: atomic against the loop
         nodes = dict(self.inventory.nodes)
+        if not self.pod_series:
+            self._rebuild_without_pods([pod for _, pod in pods], nodes)
+            return
         previous = self._lines
         lines: dict[tuple[str, str], tuple[PodGpus, tuple[str, int], int, str]] = {}
         changed: set[int] = set()
@@ -235,6 +248,28 @@ class InventoryExposition:
         parts = [self._head, *self._parts, self._tail]
         self._text = b"".join(text for text, _ in parts)
         self._gzipped = b"".join(packed for _, packed in parts if packed)
+
+    def _rebuild_without_pods(self, pods: list[PodGpus], nodes: dict[str, NodeGpus]) -> None:
+        """The allocation family summed over the pods that share every other label: one
+        series per namespace, node, resource, model and cost labels, whatever the pods."""
+        pod_at = ALLOCATION_LABELS.index("pod")
+        labels = ALLOCATION_LABELS[:pod_at] + ALLOCATION_LABELS[pod_at + 1 :]
+        sums: dict[tuple[str, ...], Decimal] = {}
+        for values, held in allocation_samples(pods, nodes):
+            key = values[:pod_at] + values[pod_at + 1 :]
+            sums[key] = sums.get(key, Decimal(0)) + held
+        head = _header(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_HELP_WITHOUT_PODS)
+        allocation = self._pack(
+            head
+            + "".join(
+                _sample(conventions.METRIC_POD_GPU_ALLOCATION, labels, key, held)
+                for key, held in sorted(sums.items())
+            )
+        )
+        self._nodes = nodes
+        self._tail = self._pack(self._node_families(nodes))
+        self._text = allocation[0] + self._tail[0]
+        self._gzipped = allocation[1] + self._tail[1]
 
     def _node_families(self, nodes: dict[str, NodeGpus]) -> str:
         lines = [_header(conventions.METRIC_NODE_GPU_CAPACITY, CAPACITY_HELP)]

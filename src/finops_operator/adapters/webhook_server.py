@@ -1,4 +1,4 @@
-"""The HTTPS server the API server calls for admission, and the plain-HTTP metrics server.
+"""The HTTPS server the API server calls for admission, and the metrics server.
 
 Moves bytes only: it parses the AdmissionReview, asks `admission` for the
 decision, answers, and counts. A body that is not an AdmissionReview gets a
@@ -30,6 +30,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from finops_operator.adapters.metrics import GZIP_LEVEL, InventoryExposition, OperatorMetrics
+from finops_operator.adapters.metrics_auth import MetricsGuard
 from finops_operator.domain import conventions
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
@@ -203,6 +204,7 @@ def metrics_app(
     metrics: OperatorMetrics,
     not_ready: NotReady = _always_ready,
     inventory: InventoryExposition | None = None,
+    guard: MetricsGuard | None = None,
 ) -> web.Application:
     """`/metrics` in the Prometheus text format, `/healthz` (liveness) and `/readyz`.
 
@@ -212,7 +214,8 @@ def metrics_app(
     GPU pod) from `InventoryExposition`'s copy, rebuilt only when it changed.
     With `Accept-Encoding: gzip` the answer is two gzip members, the registry's
     then the inventory's cached one (RFC 1952 allows several; Prometheus reads
-    them as one stream).
+    them as one stream). With a `guard` (`metrics.secure`), each scrape of `/metrics`
+    is first authenticated and authorized by the API server (`adapters.metrics_auth`).
     """
     scraping = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
 
@@ -243,7 +246,7 @@ def metrics_app(
     async def stop_scraping(_: web.Application) -> None:
         scraping.shutdown(wait=False, cancel_futures=True)
 
-    app = web.Application()
+    app = web.Application(middlewares=[guard.middleware] if guard is not None else [])
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", readyz)

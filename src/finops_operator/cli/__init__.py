@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, summary in (
         ("lint", lint, "check manifests for the cost labels, offline"),
         ("run", run, "run the operator against the current kubeconfig"),
-        ("render", render, "print the PrometheusRule a CostPolicy becomes"),
+        ("render", render, "print what the operator writes: rules, admission policies, dashboards"),
         ("report", report, "showback for a period from Prometheus"),
         ("demo", demo, "the whole product on one machine: emulated cluster, real Prometheus"),
     ):

@@ -66,12 +66,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         from finops_devtools import demo
     except ModuleNotFoundError as err:
-        # The image ships the operator alone (Dockerfile): the demo needs a source checkout.
+        # The demo is in the finops-devtools distribution, which neither the operator's
+        # wheel nor the image holds (docs/architecture.md, "Decisions").
         if err.name is None or err.name.split(".")[0] != "finops_devtools":
             raise
         print(
-            "error: the demo is not part of this installation (the image holds the operator "
-            "only); run it from a source checkout: pip install -e '.[demo]'",
+            "error: the demo is not part of this installation: install finops-devtools "
+            "(the operator's wheel and image hold the operator only); from a source "
+            "checkout: pip install -e ./devtools, or run scripts/bootstrap.sh",
             file=sys.stderr,
         )
         return 2

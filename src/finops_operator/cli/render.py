@@ -3,8 +3,11 @@
 The PrometheusRule a CostPolicy becomes, the shared recording rules, or
 (`--admission-policy`) the ValidatingAdmissionPolicy pair, the
 MutatingAdmissionPolicy and their bindings generated from the configuration's
-label rules. Users check a policy in CI or review its PromQL or CEL before
-applying it; the golden files under tests/golden/ are this command's output.
+label rules, or (`--dashboards`) the two Grafana showback dashboards in the
+configuration's currency, GPU metrics and LLM gateway (`--out DIR` writes them as
+files, `--check` compares a folder with them). Users check a policy in CI or
+review its PromQL or CEL before applying it; the golden files under tests/golden/
+and manifests/dashboards/ are this command's output.
 Exit 0 with YAML on stdout, or exit 2 with one line per problem on stderr, each
 naming the field.
 """
@@ -32,6 +35,7 @@ from finops_operator.domain.rules.prometheus_rule import (
     rule_groups_file,
 )
 from finops_operator.errors import ConfigError, CostPolicyError
+from finops_operator.views import dashboards
 
 
 class _Dumper(yaml.SafeDumper):
@@ -71,6 +75,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the admission policies and bindings generated from the configuration's "
         "label rules instead (the MutatingAdmissionPolicy unless admissionPolicies.mutating "
         "is false)",
+    )
+    parser.add_argument(
+        "--dashboards",
+        action="store_true",
+        help="print the Grafana showback dashboards (ConfigMaps for the Grafana sidecar) "
+        "instead, in the configuration's currency, gpuMetrics and llmGateway",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="with --dashboards: write the dashboards and their kustomization.yaml into DIR",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="with --dashboards --out DIR: write nothing, exit 1 if DIR differs",
     )
     parser.add_argument(
         "--mutating-version",
@@ -159,18 +180,56 @@ def _render(args: argparse.Namespace, config: Config) -> list[dict[str, Any]]:
     ]
 
 
+def _usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of arguments, if anything."""
+    chosen = (args.recording_rules, args.policy, args.admission_policy, args.dashboards)
+    if sum(bool(choice) for choice in chosen) != 1:
+        return "give one of POLICY.yaml, --recording-rules, --admission-policy or --dashboards"
+    for flag in ("admission_policy", "dashboards"):
+        if getattr(args, flag) and args.format != "prometheusrule":
+            return f"--format applies to PrometheusRules, not --{flag.replace('_', '-')}"
+    if not args.dashboards and (args.out is not None or args.check):
+        return "--out and --check apply to --dashboards"
+    if args.check and args.out is None:
+        return "--check compares a folder: give --out DIR"
+    return None
+
+
+def _write_dashboards(files: dict[str, str], out: Path | None, check: bool) -> int:
+    """Print the dashboards, write them into `out`, or (`check`) compare `out` with them."""
+    if out is None:
+        boards = [
+            content for name, content in files.items() if name != dashboards.KUSTOMIZATION_FILE
+        ]
+        sys.stdout.write("---\n".join(boards))
+        return 0
+    if check:
+        stale = [
+            name
+            for name, content in files.items()
+            if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != content
+        ]
+        for name in stale:
+            print(
+                f"{out / name} is out of date: run finops-operator render --dashboards --out {out}",
+                file=sys.stderr,
+            )
+        return 1 if stale else 0
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (out / name).write_text(content, encoding="utf-8")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    if sum((bool(args.recording_rules), bool(args.policy), bool(args.admission_policy))) != 1:
-        print(
-            "error: give one of POLICY.yaml, --recording-rules or --admission-policy",
-            file=sys.stderr,
-        )
-        return 2
-    if args.admission_policy and args.format != "prometheusrule":
-        print("error: --format applies to PrometheusRules, not --admission-policy", file=sys.stderr)
+    usage = _usage_error(args)
+    if usage:
+        print(f"error: {usage}", file=sys.stderr)
         return 2
     try:
         config = load_config(args.config)
+        if args.dashboards:
+            return _write_dashboards(dashboards.render(config), args.out, args.check)
         rules = _render(args, config)
     except CostPolicyError as err:
         for problem in err.problems:
@@ -181,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"error: {args.policy}: cannot read: {err.strerror}", file=sys.stderr)
+        where = err.filename if err.filename is not None else args.policy
+        print(f"error: {where}: cannot read or write: {err.strerror}", file=sys.stderr)
         return 2
     except yaml.YAMLError as err:
         print(f"error: {args.policy}: not valid YAML: {err}", file=sys.stderr)

@@ -33,20 +33,24 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from finops_operator.adapters.config_file import load_config
 from finops_operator.adapters.prometheus_api import PrometheusClient
+from finops_operator.controllers.serving_reader import Chargeback, read_serving, self_hosted
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
-from finops_operator.domain.config import PrometheusConfig
+from finops_operator.domain.config import Config, PrometheusConfig
 from finops_operator.domain.costs.allocation import Allocation, allocate
 from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
 from finops_operator.domain.costs.focus import FocusAccount, focus_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
+from finops_operator.domain.costs.self_hosted import SelfHostedModel
+from finops_operator.domain.costs.serving_queries import ServingNames
 from finops_operator.domain.names import is_label_value
 from finops_operator.errors import ConfigError, NoUsageDataError, PrometheusError
 from finops_operator.views.report_formats import (
@@ -59,6 +63,7 @@ from finops_operator.views.report_formats import (
     to_json,
     to_table,
 )
+from finops_operator.views.self_hosted_models import html_section, table_lines, to_json_rows
 from finops_operator.views.showback_html import render_showback
 
 # ---------------------------------------------------------------- arguments
@@ -170,14 +175,27 @@ def render(
     team: str | None = None,
     by: tuple[str, ...] = (),
     previous: tuple[PeriodReport, str] | None = None,
+    self_hosted: Sequence[SelfHostedModel] = (),
 ) -> str:
     """The report in format `fmt` (one of `FORMATS`), only `team`'s row when given;
     `by`: CSV rows per team x these labels; `previous`: the month before and its
-    label, for the trend of the HTML."""
+    label, for the trend of the HTML; `self_hosted`: the served models (JSON, table,
+    HTML)."""
     costs = report.costs
     if fmt == "json":
+        rows = to_json_rows(self_hosted)
         centers = _allocation(report)
-        return to_json(costs, label, team, allocation=centers, clusters=report.clusters) + "\n"
+        return (
+            to_json(
+                costs,
+                label,
+                team,
+                allocation=centers,
+                self_hosted=rows,
+                clusters=report.clusters,
+            )
+            + "\n"
+        )
     if by == (CLUSTER,):
         return cluster_table(costs, report.clusters, label)
     if fmt == "csv":
@@ -202,10 +220,12 @@ def render(
         )
         return to_focus(rows)
     if fmt == "html":
-        return showback_page(report, label, team, previous)
+        return showback_page(report, label, team, previous, self_hosted)
     through = report.data_through if report.data_through < report.period.end else None
     centers = _allocation(report)
-    return to_table(costs, label, team, through=through, jobs=report.jobs, allocation=centers)
+    table = to_table(costs, label, team, through=through, jobs=report.jobs, allocation=centers)
+    lines = table_lines(self_hosted, costs.currency)
+    return table + ("\n" + "\n".join(lines) + "\n" if lines else "")
 
 
 def costreports_of(report: PeriodReport, label: str) -> list[dict[str, Any]]:
@@ -232,9 +252,11 @@ def showback_page(
     label: str,
     team: str | None = None,
     previous: tuple[PeriodReport, str] | None = None,
+    self_hosted: Sequence[SelfHostedModel] = (),
 ) -> str:
     """The showback HTML of `report` (and of `previous`, the month before, for the trend);
-    with `team`, only that team's reports besides untagged and the cluster."""
+    with `team`, only that team's reports besides untagged and the cluster; then the
+    self-hosted models."""
     reports = costreports_of(report, label)
     if previous is not None:
         reports += costreports_of(*previous)
@@ -246,6 +268,7 @@ def showback_page(
         reports,
         report.data_through,
         note=f"From Prometheus by `finops-operator report --format html` ({label}).",
+        extra=[html_section(self_hosted, report.costs.currency)],
     )
 
 
@@ -280,8 +303,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     client = PrometheusClient(prometheus, timeout=args.timeout)
     names = QueryNames.from_config(config).only_cluster(args.cluster)
+    chargeback = Chargeback.of(client, config, names)
     try:
-        report = report_period(client, config.pricing, period, names=names)
+        report = report_period(client, config.pricing, period, names=names, adjust=chargeback)
+        read = len(client.log)
+        served = served_models(client, config, names, report, chargeback)
+        report = _with_warnings(report, tuple(w for r in client.log[read:] for w in r.warnings))
     except PrometheusError as err:
         print(f"error: no report for {label}: {err}", file=sys.stderr)
         return 2
@@ -319,7 +346,9 @@ def run(args: argparse.Namespace) -> int:
     known = {row.team for row in report.costs.teams} | {conventions.UNTAGGED}
     if args.team is not None and args.team not in known:
         print(f"note: team {args.team!r} has no usage in {label}", file=sys.stderr)
-    sys.stdout.write(render(report, args.format, label, args.team, args.by, previous))
+    sys.stdout.write(
+        render(report, args.format, label, args.team, args.by, previous, self_hosted=served)
+    )
     return 0
 
 
@@ -341,6 +370,26 @@ def _named_clusters(report: PeriodReport, name: str | None) -> PeriodReport:
         return report
     clusters = tuple(replace(c, name=c.name or name) for c in report.clusters)
     return replace(report, clusters=clusters)
+
+
+def served_models(
+    client: PrometheusClient,
+    config: Config,
+    names: QueryNames,
+    report: PeriodReport,
+    chargeback: Chargeback | None,
+) -> list[SelfHostedModel]:
+    """The self-hosted models of the report's period (what the chargeback read, if on)."""
+    serving = config.self_hosted_models
+    if not serving.enabled:
+        return []
+    usage = chargeback.serving if chargeback is not None else None
+    if usage is None:
+        measured = Period(report.period.start, report.data_through)
+        usage = read_serving(
+            client, measured, names=names, serving=ServingNames.from_config(serving)
+        )
+    return self_hosted(usage, config.pricing, config)
 
 
 def _month_before(period: Period) -> Period:

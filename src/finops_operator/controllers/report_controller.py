@@ -29,6 +29,8 @@ from decimal import Decimal
 from typing import Any
 
 from finops_operator.controllers.apply import Applied, apply
+from finops_operator.controllers.clock import SystemClock
+from finops_operator.controllers.serving_reader import Chargeback
 from finops_operator.controllers.usage_reader import report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.backoff import backoff_delay
@@ -52,7 +54,7 @@ from finops_operator.errors import (
     PrometheusError,
     UnusableAnswerError,
 )
-from finops_operator.ports import KubePort, MetricsPort, PrometheusPort
+from finops_operator.ports import ClockPort, KubePort, MetricsPort, PrometheusPort
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class ReportController:
     policies: Mapping[Any, Mapping[str, Any]]
     metrics: MetricsPort
     leading: Callable[[], bool] = lambda: True
+    clock: ClockPort = field(default_factory=SystemClock)
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lost: bool = False  # this pass found a cached report gone from the API
 
@@ -96,12 +99,12 @@ class ReportController:
         interval = float(self.config.reports.interval_seconds)
         delay, failed = 0.0, 0
         while True:
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)
             if not self.leading():
                 delay = 1.0
                 continue
             try:
-                healthy = await self.refresh(datetime.datetime.now(datetime.UTC))
+                healthy = await self.refresh(self.clock.now())
             except Exception:  # a bug must not end the refreshes for good
                 logger.exception("CostReport refresh failed unexpectedly")
                 healthy = False
@@ -131,6 +134,9 @@ class ReportController:
 
     async def _refresh(self, now: datetime.datetime) -> bool:
         healthy = True
+        # A shared Thanos holds other clusters too: this operator's CostReports are its
+        # own cluster's.
+        names = QueryNames.from_config(self.config).only_cluster(self.config.cluster.name)
         for period in months_to_refresh(now):
             label = f"{period.start:%Y-%m}"
             try:
@@ -140,11 +146,8 @@ class ReportController:
                     self.config.pricing,
                     period,
                     now=now,
-                    # A shared Thanos holds other clusters too: this operator's
-                    # CostReports are its own cluster's.
-                    names=QueryNames.from_config(self.config).only_cluster(
-                        self.config.cluster.name
-                    ),
+                    names=names,
+                    adjust=Chargeback.of(self.prometheus, self.config, names),
                 )
             except NoUsageDataError:
                 logger.debug("No usage in Prometheus for %s yet; nothing to report", label)

@@ -414,13 +414,15 @@ def report_period(
     names: QueryNames = DEFAULT_NAMES,
     chunk: timedelta = timedelta(days=1),
     jobs: bool = True,
+    adjust: Callable[[Usage, Period, PricingConfig], tuple[Usage, PricingConfig]] | None = None,
 ) -> PeriodReport:
     """The cost report of `period` (through `now` when the period is still running).
 
     Raises PrometheusError when Prometheus cannot be read (UnusableAnswerError when an
     answer holds NaN or Inf), and NoUsageDataError when it holds none of the operator's
     series for the period: a report of zeros would be a lie. A partial answer gives a
-    report whose `warnings` say so (`partial`).
+    report whose `warnings` say so (`partial`). `adjust` rewrites the usage (and the
+    prices) read before they are priced: `serving_reader.Chargeback`.
     """
     moment = (now or datetime.now(UTC)).replace(microsecond=0)
     if period.start >= moment:
@@ -443,6 +445,10 @@ def report_period(
             f"{measured.end:%Y-%m-%d %H:%M} UTC; check that the operator is scraped and that "
             "this is the right Prometheus (or tenant)"
         )
+    if adjust is not None:
+        usage, pricing = adjust(usage, measured, pricing)
+        records = client.log[before:]
+        warnings = tuple(dict.fromkeys(w for record in records for w in record.warnings))
     costs = compute_costs(
         period=measured,
         pricing=pricing,

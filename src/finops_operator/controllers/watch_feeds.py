@@ -11,8 +11,13 @@ to a feed here:
   nothing of its object is under way, and only a write due gets a task
   (`in_order.InOrder`: in order per object, at most `AUDITS_IN_FLIGHT` at once).
   An object with a step under way queues its next events behind it, each decided
-  in its turn.
+  in its turn. An object the audit defers (its claimed owner not in the owner
+  cache yet) is decided again `owner_grace` seconds later, in its turn.
 - `NodeFeed`: a GPU node's model and capacity for the inventory.
+
+`watch_lean_kinds` opens one watch per kind of `LIST_WATCHED`, each with its feed,
+adds each to readiness, and runs them once every Namespace is indexed, each kind
+once its owner kinds have listed (`OWNERS_FIRST`).
 
 After 410 Gone the watch lists again and calls `on_relisted` with every
 (namespace, name) of the new list: the feeds forget what was deleted while
@@ -21,15 +26,18 @@ nobody watched.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from finops_operator.controllers.in_order import InOrder
-from finops_operator.controllers.workload_audit import WorkloadAudit
+from finops_operator.controllers.informer_sync import InformerSync, collection_path
+from finops_operator.controllers.workload_audit import OWNER_GRACE_SECONDS, WorkloadAudit
 from finops_operator.domain.gpus.inventory import Inventory
-from finops_operator.domain.workloads import WORKLOAD_KINDS
+from finops_operator.domain.workloads import CONTROLLER_OWNERS, WORKLOAD_KINDS
+from finops_operator.ports import OpenWatch
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,25 @@ LIST_WATCHED: Final[Mapping[str, tuple[str, str]]] = {
     **{kind: (group, plural) for kind, (group, plural, _) in WORKLOAD_KINDS.items()},
 }
 
+# kind -> the kinds whose first list its watch waits for: owners are indexed before the
+# objects that claim them, so a start does not defer every Pod until its ReplicaSet is in.
+OWNERS_FIRST: Final[Mapping[str, frozenset[str]]] = {
+    child.value: frozenset(owner.value for owner in owners)
+    for child, owners in CONTROLLER_OWNERS.items()
+}
+
+
+async def after_owners(
+    kind: str,
+    synced: Mapping[str, Callable[[], bool]],
+    run: Callable[[], Awaitable[None]],
+    check_seconds: float = 0.05,
+) -> None:
+    """`run` the watch of `kind` once the watches of its owner kinds have listed."""
+    while not all(synced[owner]() for owner in OWNERS_FIRST.get(kind, ()) if owner in synced):
+        await asyncio.sleep(check_seconds)
+    await run()
+
 
 class WorkloadFeed:
     """The watch events of one workload kind: the inventory (Pods), the audit, its writes."""
@@ -58,11 +85,14 @@ class WorkloadFeed:
         audit: WorkloadAudit,
         inventory: Inventory | None = None,
         limit: int = AUDITS_IN_FLIGHT,
+        owner_grace: float = OWNER_GRACE_SECONDS,
     ) -> None:
         self.kind = kind
         self.audit = audit
         self.inventory = inventory  # the GPU inventory, for Pods: their allocations
         self.order = InOrder(limit, what=f"Audit of {kind}")
+        self.owner_grace = owner_grace
+        self.rechecks: dict[tuple[str, str], asyncio.Task[None]] = {}  # deferred, by key
 
     async def on_event(self, type: str, body: Mapping[str, Any]) -> None:
         if self.inventory is not None:
@@ -71,16 +101,31 @@ class WorkloadFeed:
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         step: Callable[[], Awaitable[None]]
         if self.order.busy(key):
-            step = functools.partial(self.audit.audit, self.kind, type, body)  # in its turn
+            step = functools.partial(self._in_turn, key, type, body)
         else:
             try:
-                if not self.audit.decide(self.kind, type, body):
-                    return
+                due = self.audit.decide(self.kind, type, body)
             except Exception:
                 logger.exception("Audit of %s %s/%s failed", self.kind, *key)
                 return
+            self._recheck_if_deferred(key)
+            if not due:
+                return
             step = functools.partial(self.audit.send, (self.kind, *key))
         await self.order.submit(key, step)
+
+    async def _in_turn(self, key: tuple[str, str], type: str, body: Mapping[str, Any]) -> None:
+        await self.audit.audit(self.kind, type, body)
+        self._recheck_if_deferred(key)
+
+    def _recheck_if_deferred(self, key: tuple[str, str]) -> None:
+        if (self.kind, *key) in self.audit.deferred and key not in self.rechecks:
+            self.rechecks[key] = asyncio.create_task(self._recheck(key))
+
+    async def _recheck(self, key: tuple[str, str]) -> None:
+        await asyncio.sleep(self.owner_grace)
+        del self.rechecks[key]
+        await self.order.submit(key, functools.partial(self.audit.recheck, (self.kind, *key)))
 
     async def on_relisted(self, listed: set[tuple[str, str]]) -> None:
         """A new list after 410 Gone: forget the objects deleted while nobody watched."""
@@ -103,3 +148,25 @@ class NodeFeed:
     async def on_relisted(self, listed: set[tuple[str, str]]) -> None:
         for name in [name for name in self.inventory.nodes if ("", name) not in listed]:
             self.inventory.observe_node("DELETED", {"metadata": {"name": name}})
+
+
+async def watch_lean_kinds(
+    open_watch: OpenWatch,
+    audit: WorkloadAudit,
+    inventory: Inventory,
+    sync: InformerSync,
+    namespaces_indexed: Callable[[], Awaitable[None]],
+) -> None:
+    """The workloads and Nodes through our own list-and-watch, once the namespaces are in:
+    a workload is judged with its namespace's labels."""
+    watches = {}
+    for kind, (group, plural) in LIST_WATCHED.items():
+        pods = inventory if kind == "Pod" else None
+        feed = NodeFeed(inventory) if kind == "Node" else WorkloadFeed(kind, audit, pods)
+        path, selector = collection_path(group, plural), LEAN_KINDS.get(kind) or None
+        watch = open_watch(path, feed.on_event, feed.on_relisted, field_selector=selector)
+        sync.add_stream(kind, watch.is_synced)
+        watches[kind] = watch
+    await namespaces_indexed()
+    synced = {kind: watch.is_synced for kind, watch in watches.items()}
+    await asyncio.gather(*(after_owners(kind, synced, w.run) for kind, w in watches.items()))

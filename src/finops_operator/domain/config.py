@@ -197,6 +197,18 @@ DEFAULT_FLEET_RULE_LABELS: Final[Mapping[str, str]] = {
 }
 
 
+def _metric_name(name: str) -> str:
+    if not re.fullmatch(_METRIC_NAME, name):
+        raise ValueError(f"{_shown(name)} is not a Prometheus metric name")
+    return name
+
+
+def _label_name(name: str) -> str:
+    if not re.fullmatch(_PROM_LABEL, name):
+        raise ValueError(f"{_shown(name)} is not a Prometheus label name")
+    return name
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -534,6 +546,30 @@ class PolicyReportsConfig(_Model):
     )
 
 
+class MetricsConfig(_Model):
+    """The operator's own `/metrics` (port 8080): who may read it, and how much it tells."""
+
+    secure: bool = Field(
+        default=False,
+        description="Serve `/metrics` over HTTPS (the webhook's serving certificate) and only "
+        "to a bearer token the API server accepts (TokenReview) whose user may `get` the "
+        "URL `/metrics` (SubjectAccessReview), as kube-rbac-proxy does; 401, 403, or 503 "
+        "while the API server cannot answer. `/healthz` and `/readyz` stay open (the "
+        "probes then use HTTPS). Needs `create` on `tokenreviews` and "
+        '`subjectaccessreviews` (granted by the manifests). docs/install.md, "Scraping a '
+        'secure /metrics".',
+    )
+    pod_series: bool = Field(
+        default=True,
+        alias="podSeries",
+        description="One `finops_pod_gpu_allocation` series per GPU pod, with its name. "
+        "`false`: summed over the pods of each namespace, node, GPU model and cost labels "
+        "(no `pod` label): team and feature costs, budgets and reports stay, but the "
+        "per-pod alerts of CostPolicies (idle GPUs, restart loops) cannot fire and pod "
+        "names are not published.",
+    )
+
+
 class GpuMetricsConfig(_Model):
     """Where GPU utilization is read: the idle alert, idle cost, dashboards and reports."""
 
@@ -618,15 +654,35 @@ class GpuMetricsConfig(_Model):
         )
 
 
-class LlmGatewayConfig(_Model):
-    """How token spend is read from the LLM gateway (LiteLLM's Prometheus metrics)."""
+TokenPreset = Literal["litellm", "otel-genai"]
+# The team label of each preset when `llmGateway.teamLabel` is not set.
+DEFAULT_TEAM_LABEL: Final[Mapping[str, str]] = {"litellm": "team_alias", "otel-genai": "team"}
+LITELLM_TEAM_LABELS: Final = ("team_alias", "team")
 
-    team_label: Literal["team_alias", "team"] = Field(
-        default="team_alias",
+
+class LlmGatewayConfig(_Model):
+    """How token spend is read from the LLM gateway: LiteLLM's Prometheus metrics, or the
+    OpenTelemetry GenAI metric `gen_ai.client.token.usage` any instrumented gateway or
+    client reports (Envoy AI Gateway, agentgateway, OpenTelemetry SDKs)."""
+
+    preset: TokenPreset = Field(
+        default="litellm",
+        description="Where tokens come from. `litellm`: LiteLLM's input and output token "
+        "counters, the model in `model`. `otel-genai`: the OpenTelemetry GenAI histogram "
+        "`gen_ai.client.token.usage` as Prometheus stores it (`tokenUsageMetric`, its "
+        "`_sum` series), input and output told apart by `gen_ai_token_type`, the model in "
+        '`gen_ai_request_model` (docs/cost-model.md, "Token sources").',
+    )
+    team_label: str | None = Field(
+        default=None,
         alias="teamLabel",
-        description="LiteLLM label that names the team: `team_alias` (the team's name) or "
-        "`team` (the team_id, a UUID unless you set one). With `team_alias`, requests of "
-        "a team without an alias count under its team_id.",
+        validate_default=True,
+        description="Label that names the team. With `litellm`: `team_alias` (the "
+        "default; the team's name) or `team` (the team_id, a UUID unless you set one); "
+        "with `team_alias`, requests of a team without an alias count under its team_id. "
+        "With `otel-genai`: any label name, `team` by default: the metric attribute (or "
+        "promoted resource attribute) your gateway sets from the caller, e.g. a request "
+        "header.",
     )
     cost_source: Literal["token_prices", "spend_metric"] = Field(
         default="token_prices",
@@ -650,16 +706,108 @@ class LlmGatewayConfig(_Model):
         alias="spendMetric",
         description="Counter of spend (LiteLLM's `litellm_spend_metric`).",
     )
+    token_usage_metric: str = Field(
+        default="gen_ai_client_token_usage_sum",
+        alias="tokenUsageMetric",
+        description="With `otel-genai`: the `_sum` series of `gen_ai.client.token.usage` "
+        "(a cumulative histogram of tokens per request). Prometheus' OTLP receiver with "
+        "the default `translation_strategy` (`UnderscoreEscapingWithSuffixes`) and the "
+        "OpenTelemetry Prometheus exporters drop the unit `{token}` and write "
+        "`gen_ai_client_token_usage_sum`; agentgateway prefixes its metrics "
+        "(`agentgateway_gen_ai_client_token_usage_sum`).",
+    )
 
-    @field_validator("input_tokens_metric", "output_tokens_metric", "spend_metric")
+    @field_validator(
+        "input_tokens_metric", "output_tokens_metric", "spend_metric", "token_usage_metric"
+    )
     @classmethod
     def _metric_name(cls, name: str) -> str:
-        if not re.fullmatch(_METRIC_NAME, name):
-            raise ValueError(f"{_shown(name)} is not a Prometheus metric name")
-        return name
+        return _metric_name(name)
+
+    @field_validator("team_label")
+    @classmethod
+    def _team_label(cls, label: str | None, info: ValidationInfo) -> str:
+        preset = info.data.get("preset", "litellm")
+        if label is None:
+            return DEFAULT_TEAM_LABEL[preset]
+        if preset == "litellm" and label not in LITELLM_TEAM_LABELS:
+            raise ValueError(
+                f"{_shown(label)} is not a LiteLLM team label; with preset litellm use "
+                + " or ".join(LITELLM_TEAM_LABELS)
+            )
+        return _label_name(label)
+
+    @model_validator(mode="after")
+    def _spend_metric_is_litellm(self) -> LlmGatewayConfig:
+        if self.preset != "litellm" and self.cost_source == "spend_metric":
+            raise ValueError(
+                "costSource: spend_metric is LiteLLM's own spend; the otel-genai preset "
+                "reports tokens only, so use token_prices"
+            )
+        return self
+
+    @property
+    def team(self) -> str:
+        """The team label, the preset's default resolved."""
+        return self.team_label or DEFAULT_TEAM_LABEL[self.preset]
 
     def tokens_metric(self, direction: TokenDirection) -> str:
         return self.input_tokens_metric if direction == "input" else self.output_tokens_metric
+
+
+class SelfHostedModelsConfig(_Model):
+    """Models served on the cluster's own GPUs (vLLM): their cost per million tokens."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Read vLLM's token counters and the GPU cost of the pods that serve "
+        "each model: `report` shows `selfHostedModels` (two more queries per period).",
+    )
+    prompt_tokens_metric: str = Field(
+        default="vllm:prompt_tokens_total",
+        alias="promptTokensMetric",
+        description="Counter of prompt tokens per served model (vLLM's "
+        "`vllm:prompt_tokens_total`), with the serving pod's `namespace` and `pod` "
+        "target labels.",
+    )
+    generation_tokens_metric: str = Field(
+        default="vllm:generation_tokens_total",
+        alias="generationTokensMetric",
+        description="Counter of generated tokens per served model (vLLM's "
+        "`vllm:generation_tokens_total`).",
+    )
+    model_label: str = Field(
+        default="model_name",
+        alias="modelLabel",
+        description="Label of the served model's name (vLLM's `model_name`, the "
+        "`--served-model-name`).",
+    )
+    comparable: dict[str, str] = Field(
+        default_factory=dict,
+        description="Self-hosted model -> the API model it stands in for, priced by "
+        "`pricing.tokensPer1k` (its input price for prompt tokens, output price for "
+        "generated ones): the report shows what the same tokens would have cost there. "
+        'E.g. `{"llama-3.1-70b": "gpt-4o-mini"}`.',
+    )
+    charge_consumers: bool = Field(
+        default=False,
+        alias="chargeConsumers",
+        description="Charge the teams whose gateway tokens went to a self-hosted model "
+        "(the gateway's model name equals the served model's name) at its cost per "
+        "token instead of an API price: that part of the serving pods' GPU hours moves "
+        "from the serving team to those teams, so nothing is counted twice "
+        '(docs/cost-model.md, "Self-hosted models").',
+    )
+
+    @field_validator("prompt_tokens_metric", "generation_tokens_metric")
+    @classmethod
+    def _metric_name(cls, name: str) -> str:
+        return _metric_name(name)
+
+    @field_validator("model_label")
+    @classmethod
+    def _label_name(cls, name: str) -> str:
+        return _label_name(name)
 
 
 def _rule_labels(labels: dict[str, str]) -> dict[str, str]:
@@ -800,6 +948,14 @@ class Config(_Model):
         default_factory=LlmGatewayConfig,
         alias="llmGateway",
         description="See `llmGateway.*` below.",
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="See `metrics.*` below."
+    )
+    self_hosted_models: SelfHostedModelsConfig = Field(
+        default_factory=SelfHostedModelsConfig,
+        alias="selfHostedModels",
+        description="See `selfHostedModels.*` below.",
     )
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="See `cluster.*` below."

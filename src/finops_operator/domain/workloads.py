@@ -340,19 +340,26 @@ def _owner_kind(ref: Any) -> WorkloadKind | None:
     return kind if group == kind.group else None
 
 
-def created_by_controller(obj: Mapping[str, Any]) -> bool:
-    """True when the object's controller ownerReference names a kind that creates it.
+def controller_reference(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The controller ownerReference naming a kind that creates the object, or None.
 
     A Pod of a ReplicaSet, StatefulSet, DaemonSet or Job, a ReplicaSet of a
     Deployment, a Job of a CronJob (`CONTROLLER_OWNERS`), each in its own API group
     (`apps/...`, `batch/...`). ownerReferences are written by whoever creates the
     object and the API server does not check them, so any other pair is a forgery
-    (a bare Pod claiming a Deployment) and does not count: docs/admission.md,
-    "Who may claim an owner", gives the whole trust rule.
+    (a bare Pod claiming a Deployment) and does not count. A pair that does count
+    is still only a claim: docs/admission.md, "Who may claim an owner", says who
+    must vouch for it (the writer at admission, the owner itself in the audit).
     """
     kind = WorkloadKind.of(obj.get("kind"))
     owners = CONTROLLER_OWNERS.get(kind) if kind is not None else None
     refs = _mapping(obj.get("metadata")).get("ownerReferences")
     if not owners or not isinstance(refs, list):
-        return False
-    return any(_owner_kind(ref) in owners for ref in refs)
+        return None
+    return next((ref for ref in refs if _owner_kind(ref) in owners), None)
+
+
+def created_by_controller(obj: Mapping[str, Any]) -> bool:
+    """True when the object claims a controller of a kind that creates it
+    (`controller_reference`); a claim, not a proof."""
+    return controller_reference(obj) is not None

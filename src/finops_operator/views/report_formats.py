@@ -101,8 +101,10 @@ def to_json(
     *,
     allocation: Allocation | None = None,
     clusters: Sequence[ClusterCost] | None = None,
+    self_hosted: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """DESIGN.md's contract: period, currency, teams, untagged, cluster; with
+    """DESIGN.md's contract: period, currency, teams, untagged, cluster,
+    `selfHostedModels` (views.self_hosted_models, whatever `team`); with
     `allocation`, `costCenters` too: every cost center of the cluster (whatever
     `team`) with its GPU, token and shared cost, whose `totalCost`s plus
     `undistributedCost` are the cluster's `totalCost` to the cent; with `clusters`,
@@ -118,6 +120,7 @@ def to_json(
         document["costCenters"] = _cost_centers(costs, allocation)
     if clusters is not None:
         document["clusters"] = cluster_lines(costs, clusters)
+    document["selfHostedModels"] = list(self_hosted)
     return json.dumps(document, indent=2)
 
 

@@ -661,14 +661,16 @@ def render_showback(
     generated: datetime.datetime,
     title: str = "GPU showback",
     note: str = "",
+    extra: Sequence[str] = (),
 ) -> str:
-    """The whole HTML page."""
+    """The whole HTML page; `extra`: HTML sections after the periods' (self-hosted models)."""
     periods = _by_period(reports)
     sections = [_section(period, rows) for period, rows in periods.items()]
     if not sections:
         sections = ['<p class="muted">No CostReports with figures yet.</p>']
     else:
         sections.insert(0, _trend(periods))
+    sections += [section for section in extra if section]
     stamp = generated.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     links = [f'<a href="#period-{_e(p)}">{_e(p)}</a>' for p in periods]
     nav = " · ".join(['<a href="#trend">daily spend</a>', *links] if links else [])

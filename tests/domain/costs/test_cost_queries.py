@@ -201,7 +201,12 @@ def test_prometheus_parses_the_queries_with_other_metric_names(
     empty_prometheus: PrometheusServer,
 ) -> None:
     names = QueryNames.from_config(
-        parse_config({"gpuMetrics": {"preset": "dcgm-exporter", "utilizationScale": 1}})
+        parse_config(
+            {
+                "gpuMetrics": {"preset": "dcgm-exporter", "utilizationScale": 1},
+                "llmGateway": {"preset": "otel-genai", "teamLabel": "team_id"},
+            }
+        )
     )
     client = PrometheusClient(PrometheusConfig(url=empty_prometheus.url))
     for build in QUERIES:

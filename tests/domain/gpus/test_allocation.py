@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES
 from finops_operator.domain.gpus.allocation import (
@@ -20,7 +21,6 @@ from finops_operator.domain.gpus.allocation import (
     price_samples,
 )
 from finops_operator.domain.workloads import GpuMatcher
-from tests.support.reviews import COMPLETE_LABELS
 
 IS_GPU = GpuMatcher(DEFAULT_GPU_RESOURCES)
 

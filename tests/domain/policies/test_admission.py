@@ -9,18 +9,21 @@ from typing import Any
 
 import pytest
 
-from finops_operator.domain.config import Config
-from finops_operator.domain.policies import admission
-from finops_operator.domain.policies.label_check import LabelPolicy
-from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_labels, pod_template
-from tests.support.reviews import (
+from finops_devtools.devcluster.reviews import (
+    ALICE,
     CLUSTER_ADMIN,
     COMPLETE_LABELS,
     EXEMPT,
     EXEMPT_REASON,
+    REPLICASET_CONTROLLER,
+    TEAM_A_DEV,
     review,
     workload,
 )
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies import admission
+from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_labels, pod_template
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 AUDIT = LabelPolicy(Config(mode="audit"))
@@ -137,8 +140,12 @@ def test_a_pod_created_by_its_replicaset_is_admitted_with_warnings() -> None:
             "controller": True,
         }
     ]
-    decision = decide_validate(review(pod))
+    decision = decide_validate(review(pod, user=REPLICASET_CONTROLLER))
     assert decision.allowed and decision.warnings
+    # The same claim written by anyone else counts for nothing (issue 19).
+    for user in (ALICE, TEAM_A_DEV, CLUSTER_ADMIN):
+        decision = decide_validate(review(pod, user=user))
+        assert not decision.allowed and decision.outcome is admission.Outcome.DENIED
 
 
 def test_a_pod_owned_by_something_that_is_not_a_workload_controller_is_still_denied() -> None:

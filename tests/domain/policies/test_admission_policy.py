@@ -24,6 +24,15 @@ import celpy
 import pytest
 from celpy import celtypes
 
+from finops_devtools.devcluster.reviews import (
+    ALICE,
+    CLUSTER_ADMIN,
+    COMPLETE_LABELS,
+    CONTROLLER_PAIRS,
+    REPLICASET_CONTROLLER,
+    TEAM_A_DEV,
+    workload,
+)
 from finops_operator.domain.config import Config, LabelRule, Mode, parse_config
 from finops_operator.domain.policies import admission_policy as ap
 from finops_operator.domain.policies.admission import Outcome, Request, validate
@@ -31,8 +40,7 @@ from finops_operator.domain.policies.label_check import LabelPolicy, Requester
 from finops_operator.domain.policies.verdict import effective_mode
 from finops_operator.domain.workloads import pod_template
 from finops_operator.errors import ConfigError
-from tests.domain.policies.workload_corpus import Case, corpus
-from tests.support.reviews import ALICE, CLUSTER_ADMIN, COMPLETE_LABELS, TEAM_A_DEV, workload
+from tests.domain.policies.workload_corpus import USERS, Case, corpus
 
 # The label values the API server accepts (metadata validation, before admission).
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -151,7 +159,6 @@ def _compliant(kind: str) -> Case:
 
 # The random corpus rarely draws five good labels: compliant objects of every kind besides.
 REASONED = {"finops.resilio.tech/exempt": "true", "finops.resilio.tech/exempt-reason": "burn-in"}
-USERS = (CLUSTER_ADMIN, ALICE, TEAM_A_DEV)
 
 
 def _exempted(case: Case, index: int) -> Case:
@@ -311,3 +318,27 @@ def test_mutating_objects_follow_the_served_version_and_can_be_left_out() -> Non
     for obj in ap.admission_policies(config, owner=owner):
         assert obj["metadata"]["ownerReferences"] == [owner]
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "finops-operator"
+
+
+@pytest.mark.parametrize(("kind", "owner_kind"), CONTROLLER_PAIRS)
+def test_an_owner_claim_spares_only_what_the_controller_manager_writes(
+    kind: str, owner_kind: str
+) -> None:
+    # Issue 19: an untagged GPU Job naming its user's real CronJob (name and uid) was
+    # warned, not denied, by the policy as by the webhook. CEL reads no other object;
+    # it checks the writer.
+    group = "batch" if owner_kind in ("Job", "CronJob") else "apps"
+    obj = workload(kind)
+    obj["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": f"{group}/v1",
+            "kind": owner_kind,
+            "name": "o",
+            "uid": "u",
+            "controller": True,
+        }
+    ]
+    deny, _ = _policies(Mode.ENFORCE)
+    for user in (ALICE, TEAM_A_DEV, CLUSTER_ADMIN):
+        assert evaluate(deny, obj, None, {}, user=user), user["username"]
+    assert evaluate(deny, obj, None, {}, user=REPLICASET_CONTROLLER) == []

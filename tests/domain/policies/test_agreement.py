@@ -8,6 +8,11 @@ when the mode is `enforce` and no leniency applies; nothing where the mode is `o
 Admission alone knows who writes the object; the audit and lint take an exempt
 annotation as the object states it. So the agreement is checked for a writer who
 may exempt (a cluster admin); test_exemption_authority.py covers the others.
+An owner claim counts at admission when the kube-controller-manager writes the
+object, and in the audit when the owner vouches for it: every other case that
+claims an owner is written by the ReplicaSet controller, and the audit's owner
+cache holds an owner with the object's own template (test_owners.py covers the
+claims nobody vouches for).
 """
 
 from __future__ import annotations
@@ -18,17 +23,18 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import CLUSTER_ADMIN, REPLICASET_CONTROLLER, review
 from finops_operator.cli.lint import LintResult, lint_objects
 from finops_operator.domain.config import Config, Mode
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.admission import Outcome
 from finops_operator.domain.policies.audit import AuditReason, audit_workload
 from finops_operator.domain.policies.label_check import NO_VIOLATIONS, Violations
+from finops_operator.domain.policies.owners import OwnerLookup, OwnerRecord, owner_record
 from finops_operator.domain.policies.verdict import effective_mode, judge
 from finops_operator.domain.workloads import created_by_controller
 from tests.domain.policies.test_admission import apply_patch
 from tests.domain.policies.workload_corpus import Case, corpus
-from tests.support.reviews import CLUSTER_ADMIN, review
 
 CASES = list(corpus())
 EXEMPT_NAMESPACES = Config().exempt_namespaces
@@ -39,6 +45,18 @@ def lint_finding(case: Case) -> Violations:
     lint_objects([case.obj], "f.yaml", case.policy, result)
     assert len(result.findings) <= 1
     return result.findings[0].violations if result.findings else NO_VIOLATIONS
+
+
+def owner_like(case: Case) -> OwnerLookup:
+    """An owner cache whose every owner has the uid the corpus claims and the object's template."""
+    record = owner_record(
+        {**case.obj, "metadata": {**case.obj["metadata"], "uid": "u"}}, case.policy
+    )
+
+    def lookup(kind: str, namespace: str, name: str) -> OwnerRecord | None:
+        return record
+
+    return lookup
 
 
 def mode_of(case: Case) -> Mode:
@@ -53,18 +71,22 @@ def test_the_corpus_covers_every_outcome() -> None:
     assert outcomes == {Outcome.SKIPPED, Outcome.EXEMPT, Outcome.COMPLIANT, Outcome.WARNED} | {
         Outcome.DENIED
     }
-    assert {audit_workload(c.obj, c.policy, None).reason for c in CASES} == set(AuditReason)
+    reasons = {audit_workload(c.obj, c.policy, None, owner_like(c)).reason for c in CASES}
+    assert reasons == set(AuditReason)
 
 
 @pytest.mark.parametrize("index", range(0, len(CASES), 50), ids=lambda i: f"cases {i}+")
 def test_admission_audit_and_lint_agree_on_a_create(index: int) -> None:
     for case in CASES[index : index + 50]:
         found = lint_finding(case)
-        request = admission.parse_review(review(case.obj, user=CLUSTER_ADMIN))
+        claimed = created_by_controller(case.obj)
+        by_controller = claimed and len(found.missing) % 2 == 0  # the others: a forged claim
+        user = REPLICASET_CONTROLLER if by_controller else CLUSTER_ADMIN
+        request = admission.parse_review(review(case.obj, user=user))
         decision = admission.validate(request, case.policy, case.namespaces)
-        outcome = audit_workload(case.obj, case.policy, case.namespaces.get(case.namespace or ""))
+        labels = case.namespaces.get(case.namespace or "")
+        outcome = audit_workload(case.obj, case.policy, labels, owner_like(case))
         mode = mode_of(case)
-        controlled = created_by_controller(case.obj)
         where = json.dumps(case.obj, default=str)[:300]
 
         # the warnings and the audit annotation tell the lint finding's problems
@@ -79,13 +101,13 @@ def test_admission_audit_and_lint_agree_on_a_create(index: int) -> None:
             assert decision.warnings == () and not decision.audit_annotations, where
             assert decision.outcome is Outcome.COMPLIANT or not found or mode is Mode.OFF, where
 
-        # denied exactly when enforced, violating, and not created by a controller
-        denied = bool(found) and mode is Mode.ENFORCE and not controlled
+        # denied exactly when enforced, violating, and not made by the controller manager
+        denied = bool(found) and mode is Mode.ENFORCE and not by_controller
         assert (decision.outcome is Outcome.DENIED) is denied, where
         assert decision.allowed is not denied, where
 
         # the audit reports the lint finding, unless the mode is off or an owner answers
-        expected = NO_VIOLATIONS if mode is Mode.OFF or controlled else found
+        expected = NO_VIOLATIONS if mode is Mode.OFF or claimed else found
         assert outcome.violations == expected, where
         assert outcome.desired == (expected.annotation() if expected else None), where
 

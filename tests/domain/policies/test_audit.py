@@ -6,6 +6,7 @@ import copy
 import json
 from typing import Any
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.audit import (
     AuditReason,
@@ -14,8 +15,8 @@ from finops_operator.domain.policies.audit import (
     judged_state,
 )
 from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.policies.owners import OwnerLookup, OwnerRecord
 from finops_operator.domain.policies.verdict import Skip
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 OFF_LABEL = {"finops.resilio.tech/mode": "off"}
@@ -58,14 +59,23 @@ def test_what_is_not_judged_carries_nothing_and_says_why() -> None:
         )
 
 
-def test_an_object_a_controller_created_is_left_to_its_owner() -> None:
+def _owners(kind: str, record: OwnerRecord) -> OwnerLookup:
+    return lambda k, namespace, name: record if (k, name) == (kind, "r") else None
+
+
+GPU_OWNER = OwnerRecord("u", asks_for_gpu=True, cost_labels=())
+
+
+def test_an_object_its_owner_vouches_for_is_left_to_its_owner() -> None:
     pod = workload("Pod")
     pod["metadata"]["ownerReferences"] = [
         {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "u", "controller": True}
     ]
-    outcome = audit_workload(pod, ENFORCE, None)
+    outcome = audit_workload(pod, ENFORCE, None, _owners("ReplicaSet", GPU_OWNER))
     assert outcome.reason is AuditReason.LEFT_TO_OWNER
     assert not outcome.violations and outcome.desired is None
+    # without an owner to vouch, it is judged on its own (issue 19)
+    assert audit_workload(pod, ENFORCE, None).reason is AuditReason.VIOLATING
 
 
 def test_an_annotation_the_owner_copied_onto_its_replicaset_is_left_alone() -> None:
@@ -73,11 +83,11 @@ def test_an_annotation_the_owner_copied_onto_its_replicaset_is_left_alone() -> N
     # removing the copy would make the operator and the controller write in turn forever.
     replicaset = workload("ReplicaSet")
     replicaset["metadata"]["ownerReferences"] = [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "uid": "u", "controller": True}
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "r", "uid": "u", "controller": True}
     ]
     copied = '{"missing":["resilio.tech/team"],"invalid":{}}'
     replicaset["metadata"]["annotations"] = {"finops.resilio.tech/violations": copied}
-    outcome = audit_workload(replicaset, ENFORCE, None)
+    outcome = audit_workload(replicaset, ENFORCE, None, _owners("Deployment", GPU_OWNER))
     assert outcome.reason is AuditReason.LEFT_TO_OWNER
     assert outcome.desired == copied and not outcome.changed
 

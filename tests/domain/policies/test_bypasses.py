@@ -12,11 +12,18 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import (
+    CLUSTER_ADMIN,
+    COMPLETE_LABELS,
+    REPLICASET_CONTROLLER,
+    TEAM_A_DEV,
+    review,
+    workload,
+)
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.workloads import WORKLOAD_KINDS, pod_template
-from tests.support.reviews import CLUSTER_ADMIN, COMPLETE_LABELS, review, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 KINDS = list(WORKLOAD_KINDS)
@@ -153,8 +160,11 @@ def test_a_forged_controller_owner_is_denied(kind: str, owner: tuple[str, str]) 
 def test_what_a_real_controller_makes_is_never_locked_out(
     kind: str, owner: tuple[str, str]
 ) -> None:
-    decision = validate(review(owned_by(workload(kind), *owner)))
+    decision = validate(review(owned_by(workload(kind), *owner), user=REPLICASET_CONTROLLER))
     assert decision.allowed and decision.outcome is admission.Outcome.WARNED
+    # Issue 19: the same real pair, claimed by a namespace admin, is judged on its own.
+    decision = validate(review(owned_by(workload(kind), *owner), user=TEAM_A_DEV))
+    assert not decision.allowed
 
 
 # --- item 11: Intel GPUs and DRA claims are judged ---------------------------------------

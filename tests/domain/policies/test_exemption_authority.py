@@ -17,6 +17,17 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import (
+    ALICE,
+    CLUSTER_ADMIN,
+    COMPLETE_LABELS,
+    EXEMPT,
+    EXEMPT_REASON,
+    REPLICASET_CONTROLLER,
+    TEAM_A_DEV,
+    review,
+    workload,
+)
 from finops_operator.domain.config import Config, Mode, parse_config
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies import admission_policy as ap
@@ -25,16 +36,6 @@ from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.workloads import pod_template
 from finops_operator.errors import ConfigError, MalformedReviewError
 from tests.domain.policies.test_admission_policy import evaluate
-from tests.support.reviews import (
-    ALICE,
-    CLUSTER_ADMIN,
-    COMPLETE_LABELS,
-    EXEMPT,
-    EXEMPT_REASON,
-    TEAM_A_DEV,
-    review,
-    workload,
-)
 
 ENFORCE = LabelPolicy(Config(mode=Mode.ENFORCE))
 AUDIT = LabelPolicy(Config(mode=Mode.AUDIT))
@@ -43,10 +44,7 @@ REFUSED_DEV = (
     "The exempt annotation is not honoured: system:serviceaccount:team-a:dev may not "
     "exempt (only exemptions.allowedGroups [system:masters] and exemptions.allowedUsers [] may)."
 )
-RS_CONTROLLER = {
-    "username": "system:serviceaccount:kube-system:replicaset-controller",
-    "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system"],
-}
+RS_CONTROLLER = REPLICASET_CONTROLLER
 
 
 def eight_gpu_pod(annotations: Mapping[str, str] | None = None, **kw: Any) -> dict[str, Any]:

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.domain.config import parse_config
 from finops_operator.domain.policies.admission import Outcome, validate
 from finops_operator.domain.policies.label_check import LabelPolicy
 from tests.domain.policies.test_admission_policy import _request, as_sent, evaluate
 from tests.golden.regenerate import ADMISSION, expected_admission
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 EXPECTED = expected_admission()
 

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.domain.config import Config, ReportApi, parse_config
 from finops_operator.domain.policies.audit import audit_workload
 from finops_operator.domain.policies.label_check import LabelPolicy, find_exemption
+from finops_operator.domain.policies.owners import OwnerRecord
 from finops_operator.domain.policies.policy_reports import (
     MAX_REPORT_BYTES,
     POLICY,
@@ -25,7 +27,6 @@ from finops_operator.domain.policies.policy_reports import (
 )
 from finops_operator.errors import ConfigError
 from tests.support.crd_schema import UPSTREAM_CRDS, validate_against_crd
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 POLICY_ENFORCE = LabelPolicy(Config(mode="enforce"))
 CRDS = {
@@ -84,7 +85,10 @@ def test_compliant_passes_exempt_skips_and_the_rest_has_no_result() -> None:
     pod["metadata"]["ownerReferences"] = [
         {"apiVersion": "batch/v1", "kind": "Job", "name": "llm", "uid": "u", "controller": True}
     ]
-    assert result_of(pod) is None  # left to its owner, which has the result
+    assert result_of(pod) is not None  # no owner vouches for it: judged on its own
+    owner = OwnerRecord("u", asks_for_gpu=True, cost_labels=())
+    outcome = audit_workload(pod, POLICY_ENFORCE, None, lambda kind, ns, name: owner)
+    assert workload_result(pod, outcome, None) is None  # left to its owner, which has the result
 
 
 def results(count: int, broken_every: int = 2) -> list[WorkloadResult]:

@@ -7,8 +7,19 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster.reviews import (
+    COMPLETE_LABELS,
+    REPLICASET_CONTROLLER,
+    TEAM_A_DEV,
+    workload,
+)
 from finops_operator.domain.config import Config, Mode
-from finops_operator.domain.policies.label_check import NO_VIOLATIONS, ExemptBy, LabelPolicy
+from finops_operator.domain.policies.label_check import (
+    NO_VIOLATIONS,
+    ExemptBy,
+    LabelPolicy,
+    Requester,
+)
 from finops_operator.domain.policies.verdict import (
     Leniency,
     Operation,
@@ -18,7 +29,6 @@ from finops_operator.domain.policies.verdict import (
     judge,
 )
 from finops_operator.domain.workloads import WorkloadKind, pod_template
-from tests.support.reviews import COMPLETE_LABELS, workload
 
 ENFORCE = LabelPolicy(Config(mode="enforce"))
 AUDIT = LabelPolicy(Config(mode="audit"))
@@ -286,12 +296,38 @@ def test_the_old_object_is_read_as_the_kind_given() -> None:
     assert verdict.old_violations is not None and verdict.old_violations.missing
 
 
+CONTROLLER = Requester(REPLICASET_CONTROLLER["username"], tuple(REPLICASET_CONTROLLER["groups"]))
+
+
 def test_created_by_a_controller_is_lenient_before_the_old_object() -> None:
     pod = workload("Pod")
     pod["metadata"]["ownerReferences"] = OWNED_BY_A_REPLICASET
-    verdict = verdict_on(pod, operation="UPDATE", old=copy.deepcopy(pod))
+    verdict = verdict_on(pod, operation="UPDATE", old=copy.deepcopy(pod), requester=CONTROLLER)
     assert verdict.created_by_controller and verdict.predates_update
     assert verdict.leniency is Leniency.CREATED_BY_CONTROLLER
+
+
+@pytest.mark.parametrize(
+    "requester",
+    [Requester(TEAM_A_DEV["username"], tuple(TEAM_A_DEV["groups"])), Requester()],
+    ids=["a namespace admin", "nobody known"],
+)
+def test_an_owner_claim_at_admission_counts_only_from_the_controller_manager(
+    requester: Requester,
+) -> None:
+    # Issue 19: an untagged GPU Pod claiming a real ReplicaSet, written by its user.
+    pod = workload("Pod")
+    pod["metadata"]["ownerReferences"] = OWNED_BY_A_REPLICASET
+    verdict = verdict_on(pod, requester=requester)
+    assert not verdict.created_by_controller and verdict.denied
+    assert verdict_on(pod, requester=CONTROLLER).leniency is Leniency.CREATED_BY_CONTROLLER
+
+
+def test_an_owner_claim_without_an_owner_cache_counts_for_nothing() -> None:
+    pod = workload("Pod")
+    pod["metadata"]["ownerReferences"] = OWNED_BY_A_REPLICASET
+    verdict = verdict_on(pod)
+    assert not verdict.created_by_controller and verdict.denied
 
 
 def test_audit_mode_is_the_first_leniency() -> None:

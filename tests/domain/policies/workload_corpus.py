@@ -15,10 +15,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from finops_devtools.devcluster.reviews import (
+    ALICE,
+    CLUSTER_ADMIN,
+    COMPLETE_LABELS,
+    REPLICASET_CONTROLLER,
+    TEAM_A_DEV,
+    workload,
+)
 from finops_operator.domain.config import Config, Mode
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.workloads import WorkloadKind, pod_template
-from tests.support.reviews import ALICE, CLUSTER_ADMIN, COMPLETE_LABELS, TEAM_A_DEV, workload
 
 BAD_VALUES: dict[str, list[Any]] = {
     "resilio.tech/team": ["ML-Research", "search-", "", None, 42],
@@ -42,7 +49,7 @@ OWNERS = (
 EXEMPT_VALUES = ("true", "true", "true", "false", "", "burn-in")
 EXEMPT_REASONS = ("burn-in (FIN-1)", "burn-in (FIN-1)", "vendor-paid", "", None)
 # request.userInfo of who writes the object: a cluster admin may exempt, the others not.
-USERS = (CLUSTER_ADMIN, ALICE, TEAM_A_DEV)
+USERS = (CLUSTER_ADMIN, ALICE, TEAM_A_DEV, REPLICASET_CONTROLLER)
 NAMESPACE_MODES = (None, "enforce", "audit", "off", "lax")
 POLICIES = {mode: LabelPolicy(Config(mode=mode)) for mode in Mode}
 

@@ -49,7 +49,7 @@ from decimal import Decimal
 from typing import Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import GPU_OPERATOR, Config, GpuUtilization
+from finops_operator.domain.config import GPU_OPERATOR, TOKEN_DIRECTIONS, Config, GpuUtilization
 from finops_operator.domain.gpus import utilization as gpu_utilization
 from finops_operator.domain.promql import (
     Duration,
@@ -57,6 +57,7 @@ from finops_operator.domain.promql import (
     own_cluster_pattern,
     string_literal,
 )
+from finops_operator.domain.token_sources import DEFAULT_SOURCE, TokenSource, token_series
 
 COST_LABELS: Final = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)
 # What the GPU figures are grouped by: the cost model's GpuUsage.
@@ -79,16 +80,15 @@ class QueryNames:
     """What the queries read (DESIGN.md, "Metrics"); defaults from conventions and config.
 
     `utilization` says where GPU utilization comes from (config `gpuMetrics`: metric,
-    scale, the pod labels, MIG); the token fields come from config `llmGateway`.
+    scale, the pod labels, MIG); the token source from config `llmGateway`
+    (`token_sources`: LiteLLM or the OpenTelemetry GenAI metric).
     """
 
     allocation: str = conventions.METRIC_POD_GPU_ALLOCATION
     capacity: str = conventions.METRIC_NODE_GPU_CAPACITY
     price: str = conventions.METRIC_GPU_HOURLY_PRICE
     utilization: GpuUtilization = GPU_OPERATOR
-    input_tokens: str = "litellm_input_tokens_metric_total"
-    output_tokens: str = "litellm_output_tokens_metric_total"
-    team_label: str = "team_alias"
+    token_source: TokenSource = DEFAULT_SOURCE
     pod_owner: str = conventions.METRIC_POD_OWNER
     cluster_label: str = "cluster"
     # Only this cluster's series (and unlabelled ones), or every cluster when None.
@@ -101,9 +101,7 @@ class QueryNames:
         gateway = config.llm_gateway
         return cls(
             utilization=config.gpu_metrics.source(),
-            input_tokens=gateway.input_tokens_metric,
-            output_tokens=gateway.output_tokens_metric,
-            team_label=gateway.team_label,
+            token_source=TokenSource.of(gateway),
             cluster_label=config.cluster.label,
             replica_labels=config.cluster.replica_labels,
         )
@@ -130,7 +128,7 @@ class QueryNames:
     @property
     def tokens(self) -> str:
         """The token series, as messages name them."""
-        return f"{self.input_tokens} / {self.output_tokens}"
+        return self.token_source.described
 
 
 DEFAULT_NAMES: Final = QueryNames()
@@ -256,20 +254,24 @@ def capacity_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) 
 def tokens_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """Tokens through the LLM gateway by team, model and direction (input, output).
 
-    `increase` handles counter resets. The team is the configured LiteLLM label
-    (`team_alias` by default) copied to `team`, as the recording rules do.
+    `increase` handles counter resets. The series, team and model labels are the
+    configured source's (`token_sources`: LiteLLM or OpenTelemetry GenAI), the same
+    the recording rules read.
     """
     window = duration_ms(window_ms)
-    parts = []
-    for direction, metric in (("input", names.input_tokens), ("output", names.output_tokens)):
-        series = f"increase({names.select(metric)}[{window}])"
-        if names.replica_labels:
-            series = f"max without ({', '.join(names.replica_labels)}) ({series})"
-        if names.team_label != "team":
-            series = (
-                f'label_replace({series}, "team", "$1", {string_literal(names.team_label)}, "(.+)")'
-            )
-        parts.append(f'label_replace({series}, "direction", "{direction}", "", "")')
+    parts = [
+        "label_replace("
+        + token_series(
+            names.token_source,
+            direction,
+            "increase",
+            window,
+            matchers=names.cluster_matchers(),
+            replica_labels=names.replica_labels,
+        )
+        + f', "direction", "{direction}", "", "")'
+        for direction in TOKEN_DIRECTIONS
+    ]
     joined = "\n  or\n  ".join(parts)
     return _checked(f"sum {by(names.labels(TOKEN_LABELS))} (\n  {joined}\n)")
 

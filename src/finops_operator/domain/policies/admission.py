@@ -20,9 +20,11 @@ The rules, as the verdict applies them (docs/admission.md explains them for user
   an UPDATE that adds no new violation to an old object that was itself judged
   (a GPU workload created before the operator existed can still be scaled,
   patched and rolled; adding a GPU to an untagged workload, or removing its
-  exemption, is judged like a CREATE), and an object created by its controller
-  (a Pod of a ReplicaSet, a Job of a CronJob, see `created_by_controller` for the
-  owners that count), whose template was judged when its owner was admitted.
+  exemption, is judged like a CREATE), and an object the kube-controller-manager
+  writes for its owner (a Pod of a ReplicaSet, a Job of a CronJob: the pairs of
+  `created_by_controller`, written by one of `owners.CONTROLLER_USERS`), whose
+  template was judged when its owner was admitted. Anyone else's owner claim
+  counts for nothing: the object is judged on its own.
 - The mutating side fills missing cost labels from the namespace's labels and
   records which it filled in an annotation on the pod (template).
 """

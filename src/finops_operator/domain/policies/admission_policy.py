@@ -44,6 +44,7 @@ from finops_operator.domain.policies.cel import (
     cel_string,
     gpu_name_test,
 )
+from finops_operator.domain.policies.owners import CONTROLLER_USERS
 from finops_operator.domain.re2 import re2_problem
 from finops_operator.domain.workloads import CONTROLLER_OWNERS, WorkloadKind
 from finops_operator.errors import ConfigError
@@ -279,8 +280,10 @@ def check_labels(rules: Mapping[str, LabelRule], labels: str) -> str:
 
 
 def created_by_controller() -> str:
-    """CEL for `workloads.created_by_controller`: a controller ownerReference of a kind
-    that makes this kind, in its own API group (`CONTROLLER_OWNERS`)."""
+    """CEL for `verdict.judge`'s owner rule at admission: a controller ownerReference of
+    a kind that makes this kind, in its own API group (`CONTROLLER_OWNERS`), on an
+    object the kube-controller-manager writes (`owners.CONTROLLER_USERS`). CEL cannot
+    look an owner up; the writer is what it can check (docs/admission.md)."""
     cases = []
     for child, owners in CONTROLLER_OWNERS.items():
         by_group: dict[str, list[str]] = {}
@@ -293,6 +296,8 @@ def created_by_controller() -> str:
         )
         cases.append(f"(variables.kind == {cel_string(child.value)} && ({tests}))")
     return (
+        "has(request.userInfo.username) && "
+        f"request.userInfo.username in {cel_list(sorted(CONTROLLER_USERS))} && "
         "has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(ref, "
         "has(ref.controller) && ref.controller == true && has(ref.kind) && "
         f"has(ref.apiVersion) && ({' || '.join(cases)}))"

@@ -25,6 +25,7 @@ from finops_operator.domain.policies.label_check import (
     object_ref,
     violation_message,
 )
+from finops_operator.domain.policies.owners import OwnerLookup, Vouch
 from finops_operator.domain.policies.verdict import Skip, Verdict, judge
 from finops_operator.domain.workloads import pod_labels
 
@@ -35,7 +36,7 @@ class AuditReason(StrEnum):
     VIOLATING = "violating"
     COMPLIANT = "compliant"
     NOT_JUDGED = "not judged"  # not a GPU workload, exempt, or mode off: see the verdict's skip
-    LEFT_TO_OWNER = "left to its owner"  # created by a workload controller
+    LEFT_TO_OWNER = "left to its owner"  # its owner vouches for it (owners.py)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,13 @@ class AuditOutcome:
     current: str | None
     reason: AuditReason = AuditReason.COMPLIANT
     skip: Skip | None = None
+    owner: Vouch | None = None  # what the owner cache said of its owner claim
+
+    @property
+    def owner_unknown(self) -> bool:
+        """Judged on its own because its claimed owner is not in the cache (yet): the
+        caller may judge it again once the owner's watch has had time to show it."""
+        return self.owner is Vouch.OWNER_UNKNOWN
 
     @property
     def changed(self) -> bool:
@@ -60,26 +68,39 @@ def audit_reason(verdict: Verdict) -> AuditReason:
 
 
 def audit_workload(
-    obj: Mapping[str, Any], policy: LabelPolicy, namespace_labels: Mapping[str, str] | None
+    obj: Mapping[str, Any],
+    policy: LabelPolicy,
+    namespace_labels: Mapping[str, str] | None,
+    owners: OwnerLookup | None = None,
 ) -> AuditOutcome:
     """The violations of a live object and the annotation value it should carry.
 
-    Objects created by a watched controller are left to their owner: the owner
-    carries the annotation, so a Deployment's violation is reported once, not
-    once more on each ReplicaSet and Pod.
+    An object its owner vouches for (`owners`, the watch cache: `owners.vouch`) is
+    left to that owner: the owner carries the annotation, so a Deployment's
+    violation is reported once, not once more on each ReplicaSet and Pod. Any
+    other object, owner claim or not, is judged on its own.
     """
     meta = obj.get("metadata") or {}
     current = (meta.get("annotations") or {}).get(conventions.VIOLATIONS_ANNOTATION)
     verdict = judge(
-        obj, policy=policy, namespace=meta.get("namespace"), namespace_labels=namespace_labels
+        obj,
+        policy=policy,
+        namespace=meta.get("namespace"),
+        namespace_labels=namespace_labels,
+        owners=owners,
     )
     reason = audit_reason(verdict)
     if reason is AuditReason.LEFT_TO_OWNER:
         # Its controller may copy the owner's annotations onto it (a Deployment's onto its
         # ReplicaSets): removing them would start a write loop with that controller.
-        return AuditOutcome(NO_VIOLATIONS, current, current, reason, verdict.skip)
+        return AuditOutcome(NO_VIOLATIONS, current, current, reason, verdict.skip, verdict.owner)
     found = verdict.violations if reason is AuditReason.VIOLATING else NO_VIOLATIONS
-    return AuditOutcome(found, found.annotation() if found else None, current, reason, verdict.skip)
+    desired = found.annotation() if found else None
+    if desired is None and verdict.owner not in (None, Vouch.NO_CLAIM):
+        # Compliant on its own but claiming an owner: an annotation there may be the
+        # owner's, copied by its controller (as above); nothing to remove.
+        desired = current
+    return AuditOutcome(found, desired, current, reason, verdict.skip, verdict.owner)
 
 
 def event_message(obj: Mapping[str, Any], outcome: AuditOutcome) -> str:

@@ -39,6 +39,12 @@ from finops_operator.domain.policies.label_check import (
     misspelt_exemption,
     unreasoned_exemption,
 )
+from finops_operator.domain.policies.owners import (
+    OwnerLookup,
+    Vouch,
+    vouch,
+    written_by_controller,
+)
 from finops_operator.domain.workloads import (
     WorkloadKind,
     asks_for_gpu,
@@ -91,7 +97,7 @@ class Leniency(StrEnum):
     """Why violations are admitted with warnings instead of denied, in order of precedence."""
 
     AUDIT_MODE = "audit mode"
-    CREATED_BY_CONTROLLER = "created by a workload controller"  # judged with its owner
+    CREATED_BY_CONTROLLER = "created by a workload controller"  # vouched for: judged with its owner
     PREDATES_UPDATE = "the violations predate this update"  # an UPDATE that adds none
 
 
@@ -109,6 +115,10 @@ class Verdict:
     `unreasoned_exemption` says an exempt annotation lacks its reason, and
     `refused_exemption` is the requester whose exempt annotation was not honoured
     at admission (the object is then judged as if it had none).
+    `created_by_controller` says that someone vouches for the object's owner claim
+    (`owners.py`): at admission its writer, the kube-controller-manager; in the
+    audit its owner, found in the cache. `owner` is what the audit's cache said of
+    the claim (None at admission and for an object that is not judged).
     """
 
     skip: Skip | None
@@ -122,6 +132,7 @@ class Verdict:
     misspelt_exemption: str | None = None
     unreasoned_exemption: bool = False
     refused_exemption: Requester | None = None
+    owner: Vouch | None = None
 
     @property
     def judged(self) -> bool:
@@ -176,6 +187,7 @@ def judge(
     sub_resource: str = "",
     old: Mapping[str, Any] | None = None,
     requester: Requester | None = None,
+    owners: OwnerLookup | None = None,
 ) -> Verdict:
     """The verdict on `obj`, in `namespace` whose labels are `namespace_labels`.
 
@@ -189,6 +201,11 @@ def judge(
     `requester` is who writes the object at admission; None when nobody does (the
     audit, lint), and then an exempt annotation counts as the object states it.
     At admission it counts only when `exemption_honoured` says so.
+
+    An owner claim (`created_by_controller`) counts when someone vouches for it
+    (`owners.py`): at admission (a `requester`) the kube-controller-manager must be
+    the writer; otherwise the owner, looked up with `owners`, must vouch for the
+    object (no lookup: lint, it counts for nothing).
     """
     mode = effective_mode(policy.config.mode, namespace_labels)
     if operation is not None and operation not in JUDGED_OPERATIONS:
@@ -203,9 +220,17 @@ def judge(
         return Verdict(Skip.NOT_A_WORKLOAD, mode)
     if not is_workload(workload):
         return Verdict(Skip.OTHER_API_GROUP, mode, workload_kind)
-    controlled = created_by_controller(workload)
+    claimed = created_by_controller(workload)
     if not asks_for_gpu(workload, policy.is_gpu):
-        return Verdict(Skip.NO_GPU, mode, workload_kind, created_by_controller=controlled)
+        return Verdict(Skip.NO_GPU, mode, workload_kind)
+    owner = None
+    if not claimed:
+        controlled = False
+    elif requester is not None:
+        controlled = written_by_controller(requester)
+    else:
+        owner = vouch(workload, namespace, owners, policy, namespace_labels)
+        controlled = owner is Vouch.VOUCHED
     exempt = find_exemption(workload, namespace, policy.config)
     refused = None
     if (
@@ -216,7 +241,9 @@ def judge(
         exempt, refused = None, requester
     if exempt is not None:
         skip = _SKIP_FOR_EXEMPTION[exempt.by]
-        return Verdict(skip, mode, workload_kind, exempt, created_by_controller=controlled)
+        return Verdict(
+            skip, mode, workload_kind, exempt, created_by_controller=controlled, owner=owner
+        )
     rules = policy.config.labels
     found = check_labels(pod_labels(workload), rules)
     supplied = namespace_labels or {}
@@ -242,6 +269,7 @@ def judge(
         misspelt_exemption=misspelt_exemption(workload),
         unreasoned_exemption=unreasoned_exemption(workload),
         refused_exemption=refused,
+        owner=owner,
     )
 
 
@@ -258,8 +286,8 @@ def exemption_honoured(
 
     A namespace exempt by configuration always counts. An exempt annotation counts
     when the requester may exempt (`exemptions.allowedGroups`/`allowedUsers`); when
-    the object was made by a workload controller (the annotation came from its
-    owner's template, judged when the owner was written); or when an UPDATE keeps
+    the kube-controller-manager made the object from its owner's template (judged
+    when the owner was written; `controlled`, see `owners.py`); or when an UPDATE keeps
     the exemption the old object had, with the same reason, on a GPU workload, and
     adds no violation. The last rule lets anyone scale, roll or patch an exempt
     workload without locking it, while stripping labels from an object that was

@@ -18,12 +18,13 @@ Two facts shape the PromQL (docs/rules.md explains them in full):
 - Month-to-date spend and the 24h run rate are sums of those hourly buckets,
   recorded once for every label combination in a slower group; a policy sums
   them by team (sums commute), so no policy runs a month-long subquery.
-- Token spend through the LLM gateway (LiteLLM) gets the same four series,
+- Token spend through the LLM gateway gets the same four series,
   `finops:token_cost_*`, by `team` only: the gateway knows no other cost label.
   Its hourly rate is either input and output tokens x `finops_token_price_per_1k`
   (the operator exports the configured prices, `default` for unlisted models) or
-  LiteLLM's own `litellm_spend_metric` (config `llmGateway.costSource`); the team
-  is LiteLLM's `team_alias` or `team` label (`llmGateway.teamLabel`). "AI spend"
+  LiteLLM's own `litellm_spend_metric` (config `llmGateway.costSource`). The token
+  series, team and model labels are the configured source's (`token_sources`:
+  LiteLLM, or OpenTelemetry GenAI's `gen_ai_client_token_usage_sum`). "AI spend"
   is GPU plus token spend: a policy's `scope` picks one or both.
 - Every aggregation and join keeps the cluster label (config `cluster.label`). In
   the cluster's own Prometheus the series carry none (external labels are added on
@@ -40,6 +41,7 @@ from typing import Any
 from finops_operator.domain import conventions
 from finops_operator.domain.config import TOKEN_DIRECTIONS, LlmGatewayConfig, TokenDirection
 from finops_operator.domain.promql import Duration, check_expression, string_literal
+from finops_operator.domain.token_sources import TokenSource, token_series
 
 # Budget sums reach back at most one month; 31d covers the longest month.
 MONTH_WINDOW = "31d"
@@ -115,11 +117,23 @@ def _by_team(
     counts as `__untagged__`, like a pod without a team label.
     """
     rate = f"rate({counter}[{TOKEN_RATE_WINDOW}])"
-    if gateway.team_label != "team":
-        rate = f'label_replace({rate}, "team", "$1", "{gateway.team_label}", "(.+)")'
+    if gateway.team != "team":
+        rate = f'label_replace({rate}, "team", "$1", {string_literal(gateway.team)}, "(.+)")'
+    return _summed_by_team(rate, keep, cluster)
+
+
+def _summed_by_team(rate: str, keep: tuple[str, ...], cluster: str = CLUSTER_LABEL) -> str:
     untagged = string_literal(conventions.UNTAGGED)
     rate = f'label_replace({rate}, "team", {untagged}, "team", "")'
     return f"sum {by((cluster, 'team', *keep))} ({rate})"
+
+
+def _tokens_by_team(
+    direction: TokenDirection, gateway: LlmGatewayConfig, cluster: str = CLUSTER_LABEL
+) -> str:
+    """Tokens per second of one direction by team and model, from the configured source."""
+    series = token_series(TokenSource.of(gateway), direction, "rate", str(TOKEN_RATE_WINDOW))
+    return _summed_by_team(series, ("model",), cluster)
 
 
 def _token_price(direction: TokenDirection) -> str:
@@ -130,7 +144,7 @@ def _priced_tokens(
     direction: TokenDirection, gateway: LlmGatewayConfig, cluster: str = CLUSTER_LABEL
 ) -> str:
     """Money per second of one direction's tokens, by team and model; `default` price fallback."""
-    tokens = _by_team(gateway.tokens_metric(direction), gateway, ("model",), cluster)
+    tokens = _tokens_by_team(direction, gateway, cluster)
     price = _token_price(direction)
     default = (
         f"{conventions.METRIC_TOKEN_PRICE}{{direction={string_literal(direction)},"

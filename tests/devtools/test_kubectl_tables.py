@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from finops_operator.views.kubectl_tables import (
+from finops_devtools.demo.kubectl_tables import (
     COSTPOLICY_COLUMNS,
     COSTREPORT_COLUMNS,
     abbreviated_rule,

@@ -1,29 +1,38 @@
-"""A fault-injecting HTTP proxy in front of the API emulator, on 127.0.0.1.
+"""An HTTP proxy in front of a Kubernetes API, on 127.0.0.1: it records every request and
+injects faults on demand.
 
-The operator's kubeconfig names the proxy; the proxy forwards every request to
-its upstream (a `KubeEmulator`), streaming the answers, watches included. The
-tests then break it:
+The operator's kubeconfig names the proxy (`write_kubeconfig`); the proxy forwards
+every request to its upstream (the emulator, or a real kube-apiserver with its
+own CA and token), streaming the answers, watches included. It serves the scale
+benchmark and the fault tests alike:
 
+- `requests`: every request as `Recorded` (verb and resource as kube-apiserver's
+  audit log names them, status, bytes sent back, when it came), recorded as it
+  arrives since a watch ends only when the operator stops; `requests_to(method,
+  path)` answers what `OperatorProcess` asks of an API;
 - `down()` / `up()`: the listening socket closes (connections refused) and every
-  open connection drops; `up()` listens again on the same port.
+  open connection drops; `up()` listens again on the same port;
 - `blackhole()` / `heal()`: a partition. Connections are accepted, requests are
   read and never forwarded nor answered; `heal()` drops them unanswered (so
-  nothing sent during the partition lands late) and forwarding resumes.
+  nothing sent during the partition lands late) and forwarding resumes;
 - `answer(status, method=..., path=..., times=...)`: the next matching requests
-  get that status (a Kubernetes `Status` body) without reaching the upstream.
-- `cut_watches()`: every open watch stream ends abruptly.
-- `upstream = other_emulator`: an API restarted empty, behind the same address.
+  get that status (a Kubernetes `Status` body) without reaching the upstream;
+- `cut_watches()`: every open watch stream ends abruptly;
+- `upstream = other_url`: an API restarted empty, behind the same address.
 
-`ProxiedCluster` is what `OperatorProcess` needs from a cluster (a kubeconfig
-and the request log), with the proxy's address in the kubeconfig.
+It runs its own event loop in a thread, so that a synchronous test or benchmark
+drives it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import ssl
 import threading
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +42,52 @@ import aiohttp
 from aiohttp import web
 
 from finops_devtools.devcluster import free_port
-from finops_devtools.devcluster.emulator import KubeEmulator
 
-HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "content-encoding",
-    "host",
-    "upgrade",
-}
+# Not forwarded either way: they describe one connection, not the request.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade"}
+)
 REASONS = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+
+_PATH = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?"
+    r"(?:/(?P<plural>[^/]+))?(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$"
+)
+
+
+def classify(method: str, path: str, query: dict[str, str]) -> tuple[str, str]:
+    """(verb, resource) of an API request, as kube-apiserver's audit log names them."""
+    match = _PATH.match(path)
+    if match is None:
+        return method.lower(), path
+    group, ns, plural, name, sub = match.group("group", "ns", "plural", "name", "sub")
+    if plural is None and ns is not None:  # /api/v1/namespaces/NAME
+        plural, name = "namespaces", ns
+    elif plural is None:  # /api/v1, /apis/apps/v1: discovery
+        return "get", f"discovery {path}"
+    resource = f"{plural}.{group}" if group else str(plural)
+    if sub:
+        resource += f"/{sub}"
+    if method == "GET":
+        verb = "watch" if query.get("watch") in ("true", "1") else "get" if name else "list"
+    else:
+        verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
+            method, method.lower()
+        )
+    return verb, resource
+
+
+@dataclass
+class Recorded:
+    """One request through the proxy; status and bytes are filled in as the answer goes."""
+
+    verb: str
+    resource: str
+    status: int
+    bytes: int
+    at: float  # time.monotonic() when it arrived
+    method: str = ""
+    path: str = ""
 
 
 @dataclass
@@ -61,25 +104,54 @@ class Rule:
         )
 
 
-class FaultProxy:
-    def __init__(self, upstream: KubeEmulator, port: int | None = None) -> None:
-        self.upstream = upstream
+class ApiProxy:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        ca: ssl.SSLContext | None = None,
+        token: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.ca = ca
+        self.token = token  # sent upstream instead of the operator's own credentials
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[Recorded] = []
         self.rules: list[Rule] = []
         self.injected: list[tuple[int, str, str]] = []  # status, method, path answered here
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._streams: set[asyncio.Task[Any]] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
         self._healed: asyncio.Event | None = None
 
-    # ------------------------------------------------------------ control, from the test
+    # ------------------------------------------------------------ the API, as the operator sees it
 
-    def start(self) -> FaultProxy:
-        self._thread.start()
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig to the proxy, written at `path`."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "proxy", "cluster": {"server": self.url}}],
+            "users": [{"name": "operator", "user": {"token": "operator-token"}}],
+            "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "operator"}}],
+            "current-context": "proxy",
+        }
+        path.write_text(json.dumps(config))
+        return path
+
+    def requests_to(self, method: str, path: str) -> list[Recorded]:
+        """The requests with this method and path that reached the proxy so far."""
+        return [r for r in list(self.requests) if r.method == method and r.path == path]
+
+    # ------------------------------------------------------------ control, from the caller
+
+    def start(self) -> ApiProxy:
+        self.thread.start()
         self._run(self._start_session())
         self.up()
         return self
@@ -91,7 +163,7 @@ class FaultProxy:
             self._run(self._drain())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+            self.thread.join(timeout=10)
 
     def up(self) -> None:
         self._run(self._listen())
@@ -115,7 +187,8 @@ class FaultProxy:
 
     def cut_watches(self) -> int:
         """End every open watch stream; how many there were."""
-        return self._run(self._cut())
+        count: int = self._run(self._cut())
+        return count
 
     def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
@@ -126,7 +199,8 @@ class FaultProxy:
         self._healed = asyncio.Event()
         self._healed.set()
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+            connector=aiohttp.TCPConnector(limit=0, ssl=self.ca if self.ca else False),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,
         )
 
@@ -144,7 +218,7 @@ class FaultProxy:
     async def _listen(self) -> None:
         if self._runner is not None:
             return
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=256 * 1024**2)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -184,8 +258,11 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         task = asyncio.current_task()
-        assert task is not None and self._healed is not None and self._session is not None
+        assert task is not None and self._healed is not None
         self._handlers.add(task)
+        verb, resource = classify(request.method, request.path, dict(request.query))
+        record = Recorded(verb, resource, 0, 0, time.monotonic(), request.method, request.path)
+        self.requests.append(record)
         try:
             body = await request.read()
             if not self._healed.is_set():
@@ -194,67 +271,58 @@ class FaultProxy:
             rule = self._rule_for(request.method, request.path)
             if rule is not None:
                 self.injected.append((rule.status, request.method, request.path))
+                record.status = rule.status
                 return web.json_response(
                     {
                         "kind": "Status",
                         "apiVersion": "v1",
                         "status": "Failure",
-                        "message": f"injected by the fault proxy: {rule.status}",
+                        "message": f"injected by the proxy: {rule.status}",
                         "reason": REASONS.get(rule.status, "InternalError"),
                         "code": rule.status,
                     },
                     status=rule.status,
                     headers={"Retry-After": "1"} if rule.status == 429 else None,
                 )
-            return await self._forward(request, body, task)
+            return await self._forward(request, body, task, record)
         finally:
             self._handlers.discard(task)
             self._streams.discard(task)
 
     async def _forward(
-        self, request: web.Request, body: bytes, task: asyncio.Task[Any]
+        self, request: web.Request, body: bytes, task: asyncio.Task[Any], record: Recorded
     ) -> web.StreamResponse:
         assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        watching = request.query.get("watch") in ("true", "1")
-        if watching:
+        dropped = HOP_BY_HOP | {"authorization"} if self.token else HOP_BY_HOP
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if request.query.get("watch") in ("true", "1"):
             self._streams.add(task)
         try:
             upstream = await self._session.request(
                 request.method,
-                self.upstream.url + request.path_qs,
+                self.upstream + request.path_qs,
                 headers=headers,
                 data=body or None,
+                allow_redirects=False,
+                # as it came: aiohttp would call an unnamed body application/octet-stream
+                skip_auto_headers=() if "Content-Type" in request.headers else ("Content-Type",),
             )
         except aiohttp.ClientError:
+            record.status = 502
             return web.Response(status=502, text="upstream unreachable")
         async with upstream:
+            record.status = upstream.status
             response = web.StreamResponse(
                 status=upstream.status,
                 headers={k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP},
             )
             await response.prepare(request)
+            # the operator closed a watch it no longer wants, or the upstream went away
             with contextlib.suppress(aiohttp.ClientError, ConnectionResetError):
                 async for chunk in upstream.content.iter_any():
+                    record.bytes += len(chunk)
                     await response.write(chunk)
-            await response.write_eof()
+                await response.write_eof()
             return response
-
-
-class ProxiedCluster:
-    """An emulator as seen through a proxy: what `OperatorProcess` calls on a cluster."""
-
-    def __init__(self, proxy: FaultProxy) -> None:
-        self.proxy = proxy
-
-    @property
-    def emulator(self) -> KubeEmulator:
-        return self.proxy.upstream
-
-    def write_kubeconfig(self, path: Path) -> Path:
-        path = self.emulator.write_kubeconfig(path)
-        path.write_text(path.read_text().replace(self.emulator.url, self.proxy.url))
-        return path
-
-    def requests_to(self, method: str, path: str) -> list[tuple[str, str]]:
-        return self.emulator.requests_to(method, path)

@@ -1,4 +1,9 @@
-"""The showback dashboards: valid ConfigMaps for Grafana's sidecar, and queries that return data.
+"""The showback dashboards (views/dashboards.py): valid ConfigMaps for Grafana's sidecar,
+`render --dashboards` in the user's configuration, and queries that return data.
+
+The committed ConfigMaps (manifests/dashboards/, the chart's copies) are the golden
+output of the built-in configuration; the tests below read them, and check that
+the view still writes them byte for byte.
 
 Every query of every panel runs against a real Prometheus holding two simulated
 days (four teams, two operator replicas, target labels as a ServiceMonitor adds
@@ -12,7 +17,6 @@ value `.*`, `$__range` 1d, `$__rate_interval` 5m, the idle threshold 10.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -23,7 +27,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import kubernetes_validate
@@ -34,8 +37,12 @@ from finops_devtools.simulator.generation import ScenarioParams, generate_scenar
 from finops_devtools.simulator.ground_truth import ground_truth
 from finops_devtools.simulator.openmetrics import ExportOptions
 from finops_devtools.simulator.world import Scenario
+from finops_operator.cli import main
 from finops_operator.domain import conventions
+from finops_operator.domain.config import Config
 from finops_operator.domain.rules.recording_rules import render_recording_rules
+from finops_operator.domain.token_sources import DEFAULT_SOURCE
+from finops_operator.views import dashboards
 from tests.support.paths import ROOT
 from tests.support.prometheus_server import (
     PROMTOOL,
@@ -48,7 +55,8 @@ from tests.support.prometheus_server import (
 from tests.support.tools import require_tool
 
 FOLDER = ROOT / "manifests" / "dashboards"
-GENERATOR = ROOT / "scripts" / "gen_dashboards.py"
+CHART_COPY = ROOT / "charts" / "finops-operator" / "files" / "dashboards"
+WRAPPER = ROOT / "scripts" / "gen_dashboards.py"
 FILES = ("leadership.yaml", "engineering.yaml")
 
 # Two days inside the previous month, so that month-to-date never crosses a month bound.
@@ -67,14 +75,6 @@ SUBSTITUTIONS = {
     "$__range": "1d",
     "$idle_threshold": "10",
 }
-
-
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_dashboards", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _config_maps() -> dict[str, dict[str, Any]]:
@@ -212,23 +212,147 @@ def test_the_kustomization_lists_both_dashboards() -> None:
     assert sorted(kustomization["resources"]) == sorted(FILES)
 
 
-def test_the_committed_dashboards_are_what_the_generator_writes() -> None:
+def test_the_committed_dashboards_are_what_the_view_writes() -> None:
+    files = dashboards.render(Config())
+    for name, content in files.items():
+        assert (FOLDER / name).read_text(encoding="utf-8") == content, name
+    for name in FILES:
+        assert (CHART_COPY / name).read_text(encoding="utf-8") == files[name], name
+
+
+def test_the_repository_wrapper_checks_both_folders() -> None:
     result = subprocess.run(
-        [sys.executable, str(GENERATOR), "--check"],
+        [sys.executable, str(WRAPPER), "--check"],
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_generator_reads_a_configuration_file(tmp_path: Path) -> None:
+def _render(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["render", "--dashboards", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _boards_in(folder: Path) -> dict[str, dict[str, Any]]:
+    return {
+        name: _board(yaml.safe_load((folder / name).read_text(encoding="utf-8"))) for name in FILES
+    }
+
+
+def _money_units(board: dict[str, Any]) -> set[str]:
+    money = {"currencyUSD", "currencyEUR", "currencyGBP"}
+    units = {panel["fieldConfig"]["defaults"].get("unit") for panel in _query_panels(board)}
+    return {unit for unit in units if unit in money or str(unit).startswith("suffix:")}
+
+
+@pytest.mark.parametrize(("currency", "unit"), [("EUR", "currencyEUR"), ("CHF", "suffix: CHF")])
+def test_render_dashboards_writes_every_money_panel_in_the_configured_currency(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, currency: str, unit: str
+) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text("pricing:\n  currency: EUR\n", encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(GENERATOR), "--config", str(config), "--output", str(tmp_path)],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "currencyEUR" in (tmp_path / "leadership.yaml").read_text(encoding="utf-8")
+    config.write_text(f"pricing:\n  currency: {currency}\n", encoding="utf-8")
+    code, _, err = _render(capsys, "--config", str(config), "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    boards = _boards_in(tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [*FILES, "kustomization.yaml"]
+    )
+    for board in boards.values():
+        assert _money_units(board) == {unit}, board["uid"]
+    # The built-in configuration is in US dollars: the same panels change unit.
+    for board in BOARDS.values():
+        assert _money_units(board) == {"currencyUSD"}, board["uid"]
+
+
+def _token_panel(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    [found] = [
+        p for p in _query_panels(boards["leadership.yaml"])
+        if p["title"] == "Tokens per hour by model"
+    ]  # fmt: skip
+    return found
+
+
+def test_render_dashboards_with_the_otel_genai_preset_reads_the_otel_series(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("llmGateway:\n  preset: otel-genai\n", encoding="utf-8")
+    code, _, err = _render(capsys, "--config", str(config), "--out", str(tmp_path))
+    assert code == 0, err
+    exprs = [t["expr"] for t in _token_panel(_boards_in(tmp_path))["targets"]]
+    assert len(exprs) == 2
+    for expr, direction in zip(exprs, ("input", "output"), strict=True):
+        assert f'gen_ai_client_token_usage_sum{{gen_ai_token_type="{direction}"}}' in expr
+        assert '"model", "$1", "gen_ai_request_model"' in expr
+        assert "litellm" not in expr
+    # The built-in preset reads LiteLLM's counters, one per direction.
+    default = [t["expr"] for t in _token_panel(BOARDS)["targets"]]
+    assert DEFAULT_SOURCE.input_metric in default[0] and DEFAULT_SOURCE.output_metric in default[1]
+    assert all("gen_ai" not in expr for expr in default)
+
+
+def test_render_dashboards_prints_both_config_maps_without_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = _render(capsys)
+    assert code == 0
+    documents = [doc for doc in yaml.safe_load_all(out) if doc is not None]
+    assert [doc["metadata"]["name"] for doc in documents] == [
+        "finops-dashboard-leadership", "finops-dashboard-engineering",
+    ]  # fmt: skip
+    assert documents == [CONFIG_MAPS[name] for name in FILES]
+
+
+def test_render_dashboards_check_exits_1_on_a_stale_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert _render(capsys, "--out", str(tmp_path))[0] == 0
+    assert _render(capsys, "--out", str(tmp_path), "--check")[0] == 0
+    (tmp_path / "leadership.yaml").write_text("stale\n", encoding="utf-8")
+    code, _, err = _render(capsys, "--out", str(tmp_path), "--check")
+    assert code == 1 and "leadership.yaml is out of date" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "groups"], "--format applies to PrometheusRules, not --dashboards"),
+        (["--check"], "--check compares a folder: give --out DIR"),
+        (["--recording-rules"], "give one of POLICY.yaml"),
+    ],
+)
+def test_render_dashboards_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = _render(capsys, *args)
+    assert code == 2 and message in err and not out
+    assert "Traceback" not in err
+
+
+def test_render_out_without_dashboards_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["render", "--recording-rules", "--out", str(tmp_path)])
+    assert code == 2 and "--out and --check apply to --dashboards" in capsys.readouterr().err
+
+
+def test_render_dashboards_with_a_bad_configuration_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("pricing:\n  currency: dollars\n", encoding="utf-8")
+    code, out, err = _render(capsys, "--config", str(config))
+    assert code == 2 and err.startswith("error:") and "currency" in err and not out
+
+
+def test_render_dashboards_into_an_unwritable_place_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("", encoding="utf-8")
+    code, _, err = _render(capsys, "--out", str(blocker / "dashboards"))
+    assert code == 2 and "cannot read or write" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------- the queries
@@ -326,8 +450,9 @@ def test_every_panel_query_parses_and_returns_data_over_the_simulated_cluster(
 
 def test_no_dashboard_bakes_in_a_token_price_and_ai_spend_is_gpu_plus_tokens() -> None:
     # Prices come from the recording rules (finops_token_price_per_1k), never the board.
-    for where, _, target in TARGETS:
-        assert "litellm" not in target["expr"], where
+    for where, panel, target in TARGETS:
+        if panel["title"] != "Tokens per hour by model":  # volumes, read at the gateway
+            assert "litellm" not in target["expr"], where
         assert "label_replace(vector(" not in target["expr"], where
     leadership = BOARDS["leadership.yaml"]
     for title in ("AI spend, month to date", "AI spend, month-end forecast"):
@@ -349,8 +474,7 @@ def test_the_engineering_dashboard_reads_utilization_as_configured() -> None:
 def test_the_token_spend_of_a_day_matches_the_ground_truth(
     prometheus: PrometheusServer, scenario: Scenario
 ) -> None:
-    generator = _load_generator()
-    board = generator.leadership(scenario.pricing)
+    board = dashboards.leadership(scenario.pricing, DEFAULT_SOURCE)
     [(panel, target)] = [
         (p, t) for p in _query_panels(board) if p["title"] == "Token spend" for t in p["targets"]
     ]

@@ -1,4 +1,4 @@
-"""AdmissionReviews and workloads shaped as the API server and users produce them."""
+"""AdmissionReviews and workloads shaped as the API server and users produce them (tests, bench)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,21 @@ CLUSTER_ADMIN: Final[Mapping[str, Any]] = {
 TEAM_A_DEV: Final[Mapping[str, Any]] = {
     "username": "system:serviceaccount:team-a:dev",
     "groups": ["system:serviceaccounts", "system:serviceaccounts:team-a", "system:authenticated"],
+}
+# (kind, the kind of its owner) as the built-in controllers make them: written out, not
+# derived from `workloads.CONTROLLER_OWNERS`, so that the tests check that table.
+CONTROLLER_PAIRS: Final = (
+    ("Pod", "ReplicaSet"),
+    ("Pod", "StatefulSet"),
+    ("Pod", "DaemonSet"),
+    ("Pod", "Job"),
+    ("ReplicaSet", "Deployment"),
+    ("Job", "CronJob"),
+)
+# The kube-controller-manager's ReplicaSet controller (--use-service-account-credentials).
+REPLICASET_CONTROLLER: Final[Mapping[str, Any]] = {
+    "username": "system:serviceaccount:kube-system:replicaset-controller",
+    "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system"],
 }
 EXEMPT: Final = "finops.resilio.tech/exempt"
 EXEMPT_REASON: Final = "finops.resilio.tech/exempt-reason"
