@@ -11,6 +11,8 @@ scripts/build-controlplane.sh >/dev/null
 scripts/build-node.sh >/dev/null
 # The Prometheus Operator of tests/e2e/test_monitoring_stack.py, from its Go module: cached too.
 scripts/build-prometheus-operator.sh >/dev/null
+# kwok, which keeps tests/e2e/test_dra.py's fake GPU nodes Ready and runs their pods: cached too.
+scripts/build-kwok.sh >/dev/null
 # Helm v4 for the chart tests (tests/install/test_helm_chart.py, tests/e2e/test_helm_chart.py).
 scripts/build-helm.sh >/dev/null
 # The operator's image, run by tests/install/test_image.py (and the e2e node): podman, cached.

@@ -38,7 +38,7 @@ from finops_operator.controllers import admission_policy_controller as admission
 from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
 from finops_operator.controllers.policy_controller import POLICIES, RULES, event_poster
 from finops_operator.controllers.report_controller import REPORTS
-from finops_operator.controllers.watch_feeds import watch_lean_kinds
+from finops_operator.controllers.watch_feeds import served_dra_kinds, watch_lean_kinds
 from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
@@ -191,6 +191,7 @@ async def serve(
         "lean-watches": watch_lean_kinds(
             functools.partial(ListWatch, Connection.of(credentials, watch_agent)),
             *(run.audit, state.inventory, state.sync, state.namespaces_indexed),
+            functools.partial(served_dra_kinds, kube, state.config.gpu_dra_drivers),
         ),
         "trim-after-sync": release_after_sync(lambda: state.sync.synced),
     }

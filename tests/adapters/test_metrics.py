@@ -36,7 +36,10 @@ from finops_operator.domain.gpus.allocation import (
 )
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
+from tests.support.dra import DRIVER, allocated_claim, dra_pod, gpu_device, resource_slice
 from tests.support.tools import require_tool
+
+A100 = "NVIDIA A100-SXM4-80GB"
 
 CONFIG = Config()
 
@@ -52,24 +55,33 @@ class ReferenceCollector(Collector):
         allocation = GaugeMetricFamily(
             conventions.METRIC_POD_GPU_ALLOCATION, "help", labels=ALLOCATION_LABELS
         )
-        for values, held in allocation_samples(list(self.inventory.pods.values()), nodes):
+        pods = list(self.inventory.pods.values())
+        for values, held in allocation_samples(pods, nodes, self.inventory.claimed):
             allocation.add_metric(values, float(held))
         capacity = GaugeMetricFamily(
             conventions.METRIC_NODE_GPU_CAPACITY, "help", labels=("node", "gpu_model", "resource")
         )
-        for node_values, devices in capacity_samples(nodes):
+        for node_values, devices in [*capacity_samples(nodes), *self.inventory.dra_capacity()]:
             capacity.add_metric(node_values, float(devices))
         price = GaugeMetricFamily(
             conventions.METRIC_GPU_HOURLY_PRICE, "help", labels=("gpu_model",)
         )
-        for model, amount in price_samples(CONFIG.pricing, nodes):
+        for model, amount in price_samples(CONFIG.pricing, nodes, self.inventory.dra_models()):
             price.add_metric((model,), float(amount))
         token_price = GaugeMetricFamily(
             conventions.METRIC_TOKEN_PRICE, "help", labels=("model", "direction")
         )
         for model, direction, amount in token_price_samples(CONFIG.pricing):
             token_price.add_metric((model, direction), float(amount))
-        yield from (allocation, capacity, price, token_price)
+        claim_pods = GaugeMetricFamily(
+            conventions.METRIC_DRA_CLAIM_PODS,
+            "help",
+            labels=("dra_claim_namespace", "dra_claim_name", "namespace", "pod"),
+        )
+        for (namespace, name), claim in self.inventory.claims.items():
+            for pod_name in claim.reserved_for:
+                claim_pods.add_metric((namespace, name, namespace, pod_name), 1)
+        yield from (allocation, capacity, price, token_price, claim_pods)
 
 
 def pod(name: str, node: str, gpus: int | str = 1, **labels: str) -> dict[str, Any]:
@@ -109,6 +121,12 @@ def fleet() -> Inventory:
     # Label values that need escaping in the text format.
     odd = {"resilio.tech/feature": 'say "hi"\\ now'}
     inventory.observe_pod("ADDED", pod("odd", "gpu-2", **odd))
+    # Two pods sharing a GPU through a DRA claim, on a node without extended resources.
+    inventory.observe_slice("ADDED", resource_slice("dra-1", [gpu_device("gpu-0", A100)]))
+    claim = allocated_claim("ml", "shared", [("dra-1", "gpu-0")], ["dra-a", "dra-b"])
+    inventory.observe_claim("ADDED", claim)
+    for name in ("dra-a", "dra-b"):
+        inventory.observe_pod("ADDED", dra_pod("ml", name, COMPLETE_LABELS, "shared", node="dra-1"))
     return inventory
 
 
@@ -122,7 +140,7 @@ def test_the_cached_text_has_the_same_samples_prometheus_client_renders() -> Non
     assert gzip.decompress(packed) == text
     # The HELP lines are the operator's own, one per family, each with its TYPE.
     helps = [line for line in text.decode().splitlines() if line.startswith("# HELP")]
-    assert len(helps) == 4 and text.decode().count("# TYPE") == 4
+    assert len(helps) == 5 and text.decode().count("# TYPE") == 5
 
 
 def test_it_is_rebuilt_only_when_a_record_changes() -> None:
@@ -157,6 +175,60 @@ def test_a_node_that_changes_model_relabels_the_pods_on_it() -> None:
         if name == conventions.METRIC_POD_GPU_ALLOCATION and dict(labels)["node"] == "gpu-1"
     }
     assert models == {"NVIDIA-A100-SXM4-80GB"}
+
+
+def allocation(text: bytes) -> dict[str, tuple[dict[str, str], float]]:
+    return {
+        dict(labels)["pod"]: (dict(labels), value)
+        for name, labels, value in samples(text.decode())
+        if name == conventions.METRIC_POD_GPU_ALLOCATION
+    }
+
+
+def test_a_dra_pod_is_exported_like_an_extended_resource_pod_with_its_devices_model() -> None:
+    inventory = fleet()
+    exposition = InventoryExposition(inventory, CONFIG.pricing)
+    text, _ = exposition.render()
+    labels, held = allocation(text)["dra-a"]
+    assert held == 0.5 and labels["gpu_model"] == "NVIDIA-A100-SXM4-80GB"
+    assert labels["resource"] == DRIVER and labels["node"] == "dra-1"
+    extended, _ = allocation(text)["trainer-0"]
+    cost_labels = set(extended) - {"pod", "node", "resource", "gpu_model"}
+    assert {key: labels[key] for key in cost_labels} == {k: extended[k] for k in cost_labels}
+    prices = {
+        dict(labels)["gpu_model"]
+        for name, labels, _ in samples(text.decode())
+        if name == conventions.METRIC_GPU_HOURLY_PRICE
+    }
+    assert "NVIDIA-A100-SXM4-80GB" in prices
+    sharers = {
+        (
+            labels["dra_claim_namespace"],
+            labels["dra_claim_name"],
+            labels["namespace"],
+            labels["pod"],
+        )
+        for name, labels in ((s[0], dict(s[1])) for s in samples(text.decode()))
+        if name == conventions.METRIC_DRA_CLAIM_PODS
+    }
+    assert sharers == {("ml", "shared", "ml", "dra-a"), ("ml", "shared", "ml", "dra-b")}
+    offered = {
+        (labels["node"], labels["gpu_model"], labels["resource"]): value
+        for name, labels, value in ((s[0], dict(s[1]), s[2]) for s in samples(text.decode()))
+        if name == conventions.METRIC_NODE_GPU_CAPACITY
+    }
+    assert offered[("dra-1", "NVIDIA-A100-SXM4-80GB", DRIVER)] == 1.0
+    # The claim now reserved by one pod only (the other ended): the whole GPU is its.
+    claim = allocated_claim("ml", "shared", [("dra-1", "gpu-0")], ["dra-a"])
+    inventory.observe_pod("DELETED", dra_pod("ml", "dra-b", COMPLETE_LABELS, "shared"))
+    inventory.observe_claim("MODIFIED", claim)
+    text, _ = exposition.render()
+    assert allocation(text)["dra-a"][1] == 1.0 and "dra-b" not in allocation(text)
+    # Its device republished as a MIG slice: the pod's line follows the slice.
+    mig = gpu_device("gpu-0", A100, mig_profile="1g.10gb")
+    inventory.observe_slice("MODIFIED", resource_slice("dra-1", [mig]))
+    text, _ = exposition.render()
+    assert abs(allocation(text)["dra-a"][1] - 1 / 7) < 1e-12
 
 
 async def test_metrics_serves_the_registry_and_the_inventory_plain_and_gzipped() -> None:
@@ -207,7 +279,7 @@ async def test_prometheus_scrapes_the_two_gzip_members_as_one_answer(tmp_path: P
             if found:
                 break
             await asyncio.sleep(0.2)
-        assert found and float(found[0]["value"][1]) == 51 + 1
+        assert found and float(found[0]["value"][1]) == 53 + 1  # 51 extended, 2 DRA
         health = await asyncio.to_thread(prometheus.api, "targets")
         [target] = health["activeTargets"]
         assert target["health"] == "up", target
@@ -263,14 +335,17 @@ def test_without_pod_series_the_allocation_is_summed_without_pod_names() -> None
     summed = allocation(text.decode())
     assert all("pod" not in s for s in summed)
     # Per namespace and node the same GPUs as the per-pod series, in fewer series.
-    for where in ("gpu-1", "gpu-2"):
+    for where in ("gpu-1", "gpu-2", "dra-1"):
         assert sum(float(s["value"]) for s in summed if s["node"] == where) == sum(
             float(s["value"]) for s in allocation(per_pod.decode()) if s["node"] == where
         )
-    assert len(summed) == 2
-    # The node families are unchanged, and a change is seen at the next scrape.
-    others = {s for s in samples(per_pod.decode()) if s[0] != conventions.METRIC_POD_GPU_ALLOCATION}
+    assert len(summed) == 3  # the two DRA pods' halves of one GPU are one series
+    # The node families are unchanged, the claim-to-pod series (pod names) gone, and a
+    # change is seen at the next scrape.
+    per_pod_only = (conventions.METRIC_POD_GPU_ALLOCATION, conventions.METRIC_DRA_CLAIM_PODS)
+    others = {s for s in samples(per_pod.decode()) if s[0] not in per_pod_only}
     assert others <= samples(text.decode())
+    assert conventions.METRIC_DRA_CLAIM_PODS.encode() not in text
     inventory.observe_pod("DELETED", pod("trainer-0", "gpu-1"))
     after = allocation(exposition.render()[0].decode())
     gpu_1 = [s for s in after if s["node"] == "gpu-1"]

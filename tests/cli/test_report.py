@@ -30,7 +30,7 @@ from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig, PrometheusConfig
-from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.domain.costs.showback import CostReport
 from finops_operator.domain.money import money_context
 from finops_operator.errors import NoUsageDataError, PrometheusError
@@ -308,9 +308,13 @@ def test_json_output_follows_the_contract_and_matches_the_truth(
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert list(document) == [
-        "period", "currency", "teams", "untagged", "cluster", "costCenters", "clusters",
-        "selfHostedModels",
+        "period", "currency", "teams", "untagged", "cluster",
+        "dataFrom", "dataThrough", "partialPeriod", "costCenters", "clusters", "selfHostedModels",
     ]  # fmt: skip
+    # Two whole days with data from their start: not partial.
+    assert document["dataFrom"] == utc_timestamp(DAYS_START)
+    assert document["dataThrough"] == utc_timestamp(DAYS_END)
+    assert document["partialPeriod"] is False
     # One Prometheus, no cluster label: one unnamed cluster, all but the platform cost
     # (the report's, not the cluster's: docs/multi-cluster.md).
     [only] = document["clusters"]
@@ -362,8 +366,9 @@ def test_csv_output_has_row_types_that_add_up_and_splits_by_cost_center_and_feat
     result = cli("--prometheus-url", minute.prometheus.url, *period_args(), "--format", "csv")
     assert result.returncode == 0, result.stderr
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(lines[0])[:8] == [
-        "Row type", "Period", "Period start (UTC)", "Period end (UTC)", "Data through (UTC)",
+    assert list(lines[0])[:9] == [
+        "Row type", "Period", "Period start (UTC)", "Period end (UTC)", "Data from (UTC)",
+        "Data through (UTC)",
         "Partial period", "Incomplete data", "Team",
     ]  # fmt: skip
     assert [line["Row type"] for line in lines[-3:]] == [
@@ -406,25 +411,47 @@ def test_focus_output_has_the_focus_columns_and_adds_up_to_the_cluster_total(
         assert column in rows[0]
     assert all(name.startswith("x_") for name in rows[0] if name[0].islower())
     assert {row["x_CostComponent"] for row in rows} == {"gpu", "tokens", "shared"}
-    assert {row["ChargePeriodStart"] for row in rows} == {DAYS_START.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    # FOCUS 1.3 by default: one charge period per day of the period.
+    days = {(row["ChargePeriodStart"], row["ChargePeriodEnd"]) for row in rows}
+    day = timedelta(days=1)
+    spans = int((DAYS_END - DAYS_START) / day)
+    assert days == {
+        (utc_timestamp(DAYS_START + i * day), utc_timestamp(DAYS_START + (i + 1) * day))
+        for i in range(spans)
+    }
     billed = sum(Decimal(row["BilledCost"]) for row in rows)
     report = minute.report(DAYS_START, DAYS_END)
-    assert abs(billed - report.costs.cluster.total_cost) < Decimal("0.000001") * len(rows)
+    # BilledCost adds up to the report's total to the cent (the same figure as --format json).
+    summary = cli("--config", str(config), *period_args(), "--format", "json")
+    assert billed == Decimal(json.loads(summary.stdout)["cluster"]["totalCost"])
+    assert abs(billed - report.costs.cluster.total_cost) <= Decimal("0.005")
     for row in rows:
-        tags = json.loads(row["Tags"])
+        tags = json.loads(row["Tags"]) | json.loads(row["AllocatedTags"] or "{}")
         assert tags.get("resilio.tech/team", "__untagged__") == row["x_Team"]
-        assert tags.get("resilio.tech/cost-center", "__untagged__") == row["x_CostCenter"]
-        assert row["BillingPeriodStart"] == row["ChargePeriodStart"]
+        assert row["SubAccountId"] == row["x_Team"]
+        assert row["BillingPeriodStart"] == utc_timestamp(DAYS_START)
         if row["x_CostComponent"] == "tokens":
             assert Decimal(row["ConsumedQuantity"]) == int(Decimal(row["ConsumedQuantity"]))
+            # Tags: only what the gateway reported; the rest is the allocation's.
+            assert set(json.loads(row["Tags"])) == {"resilio.tech/team"}
         if row["x_CostComponent"] == "gpu":
+            assert tags.get("resilio.tech/cost-center", "__untagged__") == row["x_CostCenter"]
             assert row["ConsumedUnit"] == "GPU-Hours" and row["ServiceCategory"] == "Compute"
+        assert row["ChargeCategory"] == "Usage"
+    # 1.2 stays available: one row per charge over the whole period.
+    old = cli(
+        "--config", str(config), *period_args(), "--format", "focus", "--focus-version", "1.2"
+    )
+    assert old.returncode == 0, old.stderr
+    old_rows = list(csv.DictReader(io.StringIO(old.stdout)))
+    assert {row["ChargePeriodStart"] for row in old_rows} == {utc_timestamp(DAYS_START)}
+    assert sum(Decimal(row["BilledCost"]) for row in old_rows) == billed
     recsys_gpu = sum(
         Decimal(row["BilledCost"])
         for row in rows
         if row["x_Team"] == "recsys" and row["x_CostComponent"] == "gpu"
     )
-    assert abs(recsys_gpu - report.costs.row("recsys").gpu_cost) < Decimal("0.00001")
+    assert abs(recsys_gpu - report.costs.row("recsys").gpu_cost) < Decimal("0.01")
 
 
 def test_table_output_names_every_team_and_the_totals(minute: Cluster, tmp_path: Path) -> None:

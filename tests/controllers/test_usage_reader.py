@@ -236,3 +236,19 @@ def test_a_range_answer_off_the_grid_is_an_error_naming_the_series() -> None:
     prometheus = FakePrometheus(answers={gpu_hours_query(DAY_MS): [broken]})
     with pytest.raises(PrometheusError, match=r"sample time that is not a number.*team=\"ml\""):
         read_usage(prometheus, TWO_DAYS)
+
+
+def test_the_platform_cost_is_prorated_from_the_first_day_with_figures_when_asked() -> None:
+    # Prometheus has figures for the second day only (the operator came then).
+    answers = {
+        gpu_hours_query(DAY_MS): [
+            {"metric": ML, "values": [[TWO_DAYS.end.timestamp() - 0.001, "6"]]}
+        ]
+    }
+    monthly = {"sharedMonthly": "3000"}
+    whole = report_period(
+        FakePrometheus(answers=answers), PricingConfig.model_validate(monthly), TWO_DAYS
+    )
+    data = PricingConfig.model_validate(monthly | {"sharedProration": "data"})
+    late = report_period(FakePrometheus(answers=answers), data, TWO_DAYS)
+    assert whole.costs.cluster.platform_cost == 2 * late.costs.cluster.platform_cost > 0

@@ -11,6 +11,7 @@ from finops_operator.controllers.audit_writer import AuditWriter
 from finops_operator.controllers.informer_sync import InformerSync
 from finops_operator.controllers.watch_feeds import (
     LIST_WATCHED,
+    DraFeed,
     NodeFeed,
     WorkloadFeed,
     after_owners,
@@ -21,6 +22,7 @@ from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
+from tests.support.dra import allocated_claim, gpu_device, resource_slice
 from tests.support.fakes import FakeKube, FakeMetrics
 
 
@@ -324,3 +326,42 @@ async def test_one_watch_per_kind_each_in_readiness_run_once_the_namespaces_are_
     # owners first: Deployments, then their ReplicaSets, then the Pods (issue 19)
     order = [ran.index(p) for p in ("/apis/apps/v1/deployments", "/apis/apps/v1/replicasets")]
     assert order[0] < order[1] < ran.index("/api/v1/pods")
+
+
+async def test_dra_claims_and_slices_feed_the_inventory_and_relists_forget_the_deleted() -> None:
+    inventory = Inventory(LabelPolicy(Config()).is_gpu)
+    claims, slices = DraFeed("ResourceClaim", inventory), DraFeed("ResourceSlice", inventory)
+    for node in ("a", "b"):
+        await slices.on_event("ADDED", resource_slice(node, [gpu_device("gpu-0")]))
+        claim = allocated_claim("ml", f"claim-{node}", [(node, "gpu-0")], [f"pod-{node}"])
+        await claims.on_event("ADDED", claim)
+    assert set(inventory.claims) == {("ml", "claim-a"), ("ml", "claim-b")}
+    assert len(inventory.devices) == 2
+    await claims.on_relisted({("ml", "claim-a")})
+    await slices.on_relisted({("", "a-gpu.nvidia.com")})
+    assert set(inventory.claims) == {("ml", "claim-a")}
+    assert set(inventory.slices) == {"a-gpu.nvidia.com"} and len(inventory.devices) == 1
+
+
+async def test_the_dra_kinds_discovery_names_are_watched_too() -> None:
+    opened: list[str] = []
+
+    def open_watch(path: str, on_event: Any, on_relisted: Any, **_: Any) -> Any:
+        opened.append(path)
+        return RecordedWatch(path, None, [])
+
+    async def namespaces_indexed() -> None:
+        return None
+
+    async def both() -> list[str]:
+        return ["ResourceClaim", "ResourceSlice"]
+
+    feed, _, _ = feed_of("Pod")
+    sync = InformerSync(relist_seconds=5, check_seconds=0.01)
+    inventory = Inventory(LabelPolicy(Config()).is_gpu)
+    await watch_lean_kinds(open_watch, feed.audit, inventory, sync, namespaces_indexed, both)
+    assert opened[-2:] == [
+        "/apis/resource.k8s.io/v1/resourceclaims",
+        "/apis/resource.k8s.io/v1/resourceslices",
+    ]
+    assert len(opened) == len(LIST_WATCHED) + 2

@@ -60,13 +60,13 @@ def test_kubectl_get_costreports_table() -> None:
         validate_against_crd(obj, crd)
     lines = costreports_table(objects, NOW).splitlines()
     assert re.split(r"\s{3,}", lines[0]) == [
-        "NAME", "TEAM", "PERIOD", "GPU HOURS", "COST", "IDLE %", "BUDGET %", "AGE",
+        "NAME", "TEAM", "PERIOD", "GPU HOURS", "COST", "IDLE %", "BUDGET %", "FORECAST", "AGE",
     ]  # fmt: skip
     names = [line.split()[0] for line in lines[1:]]
     assert names == sorted(names) and len(names) == 5
     search = next(line.split() for line in lines if line.startswith("search-platform-"))
     assert search == ["search-platform-2026-11", "search-platform", "2026-11", "100.5", "415.00",
-                      "19.9", "80", "2m30s"]  # fmt: skip
+                      "19.9", "80", "<none>", "2m30s"]  # fmt: skip
     cluster = next(line.split() for line in lines if line.startswith("cluster-2026-11"))
     assert cluster[1] == "<none>" and cluster[6] == "<none>"
     header = lines[0]

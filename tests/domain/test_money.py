@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from finops_operator.domain.money import round_to, round_to_total, split
+from finops_operator.domain.money import round_to, split
 from tests.domain.costs.prices import D
 
 
@@ -22,14 +22,6 @@ def test_a_split_adds_up_exactly_and_places_remainders_by_largest_remainder() ->
     assert sum(odd.values()) == D("0.1234567890123456789")
     with pytest.raises(ValueError, match="all zero"):
         split(D(1), {"x": D(0)})
-
-
-def test_round_to_total_places_the_cents_so_the_rounded_parts_add_up() -> None:
-    thirds = [Decimal(1) / 3] * 3 + [Decimal("0.005"), Decimal("-0.004")]
-    rounded = round_to_total(thirds)
-    assert sum(rounded) == sum(thirds).quantize(Decimal("0.01"))
-    assert all(abs(r - t) < Decimal("0.01") for r, t in zip(rounded, thirds, strict=True))
-    assert round_to_total([]) == []
 
 
 def test_round_to_places_the_cents_so_the_parts_add_up_to_a_given_total() -> None:

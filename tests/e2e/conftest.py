@@ -64,6 +64,7 @@ MODULE_ORDER = (
     "test_crds",
     "test_webhooks",
     "test_workloads",
+    "test_dra",  # starts kube-scheduler for its own pods, stops it before the next module
     "test_prometheus_rules",
     "test_no_writes",
     "test_cost_reports",

@@ -36,6 +36,12 @@ from .conftest import (
     stop_process,
     wait_until,
 )
+from .test_dra import (
+    A100,
+    allocated_pods,
+    gpu_device,
+    scheduler,  # noqa: F401  (the fixture: kube-scheduler, for the DRA test)
+)
 from .test_workloads import make_node, run_on
 
 NS = "e2e-reports"
@@ -234,3 +240,49 @@ def test_reports_are_created_and_filled_through_the_status_subresource(
     }
     assert ("create", "") in writes and ("patch", "status") in writes, writes
     assert ("patch", "") not in writes and ("update", "") not in writes, writes
+
+
+@pytest.mark.usefixtures("scheduler")
+def test_the_gpu_cost_of_dra_pods_lands_on_their_team(
+    cluster: Cluster, reporting_operator: int
+) -> None:
+    """GPUs from ResourceClaims (allocated by kube-scheduler) are priced on the pods' team."""
+    team = "dra-research"
+    nodes = {
+        "e2e-report-dra-1": [gpu_device("gpu-0"), gpu_device("gpu-1"), gpu_device("gpu-2")],
+        "e2e-report-dra-2": [gpu_device("gpu-0", A100, mig_profile="3g.40gb")],
+    }
+    allocated_pods(cluster, "e2e-reports-dra", {**COMPLIANT, TEAM: team}, nodes)
+    wait_until(
+        lambda: cluster.metric("finops_pod_gpu_allocation", reporting_operator, team=team) > 3.4,
+        timeout=60,
+        what="the DRA pods' 1 + 1 + 1/2 + 1/2 + 3/7 GPUs on the reporting operator's /metrics",
+    )
+    report = wait_until(
+        lambda: team_report(cluster, team),
+        timeout=120,
+        what=f"a CostReport of team {team} with figures",
+    )
+    status = report["status"]
+    assert float(status["gpuHours"]) > 0 and float(status["gpuCost"]) > 0, status
+    # `finops-operator report` reads the same series from the same Prometheus.
+    printed = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "finops-operator"),
+            "report",
+            "--config",
+            str(Path(cluster.info["dir"]) / "reports" / "config.yaml"),
+            "--period",
+            time.strftime("%Y-%m", time.gmtime()),
+            "--team",
+            team,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    [row] = [row for row in json.loads(printed.stdout)["teams"] if row["team"] == team]
+    assert float(row["gpuHours"]) > 0 and float(row["gpuCost"]) > 0, row

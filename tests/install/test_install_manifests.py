@@ -606,13 +606,15 @@ def used_permissions() -> dict[Permission, str]:
                         used.setdefault((group, plural, verb), where)
             elif name == "ListWatch" or name == "open_watch":
                 # Our own list-and-watch: opened by watch_feeds.watch_lean_kinds only, for the
-                # paths of LIST_WATCHED, by contract (the operator hands it ListWatch).
+                # paths of LIST_WATCHED and DRA_WATCHED (the DRA kinds, where the API serves
+                # them), by contract; the operator hands it ListWatch.
                 assert module_name == WATCH_MODULE and name == "open_watch", (
                     f"{where}: {name}: open list-and-watches in {WATCH_MODULE}, over LIST_WATCHED"
                 )
                 path = ast.unparse(call.args[0]) if call.args else ""
                 assert path == "path", f"{where}: open_watch of {path!r}: a LIST_WATCHED path"
-                for group, plural in scope["LIST_WATCHED"].values():
+                watched = [*scope["LIST_WATCHED"].values(), *scope["DRA_WATCHED"].values()]
+                for group, plural in watched:
                     for verb in ("list", "watch"):
                         used.setdefault((group, plural, verb), where)
             elif name == "kopf.event":

@@ -10,7 +10,12 @@ its own, with metric names and label sets copied from the upstream sources
   `DCGM_FI_PROF_GR_ENGINE_ACTIVE` (ratio; MIG slices) from etc/dcp-metrics-included.csv,
   device labels `gpu`, `UUID`, `pci_bus_id`, `device`, `modelName`, `Hostname`,
   `DCGM_FI_DRIVER_VERSION` (+ `GPU_I_PROFILE`, `GPU_I_ID` on MIG) and the pod mapping
-  labels `namespace`, `pod`, `container` (internal/pkg/transformation/const.go);
+  labels `namespace`, `pod`, `container` (internal/pkg/transformation/const.go), and
+  on a device allocated through DRA `dra_claim_name`, `dra_claim_namespace`,
+  `dra_driver_name`, `dra_pool_name`, `dra_device_name` (same const.go, set in
+  kubernetes.go; the Kubernetes docs' KubeletPodResourcesDynamicResources page
+  shows such a series). dcgm-exporter maps a device to one pod only, so a shared
+  claim's device names one of its pods;
 - kube-state-metrics: `kube_pod_container_status_restarts_total`, `kube_pod_owner`,
   `kube_job_status_failed` with their documented labels (docs/metrics/workload/pod-metrics.md,
   job-metrics.md);
@@ -55,6 +60,8 @@ class GpuDevice:
     model_name: str = "NVIDIA H100 80GB HBM3"
     hostname: str = "gpu-node-1"
     mig_profile: str | None = None  # e.g. "1g.10gb": the device is a MIG slice
+    dra_claim: tuple[str, str] | None = None  # (namespace, name) of the DRA claim holding it
+    dra_device: str = "gpu-0"  # its name in the driver's ResourceSlice (pool: hostname)
 
     def labels(self) -> dict[str, str]:
         labels = {
@@ -70,6 +77,14 @@ class GpuDevice:
             labels["GPU_I_PROFILE"] = self.mig_profile
             labels["GPU_I_ID"] = "1"
         labels.update(container=self.container, namespace=self.namespace, pod=self.pod)
+        if self.dra_claim:
+            labels.update(
+                dra_claim_name=self.dra_claim[1],
+                dra_claim_namespace=self.dra_claim[0],
+                dra_device_name=self.dra_device,
+                dra_driver_name="gpu.nvidia.com",
+                dra_pool_name=self.hostname,
+            )
         return labels
 
 

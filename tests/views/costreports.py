@@ -6,6 +6,10 @@ import datetime
 import re
 from typing import Any
 
+from finops_operator.domain.costs.allocation import Allocation
+from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
+from finops_operator.domain.costs.showback import CostReport
+
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
 
@@ -53,3 +57,21 @@ def reports() -> list[dict[str, Any]]:
                                            "gpuCost": "400.00", "idleCost": "80.00"}]}),
         report("cluster", "2026-10", None, "900.00", "800.00"),
     ]  # fmt: skip
+
+
+def operator_reports(
+    costs: CostReport, now: datetime.datetime, allocation: Allocation | None = None
+) -> list[dict[str, Any]]:
+    """The CostReports (with status) the operator writes for `costs`, as of `now`."""
+    data = ReportInput(
+        period="2026-11",
+        currency=costs.currency,
+        teams=costs.teams,
+        untagged=costs.untagged,
+        cluster=costs.cluster,
+        jobs=[],
+        data_through=now,
+        budgets={},
+        allocation=allocation,
+    )
+    return [{**obj, "status": status} for obj, status in desired_reports(data, now)]

@@ -11,6 +11,7 @@ from decimal import Decimal
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.costs.allocation import Allocation, allocate
+from finops_operator.domain.costs.finance import DataSpan
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS, focus_rows
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost
@@ -125,7 +126,8 @@ def test_csv_headers_are_words_with_units_and_currency_and_rows_have_a_type() ->
     context = CsvContext(datetime(2026, 11, 20, 6, tzinfo=UTC), partial_period=True)
     lines = list(csv.DictReader(io.StringIO(to_csv(costs(), "2026-11", context=context))))
     assert list(lines[0]) == [
-        "Row type", "Period", "Period start (UTC)", "Period end (UTC)", "Data through (UTC)",
+        "Row type", "Period", "Period start (UTC)", "Period end (UTC)", "Data from (UTC)",
+        "Data through (UTC)",
         "Partial period", "Incomplete data", "Team", *SUMMED,
     ]  # fmt: skip
     assert [(line["Row type"], line["Team"]) for line in lines] == [
@@ -136,6 +138,7 @@ def test_csv_headers_are_words_with_units_and_currency_and_rows_have_a_type() ->
         ("cluster total", ""),
     ]
     assert {line["Data through (UTC)"] for line in lines} == {"2026-11-20T06:00:00Z"}
+    assert {line["Data from (UTC)"] for line in lines} == {"2026-11-01T00:00:00Z"}
     assert {line["Partial period"] for line in lines} == {"yes"}
     assert {line["Incomplete data"] for line in lines} == {"no"}
     search = lines[1]
@@ -166,7 +169,7 @@ def test_rows_by_team_cost_center_and_feature_carry_all_spend_and_add_up() -> No
     allocation = allocate(report, gpu, tokens, PRICING)
     text = to_csv(report, "2026-11", allocation=allocation, by=("cost_center", "feature"))
     lines = list(csv.DictReader(io.StringIO(text)))
-    assert list(lines[0])[7:10] == ["Team", "Cost center", "Feature"]
+    assert list(lines[0])[8:11] == ["Team", "Cost center", "Feature"]
     _check_sums(lines)
     team_rows = [line for line in lines if line["Row type"] == "team"]
     assert len({(r["Team"], r["Cost center"], r["Feature"]) for r in team_rows}) == len(team_rows)
@@ -271,3 +274,24 @@ def test_the_table_ends_with_the_cost_centers_adding_up_to_the_cluster_line() ->
     for column in range(2, 7):  # GPU, idle, token, shared and total cost
         total = sum(D(row[column].replace(",", "")) for row in centers)
         assert total == D(cluster[column].replace(",", "")), column
+
+
+def test_json_and_table_mark_a_partial_month_and_forecast_its_end() -> None:
+    start, through = datetime(2026, 11, 7, tzinfo=UTC), datetime(2026, 11, 20, 6, tzinfo=UTC)
+    span = DataSpan(start, through, partial=True, month=Period.month(2026, 11))
+    report = costs()
+    document = json.loads(to_json(report, "2026-11", span=span))
+    assert document["dataFrom"] == "2026-11-07T00:00:00Z" and document["partialPeriod"] is True
+    assert document["dataThrough"] == "2026-11-20T06:00:00Z"
+    total = Decimal(document["cluster"]["totalCost"])
+    # 13.25 days of data, 10.75 to go.
+    expected = (total * Decimal("24") / Decimal("13.25")).quantize(Decimal("0.01"))
+    assert Decimal(document["cluster"]["forecastTotalCost"]) == expected
+    assert all("forecastTotalCost" in row for row in document["teams"])
+    table = to_table(report, "2026-11", span=span)
+    assert "partial period: data from 2026-11-07T00:00:00Z through 2026-11-20T06:00:00Z" in table
+    header = next(line for line in table.splitlines() if line.startswith("TEAM"))
+    assert header.split()[-1] == "FORECAST"
+    cluster = next(line for line in table.splitlines() if line.startswith("cluster"))
+    assert cluster.split()[-1] == str(expected)
+    assert "forecastTotalCost" not in to_json(report, "2026-11")  # no span, no forecast

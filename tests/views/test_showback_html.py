@@ -11,12 +11,11 @@ from typing import Any
 
 from finops_operator.domain.config import Config
 from finops_operator.domain.costs.allocation import allocate
-from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import compute_costs
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
 from finops_operator.views.showback_html import render_showback
-from tests.views.costreports import NOW, reports
+from tests.views.costreports import NOW, operator_reports, reports
 from tests.views.daily_reports import THROUGH, statuses, two_months
 
 
@@ -131,18 +130,7 @@ def _operator_reports(with_undistributed: bool) -> list[dict[str, Any]]:
         token_usage=tokens,
         capacity=[CapacityUsage("H100", Decimal(300))],
     )
-    data = ReportInput(
-        period="2026-11",
-        currency=costs.currency,
-        teams=costs.teams,
-        untagged=costs.untagged,
-        cluster=costs.cluster,
-        jobs=[],
-        data_through=NOW,
-        budgets={},
-        allocation=allocate(costs, gpu, tokens, pricing),
-    )
-    return [{**obj, "status": status} for obj, status in desired_reports(data, NOW)]
+    return operator_reports(costs, NOW, allocate(costs, gpu, tokens, pricing))
 
 
 def test_the_cost_center_table_shows_all_spend_adding_up_to_the_cluster_total() -> None:
@@ -153,8 +141,13 @@ def test_the_cost_center_table_shows_all_spend_adding_up_to_the_cluster_total() 
         parser.feed(render_showback(reports_, NOW))
         header, *rows = parser.rows
         assert header == [
-            "Cost center", "GPU hours", "GPU cost", "Token cost", "Shared cost", "Total",
-        ]  # fmt: skip
+            "Cost center",
+            "GPU hours",
+            "GPU cost",
+            "Token cost",
+            "Shared cost",
+            "Total",
+        ]
         *centers, total = rows
         assert total[0] == "cluster total"
         assert amount(total[5]) == Decimal(cluster["totalCost"])
@@ -228,3 +221,54 @@ def test_without_daily_figures_the_trend_says_so_and_bad_entries_are_skipped() -
     page = render_showback(hostile, NOW)
     assert "<script>" not in page and "No daily figures" not in page
     assert "Week over week: not enough history." in page
+
+
+def test_a_partial_month_is_labelled_and_the_page_shows_unit_economics() -> None:
+    from tests.views.costreports import report
+
+    cluster = report(
+        "cluster",
+        "2026-11",
+        None,
+        "900.00",
+        "700.00",
+        partialPeriod=True,
+        dataFrom="2026-11-07T00:00:00Z",
+        forecastTotalCost="1234.56",
+        tokens=2_000_000,
+        costPerBusyGpuHour="8.7500",
+        costPer1kTokens="0.0050",
+        breakdowns={
+            "environment": [
+                {
+                    "name": "prod",
+                    "gpuHours": 10.0,
+                    "gpuCost": "70.00",
+                    "idleGpuHours": 1.0,
+                    "idleCost": "7.00",
+                }
+            ]
+        },
+    )
+    team = report(
+        "team",
+        "2026-11",
+        "search",
+        "415.00",
+        "300.00",
+        budgetBasis="GPU cost",
+        tokens=5,
+        costPer1kTokens="0.0100",
+    )
+    page = render_showback([cluster, team], NOW)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    assert "Partial month : data from 2026-11-07T00:00:00Z through 2026-11-27T11:00:00Z" in (
+        " ".join(text.split())
+    )
+    assert "1,234.56 USD" in text and "month-end forecast" in text.lower()
+    assert "idle GPU cost" in text and "80.00 USD" in text  # idle money, not only hours
+    assert "8.7500 USD / GPU-hour" in text and "0.0050 USD / 1k tokens" in text
+    assert "2,000,000" in text and "GPU cost" in text
+    assert "By environment" in text and "prod" in text
+    whole = render_showback([report("cluster", "2026-11", None, "1.00", "1.00")], NOW)
+    assert "Partial month" not in whole

@@ -33,6 +33,7 @@ COSTREPORT_COLUMNS: Final = (
     Column("Cost", "string", ".status.totalCost"),
     Column("Idle %", "number", ".status.idlePercent"),
     Column("Budget %", "number", ".status.budgetUsedPercent"),
+    Column("Forecast", "string", ".status.forecastTotalCost"),
     Column("Age", "date", ".metadata.creationTimestamp"),
 )
 COSTPOLICY_COLUMNS: Final = (

@@ -30,7 +30,9 @@ from finops_operator.domain.gpus.allocation import (
     price_samples,
     token_price_samples,
 )
+from finops_operator.domain.gpus.dra import DraClaim
 from finops_operator.domain.gpus.inventory import Inventory
+from finops_operator.domain.gpus.utilization import DRA_CLAIM_LABELS
 
 
 class OperatorMetrics:
@@ -150,9 +152,17 @@ ALLOCATION_HELP_WITHOUT_PODS = (
 )
 CAPACITY_HELP = "GPUs a node offers, in devices."
 CAPACITY_LABELS = ("node", "gpu_model", "resource")
+CLAIM_PODS_HELP = (
+    "1 for each pod reserving a DRA ResourceClaim with GPU devices (status.reservedFor)."
+)
+CLAIM_PODS_LABELS = (*DRA_CLAIM_LABELS, "namespace", "pod")
+Key = tuple[str, str]
+Offered = list[tuple[tuple[str, str, str], Decimal]]  # (node, model, DRA driver), GPUs
 
 
 BUCKETS = 64  # the allocation series are cached in this many parts, by pod
+# A pod's node's (model, replicas) and the (driver, model, devices) its DRA claims hold.
+Placement = tuple[str, int, tuple[tuple[str, str, Decimal], ...]]
 
 
 class InventoryExposition:
@@ -189,10 +199,12 @@ class InventoryExposition:
         self._version = -1
         self._text = b""
         self._gzipped = b""
-        # Per pod: its record, its node's (model, replicas), its part, its lines.
-        self._lines: dict[tuple[str, str], tuple[PodGpus, tuple[str, int], int, str]] = {}
+        # Per pod: its record, its placement (node's model and replicas, what its DRA
+        # claims hold), its part, its lines.
+        self._lines: dict[tuple[str, str], tuple[PodGpus, Placement, int, str]] = {}
         self._parts: list[tuple[bytes, bytes]] = [(b"", b"")] * BUCKETS
-        self._nodes: dict[str, NodeGpus] | None = None
+        # What the tail (nodes, prices, DRA claims' pods) was last rendered from.
+        self._nodes: tuple[dict[str, NodeGpus], Offered, dict[Key, DraClaim] | None] | None = None
         self._tail: tuple[bytes, bytes] = (b"", b"")
         self._head = self._pack(_header(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_HELP))
 
@@ -217,11 +229,15 @@ class InventoryExposition:
             self._rebuild_without_pods([pod for _, pod in pods], nodes)
             return
         previous = self._lines
-        lines: dict[tuple[str, str], tuple[PodGpus, tuple[str, int], int, str]] = {}
+        claimed = self.inventory.claimed
+        lines: dict[tuple[str, str], tuple[PodGpus, Placement, int, str]] = {}
         changed: set[int] = set()
         for key, pod in pods:
             node = nodes.get(pod.node)
-            placement = (node.gpu_model, node.replicas) if node else (UNKNOWN_MODEL, 1)
+            placement = (
+                *((node.gpu_model, node.replicas) if node else (UNKNOWN_MODEL, 1)),
+                claimed(pod) if pod.claims else (),
+            )
             kept = previous.get(key)
             if kept is not None and kept[0] is pod and kept[1] == placement:
                 lines[key] = kept
@@ -229,7 +245,7 @@ class InventoryExposition:
             part = kept[2] if kept is not None else _part_of(key)
             text = "".join(
                 _sample(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_LABELS, values, held)
-                for values, held in allocation_samples([pod], nodes)
+                for values, held in allocation_samples([pod], nodes, claimed)
             )
             lines[key] = (pod, placement, part, text)
             changed.add(part)
@@ -242,20 +258,19 @@ class InventoryExposition:
             for part, members in texts.items():
                 self._parts[part] = self._pack("".join(members))
         self._lines = lines
-        if nodes != self._nodes:
-            self._nodes = nodes
-            self._tail = self._pack(self._node_families(nodes))
+        self._render_tail(nodes, dict(self.inventory.claims))
         parts = [self._head, *self._parts, self._tail]
         self._text = b"".join(text for text, _ in parts)
         self._gzipped = b"".join(packed for _, packed in parts if packed)
 
     def _rebuild_without_pods(self, pods: list[PodGpus], nodes: dict[str, NodeGpus]) -> None:
         """The allocation family summed over the pods that share every other label: one
-        series per namespace, node, resource, model and cost labels, whatever the pods."""
+        series per namespace, node, resource, model and cost labels, whatever the pods.
+        No claim-to-pod series either: it would name the pods."""
         pod_at = ALLOCATION_LABELS.index("pod")
         labels = ALLOCATION_LABELS[:pod_at] + ALLOCATION_LABELS[pod_at + 1 :]
         sums: dict[tuple[str, ...], Decimal] = {}
-        for values, held in allocation_samples(pods, nodes):
+        for values, held in allocation_samples(pods, nodes, self.inventory.claimed):
             key = values[:pod_at] + values[pod_at + 1 :]
             sums[key] = sums.get(key, Decimal(0)) + held
         head = _header(conventions.METRIC_POD_GPU_ALLOCATION, ALLOCATION_HELP_WITHOUT_PODS)
@@ -266,16 +281,27 @@ class InventoryExposition:
                 for key, held in sorted(sums.items())
             )
         )
-        self._nodes = nodes
-        self._tail = self._pack(self._node_families(nodes))
+        self._render_tail(nodes, None)
         self._text = allocation[0] + self._tail[0]
         self._gzipped = allocation[1] + self._tail[1]
 
-    def _node_families(self, nodes: dict[str, NodeGpus]) -> str:
+    def _render_tail(self, nodes: dict[str, NodeGpus], claims: dict[Key, DraClaim] | None) -> None:
+        """The node and price families, and the claim-to-pod one unless `claims` is None;
+        rendered again only when they changed."""
+        offered = self.inventory.dra_capacity()
+        models = {model for (_, model, _), _ in offered}
+        if (nodes, offered, claims) != self._nodes:
+            self._nodes = (nodes, offered, claims)
+            tail = self._node_families(nodes, models, offered)
+            self._tail = self._pack(tail + (_claim_pods(claims) if claims is not None else ""))
+
+    def _node_families(
+        self, nodes: dict[str, NodeGpus], dra_models: set[str], offered: Offered
+    ) -> str:
         lines = [_header(conventions.METRIC_NODE_GPU_CAPACITY, CAPACITY_HELP)]
         lines += [
             _sample(conventions.METRIC_NODE_GPU_CAPACITY, CAPACITY_LABELS, values, devices)
-            for values, devices in capacity_samples(nodes)
+            for values, devices in [*capacity_samples(nodes), *offered]
         ]
         lines.append(
             _header(
@@ -285,7 +311,7 @@ class InventoryExposition:
         )
         lines += [
             _sample(conventions.METRIC_GPU_HOURLY_PRICE, ("gpu_model",), (model,), amount)
-            for model, amount in price_samples(self.pricing, nodes)
+            for model, amount in price_samples(self.pricing, nodes, dra_models)
         ]
         lines.append(
             _header(
@@ -301,6 +327,17 @@ class InventoryExposition:
             for model, direction, amount in token_price_samples(self.pricing)
         ]
         return "".join(lines)
+
+
+def _claim_pods(claims: dict[Key, DraClaim]) -> str:
+    """1 per pod reserving a GPU claim: the utilization join's way from claim to pods."""
+    lines = [_header(conventions.METRIC_DRA_CLAIM_PODS, CLAIM_PODS_HELP)]
+    lines += [
+        _sample(conventions.METRIC_DRA_CLAIM_PODS, CLAIM_PODS_LABELS, (*key, *key[:1], pod), 1)
+        for key, claim in sorted(claims.items())
+        for pod in claim.reserved_for
+    ]
+    return "".join(lines)
 
 
 def _part_of(key: tuple[str, str]) -> int:

@@ -47,7 +47,9 @@ from finops_operator.domain.config import Config, PrometheusConfig
 from finops_operator.domain.costs.allocation import Allocation, allocate
 from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
+from finops_operator.domain.costs.finance import data_span
 from finops_operator.domain.costs.focus import FocusAccount, focus_rows
+from finops_operator.domain.costs.focus13 import FOCUS_1_3_COLUMNS, FOCUS_VERSIONS, focus13_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.domain.costs.self_hosted import SelfHostedModel
 from finops_operator.domain.costs.serving_queries import ServingNames
@@ -138,6 +140,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "without the label count as any cluster's); default: every cluster",
     )
     parser.add_argument(
+        "--focus-version",
+        choices=FOCUS_VERSIONS,
+        default=FOCUS_VERSIONS[0],
+        help="FOCUS version of --format focus: 1.3 (daily rows, split-allocation columns; "
+        "the default) or 1.2",
+    )
+    parser.add_argument(
         "--prometheus-url", help="Prometheus base URL, instead of prometheus.url of the config"
     )
     parser.add_argument(
@@ -176,39 +185,56 @@ def render(
     by: tuple[str, ...] = (),
     previous: tuple[PeriodReport, str] | None = None,
     self_hosted: Sequence[SelfHostedModel] = (),
+    focus_version: str = "1.3",
 ) -> str:
     """The report in format `fmt` (one of `FORMATS`), only `team`'s row when given;
     `by`: CSV rows per team x these labels; `previous`: the month before and its
     label, for the trend of the HTML; `self_hosted`: the served models (JSON, table,
     HTML)."""
     costs = report.costs
+    span = data_span(
+        report.period, label, report.data_through, report.daily.windows, report.daily.measured
+    )
     if fmt == "json":
         rows = to_json_rows(self_hosted)
-        centers = _allocation(report)
-        return (
-            to_json(
-                costs,
-                label,
-                team,
-                allocation=centers,
-                self_hosted=rows,
-                clusters=report.clusters,
-            )
-            + "\n"
+        document = to_json(
+            costs,
+            label,
+            team,
+            allocation=_allocation(report),
+            span=span,
+            self_hosted=rows,
+            clusters=report.clusters,
         )
+        return document + "\n"
     if by == (CLUSTER,):
         return cluster_table(costs, report.clusters, label)
     if fmt == "csv":
         context = CsvContext(
             data_through=report.data_through,
-            partial_period=report.data_through < report.period.end,
+            partial_period=span.partial,
             incomplete=report.partial,
+            data_from=span.start,
         )
         usage = report.usage
         allocation = allocate(costs, usage.gpu, usage.tokens, report.pricing) if by else None
         return to_csv(costs, label, team, context=context, allocation=allocation, by=by)
     if fmt == "focus":
-        usage = report.usage
+        return _focus(report, team, focus_version)
+    if fmt == "html":
+        return showback_page(report, label, team, previous, self_hosted)
+    through = report.data_through if report.data_through < report.period.end else None
+    centers = _allocation(report)
+    table = to_table(
+        costs, label, team, through=through, jobs=report.jobs, allocation=centers, span=span
+    )
+    lines = table_lines(self_hosted, costs.currency)
+    return table + ("\n" + "\n".join(lines) + "\n" if lines else "")
+
+
+def _focus(report: PeriodReport, team: str | None, version: str) -> str:
+    usage, costs = report.usage, report.costs
+    if version == "1.2":
         rows = focus_rows(
             costs,
             usage.gpu,
@@ -219,13 +245,18 @@ def render(
             account=_focus_account(report),
         )
         return to_focus(rows)
-    if fmt == "html":
-        return showback_page(report, label, team, previous, self_hosted)
-    through = report.data_through if report.data_through < report.period.end else None
-    centers = _allocation(report)
-    table = to_table(costs, label, team, through=through, jobs=report.jobs, allocation=centers)
-    lines = table_lines(self_hosted, costs.currency)
-    return table + ("\n" + "\n".join(lines) + "\n" if lines else "")
+    rows = focus13_rows(
+        costs,
+        usage.gpu,
+        usage.tokens,
+        report.pricing,
+        team,
+        days=usage.days,
+        capacity=usage.capacity,
+        billing_period=report.period,
+        account=_focus_account(report),
+    )
+    return to_focus(rows, FOCUS_1_3_COLUMNS)
 
 
 def costreports_of(report: PeriodReport, label: str) -> list[dict[str, Any]]:
@@ -347,7 +378,16 @@ def run(args: argparse.Namespace) -> int:
     if args.team is not None and args.team not in known:
         print(f"note: team {args.team!r} has no usage in {label}", file=sys.stderr)
     sys.stdout.write(
-        render(report, args.format, label, args.team, args.by, previous, self_hosted=served)
+        render(
+            report,
+            args.format,
+            label,
+            args.team,
+            args.by,
+            previous,
+            self_hosted=served,
+            focus_version=args.focus_version,
+        )
     )
     return 0
 

@@ -53,7 +53,7 @@ class OperatorState:
 
     def __post_init__(self) -> None:
         self.policy = LabelPolicy(self.config)
-        self.inventory = Inventory(self.policy.is_gpu)
+        self.inventory = Inventory(self.policy.is_gpu, frozenset(self.config.gpu_dra_drivers))
 
     def index_namespace(self, type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a Namespace: its labels, read by admission and the audit."""

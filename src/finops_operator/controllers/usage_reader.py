@@ -54,6 +54,7 @@ from finops_operator.domain.costs.cost_queries import (
     plan_windows,
     tokens_query,
 )
+from finops_operator.domain.costs.finance import data_from
 from finops_operator.domain.costs.fleet import ClusterCost, cluster_costs
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost, training_run_costs
@@ -449,12 +450,17 @@ def report_period(
         usage, pricing = adjust(usage, measured, pricing)
         records = client.log[before:]
         warnings = tuple(dict.fromkeys(w for record in records for w in record.warnings))
+    windows = [day.window for day in usage.days]
+    seen = [bool(day.gpu or day.tokens or day.capacity) for day in usage.days]
     costs = compute_costs(
         period=measured,
         pricing=pricing,
         gpu_usage=usage.gpu,
         token_usage=usage.tokens,
         capacity=usage.capacity,
+        platform_from=(
+            data_from(measured, windows, seen) if pricing.shared_proration == "data" else None
+        ),
     )
     return PeriodReport(
         period=period,

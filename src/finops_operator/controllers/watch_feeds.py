@@ -14,6 +14,10 @@ to a feed here:
   in its turn. An object the audit defers (its claimed owner not in the owner
   cache yet) is decided again `owner_grace` seconds later, in its turn.
 - `NodeFeed`: a GPU node's model and capacity for the inventory.
+- `DraFeed`: ResourceClaims and ResourceSlices (`resource.k8s.io/v1`), the GPUs
+  a pod holds through Dynamic Resource Allocation. Watched only where the API
+  server serves that version (`DRA_WATCHED`; `operator._watch_lean` asks
+  discovery first).
 
 `watch_lean_kinds` opens one watch per kind of `LIST_WATCHED`, each with its feed,
 adds each to readiness, and runs them once every Namespace is indexed, each kind
@@ -29,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from finops_operator.controllers.in_order import InOrder
@@ -37,7 +41,7 @@ from finops_operator.controllers.informer_sync import InformerSync, collection_p
 from finops_operator.controllers.workload_audit import OWNER_GRACE_SECONDS, WorkloadAudit
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.workloads import CONTROLLER_OWNERS, WORKLOAD_KINDS
-from finops_operator.ports import OpenWatch
+from finops_operator.ports import KubePort, OpenWatch
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,13 @@ async def after_owners(
     while not all(synced[owner]() for owner in OWNERS_FIRST.get(kind, ()) if owner in synced):
         await asyncio.sleep(check_seconds)
     await run()
+
+
+# Dynamic Resource Allocation, GA in Kubernetes 1.34: kind -> (API group, plural), all v1.
+DRA_WATCHED: Final[Mapping[str, tuple[str, str]]] = {
+    "ResourceClaim": ("resource.k8s.io", "resourceclaims"),
+    "ResourceSlice": ("resource.k8s.io", "resourceslices"),
+}
 
 
 class WorkloadFeed:
@@ -150,15 +161,45 @@ class NodeFeed:
             self.inventory.observe_node("DELETED", {"metadata": {"name": name}})
 
 
+async def no_dra() -> Sequence[str]:
+    return ()
+
+
+async def served_dra_kinds(kube: KubePort, drivers: Sequence[str]) -> Sequence[str]:
+    """The DRA kinds to watch: none without GPU drivers, or where the API does not serve them.
+
+    Asked once at start, by discovery (as the admission policies are): a cluster
+    upgraded to serve `resource.k8s.io/v1` is seen at the operator's next start.
+    """
+    if not drivers:
+        return []
+    try:
+        served = await kube.served_resources("resource.k8s.io", "v1") or frozenset()
+    except Exception as err:  # discovery unreadable: try the watches, which retry
+        logger.warning("Discovery of resource.k8s.io/v1 failed (%s): watching DRA anyway", err)
+        served = frozenset(plural for _, plural in DRA_WATCHED.values())
+    kinds = [kind for kind, (_, plural) in DRA_WATCHED.items() if plural in served]
+    if len(kinds) < len(DRA_WATCHED):
+        logger.warning(
+            "The API server does not serve resource.k8s.io/v1 ResourceClaims and "
+            "ResourceSlices (Kubernetes before 1.34?): GPUs through Dynamic Resource "
+            "Allocation are not counted; extended resources (nvidia.com/gpu) still are"
+        )
+        return []
+    return kinds
+
+
 async def watch_lean_kinds(
     open_watch: OpenWatch,
     audit: WorkloadAudit,
     inventory: Inventory,
     sync: InformerSync,
     namespaces_indexed: Callable[[], Awaitable[None]],
+    dra_kinds: Callable[[], Awaitable[Sequence[str]]] = no_dra,
 ) -> None:
     """The workloads and Nodes through our own list-and-watch, once the namespaces are in:
-    a workload is judged with its namespace's labels."""
+    a workload is judged with its namespace's labels. Also the DRA kinds `dra_kinds()`
+    names (`served_dra_kinds`), for the GPUs pods hold through ResourceClaims."""
     watches = {}
     for kind, (group, plural) in LIST_WATCHED.items():
         pods = inventory if kind == "Pod" else None
@@ -167,6 +208,34 @@ async def watch_lean_kinds(
         watch = open_watch(path, feed.on_event, feed.on_relisted, field_selector=selector)
         sync.add_stream(kind, watch.is_synced)
         watches[kind] = watch
+    for kind in await dra_kinds():
+        claims = DraFeed(kind, inventory)
+        path = collection_path(*DRA_WATCHED[kind])
+        watches[kind] = open_watch(path, claims.on_event, claims.on_relisted)
+        sync.add_stream(kind, watches[kind].is_synced)
     await namespaces_indexed()
     synced = {kind: watch.is_synced for kind, watch in watches.items()}
     await asyncio.gather(*(after_owners(kind, synced, w.run) for kind, w in watches.items()))
+
+
+class DraFeed:
+    """ResourceClaims or ResourceSlices for the inventory: what pods hold through DRA."""
+
+    def __init__(self, kind: str, inventory: Inventory) -> None:
+        self.kind = kind
+        self.inventory = inventory
+
+    async def on_event(self, type: str, body: Mapping[str, Any]) -> None:
+        if self.kind == "ResourceClaim":
+            self.inventory.observe_claim(type, body)
+        else:
+            self.inventory.observe_slice(type, body)
+
+    async def on_relisted(self, listed: set[tuple[str, str]]) -> None:
+        if self.kind == "ResourceClaim":
+            for namespace, name in [key for key in self.inventory.claims if key not in listed]:
+                gone = {"metadata": {"namespace": namespace, "name": name}}
+                self.inventory.observe_claim("DELETED", gone)
+        else:
+            for name in [name for name in self.inventory.slices if ("", name) not in listed]:
+                self.inventory.observe_slice("DELETED", {"metadata": {"name": name}})

@@ -398,6 +398,14 @@ class PricingConfig(_Model):
         alias="sharedSplit",
         description="How shared cost is spread: in proportion to each team's GPU cost, or evenly.",
     )
+    shared_proration: Literal["period", "data"] = Field(
+        default="period",
+        alias="sharedProration",
+        description="What the monthly platform cost is prorated to: the whole period "
+        "(`period`: a calendar month costs the whole fee, even when its data starts "
+        "mid-month) or the data's window (`data`: from the first day with figures, so the "
+        "month the operator was installed pays only for the days measured).",
+    )
 
     @field_validator("gpu_hourly", mode="before")
     @classmethod
@@ -908,6 +916,13 @@ class Config(_Model):
         description="Extended resource names that are GPUs; `*` and `?` are wildcards "
         "(`nvidia.com/mig-*`). Replaces the default list.",
     )
+    gpu_dra_drivers: tuple[str, ...] = Field(
+        default=conventions.DEFAULT_DRA_DRIVERS,
+        alias="gpuDraDrivers",
+        description="Dynamic Resource Allocation drivers whose devices are GPUs: a pod's "
+        "ResourceClaims count as GPUs only for devices of these drivers (a NIC or FPGA "
+        "claim does not). Replaces the default list; `[]` counts no DRA device.",
+    )
     prometheus: PrometheusConfig = Field(
         default_factory=PrometheusConfig, description="See `prometheus.*` below."
     )
@@ -1004,6 +1019,14 @@ class Config(_Model):
             if not names.is_dns_label(namespace):
                 raise ValueError(f"{namespace!r} is not a namespace name")
         return namespaces
+
+    @field_validator("gpu_dra_drivers")
+    @classmethod
+    def _dra_drivers_are_names(cls, drivers: tuple[str, ...]) -> tuple[str, ...]:
+        for driver in drivers:
+            if not names.is_dns_subdomain(driver):
+                raise ValueError(f"{_shown(driver)} is not a DRA driver name, e.g. gpu.nvidia.com")
+        return drivers
 
     @field_validator("gpu_resources")
     @classmethod

@@ -59,6 +59,8 @@ MODE_NAMESPACE_LABEL: Final = "finops.resilio.tech/mode"
 OPERATOR_NAMESPACE: Final = "finops-system"
 DEFAULT_EXEMPT_NAMESPACES: Final = ("kube-system", OPERATOR_NAMESPACE)
 
+# Dynamic Resource Allocation drivers whose devices are GPUs (NVIDIA's k8s-dra-driver-gpu).
+DEFAULT_DRA_DRIVERS: Final = ("gpu.nvidia.com",)
 DEFAULT_GPU_RESOURCES: Final = (
     "nvidia.com/gpu",
     "nvidia.com/gpu.shared",
@@ -86,6 +88,9 @@ METRIC_POD_GPU_ALLOCATION: Final = "finops_pod_gpu_allocation"
 METRIC_NODE_GPU_CAPACITY: Final = "finops_node_gpu_capacity"
 METRIC_GPU_HOURLY_PRICE: Final = "finops_gpu_hourly_price"
 METRIC_TOKEN_PRICE: Final = "finops_token_price_per_1k"  # {model, direction}
+# 1 per pod reserving a DRA claim with GPU devices: {dra_claim_namespace, dra_claim_name,
+# namespace, pod}, so that dcgm-exporter's `dra_claim_*` labels lead to every sharing pod.
+METRIC_DRA_CLAIM_PODS: Final = "finops_dra_claim_pods"
 
 # CostPolicy and the PrometheusRules it becomes (DESIGN.md, "Recording rules and alerts").
 COSTPOLICY_KIND: Final = "CostPolicy"

@@ -92,19 +92,3 @@ def display_money(amount: Decimal, places: int = 2) -> str:
 def display_hours(hours: Decimal, places: int = 3) -> float:
     """Hours as a JSON number, rounded half-even to `places` decimals."""
     return float(hours.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
-
-
-def round_to_total(amounts: Sequence[Decimal], places: int = 2) -> list[Decimal]:
-    """`amounts` rounded to `places` decimals so that they add up to their sum rounded
-    the same way (half-even): each is rounded toward minus infinity, and the units
-    left go one each to the largest remainders (ties to the first). For a spreadsheet
-    whose rows must sum to the total row to the cent."""
-    unit = Decimal(1).scaleb(-places)
-    with localcontext(money_context()):
-        target = sum(amounts, ZERO).quantize(unit, rounding=ROUND_HALF_EVEN)
-        floors = [amount.quantize(unit, rounding=ROUND_FLOOR) for amount in amounts]
-        left = int((target - sum(floors, ZERO)) / unit)
-        order = sorted(range(len(amounts)), key=lambda i: (-(amounts[i] - floors[i]), i))
-        for i in order[:left]:
-            floors[i] += unit
-    return floors

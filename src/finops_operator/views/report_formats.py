@@ -12,7 +12,8 @@ Formats (docs/report.md):
 - `table`: for people.
 
 Rendering only: every figure was computed, in Decimal, by the cost model; money
-is rounded here, for display, and nowhere else.
+is shown in the cents of `domain.costs.cents` (one rounding rule for every
+format), hours rounded for display here.
 """
 
 from __future__ import annotations
@@ -27,13 +28,21 @@ from decimal import Decimal
 from typing import Any, Final
 
 from finops_operator.domain import conventions
-from finops_operator.domain.costs.allocation import Allocation, Group, rounded_money
+from finops_operator.domain.costs.allocation import Allocation, Group
+from finops_operator.domain.costs.cents import (
+    Cents,
+    ReportCents,
+    less_undistributed,
+    report_cents,
+    within,
+)
+from finops_operator.domain.costs.finance import DataSpan
 from finops_operator.domain.costs.fleet import ClusterCost
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS
 from finops_operator.domain.costs.period import utc_timestamp
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostReport, CostRow, idle_percent
-from finops_operator.domain.money import display_hours, display_money, round_to_total
+from finops_operator.domain.money import display_hours, display_money, round_to
 
 FORMATS: Final = ("table", "json", "csv", "focus", "html")
 ROW_FIELDS: Final = (
@@ -48,32 +57,48 @@ ROW_FIELDS: Final = (
 )
 
 
-def _row(row: CostRow) -> dict[str, Any]:
-    return {
+def _row(row: CostRow, cents: Cents, span: DataSpan | None = None) -> dict[str, Any]:
+    projected = span.forecast(cents.total_cost) if span is not None else None
+    forecast = {"forecastTotalCost": display_money(projected)} if projected is not None else {}
+    return forecast | {
         "team": row.team,
         "gpuHours": display_hours(row.gpu_hours),
-        "gpuCost": display_money(row.gpu_cost),
+        "gpuCost": str(cents.gpu_cost),
         "idleGpuHours": display_hours(row.idle_gpu_hours),
-        "idleCost": display_money(row.idle_cost),
-        "tokenCost": display_money(row.token_cost),
-        "sharedCost": display_money(row.shared_cost),
-        "totalCost": display_money(row.total_cost),
+        "idleCost": str(cents.idle_cost),
+        "tokenCost": str(cents.token_cost),
+        "sharedCost": str(cents.shared_cost),
+        "totalCost": str(cents.total_cost),
+    }
+
+
+def _span(span: DataSpan | None) -> dict[str, Any]:
+    if span is None:
+        return {}
+    return {
+        "dataFrom": utc_timestamp(span.start),
+        "dataThrough": utc_timestamp(span.through),
+        "partialPeriod": span.partial,
     }
 
 
 def cost_center_lines(
-    costs: CostReport, allocation: Allocation
+    costs: CostReport, allocation: Allocation, rounded: ReportCents | None = None
 ) -> tuple[list[tuple[str, Group, dict[str, Decimal]]], Decimal]:
     """The cost centers of the whole cluster (`__untagged__` last), each with its
-    money rounded to cents so that the cost centers plus the shared cost nobody
-    received (the second value, rounded) add up to the cluster row, to the cent."""
+    money in cents (`cents.within` the cluster less the shared cost nobody received,
+    the second value), so that they add up to the cluster row, to the cent."""
+    rounded = rounded or report_cents(costs)
     groups = sorted(
         allocation.group(("cost_center",)),
         key=lambda group: (group.key[0] == conventions.UNTAGGED, group.key),
     )
-    money = rounded_money(groups, costs.cluster, allocation.undistributed)
-    lines = [(group.key[0], group, cents) for group, cents in zip(groups, money, strict=True)]
-    return lines, allocation.undistributed.quantize(Decimal("0.01"))
+    whole = less_undistributed(rounded.cluster, rounded.undistributed)
+    money = within(groups, whole)
+    lines = [
+        (group.key[0], group, cents.as_dict()) for group, cents in zip(groups, money, strict=True)
+    ]
+    return lines, rounded.undistributed.shared_cost
 
 
 def _cost_centers(costs: CostReport, allocation: Allocation) -> dict[str, Any]:
@@ -102,19 +127,24 @@ def to_json(
     allocation: Allocation | None = None,
     clusters: Sequence[ClusterCost] | None = None,
     self_hosted: Sequence[Mapping[str, Any]] = (),
+    span: DataSpan | None = None,
 ) -> str:
     """DESIGN.md's contract: period, currency, teams, untagged, cluster,
     `selfHostedModels` (views.self_hosted_models, whatever `team`); with
     `allocation`, `costCenters` too: every cost center of the cluster (whatever
     `team`) with its GPU, token and shared cost, whose `totalCost`s plus
-    `undistributedCost` are the cluster's `totalCost` to the cent; with `clusters`,
-    `clusters` too (`cluster_lines`)."""
+    `undistributedCost` are the cluster's `totalCost` to the cent. With `span`:
+    `dataFrom`, `dataThrough`, `partialPeriod`, and each row's month-end
+    `forecastTotalCost` in a running month. With `clusters`, `clusters` too
+    (`cluster_lines`)."""
+    rounded = report_cents(costs)
     document: dict[str, Any] = {
         "period": label,
         "currency": costs.currency,
-        "teams": [_row(row) for row in costs.team_rows(team)],
-        "untagged": _row(costs.untagged),
-        "cluster": _row(costs.cluster),
+        "teams": [_row(row, rounded.of(row.team), span) for row in costs.team_rows(team)],
+        "untagged": _row(costs.untagged, rounded.of(conventions.UNTAGGED), span),
+        "cluster": _row(costs.cluster, rounded.cluster, span),
+        **_span(span),
     }
     if allocation is not None:
         document["costCenters"] = _cost_centers(costs, allocation)
@@ -129,7 +159,8 @@ def cluster_lines(costs: CostReport, clusters: Sequence[ClusterCost]) -> list[di
     without a cluster label. The `totalCost`s plus the cluster row's `platformCost` are
     the fleet's `totalCost`, to the cent (rounded together, largest remainders)."""
     exact = [cluster.costs.total_cost for cluster in clusters]
-    *totals, _platform = round_to_total([*exact, costs.cluster.platform_cost])
+    fleet = Decimal(display_money(costs.cluster.total_cost))
+    *totals, _platform = round_to([*exact, costs.cluster.platform_cost], fleet)
     return [
         {
             "name": cluster.name,
@@ -214,8 +245,11 @@ class CsvContext:
     """What the CSV says about the data besides the figures."""
 
     data_through: datetime
-    partial_period: bool  # the period is still running: figures through `data_through`
+    # The data covers less than the period: it starts after the period does (the first
+    # month with data) or ends before (a running month).
+    partial_period: bool
     incomplete: bool = False  # Prometheus answered only in part (--allow-partial)
+    data_from: datetime | None = None  # the start of the data (default: the period's)
 
 
 def csv_header(currency: str, by: Sequence[str] = ()) -> list[str]:
@@ -224,6 +258,7 @@ def csv_header(currency: str, by: Sequence[str] = ()) -> list[str]:
         "Period",
         "Period start (UTC)",
         "Period end (UTC)",
+        "Data from (UTC)",
         "Data through (UTC)",
         "Partial period",
         "Incomplete data",
@@ -260,31 +295,32 @@ def to_csv(
     if by and allocation is None:
         raise ValueError("rows by label need the allocation")
     context = context or CsvContext(costs.period.end, partial_period=False)
-    zero = Decimal(0)
-    lines: list[tuple[str, tuple[str, ...], dict[str, Decimal]]] = []
+    rounded = report_cents(costs)
+    lines: list[tuple[str, tuple[str, ...], dict[str, Decimal], Cents]] = []
     if allocation is not None and by:
-        for group in allocation.group(("team", *by)):
-            kind = "untagged" if group.key[0] == conventions.UNTAGGED else "team"
-            lines.append((kind, group.key, _figures(group)))
-        lines.sort(key=lambda line: line[0] == "untagged")
+        lines = _split_lines(allocation.group(("team", *by)), rounded)
     else:
         for row in [*costs.teams, costs.untagged]:
             kind = "untagged" if row is costs.untagged else "team"
-            lines.append((kind, (row.team,), _figures(row)))
-    undistributed = dict.fromkeys(_FIGURES, zero) | {
-        "shared_cost": costs.cluster.undistributed_cost,
-        "total_cost": costs.cluster.undistributed_cost,
-    }
+            lines.append((kind, (row.team,), _figures(row), rounded.of(row.team)))
+    undistributed = dict.fromkeys(_FIGURES, Decimal(0))
     blank = ("",) * (1 + len(by))
-    lines.append(("undistributed", blank, undistributed))
-    rounded = {name: round_to_total([figures[name] for _, _, figures in lines]) for name in _MONEY}
-    cluster = _figures(costs.cluster)
+    lines.append(("undistributed", blank, undistributed, rounded.undistributed))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(csv_header(costs.currency, by))
     start, end = utc_timestamp(costs.period.start), utc_timestamp(costs.period.end)
+    since = utc_timestamp(context.data_from or costs.period.start)
     through = utc_timestamp(context.data_through)
-    common = [label, start, end, through, _yes(context.partial_period), _yes(context.incomplete)]
+    common = [
+        label,
+        start,
+        end,
+        since,
+        through,
+        _yes(context.partial_period),
+        _yes(context.incomplete),
+    ]
 
     def write(
         kind: str, key: tuple[str, ...], figures: Mapping[str, Decimal], money: list[str]
@@ -301,12 +337,33 @@ def to_csv(
             ]
         )
 
-    for index, (kind, key, figures) in enumerate(lines):
+    for kind, key, figures, cents in lines:
         if team is not None and kind == "team" and key[0] != team:
             continue
-        write(kind, key, figures, [str(rounded[name][index]) for name in _MONEY])
-    write("cluster total", blank, cluster, [display_money(cluster[name]) for name in _MONEY])
+        write(kind, key, figures, _cents(cents))
+    write("cluster total", blank, _figures(costs.cluster), _cents(rounded.cluster))
     return out.getvalue()
+
+
+def _cents(cents: Cents) -> list[str]:
+    return [str(cents.as_dict()[name]) for name in _MONEY]
+
+
+def _split_lines(
+    groups: Sequence[Group], rounded: ReportCents
+) -> list[tuple[str, tuple[str, ...], dict[str, Decimal], Cents]]:
+    """A team's groups (keyed team first), each in cents within its team's row, so
+    that a team's split rows add up to its unsplit row, to the cent."""
+    by_team: dict[str, list[Group]] = {}
+    for group in groups:
+        by_team.setdefault(group.key[0], []).append(group)
+    lines = []
+    for name, mine in by_team.items():
+        kind = "untagged" if name == conventions.UNTAGGED else "team"
+        for group, cents in zip(mine, within(mine, rounded.of(name)), strict=True):
+            lines.append((kind, group.key, _figures(group), cents))
+    lines.sort(key=lambda line: line[0] == "untagged")
+    return lines
 
 
 _FIGURES: Final = ("gpu_hours", "idle_gpu_hours", "tokens", *_MONEY)
@@ -324,30 +381,37 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def to_focus(rows: Iterable[Mapping[str, str]]) -> str:
-    """FOCUS rows (`domain.costs.focus.focus_rows`) as CSV, with a header line."""
+def to_focus(rows: Iterable[Mapping[str, str]], columns: Sequence[str] = FOCUS_COLUMNS) -> str:
+    """FOCUS rows (`domain.costs.focus.focus_rows`, 1.2, or `focus13.focus13_rows`, with
+    `columns` = `FOCUS_1_3_COLUMNS`) as CSV, with a header line."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=FOCUS_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
 
 
-def _table_lines(rows: Iterable[CostRow]) -> list[list[str]]:
-    return [
-        [
+def _table_lines(
+    rows: Iterable[tuple[CostRow, Cents]], span: DataSpan | None = None
+) -> list[list[str]]:
+    lines = []
+    for row, cents in rows:
+        line = [
             row.team,
             f"{display_hours(row.gpu_hours):,.1f}",
-            display_money(row.gpu_cost),
+            str(cents.gpu_cost),
             f"{display_hours(row.idle_gpu_hours):,.1f}",
             f"{idle_percent(row):.1f}%",
-            display_money(row.idle_cost),
-            display_money(row.token_cost),
-            display_money(row.shared_cost),
-            display_money(row.total_cost),
+            str(cents.idle_cost),
+            str(cents.token_cost),
+            str(cents.shared_cost),
+            str(cents.total_cost),
         ]
-        for row in rows
-    ]
+        projected = span.forecast(cents.total_cost) if span is not None else None
+        if projected is not None:
+            line.append(display_money(projected))
+        lines.append(line)
+    return lines
 
 
 def to_table(
@@ -358,18 +422,32 @@ def to_table(
     through: datetime | None = None,
     jobs: Sequence[JobCost] = (),
     allocation: Allocation | None = None,
+    span: DataSpan | None = None,
 ) -> str:
     """For people: a line per team, then `__untagged__` and the cluster, the cluster's
     capacity and shared cost, the costliest training runs (`jobs`) and, with
     `allocation`, a line per cost center with all its spend. `through`: the end of
-    the data, for a period still running."""
+    the data, for a period still running; `span`: when the data starts (a partial
+    period says so) and, in a running month, a month-end FORECAST column."""
     cluster: ClusterRow = costs.cluster
+    rounded = report_cents(costs)
     header = [
-        "TEAM", "GPU HOURS", "GPU COST", "IDLE HOURS", "IDLE", "IDLE COST",
-        "TOKEN COST", "SHARED", "TOTAL",
-    ]  # fmt: skip
-    body = _table_lines(costs.team_rows(team))
-    tail = _table_lines([costs.untagged, cluster])
+        "TEAM",
+        "GPU HOURS",
+        "GPU COST",
+        "IDLE HOURS",
+        "IDLE",
+        "IDLE COST",
+        "TOKEN COST",
+        "SHARED",
+        "TOTAL",
+    ]
+    body = _table_lines(((row, rounded.of(row.team)) for row in costs.team_rows(team)), span)
+    tail = _table_lines(
+        [(costs.untagged, rounded.of(conventions.UNTAGGED)), (cluster, rounded.cluster)], span
+    )
+    if len(tail[-1]) > len(header):
+        header.append("FORECAST")
     widths = [max(len(line[i]) for line in [header, *body, *tail]) for i in range(len(header))]
 
     def aligned(line: Sequence[str]) -> str:
@@ -380,6 +458,11 @@ def to_table(
 
     rule = "  ".join("-" * width for width in widths)
     until = f", through {utc_timestamp(through)}" if through is not None else ""
+    if span is not None and span.partial:
+        until = (
+            f", partial period: data from {utc_timestamp(span.start)} "
+            f"through {utc_timestamp(span.through)}"
+        )
     lines = [
         f"GPU cost report {label} ({costs.currency}{until})",
         "",
@@ -392,9 +475,11 @@ def to_table(
         f"unallocated {display_hours(cluster.unallocated_gpu_hours):,.1f} "
         f"({display_money(cluster.unallocated_cost)} {costs.currency}); platform "
         f"{display_money(cluster.platform_cost)}; shared cost not distributed "
-        f"{display_money(cluster.undistributed_cost)}.",
+        f"{rounded.undistributed.shared_cost}.",
         "Idle cost is part of GPU cost; total = GPU cost + token cost + shared.",
     ]
+    if len(header) > 9:
+        lines.append("Forecast: the month's total at the run rate of its data so far.")
     if jobs:
         lines += ["", "Most expensive training runs (Jobs):"]
         for job in list(jobs)[:5]:
@@ -403,17 +488,25 @@ def to_table(
                 f"{display_hours(job.gpu_hours):,.1f} GPU hours, {display_money(job.cost)}"
             )
     if allocation is not None:
-        lines += ["", *_cost_center_table(costs, allocation)]
+        lines += ["", *_cost_center_table(costs, allocation, rounded)]
     return "\n".join(lines) + "\n"
 
 
-def _cost_center_table(costs: CostReport, allocation: Allocation) -> list[str]:
+def _cost_center_table(
+    costs: CostReport, allocation: Allocation, rounded: ReportCents
+) -> list[str]:
     """The cost centers of the whole cluster, GPU + token + shared cost, adding up to
     the cluster line to the cent."""
-    centers, undistributed = cost_center_lines(costs, allocation)
+    centers, undistributed = cost_center_lines(costs, allocation, rounded)
     header = [
-        "COST CENTER", "GPU HOURS", "GPU COST", "IDLE COST", "TOKEN COST", "SHARED", "TOTAL",
-    ]  # fmt: skip
+        "COST CENTER",
+        "GPU HOURS",
+        "GPU COST",
+        "IDLE COST",
+        "TOKEN COST",
+        "SHARED",
+        "TOTAL",
+    ]
 
     def line(name: str, hours: Decimal, money: Mapping[str, Decimal]) -> list[str]:
         return [
@@ -430,7 +523,7 @@ def _cost_center_table(costs: CostReport, allocation: Allocation) -> list[str]:
         rest |= {"shared_cost": undistributed, "total_cost": undistributed}
         body.append(line("(shared, not distributed)", Decimal(0), rest))
     cluster = costs.cluster
-    tail = [line("cluster", cluster.gpu_hours, _figures(cluster))]
+    tail = [line("cluster", cluster.gpu_hours, rounded.cluster.as_dict())]
     widths = [max(len(row[i]) for row in [header, *body, *tail]) for i in range(len(header))]
 
     def aligned(row: Sequence[str]) -> str:

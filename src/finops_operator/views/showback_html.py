@@ -51,6 +51,7 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; }
 h2 { font-size: 1.3rem; margin-top: 2.5rem; border-bottom: 2px solid #dde3ea; }
 h3 { font-size: 1.05rem; margin-top: 1.8rem; }
 .muted { color: #66717d; }
+.partial { background: #fff4d6; border-left: 4px solid #d99a00; padding: .4rem .7rem; }
 .cards { display: flex; flex-wrap: wrap; gap: .8rem; margin: 1rem 0; }
 .card { border: 1px solid #dde3ea; border-radius: 6px; padding: .6rem .9rem; min-width: 150px; }
 .card .value { font-size: 1.35rem; font-weight: 600; }
@@ -222,6 +223,52 @@ def _team_table(
             f"<td>{budget}</td><td>{used}</td></tr>"
         )
     return f'<table class="teams">{head}{"".join(body)}</table>'
+
+
+def _partial_label(status: Mapping[str, Any]) -> str:
+    """A partial month says so, with the span of its data: finance must not read it
+    as a whole month (the first month with data starts when the operator did)."""
+    if not status.get("partialPeriod"):
+        return ""
+    return (
+        f'<p class="partial"><strong>Partial month</strong>: data from '
+        f"{_e(status.get('dataFrom', ''))} through {_e(status.get('dataThrough', ''))} (UTC).</p>"
+    )
+
+
+def _per_unit(value: Any, currency: str, unit: str) -> str:
+    if value is None:
+        return "–"
+    return f"{_e(value)} {_e(currency)} {_e(unit)}"
+
+
+def _unit_table(
+    teams: Sequence[Mapping[str, Any]], cluster: Mapping[str, Any] | None, currency: str
+) -> str:
+    """Unit economics per team: idle money, cost per busy GPU-hour, tokens, cost per
+    1k tokens, the month-end forecast and what the budget counts."""
+    head = (
+        "<tr><th>Team</th><th>Idle GPU cost</th><th>Cost per busy GPU-hour</th>"
+        "<th>Tokens</th><th>Cost per 1k tokens</th><th>Month-end forecast</th>"
+        "<th>Budget counts</th></tr>"
+    )
+    body = []
+    for report in [*teams, *([cluster] if cluster else [])]:
+        status = report["status"]
+        scope = (report.get("spec") or {}).get("scope")
+        name = "cluster total" if scope == "cluster" else _team_label(report)
+        forecast = status.get("forecastTotalCost")
+        css = ' class="total"' if scope == "cluster" else ""
+        body.append(
+            f"<tr{css}><td>{_e(name)}</td>"
+            f"<td>{_e(_fmt_money(_money(status.get('idleCost')), currency))}</td>"
+            f"<td>{_per_unit(status.get('costPerBusyGpuHour'), currency, '/ GPU-hour')}</td>"
+            f"<td>{int(status.get('tokens') or 0):,}</td>"
+            f"<td>{_per_unit(status.get('costPer1kTokens'), currency, '/ 1k tokens')}</td>"
+            f"<td>{_e(_fmt_money(_money(forecast), currency)) if forecast else '–'}</td>"
+            f"<td>{_e(status.get('budgetBasis', '–'))}</td></tr>"
+        )
+    return f'<table class="units">{head}{"".join(body)}</table>'
 
 
 def _breakdown_table(entries: Sequence[Mapping[str, Any]], title: str, currency: str) -> str:
@@ -604,6 +651,7 @@ def _section(period: str, reports: Sequence[Mapping[str, Any]]) -> str:
     through = any_status.get("dataThrough", "")
     out = [f'<h2 id="period-{_e(period)}">{_e(period)}</h2>']
     out.append(f'<p class="muted">Figures through {_e(through)} (UTC), in {_e(currency)}.</p>')
+    out.append(_partial_label(any_status))
     if cluster:
         status = cluster["status"]
         total = _money(status.get("totalCost"))
@@ -621,6 +669,10 @@ def _section(period: str, reports: Sequence[Mapping[str, Any]]) -> str:
         out.append(_card(_e(_fmt_percent(status.get("idlePercent"))), "of GPU hours idle"))
         out.append(_card(_e(_fmt_money(untagged_cost, currency)), f"untagged spend {_e(share)}"))
         out.append(_card(_e(allocated), "of GPU capacity allocated"))
+        out.append(_card(_e(_fmt_money(_money(status.get("idleCost")), currency)), "idle GPU cost"))
+        if status.get("forecastTotalCost"):
+            forecast = _money(status.get("forecastTotalCost"))
+            out.append(_card(_e(_fmt_money(forecast, currency)), "month-end forecast"))
         out.append("</div>")
     chart_rows = [*teams, *([untagged] if untagged else [])]
     out.append("<h3>Cost by team</h3>")
@@ -632,11 +684,27 @@ def _section(period: str, reports: Sequence[Mapping[str, Any]]) -> str:
         "Shared: the platform's monthly cost and GPU capacity nobody allocated, spread "
         "in proportion to GPU cost. Budget: from the team's CostPolicy.</p>"
     )
+    out.append("<h3>Unit economics</h3>")
+    out.append(_unit_table(teams, cluster, currency))
+    out.append(
+        '<p class="muted">Cost per busy GPU-hour: GPU cost, idle included, over the hours '
+        "the GPUs worked. Forecast: the month's total at the run rate of its data so far. "
+        "Budget counts: what the budget % compares (the CostPolicy's scope, or all-in).</p>"
+    )
     if cluster:
-        centers = ((cluster["status"].get("breakdowns") or {}).get("costCenter")) or []
+        breakdowns = cluster["status"].get("breakdowns") or {}
+        centers = breakdowns.get("costCenter") or []
         if centers:
             out.append("<h3>By cost center</h3>")
             out.append(_cost_center_table(centers, cluster["status"], currency))
+        for key, title in (
+            ("feature", "Feature"),
+            ("environment", "Environment"),
+            ("workloadType", "Workload type"),
+        ):
+            if breakdowns.get(key):
+                out.append(f"<h3>By {title.lower()}</h3>")
+                out.append(_breakdown_table(breakdowns[key], title, currency))
     out.append("<h3>Costliest training runs</h3>")
     out.append(_training_runs(cluster, teams, currency))
     out.append("<h3>Untagged spend</h3>")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -26,8 +27,9 @@ from finops_operator.domain.costs.cost_reports import (
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import compute_costs
+from finops_operator.domain.costs.trend import DailyCosts
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
-from finops_operator.domain.rules.policy_reconciler import plan_policy
+from finops_operator.domain.rules.policy_reconciler import plan_policy, team_budget_scopes
 from tests.support.crd_schema import served_schema, untyped_nodes, validate_against_crd
 from tests.support.paths import ROOT
 
@@ -185,6 +187,21 @@ def test_budgets_come_from_valid_policies_that_name_a_team() -> None:
         3: policy("c", selector={"team": "BAD TEAM"}, budget={"monthly": 7, "currency": "USD"}),
     }
     assert budgets_of(policies, Config()) == {"search": Decimal(20000)}
+    # What the CostReport's budget % counts: the policy's scope, or all-in by `basis`.
+    policies[4] = policy(
+        "d",
+        selector={"team": "vision"},
+        scope="gpu",
+        budget={"monthly": 9, "currency": "USD", "basis": "all-in"},
+    )
+    policies[5] = policy(
+        "e", selector={"team": "chat"}, scope="tokens", budget={"monthly": 3, "currency": "USD"}
+    )
+    assert team_budget_scopes(policies.values(), Config()) == {
+        "search": (Decimal(20000), "all"),
+        "vision": (Decimal(9), "all-in"),
+        "chat": (Decimal(3), "tokens"),
+    }
 
 
 def test_the_crd_is_a_valid_structural_cluster_scoped_apiextensions_v1_object() -> None:
@@ -344,3 +361,39 @@ def test_each_report_carries_its_daily_spend_adding_up_to_its_total() -> None:
         assert all(re.fullmatch(r"[0-9]+\.[0-9]{2}", entry["totalCost"]) for entry in daily)
     without = desired_reports(report_input(), NOW)
     assert all("daily" not in status for _, status in without)  # no days, no field
+
+
+def test_reports_say_when_their_data_starts_and_forecast_the_month_end() -> None:
+    days = tuple(
+        Period(
+            datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC) + datetime.timedelta(days=i),
+            datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC) + datetime.timedelta(days=i + 1),
+        )
+        for i in range(27)
+    )
+    measured = (False,) * 6 + (True,) * 21  # the operator came on the 7th
+    data = replace(report_input(), daily=DailyCosts(days, {}, measured))
+    statuses = {obj["metadata"]["name"]: status for obj, status in desired_reports(data, NOW)}
+    for status in statuses.values():
+        assert status["dataFrom"] == "2026-11-07T00:00:00Z" and status["partialPeriod"] is True
+    cluster = statuses["cluster-2026-11"]
+    # 20.5 days of data (the 7th to the 27th, 12:00) of the month's 24 to go: run rate.
+    elapsed, ahead = Decimal("20.5"), Decimal("3.5")
+    total = Decimal(cluster["totalCost"])
+    assert Decimal(cluster["forecastTotalCost"]) == (total * (elapsed + ahead) / elapsed).quantize(
+        Decimal("0.01")
+    )
+
+
+def test_reports_carry_unit_economics_and_the_budget_basis() -> None:
+    found = objects({"search": Decimal(10_000)}, {"search": "all-in"})
+    search = found["search-2026-11"]["status"]
+    assert search["tokens"] == 1_000_000
+    assert Decimal(search["costPer1kTokens"]) > 0 and Decimal(search["costPerBusyGpuHour"]) > 0
+    assert search["budgetBasis"] == "total cost (GPU + token + shared)"
+    total = Decimal(search["totalCost"])
+    assert search["budgetUsedPercent"] == float(round(total * 100 / 10_000, 1))
+    default = objects({"search": Decimal(10_000)})["search-2026-11"]["status"]
+    assert default["budgetBasis"] == "GPU + token cost (shared cost not included)"
+    for obj in found.values():
+        validate_against_crd(obj, CRD)

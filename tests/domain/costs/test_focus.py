@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from finops_operator.domain import conventions
+from finops_operator.domain.costs.cents import report_cents
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS, FocusAccount, focus_rows
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import CostReport, compute_costs
@@ -107,7 +108,9 @@ def test_token_quantities_are_whole_tokens_and_their_cost_follows_from_them() ->
     for row in a:
         assert row["ConsumedUnit"] == "Tokens" and row["PricingUnit"] == "1000 Tokens"
         assert Decimal(row["PricingQuantity"]) * 1000 == Decimal(row["ConsumedQuantity"])
-        assert Decimal(row["BilledCost"]) == Decimal(row["PricingQuantity"]) * D("0.01")
+        # List and contracted cost are price x quantity; billed cost is that in cents.
+        assert Decimal(row["ListCost"]) == Decimal(row["PricingQuantity"]) * D("0.01")
+        assert abs(Decimal(row["BilledCost"]) - Decimal(row["ListCost"])) < D("0.01")
         assert row["ResourceId"] == "gpu-cluster/llm/gpt-4o"
         assert (row["ServiceCategory"], row["ServiceSubcategory"]) == (
             "AI and Machine Learning",
@@ -127,16 +130,21 @@ def test_shared_cost_rows_are_adjustments_without_quantity_or_resource() -> None
         empty = ("ConsumedQuantity", "ConsumedUnit", "PricingQuantity", "PricingUnit")
         assert all(row[column] == "" for column in empty)
         assert row["ResourceId"] == row["ResourceName"] == row["SkuId"] == ""
-        assert row["BilledCost"] == row["EffectiveCost"] == row["ListCost"]
+        assert row["BilledCost"] == row["EffectiveCost"]
+        assert row["ListCost"] == row["ContractedCost"]
 
 
 def test_the_rows_add_up_to_the_cluster_total_and_each_team_to_its_total() -> None:
     report = costs()
+    cents = report_cents(report)
     billed = sum(Decimal(row["BilledCost"]) for row in rows(report))
-    assert billed == report.cluster.total_cost
+    assert billed == cents.cluster.total_cost == report.cluster.total_cost.quantize(D("0.01"))
+    assert sum(Decimal(row["ListCost"]) for row in rows(report)) == report.cluster.total_cost
     for team in ("a", "b", "c", conventions.UNTAGGED):
         mine = sum(Decimal(r["BilledCost"]) for r in rows(report) if r["x_Team"] == team)
-        assert mine == report.row(team).total_cost
+        assert mine == cents.of(team).total_cost
+        exact = sum(Decimal(r["ListCost"]) for r in rows(report) if r["x_Team"] == team)
+        assert exact == report.row(team).total_cost
 
 
 def test_undistributed_shared_cost_is_a_row_of_its_own_without_labels() -> None:
@@ -144,9 +152,12 @@ def test_undistributed_shared_cost_is_a_row_of_its_own_without_labels() -> None:
     found = rows(report, gpu_usage=[])
     last = found[-1]
     assert last["x_CostComponent"] == "undistributed" and last["x_Team"] == ""
-    assert Decimal(last["BilledCost"]) == report.cluster.undistributed_cost > 0
+    assert Decimal(last["ListCost"]) == report.cluster.undistributed_cost > 0
+    assert Decimal(last["BilledCost"]) == report.cluster.undistributed_cost.quantize(D("0.01"))
     assert last["Tags"] == "{}" and last["ChargeCategory"] == "Adjustment"
-    assert sum(Decimal(r["BilledCost"]) for r in found) == report.cluster.total_cost
+    assert sum(Decimal(r["ListCost"]) for r in found) == report.cluster.total_cost
+    billed = sum(Decimal(r["BilledCost"]) for r in found)
+    assert billed == report.cluster.total_cost.quantize(D("0.01"))
 
 
 def test_billing_period_and_charge_period_and_account() -> None:

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 from finops_operator.domain import conventions
 from finops_operator.domain.costs.focus import APPLICABILITY_CRITERIA, focus_rows
+from finops_operator.domain.costs.focus13 import FOCUS_1_3_COLUMNS, focus13_rows
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.showback import compute_costs
+from finops_operator.domain.costs.trend import DayUsage
 from finops_operator.domain.costs.usage import CapacityUsage, GpuUsage, TokenUsage
 from finops_operator.views.report_formats import to_focus
 from tests.domain.costs.prices import A100, H100, NOVEMBER, D, pricing
@@ -47,7 +50,9 @@ TOKENS = [
 CAPACITY = [CapacityUsage(H100, D(720)), CapacityUsage(A100, D(720))]
 
 
-def _validate(tmp_path: Path, csv_text: str) -> tuple[dict[str, str], str]:
+def _validate(
+    tmp_path: Path, csv_text: str, criteria: tuple[str, ...] = APPLICABILITY_CRITERIA
+) -> tuple[dict[str, str], str]:
     data = tmp_path / "focus.csv"
     data.write_text(csv_text)
     where = "import focus_validator as f, os; print(os.path.dirname(os.path.dirname(f.__file__)))"
@@ -56,11 +61,22 @@ def _validate(tmp_path: Path, csv_text: str) -> tuple[dict[str, str], str]:
     ).stdout.strip()
     # It reads its currency list by a path relative to its package's parent folder.
     done = subprocess.run(
-        [str(VALIDATOR), "--data-file", str(data), "--block-download",
-         "--validate-version", "1.2",
-         "--applicability-criteria", ",".join(APPLICABILITY_CRITERIA), "--show-violations"],
-        capture_output=True, text=True, cwd=site, timeout=600,
-    )  # fmt: skip
+        [
+            str(VALIDATOR),
+            "--data-file",
+            str(data),
+            "--block-download",
+            "--validate-version",
+            "1.2",
+            "--applicability-criteria",
+            ",".join(criteria),
+            "--show-violations",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=site,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = dict(
         re.findall(r"^\S+ (\S+-[CDA]-\d{3}-[MCO]): (PASS|FAIL|SKIPPED)", done.stdout, re.M)
@@ -103,3 +119,28 @@ def test_a_partial_month_with_undistributed_shared_cost_passes_the_validator(
     rows = focus_rows(costs, [], tokens, pricing(), billing_period=NOVEMBER)
     assert {row["x_CostComponent"] for row in rows} == {"tokens", "undistributed"}
     _check(*_validate(tmp_path, to_focus(rows)))
+
+
+def test_a_focus_1_3_month_passes_the_rules_the_newest_validator_has(tmp_path: Path) -> None:
+    """focus-validator 2.2.1, the newest on PyPI, knows FOCUS 1.2 rules only (its
+    model-1.2.0.1.json; 1.3 would be a download from GitHub). The 1.3 export (daily
+    rows, SubAccount, split allocation) passes all of them, SubAccount's included;
+    the 1.3 columns are checked against the spec text in test_focus13.py."""
+    first, second = (
+        Period(NOVEMBER.start + timedelta(days=i), NOVEMBER.start + timedelta(days=i + 1))
+        for i in range(2)
+    )
+    days = [DayUsage(first, gpu=GPU, capacity=CAPACITY), DayUsage(second, tokens=TOKENS)]
+    costs = compute_costs(
+        period=Period(first.start, second.end),
+        pricing=pricing(),
+        gpu_usage=GPU,
+        token_usage=TOKENS,
+        capacity=CAPACITY,
+    )
+    rows = focus13_rows(costs, GPU, TOKENS, pricing(), days=days, capacity=CAPACITY)
+    assert {row["x_CostComponent"] for row in rows} == {"gpu", "tokens", "shared"}
+    criteria = (*APPLICABILITY_CRITERIA, "SUB_ACCOUNT_SUPPORTED")
+    results, output = _validate(tmp_path, to_focus(rows, FOCUS_1_3_COLUMNS), criteria)
+    _check(results, output)
+    assert results.get("SubAccountId-C-001-M") == "PASS", output[-3000:]

@@ -231,3 +231,16 @@ def test_the_cost_model_agrees_with_the_simulators_ground_truth() -> None:
         assert report.cluster.unallocated_gpu_hours == pytest.approx(
             truth.unallocated_gpu_hours, abs=D("1e-9")
         )
+
+
+def test_the_platform_cost_can_be_prorated_from_the_start_of_the_data() -> None:
+    """`pricing.sharedProration: data`: the month the operator was installed (data from
+    the 21st of November) pays 10/30 of the monthly fee, not all of it."""
+    config = pricing(sharedProration="data")
+    gpu = [GpuUsage("a", H100, D(1))]
+    from_21st = datetime(2026, 11, 21, tzinfo=UTC)
+    partial = compute_costs(period=NOVEMBER, pricing=config, gpu_usage=gpu, platform_from=from_21st)
+    assert partial.cluster.platform_cost == D(100)  # 300 a month x 10/30
+    whole = compute_costs(period=NOVEMBER, pricing=config, gpu_usage=gpu)
+    assert whole.cluster.platform_cost == D(300)
+    assert config.shared_proration == "data" and pricing().shared_proration == "period"

@@ -179,7 +179,7 @@ def test_a_utilization_metric_read_as_a_fraction_is_scaled_to_percent() -> None:
         }
     )
     [rule] = only(alerts(EXAMPLE, AlertOptions.from_config(config)), conventions.ALERT_GPU_IDLE)
-    assert "100 * avg by (namespace, pod) (" in rule["expr"]
+    assert "(100 * (\n  avg by (namespace, pod) (" in rule["expr"]
     assert "DCGM_FI_PROF_GR_ENGINE_ACTIVE[5m]" in rule["expr"]
     assert "/ 1\n" not in rule["expr"] and "GPU_I_ID" not in rule["expr"]
 

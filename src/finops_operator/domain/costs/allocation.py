@@ -24,15 +24,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig, TokenDirection
 from finops_operator.domain.costs.pricing import gpu_cost, token_cost
-from finops_operator.domain.costs.showback import CostReport, CostRow
+from finops_operator.domain.costs.showback import CostReport
 from finops_operator.domain.costs.usage import DIMENSIONS, GpuUsage, TokenUsage
-from finops_operator.domain.money import QUANTUM, ZERO, money_context, round_to, split
+from finops_operator.domain.money import QUANTUM, ZERO, money_context, split
 
 # The five cost labels, by their names in usage records and metrics.
 LABELS: Final = ("team", *DIMENSIONS)
@@ -116,31 +116,6 @@ class Allocation:
             for shared in self.shared:
                 cells[tuple(shared.labels[i] for i in index)][6] += shared.cost
         return [Group(key, *values) for key, values in sorted(cells.items())]
-
-
-# Money figures of a group, in the order of Group's fields.
-MONEY: Final = ("gpu_cost", "idle_cost", "token_cost", "shared_cost", "total_cost")
-
-
-def rounded_money(
-    groups: Sequence[Group], row: CostRow, undistributed: Decimal = ZERO
-) -> list[dict[str, Decimal]]:
-    """The money of `groups`, which together make up `row` (all of a team's groups,
-    or all groups and `undistributed` for the cluster row), rounded to cents so that,
-    column by column, they add up to `row`'s figure rounded half-even (less
-    `undistributed` rounded, in the shared and total columns): a table of cost
-    centers adds up to the cluster total printed with it, to the cent. A group's
-    total may then differ from its rounded GPU + token + shared by a cent."""
-    cent = Decimal("0.01")
-    rest = undistributed.quantize(cent, rounding=ROUND_HALF_EVEN)
-    columns = {}
-    with localcontext(money_context()):
-        for name in MONEY:
-            total = getattr(row, name).quantize(cent, rounding=ROUND_HALF_EVEN)
-            if name in ("shared_cost", "total_cost"):
-                total -= rest
-            columns[name] = round_to([getattr(group, name) for group in groups], total)
-    return [{name: columns[name][i] for name in MONEY} for i in range(len(groups))]
 
 
 def _untagged_but_team(team: str) -> Labels:

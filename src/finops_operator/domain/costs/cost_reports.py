@@ -17,7 +17,16 @@ from typing import Any, Final
 
 from finops_operator.domain import conventions, names
 from finops_operator.domain.conditions import by_type, condition, stamp
-from finops_operator.domain.costs.allocation import Allocation, rounded_money
+from finops_operator.domain.costs.allocation import Allocation
+from finops_operator.domain.costs.cents import Cents, less_undistributed, rows_cents, within
+from finops_operator.domain.costs.finance import (
+    data_from,
+    forecast,
+    is_partial,
+    month_of,
+    unit_costs,
+)
+from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostRow, idle_percent
 from finops_operator.domain.costs.trend import CLUSTER, DailyCosts
@@ -50,7 +59,8 @@ class ReportInput:
     # The period's cost per day (`status.daily`, the showback's trend); none when empty.
     daily: DailyCosts | None = None
     # What each team's budget counts, from its CostPolicy's `scope`: `gpu`, `tokens`
-    # or `all` (GPU + tokens, the default), as the policy's budget alerts count it.
+    # or `all` (GPU + tokens, the default), as the policy's budget alerts count it;
+    # or `all-in` (the report's total, shared cost included: `budget.basis: all-in`).
     budget_scopes: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -60,12 +70,23 @@ SCOPE_NAMES = frozenset({"cluster", "untagged"})
 _MAX_TEAM_PART = 48
 
 
+# What `status.budgetBasis` says a budget counts, in words, by its scope.
+BUDGET_BASES: Final = {
+    "gpu": "GPU cost",
+    "tokens": "token cost",
+    "all": "GPU + token cost (shared cost not included)",
+    "all-in": "total cost (GPU + token + shared)",
+}
+
+
 def _budget_spend(row: CostRow | ClusterRow, scope: str) -> Decimal:
-    """The spend a budget of `scope` counts: GPU, tokens, or both (shared cost never)."""
+    """The spend a budget of `scope` counts: GPU, tokens, both, or all-in (with shared)."""
     if scope == "gpu":
         return row.gpu_cost
     if scope == "tokens":
         return row.token_cost
+    if scope == "all-in":
+        return row.total_cost
     return row.gpu_cost + row.token_cost
 
 
@@ -101,10 +122,13 @@ _CAMEL = {
 }
 
 
-def _breakdowns(row: CostRow, allocation: Allocation | None) -> dict[str, list[dict[str, Any]]]:
+def _breakdowns(
+    row: CostRow, cents: Cents, allocation: Allocation | None
+) -> dict[str, list[dict[str, Any]]]:
     if allocation is not None:
         return {
-            _CAMEL[dimension]: _all_spend(row, allocation, dimension) for dimension in DIMENSIONS
+            _CAMEL[dimension]: _all_spend(row, cents, allocation, dimension)
+            for dimension in DIMENSIONS
         }
     return {
         _CAMEL[dimension]: [
@@ -123,57 +147,91 @@ def _breakdowns(row: CostRow, allocation: Allocation | None) -> dict[str, list[d
     }
 
 
-def _all_spend(row: CostRow, allocation: Allocation, dimension: str) -> list[dict[str, Any]]:
+def _all_spend(
+    row: CostRow, whole: Cents, allocation: Allocation, dimension: str
+) -> list[dict[str, Any]]:
     """The row's spend by the values of `dimension`: GPU, token, shared and total cost,
-    rounded so that each column adds up to the row's (less the undistributed shared
-    cost, for the cluster, which `cluster.undistributedCost` shows), costliest first."""
+    in cents within the row's (`whole`, less the undistributed shared cost for the
+    cluster, which `cluster.undistributedCost` shows), costliest first."""
     if isinstance(row, ClusterRow):
         groups = allocation.group((dimension,))
-        undistributed = allocation.undistributed
     else:
         mine = [g for g in allocation.group(("team", dimension)) if g.key[0] == row.team]
         groups = [replace(g, key=g.key[1:]) for g in mine]
-        undistributed = Decimal(0)
-    money = rounded_money(groups, row, undistributed)
     entries = [
         {
             "name": group.key[0],
             "gpuHours": display_hours(group.gpu_hours),
-            "gpuCost": str(cents["gpu_cost"]),
+            "gpuCost": str(cents.gpu_cost),
             "idleGpuHours": display_hours(group.idle_gpu_hours),
-            "idleCost": str(cents["idle_cost"]),
-            "tokenCost": str(cents["token_cost"]),
-            "sharedCost": str(cents["shared_cost"]),
-            "totalCost": str(cents["total_cost"]),
+            "idleCost": str(cents.idle_cost),
+            "tokenCost": str(cents.token_cost),
+            "sharedCost": str(cents.shared_cost),
+            "totalCost": str(cents.total_cost),
         }
-        for group, cents in zip(groups, money, strict=True)
+        for group, cents in zip(groups, within(groups, whole), strict=True)
     ]
     return sorted(entries, key=lambda entry: (-Decimal(entry["totalCost"]), entry["name"]))
 
 
-def _figures(row: CostRow, currency: str, allocation: Allocation | None) -> dict[str, Any]:
+def _unit_economics(row: CostRow) -> dict[str, Any]:
+    """Tokens and unit costs (`finance.unit_costs`), to 4 decimals: a cost per 1,000
+    tokens is often a fraction of a cent."""
+    units = unit_costs(row)
+    figures: dict[str, Any] = {"tokens": int(row.tokens)}
+    if units.cost_per_busy_gpu_hour is not None:
+        figures["costPerBusyGpuHour"] = display_money(units.cost_per_busy_gpu_hour, 4)
+    if units.cost_per_1k_tokens is not None:
+        figures["costPer1kTokens"] = display_money(units.cost_per_1k_tokens, 4)
+    return figures
+
+
+def _period_figures(data: ReportInput, cents: Cents) -> dict[str, Any]:
+    """When the data starts, whether the month is partial, and the month-end forecast."""
+    month = month_of(data.period)
+    windows = data.daily.windows if data.daily else ()
+    measured = data.daily.measured if data.daily else ()
+    period = month or (Period(windows[0].start, windows[-1].end) if windows else None)
+    if period is None:
+        return {}
+    start = data_from(period, windows, measured)
+    figures: dict[str, Any] = {
+        "dataFrom": stamp(start),
+        "partialPeriod": is_partial(period, start, data.data_through),
+    }
+    if month is not None:
+        projected = forecast(cents.total_cost, month, start, data.data_through)
+        if projected is not None:
+            figures["forecastTotalCost"] = display_money(projected)
+    return figures
+
+
+def _figures(
+    row: CostRow, cents: Cents, groups_whole: Cents, currency: str, allocation: Allocation | None
+) -> dict[str, Any]:
     return {
         "currency": currency,
         "gpuHours": display_hours(row.gpu_hours),
         "idleGpuHours": display_hours(row.idle_gpu_hours),
         "idlePercent": float(round(idle_percent(row), 1)),
-        "gpuCost": display_money(row.gpu_cost),
-        "idleCost": display_money(row.idle_cost),
-        "tokenCost": display_money(row.token_cost),
-        "sharedCost": display_money(row.shared_cost),
-        "totalCost": display_money(row.total_cost),
-        "breakdowns": _breakdowns(row, allocation),
+        "gpuCost": str(cents.gpu_cost),
+        "idleCost": str(cents.idle_cost),
+        "tokenCost": str(cents.token_cost),
+        "sharedCost": str(cents.shared_cost),
+        "totalCost": str(cents.total_cost),
+        "breakdowns": _breakdowns(row, groups_whole, allocation),
+        **_unit_economics(row),
     }
 
 
 def _daily(daily: DailyCosts | None, name: str, total: Decimal) -> list[dict[str, str]]:
     """The row's total cost per day with figures, in cents adding up to its `totalCost`
-    to the cent."""
+    (already in cents) to the cent."""
     if daily is None or not daily.windows:
         return []
     kept = daily.measured_windows()  # a day without figures is left out, not a zero
     values = daily.of(name)
-    cents = round_to([values[i] for i in kept], Decimal(display_money(total)))
+    cents = round_to([values[i] for i in kept], total)
     return [
         {"date": f"{daily.windows[i].start:%Y-%m-%d}", "totalCost": str(amount)}
         for i, amount in zip(kept, cents, strict=True)
@@ -215,6 +273,7 @@ def desired_reports(
     rows.append(("untagged", conventions.UNTAGGED, data.untagged))
     rows.append(("cluster", None, data.cluster))
     through = stamp(data.data_through)
+    rounded = rows_cents([*data.teams, data.untagged], data.cluster)
     result = []
     for scope, team, row in rows:
         spec: dict[str, Any] = {"scope": scope, "period": data.period}
@@ -231,23 +290,28 @@ def desired_reports(
             "metadata": {"name": report_name(scope, team, data.period), "labels": labels},
             "spec": spec,
         }
-        status = _figures(row, data.currency, data.allocation)
+        cents = rounded.cluster if scope == "cluster" else rounded.of(row.team)
+        whole = less_undistributed(cents, rounded.undistributed) if scope == "cluster" else cents
+        status = _figures(row, cents, whole, data.currency, data.allocation)
         status["topWorkloads"] = _top_workloads(data.jobs, team if scope == "team" else None)
-        daily = _daily(data.daily, CLUSTER if scope == "cluster" else row.team, row.total_cost)
+        daily = _daily(data.daily, CLUSTER if scope == "cluster" else row.team, cents.total_cost)
         if daily:
             status["daily"] = daily
         budget = data.budgets.get(team or "") if scope == "team" else None
+        status |= _period_figures(data, cents)
         if budget:
+            scope = data.budget_scopes.get(team or "", "all")
             status["budget"] = display_money(budget)
-            spent = _budget_spend(row, data.budget_scopes.get(team or "", "all"))
+            spent = _budget_spend(row, scope)
             status["budgetUsedPercent"] = float(round(spent * 100 / budget, 1))
+            status["budgetBasis"] = BUDGET_BASES.get(scope, scope)
         if isinstance(row, ClusterRow):
             status["cluster"] = {
                 "capacityGpuHours": display_hours(row.capacity_gpu_hours),
                 "unallocatedGpuHours": display_hours(row.unallocated_gpu_hours),
                 "unallocatedCost": display_money(row.unallocated_cost),
                 "platformCost": display_money(row.platform_cost),
-                "undistributedCost": display_money(row.undistributed_cost),
+                "undistributedCost": str(rounded.undistributed.shared_cost),
             }
         status["dataThrough"] = through
         result.append((obj, status))

@@ -15,14 +15,16 @@ five cost labels):
 - the shared cost nobody received (`undistributed`): `Adjustment` too, with no
   labels.
 
-Every row: BilledCost = EffectiveCost = ListCost = ContractedCost (internal
+Every row: BilledCost = EffectiveCost in cents (`cents`: a team's rows add up to
+its figures in every format), ListCost = ContractedCost the exact cost (internal
 showback at the configured prices: no discounts, no commitments), ChargeClass null
 (no corrections), ProviderName = PublisherName = InvoiceIssuerName (so BilledCost
 may be non-zero, FOCUS 1.2 BilledCost-C-005-C), InvoiceId null (no invoice). Tags
 hold the cost labels under their own keys (only the labels the workload carried);
 `x_CostCenter`, `x_Team`, `x_Feature`, `x_Environment`, `x_WorkloadType` hold
-them as columns to group by (`__untagged__` when missing). Money is exact to
-1e-12 (the cost model's quantum), so the rows add up to the cluster total.
+them as columns to group by (`__untagged__` when missing). List cost is exact to
+1e-12 (the cost model's quantum) and adds up to the exact cluster total; billed
+cost adds up to the report's cluster total to the cent.
 Which rules are checked, and how, is in docs/report.md.
 
 Pure: rows of strings in, no file; `views.report_formats` writes them as CSV.
@@ -38,7 +40,16 @@ from typing import Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
-from finops_operator.domain.costs.allocation import LABEL_KEYS, Labels, allocate
+from finops_operator.domain.costs.allocation import (
+    LABEL_KEYS,
+    Allocation,
+    GpuCharge,
+    Labels,
+    SharedCharge,
+    TokenCharge,
+    allocate,
+)
+from finops_operator.domain.costs.cents import Cents, report_cents, within
 from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.domain.costs.showback import CostReport
 from finops_operator.domain.costs.usage import GpuUsage, TokenUsage
@@ -134,6 +145,24 @@ def invoice_id(account: FocusAccount, billed: Period) -> str:
     return f"{account.account_id}-{billed.start:%Y%m%dT%H%M%SZ}-{billed.end:%Y%m%dT%H%M%SZ}"
 
 
+def usage_columns(
+    sku: str, unit_price: Decimal, consumed: Decimal, priced: Decimal, currency: str
+) -> dict[str, str]:
+    """The columns of a Usage charge: its SKU and price, quantities consumed and priced."""
+    price = focus_decimal(unit_price)
+    return {
+        "SkuId": sku,
+        "SkuPriceId": f"{sku}@{price}{currency}",
+        "SkuPriceDetails": "",
+        "ChargeCategory": "Usage",
+        "ChargeFrequency": "Usage-Based",
+        "ConsumedQuantity": focus_decimal(consumed),
+        "PricingQuantity": focus_decimal(priced),
+        "ListUnitPrice": price,
+        "ContractedUnitPrice": price,
+    }
+
+
 def _tags(labels: Labels) -> str:
     tags = {
         key: value
@@ -141,6 +170,36 @@ def _tags(labels: Labels) -> str:
         if value != conventions.UNTAGGED
     }
     return json.dumps(tags, sort_keys=True, separators=(",", ":"))
+
+
+Charge = GpuCharge | TokenCharge | SharedCharge
+
+
+def _as_figures(charge: Charge) -> Cents:
+    """A charge's exact money as the four columns `cents.within` rounds."""
+    if isinstance(charge, GpuCharge):
+        return Cents(gpu_cost=charge.gpu_cost, idle_cost=charge.idle_cost)
+    if isinstance(charge, TokenCharge):
+        return Cents(token_cost=charge.cost)
+    return Cents(shared_cost=charge.cost)
+
+
+def charge_cents(costs: CostReport, allocation: Allocation) -> dict[int, Cents]:
+    """Every charge's cents (by `id` of the charge): a team's charges, column by column,
+    within the team's cents (`cents.within`), so a team's FOCUS rows add up to its
+    row of every other format, and all rows to the cluster's total, to the cent."""
+    rounded = report_cents(costs)
+    mine: dict[str, list[Charge]] = {}
+    every: list[Charge] = [*allocation.gpu, *allocation.tokens, *allocation.shared]
+    for charge in every:
+        mine.setdefault(charge.labels[0], []).append(charge)
+    result: dict[int, Cents] = {}
+    for team, charges in mine.items():
+        rounded_charges = within([_as_figures(charge) for charge in charges], rounded.of(team))
+        result |= {
+            id(charge): cents for charge, cents in zip(charges, rounded_charges, strict=True)
+        }
+    return result
 
 
 def focus_rows(
@@ -160,6 +219,7 @@ def focus_rows(
     account = account or FocusAccount()
     billed = billing_period or costs.period
     allocation = allocate(costs, gpu_usage, token_usage, pricing)
+    cents = charge_cents(costs, allocation)
     common = {
         "BillingAccountId": account.account_id,
         "BillingAccountName": account.account_name,
@@ -181,12 +241,12 @@ def focus_rows(
     }
 
     def charge(
-        labels: Labels | None, cost: Decimal, service: tuple[str, str, str]
+        labels: Labels | None, cost: Decimal, billed: Decimal, service: tuple[str, str, str]
     ) -> dict[str, str]:
-        money = focus_decimal(cost)
+        money, cents = focus_decimal(cost), focus_decimal(billed)
         row = common | {
-            "BilledCost": money,
-            "EffectiveCost": money,
+            "BilledCost": cents,
+            "EffectiveCost": cents,
             "ListCost": money,
             "ContractedCost": money,
             "ServiceName": service[0],
@@ -199,18 +259,7 @@ def focus_rows(
         return row
 
     def usage(sku: str, unit_price: Decimal, consumed: Decimal, priced: Decimal) -> dict[str, str]:
-        price = focus_decimal(unit_price)
-        return {
-            "SkuId": sku,
-            "SkuPriceId": f"{sku}@{price}{costs.currency}",
-            "SkuPriceDetails": "",
-            "ChargeCategory": "Usage",
-            "ChargeFrequency": "Usage-Based",
-            "ConsumedQuantity": focus_decimal(consumed),
-            "PricingQuantity": focus_decimal(priced),
-            "ListUnitPrice": price,
-            "ContractedUnitPrice": price,
-        }
+        return usage_columns(sku, unit_price, consumed, priced, costs.currency)
 
     def mine(labels: Labels) -> bool:
         return team is None or labels[0] == team
@@ -223,7 +272,7 @@ def focus_rows(
         if not mine(gpu.labels):
             continue
         rows.append(
-            charge(gpu.labels, gpu.gpu_cost, GPU_SERVICE)
+            charge(gpu.labels, gpu.gpu_cost, cents[id(gpu)].gpu_cost, GPU_SERVICE)
             | usage(
                 f"gpu-hour/{gpu.gpu_model}",
                 pricing.gpu_price(gpu.gpu_model),
@@ -240,14 +289,14 @@ def focus_rows(
                 "ResourceType": "GPU pool",
                 "x_CostComponent": "gpu",
                 "x_IdleGpuHours": focus_decimal(gpu.idle_gpu_hours),
-                "x_IdleCost": focus_decimal(gpu.idle_cost),
+                "x_IdleCost": focus_decimal(cents[id(gpu)].idle_cost),
             }
         )
     for used in allocation.tokens:
         if not mine(used.labels):
             continue
         rows.append(
-            charge(used.labels, used.cost, LLM_SERVICE)
+            charge(used.labels, used.cost, cents[id(used)].token_cost, LLM_SERVICE)
             | usage(
                 f"llm-tokens/{used.model}/{used.direction}",
                 pricing.token_price(used.model, used.direction),
@@ -288,7 +337,7 @@ def focus_rows(
         if not mine(shared.labels):
             continue
         rows.append(
-            charge(shared.labels, shared.cost, SHARED_SERVICE)
+            charge(shared.labels, shared.cost, cents[id(shared)].shared_cost, SHARED_SERVICE)
             | no_quantity
             | {
                 "ChargeDescription": "share of the platform cost and of GPU capacity nobody "
@@ -301,9 +350,10 @@ def focus_rows(
         key=lambda row: (row["x_Team"] == conventions.UNTAGGED, row["x_Team"],
                          order[row["x_CostComponent"]])
     )  # fmt: skip
-    if team is None and allocation.undistributed:
+    undistributed = report_cents(costs).undistributed.shared_cost
+    if team is None and undistributed:
         rows.append(
-            charge(None, allocation.undistributed, SHARED_SERVICE)
+            charge(None, allocation.undistributed, undistributed, SHARED_SERVICE)
             | no_quantity
             | {
                 "ChargeDescription": "shared cost no team received (no usage to spread it over)",

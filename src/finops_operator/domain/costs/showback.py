@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Literal
 
@@ -119,6 +120,7 @@ def compute_costs(
     gpu_usage: Iterable[GpuUsage] = (),
     token_usage: Iterable[TokenUsage] = (),
     capacity: Iterable[CapacityUsage] = (),
+    platform_from: datetime | None = None,
 ) -> CostReport:
     """Per-team rows, the `__untagged__` row and the cluster row for `period`.
 
@@ -169,7 +171,10 @@ def compute_costs(
             unallocated_hours += spare
             unallocated_cost += spare * pricing.gpu_price(model)
 
-        platform = prorated_monthly(pricing.shared_monthly, period)
+        charged = period
+        if platform_from is not None and period.start < platform_from < period.end:
+            charged = Period(platform_from, period.end)
+        platform = prorated_monthly(pricing.shared_monthly, charged)
         pool = platform + unallocated_cost
         shares = _shares(pool, rows, pricing.shared_split)
         undistributed = pool - sum(shares.values(), ZERO)

@@ -10,7 +10,7 @@ GPU feature discovery's node labels. Plain functions over plain data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -36,6 +36,7 @@ class PodGpus:
     node: str
     cost_labels: tuple[str, ...]  # in conventions.COST_LABELS order, UNTAGGED where missing
     requests: tuple[tuple[str, Decimal], ...]  # (resource, quantity) per GPU resource
+    claims: tuple[str, ...] = ()  # its ResourceClaims' names (DRA), resolved in `dra`
 
 
 @dataclass(frozen=True)
@@ -114,14 +115,45 @@ def _effective_requests(spec: Mapping[str, Any], is_gpu: GpuMatcher) -> dict[str
     return total
 
 
+def _entries(value: Any) -> list[Mapping[str, Any]]:
+    return (
+        [entry for entry in value if isinstance(entry, Mapping)] if isinstance(value, list) else []
+    )
+
+
+def pod_claim_names(pod: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ResourceClaims a pod uses, by name: direct ones, and those made from templates.
+
+    A template's claim has a generated name, known once the controller wrote it to
+    `status.resourceClaimStatuses`; until then the pod holds nothing through it.
+    """
+    generated = {
+        str(entry.get("name")): entry.get("resourceClaimName")
+        for entry in _entries((pod.get("status") or {}).get("resourceClaimStatuses"))
+    }
+    names = []
+    for entry in _entries((pod.get("spec") or {}).get("resourceClaims")):
+        name = entry.get("resourceClaimName")
+        if not name and entry.get("resourceClaimTemplateName"):
+            name = generated.get(str(entry.get("name")))
+        if isinstance(name, str) and name:
+            names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
 def pod_gpus(pod: Mapping[str, Any], is_gpu: GpuMatcher) -> PodGpus | None:
-    """The GPUs a pod holds now; None unless it is Running on a node with GPU requests."""
+    """The GPUs a pod holds now; None unless it is Running on a node with GPU requests.
+
+    A pod with ResourceClaims is kept with their names even without GPU requests:
+    what the claims hold is known only from the claims and slices (`dra`).
+    """
     status = pod.get("status") or {}
     spec = pod.get("spec") or {}
     if status.get("phase") != "Running" or not spec.get("nodeName"):
         return None
     requests = _effective_requests(spec, is_gpu)
-    if not requests:
+    claims = pod_claim_names(pod)
+    if not requests and not claims:
         return None
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
@@ -132,6 +164,7 @@ def pod_gpus(pod: Mapping[str, Any], is_gpu: GpuMatcher) -> PodGpus | None:
         node=str(spec["nodeName"]),
         cost_labels=values,
         requests=tuple(sorted(requests.items())),
+        claims=claims,
     )
 
 
@@ -145,10 +178,17 @@ ALLOCATION_LABELS: Final = (
 )
 
 
+ClaimedGpus = Callable[[PodGpus], Sequence[tuple[str, str, Decimal]]]
+
+
 def allocation_samples(
-    pods: Iterable[PodGpus], nodes: Mapping[str, NodeGpus]
+    pods: Iterable[PodGpus], nodes: Mapping[str, NodeGpus], claimed: ClaimedGpus | None = None
 ) -> list[tuple[tuple[str, ...], Decimal]]:
-    """(label values in ALLOCATION_LABELS order, GPUs held) for every pod and GPU resource."""
+    """(label values in ALLOCATION_LABELS order, GPUs held) for every pod and GPU resource.
+
+    `claimed` gives what a pod holds through DRA, as (driver, model, devices): its
+    series carries the driver as `resource` and the device's own model.
+    """
     samples = []
     for pod in pods:
         node = nodes.get(pod.node)
@@ -158,6 +198,10 @@ def allocation_samples(
             held = in_devices(quantity, resource, model, replicas)
             samples.append(
                 ((pod.namespace, pod.pod, pod.node, resource, model, *pod.cost_labels), held)
+            )
+        for driver, device_model, held in claimed(pod) if claimed and pod.claims else ():
+            samples.append(
+                ((pod.namespace, pod.pod, pod.node, driver, device_model, *pod.cost_labels), held)
             )
     return samples
 
@@ -175,14 +219,17 @@ def capacity_samples(nodes: Mapping[str, NodeGpus]) -> list[tuple[tuple[str, str
 
 
 def price_samples(
-    pricing: PricingConfig, nodes: Mapping[str, NodeGpus]
+    pricing: PricingConfig, nodes: Mapping[str, NodeGpus], more_models: Iterable[str] = ()
 ) -> list[tuple[str, Decimal]]:
     """The hourly price of every configured model (`default` included) and every model on a node.
+
+    `more_models`: the models of the devices published through DRA.
 
     The recording rules price a model without its own series at `default`.
     """
     models = set(pricing.gpu_hourly)
     models |= {node.gpu_model for node in nodes.values()}
+    models |= set(more_models)
     models.add(UNKNOWN_MODEL)
     return [(model, pricing.gpu_price(model)) for model in sorted(models)]
 

@@ -176,11 +176,18 @@ class Anomaly(_Model):
         return max(Duration.of(hours=1), self.for_)
 
 
+BudgetBasis = Literal["scope", "all-in"]
+
+
 class Budget(_Model):
     monthly: MoneyNumber = Field(gt=0)
     currency: Annotated[StrictStr, AfterValidator(names.currency_code)] = "USD"
     thresholds: tuple[Number, ...] = (Decimal(50), Decimal(80), Decimal(100))
     forecast: StrictBool = True
+    # What the CostReport's budget % counts: the policy's scope, as the alerts do, or
+    # the report's all-in total (shared cost included, which Prometheus alerts cannot
+    # see: they keep counting the scope). docs/costpolicy.md.
+    basis: BudgetBasis = "scope"
 
     @field_validator("thresholds")
     @classmethod

@@ -20,7 +20,7 @@ from finops_operator.domain.conditions import by_type, condition
 from finops_operator.domain.config import Config
 from finops_operator.domain.merge_patch import Compare, Wanted, merge_patch
 from finops_operator.domain.rules.alert_rules import AlertOptions
-from finops_operator.domain.rules.cost_policy import Scope, parse_cost_policy
+from finops_operator.domain.rules.cost_policy import parse_cost_policy
 from finops_operator.domain.rules.prometheus_rule import render_policy, rule_count
 from finops_operator.errors import CostPolicyError
 
@@ -118,9 +118,10 @@ def team_budgets(policies: Iterable[Mapping[str, Any]], config: Config) -> dict[
 
 def team_budget_scopes(
     policies: Iterable[Mapping[str, Any]], config: Config
-) -> dict[str, tuple[Decimal, Scope]]:
-    """Monthly budgets by team with the spend they count (the policy's `scope`)."""
-    budgets: dict[str, tuple[Decimal, Scope]] = {}
+) -> dict[str, tuple[Decimal, str]]:
+    """Monthly budgets by team with the spend their CostReport counts: the policy's
+    `scope`, or `all-in` when the budget's `basis` says so."""
+    budgets: dict[str, tuple[Decimal, str]] = {}
     for body in policies:
         if not plan_policy(body, config).valid:
             continue
@@ -129,7 +130,9 @@ def team_budget_scopes(
         )
         team = policy.spec.selector.team
         if team and policy.spec.budget is not None:
-            budgets[team] = (policy.spec.budget.monthly, policy.spec.scope)
+            budget = policy.spec.budget
+            basis = "all-in" if budget.basis == "all-in" else policy.spec.scope
+            budgets[team] = (budget.monthly, basis)
     return budgets
 
 
