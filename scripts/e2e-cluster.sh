@@ -20,7 +20,8 @@
 # operator is a local process, not a pod: the webhooks call it on 127.0.0.1). It then asks the TokenRequest API for a
 # token of the manifests' own ServiceAccount finops-system/finops-operator, writes
 # DIR/operator.kubeconfig with it, and starts `finops-operator run` with the
-# ConfigMap's configuration as shipped and --webhook-secret as the Deployment does.
+# ConfigMap's configuration as shipped, --config-map, --invalid-config safe-default
+# and --webhook-secret as the Deployment does.
 # It returns once the webhooks answer, leaving everything running.
 #
 # Use it:   export KUBECONFIG=DIR/kubeconfig PATH=<the folder it prints>:$PATH
@@ -232,6 +233,7 @@ start_operator() {
     cd "$dir"
     export KUBECONFIG=$dir/operator.kubeconfig POD_NAMESPACE=finops-system
     start operator "$operator" run --config "$dir/config.yaml" \
+    --config-map finops-operator-config --invalid-config safe-default \
     --webhook-secret finops-operator-webhook-tls \
     --webhook-host 127.0.0.1 --webhook-port "$webhook_port" --metrics-port "$metrics_port" \
     --namespace finops-system

@@ -41,6 +41,52 @@ embedded default applies: every value in the tables below.
   a YAML float such as `2.5` is refused because it may already have lost precision.
 - Errors exit with code 2 and one line per problem, each starting with the key's
   path (`labels['resilio.tech/team'].pattern: invalid regular expression ...`).
+
+## Changing the configuration
+
+In a cluster the file is the ConfigMap `finops-system/finops-operator-config`,
+key `config.yaml`, mounted by the Deployment. Check an edit before it is applied:
+`finops-operator lint --config manifests/base/config.yaml` reads the ConfigMap
+manifest itself (exit 2 naming each problem), so CI can run it.
+
+**Applied at the next start, never live.** The operator reads its configuration
+once, at start: the admission server, the audit and every controller hold it, and
+a configuration swapped under them mid-flight (label rules, GPU resources, the
+mode) would judge one object by two rules. The Deployment passes
+`--config-map finops-operator-config`, so the operator watches that ConfigMap and
+validates every edit when it is made:
+
+| the ConfigMap now holds | the operator | says so with |
+| --- | --- | --- |
+| the configuration in use | nothing to do | `finops_config_valid` 1 |
+| a valid, different one | keeps the one in use until restarted (see below) \
+| Normal Event `ConfigRestartNeeded` on the ConfigMap, `finops_config_restart_needed` 1 |
+| an invalid one (`mode: enforced`) | never applies it; the one in use stays \
+| Warning Event `InvalidConfig` on the ConfigMap naming each problem, an ERROR log line, \
+`finops_config_valid` 0 (alert `FinopsConfigInvalid`) |
+
+Restart to apply a valid change:
+`kubectl -n finops-system rollout restart deployment/finops-operator`.
+
+**A start with an invalid configuration serves the safe default.** Exiting would
+leave the webhook, whose `failurePolicy` is `Fail`, refusing every GPU workload of
+every namespace. With `--invalid-config safe-default` (the Deployment's setting)
+the operator serves the *safe default* instead: the built-in defaults of the tables
+below with `mode: audit`. The label rules in force may not be the built-in ones,
+so nothing is refused for their sake; every non-compliant GPU workload is still
+admitted with a warning, annotated, reported in an Event and a PolicyReport, and
+counted. A namespace labelled `finops.resilio.tech/mode: enforce` keeps its
+choice, judged by the built-in rules. The operator says so loudly: an ERROR log
+line at start naming the problem, a Warning Event `SafeDefaultConfig` on the
+ConfigMap, `finops_config_safe_default` 1 (alert `FinopsConfigSafeDefault`).
+It stays ready (readiness is not withdrawn: an operator with no ready replica is
+what refuses everything). Fix the ConfigMap (a fixed one sets
+`finops_config_restart_needed`) and restart.
+
+On a terminal `finops-operator run --config FILE` keeps exiting 2 on an invalid
+file (`--invalid-config exit`, the default), naming each problem.
+tests/e2e/test_config_map.py applies `mode: enforced` to a running operator and
+restarts one with it.
 """
 
 SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
@@ -60,6 +106,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("`reports`", "reports.", cfg.ReportsConfig),
     ("`admissionPolicies`", "admissionPolicies.", cfg.AdmissionPoliciesConfig),
     ("`policyReports`", "policyReports.", cfg.PolicyReportsConfig),
+    ("`costPolicies`", "costPolicies.", cfg.CostPoliciesConfig),
     ("`exemptions`", "exemptions.", cfg.ExemptionsConfig),
     ("`metrics`", "metrics.", cfg.MetricsConfig),
 ]

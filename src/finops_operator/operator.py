@@ -27,6 +27,7 @@ from kopf._core.engines.peering import Identity  # kopf.operator's type; kopf ex
 from finops_operator.adapters import certificate_reloader as tls
 from finops_operator.adapters import kube_credentials
 from finops_operator.adapters.certificates import self_signed, service_hostnames
+from finops_operator.adapters.config_file import parse_config_text
 from finops_operator.adapters.kube_api import KubeApi, user_agent
 from finops_operator.adapters.list_watch import Connection, ListWatch
 from finops_operator.adapters.memory import pace_garbage_collector, release_after_sync
@@ -36,6 +37,7 @@ from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import AdmissionApp, metrics_app, start_site
 from finops_operator.controllers import admission_policy_controller as admission_policy
 from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
+from finops_operator.controllers.config_watch import ConfigWatch
 from finops_operator.controllers.policy_controller import POLICIES, RULES, event_poster
 from finops_operator.controllers.report_controller import REPORTS
 from finops_operator.controllers.watch_feeds import served_dra_kinds, watch_lean_kinds
@@ -66,8 +68,9 @@ def build_registry(
         return kopf.ConnectionInfo(**vars(kube_credentials.login_fields(credentials)))
 
     @kopf.on.event("v1", "namespaces", registry=registry)
-    def index_namespace(type: str | None, body: kopf.Body, **_: Any) -> None:
-        state.index_namespace(type, body)
+    async def index_namespace(type: str | None, body: kopf.Body, **_: Any) -> None:
+        if state.index_namespace(type, body) and policies.policies:
+            await policies.on_namespace_changed(str(body.get("metadata", {}).get("name")))
 
     @kopf.on.event(*POLICIES, registry=registry)
     async def reconcile_policy(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -118,11 +121,17 @@ class RunOptions:
     leader_election: bool = True
     lease_seconds: int = 15
     cert_reload_seconds: float = 10.0
+    config_map: str | None = None
 
 
-def run_operator(config: Config, namespace: str, options: RunOptions) -> int:
+def run_operator(
+    config: Config, namespace: str, options: RunOptions, config_problem: str | None = None
+) -> int:
+    """`config_problem`: why the configuration file was refused when `config` is the safe
+    default in its place."""
     pace_garbage_collector()
-    asyncio.run(serve(OperatorState(config=config, namespace=namespace), options))
+    state = OperatorState(config=config, namespace=namespace, config_problem=config_problem)
+    asyncio.run(serve(state, options))
     return 0
 
 
@@ -197,6 +206,18 @@ async def serve(
     }
     if reload_certificate is not None:
         background["certificate-reload"] = reload_certificate
+    if options.config_map is not None:
+        # Every replica reports on its own configuration, leader or not: ungated Events.
+        watch = ConfigWatch(
+            state.config,
+            parse_config_text,
+            metrics,
+            event_poster(kube, identity),
+            safe_default_problem=state.config_problem,
+        )
+        config_agent = user_agent(identity, "config")
+        open_watch = functools.partial(ListWatch, Connection.of(credentials, config_agent))
+        background["config-watch"] = watch.run(open_watch, state.namespace, options.config_map)
     tasks = [asyncio.create_task(job, name=name) for name, job in background.items()]
     # Read at each scrape: a leader whose renewal hangs shows 0 from its deadline on.
     metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)

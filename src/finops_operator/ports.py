@@ -171,6 +171,11 @@ class MetricsPort(Protocol):
         """A GPU workload became (+1) or stopped being (-1) exempt by annotation."""
         ...
 
+    def mark_config(self, *, valid: bool, restart_needed: bool, safe_default: bool) -> None:
+        """What the operator's ConfigMap holds: a valid configuration, one that needs a
+        restart to apply; and whether the safe default is in use (docs/configuration.md)."""
+        ...
+
 
 # Makes a self-signed certificate for the webhook Service of a namespace: (cert, key) in PEM.
 CertificateIssuer = Callable[[str], tuple[bytes, bytes]]

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from prometheus_client import CollectorRegistry
 
-from finops_devtools.devcluster import free_port
+from finops_devtools.devcluster import eventually_async, free_port
 from finops_devtools.devcluster.reviews import review, workload
 from finops_operator.adapters.certificate_reloader import (
     ServingCertificate,
@@ -101,9 +101,9 @@ async def test_an_invalid_pair_is_ignored_logged_and_counted_until_a_valid_one_a
     _, other_key = fresh_pair()
     async with serving_files(mount) as (port, serving):
         mount.renew((other_cert, other_key))  # a key that is not the certificate's
-        await asyncio.sleep(0.5)
+        await eventually_async(lambda: reloads(serving, "invalid") == 1, timeout=10)
         mount.renew((b"-----BEGIN CERTIFICATE-----\nMIIB", b"garbage"))  # truncated
-        await asyncio.sleep(0.5)
+        await eventually_async(lambda: reloads(serving, "invalid") == 2, timeout=10)
         status, _, served = await asyncio.to_thread(
             post_review, port, "/validate", review(workload("Pod")), mount.client_context()
         )
@@ -111,10 +111,7 @@ async def test_an_invalid_pair_is_ignored_logged_and_counted_until_a_valid_one_a
         assert reloads(serving, "invalid") == 2
         assert "Ignored a new webhook certificate" in caplog.text
         good = mount.renew()
-        for _ in range(100):
-            if serving.serial == good:
-                break
-            await asyncio.sleep(0.05)
+        await eventually_async(lambda: serving.serial == good, timeout=10)
         _, _, served = await asyncio.to_thread(
             post_review, port, "/validate", review(workload("Pod")), mount.client_context()
         )
@@ -126,15 +123,10 @@ async def test_a_missing_file_keeps_the_old_pair_and_counts_it(tmp_path: Path) -
     first = mount.renew()
     async with serving_files(mount) as (_, serving):
         (tmp_path / "..data").unlink()
-        await asyncio.sleep(0.5)
+        await eventually_async(lambda: reloads(serving, "unreadable") >= 1, timeout=10)
         assert serving.serial == first
-        assert reloads(serving, "unreadable") >= 1
         second = mount.renew()
-        for _ in range(100):
-            if serving.serial == second:
-                break
-            await asyncio.sleep(0.05)
-        assert serving.serial == second
+        await eventually_async(lambda: serving.serial == second, timeout=10)
 
 
 async def test_the_operator_managed_secret_is_read_again_and_its_ca_passed_on() -> None:
@@ -150,14 +142,11 @@ async def test_the_operator_managed_secret_is_read_again_and_its_ca_passed_on() 
 
     task = asyncio.create_task(keep_reloading(serving, read, 0.05, on_change))
     try:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # room for a change callback, if one wrongly came
         assert changes == []
         second = self_signed()
         kube.put_secret("finops-system", secret_body("finops-system", "tls", *second))
-        for _ in range(100):
-            if changes:
-                break
-            await asyncio.sleep(0.05)
+        await eventually_async(lambda: changes, timeout=10)
         assert serving.serial == serial(second[0])
         assert [pair.ca for pair in changes] == [second[0]]
     finally:
@@ -180,11 +169,8 @@ async def test_a_failed_ca_update_is_retried_at_the_next_poll() -> None:
     try:
         second = self_signed()
         kube.put_secret("finops-system", secret_body("finops-system", "tls", *second))
-        for _ in range(100):
-            if len(calls) >= 2:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
+        await eventually_async(lambda: len(calls) >= 2, timeout=10)
+        await asyncio.sleep(0.2)  # room for a third call, if one wrongly came
         assert calls == [second[0], second[0]]  # once failed, once done, then no more
     finally:
         task.cancel()
@@ -215,10 +201,6 @@ async def test_the_first_pair_comes_from_first_and_the_reloads_from_read() -> No
     assert reload is not None and serving.serial == made_serial and reads == ["first"]
     task = asyncio.create_task(reload)
     try:
-        for _ in range(200):
-            if serving.serial == later_serial:
-                break
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: serving.serial == later_serial)
     finally:
         task.cancel()
-    assert serving.serial == later_serial

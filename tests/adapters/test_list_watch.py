@@ -21,6 +21,7 @@ import kubernetes
 import pytest
 from aiohttp import web
 
+from finops_devtools.devcluster import eventually_async
 from finops_operator.adapters.list_watch import Connection, ListWatch
 
 
@@ -143,27 +144,19 @@ async def running(api: FakeApi, seen: Seen, **options: Any) -> AsyncIterator[Lis
         await runner.cleanup()
 
 
-async def until(check: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("condition not met")
-        await asyncio.sleep(0.01)
-
-
 async def test_the_list_is_paged_and_each_object_delivered_once() -> None:
     api, seen = FakeApi(), Seen()
     for i in range(1_201):
         api.put(f"p{i:04d}")
     async with running(api, seen, page_size=500) as watch:
-        await until(lambda: watch.synced)
+        await eventually_async(lambda: watch.synced)
         lists = [r for r in api.requests if "watch" not in r]
         assert [r.get("continue", "") for r in lists] == ["", "500:1301", "1000:1301"]
         assert all(r["limit"] == "500" for r in lists)
         assert len(seen.events) == 1_201 and {k for k, _ in seen.events} == {"ADDED"}
         assert watch.resource_version == "1301"
         assert set(api.agents) == {"finops-operator/replica-a (watch)"}  # which replica reads
-        await until(lambda: any("watch" in r for r in api.requests))
+        await eventually_async(lambda: any("watch" in r for r in api.requests))
         assert api.requests[-1]["resourceVersion"] == "1301"
         assert api.requests[-1]["allowWatchBookmarks"] == "true"
 
@@ -172,11 +165,11 @@ async def test_changes_after_the_list_arrive_through_the_watch_and_selectors_are
     api, seen = FakeApi(), Seen()
     api.put("a")
     async with running(api, seen, field_selector="status.phase!=Succeeded") as watch:
-        await until(lambda: watch.synced and any("watch" in r for r in api.requests))
+        await eventually_async(lambda: watch.synced and any("watch" in r for r in api.requests))
         api.put("b")
         api.put("a", "MODIFIED")
         api.put("b", "DELETED")
-        await until(lambda: len(seen.events) == 4)
+        await eventually_async(lambda: len(seen.events) == 4)
         assert seen.events == [("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
         assert all(r["fieldSelector"] == "status.phase!=Succeeded" for r in api.requests)
         assert watch.lists == 1
@@ -186,10 +179,10 @@ async def test_a_stream_that_ends_is_watched_again_from_the_last_version_without
     api, seen = FakeApi(end_streams=True), Seen()
     api.put("a")
     async with running(api, seen) as watch:
-        await until(lambda: watch.synced)
+        await eventually_async(lambda: watch.synced)
         api.put("b")
         api.bookmark(500)  # nothing for pods up to 500: the next watch starts there
-        await until(lambda: any(r.get("resourceVersion") == "500" for r in api.requests))
+        await eventually_async(lambda: any(r.get("resourceVersion") == "500" for r in api.requests))
         assert watch.lists == 1
         assert seen.events == [("ADDED", "a"), ("ADDED", "b")]  # the bookmark is not an event
         assert sum("watch" not in r for r in api.requests) == 1
@@ -201,12 +194,12 @@ async def test_410_gone_lists_again_and_reports_what_the_list_holds(as_event: bo
     api.put("stays")
     api.put("leaves")
     async with running(api, seen) as watch:
-        await until(lambda: watch.synced)
+        await eventually_async(lambda: watch.synced)
         # While the watcher is between streams, "leaves" goes and history is compacted.
         api.put("leaves", "DELETED")
         api.put("new")
         api.compact()
-        await until(lambda: watch.lists == 2)
+        await eventually_async(lambda: watch.lists == 2)
         assert seen.relisted == [{("team-a", "stays"), ("team-a", "new")}]
         assert ("ADDED", "new") in seen.events
         assert watch.resource_version == str(api.rv)
@@ -227,7 +220,7 @@ async def test_an_expired_continue_token_starts_the_list_over() -> None:
 
     api.handle = compact_after_first_page  # type: ignore[method-assign]
     async with running(api, seen, page_size=4) as watch:
-        await until(lambda: watch.synced)
+        await eventually_async(lambda: watch.synced)
         lists = [r.get("continue", "") for r in api.requests if "watch" not in r]
         assert lists[:3] == ["", "4:106", ""]  # the second page answered 410: from the start
         assert watch.resource_version == "107"
@@ -237,12 +230,12 @@ async def test_server_errors_are_retried_and_named_until_they_stop() -> None:
     api, seen = FakeApi(fail_next=1_000_000), Seen()
     api.put("a")
     async with running(api, seen) as watch:
-        await until(lambda: len(api.requests) >= 3)
+        await eventually_async(lambda: len(api.requests) >= 3)
         assert not watch.synced and "HTTP 500" in watch.problem and "etcd is sad" in watch.problem
         api.fail_next = 0
-        await until(lambda: watch.synced)
+        await eventually_async(lambda: watch.synced)
         assert seen.events == [("ADDED", "a")]
-        await until(lambda: watch.problem == "")  # cleared once a watch is open
+        await eventually_async(lambda: watch.problem == "")  # cleared once a watch is open
 
 
 def test_the_connection_sends_the_kubeconfig_token(tmp_path: Path) -> None:
@@ -280,7 +273,7 @@ async def test_a_page_that_fails_is_asked_again_without_starting_the_list_over()
 
     api.handle = fail_the_second_page_once  # type: ignore[method-assign]
     async with running(api, seen, page_size=4) as watch:
-        await until(lambda: watch.synced)
+        await eventually_async(lambda: watch.synced)
         lists = [r.get("continue", "") for r in api.requests if "watch" not in r]
         assert lists == ["", "4:106", "4:106"]  # the failed page again, not page one
         assert [name for _, name in seen.events] == [f"p{i}" for i in range(6)]
@@ -310,6 +303,6 @@ async def test_the_next_page_is_asked_for_while_the_handlers_work_through_this_o
 
     seen.on_event = on_event  # type: ignore[method-assign]
     async with running(api, seen, page_size=3) as watch:
-        await until(lambda: watch.synced)
+        await eventually_async(lambda: watch.synced)
         assert [name for _, name in seen.events] == [f"p{i}" for i in range(7)]
         assert watch.lists == 1 and watch.problem == ""

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from finops_devtools.devcluster import eventually_async
 from finops_devtools.devcluster.reviews import workload
 from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
 from finops_operator.controllers.leadership import AlwaysLeader, Leadership
@@ -86,13 +87,9 @@ async def test_without_leader_election_a_failed_audit_write_is_retried_by_the_ro
     assert built.writer.pending  # the patch failed: nothing else will come about this object
     rounds = asyncio.create_task(built.leadership.run_forever())
     try:
-        for _ in range(200):
-            if not built.writer.pending:
-                break
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: not built.writer.pending)
     finally:
         rounds.cancel()
-    assert not built.writer.pending
     meta = kube.workloads[("Deployment", "team-a", "trainer")]["metadata"]
     assert conventions.VIOLATIONS_ANNOTATION in meta["annotations"]
     assert len(kube.events) == 1

@@ -67,14 +67,32 @@ async def test_a_fixed_workload_loses_the_annotation_with_a_normal_event() -> No
     assert patch == {"metadata": {"annotations": {conventions.VIOLATIONS_ANNOTATION: None}}}
 
 
-async def test_an_unchanged_decision_writes_nothing_and_drops_what_was_pending() -> None:
+async def leader_of_the_time(world: World, state: str = "", event: bool = True) -> None:
+    """Another replica writes the decision; its Event is lost when `event` is False."""
+    leader = AuditWriter(world.kube, lambda: True, reporter="replica-0")
+    if not event:
+        world.kube.fail_next(500, on="create_event")
+    await leader.record(KEY, REF, violating(), "missing", state)
+    world.kube.calls.clear()
+
+
+async def test_an_unchanged_decision_only_checks_that_its_event_was_posted() -> None:
     world = World(leading=False)
     await world.writer.record(KEY, REF, violating(), "missing")
+    await leader_of_the_time(world)
     await world.writer.record(KEY, REF, violating(current=ANNOTATION), "missing")
-    assert world.writer.pending == {}
     world.leading = True
     await world.writer.flush()
-    assert world.kube.calls == []
+    assert world.kube.verbs() == ["create_event"]  # answered 409: posted by the leader
+    assert len(world.kube.events) == 1 and world.writer.pending == {}
+    await world.writer.record(KEY, REF, violating(current=ANNOTATION), "missing")
+    assert world.kube.verbs() == ["create_event"]  # once per state, not at every event
+
+
+async def test_a_compliant_unchanged_object_is_never_written() -> None:
+    world = World()
+    await world.writer.record(KEY, REF, fixed(current=None), "compliant")
+    assert world.kube.calls == [] and world.writer.pending == {}
 
 
 async def test_a_standby_writes_nothing_and_keeps_only_the_latest_decision() -> None:
@@ -192,17 +210,30 @@ async def test_a_failed_event_survives_the_watch_event_of_its_own_annotation() -
     assert world.writer.pending == {}
 
 
-async def test_a_standby_drops_a_decision_the_leader_wrote() -> None:
+async def test_a_standby_does_not_double_a_decision_the_leader_wrote() -> None:
     world = World(leading=False)
     await world.writer.record(KEY, REF, violating(), "missing")
-    world.kube.workloads[KEY]["metadata"]["annotations"] = {
-        conventions.VIOLATIONS_ANNOTATION: ANNOTATION
-    }
+    await leader_of_the_time(world)
     await world.writer.record(KEY, REF, seen(world), "missing")
-    assert world.writer.pending == {}
     world.leading = True
     await world.writer.flush()
-    assert world.kube.calls == []  # the leader posted its Event; no second one
+    assert world.kube.verbs() == ["create_event"]  # 409: the leader posted it; no second one
+    assert len(world.kube.events) == 1
+
+
+async def test_an_event_lost_with_its_leader_is_posted_by_the_next_leader() -> None:
+    """Issue 19: the leader died between its patch and its Event (299 Events, 300 pods)."""
+    world = World(leading=False)
+    await leader_of_the_time(world, event=False)
+    assert world.annotation() == ANNOTATION and world.kube.events == []
+    await world.writer.record(KEY, REF, seen(world), "missing")  # the new leader's list
+    world.leading = True
+    await world.writer.flush()
+    assert world.reasons() == [("Warning", conventions.EVENT_REASON_VIOLATION)]
+    assert world.kube.verbs() == ["create_event"]  # no second patch
+    await world.writer.flush()
+    await world.writer.record(KEY, REF, seen(world), "missing")
+    assert len(world.kube.events) == 1
 
 
 class Gate:
@@ -360,20 +391,22 @@ async def test_a_patch_that_landed_but_timed_out_is_read_not_sent_again() -> Non
     assert len(world.kube.events) == 1 and world.writer.pending == {}
 
 
-async def test_a_standby_decision_the_old_leader_already_wrote_is_dropped_with_its_event() -> None:
+@pytest.mark.parametrize("posted", [True, False])
+async def test_a_standby_decision_the_old_leader_already_patched_gets_one_event(
+    posted: bool,
+) -> None:
     world = World(leading=False)
     await world.writer.record(KEY, REF, violating(), "missing", BEFORE)
-    # The leader of the time patched it; this replica's watch has not shown it yet.
-    world.kube.workloads[KEY]["metadata"]["annotations"] = {
-        conventions.VIOLATIONS_ANNOTATION: ANNOTATION
-    }
+    # The leader of the time patched it (and posted its Event, or died first); this
+    # replica's watch has not shown it yet.
+    await leader_of_the_time(world, BEFORE, event=posted)
     world.leading = True
     await world.writer.flush()
-    assert world.kube.verbs() == ["get_workload"]
-    assert world.writer.pending == {}
+    assert world.kube.verbs() == ["get_workload", "create_event"]  # read, then no patch
+    assert len(world.kube.events) == 1 and world.writer.pending == {}
     # Its late events of that state stay quiet too.
     await world.writer.record(KEY, REF, violating(current=None), "missing", BEFORE)
-    assert world.kube.verbs() == ["get_workload"]
+    assert world.kube.verbs() == ["get_workload", "create_event"]
 
 
 async def test_a_write_held_back_after_the_lease_is_lost_stays_pending_and_is_checked() -> None:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 from urllib.parse import unquote
 
+from finops_devtools.devcluster import eventually_async
 from finops_operator.controllers.informer_sync import WATCHED, InformerSync, collection_path
 from tests.support.fakes import FakeKube
 
@@ -26,8 +27,7 @@ async def test_not_ready_until_every_listed_object_is_observed() -> None:
     assert sync.not_ready() is not None
     sync.observe("Namespace", "uid-a")
     sync.observe("Namespace", "uid-b")
-    await asyncio.sleep(0.05)
-    assert sync.missing() == {"Namespace": 1, "Pod": 1}
+    await eventually_async(lambda: sync.missing() == {"Namespace": 1, "Pod": 1})
     assert "1 Namespace" in (sync.not_ready() or "")
     sync.observe("Namespace", "uid-c")
     sync.observe("Pod", "uid-p")
@@ -40,7 +40,7 @@ async def test_an_object_deleted_before_kopf_listed_it_does_not_block_forever() 
     sync = InformerSync(relist_seconds=0.05, check_seconds=0.01)
     task = asyncio.create_task(sync.run(kube))
     sync.observe("Namespace", "uid-a")
-    await asyncio.sleep(0.03)
+    await eventually_async(lambda: sync.missing() == {"Namespace": 1})  # listed, gone unseen
     assert not sync.synced
     kube.put_raw(collection_path("", "namespaces"), {"items": [{"metadata": {"uid": "uid-a"}}]})
     await asyncio.wait_for(task, 1)
@@ -52,8 +52,8 @@ async def test_an_unreachable_api_keeps_it_not_ready_naming_why() -> None:
     kube.outage = True
     sync = InformerSync(relist_seconds=0.05, check_seconds=0.01)
     task = asyncio.create_task(sync.run(kube))
-    await asyncio.sleep(0.05)
-    assert "cannot reach" in (sync.not_ready() or "") or "listing" in (sync.not_ready() or "")
+    await eventually_async(lambda: "cannot reach" in (sync.not_ready() or ""))
+    assert "listing" in (sync.not_ready() or "")
     kube.outage = False
     sync.observe("Namespace", "uid-a")
     await asyncio.wait_for(task, 1)
@@ -68,9 +68,8 @@ async def test_a_list_and_watch_stream_keeps_it_not_ready_until_its_first_list_i
     sync.add_stream("Pod", lambda: listed)
     task = asyncio.create_task(sync.run(kube))
     sync.observe("Namespace", "uid-a")
-    await asyncio.sleep(0.05)
+    await eventually_async(lambda: sync.not_ready() == "still listing Pod")
     assert not sync.synced
-    assert sync.not_ready() == "still listing Pod"
     assert collection_path("", "pods") not in [c.resource for c in kube.calls]  # never in one piece
     listed = True
     await asyncio.wait_for(task, 1)
@@ -97,8 +96,7 @@ async def test_each_kind_is_listed_in_pages_following_continue_tokens() -> None:
     kube.raw = paged  # type: ignore[method-assign]
     sync = InformerSync(relist_seconds=5, check_seconds=0.01)
     task = asyncio.create_task(sync.run(kube))
-    await asyncio.sleep(0.05)
-    assert sync.missing() == {"Namespace": 2}
+    await eventually_async(lambda: sync.missing() == {"Namespace": 2})
     namespaces = [p for p in asked if p.startswith(collection_path("", "namespaces") + "?")]
     assert namespaces == [
         "/api/v1/namespaces?limit=500",
@@ -115,7 +113,7 @@ async def test_the_namespace_index_gate_opens_once_every_listed_namespace_is_ind
     sync = InformerSync(relist_seconds=5, check_seconds=0.01)
     assert "first list of Namespace" in (sync.index_not_loaded() or "")
     task = asyncio.create_task(sync.run(kube))
-    await asyncio.sleep(0.03)
+    await eventually_async(lambda: "2 listed Namespace" in (sync.index_not_loaded() or ""))
     sync.observe("Namespace", "uid-a")
     assert "1 listed Namespace" in (sync.index_not_loaded() or "")
     sync.observe("Namespace", "uid-b")
@@ -132,8 +130,7 @@ async def test_the_gate_stays_closed_while_the_api_cannot_be_listed() -> None:
     kube.outage = True
     sync = InformerSync(relist_seconds=0.05, check_seconds=0.01)
     task = asyncio.create_task(sync.run(kube))
-    await asyncio.sleep(0.05)
-    assert sync.index_not_loaded() is not None
+    await eventually_async(lambda: "cannot reach" in (sync.index_not_loaded() or ""))
     kube.outage = False
     sync.observe("Namespace", "uid-a")
     await asyncio.wait_for(task, 1)

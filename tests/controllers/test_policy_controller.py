@@ -18,7 +18,7 @@ from finops_operator.controllers.policy_controller import (
 from finops_operator.domain.config import Config, parse_config
 from finops_operator.domain.rules.policy_reconciler import HEARTBEAT_QUERY, plan_policy
 from finops_operator.domain.rules.prometheus_rule import recording_rules_prometheus_rule
-from tests.support.fakes import FakeKube, FakeMetrics, FakePrometheus
+from tests.support.fakes import FakeEventPoster, FakeKube, FakeMetrics, FakePrometheus
 
 NAMESPACE = "finops-system"
 KEY: PolicyKey = ("team-a", "p")
@@ -35,6 +35,8 @@ def policy(uid: str = "u-1", **spec: Any) -> dict[str, Any]:
 
 
 INVALID = {"selector": {"team": "UPPER"}, "anomaly": {"threshold": 5}}
+# team-a's policies may act on every team here; the lanes have tests of their own below.
+EVERY_TEAM = {"costPolicies": {"allowedTeams": {"team-a": ["*"]}}}
 
 
 def desired_rule(body: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -43,24 +45,16 @@ def desired_rule(body: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return rule
 
 
-class Events:
-    def __init__(self) -> None:
-        self.posted: list[tuple[str, str, str]] = []  # type, reason, message
-
-    async def __call__(self, body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
-        self.posted.append((type, reason, message))
-
-
 class World:
     """A controller over a FakeKube holding the policy, with leadership switchable."""
 
     def __init__(self, body: dict[str, Any] | None = None, leading: bool = True) -> None:
         self.kube = FakeKube()
         self.metrics = FakeMetrics()
-        self.events = Events()
+        self.events = FakeEventPoster()
         self.leading = leading
         self.controller = PolicyController(
-            config=Config(),
+            config=parse_config(EVERY_TEAM),
             namespace=NAMESPACE,
             kube=self.kube,
             leading=lambda: self.leading,
@@ -401,7 +395,7 @@ async def test_a_standby_replica_does_not_ask_prometheus() -> None:
 
 async def test_the_configured_rule_labels_are_named_in_the_message() -> None:
     world = watched(World(), FakePrometheus(answers={HEARTBEAT_QUERY: []}))
-    world.controller.config = parse_config({"ruleLabels": {"release": "prom"}})
+    world.controller.config = parse_config({"ruleLabels": {"release": "prom"}, **EVERY_TEAM})
     await world.controller.catch_up()
     await world.controller.check_rules_evaluating()
     assert "release=prom" in evaluating(world)["message"]
@@ -468,3 +462,89 @@ async def test_the_event_poster_posts_as_its_reporter_and_logs_a_failure(
     kube.fail_next(500)
     await post(policy(), "Normal", "Fixed", "ok")
     assert len(kube.events) == 1 and "Cannot post an Event about CostPolicy p" in caplog.text
+
+
+# --- lanes and budget conflicts (policy_lanes) ---------------------------------------------
+
+TEAM_A = {"team-a": {"resilio.tech/team": "team-a"}}
+
+
+def in_lanes(world: World) -> World:
+    """The default configuration: team-a's policies act on team-a alone."""
+    world.controller.config = Config()
+    world.controller.namespaces = TEAM_A
+    return world
+
+
+def condition_of(world: World, type: str, namespace: str = "team-a", name: str = "p") -> Any:
+    stored = world.kube.stored(POLICIES, namespace, name) or {}
+    conditions = (stored.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type), None)
+
+
+async def test_a_policy_for_another_team_is_out_of_lane_and_renders_no_rule() -> None:
+    world = in_lanes(World(policy(selector={"team": "team-b"}, budget={"monthly": 1})))
+    await world.controller.reconcile(KEY)
+    assert world.rule() is None
+    assert world.ready() == ("False", "OutOfLane")
+    assert "team-b" in condition_of(world, "Ready")["message"]
+    assert condition_of(world, "Invalid")["status"] == "False"  # valid, only not its lane
+    assert world.metrics.ready[KEY] is False
+    assert world.events.posted[0][:2] == ("Warning", "OutOfLane")
+
+
+async def test_a_rule_written_before_the_lane_is_deleted() -> None:
+    world = World(policy(selector={"team": "team-b"}, anomaly={"threshold": 50}))
+    await world.controller.reconcile(KEY)
+    assert world.rule() is not None  # every team allowed
+    in_lanes(world)
+    await world.controller.reconcile(KEY)
+    assert world.rule() is None
+
+
+async def test_a_policy_for_its_own_team_is_ready() -> None:
+    world = in_lanes(World(policy(selector={"team": "team-a"}, anomaly={"threshold": 50})))
+    await world.controller.reconcile(KEY)
+    assert world.rule() is not None and world.ready() == ("True", "RulesApplied")
+    assert condition_of(world, "Conflict")["status"] == "False"
+
+
+async def test_a_team_label_given_later_brings_the_policy_into_its_lane() -> None:
+    world = World(policy(selector={"team": "team-a"}, anomaly={"threshold": 50}))
+    world.controller.config = Config()
+    namespaces: dict[str, dict[str, str]] = {"team-a": {}}
+    world.controller.namespaces = namespaces
+    await world.controller.reconcile(KEY)
+    assert world.ready() == ("False", "OutOfLane")
+    namespaces["team-a"] = TEAM_A["team-a"]
+    await world.controller.on_namespace_changed("team-a")
+    assert world.ready() == ("True", "RulesApplied")
+
+
+def budget_policy(name: str, created: str, monthly: int) -> dict[str, Any]:
+    body = policy(selector={"team": "team-a"}, budget={"monthly": monthly, "currency": "USD"})
+    body["metadata"] = {**body["metadata"], "name": name, "uid": f"u-{name}"}
+    body["metadata"]["creationTimestamp"] = created
+    return body
+
+
+async def test_two_budgets_for_one_team_put_a_conflict_on_both() -> None:
+    world = in_lanes(World(budget_policy("p", "2026-01-01T00:00:00Z", 100)))
+    await world.controller.reconcile(KEY)
+    assert condition_of(world, "Conflict")["status"] == "False"
+    newer = budget_policy("q", "2026-02-01T00:00:00Z", 900)
+    world.kube.put(POLICIES, newer)
+    await world.controller.on_policy_event("ADDED", newer)
+
+    older_says, newer_says = (
+        condition_of(world, "Conflict"),
+        condition_of(world, "Conflict", name="q"),
+    )
+    assert (older_says["status"], older_says["reason"]) == ("True", "BudgetConflict")
+    assert newer_says["status"] == "True"
+    assert "this one applies" in older_says["message"]
+    assert "team-a/p applies" in newer_says["message"]
+
+    await world.kube.delete(*POLICIES, "team-a", "q")
+    await world.controller.on_policy_event("DELETED", newer)
+    assert condition_of(world, "Conflict")["status"] == "False"

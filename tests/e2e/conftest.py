@@ -66,6 +66,7 @@ MODULE_ORDER = (
     "test_workloads",
     "test_dra",  # starts kube-scheduler for its own pods, stops it before the next module
     "test_prometheus_rules",
+    "test_policy_lanes",
     "test_no_writes",
     "test_cost_reports",
     "test_monitoring_stack",
@@ -73,6 +74,7 @@ MODULE_ORDER = (
     "test_policy_reports",
     "test_leader_election",
     "test_metrics_auth",  # before test_rbac: its reviews are among the operator's requests
+    "test_config_map",  # restarts the operator with a bad ConfigMap, then a good one
     "test_least_privilege",
     "test_rbac",
     "test_api_outage",

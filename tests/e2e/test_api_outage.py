@@ -236,7 +236,7 @@ def test_a_rule_deleted_after_a_crash_of_the_api_server_is_put_back(
     cluster: Cluster, standby: tuple[subprocess.Popen[bytes], int, Path]
 ) -> None:
     a_pid = pid_of(cluster, "operator")
-    cluster.namespace(rules.NS)
+    cluster.namespace(rules.NS, rules.NS_LABELS)
     cluster.apply(rules.policy("outage"))
     body = wait_until(lambda: rules.ready(cluster, "outage"), timeout=60, what="CostPolicy Ready")
     name, uid = body["status"]["ruleName"], body["metadata"]["uid"]

@@ -67,6 +67,8 @@ CLUSTER_SCOPED = [
     ("mutatingwebhookconfiguration", "finops-operator"),
     ("validatingadmissionpolicy", "finops-operator-writes-only-its-annotation"),
     ("validatingadmissionpolicybinding", "finops-operator-writes-only-its-annotation"),
+    ("validatingadmissionpolicy", "finops-operator-config-mode"),
+    ("validatingadmissionpolicybinding", "finops-operator-config-mode"),
 ]
 NAMESPACED = [
     ("deployment", "finops-operator"),
@@ -268,6 +270,10 @@ def test_both_replicas_run_the_loaded_image_on_the_node(installed: Cluster) -> N
         "run",
         "--config",
         "/etc/finops/config.yaml",
+        "--config-map",
+        "finops-operator-config",
+        "--invalid-config",
+        "safe-default",
         "--webhook-secret",
         "finops-operator-webhook-tls",
     ]

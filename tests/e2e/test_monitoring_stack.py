@@ -386,8 +386,9 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
             "crd/prometheuses.monitoring.coreos.com",
             "crd/servicemonitors.monitoring.coreos.com",
         )
-        for ns in (MONITORING, GPU_OPERATOR, LITELLM_NS, NS):
+        for ns in (MONITORING, GPU_OPERATOR, LITELLM_NS):
             cluster.namespace(ns)
+        cluster.namespace(NS, {TEAM: TEAM_NAME})  # the CostPolicy's lane: its team
 
         # The Prometheus Operator, as cluster-admin (the chart's ClusterRole is wider
         # than anything it needs here), watching every namespace.

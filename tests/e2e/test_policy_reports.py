@@ -10,6 +10,7 @@ split), and the `openreports.io` option writes `Report`s.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -174,10 +175,23 @@ def test_an_unchanged_namespace_is_not_written_and_two_replicas_write_once(
         assert all(verb == "patch" for verb, _ in codes[1:]), codes
         assert all(code is not None and code < 300 for _, code in codes), codes  # no 409
         assert len(codes) <= 2, codes  # a burst of 60 jobs: one write, two at most
-        # A resync of everything (the standby elected, say) writes nothing new.
+        # A resync of everything (the standby elected, say) writes nothing new: every
+        # job comes again with its labels as they were. A job in another namespace,
+        # after them on the same watch, marks when the operator has seen them all and
+        # a debounce has passed: its report is written as ours would be, if it were.
         since = cluster.audit_log.stat().st_size
-        cluster.apply(workloads)
-        time.sleep(6)
+        touched = copy.deepcopy(workloads)
+        for job in touched:
+            job["metadata"].setdefault("annotations", {})["e2e.finops.dev/touched"] = "1"
+        cluster.apply(touched)
+        sentinel = f"{namespace}-sentinel"
+        cluster.namespace(sentinel, {MODE: "audit"})
+        cluster.apply(gpu_workload("Job", "sentinel", sentinel, {}))
+        wait_until(
+            lambda: report(cluster, sentinel),
+            timeout=60,
+            what="the report of the job after the resync",
+        )
         assert report_writes(cluster, namespace, since) == []
         assert cluster.metric("finops_leader", b_port) == 0
         assert b.poll() is None, b_log.read_text()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .conftest import Cluster, wait_until
+from .conftest import TEAM, Cluster, wait_until
 
 NS = "e2e-policies"
+NS_LABELS = {TEAM: "search-platform"}  # the lane of its policies: team search-platform
 
 
 def policy(name: str, monthly: int = 20000) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def test_the_shared_recording_rules_are_written(cluster: Cluster) -> None:
 
 
 def test_a_policy_becomes_an_owned_rule_and_the_gc_removes_it(cluster: Cluster) -> None:
-    cluster.namespace(NS)
+    cluster.namespace(NS, NS_LABELS)
     cluster.apply(policy("search"))
     body = wait_until(lambda: ready(cluster, "search"), timeout=60, what="CostPolicy Ready")
     name = body["status"]["ruleName"]
@@ -80,7 +81,7 @@ def test_a_policy_becomes_an_owned_rule_and_the_gc_removes_it(cluster: Cluster) 
 
 
 def test_an_edited_rule_is_put_back(cluster: Cluster) -> None:
-    cluster.namespace(NS)
+    cluster.namespace(NS, NS_LABELS)
     cluster.apply(policy("edited"))
     body = wait_until(lambda: ready(cluster, "edited"), timeout=60, what="CostPolicy Ready")
     name = body["status"]["ruleName"]
@@ -117,7 +118,7 @@ def test_an_edited_rule_is_put_back(cluster: Cluster) -> None:
 
 
 def test_a_changed_policy_changes_its_rule(cluster: Cluster) -> None:
-    cluster.namespace(NS)
+    cluster.namespace(NS, NS_LABELS)
     cluster.apply(policy("changed"))
     body = wait_until(lambda: ready(cluster, "changed"), timeout=60, what="CostPolicy Ready")
     name = body["status"]["ruleName"]
@@ -133,7 +134,7 @@ def test_a_changed_policy_changes_its_rule(cluster: Cluster) -> None:
 
 def test_a_policy_the_operator_cannot_render_loses_its_rule_and_says_why(cluster: Cluster) -> None:
     """The CRD accepts any currency; the operator refuses one its prices are not in."""
-    cluster.namespace(NS)
+    cluster.namespace(NS, NS_LABELS)
     cluster.apply(policy("currency"))
     body = wait_until(lambda: ready(cluster, "currency"), timeout=60, what="CostPolicy Ready")
     name = body["status"]["ruleName"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 
-from .conftest import OPERATOR_USER, Cluster, wait_until
+from .conftest import OPERATOR_USER, TEAM, Cluster, wait_until
 
 # Rules the suite cannot make the operator use, and why. Anything else unused fails.
 NOT_EXERCISED: dict[tuple[str, str, str], str] = {
@@ -123,7 +123,7 @@ def test_the_operator_may_block_its_policies_deletion(cluster: Cluster) -> None:
     cannot set blockOwnerDeletion if an ownerReference refers to a resource you
     can't set finalizers on
     """
-    cluster.namespace("e2e-rbac")
+    cluster.namespace("e2e-rbac", {TEAM: "t"})  # the policy's lane: team t
     cluster.apply(
         {
             "apiVersion": "finops.resilio.tech/v1alpha1",

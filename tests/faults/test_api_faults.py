@@ -293,3 +293,27 @@ def test_cut_watch_streams_lose_and_double_nothing(
         cuts += proxy.cut_watches()
     assert cuts > 0
     assert_written_once(cluster, names)
+
+
+def test_an_event_lost_with_its_leader_is_posted_by_the_next_without_doubling(
+    stack: contextlib.ExitStack, tmp_path: Path
+) -> None:
+    """Issue 19, item 8: the leader dies between a patch and its Event (299 Events for 300
+    pods). The next leader's catch-up posts the missing Event, and only that one."""
+    cluster = emulator(stack)
+    proxy = proxy_to(stack, cluster)
+    first = replica(stack, proxy, tmp_path / "a")
+    eventually(lambda: leader_flag(first) == 1.0, timeout=15)
+    cluster.create(workload("Deployment", name="posted", namespace="team-a"))
+    eventually(lambda: writes_about(cluster, "Deployment", "team-a", "posted")[1], timeout=20)
+    # Every Event POST fails from now on: the leader patches, then cannot post.
+    lost = proxy.answer(500, method="POST", path=r"/namespaces/team-a/events$", times=10**6)
+    cluster.create(workload("Deployment", name="lost-event", namespace="team-a"))
+    eventually(lambda: annotated(cluster, "Deployment", "team-a", "lost-event"), timeout=20)
+    assert first.process is not None
+    first.process.kill()  # SIGKILL: no goodbye, its pending Event dies with it
+    first.process.wait(timeout=10)
+    lost.times = lost.hits  # the API accepts Events again
+    second = replica(stack, proxy, tmp_path / "b")
+    eventually(lambda: leader_flag(second) == 1.0, timeout=20)
+    assert_written_once(cluster, ["posted", "lost-event"])

@@ -350,11 +350,20 @@ def test_everything_namespaced_lives_in_the_release_namespace(minimal: list[Obj]
 def test_the_least_privilege_policy_names_the_release_service_account(
     minimal: list[Obj],
 ) -> None:
-    policy = _one(minimal, "ValidatingAdmissionPolicy")
+    policy = _one(
+        minimal, "ValidatingAdmissionPolicy", "finops-operator-writes-only-its-annotation"
+    )
     [condition] = policy["spec"]["matchConditions"]
     assert condition["expression"] == (
         'request.userInfo.username == "system:serviceaccount:gpu-finops:finops-operator"'
     )
+
+
+def test_the_configmap_policy_is_bound_in_the_release_namespace(minimal: list[Obj]) -> None:
+    binding = _one(minimal, "ValidatingAdmissionPolicyBinding", "finops-operator-config-mode")
+    selector = binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"]
+    assert selector == {"kubernetes.io/metadata.name": "gpu-finops"}
+    assert _config(minimal)  # the ConfigMap it guards is the release's
 
 
 def test_the_release_namespace_is_exempt_in_the_configuration_and_the_webhooks(

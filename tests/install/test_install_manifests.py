@@ -332,10 +332,15 @@ KUBE_API_SPECIAL: dict[str, set[Permission]] = {
 }
 HTTP_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 # Granted only in the operator's namespace (a Role), with the one name each is for.
-OPERATOR_NAMESPACE_ONLY = {("coordination.k8s.io", "leases"), ("", "secrets")}
+OPERATOR_NAMESPACE_ONLY = {
+    ("coordination.k8s.io", "leases"),
+    ("", "secrets"),
+    ("", "configmaps"),
+}
 RESOURCE_NAMES = {
     ("coordination.k8s.io", "leases"): LEASE,
     ("", "secrets"): WEBHOOK_SECRET,
+    ("", "configmaps"): conventions.CONFIG_MAP,
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): WEBHOOK_CONFIGURATION,
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): WEBHOOK_CONFIGURATION,
 }
@@ -343,6 +348,7 @@ RESOURCE_NAMES = {
 # permissions are derived where it is called, `apply(kube, RESOURCE, ..., status=...)`.
 WATCH_MODULE = "finops_operator.controllers.watch_feeds"
 APPLY_MODULE = "finops_operator.controllers.apply"
+CONFIG_MODULE = "finops_operator.controllers.config_watch"  # watches the operator's ConfigMap
 APPLY_VERBS = ("get", "create", "patch")
 # Verbs the API server cannot limit to resourceNames (the name is not known yet).
 UNNAMEABLE_VERBS = {"create", "list", "watch", "deletecollection"}
@@ -604,6 +610,10 @@ def used_permissions() -> dict[Permission, str]:
                     group, plural = _kopf_resource(_arguments(call, scope, binding))
                     for verb in (*KOPF_WATCH_VERBS, *(("patch",) if patches else ())):
                         used.setdefault((group, plural, verb), where)
+            elif (name == "ListWatch" or name == "open_watch") and module_name == CONFIG_MODULE:
+                # The operator's own ConfigMap, by name, in its namespace (config_watch).
+                for verb in ("list", "watch"):
+                    used.setdefault(("", "configmaps", verb), where)
             elif name == "ListWatch" or name == "open_watch":
                 # Our own list-and-watch: opened by watch_feeds.watch_lean_kinds only, for the
                 # paths of LIST_WATCHED and DRA_WATCHED (the DRA kinds, where the API serves

@@ -449,8 +449,7 @@ def test_the_cross_check_covers_gpu_and_non_gpu_objects_of_all_seven_kinds() -> 
 
 
 def test_the_cross_check_includes_the_example_manifests() -> None:
-    if not EXAMPLES.is_dir():
-        pytest.skip("examples/manifests is absent")
+    assert EXAMPLES.is_dir(), f"{EXAMPLES} is part of the repository and must be there"
     examples = [where for where in EVERY_OBJECT if ".y" in where.split(":")[0]]
     assert len(examples) >= 10
 

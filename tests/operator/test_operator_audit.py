@@ -117,7 +117,7 @@ def test_compliant_and_non_gpu_objects_are_never_patched(
     # An untagged sentinel created last: once it is annotated, the others were seen too.
     cluster.create(workload("Pod", name="sentinel", namespace="audit-d"))
     eventually(lambda: annotation(cluster, "Pod", "audit-d", "sentinel"))
-    time.sleep(1.0)
+    time.sleep(1.0)  # room for the operator to write, if it wrongly would
     for kind, name in quiet:
         assert patches_to(cluster, kind, "audit-d", name) == 0, (kind, name)
         annotations = cluster.get(kind, "audit-d", name)["metadata"].get("annotations") or {}
@@ -152,7 +152,7 @@ def test_pods_their_owner_vouches_for_are_left_to_it_and_forged_claims_are_repor
     cluster.create(workload("Pod", name="sentinel", namespace="audit-e"))
     eventually(lambda: annotation(cluster, "Pod", "audit-e", "sentinel"))
     eventually(lambda: annotation(cluster, "Pod", "audit-e", "forged"))
-    time.sleep(1.0)
+    time.sleep(1.0)  # room for the operator to write, if it wrongly would
     assert patches_to(cluster, "Pod", "audit-e", "llm-5d9-abcde") == 0
 
 
@@ -181,7 +181,7 @@ def test_off_mode_in_a_namespace_leaves_its_workloads_alone(
     cluster.create(workload("Deployment", name="free", namespace="audit-off"))
     cluster.create(workload("Pod", name="sentinel", namespace="audit-g"))
     eventually(lambda: annotation(cluster, "Pod", "audit-g", "sentinel"))
-    time.sleep(1.0)
+    time.sleep(1.0)  # room for the operator to write, if it wrongly would
     assert patches_to(cluster, "Deployment", "audit-off", "free") == 0
 
 

@@ -46,7 +46,9 @@ def policy(name: str = "search-platform", namespace: str = "finops", **spec: Any
 def operator(
     cluster: KubeEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    with running_operator(cluster, tmp_path_factory, {"mode": "audit"}) as process:
+    # "finops": a central FinOps namespace whose policies may act on every team.
+    config = {"mode": "audit", "costPolicies": {"allowedTeams": {"finops": ["*"]}}}
+    with running_operator(cluster, tmp_path_factory, config) as process:
         yield process
 
 
@@ -215,7 +217,7 @@ def test_an_unchanged_policy_is_not_written_again(
         cluster.requests_to("PATCH", rule_path)
     )
     cluster.patch("CostPolicy", "finops", "steady", {"metadata": {"labels": {"touched": "yes"}}})
-    time.sleep(1.5)
+    time.sleep(1.5)  # room for the operator to write again, if it wrongly would
     writes_after = len(cluster.requests_to("PATCH", path + "/status")) + len(
         cluster.requests_to("PATCH", rule_path)
     )

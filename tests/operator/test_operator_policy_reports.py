@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
-from tests.support.crd_schema import UPSTREAM_CRDS, validate_against_crd
+from tests.support.crd_schema import upstream_crd, validate_against_crd
 from tests.support.kube_emulator import KubeEmulator, eventually
 from tests.support.operator_process import running_operator
 
-CRD = UPSTREAM_CRDS / "wgpolicyk8s.io_policyreports.yaml"
+CRD = "wgpolicyk8s.io_policyreports.yaml"
 VIOLATIONS = "finops.resilio.tech/violations"
 
 
@@ -42,8 +42,7 @@ def test_reports_follow_the_workloads_of_a_namespace(
         cluster.create(workload("Deployment", "good", "reports-a", labels=COMPLETE_LABELS))
         cluster.create(workload("Job", "cpu-only", "reports-a", gpus=None))
         report = eventually(lambda: summary_is(cluster, "reports-a", fail=1, **{"pass": 1}))
-        if CRD.is_file():
-            validate_against_crd(report, CRD)
+        validate_against_crd(report, upstream_crd(CRD))
         bad = next(r for r in report["results"] if r["resources"][0]["name"] == "bad")
         assert bad["properties"] == {"invalid": "resilio.tech/environment=prod"}
         assert [r["resources"][0]["name"] for r in report["results"]] == ["good", "bad"]

@@ -55,6 +55,8 @@ def operator(
         "mode": "audit",
         "prometheus": {"url": prometheus.url, "rulesCheckSeconds": 1},
         "ruleLabels": {"release": "monitoring"},
+        # a central FinOps namespace whose policies may act on every team
+        "costPolicies": {"allowedTeams": {"finops": ["*"]}},
     }
     with running_operator(cluster, tmp_path_factory, config) as process:
         yield process

@@ -352,6 +352,7 @@ class FakeMetrics:
     violations: Counter[tuple[str, str]] = field(default_factory=Counter)  # namespace, kind
 
     exemptions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    config: dict[str, bool] = field(default_factory=dict)  # valid, restart_needed, safe_default
 
     def mark_policy_ready(self, namespace: str, name: str, ready: bool) -> None:
         self.ready[(namespace, name)] = ready
@@ -379,6 +380,25 @@ class FakeMetrics:
 
     def count_exemption(self, namespace: str, kind: str, delta: int) -> None:
         self.exemptions[(namespace, kind)] += delta
+
+    def mark_config(self, *, valid: bool, restart_needed: bool, safe_default: bool) -> None:
+        self.config = {
+            "valid": valid,
+            "restart_needed": restart_needed,
+            "safe_default": safe_default,
+        }
+
+
+class FakeEventPoster:
+    """An `EventPoster` that remembers what it posted: (type, reason, message), and about what."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, str]] = []
+        self.about: list[Mapping[str, Any]] = []
+
+    async def __call__(self, body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+        self.posted.append((type, reason, message))
+        self.about.append(body)
 
 
 class ClockStopped(BaseException):

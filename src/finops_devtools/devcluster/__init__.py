@@ -15,6 +15,7 @@ and `test` extras install it); nothing here is used by the operator itself.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
@@ -62,4 +63,19 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float 
         if result:
             return result
         time.sleep(interval)
+    raise WaitTimeoutError(f"condition not met within {timeout}s; last result: {result!r}")
+
+
+async def eventually_async(
+    check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01
+) -> Any:
+    """`eventually` for a test on the event loop: polls without blocking the loop it waits on."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    result = None
+    while loop.time() < deadline:
+        result = check()
+        if result:
+            return result
+        await asyncio.sleep(interval)
     raise WaitTimeoutError(f"condition not met within {timeout}s; last result: {result!r}")

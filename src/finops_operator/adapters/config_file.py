@@ -17,10 +17,10 @@ from typing import Final
 import yaml
 
 from finops_operator.domain.config import Config, parse_config
+from finops_operator.domain.conventions import CONFIGMAP_KEY
 from finops_operator.errors import ConfigError
 
 CONFIG_ENV: Final = "FINOPS_CONFIG"
-CONFIGMAP_KEY: Final = "config.yaml"  # the key of the install's ConfigMap
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -34,18 +34,24 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise ConfigError(f"{file}: cannot read the configuration file: {reason}") from None
+    return parse_config_text(text, str(file))
+
+
+def parse_config_text(text: str, source: str) -> Config:
+    """The configuration in `text` (a file's content, or a ConfigMap's `config.yaml` key,
+    as the operator's watch of its ConfigMap reads it); `source` names it in errors."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{file}: not valid YAML: {' '.join(str(err).split())}") from None
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(err).split())}") from None
     if isinstance(data, dict) and data.get("kind") == "ConfigMap" and "data" in data:
         inner = (data.get("data") or {}).get(CONFIGMAP_KEY)
         if not isinstance(inner, str):
-            raise ConfigError(f"{file}: a ConfigMap without a {CONFIGMAP_KEY!r} key in data")
+            raise ConfigError(f"{source}: a ConfigMap without a {CONFIGMAP_KEY!r} key in data")
         try:
             data = yaml.safe_load(inner)
         except yaml.YAMLError as err:
             raise ConfigError(
-                f"{file}: data.{CONFIGMAP_KEY} is not valid YAML: {' '.join(str(err).split())}"
+                f"{source}: data.{CONFIGMAP_KEY} is not valid YAML: {' '.join(str(err).split())}"
             ) from None
-    return parse_config(data, str(file))
+    return parse_config(data, source)

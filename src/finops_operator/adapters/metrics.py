@@ -114,6 +114,24 @@ class OperatorMetrics:
             ("namespace", "kind"),
             registry=self.registry,
         )
+        self.config_valid = Gauge(
+            "finops_config_valid",
+            "1 when the operator's ConfigMap holds a valid configuration, 0 when it does not "
+            "(the configuration in use stays; a Warning Event on the ConfigMap names the problem).",
+            registry=self.registry,
+        )
+        self.config_restart_needed = Gauge(
+            "finops_config_restart_needed",
+            "1 when the ConfigMap holds a valid configuration other than the one in use: "
+            "the operator reads it at start, so restart it to apply.",
+            registry=self.registry,
+        )
+        self.config_safe_default = Gauge(
+            "finops_config_safe_default",
+            "1 when the operator started with an invalid configuration and serves the "
+            "safe default (the built-in defaults in audit mode) instead.",
+            registry=self.registry,
+        )
 
     def mark_policy_ready(self, namespace: str, name: str, ready: bool) -> None:
         self.policy_ready.labels(namespace, name).set(1 if ready else 0)
@@ -142,6 +160,11 @@ class OperatorMetrics:
 
     def count_exemption(self, namespace: str, kind: str, delta: int) -> None:
         self.exemptions.labels(namespace, kind).inc(delta)
+
+    def mark_config(self, *, valid: bool, restart_needed: bool, safe_default: bool) -> None:
+        self.config_valid.set(1 if valid else 0)
+        self.config_restart_needed.set(1 if restart_needed else 0)
+        self.config_safe_default.set(1 if safe_default else 0)
 
 
 GZIP_LEVEL = 1  # the text repeats itself: level 1 packs it ~10x, several times faster than 9

@@ -12,10 +12,28 @@ import os
 
 from finops_operator.adapters.config_file import load_config
 from finops_operator.domain import conventions
+from finops_operator.domain.config import Config, safe_default
+from finops_operator.errors import ConfigError
+
+logger = logging.getLogger("finops_operator")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="configuration file (default: $FINOPS_CONFIG or built in)")
+    parser.add_argument(
+        "--invalid-config",
+        choices=("exit", "safe-default"),
+        default="exit",
+        help="when the configuration is invalid at start: exit 2 naming each problem (the "
+        "default, for a terminal), or serve the safe default (built-in defaults, mode audit) "
+        "and say so loudly, as the Deployment does (docs/configuration.md)",
+    )
+    parser.add_argument(
+        "--config-map",
+        default=None,
+        help="the ConfigMap (in --namespace) that holds the configuration: each change is "
+        "validated when it is made; an invalid one is reported, never applied",
+    )
     parser.add_argument("--webhook-host", default="0.0.0.0", help="address the webhook listens on")
     parser.add_argument("--webhook-port", type=int, default=9443, help="HTTPS port for admission")
     parser.add_argument("--webhook-cert", help="TLS certificate (PEM); self-signed when absent")
@@ -88,5 +106,27 @@ def run(args: argparse.Namespace) -> int:
         leader_election=not args.no_leader_election,
         lease_seconds=args.lease_seconds,
         cert_reload_seconds=args.webhook_cert_reload_seconds,
+        config_map=args.config_map,
     )
-    return run_operator(load_config(args.config), namespace, options)
+    config, problem = choose_configuration(args.config, args.invalid_config == "safe-default")
+    return run_operator(config, namespace, options, config_problem=problem)
+
+
+def choose_configuration(
+    path: str | None, safe_default_when_invalid: bool
+) -> tuple[Config, str | None]:
+    """The configuration to serve, and why the file was refused when it is the safe default.
+
+    Without `--invalid-config safe-default` an invalid file raises ConfigError (exit 2).
+    """
+    try:
+        return load_config(path), None
+    except ConfigError as err:
+        if not safe_default_when_invalid:
+            raise
+        logger.error(
+            "INVALID CONFIGURATION, serving the SAFE DEFAULT (built-in defaults, mode audit) "
+            "until it is fixed and the operator restarted: %s",
+            err,
+        )
+        return safe_default(), str(err)

@@ -29,6 +29,7 @@ from finops_operator.controllers.policy_report_writer import PolicyReportWriter
 from finops_operator.controllers.report_controller import ReportController
 from finops_operator.controllers.watch_feeds import LEAN_KINDS
 from finops_operator.controllers.workload_audit import Violations, WorkloadAudit
+from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, ReportApi
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.policies.label_check import LabelPolicy
@@ -42,6 +43,8 @@ class OperatorState:
 
     config: Config
     namespace: str  # the operator's own
+    # Why the configuration file was refused, when `config` is the safe default in its place.
+    config_problem: str | None = None
     policy: LabelPolicy = field(init=False)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
     inventory: Inventory = field(init=False)
@@ -55,15 +58,18 @@ class OperatorState:
         self.policy = LabelPolicy(self.config)
         self.inventory = Inventory(self.policy.is_gpu, frozenset(self.config.gpu_dra_drivers))
 
-    def index_namespace(self, type: str | None, body: Mapping[str, Any]) -> None:
-        """A watch event of a Namespace: its labels, read by admission and the audit."""
+    def index_namespace(self, type: str | None, body: Mapping[str, Any]) -> bool:
+        """A watch event of a Namespace: its labels, read by admission, the audit and the
+        CostPolicies' lanes. True when its team label changed (the lane of its policies)."""
         meta = body.get("metadata") or {}
         name = str(meta.get("name") or "")
+        before = self.namespaces.get(name, {}).get(conventions.TEAM_LABEL)
         if type == "DELETED":
             self.namespaces.pop(name, None)
         else:
             self.namespaces[name] = dict(meta.get("labels") or {})
         self.sync.observe("Namespace", meta.get("uid"))
+        return self.namespaces.get(name, {}).get(conventions.TEAM_LABEL) != before
 
     async def namespaces_indexed(self, check_seconds: float = 0.1) -> None:
         """Until every Namespace listed has been indexed: a workload is judged with the
@@ -127,9 +133,18 @@ def assemble(
 
     writer = AuditWriter(kube, leading, leadership.identity)
     policies = PolicyController(
-        config, namespace, kube, leading, post_event, metrics, prometheus=heartbeat
+        config,
+        namespace,
+        kube,
+        leading,
+        post_event,
+        metrics,
+        prometheus=heartbeat,
+        namespaces=namespaces,
     )
-    reports = ReportController(config, kube, prometheus, policies.policies, metrics, leading)
+    reports = ReportController(
+        config, kube, prometheus, policies.policies, metrics, leading, lanes=policies.lane
+    )
     admission_policies = AdmissionPolicyController(config, namespace, kube, leading)
     published = None
     if config.policy_reports.api is not ReportApi.OFF:

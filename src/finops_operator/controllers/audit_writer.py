@@ -26,9 +26,17 @@ Each decision is written exactly once, in two steps, annotation then Event
   (the leader of the time may have written it) are checked with a GET before
   they are written: an annotation already in place is not patched again, and a
   standby's decision that someone else already wrote is dropped with its Event.
-- **An idempotent Event.** The Event of one decision has a name of its own,
-  fixed when the decision is recorded, so a retried POST whose first attempt did
-  land answers 409 and counts as posted.
+- **An idempotent Event.** The Event of one decision has a name of its own, a
+  digest of the object's uid, its labels and the decision
+  (`domain.policies.event_names`), so a retried POST whose first attempt did
+  land answers 409 and counts as posted, whichever replica sends it.
+- **Events after a pause.** A leader can die between its patch and its Event.
+  So when this replica finds a decision in place that it did not write to that
+  object (the catch-up of a new leader, or a standby's decision the leader of
+  the time wrote), it still posts the decision's Event under that same name:
+  409 means the other replica did post it, and nothing is doubled. An Event
+  expired meanwhile (the API server keeps Events for an hour) is posted again
+  by such a catch-up.
 - **One writer per object.** A lock per object serialises `record` and `flush`:
   a flush never posts what a record is posting.
 - **Not sent after the Lease is lost.** The API adapter refuses a write whose
@@ -40,8 +48,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -67,10 +75,18 @@ class PendingWrite:
     violating: bool
     message: str
     state: str = ""
-    event_name: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     attempted: bool = False  # the annotation patch was sent (it may have landed)
     annotated: bool = False  # the annotation is in place: only the Event is left
     check: bool = False  # read the object before writing (see the module docstring)
+
+    episode: str = ""  # domain.policies.event_names.labels_state; else `state`
+
+    @property
+    def event_name(self) -> str:
+        """The same for one decision about one object on every replica, whatever its
+        generation (domain/policies/event_names.py)."""
+        decision = f"{self.ref.uid}/{self.episode or self.state}/{self.desired}"
+        return hashlib.blake2b(decision.encode(), digest_size=8).hexdigest()
 
 
 @dataclass
@@ -106,9 +122,11 @@ class AuditWriter:
         outcome: AuditOutcome,
         message: str,
         state: str = "",
+        episode: str = "",
     ) -> None:
-        """One watch event's decision; `state` is `judged_state` of the event's body."""
-        if self.settle(key, ref, outcome, message, state):
+        """One watch event's decision; `state` is `judged_state` of the event's body,
+        `episode` its `labels_state`."""
+        if self.settle(key, ref, outcome, message, state, episode):
             await self._write(key)
 
     def settle(
@@ -118,22 +136,33 @@ class AuditWriter:
         outcome: AuditOutcome,
         message: str,
         state: str = "",
+        episode: str = "",
     ) -> bool:
         """`record` without its write: True when a write is due, to be sent by `write(key)`.
 
         Most events of a fleet (compliant objects, objects left to their owner, late
         events of a state already written) settle here without a write, so the
         caller needs no task for them. `ref`, `message` and `state` are read only
-        when `outcome.changed`.
+        when `outcome.changed` or `outcome.desired` is set (a violation already in place,
+        whose Event may be missing).
         """
         if not outcome.changed:
             write = self.pending.get(key)
             if write is not None and write.attempted and write.desired == outcome.desired:
                 write.annotated = True  # our own patch, seen: the Event is still to post
                 write.check = False
-            else:
-                self.pending.pop(key, None)
-            return False
+                return False
+            self.pending.pop(key, None)
+            if outcome.desired is None or self._knows(key, ref, outcome.desired):
+                return False
+            # In place, written by another replica (or before a restart), which may have
+            # died before its Event: post it under the decision's name (409: it did).
+            write = PendingWrite(
+                ref, outcome.desired, True, message, state, annotated=True, episode=episode
+            )
+            self.pending[key] = write
+            self._remember(key, write)
+            return self.leading()
         if self._already_written(key, ref, state, outcome.desired):
             return False  # this state's decision is written or under way: a late event
         current = self.pending.get(key)
@@ -147,6 +176,7 @@ class AuditWriter:
             message,
             state,
             check=not leading,
+            episode=episode,
         )
         return leading
 
@@ -164,6 +194,13 @@ class AuditWriter:
             del self.written[key]
             return False
         return written.decisions.get(state, _UNKNOWN) == desired
+
+    def _knows(self, key: ObjectKey, ref: ObjectRef, desired: str) -> bool:
+        """Whether this replica wrote (or checked) `desired` on this very object."""
+        written = self.written.get(key)
+        return (
+            written is not None and written.uid == ref.uid and desired in written.decisions.values()
+        )
 
     def forget(self, key: ObjectKey) -> None:
         self.pending.pop(key, None)
@@ -218,11 +255,11 @@ class AuditWriter:
         if annotation != write.desired:
             return True
         self._remember(key, write)
-        if write.attempted:
-            write.annotated = True  # our patch landed though its answer was lost
-            return True
-        self._drop(key, write)  # never sent by us: the leader of the time wrote it, and its Event
-        return False
+        # Our patch landed though its answer was lost; or the leader of the time wrote
+        # it, and may have died before its Event: either way only the Event is left,
+        # under the decision's name (409: it was posted).
+        write.annotated = True
+        return True
 
     def _drop(self, key: ObjectKey, write: PendingWrite) -> None:
         if self.pending.get(key) is write:
@@ -273,7 +310,7 @@ class AuditWriter:
         )
         metadata = dict(event.get("metadata") or {})
         metadata.pop("generateName", None)
-        metadata["name"] = f"{ref.name[:200]}.{write.event_name}"
+        metadata["name"] = f"{ref.name[:200]}.{write.event_name}"  # 253 at most
         event["metadata"] = metadata
         try:
             await self.kube.create_event(ref.namespace, event)

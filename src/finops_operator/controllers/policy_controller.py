@@ -22,12 +22,14 @@ from finops_operator.controllers.apply import Applied, apply
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.events import ObjectRef, event_body
+from finops_operator.domain.rules.policy_lanes import Lane, budget_conflicts, lane_of
 from finops_operator.domain.rules.policy_reconciler import (
     HEARTBEAT_QUERY,
     NOT_CHECKED,
     READY,
     PolicyPlan,
     RulesEvaluation,
+    budget_claim,
     plan_policy,
     policy_status,
     rule_patch,
@@ -65,12 +67,20 @@ class PolicyController:
     prometheus: PrometheusPort | None = None
     rules: RulesEvaluation = NOT_CHECKED
     policies: dict[PolicyKey, dict[str, Any]] = field(default_factory=dict)
+    # Namespace -> labels (the namespace index): a namespace's team label is its lane.
+    namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # The Conflict message of each policy sharing a team's budget, as last reconciled.
+    conflicts: dict[PolicyKey, str] = field(default_factory=dict)
+    # Each policy's plan, kept while its body (the same object) and its lane are: finding
+    # a budget conflict looks at every policy, which must not render every policy again.
+    plans: dict[PolicyKey, tuple[Mapping[str, Any], Lane, PolicyPlan]] = field(default_factory=dict)
     locks: defaultdict[PolicyKey, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
 
     def forget(self, key: PolicyKey) -> None:
         self.policies.pop(key, None)
+        self.plans.pop(key, None)
         self.locks.pop(key, None)
         self.metrics.forget_policy(*key)
 
@@ -84,10 +94,30 @@ class PolicyController:
         }
         return key
 
+    def lane(self, namespace: str) -> Lane:
+        """The teams the policies of `namespace` may act on (policy_lanes)."""
+        return lane_of(namespace, self.namespaces.get(namespace), self.config, self.namespace)
+
+    def plan(self, key: PolicyKey, body: Mapping[str, Any]) -> PolicyPlan:
+        lane = self.lane(key[0])
+        kept = self.plans.get(key)
+        if kept is not None and kept[0] is body and kept[1] == lane:
+            return kept[2]
+        plan = plan_policy(body, self.config, lambda _: lane)
+        self.plans[key] = (body, lane, plan)
+        return plan
+
+    def budget_conflict_messages(self) -> dict[PolicyKey, str]:
+        """The Conflict message of every policy that shares its team's budget."""
+        claims = (budget_claim(body, self.plan(key, body)) for key, body in self.policies.items())
+        return budget_conflicts(claim for claim in claims if claim is not None)
+
     async def on_policy_event(self, type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a CostPolicy: reconcile it, or drop a deleted one and its rule."""
         if type != "DELETED":
-            await self.reconcile(self.remember(body))
+            key = self.remember(body)
+            await self.reconcile(key)
+            await self._reconcile_changed_conflicts(but=key)
             return
         meta = body.get("metadata") or {}
         self.forget((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
@@ -96,6 +126,25 @@ class PolicyController:
                 await self.delete_owned_rule(body)
             except KubeError as err:
                 logger.error("Cannot delete the rule of a deleted CostPolicy: %s", err)
+        await self._reconcile_changed_conflicts()
+
+    async def on_namespace_changed(self, namespace: str) -> None:
+        """A namespace's team label changed: its policies' lanes did."""
+        for key in [key for key in self.policies if key[0] == namespace]:
+            await self.reconcile(key)
+        await self._reconcile_changed_conflicts()
+
+    async def _reconcile_changed_conflicts(self, but: PolicyKey | None = None) -> None:
+        """Policies whose Conflict changed with another's change: a Conflict is on both."""
+        now = self.budget_conflict_messages()
+        changed = {
+            key
+            for key in set(now) | set(self.conflicts)
+            if now.get(key) != self.conflicts.get(key) and key != but and key in self.policies
+        }
+        self.conflicts = now
+        for key in sorted(changed):
+            await self.reconcile(key)
 
     async def on_rule_event(self, type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a PrometheusRule we manage: an edit or a delete is undone."""
@@ -113,7 +162,9 @@ class PolicyController:
             body = self.policies.get(key)
             if body is None:
                 return
-            plan = plan_policy(body, self.config)
+            plan = self.plan(key, body)
+            if plan.out_of_lane is not None:
+                logger.warning("CostPolicy %s/%s: %s", *key, plan.out_of_lane)
             error = conflict = None
             try:
                 conflict = await self._apply_rule(key, body, plan, rule_now)
@@ -173,6 +224,7 @@ class PolicyController:
             now=datetime.datetime.now(datetime.UTC),
             conflict=conflict,
             rules=self.rules,
+            budget_conflict=self.budget_conflict_messages().get(key),
         )
         ready = desired["conditions"][0]
         self.metrics.mark_policy_ready(*key, ready=ready["status"] == "True")

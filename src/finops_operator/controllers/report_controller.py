@@ -47,7 +47,11 @@ from finops_operator.domain.costs.cost_reports import (
     status_patch,
 )
 from finops_operator.domain.costs.period import Period
-from finops_operator.domain.rules.policy_reconciler import team_budget_scopes, team_budgets
+from finops_operator.domain.rules.policy_reconciler import (
+    Lanes,
+    team_budget_scopes,
+    team_budgets,
+)
 from finops_operator.errors import (
     KubeError,
     NoUsageDataError,
@@ -71,9 +75,11 @@ def months_to_refresh(now: datetime.datetime) -> list[Period]:
     return [current, Period.month(previous_end.year, previous_end.month)]
 
 
-def budgets_of(policies: Mapping[Any, Mapping[str, Any]], config: Config) -> dict[str, Decimal]:
-    """Monthly budgets by team, from the valid CostPolicies whose selector names a team."""
-    return team_budgets(policies.values(), config)
+def budgets_of(
+    policies: Mapping[Any, Mapping[str, Any]], config: Config, lanes: Lanes = None
+) -> dict[str, Decimal]:
+    """Monthly budgets by team, from the valid CostPolicies in their lanes that name a team."""
+    return team_budgets(policies.values(), config, lanes)
 
 
 @dataclass
@@ -85,6 +91,7 @@ class ReportController:
     metrics: MetricsPort
     leading: Callable[[], bool] = lambda: True
     clock: ClockPort = field(default_factory=SystemClock)
+    lanes: Lanes = None  # the policies' lanes (PolicyController.lane); None: not checked
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lost: bool = False  # this pass found a cached report gone from the API
 
@@ -178,11 +185,11 @@ class ReportController:
                 cluster=report.costs.cluster,
                 jobs=report.jobs,
                 data_through=report.data_through,
-                budgets=budgets_of(self.policies, self.config),
+                budgets=budgets_of(self.policies, self.config, self.lanes),
                 budget_scopes={
                     team: scope
                     for team, (_, scope) in team_budget_scopes(
-                        self.policies.values(), self.config
+                        self.policies.values(), self.config, self.lanes
                     ).items()
                 },
                 allocation=allocate(

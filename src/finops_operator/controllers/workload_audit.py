@@ -34,6 +34,7 @@ from finops_operator.controllers.policy_report_writer import PolicyReportWriter
 from finops_operator.domain.config import Config
 from finops_operator.domain.events import ObjectRef
 from finops_operator.domain.policies.audit import audit_workload, event_message, judged_state
+from finops_operator.domain.policies.event_names import labels_state
 from finops_operator.domain.policies.label_check import LabelPolicy, find_exemption
 from finops_operator.domain.policies.owners import OWNER_KINDS, OwnerRecord, owner_record
 from finops_operator.domain.policies.policy_reports import workload_result
@@ -147,10 +148,11 @@ class WorkloadAudit:
         if self.published is not None:
             self.published.record(key, workload_result(obj, outcome, exempt))
         event_due = self.exemptions is not None and self.exemptions.observe(key, obj, exempt)
-        if not outcome.changed:  # the writer reads nothing else of an unchanged outcome
+        if not outcome.changed and outcome.desired is None:  # nothing else is read then
             return self.writer.settle(key, _NO_REF, outcome, "") or event_due
         message = event_message(obj, outcome)
-        due = self.writer.settle(key, ObjectRef.of(obj), outcome, message, judged_state(obj))
+        ref, state = ObjectRef.of(obj), judged_state(obj)
+        due = self.writer.settle(key, ref, outcome, message, state, labels_state(obj))
         return due or event_due
 
     async def send(self, key: ObjectKey) -> None:

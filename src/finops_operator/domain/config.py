@@ -66,6 +66,9 @@ GPU_OPERATOR: Final = GpuUtilization()
 DCGM_EXPORTER: Final = GpuUtilization(namespace_label="namespace", pod_label="pod")
 
 
+ANY_TEAM: Final = "*"  # in `costPolicies.allowedTeams`: every team
+
+
 class Mode(StrEnum):
     """What label governance does: the cluster default, or a namespace's override."""
 
@@ -469,6 +472,31 @@ EVERYONE_GROUPS: Final = frozenset(
 )
 SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
 DEFAULT_EXEMPTION_GROUPS: Final = ("system:masters",)
+
+
+class CostPoliciesConfig(_Model):
+    """Which teams the CostPolicies of a namespace may act on (docs/costpolicy.md, lanes)."""
+
+    allowed_teams: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        alias="allowedTeams",
+        description="Namespace -> the teams its CostPolicies may select besides the "
+        f"namespace's own (its `{conventions.TEAM_LABEL}` label); `'*'` allows every team "
+        "and a policy without `selector.team`. A policy outside its lane is `Ready=False`, "
+        "reason `OutOfLane`, and renders no rule. The operator's own namespace (a cluster "
+        "admin's, `finops-system` by default) may always act on every team.",
+    )
+
+    @field_validator("allowed_teams")
+    @classmethod
+    def _allowed(cls, allowed: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for namespace, teams in allowed.items():
+            if not names.is_dns_label(namespace):
+                raise ValueError(f"{_shown(namespace)} is not a namespace name")
+            for team in teams:
+                if team != ANY_TEAM and not names.is_label_value(team):
+                    raise ValueError(f"{_shown(team)} is neither a team (label value) nor '*'")
+        return allowed
 
 
 class ExemptionsConfig(_Model):
@@ -940,6 +968,11 @@ class Config(_Model):
     exemptions: ExemptionsConfig = Field(
         default_factory=ExemptionsConfig, description="See `exemptions.*` below."
     )
+    cost_policies: CostPoliciesConfig = Field(
+        default_factory=CostPoliciesConfig,
+        alias="costPolicies",
+        description="See `costPolicies.*` below.",
+    )
     policy_reports: PolicyReportsConfig = Field(
         default_factory=PolicyReportsConfig,
         alias="policyReports",
@@ -1084,3 +1117,38 @@ def parse_config(data: Any, source: str = "configuration") -> Config:
         if problems:
             raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems))
     return config
+
+
+def safe_default() -> Config:
+    """What the operator serves when it starts with an invalid configuration and no good one.
+
+    The built-in defaults in `audit` mode: the label rules in force may not be the
+    built-in ones, so refusing on them could refuse every GPU workload of the cluster
+    (the webhook's `failurePolicy: Fail` already refuses all while the operator is
+    down). In audit nothing is refused for the defaults' sake; everything is still
+    warned, annotated, reported and counted. A namespace labelled
+    `finops.resilio.tech/mode: enforce` keeps its choice, judged by the default rules.
+    """
+    return Config(mode=Mode.AUDIT)
+
+
+class ConfigChange(StrEnum):
+    """What a configuration seen in the operator's ConfigMap means for the one in use."""
+
+    IN_USE = "InUse"  # the same as the one in use: nothing to do
+    RESTART_NEEDED = "RestartNeeded"  # valid and different: applied at the next start
+    INVALID = "Invalid"  # never applied: the one in use stays
+
+
+def judge_change(in_use: Config, seen: Config | None, *, safe_default_in_use: bool) -> ConfigChange:
+    """`seen` is the ConfigMap's configuration, None when it is invalid.
+
+    The operator reads its configuration at start (every controller holds it), so a
+    valid change is applied by a restart. While the safe default is in use, any valid
+    configuration is one to restart for, even one equal to the default.
+    """
+    if seen is None:
+        return ConfigChange.INVALID
+    if seen == in_use and not safe_default_in_use:
+        return ConfigChange.IN_USE
+    return ConfigChange.RESTART_NEEDED

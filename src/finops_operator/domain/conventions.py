@@ -57,6 +57,8 @@ INHERITED_ANNOTATION: Final = "finops.resilio.tech/inherited-labels"
 MODE_NAMESPACE_LABEL: Final = "finops.resilio.tech/mode"
 
 OPERATOR_NAMESPACE: Final = "finops-system"
+CONFIG_MAP: Final = "finops-operator-config"  # the install's ConfigMap, in OPERATOR_NAMESPACE
+CONFIGMAP_KEY: Final = "config.yaml"  # its key the Deployment mounts as the --config file
 DEFAULT_EXEMPT_NAMESPACES: Final = ("kube-system", OPERATOR_NAMESPACE)
 
 # Dynamic Resource Allocation drivers whose devices are GPUs (NVIDIA's k8s-dra-driver-gpu).

@@ -67,7 +67,7 @@ def test_a_ready_status_names_the_rule_and_counts_its_rules() -> None:
     assert status["observedGeneration"] == 4
     assert status["ruleName"] == "costpolicy-p"
     assert status["ruleCount"] >= 1
-    ready, invalid, _ = status["conditions"]
+    ready, invalid, _, _ = status["conditions"]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "RulesApplied")
     assert (invalid["type"], invalid["status"]) == ("Invalid", "False")
     assert ready["lastTransitionTime"] == "2026-11-27T12:00:00Z"
@@ -76,7 +76,7 @@ def test_a_ready_status_names_the_rule_and_counts_its_rules() -> None:
 def test_an_invalid_policy_is_not_ready_and_has_no_rule() -> None:
     plan = plan_policy(body(selector={"team": "UPPER"}, anomaly={"threshold": 5}), Config())
     status = policy_status(None, generation=4, plan=plan, apply_error=None, now=NOW)
-    ready, invalid, _ = status["conditions"]
+    ready, invalid, _, _ = status["conditions"]
     assert (ready["status"], ready["reason"]) == ("False", "InvalidPolicy")
     assert invalid["status"] == "True"
     assert status["ruleName"] is None and status["ruleCount"] == 0
@@ -86,7 +86,7 @@ def test_an_invalid_policy_is_not_ready_and_has_no_rule() -> None:
 def test_a_write_failure_is_not_ready_but_not_invalid() -> None:
     plan = plan_policy(body(), Config())
     status = policy_status(None, generation=4, plan=plan, apply_error="403 forbidden", now=NOW)
-    ready, invalid, _ = status["conditions"]
+    ready, invalid, _, _ = status["conditions"]
     assert (ready["status"], ready["reason"], ready["message"]) == (
         "False",
         "ApplyFailed",
@@ -213,7 +213,7 @@ def test_rules_not_evaluated_make_ready_false_but_keep_the_rule_in_the_status() 
     status = policy_status(
         None, generation=4, plan=plan, apply_error=None, now=NOW, rules=_judged([])
     )
-    ready, _, evaluating = status["conditions"]
+    ready, _, evaluating, _ = status["conditions"]
     assert (ready["status"], ready["reason"]) == ("False", "RecordingRulesNotEvaluated")
     assert (evaluating["type"], evaluating["status"]) == ("RulesEvaluating", "False")
     assert status["ruleName"] == "costpolicy-p" and status["ruleCount"] >= 1
@@ -225,7 +225,7 @@ def test_an_unknown_answer_leaves_ready_true() -> None:
         status = policy_status(
             None, generation=4, plan=plan, apply_error=None, now=NOW, rules=rules
         )
-        ready, _, evaluating = status["conditions"]
+        ready, _, evaluating, _ = status["conditions"]
         assert (ready["status"], evaluating["status"]) == ("True", "Unknown")
 
 

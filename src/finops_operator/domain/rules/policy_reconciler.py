@@ -10,7 +10,7 @@ unchanged policy writes nothing.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -21,6 +21,13 @@ from finops_operator.domain.config import Config
 from finops_operator.domain.merge_patch import Compare, Wanted, merge_patch
 from finops_operator.domain.rules.alert_rules import AlertOptions
 from finops_operator.domain.rules.cost_policy import parse_cost_policy
+from finops_operator.domain.rules.policy_lanes import (
+    BudgetClaim,
+    Lane,
+    PolicyKey,
+    budget_owners,
+    out_of_lane,
+)
 from finops_operator.domain.rules.prometheus_rule import render_policy, rule_count
 from finops_operator.errors import CostPolicyError
 
@@ -31,6 +38,11 @@ REASON_APPLIED = "RulesApplied"
 REASON_INVALID = "InvalidPolicy"
 REASON_APPLY_FAILED = "ApplyFailed"
 REASON_CONFLICT = "RuleConflict"  # the rule's name is taken by another policy or by hand
+REASON_OUT_OF_LANE = "OutOfLane"  # the selector names a team the namespace may not act on
+# Conflict: does another policy set the same team's budget? (policy_lanes)
+CONFLICT = "Conflict"
+REASON_BUDGET_CONFLICT = "BudgetConflict"
+REASON_NO_CONFLICT = "NoConflict"
 # RulesEvaluating: is Prometheus evaluating the shared recording rules?
 REASON_HEARTBEAT = "HeartbeatFound"
 REASON_NOT_EVALUATED = "RecordingRulesNotEvaluated"
@@ -99,46 +111,81 @@ def rules_evaluation(
 @dataclass(frozen=True)
 class PolicyPlan:
     rule: dict[str, Any] | None
-    problem: str | None
+    problem: str | None  # why the policy is invalid
+    out_of_lane: str | None = None  # why a valid policy may not act (no rule either)
+    team: str | None = None  # its selector's team, when valid
+    # its monthly budget and what spend it counts (scope or all-in), when valid and set
+    budget: tuple[Decimal, str] | None = None
 
     @property
     def valid(self) -> bool:
+        """Renders a rule: valid and in its lane."""
         return self.rule is not None
 
 
-def team_budgets(policies: Iterable[Mapping[str, Any]], config: Config) -> dict[str, Decimal]:
+# Where a policy's namespace may act; None: lanes are not checked (`render`).
+Lanes = Callable[[str], Lane] | None
+
+
+def policy_key(body: Mapping[str, Any]) -> PolicyKey:
+    meta = body.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def budget_claim(body: Mapping[str, Any], plan: PolicyPlan) -> BudgetClaim | None:
+    """The claim of a policy planned as `plan` on its team's budget, if it makes one."""
+    if not (plan.valid and plan.team and plan.budget is not None):
+        return None
+    created = str((body.get("metadata") or {}).get("creationTimestamp") or "")
+    return BudgetClaim(policy_key(body), plan.team, created)
+
+
+def budget_claims(
+    policies: Iterable[Mapping[str, Any]], config: Config, lanes: Lanes = None
+) -> list[BudgetClaim]:
+    """The valid policies in their lanes that set a team's monthly budget."""
+    claims = (budget_claim(body, plan_policy(body, config, lanes)) for body in policies)
+    return [claim for claim in claims if claim is not None]
+
+
+def team_budgets(
+    policies: Iterable[Mapping[str, Any]], config: Config, lanes: Lanes = None
+) -> dict[str, Decimal]:
     """Monthly budgets by team, from the policies that are valid and name a team.
 
     Valid exactly as `plan_policy` judges it (the configured label rules and the
     pricing currency): the budget of a policy whose status says Invalid is never
     applied to a CostReport.
     """
-    return {team: budget for team, (budget, _) in team_budget_scopes(policies, config).items()}
+    scopes = team_budget_scopes(policies, config, lanes)
+    return {team: budget for team, (budget, _) in scopes.items()}
 
 
 def team_budget_scopes(
-    policies: Iterable[Mapping[str, Any]], config: Config
+    policies: Iterable[Mapping[str, Any]], config: Config, lanes: Lanes = None
 ) -> dict[str, tuple[Decimal, str]]:
     """Monthly budgets by team with the spend their CostReport counts: the policy's
-    `scope`, or `all-in` when the budget's `basis` says so."""
+    `scope`, or `all-in` when the budget's `basis` says so.
+
+    Only policies in their lanes count; of two for one team, the oldest applies
+    (`policy_lanes.budget_owners`), whatever order they come in.
+    """
+    bodies = {policy_key(body): body for body in policies}
+    owners = budget_owners(budget_claims(bodies.values(), config, lanes))
     budgets: dict[str, tuple[Decimal, str]] = {}
-    for body in policies:
-        if not plan_policy(body, config).valid:
-            continue
-        policy = parse_cost_policy(
-            body, label_rules=config.labels, currency=config.pricing.currency
-        )
-        team = policy.spec.selector.team
-        if team and policy.spec.budget is not None:
-            budget = policy.spec.budget
-            basis = "all-in" if budget.basis == "all-in" else policy.spec.scope
-            budgets[team] = (budget.monthly, basis)
+    for team, key in owners.items():
+        budget = plan_policy(bodies[key], config, lanes).budget
+        if budget is not None:
+            budgets[team] = budget
     return budgets
 
 
-def plan_policy(body: Mapping[str, Any], config: Config) -> PolicyPlan:
+def plan_policy(body: Mapping[str, Any], config: Config, lanes: Lanes = None) -> PolicyPlan:
     """The PrometheusRule a policy becomes, or the one-line reason it cannot."""
     try:
+        policy = parse_cost_policy(
+            body, label_rules=config.labels, currency=config.pricing.currency
+        )
         rule = render_policy(
             body,
             AlertOptions.from_config(config),
@@ -146,7 +193,15 @@ def plan_policy(body: Mapping[str, Any], config: Config) -> PolicyPlan:
         )
     except CostPolicyError as err:
         return PolicyPlan(None, err.one_line())
-    return PolicyPlan(rule, None)
+    team = policy.spec.selector.team
+    budget = policy.spec.budget
+    basis = "all-in" if budget is not None and budget.basis == "all-in" else policy.spec.scope
+    monthly = (budget.monthly, basis) if budget is not None else None
+    if lanes is not None:
+        outside = out_of_lane(team, lanes(policy_key(body)[0]))
+        if outside is not None:
+            return PolicyPlan(None, None, outside, team, monthly)
+    return PolicyPlan(rule, None, None, team, monthly)
 
 
 # The operator owns its PrometheusRules: labels and spec are exactly what it renders.
@@ -171,6 +226,7 @@ def policy_status(
     now: datetime.datetime,
     conflict: str | None = None,
     rules: RulesEvaluation = NOT_CHECKED,
+    budget_conflict: str | None = None,
 ) -> dict[str, Any]:
     """The whole status a policy should show after this reconciliation.
 
@@ -182,7 +238,9 @@ def policy_status(
     asked (Unknown), Ready keeps what applying the rule says (docs/costpolicy.md).
     """
     earlier = by_type((current or {}).get("conditions"))
-    if plan.rule is None:
+    if plan.out_of_lane is not None:
+        ready, reason, message = False, REASON_OUT_OF_LANE, plan.out_of_lane
+    elif plan.rule is None:
         ready, reason, message = False, REASON_INVALID, f"invalid policy: {plan.problem}"
     elif conflict is not None:
         ready, reason, message = False, REASON_CONFLICT, conflict
@@ -207,8 +265,8 @@ def policy_status(
             condition(
                 earlier.get(INVALID),
                 INVALID,
-                plan.rule is None,
-                REASON_INVALID if plan.rule is None else "Valid",
+                plan.problem is not None,
+                REASON_INVALID if plan.problem is not None else "Valid",
                 invalid_message,
                 now,
                 generation,
@@ -219,6 +277,15 @@ def policy_status(
                 rules.evaluating,
                 rules.reason,
                 rules.message,
+                now,
+                generation,
+            ),
+            condition(
+                earlier.get(CONFLICT),
+                CONFLICT,
+                budget_conflict is not None,
+                REASON_BUDGET_CONFLICT if budget_conflict is not None else REASON_NO_CONFLICT,
+                budget_conflict or "no other CostPolicy sets the same team's budget",
                 now,
                 generation,
             ),
