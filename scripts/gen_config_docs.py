@@ -102,6 +102,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("`gpuMetrics`", "gpuMetrics.", cfg.GpuMetricsConfig),
     ("`llmGateway`", "llmGateway.", cfg.LlmGatewayConfig),
     ("`selfHostedModels`", "selfHostedModels.", cfg.SelfHostedModelsConfig),
+    ("`cluster`", "cluster.", cfg.ClusterConfig),
     ("`reports`", "reports.", cfg.ReportsConfig),
     ("`admissionPolicies`", "admissionPolicies.", cfg.AdmissionPoliciesConfig),
     ("`policyReports`", "policyReports.", cfg.PolicyReportsConfig),

@@ -309,12 +309,19 @@ def test_json_output_follows_the_contract_and_matches_the_truth(
     document = json.loads(result.stdout)
     assert list(document) == [
         "period", "currency", "teams", "untagged", "cluster",
-        "dataFrom", "dataThrough", "partialPeriod", "costCenters", "selfHostedModels",
+        "dataFrom", "dataThrough", "partialPeriod", "costCenters", "clusters", "selfHostedModels",
     ]  # fmt: skip
     # Two whole days with data from their start: not partial.
     assert document["dataFrom"] == utc_timestamp(DAYS_START)
     assert document["dataThrough"] == utc_timestamp(DAYS_END)
     assert document["partialPeriod"] is False
+    # One Prometheus, no cluster label: one unnamed cluster, all but the platform cost
+    # (the report's, not the cluster's: docs/multi-cluster.md).
+    [only] = document["clusters"]
+    platform = minute.report(DAYS_START, DAYS_END).costs.cluster.platform_cost
+    assert only["name"] == "" and platform > 0
+    total = Decimal(document["cluster"]["totalCost"])
+    assert abs(Decimal(only["totalCost"]) + platform - total) <= Decimal("0.01")
     assert document["currency"] == "USD"
     # Cost centers carry all spend: with the undistributed shared cost, the cluster total.
     centers = document["costCenters"]

@@ -404,3 +404,15 @@ async def test_charging_consumers_makes_the_cost_reports_read_the_serving_pods()
     plain = World()
     assert await plain.controller.refresh(NOW)
     assert not any("vllm:" in query.expr for query in plain.prometheus.log)
+
+
+async def test_an_operator_of_a_named_cluster_reads_only_its_own_clusters_series() -> None:
+    """A shared Thanos holds every cluster: the CostReports are this cluster's (issue 22)."""
+    named = World(config=Config.model_validate({"cluster": {"name": "eu-1"}}))
+    assert await named.controller.refresh(NOW)
+    assert named.prometheus.log
+    for query in named.prometheus.log:
+        assert 'cluster=~"eu-1|"' in query.expr, query.expr
+    fleet = World()
+    assert await fleet.controller.refresh(NOW)
+    assert not any("cluster=~" in query.expr for query in fleet.prometheus.log)

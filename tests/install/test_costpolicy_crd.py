@@ -152,6 +152,9 @@ REFUSED = {
     ),
     "unknown scope": (with_spec(scope="cpu"), "spec.scope"),
     "scope in capitals": (with_spec(scope="All"), "spec.scope"),
+    "unknown clusters": (with_spec(clusters="some"), "spec.clusters"),
+    "idle alerts over every cluster": (with_spec(clusters="all", retries=None), "spec"),
+    "retry alerts over every cluster": (with_spec(clusters="all", idle=None), "spec"),
 }
 
 
@@ -163,6 +166,8 @@ ACCEPTED = {
     "scope gpu": with_spec(scope="gpu"),
     "scope tokens": with_spec(scope="tokens"),
     "scope all": with_spec(scope="all"),
+    "own cluster": with_spec(clusters="own"),
+    "budget and anomaly over every cluster": with_spec(clusters="all", idle=None, retries=None),
 }
 
 

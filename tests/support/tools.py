@@ -32,6 +32,11 @@ def _existing(path: Path | str) -> str | None:
     return str(path) if Path(path).exists() else None
 
 
+def _thanos() -> str | None:
+    built = sorted(ROOT.glob(".cache/thanos/*/thanos"))
+    return str(built[-1]) if built else None
+
+
 def _kubectl() -> str | None:
     built = sorted(ROOT.glob(".cache/controlplane/*/kubectl"))
     return shutil.which("kubectl") or (str(built[-1]) if built else None)
@@ -48,6 +53,7 @@ TOOLS: Final[Mapping[str, tuple[Callable[[], str | None], str]]] = {
     ),
     "kubectl": (_kubectl, "on $PATH, or scripts/build-controlplane.sh"),
     "podman": (lambda: shutil.which("podman"), "scripts/build-image.sh installs it"),
+    "thanos": (_thanos, "scripts/build-thanos.sh"),
 }
 
 needs_tool = pytest.mark.needs_tool

@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from finops_devtools.devcluster import free_port
+from finops_devtools.devcluster import free_port, log_tail, stop_process
 from finops_devtools.errors import PrometheusRunnerError
 from finops_devtools.simulator.openmetrics import ExportOptions, write_openmetrics_chunks
 from finops_devtools.simulator.world import Scenario
@@ -225,20 +225,10 @@ class PrometheusServer:
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 20 s); safe to call twice."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-5000:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path)
 
     def __enter__(self) -> PrometheusServer:
         return self

@@ -70,6 +70,9 @@ class ExportOptions:
     - `servicemonitor_labels`: the target labels a Prometheus Operator ServiceMonitor
       with `honorLabels: true` adds to the operator's series: `service`, `endpoint`,
       and `namespace`/`pod` of the operator pod on series that have none.
+    - `external_labels`: (name, value) pairs added to every series, as a Thanos
+      sidecar or a remote write adds a Prometheus' external labels (`cluster`,
+      `prometheus_replica`): several clusters, or an HA pair, behind one endpoint.
     """
 
     scrape_interval: int = 60
@@ -77,6 +80,7 @@ class ExportOptions:
     replica_offset: int = 7
     servicemonitor_labels: bool = True
     operator_namespace: str = conventions.OPERATOR_NAMESPACE
+    external_labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.scrape_interval <= 3600:
@@ -180,12 +184,22 @@ class _Writer:
         family = name.removesuffix("_total") if kind == "counter" else name
         self.out.write(f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n")
 
+    def _external(self, prefix: str) -> str:
+        """`name{labels} ` with the external labels added."""
+        if not self.o.external_labels:
+            return prefix
+        extra = ",".join(f'{key}="{_escape(value)}"' for key, value in self.o.external_labels)
+        head = prefix.rstrip().removesuffix("}")
+        return f"{head}{',' if not head.endswith('{') else ''}{extra}}} "
+
     def emit(self, prefix: str, points: Iterable[tuple[int, str]]) -> None:
+        prefix = self._external(prefix)
         lines = [f"{prefix}{value} {t}\n" for t, value in points]
         self.samples += len(lines)
         self.out.writelines(lines)
 
     def constant(self, prefix: str, value: str, a: int, b: int, offset: int = 0) -> None:
+        prefix = self._external(prefix)
         ticks = _ticks(max(a, self.lo), min(b, self.hi), self.o.scrape_interval, offset)
         self.samples += len(ticks)
         self.out.writelines([f"{prefix}{value} {t}\n" for t in ticks])

@@ -159,7 +159,11 @@ def _render(args: argparse.Namespace, config: Config) -> list[dict[str, Any]]:
         return render_admission_policies(config, args.mutating_version)
     if args.recording_rules:
         labels = {**config.rule_labels, **_labels(args.label)}
-        return [recording_rules_prometheus_rule(args.namespace, labels, config.llm_gateway)]
+        return [
+            recording_rules_prometheus_rule(
+                args.namespace, labels, config.llm_gateway, config.cluster.label
+            )
+        ]
     options = AlertOptions.from_config(config)
     source = "<stdin>" if args.policy == "-" else args.policy
     documents = _policies(_read_documents(args.policy))

@@ -2,8 +2,8 @@
 
     finops-operator report --config PATH --period 2026-11 [--team T]
                            [--format table|json|csv|focus|html] [--prometheus-url URL]
-                           [--by team,cost-center,feature]
-                           [--allow-partial]
+                           [--by team,cost-center,feature | --by cluster]
+                           [--cluster NAME] [--allow-partial]
 
 Parses the arguments, reads usage with `usage_reader.report_period` (a fixed
 handful of aggregated queries, priced by the cost model) and prints it in the
@@ -13,6 +13,12 @@ page the operator's CostReports give (`views.showback_html`), built from the sam
 figures without a cluster: with `--period`, the month before is read too (when
 Prometheus has it), so that the daily trend and week-over-week change can span the
 turn of the month, as they do over the operator's two months of CostReports.
+
+Clusters (docs/multi-cluster.md): against a Thanos Query or Mimir over many
+clusters the report is the fleet's, every cluster summed, unless `--cluster NAME`
+keeps one; `--by cluster` prints a line per cluster (table), and the JSON always
+holds a `clusters` list, whose totals plus the platform cost are the fleet total.
+The FOCUS export of one named cluster bills it as its account (BillingAccountId).
 
 Exit 0 with the report; 2 when the configuration, the period or Prometheus cannot
 be used, with a message naming the URL and the cause (never a report of zeros).
@@ -42,16 +48,18 @@ from finops_operator.domain.costs.allocation import Allocation, allocate
 from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.cost_reports import ReportInput, desired_reports
 from finops_operator.domain.costs.finance import data_span
-from finops_operator.domain.costs.focus import focus_rows
+from finops_operator.domain.costs.focus import FocusAccount, focus_rows
 from finops_operator.domain.costs.focus13 import FOCUS_1_3_COLUMNS, FOCUS_VERSIONS, focus13_rows
 from finops_operator.domain.costs.period import Period, utc_timestamp
 from finops_operator.domain.costs.self_hosted import SelfHostedModel
 from finops_operator.domain.costs.serving_queries import ServingNames
+from finops_operator.domain.names import is_label_value
 from finops_operator.errors import ConfigError, NoUsageDataError, PrometheusError
 from finops_operator.views.report_formats import (
     BY_CHOICES,
     FORMATS,
     CsvContext,
+    cluster_table,
     to_csv,
     to_focus,
     to_json,
@@ -61,6 +69,8 @@ from finops_operator.views.self_hosted_models import html_section, table_lines, 
 from finops_operator.views.showback_html import render_showback
 
 # ---------------------------------------------------------------- arguments
+
+CLUSTER = "cluster"
 
 
 def _month(text: str) -> Period:
@@ -82,12 +92,24 @@ def _moment(text: str) -> datetime:
 
 def _by(text: str) -> tuple[str, ...]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name != "team" and name not in BY_CHOICES]
+    unknown = [name for name in names if name not in ("team", CLUSTER) and name not in BY_CHOICES]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"cannot split rows by {', '.join(unknown)}; choose from team, " + ", ".join(BY_CHOICES)
+            f"cannot split rows by {', '.join(unknown)}; choose from team, "
+            + ", ".join(BY_CHOICES)
+            + f", or {CLUSTER} alone"
         )
+    if CLUSTER in names and set(names) != {CLUSTER}:
+        raise argparse.ArgumentTypeError(f"--by {CLUSTER} goes alone, not with other labels")
+    if CLUSTER in names:
+        return (CLUSTER,)
     return tuple(dict.fromkeys(BY_CHOICES[name] for name in names if name != "team"))
+
+
+def _cluster(text: str) -> str:
+    if not (0 < len(text) <= 63 and is_label_value(text)):
+        raise argparse.ArgumentTypeError(f"{text[:70]!r} is not a cluster name (a label value)")
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +129,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=(),
         metavar="team,cost-center,feature",
         help="CSV only: one row per team x these labels (any of cost-center, feature, "
-        "environment, workload-type), for pivot tables; the team is always there",
+        "environment, workload-type), for pivot tables; the team is always there. "
+        "Or `cluster` (table or JSON): a line per cluster of the fleet",
+    )
+    parser.add_argument(
+        "--cluster",
+        type=_cluster,
+        metavar="NAME",
+        help="only this cluster's series (its cluster label, config cluster.label; series "
+        "without the label count as any cluster's); default: every cluster",
     )
     parser.add_argument(
         "--focus-version",
@@ -168,9 +198,17 @@ def render(
     if fmt == "json":
         rows = to_json_rows(self_hosted)
         document = to_json(
-            costs, label, team, allocation=_allocation(report), span=span, self_hosted=rows
+            costs,
+            label,
+            team,
+            allocation=_allocation(report),
+            span=span,
+            self_hosted=rows,
+            clusters=report.clusters,
         )
         return document + "\n"
+    if by == (CLUSTER,):
+        return cluster_table(costs, report.clusters, label)
     if fmt == "csv":
         context = CsvContext(
             data_through=report.data_through,
@@ -198,7 +236,13 @@ def _focus(report: PeriodReport, team: str | None, version: str) -> str:
     usage, costs = report.usage, report.costs
     if version == "1.2":
         rows = focus_rows(
-            costs, usage.gpu, usage.tokens, report.pricing, team, billing_period=report.period
+            costs,
+            usage.gpu,
+            usage.tokens,
+            report.pricing,
+            team,
+            billing_period=report.period,
+            account=_focus_account(report),
         )
         return to_focus(rows)
     rows = focus13_rows(
@@ -210,6 +254,7 @@ def _focus(report: PeriodReport, team: str | None, version: str) -> str:
         days=usage.days,
         capacity=usage.capacity,
         billing_period=report.period,
+        account=_focus_account(report),
     )
     return to_focus(rows, FOCUS_1_3_COLUMNS)
 
@@ -277,7 +322,9 @@ def run(args: argparse.Namespace) -> int:
         period, label = _period(args)
         config = load_config(args.config)
         prometheus = _prometheus(config.prometheus, args.prometheus_url)
-        if args.by and args.format != "csv":
+        if args.by == (CLUSTER,) and args.format not in ("table", "json"):
+            raise ValueError(f"--by {CLUSTER} works with --format table or json")
+        if args.by and args.by != (CLUSTER,) and args.format != "csv":
             raise ValueError("--by splits CSV rows; use it with --format csv")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -286,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     client = PrometheusClient(prometheus, timeout=args.timeout)
-    names = QueryNames.from_config(config)
+    names = QueryNames.from_config(config).only_cluster(args.cluster)
     chargeback = Chargeback.of(client, config, names)
     try:
         report = report_period(client, config.pricing, period, names=names, adjust=chargeback)
@@ -326,6 +373,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: PARTIAL report for {label}: {partial}", file=sys.stderr)
         if args.format == "table":
             sys.stdout.write(f"PARTIAL: figures may be too low ({partial})\n\n")
+    report = _named_clusters(report, config.cluster.name)
     known = {row.team for row in report.costs.teams} | {conventions.UNTAGGED}
     if args.team is not None and args.team not in known:
         print(f"note: team {args.team!r} has no usage in {label}", file=sys.stderr)
@@ -342,6 +390,26 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _focus_account(report: PeriodReport) -> FocusAccount | None:
+    """The FOCUS billing account of a report of one named cluster: that cluster (its
+    BillingAccountId, InvoiceId and ResourceIds carry the name; docs/multi-cluster.md).
+    A fleet, or one unnamed cluster, keeps the default account."""
+    names = {cluster.name for cluster in report.clusters}
+    if len(names) != 1 or "" in names:
+        return None
+    (name,) = names
+    return FocusAccount(account_id=name, account_name=f"GPU cluster {name}")
+
+
+def _named_clusters(report: PeriodReport, name: str | None) -> PeriodReport:
+    """`report` with its unlabelled cluster ("") named after config `cluster.name`:
+    one Prometheus read directly shows no cluster label, and it is that cluster."""
+    if name is None:
+        return report
+    clusters = tuple(replace(c, name=c.name or name) for c in report.clusters)
+    return replace(report, clusters=clusters)
 
 
 def served_models(

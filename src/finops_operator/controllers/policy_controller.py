@@ -281,7 +281,10 @@ class PolicyController:
         if not self.leading():
             return
         desired = recording_rules_prometheus_rule(
-            self.namespace, self.config.rule_labels, self.config.llm_gateway
+            self.namespace,
+            self.config.rule_labels,
+            self.config.llm_gateway,
+            self.config.cluster.label,
         )
         name = desired["metadata"]["name"]
         try:

@@ -141,6 +141,9 @@ class ReportController:
 
     async def _refresh(self, now: datetime.datetime) -> bool:
         healthy = True
+        # A shared Thanos holds other clusters too: this operator's CostReports are its
+        # own cluster's.
+        names = QueryNames.from_config(self.config).only_cluster(self.config.cluster.name)
         for period in months_to_refresh(now):
             label = f"{period.start:%Y-%m}"
             try:
@@ -150,10 +153,8 @@ class ReportController:
                     self.config.pricing,
                     period,
                     now=now,
-                    names=QueryNames.from_config(self.config),
-                    adjust=Chargeback.of(
-                        self.prometheus, self.config, QueryNames.from_config(self.config)
-                    ),
+                    names=names,
+                    adjust=Chargeback.of(self.prometheus, self.config, names),
                 )
             except NoUsageDataError:
                 logger.debug("No usage in Prometheus for %s yet; nothing to report", label)

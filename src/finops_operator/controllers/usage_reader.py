@@ -55,6 +55,7 @@ from finops_operator.domain.costs.cost_queries import (
     tokens_query,
 )
 from finops_operator.domain.costs.finance import data_from
+from finops_operator.domain.costs.fleet import ClusterCost, cluster_costs
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.pricing import JobCost, training_run_costs
 from finops_operator.domain.costs.showback import CostReport, compute_costs
@@ -114,6 +115,9 @@ class PeriodReport:
     # The answers' `warnings`, each once: not empty when Prometheus (Thanos, Mimir)
     # answered only in part, so the figures may be too low.
     warnings: tuple[str, ...] = ()
+    # Each cluster's figures (`fleet.cluster_costs`): one, named "", for a single
+    # Prometheus whose series carry no cluster label.
+    clusters: tuple[ClusterCost, ...] = ()
 
     @property
     def partial(self) -> bool:
@@ -308,18 +312,21 @@ def read_usage(
     plan = plan_windows(
         _to_ms(period.start), _to_ms(period.end), int(chunk.total_seconds() * 1000) or DAY_MS
     )
-    hours_by_window = _run(client, gpu_hours_query, plan, names, GPU_USAGE_LABELS)
+    gpu_labels = names.labels(GPU_USAGE_LABELS)
+    hours_by_window = _run(client, gpu_hours_query, plan, names, gpu_labels)
     hours = _total(hours_by_window)
-    idle = _total(_run(client, idle_gpu_hours_query, plan, names, GPU_USAGE_LABELS))
-    capacity_by_window = _run(client, capacity_gpu_hours_query, plan, names, ("gpu_model",))
+    idle = _total(_run(client, idle_gpu_hours_query, plan, names, gpu_labels))
+    capacity_labels = names.labels(("gpu_model",))
+    capacity_by_window = _run(client, capacity_gpu_hours_query, plan, names, capacity_labels)
     capacity = _total(capacity_by_window)
-    tokens_by_window = _run(client, tokens_query, plan, names, TOKEN_LABELS)
+    tokens_by_window = _run(client, tokens_query, plan, names, names.labels(TOKEN_LABELS))
     tokens = _total(tokens_by_window)
-    job_hours = _total(_run(client, job_gpu_hours_query, plan, names, JOB_LABELS)) if jobs else {}
+    job_labels = names.labels(JOB_LABELS)
+    job_hours = _total(_run(client, job_gpu_hours_query, plan, names, job_labels)) if jobs else {}
 
     gpu = []
     for key, allocated in sorted(hours.items()):
-        team, feature, environment, workload_type, cost_center, model = key
+        cluster, team, feature, environment, workload_type, cost_center, model = key
         idle_hours = idle.get(key)
         gpu.append(
             GpuUsage(
@@ -331,6 +338,7 @@ def read_usage(
                 environment=_tag(environment),
                 workload_type=_tag(workload_type),
                 cost_center=_tag(cost_center),
+                cluster=cluster,
             )
         )
     return Usage(
@@ -341,12 +349,13 @@ def read_usage(
                 model=model or UNKNOWN_MODEL,
                 tokens=_whole(count),
                 direction="output" if direction == "output" else "input",
+                cluster=cluster,
             )
-            for (team, model, direction), count in sorted(tokens.items())
+            for (cluster, team, model, direction), count in sorted(tokens.items())
         ],
         capacity=[
-            CapacityUsage(gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered)
-            for (model,), offered in sorted(capacity.items())
+            CapacityUsage(gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered, cluster=cluster)
+            for (cluster, model), offered in sorted(capacity.items())
         ],
         jobs=[
             JobUsage(
@@ -355,14 +364,20 @@ def read_usage(
                 team=_tag(team),
                 gpu_model=model or UNKNOWN_MODEL,
                 gpu_hours=used,
+                cluster=cluster,
             )
-            for (namespace, job, team, model), used in sorted(job_hours.items())
+            for (cluster, namespace, job, team, model), used in sorted(job_hours.items())
         ],
         days=[
             DayUsage(
                 window=window,
                 gpu=[
-                    GpuUsage(team=_tag(key[0]), gpu_model=key[-1] or UNKNOWN_MODEL, gpu_hours=value)
+                    GpuUsage(
+                        team=_tag(key[1]),
+                        gpu_model=key[-1] or UNKNOWN_MODEL,
+                        gpu_hours=value,
+                        cluster=key[0],
+                    )
                     for key, value in sorted(hours_by_window.get(index, {}).items())
                 ],
                 tokens=[
@@ -371,14 +386,19 @@ def read_usage(
                         model=model or UNKNOWN_MODEL,
                         tokens=count,
                         direction="output" if direction == "output" else "input",
+                        cluster=cluster,
                     )
-                    for (team, model, direction), count in sorted(
+                    for (cluster, team, model, direction), count in sorted(
                         tokens_by_window.get(index, {}).items()
                     )
                 ],
                 capacity=[
-                    CapacityUsage(gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered)
-                    for (model,), offered in sorted(capacity_by_window.get(index, {}).items())
+                    CapacityUsage(
+                        gpu_model=model or UNKNOWN_MODEL, gpu_hours=offered, cluster=cluster
+                    )
+                    for (cluster, model), offered in sorted(
+                        capacity_by_window.get(index, {}).items()
+                    )
                 ],
             )
             for index, window in enumerate(_periods(plan))
@@ -453,4 +473,11 @@ def report_period(
         queries=len(records),
         query_seconds=sum(record.seconds for record in records),
         warnings=warnings,
+        clusters=cluster_costs(
+            period=measured,
+            pricing=pricing,
+            gpu_usage=usage.gpu,
+            token_usage=usage.tokens,
+            capacity=usage.capacity,
+        ),
     )

@@ -194,6 +194,10 @@ Scale = Annotated[
 _METRIC_NAME: Final = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _PROM_LABEL: Final = r"[a-zA-Z_][a-zA-Z0-9_]*"
 DEFAULT_RULE_LABELS: Final[Mapping[str, str]] = {"release": "kube-prometheus-stack"}
+# What a ThanosRuler's `ruleSelector` matches: fleet policies' PrometheusRules.
+DEFAULT_FLEET_RULE_LABELS: Final[Mapping[str, str]] = {
+    f"{conventions.API_GROUP}/rule-evaluator": "thanos-ruler"
+}
 
 
 def _metric_name(name: str) -> str:
@@ -842,6 +846,76 @@ class SelfHostedModelsConfig(_Model):
         return _label_name(name)
 
 
+def _rule_labels(labels: dict[str, str]) -> dict[str, str]:
+    """`labels` when they can go on a PrometheusRule the operator writes; else ValueError."""
+    for key, value in labels.items():
+        problem = names.label_key_problem(key)
+        if problem is not None:
+            raise ValueError(problem)
+        if key in (MANAGED_BY_LABEL, COSTPOLICY_RULE_LABEL):
+            raise ValueError(f"{key!r} is set by the operator itself")
+        if not names.is_label_value(value):
+            raise ValueError(f"{_shown(value)} (for {key!r}) is not a Kubernetes label value")
+    return labels
+
+
+class ClusterConfig(_Model):
+    """Which cluster this operator is, and how series name their cluster (docs/multi-cluster.md)."""
+
+    name: str | None = Field(
+        default=None,
+        description="This cluster's name: the value of the `label` external label its "
+        "Prometheus sets. When given, the operator reads and alerts on this cluster's "
+        "series only (those with `<label>=<name>`, and those without the label, as its own "
+        "Prometheus shows them), so it can read a shared Thanos Query or Mimir. `report` "
+        "names unlabelled series after it. `null`: one cluster, nothing filtered.",
+    )
+    label: str = Field(
+        default="cluster",
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description="The Prometheus label that names a series' cluster (the external label "
+        "kube-prometheus-stack sets as `prometheus.prometheusSpec.externalLabels`). Every "
+        "query and rule keeps it in its `by (...)`, so series of two clusters never merge.",
+    )
+    replica_labels: tuple[str, ...] = Field(
+        default=("prometheus_replica", "replica"),
+        alias="replicaLabels",
+        description="Labels that tell the replicas of an HA Prometheus pair apart, when they "
+        "are read without deduplication (Thanos Query without `--query.replica-label`, or "
+        "Mimir without HA dedup). Summed figures (tokens) take the maximum over these "
+        "labels first, so a pair never counts twice; `[]` when no replica label exists.",
+    )
+
+    fleet_rule_labels: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_FLEET_RULE_LABELS),
+        alias="fleetRuleLabels",
+        description="Labels put, instead of `ruleLabels`, on the PrometheusRule of a "
+        "CostPolicy with `clusters: all` (spend over every cluster), so that Thanos Ruler "
+        "(the Prometheus Operator's `ThanosRuler`, `ruleSelector`) loads it and the "
+        "cluster's own Prometheus does not.",
+    )
+
+    @field_validator("fleet_rule_labels")
+    @classmethod
+    def _fleet_rule_labels_are_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        return _rule_labels(labels)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_label_value(cls, name: str | None) -> str | None:
+        if name is not None and not (0 < len(name) <= 63 and names.is_label_value(name)):
+            raise ValueError(f"{_shown(name)} is not a cluster name (a Kubernetes label value)")
+        return name
+
+    @field_validator("replica_labels")
+    @classmethod
+    def _replica_labels_are_label_names(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
+        for label in labels:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label):
+                raise ValueError(f"{_shown(label)} is not a Prometheus label name")
+        return labels
+
+
 class Config(_Model):
     """The whole configuration; `Config()` is the embedded default."""
 
@@ -931,6 +1005,9 @@ class Config(_Model):
         alias="selfHostedModels",
         description="See `selfHostedModels.*` below.",
     )
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig, description="See `cluster.*` below."
+    )
 
     @model_validator(mode="after")
     def _spend_metric_is_usd(self) -> Config:
@@ -944,15 +1021,7 @@ class Config(_Model):
     @field_validator("rule_labels")
     @classmethod
     def _rule_labels_are_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key, value in labels.items():
-            problem = names.label_key_problem(key)
-            if problem is not None:
-                raise ValueError(problem)
-            if key in (MANAGED_BY_LABEL, COSTPOLICY_RULE_LABEL):
-                raise ValueError(f"{key!r} is set by the operator itself")
-            if not names.is_label_value(value):
-                raise ValueError(f"{_shown(value)} (for {key!r}) is not a Kubernetes label value")
-        return labels
+        return _rule_labels(labels)
 
     @field_validator("labels", mode="before")
     @classmethod

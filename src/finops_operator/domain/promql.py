@@ -98,6 +98,16 @@ def matchers(labels: Mapping[str, str]) -> str:
     return "{" + ",".join(f"{name}={string_literal(v)}" for name, v in labels.items()) + "}"
 
 
+def own_cluster_pattern(name: str) -> str:
+    """A PromQL regex literal matching `name` or the empty value (no cluster label).
+
+    A Prometheus never shows its own external labels to its own queries, so a
+    per-cluster operator reading its local Prometheus sees its series unlabelled,
+    and reading a shared Thanos sees them labelled: both are its own.
+    """
+    return string_literal(re.sub(r"([.\\^$|?*+()\[\]{}])", r"\\\1", name) + "|")
+
+
 def number(value: Decimal | int) -> str:
     """A decimal written as PromQL reads it: no exponent, no trailing zeros."""
     text = format(Decimal(value), "f")

@@ -22,6 +22,7 @@ so callers sum: each gateway replica counts its own requests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -69,12 +70,14 @@ class TokenSource:
             model_label=LITELLM_MODEL_LABEL,
         )
 
-    def selector(self, direction: TokenDirection) -> str:
-        """The series selector of one direction's token counter."""
+    def selector(self, direction: TokenDirection, matchers: Sequence[str] = ()) -> str:
+        """The series selector of one direction's token counter, with `matchers` more
+        (such as one cluster's: docs/multi-cluster.md)."""
         metric = self.input_metric if direction == "input" else self.output_metric
-        if self.type_label is None:
-            return metric
-        return f"{metric}{{{self.type_label}={string_literal(direction)}}}"
+        every = list(matchers)
+        if self.type_label is not None:
+            every.append(f"{self.type_label}={string_literal(direction)}")
+        return metric + ("{" + ", ".join(every) + "}" if every else "")
 
     @property
     def described(self) -> str:
@@ -87,15 +90,27 @@ class TokenSource:
 DEFAULT_SOURCE: Final = TokenSource.of(LlmGatewayConfig())
 
 
-def token_series(source: TokenSource, direction: TokenDirection, function: str, window: str) -> str:
+def token_series(
+    source: TokenSource,
+    direction: TokenDirection,
+    function: str,
+    window: str,
+    *,
+    matchers: Sequence[str] = (),
+    replica_labels: Sequence[str] = (),
+) -> str:
     """`function(counter[window])` of one direction, with `team` and `model` labels set.
 
     `function` is a counter function (`rate`, `increase`): both handle resets. The
     configured team label is copied to `team` and the model label to `model` (where
     they are named otherwise); a series without one keeps an empty `team`, which the
-    callers read as `__untagged__`.
+    callers read as `__untagged__`. `matchers` narrow the counter (one cluster); with
+    `replica_labels`, the copies of an HA Prometheus pair read without deduplication
+    count once (`max without` them, before anything is summed).
     """
-    series = f"{function}({source.selector(direction)}[{window}])"
+    series = f"{function}({source.selector(direction, matchers)}[{window}])"
+    if replica_labels:
+        series = f"max without ({', '.join(replica_labels)}) ({series})"
     if source.team_label != "team":
         series = (
             f'label_replace({series}, "team", "$1", {string_literal(source.team_label)}, "(.+)")'

@@ -37,11 +37,12 @@ from finops_operator.domain.costs.cents import (
     within,
 )
 from finops_operator.domain.costs.finance import DataSpan
+from finops_operator.domain.costs.fleet import ClusterCost
 from finops_operator.domain.costs.focus import FOCUS_COLUMNS
 from finops_operator.domain.costs.period import utc_timestamp
 from finops_operator.domain.costs.pricing import JobCost
 from finops_operator.domain.costs.showback import ClusterRow, CostReport, CostRow, idle_percent
-from finops_operator.domain.money import display_hours, display_money
+from finops_operator.domain.money import display_hours, display_money, round_to
 
 FORMATS: Final = ("table", "json", "csv", "focus", "html")
 ROW_FIELDS: Final = (
@@ -124,6 +125,7 @@ def to_json(
     team: str | None = None,
     *,
     allocation: Allocation | None = None,
+    clusters: Sequence[ClusterCost] | None = None,
     self_hosted: Sequence[Mapping[str, Any]] = (),
     span: DataSpan | None = None,
 ) -> str:
@@ -133,7 +135,8 @@ def to_json(
     `team`) with its GPU, token and shared cost, whose `totalCost`s plus
     `undistributedCost` are the cluster's `totalCost` to the cent. With `span`:
     `dataFrom`, `dataThrough`, `partialPeriod`, and each row's month-end
-    `forecastTotalCost` in a running month."""
+    `forecastTotalCost` in a running month. With `clusters`, `clusters` too
+    (`cluster_lines`)."""
     rounded = report_cents(costs)
     document: dict[str, Any] = {
         "period": label,
@@ -145,8 +148,78 @@ def to_json(
     }
     if allocation is not None:
         document["costCenters"] = _cost_centers(costs, allocation)
+    if clusters is not None:
+        document["clusters"] = cluster_lines(costs, clusters)
     document["selfHostedModels"] = list(self_hosted)
     return json.dumps(document, indent=2)
+
+
+def cluster_lines(costs: CostReport, clusters: Sequence[ClusterCost]) -> list[dict[str, Any]]:
+    """One entry per cluster of the fleet (`fleet.cluster_costs`), `name` "" for series
+    without a cluster label. The `totalCost`s plus the cluster row's `platformCost` are
+    the fleet's `totalCost`, to the cent (rounded together, largest remainders)."""
+    exact = [cluster.costs.total_cost for cluster in clusters]
+    fleet = Decimal(display_money(costs.cluster.total_cost))
+    *totals, _platform = round_to([*exact, costs.cluster.platform_cost], fleet)
+    return [
+        {
+            "name": cluster.name,
+            "gpuHours": display_hours(cluster.costs.gpu_hours),
+            "gpuCost": display_money(cluster.costs.gpu_cost),
+            "idleCost": display_money(cluster.costs.idle_cost),
+            "tokenCost": display_money(cluster.costs.token_cost),
+            "capacityGpuHours": display_hours(cluster.costs.capacity_gpu_hours),
+            "unallocatedCost": display_money(cluster.costs.unallocated_cost),
+            "totalCost": str(total),
+        }
+        for cluster, total in zip(clusters, totals, strict=True)
+    ]
+
+
+def cluster_table(costs: CostReport, clusters: Sequence[ClusterCost], label: str) -> str:
+    """For people (`report --by cluster`): a line per cluster, then the platform cost
+    and the fleet total they add up to."""
+    lines = cluster_lines(costs, clusters)
+    header = ["CLUSTER", "GPU HOURS", "GPU COST", "TOKEN COST", "UNALLOCATED", "TOTAL"]
+    body = [
+        [
+            line["name"] or "(no cluster label)",
+            f"{line['gpuHours']:,.1f}",
+            line["gpuCost"],
+            line["tokenCost"],
+            line["unallocatedCost"],
+            line["totalCost"],
+        ]
+        for line in lines
+    ]
+    fleet = costs.cluster
+    tail = [
+        ["platform", "", "", "", "", display_money(fleet.platform_cost)],
+        ["fleet", f"{display_hours(fleet.gpu_hours):,.1f}", display_money(fleet.gpu_cost),
+         display_money(fleet.token_cost), display_money(fleet.unallocated_cost),
+         display_money(fleet.total_cost)],
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in [header, *body, *tail]) for i in range(len(header))]
+
+    def aligned(row: Sequence[str]) -> str:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
+        ]
+        return "  ".join(cells).rstrip()
+
+    return (
+        "\n".join(
+            [
+                f"GPU cost report {label} by cluster ({costs.currency})",
+                "",
+                aligned(header),
+                *(aligned(row) for row in body),
+                "  ".join("-" * width for width in widths),
+                *(aligned(row) for row in tail),
+            ]
+        )
+        + "\n"
+    )
 
 
 # Row types of the CSV: summing a column over `team`, `untagged` and `undistributed`

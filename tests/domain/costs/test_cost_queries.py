@@ -51,17 +51,17 @@ def test_ranges_are_written_as_prometheus_durations_to_the_millisecond() -> None
 def test_allocation_is_integrated_per_target_then_deduplicated_by_the_pods_labels() -> None:
     query = gpu_hours_query(DAY_MS)
     assert "sum_over_time(finops_pod_gpu_allocation[1d])" in query
-    assert "/ on (job, instance) group_left ()" in query
-    assert f"max by ({', '.join(POD_ALLOCATION_LABELS)})" in query
+    assert "/ on (cluster, job, instance) group_left ()" in query
+    assert f"max by (cluster, {', '.join(POD_ALLOCATION_LABELS)})" in query
     assert query.startswith(
-        "sum by (team, feature, environment, workload_type, cost_center, gpu_model) ("
+        "sum by (cluster, team, feature, environment, workload_type, cost_center, gpu_model) ("
     )
 
 
 def test_the_sample_rate_is_measured_on_the_price_series_not_assumed() -> None:
     rate = samples_per_hour(DAY_MS)
     assert "count_over_time(finops_gpu_hourly_price[59m59s999ms])[1d:1h]" in rate
-    assert rate.startswith("max by (job, instance) (")
+    assert rate.startswith("max by (cluster, job, instance) (")
     # A window shorter than an hour still holds one whole hour to count in.
     assert "[1h:1h]" in samples_per_hour(10 * 60_000)
     for query in (gpu_hours_query(DAY_MS), capacity_gpu_hours_query(DAY_MS)):
@@ -70,7 +70,7 @@ def test_the_sample_rate_is_measured_on_the_price_series_not_assumed() -> None:
 
 def test_idle_hours_weigh_each_pods_allocation_by_its_mean_utilization() -> None:
     query = idle_gpu_hours_query(DAY_MS)
-    assert "* on (namespace, pod) group_left ()" in query
+    assert "* on (cluster, namespace, pod) group_left ()" in query
     assert "avg_over_time(DCGM_FI_DEV_GPU_UTIL[1d])" in query and ")) / 100" in query
     # The GPU Operator's labels are renamed, and MIG pods read from the MIG metric.
     assert '"pod", "$1", "exported_pod", "(.+)"' in query
@@ -92,7 +92,10 @@ def test_metric_names_and_the_utilization_scale_come_from_the_names_given() -> N
     )
     names = QueryNames.from_config(config)
     query = idle_gpu_hours_query(DAY_MS, names)
-    assert "avg by (namespace, pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[1d]))\n" in query
+    assert (
+        "avg by (cluster, namespace, pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[1d]))\n"
+        in query
+    )
     assert "/ 100" not in query  # a ratio, not rescaled
     assert "exported_" not in query and "GPU_I_ID" not in query
     tokens = tokens_query(DAY_MS, names)
@@ -101,9 +104,10 @@ def test_metric_names_and_the_utilization_scale_come_from_the_names_given() -> N
 
 def test_tokens_are_summed_by_team_alias_model_and_direction_with_increase() -> None:
     query = tokens_query(DAY_MS)
-    assert query.startswith("sum by (team, model, direction) (")
+    assert query.startswith("sum by (cluster, team, model, direction) (")
     assert (
-        'label_replace(label_replace(increase(litellm_input_tokens_metric_total[1d]), "team", '
+        "label_replace(label_replace(max without (prometheus_replica, replica) "
+        '(increase(litellm_input_tokens_metric_total[1d])), "team", '
         '"$1", "team_alias", "(.+)"), "direction", "input", "", "")'
     ) in query
     assert "increase(litellm_output_tokens_metric_total[1d])" in query
@@ -111,7 +115,9 @@ def test_tokens_are_summed_by_team_alias_model_and_direction_with_increase() -> 
 
 def test_capacity_is_deduplicated_by_node_model_and_resource() -> None:
     query = capacity_gpu_hours_query(DAY_MS)
-    assert query.startswith("sum by (gpu_model) (\n  max by (node, gpu_model, resource) (")
+    assert query.startswith(
+        "sum by (cluster, gpu_model) (\n  max by (cluster, node, gpu_model, resource) ("
+    )
     assert "sum_over_time(finops_node_gpu_capacity[1d])" in query
 
 
@@ -119,7 +125,7 @@ def test_job_hours_join_pods_to_the_job_that_owns_them_at_any_time_in_the_window
     query = job_gpu_hours_query(DAY_MS)
     assert "group_left (owner_name)" in query
     assert 'max_over_time(kube_pod_owner{owner_kind="Job"}[1d])' in query
-    assert query.startswith("sum by (namespace, owner_name, team, gpu_model) (")
+    assert query.startswith("sum by (cluster, namespace, owner_name, team, gpu_model) (")
 
 
 def test_a_month_is_one_range_evaluation_of_whole_days() -> None:
@@ -206,3 +212,46 @@ def test_prometheus_parses_the_queries_with_other_metric_names(
     client = PrometheusClient(PrometheusConfig(url=empty_prometheus.url))
     for build in QUERIES:
         assert client.evaluate(build(DAY_MS, names), 1_700_000_000.5) == []
+
+
+# ---------------------------------------------------------------- clusters (issue 22)
+
+ALL_QUERIES = (
+    gpu_hours_query,
+    idle_gpu_hours_query,
+    capacity_gpu_hours_query,
+    tokens_query,
+    job_gpu_hours_query,
+)
+
+
+def test_every_aggregation_and_join_keeps_the_configured_cluster_label() -> None:
+    names = QueryNames.from_config(parse_config({"cluster": {"label": "k8s_cluster"}}))
+    for build in ALL_QUERIES:
+        query = build(DAY_MS, names)
+        groupings = re.findall(r"\b(?:by|on) \(([^)]*)\)", query)
+        assert groupings, build.__name__
+        for grouping in groupings:
+            if "dra_claim" in grouping:
+                continue  # main's DRA join (issue 21): not cluster-aware yet, docs/multi-cluster.md
+            assert grouping.split(", ")[0] == "k8s_cluster", (build.__name__, grouping)
+        assert "cluster=~" not in query, "every cluster is read unless told otherwise"
+
+
+def test_one_cluster_is_its_labelled_series_and_the_unlabelled_ones() -> None:
+    names = QueryNames().only_cluster("gpu.eu-1")
+    for build in ALL_QUERIES:
+        query = build(DAY_MS, names)
+        selectors = re.findall(r"\b(?:finops_|litellm_|kube_pod_owner|DCGM_)\w*(\{[^}]*\})?", query)
+        assert selectors and all('cluster=~"gpu\\\\.eu-1|"' in s for s in selectors), (
+            build.__name__,
+            selectors,
+        )
+    assert 'kube_pod_owner{cluster=~"gpu\\\\.eu-1|", owner_kind="Job"}' in job_gpu_hours_query(
+        DAY_MS, names
+    )
+
+
+def test_without_replica_labels_tokens_are_summed_as_they_come() -> None:
+    names = QueryNames.from_config(parse_config({"cluster": {"replicaLabels": []}}))
+    assert "max without" not in tokens_query(DAY_MS, names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -45,7 +46,7 @@ def test_the_recording_rules_have_the_contract_names() -> None:
 
 def test_allocation_and_cost_are_summed_by_the_five_cost_labels() -> None:
     rules = {rule["record"]: rule["expr"] for rule in render_recording_rules()[0]["rules"]}
-    by_five = "sum by (team, feature, environment, workload_type, cost_center) ("
+    by_five = "sum by (cluster, team, feature, environment, workload_type, cost_center) ("
     assert rules[conventions.RULE_GPU_ALLOCATION].startswith(by_five)
     assert rules[conventions.RULE_GPU_COST_HOURLY].startswith(by_five)
 
@@ -55,9 +56,11 @@ def test_replicas_and_target_labels_are_collapsed_before_anything_is_summed_or_j
     assert "finops_pod_gpu_allocation)" in cost
     for line in cost.splitlines():
         if "(finops_pod_gpu_allocation)" in line:
-            assert line.strip().startswith("max by (namespace, pod, node, resource, gpu_model,")
-    assert "max by (gpu_model) (finops_gpu_hourly_price)" in cost
-    assert "* on (gpu_model) group_left ()" in cost
+            assert line.strip().startswith(
+                "max by (cluster, namespace, pod, node, resource, gpu_model,"
+            )
+    assert "max by (cluster, gpu_model) (finops_gpu_hourly_price)" in cost
+    assert "* on (cluster, gpu_model) group_left ()" in cost
     assert "job" not in cost and "instance" not in cost
 
 
@@ -336,7 +339,7 @@ def test_token_cost_is_recorded_by_team_from_the_configured_team_label() -> None
     assert "litellm_input_tokens_metric_total" in expr
     assert "litellm_output_tokens_metric_total" in expr
     assert 'finops_token_price_per_1k{direction="output"}' in expr
-    assert expr.startswith("3600 * sum by (team) (")
+    assert expr.startswith("3600 * sum by (cluster, team) (")
 
     by_id = render_recording_rules(parse_config({"llmGateway": {"teamLabel": "team"}}).llm_gateway)
     [token] = [r for r in by_id[0]["rules"] if r["record"] == conventions.RULE_TOKEN_COST_HOURLY]
@@ -352,3 +355,48 @@ def test_the_spend_metric_replaces_token_prices_when_configured() -> None:
     ]
     assert "litellm_spend_metric_total[15m]" in token["expr"]
     assert "finops_token_price_per_1k" not in token["expr"]
+
+
+# ---------------------------------------------------------------- clusters (issue 22)
+
+FLEET = with_spec(clusters="all", idle=None, retries=None, alerting__ruleLabels=None)
+
+
+def _budget_exprs(policy: dict[str, Any], options: AlertOptions) -> list[str]:
+    return [rule["expr"] for rule in only(alerts(policy, options), "FinOpsBudgetThreshold")]
+
+
+def test_a_cluster_policy_counts_only_its_clusters_spend_when_the_cluster_is_named() -> None:
+    named = AlertOptions.from_config(parse_config({"cluster": {"name": "eu-1"}}))
+    for expr in _budget_exprs(EXAMPLE, named):
+        assert expr.count('cluster=~"eu-1|"') == 2, expr  # GPU and token spend
+    assert "cluster" not in "".join(_budget_exprs(EXAMPLE, AlertOptions()))
+
+
+def test_a_fleet_policy_sums_every_cluster_with_each_ha_pair_once() -> None:
+    named = AlertOptions.from_config(parse_config({"cluster": {"name": "eu-1"}}))
+    exprs = _budget_exprs(FLEET, named) + [
+        rule["expr"] for rule in only(alerts(FLEET, named), "FinOpsSpendAnomaly")
+    ]
+    for expr in exprs:
+        assert "cluster=~" not in expr
+        assert "sum by (team) (max without (prometheus_replica, replica) (" in expr
+
+
+def test_a_fleet_policys_rule_carries_the_thanos_ruler_labels_not_the_prometheus_ones() -> None:
+    config = parse_config({"cluster": {"fleetRuleLabels": {"role": "fleet"}}})
+    rule = render_policy(FLEET, AlertOptions.from_config(config))
+    labels = rule["metadata"]["labels"]
+    assert labels["role"] == "fleet" and "release" not in labels
+    own = render_policy(EXAMPLE, AlertOptions.from_config(config))["metadata"]["labels"]
+    assert own["release"] == "kube-prometheus-stack" and "role" not in own
+    default = render_policy(FLEET)["metadata"]["labels"]
+    assert default["finops.resilio.tech/rule-evaluator"] == "thanos-ruler"
+
+
+def test_the_recording_rules_keep_the_configured_cluster_label() -> None:
+    for group in render_recording_rules(cluster="k8s_cluster"):
+        for rule in group["rules"]:
+            for grouping in re.findall(r"\b(?:by|on) \(([^)]*)\)", rule["expr"]):
+                if grouping:  # `on ()` joins the label-less heartbeat
+                    assert grouping.startswith("k8s_cluster"), (rule["record"], grouping)

@@ -16,6 +16,17 @@ the cost model. docs/report.md explains each query; the short version:
   that identify the subject (pod, node, GPU model), which drops target labels and
   collapses replicas. Token counters are summed (every gateway replica counts its
   own requests), never deduplicated.
+- **Clusters.** Every `by`, `on` and `group_left` keeps the cluster label (config
+  `cluster.label`, `cluster` by default), so series of two clusters that differ only
+  by it (the same pod names behind one Thanos Query) never merge; a series without
+  it (one Prometheus, read directly) has the cluster "". `QueryNames.cluster_name`
+  restricts every selector to one cluster (`cluster=~"name|"`: its series, and the
+  unlabelled ones its own Prometheus shows), which is what a per-cluster operator
+  reading a shared Thanos uses.
+- **HA pairs read without deduplication.** Two Prometheus replicas of one cluster
+  give each series twice, differing by a replica label. The `max by` above already
+  drops it; the token counters, summed, first take `max without` the configured
+  replica labels (`cluster.replicaLabels`), so a pair never counts twice.
 - **Counter resets.** Tokens come from `increase`, which handles resets.
 - **Period bounds.** A window [a, b) is evaluated at `b - 1ms` with a range of
   exactly `b - a`: Prometheus 2 selects [a - 1ms, b - 1ms] and Prometheus 3
@@ -33,14 +44,19 @@ the cost model. docs/report.md explains each query; the short version:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import GPU_OPERATOR, TOKEN_DIRECTIONS, Config, GpuUtilization
 from finops_operator.domain.gpus import utilization as gpu_utilization
-from finops_operator.domain.promql import Duration, check_expression, string_literal
+from finops_operator.domain.promql import (
+    Duration,
+    check_expression,
+    own_cluster_pattern,
+    string_literal,
+)
 from finops_operator.domain.token_sources import DEFAULT_SOURCE, TokenSource, token_series
 
 COST_LABELS: Final = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COST_LABELS)
@@ -74,14 +90,40 @@ class QueryNames:
     utilization: GpuUtilization = GPU_OPERATOR
     token_source: TokenSource = DEFAULT_SOURCE
     pod_owner: str = conventions.METRIC_POD_OWNER
+    cluster_label: str = "cluster"
+    # Only this cluster's series (and unlabelled ones), or every cluster when None.
+    cluster_name: str | None = None
+    replica_labels: tuple[str, ...] = ("prometheus_replica", "replica")
 
     @classmethod
     def from_config(cls, config: Config) -> QueryNames:
+        """The names the configuration gives, reading every cluster (see `only_cluster`)."""
         gateway = config.llm_gateway
         return cls(
             utilization=config.gpu_metrics.source(),
             token_source=TokenSource.of(gateway),
+            cluster_label=config.cluster.label,
+            replica_labels=config.cluster.replica_labels,
         )
+
+    def only_cluster(self, name: str | None) -> QueryNames:
+        """These names reading only cluster `name` (every cluster when None)."""
+        return replace(self, cluster_name=name)
+
+    def cluster_matchers(self) -> tuple[str, ...]:
+        """The label matcher that keeps `cluster_name`'s series, or none."""
+        if self.cluster_name is None:
+            return ()
+        return (f"{self.cluster_label}=~{own_cluster_pattern(self.cluster_name)}",)
+
+    def select(self, metric: str, *more: str) -> str:
+        """`metric` with the cluster matcher and `more` matchers, e.g. `m{cluster=~"a|"}`."""
+        every = (*self.cluster_matchers(), *more)
+        return metric + ("{" + ", ".join(every) + "}" if every else "")
+
+    def labels(self, labels: Sequence[str]) -> tuple[str, ...]:
+        """`labels` with the cluster label first: what every aggregation keeps."""
+        return (self.cluster_label, *labels)
 
     @property
     def tokens(self) -> str:
@@ -124,8 +166,9 @@ def samples_per_hour(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """
     reach = max(window_ms, HOUR_MS)
     return (
-        f"max {by(TARGET_LABELS)} (\n"
-        f"  max_over_time(count_over_time({names.price}[{duration_ms(HOUR_MS - 1)}])"
+        f"max {by(names.labels(TARGET_LABELS))} (\n"
+        f"  max_over_time(count_over_time({names.select(names.price)}"
+        f"[{duration_ms(HOUR_MS - 1)}])"
         f"[{duration_ms(reach)}:1h])\n"
         f")"
     )
@@ -135,8 +178,8 @@ def _integrated(metric: str, window_ms: int, names: QueryNames, indent: str = " 
     """Each series of `metric` integrated over the window, in value x hours."""
     inner = samples_per_hour(window_ms, names).replace("\n", "\n" + indent + "  ")
     return (
-        f"{indent}  sum_over_time({metric}[{duration_ms(window_ms)}])\n"
-        f"{indent}/ {on(TARGET_LABELS)} group_left ()\n"
+        f"{indent}  sum_over_time({names.select(metric)}[{duration_ms(window_ms)}])\n"
+        f"{indent}/ {on(names.labels(TARGET_LABELS))} group_left ()\n"
         f"{indent}  {inner}"
     )
 
@@ -144,7 +187,8 @@ def _integrated(metric: str, window_ms: int, names: QueryNames, indent: str = " 
 def pod_gpu_hours(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """GPU hours of each pod (and GPU resource) in the window, once whatever the replicas."""
     return (
-        f"max {by(POD_ALLOCATION_LABELS)} (\n{_integrated(names.allocation, window_ms, names)}\n)"
+        f"max {by(names.labels(POD_ALLOCATION_LABELS))} (\n"
+        f"{_integrated(names.allocation, window_ms, names)}\n)"
     )
 
 
@@ -156,7 +200,12 @@ def pod_utilization(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     dcgm-exporter scrape interval. Read as configured (`gpuMetrics`): the GPU
     Operator's `exported_*` labels renamed, MIG pods from the MIG metric.
     """
-    fraction = gpu_utilization.pod_utilization(names.utilization, duration_ms(window_ms))
+    fraction = gpu_utilization.pod_utilization(
+        names.utilization,
+        duration_ms(window_ms),
+        group=names.labels(("namespace", "pod")),
+        matchers=names.cluster_matchers(),
+    )
     return f"clamp(\n  {_indent(fraction, '  ')},\n  0, 1\n)"
 
 
@@ -170,7 +219,8 @@ def _indent(text: str, prefix: str) -> str:
 def gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """Allocated GPU hours by the five cost labels and GPU model."""
     return _checked(
-        f"sum {by(GPU_USAGE_LABELS)} (\n  {_indent(pod_gpu_hours(window_ms, names), '  ')}\n)"
+        f"sum {by(names.labels(GPU_USAGE_LABELS))} (\n"
+        f"  {_indent(pod_gpu_hours(window_ms, names), '  ')}\n)"
     )
 
 
@@ -182,9 +232,9 @@ def idle_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> s
     of a device, times the utilization reported for the pod.
     """
     return _checked(
-        f"sum {by(GPU_USAGE_LABELS)} (\n"
+        f"sum {by(names.labels(GPU_USAGE_LABELS))} (\n"
         f"    {_indent(pod_gpu_hours(window_ms, names), '    ')}\n"
-        f"  * on (namespace, pod) group_left ()\n"
+        f"  * {on(names.labels(('namespace', 'pod')))} group_left ()\n"
         f"    (1 - {_indent(pod_utilization(window_ms, names), '    ')})\n"
         f")"
     )
@@ -193,8 +243,8 @@ def idle_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> s
 def capacity_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """GPU hours (in devices) the nodes offered, by GPU model."""
     return _checked(
-        f"sum by (gpu_model) (\n"
-        f"  max {by(NODE_CAPACITY_LABELS)} (\n"
+        f"sum {by(names.labels(('gpu_model',)))} (\n"
+        f"  max {by(names.labels(NODE_CAPACITY_LABELS))} (\n"
         f"{_integrated(names.capacity, window_ms, names, '    ')}\n"
         f"  )\n"
         f")"
@@ -210,12 +260,20 @@ def tokens_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """
     window = duration_ms(window_ms)
     parts = [
-        f"label_replace({token_series(names.token_source, direction, 'increase', window)}, "
-        f'"direction", "{direction}", "", "")'
+        "label_replace("
+        + token_series(
+            names.token_source,
+            direction,
+            "increase",
+            window,
+            matchers=names.cluster_matchers(),
+            replica_labels=names.replica_labels,
+        )
+        + f', "direction", "{direction}", "", "")'
         for direction in TOKEN_DIRECTIONS
     ]
     joined = "\n  or\n  ".join(parts)
-    return _checked(f"sum {by(TOKEN_LABELS)} (\n  {joined}\n)")
+    return _checked(f"sum {by(names.labels(TOKEN_LABELS))} (\n  {joined}\n)")
 
 
 def job_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
@@ -226,11 +284,12 @@ def job_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> st
     """
     job = string_literal("Job")
     return _checked(
-        f"sum {by(JOB_LABELS)} (\n"
+        f"sum {by(names.labels(JOB_LABELS))} (\n"
         f"    {_indent(pod_gpu_hours(window_ms, names), '    ')}\n"
-        f"  * on (namespace, pod) group_left (owner_name)\n"
-        f"    max by (namespace, pod, owner_name) (\n"
-        f"      max_over_time({names.pod_owner}{{owner_kind={job}}}[{duration_ms(window_ms)}])\n"
+        f"  * {on(names.labels(('namespace', 'pod')))} group_left (owner_name)\n"
+        f"    max {by(names.labels(('namespace', 'pod', 'owner_name')))} (\n"
+        f"      max_over_time({names.select(names.pod_owner, f'owner_kind={job}')}"
+        f"[{duration_ms(window_ms)}])\n"
         f"    )\n"
         f")"
     )

@@ -135,7 +135,8 @@ def compute_costs(
     """
     with localcontext(money_context()):
         rows: dict[str, _Acc] = defaultdict(_Acc)
-        allocated_by_model: dict[str, Decimal] = defaultdict(Decimal)
+        # By cluster and model: a spare GPU of one cluster cannot serve another's pod.
+        allocated_by_model: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for usage in gpu_usage:
             acc = rows[usage.team]
             price = pricing.gpu_price(usage.gpu_model)
@@ -146,7 +147,7 @@ def compute_costs(
             acc.idle_gpu_hours += idle
             acc.idle_cost += idle * price
             acc.used = acc.used or usage.gpu_hours != 0
-            allocated_by_model[usage.gpu_model] += usage.gpu_hours
+            allocated_by_model[usage.cluster, usage.gpu_model] += usage.gpu_hours
             for dimension in DIMENSIONS:
                 cell = acc.breakdowns[dimension].setdefault(usage.label(dimension), [ZERO] * 4)
                 cell[0] += usage.gpu_hours
@@ -160,13 +161,13 @@ def compute_costs(
             acc.token_cost += tokens.tokens * price / 1000
             acc.used = acc.used or tokens.tokens != 0
 
-        capacity_by_model: dict[str, Decimal] = defaultdict(Decimal)
+        capacity_by_model: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for offered in capacity:
-            capacity_by_model[offered.gpu_model] += offered.gpu_hours
+            capacity_by_model[offered.cluster, offered.gpu_model] += offered.gpu_hours
         unallocated_hours = ZERO
         unallocated_cost = ZERO
-        for model, offered_hours in capacity_by_model.items():
-            spare = max(offered_hours - allocated_by_model.get(model, ZERO), ZERO)
+        for (where, model), offered_hours in capacity_by_model.items():
+            spare = max(offered_hours - allocated_by_model.get((where, model), ZERO), ZERO)
             unallocated_hours += spare
             unallocated_cost += spare * pricing.gpu_price(model)
 

@@ -36,6 +36,8 @@ class GpuUsage:
     environment: str = conventions.UNTAGGED
     workload_type: str = conventions.UNTAGGED
     cost_center: str = conventions.UNTAGGED
+    # The value of the cluster label ("" for series without one: a single Prometheus).
+    cluster: str = ""
 
     @property
     def idle_gpu_hours(self) -> Decimal:
@@ -61,6 +63,7 @@ class TokenUsage:
     model: str
     tokens: Decimal
     direction: TokenDirection = "input"
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class CapacityUsage:
 
     gpu_model: str
     gpu_hours: Decimal
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,3 +84,4 @@ class JobUsage:
     team: str
     gpu_model: str
     gpu_hours: Decimal
+    cluster: str = ""

@@ -15,13 +15,20 @@ from decimal import Decimal
 from typing import Any
 
 from finops_operator.domain import conventions
-from finops_operator.domain.config import DEFAULT_RULE_LABELS, GPU_OPERATOR, Config, GpuUtilization
+from finops_operator.domain.config import (
+    DEFAULT_FLEET_RULE_LABELS,
+    DEFAULT_RULE_LABELS,
+    GPU_OPERATOR,
+    Config,
+    GpuUtilization,
+)
 from finops_operator.domain.gpus.utilization import pod_utilization
 from finops_operator.domain.promql import (
     Duration,
     check_expression,
     matchers,
     number,
+    own_cluster_pattern,
     string_literal,
 )
 from finops_operator.domain.rules.cost_policy import Anomaly, Budget, CostPolicy, Idle, Retries
@@ -43,6 +50,16 @@ class AlertOptions:
     utilization: GpuUtilization = GPU_OPERATOR
     # Labels on the PrometheusRule (config `ruleLabels`), under the policy's own ruleLabels.
     rule_labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_RULE_LABELS))
+    # Config `cluster.*`: a policy of this cluster (`clusters: own`) counts only the
+    # spend of `cluster_name` (when set); a fleet policy (`clusters: all`) takes the
+    # maximum over the replica labels, then sums every cluster, and its PrometheusRule
+    # carries `fleet_rule_labels` instead of `rule_labels`, for Thanos Ruler.
+    cluster_label: str = "cluster"
+    cluster_name: str | None = None
+    replica_labels: tuple[str, ...] = ("prometheus_replica", "replica")
+    fleet_rule_labels: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_FLEET_RULE_LABELS)
+    )
 
     @classmethod
     def from_config(cls, config: Config) -> AlertOptions:
@@ -50,6 +67,10 @@ class AlertOptions:
             currency=config.pricing.currency,
             utilization=config.gpu_metrics.source(),
             rule_labels=dict(config.rule_labels),
+            cluster_label=config.cluster.label,
+            cluster_name=config.cluster.name,
+            replica_labels=config.cluster.replica_labels,
+            fleet_rule_labels=dict(config.cluster.fleet_rule_labels),
         )
 
 
@@ -65,22 +86,30 @@ _SPEND_KIND = {"gpu": "GPU", "tokens": "LLM token", "all": "AI"}
 _SPENT_ON = {"gpu": "on GPUs", "tokens": "on LLM tokens", "all": "on AI (GPUs and LLM tokens)"}
 
 
-def _spend(policy: CostPolicy, series: tuple[str, str]) -> str:
+def _spend(policy: CostPolicy, series: tuple[str, str], options: AlertOptions) -> str:
     """The policy's spend by team in one recorded figure, for its scope.
 
     GPU series carry the five cost labels, token series only `team`: their label
     sets never coincide, so `or` keeps both and the sum adds them. A selector on a
     label other than the team matches no token series (the gateway knows none).
+    A policy of one cluster reads that cluster's series only (`cluster=~"name|"`);
+    a fleet policy sums every cluster, each HA pair once (`max without` replicas).
     """
-    selector = matchers(policy.spec.selector.metric_labels())
-    gpu, tokens = (f"{name}{selector}" for name in series)
+    labels = [matchers(policy.spec.selector.metric_labels())[1:-1]]
+    fleet = policy.spec.clusters == "all"
+    if not fleet and options.cluster_name is not None:
+        labels.append(f"{options.cluster_label}=~{own_cluster_pattern(options.cluster_name)}")
+    selector = "{" + ",".join(label for label in labels if label) + "}"
+    gpu, tokens = (f"{name}{selector if selector != '{}' else ''}" for name in series)
     scope = policy.spec.scope
     inner = gpu if scope == "gpu" else tokens if scope == "tokens" else f"{gpu} or {tokens}"
+    if fleet and options.replica_labels:
+        inner = f"max without ({', '.join(options.replica_labels)}) ({inner})"
     return f"sum by (team) ({inner})"
 
 
-def _team_cost_last_hour(policy: CostPolicy) -> str:
-    return _spend(policy, _LAST_HOUR)
+def _team_cost_last_hour(policy: CostPolicy, options: AlertOptions) -> str:
+    return _spend(policy, _LAST_HOUR, options)
 
 
 def _pod_allocation(policy: CostPolicy, *, remember: Duration | None = None) -> str:
@@ -93,17 +122,18 @@ def _pod_allocation(policy: CostPolicy, *, remember: Duration | None = None) -> 
 
 def _scope(policy: CostPolicy) -> str:
     labels = policy.spec.selector.by_short_name()
+    fleet = ", every cluster" if policy.spec.clusters == "all" else ""
     if not labels:
-        return "every team"
-    return ", ".join(f"{key}={value}" for key, value in labels.items())
+        return "every team" + fleet
+    return ", ".join(f"{key}={value}" for key, value in labels.items()) + fleet
 
 
 def _money(amount: Decimal, currency: str) -> str:
     return f"{amount.quantize(Decimal('0.01'))} {currency}"
 
 
-def anomaly_expr(policy: CostPolicy, anomaly: Anomaly) -> str:
-    cost = _team_cost_last_hour(policy)
+def anomaly_expr(policy: CostPolicy, anomaly: Anomaly, options: AlertOptions) -> str:
+    cost = _team_cost_last_hour(policy, options)
     window = f"({cost})[{anomaly.baseline}:1h] offset {anomaly.baseline_offset}"
     return (
         f"(\n"
@@ -117,14 +147,16 @@ def anomaly_expr(policy: CostPolicy, anomaly: Anomaly) -> str:
     )
 
 
-def month_to_date_expr(policy: CostPolicy) -> str:
+def month_to_date_expr(policy: CostPolicy, options: AlertOptions) -> str:
     """Spend since the 1st of the month (UTC), through the last full hour, by team."""
-    return _spend(policy, _MONTH_TO_DATE)
+    return _spend(policy, _MONTH_TO_DATE, options)
 
 
-def budget_threshold_exprs(policy: CostPolicy, budget: Budget) -> list[tuple[Decimal, str]]:
+def budget_threshold_exprs(
+    policy: CostPolicy, budget: Budget, options: AlertOptions
+) -> list[tuple[Decimal, str]]:
     """(threshold, expr) pairs; each fires only between its threshold and the next one."""
-    mtd = month_to_date_expr(policy)
+    mtd = month_to_date_expr(policy, options)
     exprs = []
     for index, percent in enumerate(budget.thresholds):
         expr = f"{mtd} >= {number(budget.monthly * percent / 100)}"
@@ -135,9 +167,9 @@ def budget_threshold_exprs(policy: CostPolicy, budget: Budget) -> list[tuple[Dec
     return exprs
 
 
-def budget_forecast_expr(policy: CostPolicy, budget: Budget) -> str:
-    mtd = month_to_date_expr(policy)
-    run_rate = _spend(policy, _LAST_DAY)
+def budget_forecast_expr(policy: CostPolicy, budget: Budget, options: AlertOptions) -> str:
+    mtd = month_to_date_expr(policy, options)
+    run_rate = _spend(policy, _LAST_DAY, options)
     # Hours from the last full hour (where month-to-date stops) to the end of the month.
     hours_left = "(days_in_month() - day_of_month() + 1) * 24 - hour()"
     return (
@@ -226,7 +258,7 @@ def anomaly_group(policy: CostPolicy, anomaly: Anomaly, options: AlertOptions) -
     currency = policy.spec.budget.currency if policy.spec.budget else options.currency
     rule = _alert(
         conventions.ALERT_SPEND_ANOMALY,
-        anomaly_expr(policy, anomaly),
+        anomaly_expr(policy, anomaly, options),
         _labels(policy),
         summary=(
             f"{kind} spend of team {{{{ $labels.team }}}} is "
@@ -247,11 +279,11 @@ def anomaly_group(policy: CostPolicy, anomaly: Anomaly, options: AlertOptions) -
     return _group(policy, "anomaly", [rule])
 
 
-def budget_group(policy: CostPolicy, budget: Budget) -> dict[str, Any]:
+def budget_group(policy: CostPolicy, budget: Budget, options: AlertOptions) -> dict[str, Any]:
     kind, spent_on = _SPEND_KIND[policy.spec.scope], _SPENT_ON[policy.spec.scope]
     monthly = _money(budget.monthly, budget.currency)
     rules = []
-    for percent, expr in budget_threshold_exprs(policy, budget):
+    for percent, expr in budget_threshold_exprs(policy, budget, options):
         amount = _money(budget.monthly * percent / 100, budget.currency)
         rules.append(
             _alert(
@@ -274,7 +306,7 @@ def budget_group(policy: CostPolicy, budget: Budget) -> dict[str, Any]:
         rules.append(
             _alert(
                 conventions.ALERT_BUDGET_FORECAST,
-                budget_forecast_expr(policy, budget),
+                budget_forecast_expr(policy, budget, options),
                 _labels(policy),
                 summary=(
                     f"Team {{{{ $labels.team }}}} is on course to overrun its monthly {kind} budget"
@@ -348,7 +380,7 @@ def render_alert_groups(
     if spec.anomaly is not None:
         groups.append(anomaly_group(policy, spec.anomaly, options))
     if spec.budget is not None:
-        groups.append(budget_group(policy, spec.budget))
+        groups.append(budget_group(policy, spec.budget, options))
     if spec.idle is not None:
         groups.append(idle_group(policy, spec.idle, options))
     if spec.retries is not None:

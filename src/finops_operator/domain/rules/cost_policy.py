@@ -277,11 +277,16 @@ class Alerting(_Model):
 
 # What spend the budget, forecast and anomaly alerts count: GPU, LLM tokens, or both.
 Scope = Literal["gpu", "tokens", "all"]
+# Which clusters' spend they count (docs/multi-cluster.md): the operator's own
+# (config `cluster.name`), or every cluster, summed, by a rule evaluator that sees
+# them all (Thanos Ruler), which selects these PrometheusRules by their own labels.
+Clusters = Literal["own", "all"]
 
 
 class CostPolicySpec(_Model):
     selector: Selector = Field(default_factory=Selector)
     scope: Scope = "all"
+    clusters: Clusters = "own"
     anomaly: Anomaly | None = None
     budget: Budget | None = None
     idle: Idle | None = None
@@ -292,6 +297,11 @@ class CostPolicySpec(_Model):
     def _asks_for_something(self) -> CostPolicySpec:
         if not (self.anomaly or self.budget or self.idle or self.retries):
             raise ValueError("set at least one of anomaly, budget, idle or retries")
+        if self.clusters == "all" and (self.idle or self.retries):
+            raise ValueError(
+                "clusters: all counts spend over every cluster (anomaly, budget); idle and "
+                "retries alerts are about one cluster's pods: put them in that cluster's policy"
+            )
         return self
 
 

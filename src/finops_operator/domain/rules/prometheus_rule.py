@@ -16,7 +16,7 @@ from finops_operator.domain import conventions, names
 from finops_operator.domain.config import DEFAULT_RULE_LABELS, LabelRule, LlmGatewayConfig
 from finops_operator.domain.rules.alert_rules import AlertOptions, render_alert_groups
 from finops_operator.domain.rules.cost_policy import CostPolicy, parse_cost_policy
-from finops_operator.domain.rules.recording_rules import render_recording_rules
+from finops_operator.domain.rules.recording_rules import CLUSTER_LABEL, render_recording_rules
 
 MAX_NAME_LENGTH = 63
 
@@ -101,7 +101,9 @@ def policy_prometheus_rule(
     owned by the policy (`controller: true`), so it goes when the policy goes.
     """
     options = options or AlertOptions()
-    labels = dict(sorted({**options.rule_labels, **policy.spec.alerting.rule_labels}.items()))
+    # A fleet policy is for Thanos Ruler, not for this cluster's Prometheus.
+    base = options.fleet_rule_labels if policy.spec.clusters == "all" else options.rule_labels
+    labels = dict(sorted({**base, **policy.spec.alerting.rule_labels}.items()))
     labels[conventions.MANAGED_BY_LABEL] = conventions.MANAGED_BY
     labels[conventions.COSTPOLICY_RULE_LABEL] = policy.name[:63].rstrip("-.")
     rule = _prometheus_rule(
@@ -127,15 +129,20 @@ def recording_rules_prometheus_rule(
     namespace: str = conventions.OPERATOR_NAMESPACE,
     labels: Mapping[str, str] | None = None,
     gateway: LlmGatewayConfig | None = None,
+    cluster_label: str = CLUSTER_LABEL,
 ) -> dict[str, Any]:
     """The operator-owned PrometheusRule with the shared recording rules.
 
-    `labels` are the configured `ruleLabels` (default `release: kube-prometheus-stack`).
+    `labels` are the configured `ruleLabels` (default `release: kube-prometheus-stack`);
+    `cluster_label` is config `cluster.label`.
     """
     merged = dict(sorted((DEFAULT_RULE_LABELS if labels is None else labels).items()))
     merged[conventions.MANAGED_BY_LABEL] = conventions.MANAGED_BY
     return _prometheus_rule(
-        conventions.RECORDING_RULES_NAME, namespace, merged, render_recording_rules(gateway)
+        conventions.RECORDING_RULES_NAME,
+        namespace,
+        merged,
+        render_recording_rules(gateway, cluster_label),
     )
 
 

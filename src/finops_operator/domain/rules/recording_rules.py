@@ -26,6 +26,12 @@ Two facts shape the PromQL (docs/rules.md explains them in full):
   series, team and model labels are the configured source's (`token_sources`:
   LiteLLM, or OpenTelemetry GenAI's `gen_ai_client_token_usage_sum`). "AI spend"
   is GPU plus token spend: a policy's `scope` picks one or both.
+- Every aggregation and join keeps the cluster label (config `cluster.label`). In
+  the cluster's own Prometheus the series carry none (external labels are added on
+  the way out, to a Thanos sidecar or a remote write), so nothing changes there;
+  where one evaluator sees several clusters (a Prometheus scraping several, a
+  central Mimir ruler) a cluster's spend is never merged with another's, and its
+  prices join only its own pods.
 """
 
 from __future__ import annotations
@@ -49,41 +55,44 @@ COST_LABELS = tuple(conventions.METRIC_LABEL_FOR[key] for key in conventions.COS
 TOKEN_RATE_WINDOW = Duration.of(minutes=15)
 # What identifies one pod's allocation of one GPU resource, target labels excluded.
 POD_ALLOCATION_LABELS = ("namespace", "pod", "node", "resource", "gpu_model", *COST_LABELS)
+# The default cluster label (config `cluster.label`).
+CLUSTER_LABEL = "cluster"
 
 
 def by(labels: tuple[str, ...] | list[str]) -> str:
     return "by (" + ", ".join(labels) + ")"
 
 
-def pod_allocation() -> str:
+def pod_allocation(cluster: str = CLUSTER_LABEL) -> str:
     """Each pod's GPUs once, whatever the number of operator replicas or target labels."""
-    return f"max {by(POD_ALLOCATION_LABELS)} ({conventions.METRIC_POD_GPU_ALLOCATION})"
+    labels = (cluster, *POD_ALLOCATION_LABELS)
+    return f"max {by(labels)} ({conventions.METRIC_POD_GPU_ALLOCATION})"
 
 
-def gpu_prices() -> str:
+def gpu_prices(cluster: str = CLUSTER_LABEL) -> str:
     """One hourly price per GPU model, whatever the number of operator replicas."""
-    return f"max by (gpu_model) ({conventions.METRIC_GPU_HOURLY_PRICE})"
+    return f"max by ({cluster}, gpu_model) ({conventions.METRIC_GPU_HOURLY_PRICE})"
 
 
-def allocation_expr() -> str:
-    return f"sum {by(COST_LABELS)} (\n  {pod_allocation()}\n)"
+def allocation_expr(cluster: str = CLUSTER_LABEL) -> str:
+    return f"sum {by((cluster, *COST_LABELS))} (\n  {pod_allocation(cluster)}\n)"
 
 
-def cost_expr() -> str:
+def cost_expr(cluster: str = CLUSTER_LABEL) -> str:
     default = string_literal(conventions.DEFAULT_PRICE_MODEL)
     return (
-        f"sum {by(COST_LABELS)} (\n"
-        f"    {pod_allocation()}\n"
-        f"  * on (gpu_model) group_left ()\n"
-        f"    {gpu_prices()}\n"
+        f"sum {by((cluster, *COST_LABELS))} (\n"
+        f"    {pod_allocation(cluster)}\n"
+        f"  * on ({cluster}, gpu_model) group_left ()\n"
+        f"    {gpu_prices(cluster)}\n"
         f"  or\n"
         f"    (\n"
-        f"      {pod_allocation()}\n"
-        f"      unless on (gpu_model)\n"
+        f"      {pod_allocation(cluster)}\n"
+        f"      unless on ({cluster}, gpu_model)\n"
         f"      {conventions.METRIC_GPU_HOURLY_PRICE}\n"
         f"    )\n"
-        f"  * on () group_left ()\n"
-        f"    max ({conventions.METRIC_GPU_HOURLY_PRICE}{{gpu_model={default}}})\n"
+        f"  * on ({cluster}) group_left ()\n"
+        f"    max by ({cluster}) ({conventions.METRIC_GPU_HOURLY_PRICE}{{gpu_model={default}}})\n"
         f")"
     )
 
@@ -96,7 +105,12 @@ def last_hour_cost_expr(hourly: str = conventions.RULE_GPU_COST_HOURLY) -> str:
     )
 
 
-def _by_team(counter: str, gateway: LlmGatewayConfig, keep: tuple[str, ...] = ()) -> str:
+def _by_team(
+    counter: str,
+    gateway: LlmGatewayConfig,
+    keep: tuple[str, ...] = (),
+    cluster: str = CLUSTER_LABEL,
+) -> str:
     """Per-second rate of a LiteLLM counter by team (and `keep`), gateway replicas summed.
 
     The team is the configured label copied to `team`; a request without one
@@ -105,28 +119,32 @@ def _by_team(counter: str, gateway: LlmGatewayConfig, keep: tuple[str, ...] = ()
     rate = f"rate({counter}[{TOKEN_RATE_WINDOW}])"
     if gateway.team != "team":
         rate = f'label_replace({rate}, "team", "$1", {string_literal(gateway.team)}, "(.+)")'
-    return _summed_by_team(rate, keep)
+    return _summed_by_team(rate, keep, cluster)
 
 
-def _summed_by_team(rate: str, keep: tuple[str, ...]) -> str:
+def _summed_by_team(rate: str, keep: tuple[str, ...], cluster: str = CLUSTER_LABEL) -> str:
     untagged = string_literal(conventions.UNTAGGED)
     rate = f'label_replace({rate}, "team", {untagged}, "team", "")'
-    return f"sum {by(('team', *keep))} ({rate})"
+    return f"sum {by((cluster, 'team', *keep))} ({rate})"
 
 
-def _tokens_by_team(direction: TokenDirection, gateway: LlmGatewayConfig) -> str:
+def _tokens_by_team(
+    direction: TokenDirection, gateway: LlmGatewayConfig, cluster: str = CLUSTER_LABEL
+) -> str:
     """Tokens per second of one direction by team and model, from the configured source."""
     series = token_series(TokenSource.of(gateway), direction, "rate", str(TOKEN_RATE_WINDOW))
-    return _summed_by_team(series, ("model",))
+    return _summed_by_team(series, ("model",), cluster)
 
 
 def _token_price(direction: TokenDirection) -> str:
     return f"{conventions.METRIC_TOKEN_PRICE}{{direction={string_literal(direction)}}}"
 
 
-def _priced_tokens(direction: TokenDirection, gateway: LlmGatewayConfig) -> str:
+def _priced_tokens(
+    direction: TokenDirection, gateway: LlmGatewayConfig, cluster: str = CLUSTER_LABEL
+) -> str:
     """Money per second of one direction's tokens, by team and model; `default` price fallback."""
-    tokens = _tokens_by_team(direction, gateway)
+    tokens = _tokens_by_team(direction, gateway, cluster)
     price = _token_price(direction)
     default = (
         f"{conventions.METRIC_TOKEN_PRICE}{{direction={string_literal(direction)},"
@@ -135,25 +153,25 @@ def _priced_tokens(direction: TokenDirection, gateway: LlmGatewayConfig) -> str:
     return (
         f"(\n"
         f"    {tokens}\n"
-        f"  * on (model) group_left ()\n"
-        f"    max by (model) ({price})\n"
+        f"  * on ({cluster}, model) group_left ()\n"
+        f"    max by ({cluster}, model) ({price})\n"
         f"  or\n"
-        f"    ({tokens} unless on (model) {price})\n"
-        f"  * on () group_left ()\n"
-        f"    max ({default})\n"
+        f"    ({tokens} unless on ({cluster}, model) {price})\n"
+        f"  * on ({cluster}) group_left ()\n"
+        f"    max by ({cluster}) ({default})\n"
         f") / 1000"
     )
 
 
-def token_cost_expr(gateway: LlmGatewayConfig) -> str:
+def token_cost_expr(gateway: LlmGatewayConfig, cluster: str = CLUSTER_LABEL) -> str:
     """Token spend per hour by team: priced input + output tokens, or LiteLLM's spend."""
     if gateway.cost_source == "spend_metric":
-        return f"3600 * {_by_team(gateway.spend_metric, gateway)}"
+        return f"3600 * {_by_team(gateway.spend_metric, gateway, (), cluster)}"
     parts = "\nor\n".join(
-        f'label_replace(\n{_priced_tokens(d, gateway)},\n"direction", "{d}", "", ""\n)'
+        f'label_replace(\n{_priced_tokens(d, gateway, cluster)},\n"direction", "{d}", "", ""\n)'
         for d in TOKEN_DIRECTIONS
     )
-    return f"3600 * sum by (team) (\n{parts}\n)"
+    return f"3600 * sum by ({cluster}, team) (\n{parts}\n)"
 
 
 def month_to_date_expr(last_hour: str = conventions.RULE_GPU_COST_LAST_HOUR) -> str:
@@ -182,16 +200,19 @@ def last_day_rate_expr(last_hour: str = conventions.RULE_GPU_COST_LAST_HOUR) -> 
     )
 
 
-def render_recording_rules(gateway: LlmGatewayConfig | None = None) -> list[dict[str, Any]]:
-    """The rule groups of the shared recording rules, as Prometheus reads them."""
+def render_recording_rules(
+    gateway: LlmGatewayConfig | None = None, cluster: str = CLUSTER_LABEL
+) -> list[dict[str, Any]]:
+    """The rule groups of the shared recording rules, as Prometheus reads them;
+    `cluster` is the cluster label (config `cluster.label`)."""
     gateway = gateway or LlmGatewayConfig()
     token_hour = conventions.RULE_TOKEN_COST_LAST_HOUR
     rules = [
         {"record": conventions.RULE_HEARTBEAT, "expr": "vector(1)"},
-        {"record": conventions.RULE_GPU_ALLOCATION, "expr": allocation_expr()},
-        {"record": conventions.RULE_GPU_COST_HOURLY, "expr": cost_expr()},
+        {"record": conventions.RULE_GPU_ALLOCATION, "expr": allocation_expr(cluster)},
+        {"record": conventions.RULE_GPU_COST_HOURLY, "expr": cost_expr(cluster)},
         {"record": conventions.RULE_GPU_COST_LAST_HOUR, "expr": last_hour_cost_expr()},
-        {"record": conventions.RULE_TOKEN_COST_HOURLY, "expr": token_cost_expr(gateway)},
+        {"record": conventions.RULE_TOKEN_COST_HOURLY, "expr": token_cost_expr(gateway, cluster)},
         {
             "record": token_hour,
             "expr": last_hour_cost_expr(conventions.RULE_TOKEN_COST_HOURLY),
