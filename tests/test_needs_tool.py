@@ -37,6 +37,16 @@ def test_a_missing_tool_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
         tools.require_tool("chromium")
 
 
+def test_a_tool_built_outside_ci_is_a_skip_even_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    _missing(monkeypatch, "thanos")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.skip.Exception, match=r"needs thanos .*built outside .ci/run"):
+        tools.require_tool("thanos")
+    _missing(monkeypatch, "promtool")  # with another missing tool, CI still fails
+    with pytest.raises(pytest.fail.Exception, match=r"CI=true: .*promtool"):
+        tools.require_tool("thanos", "promtool")
+
+
 def test_a_missing_file_a_script_fetches_skips_or_fails_the_same_way(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
