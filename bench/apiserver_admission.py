@@ -517,7 +517,17 @@ class Peer:
 
 def start_kyverno(cluster: Cluster, work: Path) -> Peer:
     out = build("build-kyverno.sh")
-    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kyverno"}}])
+    cluster.apply(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kyverno"}}]
+        + [
+            {  # its configuration as the Helm chart names it; empty: Kyverno's defaults
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "kyverno"},
+            }
+            for name in ("kyverno", "kyverno-metrics")
+        ]
+    )
     cluster.install_crds(out / "crds")
     port = free_port()
     peer = Peer(
