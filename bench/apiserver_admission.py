@@ -544,7 +544,14 @@ def start_kyverno(cluster: Cluster, work: Path) -> Peer:
             "--admissionReports=false",
         ],
         work / "kyverno.log",
-        {"KYVERNO_NAMESPACE": "kyverno", "KYVERNO_POD_NAME": "kyverno-bench"},
+        {  # what its Deployment sets; it exits without any of them
+            "KYVERNO_NAMESPACE": "kyverno",
+            "KYVERNO_SERVICEACCOUNT_NAME": "kyverno-admission-controller",
+            "KYVERNO_DEPLOYMENT": "kyverno-admission-controller",
+            "KYVERNO_POD_NAME": "kyverno-bench",
+            "INIT_CONFIG": "kyverno",
+            "METRICS_CONFIG": "kyverno-metrics",
+        },
     )
     wait_until(lambda: peer.check() and cluster.applied([kyverno_policy()]), "Kyverno's policy")
     wait_until(lambda: peer.check() and denies_untagged(cluster), "Kyverno denies", 300)
@@ -554,14 +561,26 @@ def start_kyverno(cluster: Cluster, work: Path) -> Peer:
 def start_gatekeeper(cluster: Cluster, work: Path) -> Peer:
     out = build("build-gatekeeper.sh")
     cluster.apply(
-        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gatekeeper-system"}}]
+        [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gatekeeper-system"}},
+            {  # its own Pod (POD_NAME), which owns its status objects; never runs
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "gatekeeper-bench", "namespace": "gatekeeper-system"},
+                "spec": {
+                    "nodeName": NODE,
+                    "containers": [{"name": "manager", "image": "gatekeeper"}],
+                },
+            },
+        ]
     )
     cluster.install_crds(out / "crds")
     certs = work / "gatekeeper-certs"
     certs.mkdir(exist_ok=True)
     cert, key = write_pair(*self_signed(("localhost", "127.0.0.1")), certs)
-    shutil.copy(cert, certs / "tls.crt")
-    shutil.copy(key, certs / "tls.key")
+    for path, name in ((cert, "tls.crt"), (key, "tls.key")):  # the names Gatekeeper reads
+        if path.name != name:
+            shutil.copy(path, certs / name)
     port = free_port()
     peer = Peer(
         [
