@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import base64
 import json
-import math
 import os
 import shutil
 import signal
@@ -54,6 +53,7 @@ if str(ROOT) not in sys.path:
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 
+from bench.admission import percentile  # noqa: E402
 from finops_devtools.devcluster import free_port  # noqa: E402
 from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload  # noqa: E402
 from finops_operator.adapters.certificates import self_signed, write_pair  # noqa: E402
@@ -80,15 +80,6 @@ def status_rss_mib(status: str) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) by nearest rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return ordered[rank - 1]
 
 
 def gpu_cel(containers: str) -> str:
@@ -461,7 +452,7 @@ def measure(
             creates=args.creates,
             seconds=seconds,
             p50_ms=statistics.median(outcome.latencies),
-            p99_ms=percentile(outcome.latencies, 99),
+            p99_ms=percentile(sorted(outcome.latencies), 0.99),
             errors=outcome.errors,
             wrong=outcome.wrong,
             decider_cpu_s=own.cpu() - cpu0 if pid else 0.0,

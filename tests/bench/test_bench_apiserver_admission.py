@@ -1,4 +1,4 @@
-"""The pure parts of bench/apiserver_admission.py: /proc parsing, percentiles, the table.
+"""The pure parts of bench/apiserver_admission.py: /proc parsing, the table, the peers' policies.
 
 The bench itself (a control plane, Kyverno and Gatekeeper) stays out of the suite.
 """
@@ -13,7 +13,6 @@ from bench.apiserver_admission import (
     Row,
     gatekeeper_objects,
     kyverno_policy,
-    percentile,
     proc_cpu_seconds,
     status_rss_mib,
     table,
@@ -32,14 +31,6 @@ def test_cpu_is_utime_plus_stime_even_when_the_name_holds_spaces_and_parens() ->
 def test_rss_is_read_in_mib_and_is_zero_for_a_zombie() -> None:
     assert status_rss_mib("Name:\tx\nVmRSS:\t  204800 kB\nThreads: 3\n") == 200
     assert status_rss_mib("Name:\tx\nState:\tZ (zombie)\n") == 0
-
-
-def test_percentile_by_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 50) == 50
-    assert percentile(values, 99) == 99
-    assert percentile([7.0], 99) == 7
-    assert percentile([], 99) == 0
 
 
 def test_added_latency_is_over_the_baseline_at_the_same_concurrency() -> None:
