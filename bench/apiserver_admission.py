@@ -506,7 +506,7 @@ class Peer:
                 self.process.wait()
 
 
-def start_kyverno(cluster: Cluster, work: Path) -> Peer:
+def start_kyverno(cluster: Cluster, work: Path, started: Callable[[Peer], None]) -> Peer:
     out = build("build-kyverno.sh")
     cluster.apply(
         [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kyverno"}}]
@@ -544,12 +544,13 @@ def start_kyverno(cluster: Cluster, work: Path) -> Peer:
             "METRICS_CONFIG": "kyverno-metrics",
         },
     )
+    started(peer)
     wait_until(lambda: peer.check() and cluster.applied([kyverno_policy()]), "Kyverno's policy")
     wait_until(lambda: peer.check() and denies_untagged(cluster), "Kyverno denies", 300)
     return peer
 
 
-def start_gatekeeper(cluster: Cluster, work: Path) -> Peer:
+def start_gatekeeper(cluster: Cluster, work: Path, started: Callable[[Peer], None]) -> Peer:
     out = build("build-gatekeeper.sh")
     cluster.apply(
         [
@@ -583,6 +584,7 @@ def start_gatekeeper(cluster: Cluster, work: Path) -> Peer:
             "--disable-cert-rotation",
             f"--health-addr=127.0.0.1:{free_port()}",
             "--metrics-addr=0",
+            f"--prometheus-port={free_port()}",
             "--enable-k8s-native-validation=false",
         ],
         work / "gatekeeper.log",
@@ -592,6 +594,7 @@ def start_gatekeeper(cluster: Cluster, work: Path) -> Peer:
             "POD_NAME": "gatekeeper-bench",
         },
     )
+    started(peer)
     template, constraint = gatekeeper_objects()
     wait_until(lambda: peer.check() and cluster.applied([template]), "Gatekeeper's template")
     wait_until(
@@ -686,13 +689,16 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
     rows += measure(cluster, "finops ValidatingAdmissionPolicy", None, args)
     for doc in policies:
         cluster.run("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+    started: list[Peer] = []  # stopped here if its start fails half way
     for name, start in (("Kyverno ValidatingPolicy", start_kyverno),
                         ("Gatekeeper ConstraintTemplate", start_gatekeeper)):  # fmt: skip
         if name.split()[0].lower() in args.skip:
             continue
         try:
-            peer = start(cluster, work)
+            peer = start(cluster, work, started.append)
         except (RuntimeError, subprocess.CalledProcessError) as err:
+            for process in started:
+                process.stop()
             print(f"{name}: could not run: {err}", file=sys.stderr)
             continue
         try:
