@@ -1,0 +1,749 @@
+"""Admission through a real kube-apiserver: finops against Kyverno and Gatekeeper (issue 23).
+
+bench/admission.py times our webhook called directly; Kyverno publishes figures for
+Pods created through the API server (k6, 10 to 500 virtual users, against a
+no-policy baseline). This bench measures the same way, so the figures compare:
+
+- it brings up the e2e control plane (`scripts/e2e-cluster.sh up`, operator included),
+  creates a fake Node through the API and a namespace `bench`;
+- it creates GPU Pods (`spec.nodeName` set to that Node: no scheduler, no kubelet)
+  through kube-apiserver with aiohttp clients at each `--levels` concurrency, a fixed
+  `--creates` per level, three compliant to one untagged; `--no-keepalive` opens a
+  connection per request; the pods are deleted (untimed) between levels;
+- in turn, on the same API server: no policy (namespace mode `off`), the finops
+  webhooks (mode `enforce`), the finops ValidatingAdmissionPolicy alone (operator
+  stopped, webhooks removed, policy rendered by `finops-operator render`), Kyverno
+  with a ValidatingPolicy and Gatekeeper with a ConstraintTemplate, both asking for
+  the same five labels on the same GPU condition, both out of cluster on loopback
+  (scripts/build-kyverno.sh, scripts/build-gatekeeper.sh);
+- every answer is checked: a compliant pod admitted (201), an untagged one denied
+  (4xx) by every decider and admitted by the baseline; anything else is an error;
+- the CPU (/proc/PID/stat) and RSS of each decider and of kube-apiserver.
+
+Prints one table (docs/benchmarks.md, "Against Kyverno and Gatekeeper"); `--json`
+prints the rows as JSON instead. Not part of .ci/run: peers stay out of CI.
+
+Run from the repository root:  .venv/bin/python bench/apiserver_admission.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import yaml  # noqa: E402
+
+from bench.admission import percentile  # noqa: E402
+from finops_devtools.devcluster import free_port  # noqa: E402
+from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload  # noqa: E402
+from finops_operator.adapters.certificates import self_signed, write_pair  # noqa: E402
+from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES  # noqa: E402
+
+NAMESPACE = "bench"
+NODE = "bench-gpu-node"
+MODE_LABEL = "finops.resilio.tech/mode"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- pure parts (tested)
+
+
+def proc_cpu_seconds(stat: str) -> float:
+    """utime + stime of a /proc/PID/stat line, in seconds (the name may hold spaces)."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def status_rss_mib(status: str) -> float:
+    """VmRSS of a /proc/PID/status text, in MiB (0 when absent: a zombie)."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def gpu_cel(containers: str) -> str:
+    """CEL: a container of `containers` asks for (or limits) a non-zero GPU quantity."""
+    exact = [r for r in DEFAULT_GPU_RESOURCES if not r.endswith("*")]
+    prefixes = [r[:-1] for r in DEFAULT_GPU_RESOURCES if r.endswith("*")]
+    name = " || ".join([f"k == '{r}'" for r in exact] + [f"k.startsWith('{p}')" for p in prefixes])
+    per = (
+        "(has(c.resources) && has(c.resources.{f}) && c.resources.{f}.exists(k, ({name})"
+        " && quantity(string(c.resources.{f}[k])).isGreaterThan(quantity('0'))))"
+    )
+    either = " || ".join(per.format(f=f, name=name) for f in ("limits", "requests"))
+    return f"{containers}.exists(c, {either})"
+
+
+def kyverno_policy() -> dict[str, Any]:
+    """A Kyverno ValidatingPolicy (policies.kyverno.io/v1): our five labels on GPU pods."""
+    labels = json.dumps(sorted(COMPLETE_LABELS)).replace('"', "'")
+    return {
+        "apiVersion": "policies.kyverno.io/v1",
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": "finops-cost-labels"},
+        "spec": {
+            "validationActions": ["Deny"],
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["pods"],
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {MODE_LABEL: "enforce"}},
+            },
+            "variables": [
+                {
+                    "name": "containers",
+                    "expression": "object.spec.containers + (has(object.spec.initContainers)"
+                    " ? object.spec.initContainers : [])",
+                },
+                {"name": "gpu", "expression": gpu_cel("variables.containers")},
+            ],
+            "validations": [
+                {
+                    "expression": f"!variables.gpu || {labels}.all(l, has(object.metadata.labels)"
+                    " && l in object.metadata.labels && object.metadata.labels[l] != '')",
+                    "message": "a GPU pod needs the cost labels "
+                    + ", ".join(sorted(COMPLETE_LABELS)),
+                }
+            ],
+        },
+    }
+
+
+GATEKEEPER_REGO = """package finopscostlabels
+
+gpu_name(k) { input.parameters.resources[_] == k }
+gpu_name(k) { startswith(k, input.parameters.prefixes[_]) }
+
+containers[c] { c := input.review.object.spec.containers[_] }
+containers[c] { c := input.review.object.spec.initContainers[_] }
+
+asks_gpu {
+  c := containers[_]
+  v := c.resources[field][k]
+  field == ["limits", "requests"][_]
+  gpu_name(k)
+  not zero(v)
+}
+
+zero(v) { v == "0" }
+zero(v) { v == 0 }
+
+violation[{"msg": msg}] {
+  asks_gpu
+  provided := {l | input.review.object.metadata.labels[l] != ""}
+  required := {l | l := input.parameters.labels[_]}
+  missing := required - provided
+  count(missing) > 0
+  msg := sprintf("a GPU pod needs the cost labels, missing: %v", [missing])
+}
+"""
+
+
+def gatekeeper_objects() -> list[dict[str, Any]]:
+    """A K8sRequiredLabels-style ConstraintTemplate and its Constraint, for GPU pods."""
+    template = {
+        "apiVersion": "templates.gatekeeper.sh/v1",
+        "kind": "ConstraintTemplate",
+        "metadata": {"name": "finopscostlabels"},
+        "spec": {
+            "crd": {
+                "spec": {
+                    "names": {"kind": "FinopsCostLabels"},
+                    "validation": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                key: {"type": "array", "items": {"type": "string"}}
+                                for key in ("labels", "resources", "prefixes")
+                            },
+                        }
+                    },
+                }
+            },
+            "targets": [{"target": "admission.k8s.gatekeeper.sh", "rego": GATEKEEPER_REGO}],
+        },
+    }
+    constraint = {
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+        "kind": "FinopsCostLabels",
+        "metadata": {"name": "finops-cost-labels"},
+        "spec": {
+            "enforcementAction": "deny",
+            "match": {
+                "kinds": [{"apiGroups": [""], "kinds": ["Pod"]}],
+                "namespaceSelector": {"matchLabels": {MODE_LABEL: "enforce"}},
+            },
+            "parameters": {
+                "labels": sorted(COMPLETE_LABELS),
+                "resources": [r for r in DEFAULT_GPU_RESOURCES if not r.endswith("*")],
+                "prefixes": [r[:-1] for r in DEFAULT_GPU_RESOURCES if r.endswith("*")],
+            },
+        },
+    }
+    return [template, constraint]
+
+
+@dataclass
+class Row:
+    """One decider at one concurrency: what the table shows."""
+
+    decider: str
+    clients: int
+    creates: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    added_p50_ms: float = 0.0
+    added_p99_ms: float = 0.0
+    errors: int = 0
+    wrong: int = 0  # a decision against expectation (compliant denied, untagged admitted)
+    decider_cpu_s: float = 0.0
+    decider_rss_mib: float = 0.0
+    apiserver_cpu_s: float = 0.0
+    samples: list[str] = field(default_factory=list)  # the first few errors, verbatim
+
+    @property
+    def creates_per_s(self) -> float:
+        return self.creates / self.seconds if self.seconds else 0.0
+
+
+def table(rows: Sequence[Row]) -> str:
+    """The rows as a Markdown table, in order."""
+    head = (
+        "| decider | clients | creates/s | p50 ms | p99 ms | +p50 ms | +p99 ms | errors"
+        " | wrong decisions | decider CPU s | decider RSS MiB | apiserver CPU s |"
+    )
+    lines = [head, "|" + " --- |" * 12]
+    for r in rows:
+        lines.append(
+            f"| {r.decider} | {r.clients} | {r.creates_per_s:,.0f} | {r.p50_ms:.1f}"
+            f" | {r.p99_ms:.1f} | {r.added_p50_ms:+.1f} | {r.added_p99_ms:+.1f} | {r.errors}"
+            f" | {r.wrong} | {r.decider_cpu_s:.2f} | {r.decider_rss_mib:.0f}"
+            f" | {r.apiserver_cpu_s:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def with_added(rows: list[Row], baseline: str) -> list[Row]:
+    """Fill added p50/p99: each row's over the baseline's row at the same concurrency."""
+    base = {r.clients: r for r in rows if r.decider == baseline}
+    for r in rows:
+        if r.clients in base:
+            r.added_p50_ms = r.p50_ms - base[r.clients].p50_ms
+            r.added_p99_ms = r.p99_ms - base[r.clients].p99_ms
+    return rows
+
+
+# ---------------------------------------------------------------- the cluster
+
+
+class ProcStats:
+    """CPU seconds and RSS of a process, read from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu(self) -> float:
+        return proc_cpu_seconds(Path(f"/proc/{self.pid}/stat").read_text())
+
+    def rss(self) -> float:
+        return status_rss_mib(Path(f"/proc/{self.pid}/status").read_text())
+
+
+class Cluster:
+    """The e2e control plane of scripts/e2e-cluster.sh, seen through its admin kubeconfig."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        config = yaml.safe_load((directory / "kubeconfig").read_text())
+        self.server: str = config["clusters"][0]["cluster"]["server"]
+        self.token: str = config["users"][0]["user"]["token"]
+        self.ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
+        self.bin = Path((directory / "state" / "bin").read_text().strip())
+        self.kubectl = str(self.bin / "kubectl")
+
+    def pid(self, name: str) -> int:
+        return int((self.dir / "state" / f"{name}.pid").read_text())
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            [self.kubectl, "--kubeconfig", str(self.dir / "kubeconfig"), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def apply(self, objects: Sequence[dict[str, Any]], server_side: bool = False) -> None:
+        extra = ["--server-side", "--force-conflicts"] if server_side else []
+        self.run("apply", *extra, "-f", "-", stdin=yaml.safe_dump_all(objects))
+
+    def applied(self, objects: Sequence[dict[str, Any]]) -> bool:
+        """Apply, False while the API refuses (a CRD not yet served, a peer's webhook not up)."""
+        try:
+            self.apply(objects)
+            return True
+        except RuntimeError:
+            return False
+
+    def install_crds(self, folder: Path) -> None:
+        self.run("apply", "--server-side", "--force-conflicts", "-f", str(folder))
+        self.run("wait", "--for=condition=established", "--timeout=120s", "crd", "--all")
+
+    def script(self, verb: str, env: dict[str, str] | None = None) -> None:
+        subprocess.run(
+            [str(ROOT / "scripts" / "e2e-cluster.sh"), verb, str(self.dir)],
+            check=True,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+        )
+
+
+def slug(decider: str) -> str:
+    """A decider's name as the start of a pod's name (lowercase RFC 1123)."""
+    return "-".join("".join(c if c.isalnum() else " " for c in decider.lower()).split())
+
+
+def gpu_pod(name: str, compliant: bool) -> dict[str, Any]:
+    pod = workload("Pod", name, NAMESPACE, labels=dict(COMPLETE_LABELS) if compliant else None)
+    pod["spec"]["nodeName"] = NODE
+    pod["spec"]["terminationGracePeriodSeconds"] = 0
+    return pod
+
+
+@dataclass
+class Outcome:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    wrong: int = 0
+    samples: list[str] = field(default_factory=list)
+
+
+async def create_level(
+    cluster: Cluster,
+    tag: str,
+    clients: int,
+    creates: int,
+    enforcing: bool,
+    keepalive: bool,
+) -> tuple[Outcome, float]:
+    """`creates` pods by `clients` concurrent clients; the outcome and the wall time."""
+    context = ssl.create_default_context(cadata=cluster.ca.decode())
+    headers = {"Authorization": f"Bearer {cluster.token}", "Content-Type": "application/json"}
+    url = f"{cluster.server}/api/v1/namespaces/{NAMESPACE}/pods"
+    bodies = [
+        (i % 4 != 3, json.dumps(gpu_pod(f"{tag}-{clients}-{i}", i % 4 != 3)))
+        for i in range(creates)
+    ]
+    outcome = Outcome()
+    queue: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
+    for item in bodies:
+        queue.put_nowait(item)
+    connector = aiohttp.TCPConnector(ssl=context, limit=clients, force_close=not keepalive)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as s:
+
+        async def client() -> None:
+            while not queue.empty():
+                compliant, body = queue.get_nowait()
+                began = time.perf_counter()
+                try:
+                    async with s.post(url, data=body) as response:
+                        text = await response.text()
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError) as err:
+                    status, text = 0, f"{type(err).__name__}: {err}"
+                outcome.latencies.append((time.perf_counter() - began) * 1000)
+                denied = status in (400, 403, 422) and "denied" in text
+                if status != 201 and not denied:
+                    outcome.errors += 1
+                    if len(outcome.samples) < 3:
+                        outcome.samples.append(f"HTTP {status}: {text[:300]}")
+                elif (status == 201) != (compliant or not enforcing):
+                    outcome.wrong += 1
+                    if len(outcome.samples) < 3:
+                        outcome.samples.append(f"HTTP {status} compliant={compliant}: {text[:300]}")
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return outcome, time.perf_counter() - began
+
+
+def delete_pods(cluster: Cluster) -> None:
+    cluster.run(
+        "-n", NAMESPACE, "delete", "pods", "--all", "--grace-period=0", "--force", "--wait=false"
+    )
+    deadline = time.monotonic() + 120
+    while cluster.run("-n", NAMESPACE, "get", "pods", "-o", "name").strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bench's pods are not gone after 120 s")
+        time.sleep(0.5)
+
+
+def denies_untagged(cluster: Cluster) -> bool:
+    """A dry-run create of an untagged GPU pod is refused (admission has the policy)."""
+    proc = subprocess.run(
+        [cluster.kubectl, "--kubeconfig", str(cluster.dir / "kubeconfig"), "create",
+         "--dry-run=server", "-f", "-"],
+        input=json.dumps(gpu_pod("probe", False)),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return proc.returncode != 0 and "denied" in (proc.stderr + proc.stdout).lower()
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not after {timeout:.0f} s")
+        time.sleep(1)
+
+
+def measure(
+    cluster: Cluster,
+    decider: str,
+    pid: int | None,
+    args: argparse.Namespace,
+    enforcing: bool = True,
+) -> list[Row]:
+    """Every concurrency level against what admits now; `pid` is the decider's process."""
+    apiserver = ProcStats(cluster.pid("kube-apiserver"))
+    own = ProcStats(pid) if pid else apiserver
+    rows = []
+    for clients in args.levels:
+        cpu0, api0 = own.cpu(), apiserver.cpu()
+        outcome, seconds = asyncio.run(
+            create_level(
+                cluster, slug(decider), clients, args.creates, enforcing, not args.no_keepalive
+            )
+        )
+        row = Row(
+            decider=decider,
+            clients=clients,
+            creates=args.creates,
+            seconds=seconds,
+            p50_ms=statistics.median(outcome.latencies),
+            p99_ms=percentile(sorted(outcome.latencies), 0.99),
+            errors=outcome.errors,
+            wrong=outcome.wrong,
+            decider_cpu_s=own.cpu() - cpu0 if pid else 0.0,
+            decider_rss_mib=own.rss() if pid else 0.0,
+            apiserver_cpu_s=apiserver.cpu() - api0,
+            samples=outcome.samples,
+        )
+        print(f"  {decider} at {clients}: {row.creates_per_s:.0f}/s", file=sys.stderr)
+        rows.append(row)
+        delete_pods(cluster)
+    return rows
+
+
+# ---------------------------------------------------------------- the peers
+
+
+def build(script: str) -> Path:
+    out = subprocess.run(
+        [str(ROOT / "scripts" / script)], check=True, capture_output=True, text=True
+    ).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+class Peer:
+    """A peer's process, out of cluster, its output in a log; stopped by pid."""
+
+    def __init__(self, command: list[str], log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        self.name = Path(command[0]).name
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **env},
+            )
+
+    def check(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+        return True
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_kyverno(cluster: Cluster, work: Path, started: Callable[[Peer], None]) -> Peer:
+    out = build("build-kyverno.sh")
+    cluster.apply(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kyverno"}}]
+        + [
+            {  # its configuration as the Helm chart names it; empty: Kyverno's defaults
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "kyverno"},
+            }
+            for name in ("kyverno", "kyverno-metrics")
+        ]
+    )
+    cluster.install_crds(out / "crds")
+    port = free_port()
+    peer = Peer(
+        [
+            str(out / "kyverno"),
+            f"--kubeconfig={cluster.dir / 'kubeconfig'}",
+            f"--serverIP=127.0.0.1:{port}",
+            "--webhookServerHost=127.0.0.1",
+            f"--webhookServerPort={port}",
+            "--caSecretName=kyverno-svc.kyverno.svc.kyverno-tls-ca",
+            "--tlsSecretName=kyverno-svc.kyverno.svc.kyverno-tls-pair",
+            "--disableMetrics=true",
+            "--controllerRuntimeMetricsAddress=0",
+            "--admissionReports=false",
+        ],
+        work / "kyverno.log",
+        {  # what its Deployment sets; it exits without any of them
+            "KYVERNO_NAMESPACE": "kyverno",
+            "KYVERNO_SERVICEACCOUNT_NAME": "kyverno-admission-controller",
+            "KYVERNO_DEPLOYMENT": "kyverno-admission-controller",
+            "KYVERNO_POD_NAME": "kyverno-bench",
+            "INIT_CONFIG": "kyverno",
+            "METRICS_CONFIG": "kyverno-metrics",
+        },
+    )
+    started(peer)
+    wait_until(lambda: peer.check() and cluster.applied([kyverno_policy()]), "Kyverno's policy")
+    wait_until(lambda: peer.check() and denies_untagged(cluster), "Kyverno denies", 300)
+    return peer
+
+
+def start_gatekeeper(cluster: Cluster, work: Path, started: Callable[[Peer], None]) -> Peer:
+    out = build("build-gatekeeper.sh")
+    cluster.apply(
+        [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gatekeeper-system"}},
+            {  # its own Pod (POD_NAME), which owns its status objects; never runs
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "gatekeeper-bench", "namespace": "gatekeeper-system"},
+                "spec": {
+                    "nodeName": NODE,
+                    "containers": [{"name": "manager", "image": "gatekeeper"}],
+                },
+            },
+        ]
+    )
+    cluster.install_crds(out / "crds")
+    certs = work / "gatekeeper-certs"
+    certs.mkdir(exist_ok=True)
+    cert, key = write_pair(*self_signed(("localhost", "127.0.0.1")), certs)
+    for path, name in ((cert, "tls.crt"), (key, "tls.key")):  # the names Gatekeeper reads
+        if path.name != name:
+            shutil.copy(path, certs / name)
+    port = free_port()
+    peer = Peer(
+        [
+            str(out / "gatekeeper"),
+            "--operation=webhook",
+            f"--port={port}",
+            "--host=127.0.0.1",
+            f"--cert-dir={certs}",
+            "--disable-cert-rotation",
+            f"--health-addr=127.0.0.1:{free_port()}",
+            "--metrics-addr=0",
+            f"--prometheus-port={free_port()}",
+            "--enable-k8s-native-validation=false",
+        ],
+        work / "gatekeeper.log",
+        {
+            "KUBECONFIG": str(cluster.dir / "kubeconfig"),
+            "POD_NAMESPACE": "gatekeeper-system",
+            "POD_NAME": "gatekeeper-bench",
+        },
+    )
+    started(peer)
+    template, constraint = gatekeeper_objects()
+    wait_until(lambda: peer.check() and cluster.applied([template]), "Gatekeeper's template")
+    wait_until(
+        lambda: peer.check() and "finopscostlabels" in cluster.run("get", "crd", "-o", "name"),
+        "Gatekeeper's constraint CRD",
+    )
+    wait_until(lambda: cluster.applied([constraint]), "Gatekeeper's constraint")
+    cluster.apply(
+        [
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "gatekeeper-validating-webhook-configuration"},
+                "webhooks": [
+                    {
+                        "name": "validation.gatekeeper.sh",
+                        "admissionReviewVersions": ["v1"],
+                        "sideEffects": "None",
+                        "failurePolicy": "Ignore",
+                        "timeoutSeconds": 3,
+                        "clientConfig": {
+                            "url": f"https://127.0.0.1:{port}/v1/admit",
+                            "caBundle": base64.b64encode(cert.read_bytes()).decode(),
+                        },
+                        "namespaceSelector": {"matchLabels": {MODE_LABEL: "enforce"}},
+                        "rules": [
+                            {
+                                "apiGroups": [""],
+                                "apiVersions": ["v1"],
+                                "operations": ["CREATE", "UPDATE"],
+                                "resources": ["pods"],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    )
+    wait_until(lambda: peer.check() and denies_untagged(cluster), "Gatekeeper denies", 180)
+    return peer
+
+
+def finops_vap(cluster: Cluster) -> list[dict[str, Any]]:
+    """The operator's validating admission policies for the installed configuration."""
+    rendered = subprocess.run(
+        [str(Path(sys.executable).parent / "finops-operator"), "render", "--admission-policy",
+         "--config", str(cluster.dir / "config.yaml")],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return [
+        doc
+        for doc in yaml.safe_load_all(rendered)
+        if doc and doc["kind"].startswith("ValidatingAdmissionPolicy")
+    ]
+
+
+# ---------------------------------------------------------------- the run
+
+
+def remove_peer_webhooks(cluster: Cluster) -> None:
+    """What a stopped peer leaves: its webhooks would refuse every pod (failurePolicy Fail)."""
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        names = cluster.run("get", kind, "-o", "name").split()
+        doomed = [n for n in names if "kyverno" in n or "gatekeeper" in n]
+        if doomed:
+            cluster.run("delete", *doomed, "--ignore-not-found")
+
+
+def label_namespace(cluster: Cluster, mode: str) -> None:
+    cluster.run("label", "namespace", NAMESPACE, f"{MODE_LABEL}={mode}", "--overwrite")
+
+
+def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
+    cluster.apply(
+        [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}},
+        ]
+    )
+    rows: list[Row] = []
+    label_namespace(cluster, "off")
+    rows += measure(cluster, "baseline (no policy)", None, args, enforcing=False)
+    label_namespace(cluster, "enforce")
+    wait_until(lambda: denies_untagged(cluster), "the finops webhooks deny")
+    rows += measure(cluster, "finops webhooks, 1 replica", cluster.pid("operator"), args)
+    cluster.script("stop-operator")
+    cluster.run("delete", "validatingwebhookconfiguration,mutatingwebhookconfiguration",
+                "finops-operator", "--ignore-not-found")  # fmt: skip
+    policies = finops_vap(cluster)
+    cluster.apply(policies)
+    wait_until(lambda: denies_untagged(cluster), "the finops ValidatingAdmissionPolicy denies")
+    rows += measure(cluster, "finops ValidatingAdmissionPolicy", None, args)
+    for doc in policies:
+        cluster.run("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+    started: list[Peer] = []  # stopped here if its start fails half way
+    for name, start in (("Kyverno ValidatingPolicy", start_kyverno),
+                        ("Gatekeeper ConstraintTemplate", start_gatekeeper)):  # fmt: skip
+        if name.split()[0].lower() in args.skip:
+            continue
+        try:
+            peer = start(cluster, work, started.append)
+        except (RuntimeError, subprocess.CalledProcessError) as err:
+            for process in started:
+                process.stop()
+            print(f"{name}: could not run: {err}", file=sys.stderr)
+            continue
+        try:
+            rows += measure(cluster, name, peer.process.pid, args)
+        finally:
+            peer.stop()
+            remove_peer_webhooks(cluster)
+    return with_added(rows, "baseline (no policy)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--creates", type=int, default=400, help="pods created per level")
+    parser.add_argument(
+        "--levels", type=lambda s: [int(x) for x in s.split(",")], default=[10, 50, 200]
+    )
+    parser.add_argument("--no-keepalive", action="store_true", help="a connection per create")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["kyverno", "gatekeeper"])
+    parser.add_argument("--json", action="store_true", help="rows as JSON instead of a table")
+    parser.add_argument("--keep", action="store_true", help="leave the cluster's folder")
+    args = parser.parse_args(argv)
+    if args.creates < 1 or any(level < 1 for level in args.levels):
+        parser.error("--creates and every level must be at least 1")
+    work = Path(tempfile.mkdtemp(prefix="apiserver-admission-"))
+    cluster_dir = work / "cluster"
+    subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "up", str(cluster_dir)],
+                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        rows = run(Cluster(cluster_dir), args, work)
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "down", str(cluster_dir)],
+                       check=False, stdout=subprocess.DEVNULL)  # fmt: skip
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"logs in {work}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([asdict(r) | {"creates_per_s": r.creates_per_s} for r in rows], indent=2))
+    else:
+        print(table(rows))
+        for r in rows:
+            for sample in r.samples:
+                print(f"{r.decider} at {r.clients}: {sample}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

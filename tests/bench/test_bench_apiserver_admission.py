@@ -1,0 +1,64 @@
+"""The pure parts of bench/apiserver_admission.py: /proc parsing, the table, the peers' policies.
+
+The bench itself (a control plane, Kyverno and Gatekeeper) stays out of the suite.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bench.apiserver_admission import (
+    Row,
+    gatekeeper_objects,
+    kyverno_policy,
+    proc_cpu_seconds,
+    status_rss_mib,
+    table,
+    with_added,
+)
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def test_cpu_is_utime_plus_stime_even_when_the_name_holds_spaces_and_parens() -> None:
+    rest = " ".join(["S", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])
+    stat = f"42 (a (b) c) {rest} {3 * TICKS} {2 * TICKS} 0 0 20 0"
+    assert proc_cpu_seconds(stat) == pytest.approx(5.0)
+
+
+def test_rss_is_read_in_mib_and_is_zero_for_a_zombie() -> None:
+    assert status_rss_mib("Name:\tx\nVmRSS:\t  204800 kB\nThreads: 3\n") == 200
+    assert status_rss_mib("Name:\tx\nState:\tZ (zombie)\n") == 0
+
+
+def test_added_latency_is_over_the_baseline_at_the_same_concurrency() -> None:
+    rows = with_added(
+        [
+            Row("base", 10, 100, 1.0, 10.0, 30.0),
+            Row("base", 50, 100, 1.0, 40.0, 90.0),
+            Row("peer", 10, 100, 2.0, 12.5, 45.0),
+            Row("peer", 50, 100, 4.0, 41.0, 80.0),
+        ],
+        "base",
+    )
+    assert (rows[2].added_p50_ms, rows[2].added_p99_ms) == (2.5, 15.0)
+    assert (rows[3].added_p50_ms, rows[3].added_p99_ms) == (1.0, -10.0)
+    text = table(rows)
+    assert "| peer | 10 | 50 | 12.5 | 45.0 | +2.5 | +15.0 |" in text
+    assert "| peer | 50 | 25 |" in text
+
+
+def test_peers_ask_for_the_same_five_labels_on_the_same_gpu_resources() -> None:
+    policy = kyverno_policy()
+    rule = policy["spec"]["validations"][0]["expression"]
+    for label in ("team", "feature", "environment", "workload-type", "cost-center"):
+        assert f"'resilio.tech/{label}'" in rule
+    gpu = policy["spec"]["variables"][1]["expression"]
+    assert "k == 'nvidia.com/gpu'" in gpu and "k.startsWith('nvidia.com/mig-')" in gpu
+    template, constraint = gatekeeper_objects()
+    assert template["spec"]["crd"]["spec"]["names"]["kind"] == constraint["kind"]
+    parameters = constraint["spec"]["parameters"]
+    assert len(parameters["labels"]) == 5 and "nvidia.com/gpu" in parameters["resources"]
+    assert parameters["prefixes"] == ["nvidia.com/mig-"]
