@@ -55,8 +55,8 @@ import yaml  # noqa: E402
 
 from bench.admission import percentile  # noqa: E402
 from finops_devtools.devcluster import free_port  # noqa: E402
+from finops_devtools.devcluster.certificates import write_self_signed  # noqa: E402
 from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload  # noqa: E402
-from finops_operator.adapters.certificates import self_signed, write_pair  # noqa: E402
 from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES  # noqa: E402
 
 NAMESPACE = "bench"
@@ -569,10 +569,7 @@ def start_gatekeeper(cluster: Cluster, work: Path, started: Callable[[Peer], Non
     cluster.install_crds(out / "crds")
     certs = work / "gatekeeper-certs"
     certs.mkdir(exist_ok=True)
-    cert, key = write_pair(*self_signed(("localhost", "127.0.0.1")), certs)
-    for path, name in ((cert, "tls.crt"), (key, "tls.key")):  # the names Gatekeeper reads
-        if path.name != name:
-            shutil.copy(path, certs / name)
+    cert, _ = write_self_signed(certs, ("localhost", "127.0.0.1"))  # Gatekeeper reads tls.*
     port = free_port()
     peer = Peer(
         [

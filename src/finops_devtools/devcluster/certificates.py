@@ -9,14 +9,18 @@ the dev cluster, the demo, the benchmarks and the process tests start it with
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from finops_operator.adapters.certificates import self_signed
 
 
-def write_self_signed(directory: str | Path | None = None) -> tuple[Path, Path]:
-    """Write a fresh self-signed pair to tls.crt and tls.key (a new private folder by default)."""
-    cert_pem, key_pem = self_signed()
+def write_self_signed(
+    directory: str | Path | None = None, hosts: Sequence[str] | None = None
+) -> tuple[Path, Path]:
+    """Write a fresh self-signed pair (for `hosts`, else the operator's defaults) to tls.crt
+    and tls.key (a new private folder by default)."""
+    cert_pem, key_pem = self_signed(hosts) if hosts is not None else self_signed()
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="finops-webhook-"))
     cert_path, key_path = folder / "tls.crt", folder / "tls.key"
     cert_path.write_bytes(cert_pem)
