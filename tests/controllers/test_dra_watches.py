@@ -37,6 +37,13 @@ async def test_without_gpu_drivers_nothing_is_watched_nor_asked() -> None:
     assert kube.calls == []
 
 
-async def test_discovery_that_fails_leaves_the_watches_to_retry() -> None:
-    kube = FakeKube(served={"resource.k8s.io/v1": BOTH}, outage=True)
-    assert await served_dra_kinds(kube, drivers()) == ["ResourceClaim", "ResourceSlice"]
+async def test_discovery_that_fails_is_asked_again_until_the_api_answers() -> None:
+    # Assuming DRA served would keep a replica on a cluster without it unready for ever.
+    kube = FakeKube(served={}, outage=False)
+    kube.fail_next(0, times=3)
+    assert await served_dra_kinds(kube, drivers(), retry_seconds=0.001) == []
+    assert [c.error for c in kube.calls] == [0, 0, 0, None]
+    kube = FakeKube(served={"resource.k8s.io/v1": BOTH})
+    kube.fail_next(503)
+    kinds = await served_dra_kinds(kube, drivers(), retry_seconds=0.001)
+    assert kinds == ["ResourceClaim", "ResourceSlice"]

@@ -39,8 +39,10 @@ from typing import Any, Final
 from finops_operator.controllers.in_order import InOrder
 from finops_operator.controllers.informer_sync import InformerSync, collection_path
 from finops_operator.controllers.workload_audit import OWNER_GRACE_SECONDS, WorkloadAudit
+from finops_operator.domain.backoff import backoff_delay
 from finops_operator.domain.gpus.inventory import Inventory
 from finops_operator.domain.workloads import CONTROLLER_OWNERS, WORKLOAD_KINDS
+from finops_operator.errors import KubeError
 from finops_operator.ports import KubePort, OpenWatch
 
 logger = logging.getLogger(__name__)
@@ -165,19 +167,28 @@ async def no_dra() -> Sequence[str]:
     return ()
 
 
-async def served_dra_kinds(kube: KubePort, drivers: Sequence[str]) -> Sequence[str]:
+async def served_dra_kinds(
+    kube: KubePort, drivers: Sequence[str], retry_seconds: float = 1.0
+) -> Sequence[str]:
     """The DRA kinds to watch: none without GPU drivers, or where the API does not serve them.
 
     Asked once at start, by discovery (as the admission policies are): a cluster
-    upgraded to serve `resource.k8s.io/v1` is seen at the operator's next start.
+    upgraded to serve `resource.k8s.io/v1` is seen at the operator's next start. An API
+    that cannot answer is asked again (backing off to 30 s) until it does: a watch of
+    kinds it may not serve would keep the replica unready for ever.
     """
     if not drivers:
         return []
-    try:
-        served = await kube.served_resources("resource.k8s.io", "v1") or frozenset()
-    except Exception as err:  # discovery unreadable: try the watches, which retry
-        logger.warning("Discovery of resource.k8s.io/v1 failed (%s): watching DRA anyway", err)
-        served = frozenset(plural for _, plural in DRA_WATCHED.values())
+    failures = 0
+    while True:
+        try:
+            served = await kube.served_resources("resource.k8s.io", "v1") or frozenset()
+            break
+        except KubeError as err:
+            failures += 1
+            if failures == 1:
+                logger.warning("Discovery of resource.k8s.io/v1 failed (%s): asking again", err)
+            await asyncio.sleep(backoff_delay(failures, retry_seconds, 30.0))
     kinds = [kind for kind, (_, plural) in DRA_WATCHED.items() if plural in served]
     if len(kinds) < len(DRA_WATCHED):
         logger.warning(
