@@ -73,3 +73,12 @@ def test_an_insecure_kubeconfig_stays_insecure_for_kopf(tmp_path: Path) -> None:
         )
     )
     assert kube_credentials.login_fields(kube_credentials.load(str(path))).insecure
+
+
+def test_a_pods_service_account_token_reaches_kopf_without_its_scheme(tmp_path: Path) -> None:
+    # load_incluster_config stores "bearer <token>" (lower case), a kubeconfig "Bearer".
+    credentials = kube_credentials.load(kubeconfig(tmp_path, {"token": "t"}, "http://h:1"))
+    credentials.refresh_api_key_hook = None  # what a pod has: no kubeconfig to reload
+    credentials.api_key = {"BearerToken": "bearer eyJ.sa-token\n"}
+    fields = kube_credentials.login_fields(credentials)
+    assert fields.token == "eyJ.sa-token"

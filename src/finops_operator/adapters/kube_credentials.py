@@ -53,11 +53,15 @@ class LoginFields:
 
 def login_fields(configuration: kubernetes.client.Configuration) -> LoginFields:
     header = bearer(configuration)
+    token = None
+    if header:  # "Bearer T" from a kubeconfig, "bearer T" from a pod's ServiceAccount
+        scheme, _, value = header.strip().partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else header.strip()
     return LoginFields(
         server=configuration.host.rstrip("/"),
         ca_path=configuration.ssl_ca_cert or None,
         insecure=not configuration.verify_ssl,
-        token=header.removeprefix("Bearer ").strip() if header else None,
+        token=token,
         certificate_path=configuration.cert_file or None,
         private_key_path=configuration.key_file or None,
     )
