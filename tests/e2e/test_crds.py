@@ -187,6 +187,7 @@ def test_kubectl_get_prints_the_servers_columns(cluster: Cluster, ns: str) -> No
             "%",
             "BUDGET",
             "%",
+            "FORECAST",
             "STALE",
             "DATA",
             "THROUGH",
