@@ -79,6 +79,8 @@ MODULE_ORDER = (
     "test_metrics_auth",  # before test_rbac: its reviews are among the operator's requests
     "test_config_map",  # restarts the operator with a bad ConfigMap, then a good one
     "test_least_privilege",
+    "test_owner_claims",
+    "test_fake_kube_contract",
     "test_rbac",
     "test_api_outage",
 )

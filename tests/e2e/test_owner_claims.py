@@ -67,6 +67,13 @@ def as_user(
 def setting(cluster: Cluster, namespace: str, mode: str) -> tuple[str, str]:
     """The namespace admin, and the uid of their suspended CronJob that asks for no GPU."""
     cluster.namespace(namespace, {MODE: mode})
+    # The ServiceAccount admission plugin refuses a Pod before any webhook sees it until
+    # the controller-manager has made the namespace's default ServiceAccount.
+    wait_until(
+        lambda: cluster.exists("serviceaccount", "default", namespace),
+        timeout=60,
+        what=f"the default ServiceAccount of {namespace}",
+    )
     user = namespace_admin(cluster, namespace)
     cronjob = gpu_workload("CronJob", "nightly", namespace, gpus=0)
     cronjob["spec"]["suspend"] = True
