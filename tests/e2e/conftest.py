@@ -209,12 +209,18 @@ class Cluster:
 
 
 def start_second_operator(
-    cluster: Cluster, config: Path | None = None, name: str = "b"
+    cluster: Cluster,
+    config: Path | None = None,
+    name: str = "b",
+    *,
+    webhook_port: int | None = None,
+    metrics_port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], int, int, Path]:
     """Another replica (a standby while the script's operator leads), with the installed
-    configuration or `config`; its log is logs/operator-NAME.log."""
-    metrics_port = free_port()
-    webhook_port = free_port()
+    configuration or `config`; its log is logs/operator-NAME.log. Free ports unless given
+    (the webhooks keep calling the port of the script's operator, once it is stopped)."""
+    metrics_port = metrics_port or free_port()
+    webhook_port = webhook_port or free_port()
     log = Path(cluster.info["logs"]) / f"operator-{name}.log"
     env = dict(
         os.environ, KUBECONFIG=cluster.info["operator_kubeconfig"], POD_NAMESPACE="finops-system"

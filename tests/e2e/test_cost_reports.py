@@ -11,7 +11,6 @@ it reports on run on a fake GPU node, as in test_workloads.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -33,6 +32,7 @@ from .conftest import (
     TEAM,
     Cluster,
     gpu_workload,
+    start_second_operator,
     stop_process,
     wait_until,
 )
@@ -140,40 +140,17 @@ def reporting_operator(cluster: Cluster) -> Iterator[int]:
                     stderr=subprocess.STDOUT,
                 )
             )
-        env = dict(
-            os.environ,
-            KUBECONFIG=cluster.info["operator_kubeconfig"],
-            POD_NAMESPACE="finops-system",
-        )
-        with (logs / "operator-reports.log").open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(REPO / ".venv" / "bin" / "finops-operator"),
-                        "run",
-                        "--config",
-                        str(work / "config.yaml"),
-                        "--webhook-secret",
-                        "finops-operator-webhook-tls",
-                        "--webhook-host",
-                        "127.0.0.1",
-                        # The webhooks keep calling the port the script's operator had.
-                        "--webhook-port",
-                        str(cluster.info["webhook_port"]),
-                        "--metrics-port",
-                        str(metrics_port),
-                        "--namespace",
-                        "finops-system",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=work,
-                )
-            )
         state = Path(cluster.info["state"])
         (state / "extra-prometheus.pid").write_text(str(procs[0].pid))
-        (state / "extra-operator-reports.pid").write_text(str(procs[1].pid))
+        # The webhooks keep calling the port the script's operator had.
+        reporting, *_ = start_second_operator(
+            cluster,
+            work / "config.yaml",
+            "reports",
+            webhook_port=cluster.info["webhook_port"],
+            metrics_port=metrics_port,
+        )
+        procs.append(reporting)
         wait_until(
             lambda: cluster.metric("finops_leader", metrics_port) == 1,
             timeout=60,

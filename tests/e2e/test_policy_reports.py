@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import signal
 import subprocess
 import time
@@ -21,14 +20,12 @@ from typing import Any
 
 import yaml
 
-from finops_devtools.devcluster import free_port
 from tests.support.crd_schema import UPSTREAM_CRDS, upstream_crd
 
 from .conftest import (
     COMPLIANT,
     MODE,
     OPERATOR_USER,
-    REPO,
     SCRIPT,
     TEAM,
     Cluster,
@@ -275,36 +272,10 @@ def test_openreports_reports_when_configured(cluster: Cluster) -> None:
         capture_output=True,
         timeout=120,
     )
-    log = Path(cluster.info["logs"]) / "operator-openreports.log"
-    env = dict(
-        os.environ, KUBECONFIG=cluster.info["operator_kubeconfig"], POD_NAMESPACE="finops-system"
+    # The webhooks call the stopped operator's port.
+    proc, metrics_port, _, log = start_second_operator(
+        cluster, config_file, "openreports", webhook_port=cluster.info["webhook_port"]
     )
-    metrics_port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(REPO / ".venv" / "bin" / "finops-operator"),
-                "run",
-                "--config",
-                str(config_file),
-                "--webhook-secret",
-                "finops-operator-webhook-tls",
-                "--webhook-host",
-                "127.0.0.1",
-                "--webhook-port",  # where the webhooks call the stopped operator
-                str(cluster.info["webhook_port"]),
-                "--metrics-port",
-                str(metrics_port),
-                "--namespace",
-                "finops-system",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cluster.dir,
-        )
-    cluster.extra.append(proc)
-    (state / "extra-operator-openreports.pid").write_text(str(proc.pid))
     try:
         wait_until(
             lambda: cluster.metric("finops_leader", metrics_port) == 1,
