@@ -10,7 +10,11 @@ import pytest
 from cryptography import x509
 
 from finops_operator.adapters.certificates import self_signed, service_hostnames
-from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
+from finops_operator.controllers.webhook_tls import (
+    first_shared_certificate,
+    inject_ca_bundle,
+    shared_certificate,
+)
 from finops_operator.domain.webhook_certificate import (
     ca_bundle_patch,
     pair_from_secret,
@@ -180,3 +184,15 @@ async def test_an_outage_while_setting_the_ca_is_only_a_warning(
     await inject_ca_bundle(kube, CA)
     assert kube.writes == []
     assert caplog.text.count("Cannot set caBundle") == 2
+
+
+async def test_at_start_the_shared_certificates_ca_goes_into_the_webhook_configurations() -> None:
+    kube, issue = FakeKube(), Issuer()
+    kube.put_raw(configuration_path("validatingwebhookconfigurations"), with_hooks(None))
+    kube.put_raw(configuration_path("mutatingwebhookconfigurations"), with_hooks(None))
+    cert, key, ca = await first_shared_certificate(kube, "finops-system", SECRET, issue)
+    assert (cert, key, ca) == (b"cert-finops-system", b"key-finops-system", b"cert-finops-system")
+    bundle = base64.b64encode(ca).decode()
+    for plural in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        hooks = kube.by_path[configuration_path(plural)]["webhooks"]
+        assert [h["clientConfig"]["caBundle"] for h in hooks] == [bundle]

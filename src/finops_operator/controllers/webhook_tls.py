@@ -50,6 +50,15 @@ async def shared_certificate(
     return pair_from_secret(secret)
 
 
+async def first_shared_certificate(
+    kube: KubePort, namespace: str, secret_name: str, issue: CertificateIssuer
+) -> tuple[bytes, bytes, bytes]:
+    """The shared certificate, key and CA at start, the CA put into the webhook configurations."""
+    cert, key, ca = await shared_certificate(kube, namespace, secret_name, issue)
+    await inject_ca_bundle(kube, ca)
+    return cert, key, ca
+
+
 async def inject_ca_bundle(kube: KubePort, ca_pem: bytes) -> None:
     """Put the CA into both webhook configurations, where it is not already."""
     for plural in WEBHOOK_CONFIGURATIONS:
