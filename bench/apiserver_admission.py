@@ -11,7 +11,10 @@ no-policy baseline). This bench measures the same way, so the figures compare:
   `--creates` per level, three compliant to one untagged; `--no-keepalive` opens a
   connection per request; the pods are deleted (untimed) between levels;
 - in turn, on the same API server: no policy (namespace mode `off`), the finops
-  webhooks (mode `enforce`), the finops ValidatingAdmissionPolicy alone (operator
+  webhooks (mode `enforce`) with one operator replica, then with two (a second
+  `finops-operator run` and the webhooks pointed at `ApiProxy.balancer`, a
+  round-robin TCP balancer in front of both, as a Service would be), the finops
+  ValidatingAdmissionPolicy alone (operator
   stopped, webhooks removed, policy rendered by `finops-operator render`), Kyverno
   with a ValidatingPolicy and Gatekeeper with a ConstraintTemplate, both asking for
   the same five labels on the same GPU condition, both out of cluster on loopback
@@ -320,7 +323,17 @@ class Cluster:
 
     def install_crds(self, folder: Path) -> None:
         self.run("apply", "--server-side", "--force-conflicts", "-f", str(folder))
-        self.run("wait", "--for=condition=established", "--timeout=120s", "crd", "--all")
+
+        def established() -> bool:
+            try:
+                self.run("wait", "--for=condition=established", "--timeout=60s", "crd", "--all")
+                return True
+            except RuntimeError as err:  # a CRD just created has no conditions yet
+                if "accessor error" not in str(err):
+                    raise
+                return False
+
+        wait_until(established, "the CRDs are established", 120)
 
     def script(self, verb: str, env: dict[str, str] | None = None) -> None:
         subprocess.run(
