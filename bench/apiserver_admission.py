@@ -88,6 +88,11 @@ def status_rss_mib(status: str) -> float:
     return 0.0
 
 
+def schedstat_wait_seconds(schedstat: str) -> float:
+    """Time a thread was runnable but waiting for a CPU, from its /proc/.../schedstat."""
+    return int(schedstat.split()[1]) / 1e9
+
+
 def gpu_cel(containers: str) -> str:
     """CEL: a container of `containers` asks for (or limits) a non-zero GPU quantity."""
     exact = [r for r in DEFAULT_GPU_RESOURCES if not r.endswith("*")]
@@ -231,6 +236,7 @@ class Row:
     wrong: int = 0  # a decision against expectation (compliant denied, untagged admitted)
     decider_cpu_s: float = 0.0
     decider_rss_mib: float = 0.0
+    decider_wait_s: float = 0.0  # runnable, waiting for a CPU (every thread)
     apiserver_cpu_s: float = 0.0
     samples: list[str] = field(default_factory=list)  # the first few errors, verbatim
 
@@ -243,14 +249,16 @@ def table(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table, in order."""
     head = (
         "| decider | clients | creates/s | p50 ms | p99 ms | +p50 ms | +p99 ms | errors"
-        " | wrong decisions | decider CPU s | decider RSS MiB | apiserver CPU s |"
+        " | wrong decisions | decider CPU s | decider waited s | decider RSS MiB"
+        " | apiserver CPU s |"
     )
-    lines = [head, "|" + " --- |" * 12]
+    lines = [head, "|" + " --- |" * 13]
     for r in rows:
         lines.append(
             f"| {r.decider} | {r.clients} | {r.creates_per_s:,.0f} | {r.p50_ms:.1f}"
             f" | {r.p99_ms:.1f} | {r.added_p50_ms:+.1f} | {r.added_p99_ms:+.1f} | {r.errors}"
-            f" | {r.wrong} | {r.decider_cpu_s:.2f} | {r.decider_rss_mib:.0f}"
+            f" | {r.wrong} | {r.decider_cpu_s:.2f} | {r.decider_wait_s:.2f}"
+            f" | {r.decider_rss_mib:.0f}"
             f" | {r.apiserver_cpu_s:.2f} |"
         )
     return "\n".join(lines)
@@ -280,6 +288,14 @@ class ProcStats:
 
     def rss(self) -> float:
         return status_rss_mib(Path(f"/proc/{self.pid}/status").read_text())
+
+    def waited(self) -> float:
+        """Run-queue wait of its threads alive now (one that ended takes its share along)."""
+        total = 0.0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total += schedstat_wait_seconds((task / "schedstat").read_text())
+        return total
 
 
 class Cluster:
@@ -461,6 +477,7 @@ def measure(
     rows = []
     for clients in args.levels:
         cpu0, api0 = sum(p.cpu() for p in own), apiserver.cpu()
+        wait0 = sum(p.waited() for p in own)
         outcome, seconds = asyncio.run(
             create_level(
                 cluster, slug(decider), clients, args.creates, enforcing, not args.no_keepalive
@@ -477,6 +494,7 @@ def measure(
             wrong=outcome.wrong,
             decider_cpu_s=sum(p.cpu() for p in own) - cpu0,
             decider_rss_mib=sum(p.rss() for p in own),
+            decider_wait_s=sum(p.waited() for p in own) - wait0,
             apiserver_cpu_s=apiserver.cpu() - api0,
             samples=outcome.samples,
         )

@@ -16,6 +16,7 @@ from bench.apiserver_admission import (
     kyverno_policy,
     proc_cpu_seconds,
     repoint,
+    schedstat_wait_seconds,
     status_rss_mib,
     table,
     with_added,
@@ -33,6 +34,10 @@ def test_cpu_is_utime_plus_stime_even_when_the_name_holds_spaces_and_parens() ->
 def test_rss_is_read_in_mib_and_is_zero_for_a_zombie() -> None:
     assert status_rss_mib("Name:\tx\nVmRSS:\t  204800 kB\nThreads: 3\n") == 200
     assert status_rss_mib("Name:\tx\nState:\tZ (zombie)\n") == 0
+
+
+def test_run_queue_wait_is_the_second_schedstat_field_in_seconds() -> None:
+    assert schedstat_wait_seconds("951165 2507071000 2\n") == pytest.approx(2.507071)
 
 
 def test_added_latency_is_over_the_baseline_at_the_same_concurrency() -> None:
