@@ -571,6 +571,7 @@ def start_kyverno(cluster: Cluster, work: Path, started: Callable[[Peer], None])
             "--caSecretName=kyverno-svc.kyverno.svc.kyverno-tls-ca",
             "--tlsSecretName=kyverno-svc.kyverno.svc.kyverno-tls-pair",
             "--disableMetrics=true",
+            f"--metricsPort={free_port()}",  # it listens there all the same (8000 by default)
             "--controllerRuntimeMetricsAddress=0",
             "--admissionReports=false",
         ],
