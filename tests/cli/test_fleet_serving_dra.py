@@ -1,0 +1,256 @@
+"""DRA GPUs and self-hosted models in the simulator, one cluster and a fleet, on real Prometheus.
+
+Cluster A runs the simulator's DRA pods (a direct claim, a templated one and one
+shared by two pods, on a node NVIDIA's DRA driver publishes) and two vLLM servers.
+Cluster B runs the same pods under the same names, with the same claim names, but
+its GPUs are nearly idle and it serves no model (no vLLM series): where a query joins
+series across clusters, B's pods would be counted as serving A's models, or take A's
+utilization through A's claims. Both are backfilled with a `cluster` label into one
+Prometheus (what Thanos Query shows), and again with A as an HA pair read without
+deduplication; A alone into a Prometheus of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from finops_devtools.simulator.generation import (
+    DRA_TEAM,
+    SERVING_TEAM,
+    NodePool,
+    ScenarioParams,
+    generate_scenario,
+)
+from finops_devtools.simulator.ground_truth import GroundTruth, TeamTruth, ground_truth
+from finops_devtools.simulator.openmetrics import ExportOptions
+from finops_devtools.simulator.world import H100, Scenario, Utilization
+from finops_operator.adapters.prometheus_api import PrometheusClient
+from finops_operator.controllers.serving_reader import Chargeback, read_serving, self_hosted
+from finops_operator.controllers.usage_reader import PeriodReport, report_period
+from finops_operator.domain.config import PricingConfig, PrometheusConfig, parse_config
+from finops_operator.domain.costs.cost_queries import QueryNames
+from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.self_hosted import SelfHostedModel
+from finops_operator.domain.costs.serving_queries import ServingNames
+from finops_operator.domain.costs.showback import CostRow
+from finops_operator.domain.money import display_money
+from tests.support.prometheus_server import PrometheusServer, needs_prometheus, recent_days
+
+pytestmark = needs_prometheus
+
+START, END = recent_days(2)
+LLAMA = "llama-3.1-70b"
+PRICING = PricingConfig.model_validate(
+    {
+        "gpuHourly": {"default": "2.00", H100: "4.00"},
+        "tokensPer1k": {"default": "0.002", "gpt-4o": "0.01", LLAMA: "0"},
+        "sharedMonthly": "0",
+    }
+)
+# Every pod of the DRA and serving nodes starts and ends on a 15-minute boundary: at a
+# 5-minute scrape, the samples integrate their GPU hours and utilization exactly.
+OPTIONS = ExportOptions(scrape_interval=300, operator_replicas=1)
+TOKEN_TOLERANCE = 0.005
+
+
+@dataclass
+class Fleet:
+    a: Scenario
+    b: Scenario
+    alone_a: PrometheusServer
+    shared: PrometheusServer  # A and B, `cluster` on every series
+    ha: PrometheusServer  # the same, A twice (`prometheus_replica` 0, 1)
+
+    def truth(self, scenario: Scenario) -> GroundTruth:
+        return ground_truth(scenario, START, END, PRICING)
+
+    def report(self, server: PrometheusServer, names: QueryNames | None = None) -> PeriodReport:
+        return report_period(_client(server), PRICING, Period(START, END), names=names or NAMES)
+
+    def served(
+        self, server: PrometheusServer, names: QueryNames | None = None
+    ) -> dict[tuple[str, str, str], SelfHostedModel]:
+        config = parse_config({})
+        usage = read_serving(
+            _client(server),
+            Period(START, END),
+            names=names or NAMES,
+            serving=ServingNames.from_config(config.self_hosted_models),
+        )
+        models = self_hosted(usage, PRICING, config)
+        return {(m.model, m.namespace, m.cluster): m for m in models}
+
+
+NAMES = QueryNames()
+
+
+def _client(server: PrometheusServer) -> PrometheusClient:
+    return PrometheusClient(PrometheusConfig(url=server.url))
+
+
+def _labels(*pairs: tuple[str, str]) -> ExportOptions:
+    return replace(OPTIONS, external_labels=pairs)
+
+
+def two_clusters() -> tuple[Scenario, Scenario]:
+    params = ScenarioParams(
+        start=START - timedelta(hours=3),
+        end=END + timedelta(hours=3),
+        seed=21,
+        teams=2,
+        node_pools=(NodePool(H100, count=1, gpus=4),),
+        pricing=PRICING,
+        llm_models=("gpt-4o", LLAMA),
+        anomaly=False,
+        self_hosted=True,
+        dra=True,
+    )
+    a = generate_scenario(params)
+    idle = Utilization(base=3, amplitude=0, noise=2)
+    b = replace(
+        a,
+        pods=[replace(pod, utilization=idle) for pod in a.pods],
+        served_models=(),
+        token_streams=a.token_streams[:1],
+    )
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    a, b = two_clusters()
+    servers: list[PrometheusServer] = []
+
+    def server(*contents: tuple[Scenario, ExportOptions]) -> PrometheusServer:
+        started = PrometheusServer(tmp_path_factory.mktemp("prom"))
+        servers.append(started)
+        for scenario, options in contents:
+            started.backfill(scenario, options, keep_files=False)
+        return started.start()
+
+    try:
+        yield Fleet(
+            a=a,
+            b=b,
+            alone_a=server((a, OPTIONS)),
+            shared=server((a, _labels(("cluster", "a"))), (b, _labels(("cluster", "b")))),
+            ha=server(
+                (a, _labels(("cluster", "a"), ("prometheus_replica", "0"))),
+                (a, _labels(("cluster", "a"), ("prometheus_replica", "1"))),
+                (b, _labels(("cluster", "b"))),
+            ),
+        )
+    finally:
+        for started in servers:
+            started.stop()
+
+
+def cents(amount: Decimal) -> str:
+    return display_money(amount)
+
+
+def _same_gpu_figures(row: CostRow, *truths: TeamTruth) -> None:
+    for field in ("gpu_hours", "gpu_cost", "idle_gpu_hours", "idle_cost"):
+        want = sum((getattr(truth, field) for truth in truths), Decimal(0))
+        assert cents(getattr(row, field)) == cents(want), (row.team, field)
+
+
+def _team(report: PeriodReport, team: str) -> CostRow:
+    [row] = [row for row in report.costs.teams if row.team == team]
+    return row
+
+
+# ---------------------------------------------------------------- DRA in the simulator
+
+
+def test_the_scenario_holds_dra_pods_direct_templated_and_shared(fleet: Fleet) -> None:
+    """The guard of the tests below: the DRA pods are there, a shared claim held by two."""
+    dra = [pod for pod in fleet.a.pods if pod.claim]
+    assert {pod.namespace for pod in dra} == {DRA_TEAM}
+    shared = [pod for pod in dra if pod.sharers]
+    assert shared and all(fleet.a.pod_gpus(pod) == Fraction(1, 2) for pod in shared)
+    assert {len({p.name for p in dra if p.claim == pod.claim}) for pod in dra} == {1, 2}
+    assert any("templated" in pod.claim for pod in dra)
+
+
+def test_the_report_charges_dra_gpus_exactly(fleet: Fleet) -> None:
+    """A month's report of one cluster prices the DRA pods' GPUs (a shared claim split
+    between its pods) and their idle time, read through dcgm-exporter's claim labels,
+    to the cent of the ground truth."""
+    truth = fleet.truth(fleet.a)
+    dra = truth.teams[DRA_TEAM]
+    # Three whole GPUs and two halves over the whole period: 4 H100s' worth of pods less one.
+    assert dra.gpu_hours == Decimal(3 * 48)
+    report = fleet.report(fleet.alone_a)
+    _same_gpu_figures(_team(report, DRA_TEAM), dra)
+    assert Decimal(0) < dra.idle_gpu_hours < dra.gpu_hours
+    # The DRA node's free device is unallocated capacity, like any node's.
+    assert cents(report.costs.cluster.capacity_gpu_hours) == cents(truth.capacity_gpu_hours)
+
+
+# ---------------------------------------------------------------- a fleet
+
+
+def test_dra_pods_of_two_clusters_with_the_same_claims_stay_apart(fleet: Fleet) -> None:
+    """B's claims bear A's names; B's GPUs are nearly idle, A's busy: each cluster's DRA
+    pods keep their own utilization (the claim join keeps the cluster label), in the
+    fleet's usage by cluster as in a per-cluster reading."""
+    truths = {"a": fleet.truth(fleet.a).teams[DRA_TEAM], "b": fleet.truth(fleet.b).teams[DRA_TEAM]}
+    assert truths["b"].idle_gpu_hours > Decimal("1.5") * truths["a"].idle_gpu_hours
+    for server in (fleet.shared, fleet.ha):
+        report = fleet.report(server)
+        _same_gpu_figures(_team(report, DRA_TEAM), *truths.values())
+        for name, truth in truths.items():
+            rows = [u for u in report.usage.gpu if u.team == DRA_TEAM and u.cluster == name]
+            for field in ("gpu_hours", "idle_gpu_hours"):
+                got = sum((getattr(row, field) for row in rows), Decimal(0))
+                assert cents(got) == cents(getattr(truth, field)), (server.url, name, field)
+            only = fleet.report(server, NAMES.only_cluster(name))
+            _same_gpu_figures(_team(only, DRA_TEAM), truth)
+
+
+def test_self_hosted_models_are_joined_within_their_cluster(fleet: Fleet) -> None:
+    """B's pods bear the names of A's vLLM servers but serve nothing: the served models
+    are A's, with A's GPU cost and tokens, whether read from the fleet, from the fleet
+    with A as an HA pair not deduplicated, or from A's own Prometheus."""
+    truth = fleet.truth(fleet.a).self_hosted
+    assert set(truth) == {(LLAMA, SERVING_TEAM), ("qwen2.5-7b", SERVING_TEAM)}
+    for server, cluster in ((fleet.shared, "a"), (fleet.ha, "a"), (fleet.alone_a, "")):
+        models = fleet.served(server)
+        for (model, namespace), want in truth.items():
+            rows = [m for key, m in models.items() if key[:2] == (model, namespace)]
+            gpu_cost = sum((m.gpu_cost for m in rows), Decimal(0))
+            assert cents(gpu_cost) == cents(want.gpu_cost), (server.url, model)
+            tokens = sum((m.tokens for m in rows), Decimal(0))
+            expected = want.prompt_tokens + want.generation_tokens
+            assert abs(float((tokens - expected) / expected)) < TOKEN_TOLERANCE, model
+        assert set(models) == {(model, ns, cluster) for model, ns in truth}, server.url
+    assert fleet.served(fleet.shared, NAMES.only_cluster("b")) == {}
+    only_a = fleet.served(fleet.ha, NAMES.only_cluster("a"))
+    assert {key[:2] for key in only_a} == set(truth)
+
+
+def test_charging_the_consumers_keeps_each_clusters_total(fleet: Fleet) -> None:
+    """The moved GPU hours stay in the cluster that used them: every cluster's figures,
+    and the fleet's, are unchanged to the cent; only teams change."""
+    config = parse_config({"selfHostedModels": {"chargeConsumers": True}})
+    client = _client(fleet.shared)
+    chargeback = Chargeback.of(client, config, NAMES)
+    assert chargeback is not None
+    off = fleet.report(fleet.shared)
+    on = report_period(client, PRICING, Period(START, END), names=NAMES, adjust=chargeback)
+
+    def by_cluster(report: PeriodReport) -> dict[str, tuple[str, str]]:
+        return {
+            c.name: (cents(c.costs.gpu_hours), cents(c.costs.total_cost)) for c in report.clusters
+        }
+
+    assert by_cluster(on) == by_cluster(off)
+    assert set(by_cluster(on)) == {"a", "b"}
+    assert _team(on, SERVING_TEAM).gpu_cost < _team(off, SERVING_TEAM).gpu_cost
