@@ -40,7 +40,13 @@ from finops_operator.domain.costs.self_hosted import SelfHostedModel
 from finops_operator.domain.costs.serving_queries import ServingNames
 from finops_operator.domain.costs.showback import CostRow
 from finops_operator.domain.money import display_money
-from tests.support.prometheus_server import PrometheusServer, needs_prometheus, recent_days
+from tests.support.prometheus_server import (
+    PrometheusServer,
+    fleet_servers,
+    needs_prometheus,
+    recent_days,
+    two_cluster_endpoints,
+)
 
 pytestmark = needs_prometheus
 
@@ -94,10 +100,6 @@ def _client(server: PrometheusServer) -> PrometheusClient:
     return PrometheusClient(PrometheusConfig(url=server.url))
 
 
-def _labels(*pairs: tuple[str, str]) -> ExportOptions:
-    return replace(OPTIONS, external_labels=pairs)
-
-
 def two_clusters() -> tuple[Scenario, Scenario]:
     params = ScenarioParams(
         start=START - timedelta(hours=3),
@@ -125,30 +127,15 @@ def two_clusters() -> tuple[Scenario, Scenario]:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     a, b = two_clusters()
-    servers: list[PrometheusServer] = []
-
-    def server(*contents: tuple[Scenario, ExportOptions]) -> PrometheusServer:
-        started = PrometheusServer(tmp_path_factory.mktemp("prom"))
-        servers.append(started)
-        for scenario, options in contents:
-            started.backfill(scenario, options, keep_files=False)
-        return started.start()
-
-    try:
+    with fleet_servers(tmp_path_factory) as server:
+        shared, ha = two_cluster_endpoints(server, a, b, OPTIONS)
         yield Fleet(
             a=a,
             b=b,
             alone_a=server((a, OPTIONS)),
-            shared=server((a, _labels(("cluster", "a"))), (b, _labels(("cluster", "b")))),
-            ha=server(
-                (a, _labels(("cluster", "a"), ("prometheus_replica", "0"))),
-                (a, _labels(("cluster", "a"), ("prometheus_replica", "1"))),
-                (b, _labels(("cluster", "b"))),
-            ),
+            shared=shared,
+            ha=ha,
         )
-    finally:
-        for started in servers:
-            started.stop()
 
 
 def cents(amount: Decimal) -> str:
