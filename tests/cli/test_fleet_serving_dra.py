@@ -1,6 +1,7 @@
 """DRA GPUs and self-hosted models in the simulator, one cluster and a fleet, on real Prometheus.
 
-Cluster A runs the simulator's DRA pods (a direct claim, a templated one and one
+A simulated month with DRA pods is reported to the cent of the ground truth. Then a
+fleet of two days: cluster A runs the simulator's DRA pods (a direct claim, a templated one and one
 shared by two pods, on a node NVIDIA's DRA driver publishes) and two vLLM servers.
 Cluster B runs the same pods under the same names, with the same claim names, but
 its GPUs are nearly idle and it serves no model (no vLLM series): where a query joins
@@ -42,8 +43,10 @@ from finops_operator.domain.costs.showback import CostRow
 from finops_operator.domain.money import display_money
 from tests.support.prometheus_server import (
     PrometheusServer,
+    backfilled_prometheus,
     fleet_servers,
     needs_prometheus,
+    previous_month,
     recent_days,
     two_cluster_endpoints,
 )
@@ -166,19 +169,45 @@ def test_the_scenario_holds_dra_pods_direct_templated_and_shared(fleet: Fleet) -
     assert any("templated" in pod.claim for pod in dra)
 
 
-def test_the_report_charges_dra_gpus_exactly(fleet: Fleet) -> None:
-    """A month's report of one cluster prices the DRA pods' GPUs (a shared claim split
-    between its pods) and their idle time, read through dcgm-exporter's claim labels,
-    to the cent of the ground truth."""
-    truth = fleet.truth(fleet.a)
+@pytest.fixture(scope="module")
+def month(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scenario, PrometheusServer]]:
+    """A simulated month (the previous calendar month) of a small cluster with DRA pods."""
+    start, end = previous_month()
+    params = ScenarioParams(
+        start=start - timedelta(hours=3),
+        end=end + timedelta(hours=3),
+        seed=20,
+        teams=1,
+        node_pools=(NodePool(H100, count=1, gpus=2),),
+        pricing=PRICING,
+        llm_models=("gpt-4o", "gpt-4o-mini"),
+        anomaly=False,
+        dra=True,
+    )
+    scenario = generate_scenario(params)
+    with backfilled_prometheus(tmp_path_factory.mktemp("month"), scenario, OPTIONS) as server:
+        yield scenario, server
+
+
+def test_a_months_report_charges_dra_gpus_exactly(
+    month: tuple[Scenario, PrometheusServer],
+) -> None:
+    """A month's report prices the DRA pods' GPUs (a shared claim split between its
+    pods) and their idle time, read through dcgm-exporter's claim labels, to the cent
+    of the ground truth; the DRA node's free GPU is unallocated capacity."""
+    scenario, server = month
+    period = Period(*previous_month())
+    truth = ground_truth(scenario, period.start, period.end, PRICING)
     dra = truth.teams[DRA_TEAM]
-    # Three whole GPUs and two halves over the whole period: 4 H100s' worth of pods less one.
-    assert dra.gpu_hours == Decimal(3 * 48)
-    report = fleet.report(fleet.alone_a)
+    # Three whole GPUs' worth of pods all month (two whole claims, two halves of one).
+    hours = Decimal((period.end - period.start).total_seconds()) / 3600
+    assert dra.gpu_hours == 3 * hours and Decimal(0) < dra.idle_gpu_hours < dra.gpu_hours
+    report = report_period(_client(server), PRICING, period, names=NAMES)
     _same_gpu_figures(_team(report, DRA_TEAM), dra)
-    assert Decimal(0) < dra.idle_gpu_hours < dra.gpu_hours
-    # The DRA node's free device is unallocated capacity, like any node's.
-    assert cents(report.costs.cluster.capacity_gpu_hours) == cents(truth.capacity_gpu_hours)
+    dra_node = [u for u in report.usage.capacity if u.gpu_model == H100]
+    assert cents(sum((u.gpu_hours for u in dra_node), Decimal(0))) == cents(
+        truth.capacity_gpu_hours_by_model[H100]
+    )
 
 
 # ---------------------------------------------------------------- a fleet
