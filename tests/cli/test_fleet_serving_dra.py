@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import pytest
 
@@ -103,20 +104,23 @@ def _client(server: PrometheusServer) -> PrometheusClient:
     return PrometheusClient(PrometheusConfig(url=server.url))
 
 
-def two_clusters() -> tuple[Scenario, Scenario]:
+def with_dra(start: datetime, end: datetime, **more: Any) -> Scenario:
+    """A small cluster (one node of 4 H100s, no spend jump) with the DRA pods, over
+    [start, end) and 3 hours around it."""
     params = ScenarioParams(
-        start=START - timedelta(hours=3),
-        end=END + timedelta(hours=3),
-        seed=21,
-        teams=2,
+        start=start - timedelta(hours=3),
+        end=end + timedelta(hours=3),
         node_pools=(NodePool(H100, count=1, gpus=4),),
         pricing=PRICING,
-        llm_models=("gpt-4o", LLAMA),
         anomaly=False,
-        self_hosted=True,
         dra=True,
+        **more,
     )
-    a = generate_scenario(params)
+    return generate_scenario(params)
+
+
+def two_clusters() -> tuple[Scenario, Scenario]:
+    a = with_dra(START, END, seed=21, teams=2, llm_models=("gpt-4o", LLAMA), self_hosted=True)
     idle = Utilization(base=3, amplitude=0, noise=2)
     b = replace(
         a,
@@ -172,19 +176,7 @@ def test_the_scenario_holds_dra_pods_direct_templated_and_shared(fleet: Fleet) -
 @pytest.fixture(scope="module")
 def month(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scenario, PrometheusServer]]:
     """A simulated month (the previous calendar month) of a small cluster with DRA pods."""
-    start, end = previous_month()
-    params = ScenarioParams(
-        start=start - timedelta(hours=3),
-        end=end + timedelta(hours=3),
-        seed=20,
-        teams=1,
-        node_pools=(NodePool(H100, count=1, gpus=2),),
-        pricing=PRICING,
-        llm_models=("gpt-4o", "gpt-4o-mini"),
-        anomaly=False,
-        dra=True,
-    )
-    scenario = generate_scenario(params)
+    scenario = with_dra(*previous_month(), seed=20, teams=1)
     with backfilled_prometheus(tmp_path_factory.mktemp("month"), scenario, OPTIONS) as server:
         yield scenario, server
 
