@@ -462,6 +462,6 @@ def test_uninstall_removes_everything_but_the_crds(helm: str, installed: Cluster
     releases = json.loads(run_helm(helm, installed, "list", "-A", "-o", "json").stdout)
     assert releases == []
     # No webhook is left to fail closed: an untagged GPU pod in the enforce namespace
-    # is stored (it stays Pending: no node has GPUs).
+    # is stored (it stays Pending: it does not tolerate the kwok GPU nodes' taint).
     installed.apply(gpu_workload("Pod", "after-uninstall", ENFORCE))
     assert installed.exists("pod", "after-uninstall", ENFORCE)
