@@ -336,6 +336,22 @@ def gpu_workload(
     return obj
 
 
+def kwok_gpu_pod(cluster: Cluster, name: str, namespace: str, gpus: int) -> dict[str, Any]:
+    """A tagged GPU Pod that tolerates the taint of the kwok GPU nodes of a pod-mode
+    cluster (scripts/e2e-node.sh: nothing else lands there), so it runs on one."""
+    pod = gpu_workload("Pod", name, namespace, dict(COMPLIANT), gpus=gpus)
+    pod["spec"]["tolerations"] = [{"key": cluster.info["gpu_node_taint"], "operator": "Exists"}]
+    pod["spec"]["terminationGracePeriodSeconds"] = 0
+    return pod
+
+
+def service_metrics(cluster: Cluster, namespace: str) -> str:
+    """/metrics of one endpoint of the metrics Service `finops-operator` (plain HTTP), by
+    the API server's Service proxy: without kube-proxy a ClusterIP leads nowhere."""
+    path = f"/api/v1/namespaces/{namespace}/services/http:finops-operator:metrics/proxy/metrics"
+    return cluster.kubectl("get", "--raw", path).stdout
+
+
 def is_ready(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)

@@ -41,9 +41,11 @@ from .conftest import (
     gpu_workload,
     is_ready,
     kube_chains,
+    kwok_gpu_pod,
     metric_sum,
     no_other_node,
     pod_of,
+    service_metrics,
     untagged_gpu_pod_refused,
     wait_until,
 )
@@ -125,13 +127,6 @@ def pod_metrics(pod: dict[str, Any]) -> str:
     url = f"http://{pod['status']['podIP']}:8080/metrics"
     with urllib.request.urlopen(url, timeout=5) as resp:
         return str(resp.read().decode())
-
-
-def service_metrics(cluster: Cluster) -> str:
-    """/metrics of one of the Service's endpoints, through the API server's Service proxy
-    (the way to a ClusterIP Service here: there is no kube-proxy)."""
-    path = f"/api/v1/namespaces/{NAMESPACE}/services/http:finops-operator:metrics/proxy/metrics"
-    return cluster.kubectl("get", "--raw", path).stdout
 
 
 def holder(cluster: Cluster) -> str:
@@ -257,17 +252,9 @@ def test_an_untagged_gpu_pod_is_refused_through_the_service(pod_cluster: Cluster
     assert after >= before + 2, (before, after)
 
 
-def gpu_pod(cluster: Cluster, name: str, gpus: int) -> dict[str, Any]:
-    """A tagged GPU pod that tolerates the kwok nodes' taint (nothing else does)."""
-    pod = gpu_workload("Pod", name, ENFORCE, dict(COMPLIANT), gpus=gpus)
-    pod["spec"]["tolerations"] = [{"key": cluster.info["gpu_node_taint"], "operator": "Exists"}]
-    pod["spec"]["terminationGracePeriodSeconds"] = 0
-    return pod
-
-
 def test_gpu_pods_run_on_the_kwok_nodes_and_show_in_the_allocation(pod_cluster: Cluster) -> None:
     c = pod_cluster
-    gpu_nodes = set(c.info["gpu_nodes"])
+    gpu_nodes = set(c.info.get("gpu_nodes") or [])  # none from an `up` older than the kwok nodes
     assert len(gpu_nodes) == 2, c.info
     for name in gpu_nodes:  # kept Ready by kwok, offering 4 GPUs, tainted
         node = c.get("node", name)
@@ -280,7 +267,10 @@ def test_gpu_pods_run_on_the_kwok_nodes_and_show_in_the_allocation(pod_cluster: 
     names = ("trainer-a", "trainer-b")
     try:
         # Admitted through the Service; 3 + 3 GPUs fit no single node, 5 fit none.
-        c.apply([gpu_pod(c, name, 3) for name in names] + [gpu_pod(c, "too-big", 5)])
+        c.apply(
+            [kwok_gpu_pod(c, n, ENFORCE, 3) for n in names]
+            + [kwok_gpu_pod(c, "too-big", ENFORCE, 5)]
+        )
 
         def running() -> dict[str, str] | None:
             found = {p["metadata"]["name"]: p for p in c.get("pods", None, ENFORCE)["items"]}
@@ -308,7 +298,7 @@ def test_gpu_pods_run_on_the_kwok_nodes_and_show_in_the_allocation(pod_cluster: 
 
         # Read through the metrics Service, then on each replica: both watch.
         wait_until(
-            lambda: all(allocation(service_metrics(c), n) == 3 for n in names),
+            lambda: all(allocation(service_metrics(c, NAMESPACE), n) == 3 for n in names),
             timeout=30,
             what="3 GPUs per trainer on the Service's /metrics",
         )
@@ -322,11 +312,11 @@ def test_gpu_pods_run_on_the_kwok_nodes_and_show_in_the_allocation(pod_cluster: 
         # A pod that goes (kwok finishes its deletion) leaves the allocation.
         c.kubectl("-n", ENFORCE, "delete", "pod", names[0], "--wait=true", timeout=60)
         wait_until(
-            lambda: allocation(service_metrics(c), names[0]) == 0,
+            lambda: allocation(service_metrics(c, NAMESPACE), names[0]) == 0,
             timeout=30,
             what=f"{names[0]} gone from /metrics",
         )
-        assert allocation(service_metrics(c), names[1]) == 3
+        assert allocation(service_metrics(c, NAMESPACE), names[1]) == 3
     finally:
         c.kubectl("-n", ENFORCE, "delete", "pod", *names, "too-big", "--ignore-not-found")
 
