@@ -254,6 +254,19 @@ def start_second_operator(
     return proc, metrics_port, webhook_port, log
 
 
+def restore_script_operator(cluster: Cluster, *extra: str) -> None:
+    """Start the script's operator again after a module replaced it, first forgetting the
+    state/extra-NAME.pid files of the processes the module stopped itself."""
+    for name in extra:
+        (Path(cluster.info["state"]) / f"extra-{name}.pid").unlink(missing_ok=True)
+    subprocess.run(
+        ["bash", str(SCRIPT), "operator", str(cluster.dir)],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM a process a test started, SIGKILL after 20 s."""
     if proc.poll() is None:

@@ -51,6 +51,7 @@ from .conftest import (
     cluster_down,
     cluster_up,
     gpu_workload,
+    restore_script_operator,
     start_second_operator,
     stop_process,
     wait_until,
@@ -261,14 +262,7 @@ def fleet(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             server.stop()
         if second is not None:
             cluster_down(second)
-        for name in ("extra-operator-fleet-a.pid",):
-            (Path(cluster.info["state"]) / name).unlink(missing_ok=True)
-        subprocess.run(
-            ["bash", str(SCRIPT), "operator", str(cluster.dir)],
-            check=True,
-            capture_output=True,
-            timeout=180,
-        )
+        restore_script_operator(cluster, "operator-fleet-a")
 
 
 def money(value: Decimal) -> str:
