@@ -11,6 +11,13 @@ from cryptography import x509
 
 from finops_operator.adapters.certificates import self_signed, service_hostnames
 from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
+from finops_operator.domain import conventions
+from finops_operator.domain.config import Config, LabelRule
+from finops_operator.domain.policies.webhook_conditions import (
+    VALIDATING_CONDITION,
+    conditions_patch,
+    desired_conditions,
+)
 from finops_operator.domain.webhook_certificate import (
     ca_bundle_patch,
     pair_from_secret,
@@ -167,7 +174,9 @@ async def test_a_missing_configuration_is_a_warning_and_the_other_is_still_set(
     kube = FakeKube()
     kube.put_raw(configuration_path("mutatingwebhookconfigurations"), with_hooks(None))
     await inject_ca_bundle(kube, CA)
-    assert "Cannot set caBundle on validatingwebhookconfigurations" in caplog.text
+    assert (
+        "Cannot set caBundle or matchConditions on validatingwebhookconfigurations" in caplog.text
+    )
     assert [w.resource for w in kube.writes] == [
         configuration_path("mutatingwebhookconfigurations")
     ]
@@ -180,3 +189,47 @@ async def test_an_outage_while_setting_the_ca_is_only_a_warning(
     await inject_ca_bundle(kube, CA)
     assert kube.writes == []
     assert caplog.text.count("Cannot set caBundle") == 2
+
+
+async def test_the_operators_match_conditions_go_in_with_the_ca_and_follow_its_configuration() -> (
+    None
+):
+    kube = FakeKube()
+    bundle = base64.b64encode(CA).decode()
+    static = [{"name": "gpu-workload", "expression": "true"}]
+    for plural, name in (
+        ("validatingwebhookconfigurations", conventions.VALIDATING_WEBHOOK),
+        ("mutatingwebhookconfigurations", conventions.MUTATING_WEBHOOK),
+    ):
+        hook = {"name": name, "clientConfig": {"caBundle": bundle}, "matchConditions": static}
+        kube.put_raw(configuration_path(plural), {"webhooks": [hook]})
+    await inject_ca_bundle(kube, CA, desired_conditions(Config()))
+    assert [w.verb for w in kube.writes] == ["raw PATCH", "raw PATCH"]
+    validating = kube.by_path[configuration_path("validatingwebhookconfigurations")]
+    names = [c["name"] for c in validating["webhooks"][0]["matchConditions"]]
+    assert names == ["gpu-workload", VALIDATING_CONDITION]
+    await inject_ca_bundle(kube, CA, desired_conditions(Config()))
+    assert len(kube.writes) == 2  # in step: nothing more to write
+    stricter = Config(labels={"acme.io/owner": LabelRule()})
+    await inject_ca_bundle(kube, CA, desired_conditions(stricter))
+    validating = kube.by_path[configuration_path("validatingwebhookconfigurations")]
+    [_, ours] = validating["webhooks"][0]["matchConditions"]
+    assert "'acme.io/owner' in labels" in ours["expression"]
+    assert len(kube.writes) == 4
+
+
+async def test_a_configuration_changed_between_read_and_patch_is_not_overwritten(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = FakeKube()
+    path = configuration_path("validatingwebhookconfigurations")
+    hook = {"name": conventions.VALIDATING_WEBHOOK, "clientConfig": {"caBundle": "b2xk"}}
+    kube.put_raw(
+        path, {"webhooks": [{**hook, "matchConditions": [{"name": "a", "expression": "true"}]}]}
+    )
+    ops = conditions_patch(await kube.raw("GET", path), desired_conditions(Config()))
+    kube.by_path[path]["webhooks"][0]["matchConditions"].append({"name": "b", "expression": "true"})
+    with pytest.raises(KubeError) as err:
+        await kube.raw("PATCH", path, ops, "application/json-patch+json")
+    assert err.value.status == 422
+    assert [c["name"] for c in kube.by_path[path]["webhooks"][0]["matchConditions"]] == ["a", "b"]

@@ -7,12 +7,21 @@ a replica that loses that race (409) reads the winner's. So all replicas serve
 one certificate, and one CA goes into the `caBundle` of the Validating and
 Mutating webhook configurations. With cert-manager, pass --webhook-cert and
 --webhook-key instead and let its CA injector fill `caBundle`.
+
+With the CA goes what only the running configuration knows: the matchConditions
+that let the API server admit plainly compliant objects without calling the
+webhooks (`domain/policies/webhook_conditions.py`). Every replica writes both at
+start, so a restart with a new configuration brings them in step.
 """
 
 from __future__ import annotations
 
 import logging
 
+from finops_operator.domain.policies.webhook_conditions import (
+    WebhookConditions,
+    conditions_patch,
+)
 from finops_operator.domain.webhook_certificate import (
     WEBHOOK_CONFIGURATION_NAME,
     WEBHOOK_CONFIGURATIONS,
@@ -50,20 +59,29 @@ async def shared_certificate(
     return pair_from_secret(secret)
 
 
-async def inject_ca_bundle(kube: KubePort, ca_pem: bytes) -> None:
-    """Put the CA into both webhook configurations, where it is not already."""
+async def inject_ca_bundle(
+    kube: KubePort, ca_pem: bytes, conditions: WebhookConditions | None = None
+) -> None:
+    """Put the CA into both webhook configurations, where it is not already, and with
+    `conditions` (`webhook_conditions.desired_conditions`) the operator's matchConditions:
+    one GET and at most one JSON Patch per configuration."""
     for plural in WEBHOOK_CONFIGURATIONS:
         path = f"/apis/admissionregistration.k8s.io/v1/{plural}/{WEBHOOK_CONFIGURATION_NAME}"
         try:
             configuration = await kube.raw("GET", path)
             ops = ca_bundle_patch(configuration, ca_pem)
+            if conditions is not None:
+                ops += conditions_patch(configuration, conditions)
             if ops:
                 await kube.raw("PATCH", path, ops, "application/json-patch+json")
-                logger.info("Set caBundle on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME)
+                logger.info(
+                    "Set caBundle and matchConditions on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME
+                )
         except KubeError as err:
             logger.warning(
-                "Cannot set caBundle on %s/%s: %s (apply manifests/ with kubectl apply -k; "
-                "the API server cannot call the webhook without it)",
+                "Cannot set caBundle or matchConditions on %s/%s: %s (apply manifests/ with "
+                "kubectl apply -k; the API server cannot call the webhook without its CA, and "
+                "calls it for every GPU workload without the operator's matchConditions)",
                 plural,
                 WEBHOOK_CONFIGURATION_NAME,
                 err,
