@@ -174,9 +174,7 @@ async def test_a_missing_configuration_is_a_warning_and_the_other_is_still_set(
     kube = FakeKube()
     kube.put_raw(configuration_path("mutatingwebhookconfigurations"), with_hooks(None))
     await inject_ca_bundle(kube, CA)
-    assert (
-        "Cannot set caBundle or matchConditions on validatingwebhookconfigurations" in caplog.text
-    )
+    assert "Cannot set caBundle on validatingwebhookconfigurations" in caplog.text
     assert [w.resource for w in kube.writes] == [
         configuration_path("mutatingwebhookconfigurations")
     ]
@@ -204,7 +202,7 @@ async def test_the_operators_match_conditions_go_in_with_the_ca_and_follow_its_c
         hook = {"name": name, "clientConfig": {"caBundle": bundle}, "matchConditions": static}
         kube.put_raw(configuration_path(plural), {"webhooks": [hook]})
     await inject_ca_bundle(kube, CA, desired_conditions(Config()))
-    assert [w.verb for w in kube.writes] == ["raw PATCH", "raw PATCH"]
+    assert [w.verb for w in kube.writes] == ["raw PATCH", "raw PATCH"]  # the CA is there
     validating = kube.by_path[configuration_path("validatingwebhookconfigurations")]
     names = [c["name"] for c in validating["webhooks"][0]["matchConditions"]]
     assert names == ["gpu-workload", VALIDATING_CONDITION]
@@ -218,18 +216,31 @@ async def test_the_operators_match_conditions_go_in_with_the_ca_and_follow_its_c
     assert len(kube.writes) == 4
 
 
-async def test_a_configuration_changed_between_read_and_patch_is_not_overwritten(
+async def test_a_configuration_changed_between_read_and_patch_is_not_overwritten() -> None:
+    kube = FakeKube()
+    path = configuration_path("validatingwebhookconfigurations")
+    hook = {"name": conventions.VALIDATING_WEBHOOK, "clientConfig": {"caBundle": "b2xk"}}
+    kube.put_raw(path, {"metadata": {"resourceVersion": "7"}, "webhooks": [hook]})
+    ops = conditions_patch(await kube.raw("GET", path), desired_conditions(Config()))
+    kube.by_path[path]["metadata"]["resourceVersion"] = "8"  # someone else's write
+    with pytest.raises(KubeError) as err:
+        await kube.raw("PATCH", path, ops, "application/json-patch+json")
+    assert err.value.status == 422
+    assert "matchConditions" not in kube.by_path[path]["webhooks"][0]
+
+
+async def test_conditions_the_api_server_refuses_are_a_warning_after_the_ca_is_set(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     kube = FakeKube()
     path = configuration_path("validatingwebhookconfigurations")
-    hook = {"name": conventions.VALIDATING_WEBHOOK, "clientConfig": {"caBundle": "b2xk"}}
-    kube.put_raw(
-        path, {"webhooks": [{**hook, "matchConditions": [{"name": "a", "expression": "true"}]}]}
+    hook = {"name": conventions.VALIDATING_WEBHOOK, "clientConfig": {}}
+    kube.put_raw(path, {"webhooks": [hook]})
+    await inject_ca_bundle(kube, CA)  # the CA alone
+    kube.fail_next(422, on="raw PATCH")  # as the API server refuses an expression
+    await inject_ca_bundle(kube, CA, desired_conditions(Config()))
+    assert "matchConditions" not in kube.by_path[path]["webhooks"][0]
+    assert kube.by_path[path]["webhooks"][0]["clientConfig"]["caBundle"]
+    assert "Cannot set the operator's matchConditions on validatingwebhookconfigurations" in (
+        caplog.text
     )
-    ops = conditions_patch(await kube.raw("GET", path), desired_conditions(Config()))
-    kube.by_path[path]["webhooks"][0]["matchConditions"].append({"name": "b", "expression": "true"})
-    with pytest.raises(KubeError) as err:
-        await kube.raw("PATCH", path, ops, "application/json-patch+json")
-    assert err.value.status == 422
-    assert [c["name"] for c in kube.by_path[path]["webhooks"][0]["matchConditions"]] == ["a", "b"]

@@ -17,6 +17,7 @@ start, so a restart with a new configuration brings them in step.
 from __future__ import annotations
 
 import logging
+from typing import Any, Final
 
 from finops_operator.domain.policies.webhook_conditions import (
     WebhookConditions,
@@ -33,6 +34,7 @@ from finops_operator.errors import KubeError
 from finops_operator.ports import CertificateIssuer, KubePort
 
 logger = logging.getLogger(__name__)
+JSON_PATCH: Final = "application/json-patch+json"
 
 
 async def shared_certificate(
@@ -62,27 +64,50 @@ async def shared_certificate(
 async def inject_ca_bundle(
     kube: KubePort, ca_pem: bytes, conditions: WebhookConditions | None = None
 ) -> None:
-    """Put the CA into both webhook configurations, where it is not already, and with
-    `conditions` (`webhook_conditions.desired_conditions`) the operator's matchConditions:
-    one GET and at most one JSON Patch per configuration."""
+    """Put the CA into both webhook configurations, where it is not already; then, with
+    `conditions` (`webhook_conditions.desired_conditions`), the operator's matchConditions,
+    in a patch of their own: one the API server refuses never keeps the CA out."""
     for plural in WEBHOOK_CONFIGURATIONS:
         path = f"/apis/admissionregistration.k8s.io/v1/{plural}/{WEBHOOK_CONFIGURATION_NAME}"
         try:
             configuration = await kube.raw("GET", path)
             ops = ca_bundle_patch(configuration, ca_pem)
-            if conditions is not None:
-                ops += conditions_patch(configuration, conditions)
             if ops:
-                await kube.raw("PATCH", path, ops, "application/json-patch+json")
-                logger.info(
-                    "Set caBundle and matchConditions on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME
-                )
+                configuration = await kube.raw("PATCH", path, ops, JSON_PATCH)
+                logger.info("Set caBundle on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME)
         except KubeError as err:
             logger.warning(
-                "Cannot set caBundle or matchConditions on %s/%s: %s (apply manifests/ with "
-                "kubectl apply -k; the API server cannot call the webhook without its CA, and "
-                "calls it for every GPU workload without the operator's matchConditions)",
+                "Cannot set caBundle on %s/%s: %s (apply manifests/ with kubectl apply -k; "
+                "the API server cannot call the webhook without it)",
                 plural,
                 WEBHOOK_CONFIGURATION_NAME,
                 err,
             )
+            continue
+        if conditions is not None:
+            await _write_conditions(kube, plural, path, configuration, conditions)
+
+
+async def _write_conditions(
+    kube: KubePort,
+    plural: str,
+    path: str,
+    configuration: dict[str, Any],
+    conditions: WebhookConditions,
+) -> None:
+    ops = conditions_patch(configuration, conditions)
+    if not ops:
+        return
+    try:
+        await kube.raw("PATCH", path, ops, JSON_PATCH)
+        logger.info(
+            "Set the operator's matchConditions on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME
+        )
+    except KubeError as err:
+        logger.warning(
+            "Cannot set the operator's matchConditions on %s/%s: %s (the API server then "
+            "calls the webhook for every GPU workload, compliant or not)",
+            plural,
+            WEBHOOK_CONFIGURATION_NAME,
+            err,
+        )

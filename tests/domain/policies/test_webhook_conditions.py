@@ -235,37 +235,31 @@ def _configuration(validating: list[dict[str, str]] | None) -> dict[str, Any]:
     hook: dict[str, Any] = {"name": conventions.VALIDATING_WEBHOOK}
     if validating is not None:
         hook["matchConditions"] = validating
-    return {"webhooks": [{"name": "someone-elses.example.com"}, hook]}
+    webhooks = [{"name": "someone-elses.example.com"}, hook]
+    return {"metadata": {"resourceVersion": "42"}, "webhooks": webhooks}
 
 
-OURS = {conventions.VALIDATING_WEBHOOK: [{"name": VALIDATING_CONDITION, "expression": "x"}]}
+OURS = {conventions.VALIDATING_WEBHOOK: [{"name": VALIDATING_CONDITION, "expression": "a && b"}]}
+TESTED = {"op": "test", "path": "/metadata/resourceVersion", "value": "42"}
 
 
-def test_the_conditions_are_added_after_the_manifests_own_and_the_list_is_tested_first() -> None:
+def test_the_conditions_go_after_the_manifests_own_at_the_version_read() -> None:
     assert conditions_patch(_configuration(STATIC), OURS) == [
-        {"op": "test", "path": "/webhooks/1/matchConditions", "value": STATIC},
+        TESTED,
         {
-            "op": "replace",
+            "op": "add",
             "path": "/webhooks/1/matchConditions",
             "value": [*STATIC, *OURS[conventions.VALIDATING_WEBHOOK]],
         },
     ]
-
-
-def test_a_webhook_without_conditions_gets_the_list() -> None:
-    assert conditions_patch(_configuration(None), OURS) == [
-        {
-            "op": "add",
-            "path": "/webhooks/1/matchConditions",
-            "value": OURS[conventions.VALIDATING_WEBHOOK],
-        },
-    ]
+    [_, add] = conditions_patch(_configuration(None), OURS)
+    assert add["value"] == OURS[conventions.VALIDATING_WEBHOOK]
 
 
 def test_conditions_in_step_write_nothing_and_stale_ones_are_replaced_or_removed() -> None:
     current = [*STATIC, *OURS[conventions.VALIDATING_WEBHOOK]]
     assert conditions_patch(_configuration(current), OURS) == []
-    stale = [*STATIC, {"name": VALIDATING_CONDITION, "expression": "old"}]
+    stale = [{"name": VALIDATING_CONDITION, "expression": "old"}, *STATIC]
     [_, replace] = conditions_patch(_configuration(stale), OURS)
     assert replace["value"] == current
     [_, remove] = conditions_patch(_configuration(stale), {conventions.VALIDATING_WEBHOOK: []})

@@ -114,26 +114,22 @@ def conditions_patch(
     of the operator's own (`OWNED`), after its others, kept in their order; [] when
     they are there.
 
-    A list that exists is replaced after a `test` that it is still the one read, so
-    a patch written against a configuration someone changed meanwhile fails instead
-    of dropping their change.
+    The lists are replaced whole, after a `test` that the configuration is still at
+    the resourceVersion read, so a patch written against a configuration someone
+    changed meanwhile fails instead of dropping their change. (Not a `test` of the
+    list itself: the API server compares strings as its own JSON encoding writes them,
+    `&&` as `\\u0026\\u0026`, so a list of CEL would never test equal.)
     """
     ops: list[dict[str, Any]] = []
     for index, hook in enumerate(configuration.get("webhooks") or []):
         name = hook.get("name")
         if name not in desired:
             continue
-        current = hook.get("matchConditions")
-        others = [c for c in current or [] if c.get("name") not in OWNED]
-        wanted = [*others, *desired[name]]
-        if wanted == (current or []):
-            continue
-        path = f"/webhooks/{index}/matchConditions"
-        if current is None:
-            ops.append({"op": "add", "path": path, "value": wanted})
-        else:
-            ops += [
-                {"op": "test", "path": path, "value": current},
-                {"op": "replace", "path": path, "value": wanted},
-            ]
+        current = hook.get("matchConditions") or []
+        wanted = [*(c for c in current if c.get("name") not in OWNED), *desired[name]]
+        if wanted != current:
+            ops.append({"op": "add", "path": f"/webhooks/{index}/matchConditions", "value": wanted})
+    version = (configuration.get("metadata") or {}).get("resourceVersion")
+    if ops and version is not None:
+        ops.insert(0, {"op": "test", "path": "/metadata/resourceVersion", "value": version})
     return ops
