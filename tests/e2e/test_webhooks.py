@@ -150,7 +150,10 @@ def test_compliant_gpu_workloads_are_admitted_without_calling_the_webhooks(
     proc = cluster.apply(gpu_workload("Pod", "untagged", audit, {TEAM: "search-platform"}))
     assert proc.stderr.count("Warning: finops:") == 4, proc.stderr
     exempt = gpu_workload("Pod", "exempt", audit, COMPLIANT)
-    exempt["metadata"]["annotations"] = {"finops.resilio.tech/exempt": "true"}
+    exempt["metadata"]["annotations"] = {
+        "finops.resilio.tech/exempt": "true",
+        "finops.resilio.tech/exempt-reason": "burn-in",
+    }
     proc = cluster.apply(exempt)
     assert "Warning: finops:" in proc.stderr, proc.stderr
     assert cluster.metric(REQUESTS, webhook="validate") >= validated + 3

@@ -17,7 +17,7 @@ start, so a restart with a new configuration brings them in step.
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Final
 
 from finops_operator.domain.policies.webhook_conditions import (
     WebhookConditions,
@@ -84,30 +84,19 @@ async def inject_ca_bundle(
                 err,
             )
             continue
-        if conditions is not None:
-            await _write_conditions(kube, plural, path, configuration, conditions)
-
-
-async def _write_conditions(
-    kube: KubePort,
-    plural: str,
-    path: str,
-    configuration: dict[str, Any],
-    conditions: WebhookConditions,
-) -> None:
-    ops = conditions_patch(configuration, conditions)
-    if not ops:
-        return
-    try:
-        await kube.raw("PATCH", path, ops, JSON_PATCH)
-        logger.info(
-            "Set the operator's matchConditions on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME
-        )
-    except KubeError as err:
-        logger.warning(
-            "Cannot set the operator's matchConditions on %s/%s: %s (the API server then "
-            "calls the webhook for every GPU workload, compliant or not)",
-            plural,
-            WEBHOOK_CONFIGURATION_NAME,
-            err,
-        )
+        ops = [] if conditions is None else conditions_patch(configuration, conditions)
+        if not ops:
+            continue
+        try:
+            await kube.raw("PATCH", path, ops, JSON_PATCH)
+            logger.info(
+                "Set the operator's matchConditions on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME
+            )
+        except KubeError as err:
+            logger.warning(
+                "Cannot set the operator's matchConditions on %s/%s: %s (the API server then "
+                "calls the webhook for every GPU workload, compliant or not)",
+                plural,
+                WEBHOOK_CONFIGURATION_NAME,
+                err,
+            )
