@@ -11,7 +11,10 @@ no-policy baseline). This bench measures the same way, so the figures compare:
   `--creates` per level, three compliant to one untagged; `--no-keepalive` opens a
   connection per request; the pods are deleted (untimed) between levels;
 - in turn, on the same API server: no policy (namespace mode `off`), the finops
-  webhooks (mode `enforce`), the finops ValidatingAdmissionPolicy alone (operator
+  webhooks (mode `enforce`) with one operator replica, then with two (a second
+  `finops-operator run` and the webhooks pointed at `ApiProxy.balancer`, a
+  round-robin TCP balancer in front of both, as a Service would be), the finops
+  ValidatingAdmissionPolicy alone (operator
   stopped, webhooks removed, policy rendered by `finops-operator render`), Kyverno
   with a ValidatingPolicy and Gatekeeper with a ConstraintTemplate, both asking for
   the same five labels on the same GPU condition, both out of cluster on loopback
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -41,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +60,7 @@ import yaml  # noqa: E402
 
 from bench.admission import percentile  # noqa: E402
 from finops_devtools.devcluster import free_port  # noqa: E402
+from finops_devtools.devcluster.api_proxy import ApiProxy  # noqa: E402
 from finops_devtools.devcluster.certificates import write_self_signed  # noqa: E402
 from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload  # noqa: E402
 from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES  # noqa: E402
@@ -80,6 +86,11 @@ def status_rss_mib(status: str) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def schedstat_wait_seconds(schedstat: str) -> float:
+    """Time a thread was runnable but waiting for a CPU, from its /proc/.../schedstat."""
+    return int(schedstat.split()[1]) / 1e9
 
 
 def gpu_cel(containers: str) -> str:
@@ -225,6 +236,7 @@ class Row:
     wrong: int = 0  # a decision against expectation (compliant denied, untagged admitted)
     decider_cpu_s: float = 0.0
     decider_rss_mib: float = 0.0
+    decider_wait_s: float = 0.0  # runnable, waiting for a CPU (every thread)
     apiserver_cpu_s: float = 0.0
     samples: list[str] = field(default_factory=list)  # the first few errors, verbatim
 
@@ -237,14 +249,16 @@ def table(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table, in order."""
     head = (
         "| decider | clients | creates/s | p50 ms | p99 ms | +p50 ms | +p99 ms | errors"
-        " | wrong decisions | decider CPU s | decider RSS MiB | apiserver CPU s |"
+        " | wrong decisions | decider CPU s | decider waited s | decider RSS MiB"
+        " | apiserver CPU s |"
     )
-    lines = [head, "|" + " --- |" * 12]
+    lines = [head, "|" + " --- |" * 13]
     for r in rows:
         lines.append(
             f"| {r.decider} | {r.clients} | {r.creates_per_s:,.0f} | {r.p50_ms:.1f}"
             f" | {r.p99_ms:.1f} | {r.added_p50_ms:+.1f} | {r.added_p99_ms:+.1f} | {r.errors}"
-            f" | {r.wrong} | {r.decider_cpu_s:.2f} | {r.decider_rss_mib:.0f}"
+            f" | {r.wrong} | {r.decider_cpu_s:.2f} | {r.decider_wait_s:.2f}"
+            f" | {r.decider_rss_mib:.0f}"
             f" | {r.apiserver_cpu_s:.2f} |"
         )
     return "\n".join(lines)
@@ -274,6 +288,14 @@ class ProcStats:
 
     def rss(self) -> float:
         return status_rss_mib(Path(f"/proc/{self.pid}/status").read_text())
+
+    def waited(self) -> float:
+        """Run-queue wait of its threads alive now (one that ended takes its share along)."""
+        total = 0.0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total += schedstat_wait_seconds((task / "schedstat").read_text())
+        return total
 
 
 class Cluster:
@@ -317,7 +339,17 @@ class Cluster:
 
     def install_crds(self, folder: Path) -> None:
         self.run("apply", "--server-side", "--force-conflicts", "-f", str(folder))
-        self.run("wait", "--for=condition=established", "--timeout=120s", "crd", "--all")
+
+        def established() -> bool:
+            try:
+                self.run("wait", "--for=condition=established", "--timeout=60s", "crd", "--all")
+                return True
+            except RuntimeError as err:  # a CRD just created has no conditions yet
+                if "accessor error" not in str(err):
+                    raise
+                return False
+
+        wait_until(established, "the CRDs are established", 120)
 
     def script(self, verb: str, env: dict[str, str] | None = None) -> None:
         subprocess.run(
@@ -346,6 +378,7 @@ class Outcome:
     errors: int = 0
     wrong: int = 0
     samples: list[str] = field(default_factory=list)
+    denial: str = ""  # the first refusal, verbatim: which decider refused
 
 
 async def create_level(
@@ -384,6 +417,8 @@ async def create_level(
                     status, text = 0, f"{type(err).__name__}: {err}"
                 outcome.latencies.append((time.perf_counter() - began) * 1000)
                 denied = status in (400, 403, 422) and "denied" in text
+                if denied and not outcome.denial:
+                    outcome.denial = text[:300]
                 if status != 201 and not denied:
                     outcome.errors += 1
                     if len(outcome.samples) < 3:
@@ -431,16 +466,18 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 180) -
 def measure(
     cluster: Cluster,
     decider: str,
-    pid: int | None,
+    pids: Sequence[int],
     args: argparse.Namespace,
     enforcing: bool = True,
 ) -> list[Row]:
-    """Every concurrency level against what admits now; `pid` is the decider's process."""
+    """Every concurrency level against what admits now; `pids` are the decider's
+    processes (their CPU and RSS add up), none when kube-apiserver decides alone."""
     apiserver = ProcStats(cluster.pid("kube-apiserver"))
-    own = ProcStats(pid) if pid else apiserver
+    own = [ProcStats(pid) for pid in pids]
     rows = []
     for clients in args.levels:
-        cpu0, api0 = own.cpu(), apiserver.cpu()
+        cpu0, api0 = sum(p.cpu() for p in own), apiserver.cpu()
+        wait0 = sum(p.waited() for p in own)
         outcome, seconds = asyncio.run(
             create_level(
                 cluster, slug(decider), clients, args.creates, enforcing, not args.no_keepalive
@@ -455,12 +492,15 @@ def measure(
             p99_ms=percentile(sorted(outcome.latencies), 0.99),
             errors=outcome.errors,
             wrong=outcome.wrong,
-            decider_cpu_s=own.cpu() - cpu0 if pid else 0.0,
-            decider_rss_mib=own.rss() if pid else 0.0,
+            decider_cpu_s=sum(p.cpu() for p in own) - cpu0,
+            decider_rss_mib=sum(p.rss() for p in own),
+            decider_wait_s=sum(p.waited() for p in own) - wait0,
             apiserver_cpu_s=apiserver.cpu() - api0,
             samples=outcome.samples,
         )
         print(f"  {decider} at {clients}: {row.creates_per_s:.0f}/s", file=sys.stderr)
+        if outcome.denial and clients == args.levels[0]:
+            print(f"    denied as: {outcome.denial}", file=sys.stderr)
         rows.append(row)
         delete_pods(cluster)
     return rows
@@ -531,6 +571,7 @@ def start_kyverno(cluster: Cluster, work: Path, started: Callable[[Peer], None])
             "--caSecretName=kyverno-svc.kyverno.svc.kyverno-tls-ca",
             "--tlsSecretName=kyverno-svc.kyverno.svc.kyverno-tls-pair",
             "--disableMetrics=true",
+            f"--metricsPort={free_port()}",  # it listens there all the same (8000 by default)
             "--controllerRuntimeMetricsAddress=0",
             "--admissionReports=false",
         ],
@@ -575,6 +616,7 @@ def start_gatekeeper(cluster: Cluster, work: Path, started: Callable[[Peer], Non
         [
             str(out / "gatekeeper"),
             "--operation=webhook",
+            "--operation=generate",  # the template's constraint CRD (the chart sets both)
             f"--port={port}",
             "--host=127.0.0.1",
             f"--cert-dir={certs}",
@@ -648,6 +690,78 @@ def finops_vap(cluster: Cluster) -> list[dict[str, Any]]:
     ]
 
 
+# ---------------------------------------------------------------- two operator replicas
+
+
+def repoint(config: dict[str, Any], old_port: int, new_port: int) -> list[dict[str, Any]]:
+    """A JSON patch: each webhook of `config` that calls 127.0.0.1:`old_port` calls
+    `new_port` instead, same path."""
+    old, new = f"https://127.0.0.1:{old_port}/", f"https://127.0.0.1:{new_port}/"
+    return [
+        {
+            "op": "replace",
+            "path": f"/webhooks/{i}/clientConfig/url",
+            "value": new + hook["clientConfig"]["url"][len(old) :],
+        }
+        for i, hook in enumerate(config.get("webhooks") or [])
+        if hook.get("clientConfig", {}).get("url", "").startswith(old)
+    ]
+
+
+def point_webhooks(cluster: Cluster, old_port: int, new_port: int) -> None:
+    """The finops webhook configurations call 127.0.0.1:`new_port` instead of `old_port`."""
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        config = json.loads(cluster.run("get", kind, "finops-operator", "-o", "json"))
+        patch = repoint(config, old_port, new_port)
+        if not patch:
+            raise RuntimeError(f"{kind} finops-operator does not call port {old_port}")
+        cluster.run("patch", kind, "finops-operator", "--type=json", "-p", json.dumps(patch))
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def measure_two_replicas(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
+    """The script's operator and a second replica started as it was, behind a round-robin
+    TCP balancer (the Service's job in a cluster) that the webhooks now call."""
+    first = int(json.loads((cluster.dir / "cluster.json").read_text())["webhook_port"])
+    webhook_port, metrics_port = free_port(), free_port()
+    second = Peer(
+        [str(Path(sys.executable).parent / "finops-operator"), "run",
+         "--config", str(cluster.dir / "config.yaml"),
+         "--config-map", "finops-operator-config", "--invalid-config", "safe-default",
+         "--webhook-secret", "finops-operator-webhook-tls",
+         "--webhook-host", "127.0.0.1", "--webhook-port", str(webhook_port),
+         "--metrics-port", str(metrics_port), "--namespace", "finops-system"],
+        work / "operator-b.log",
+        {"KUBECONFIG": str(cluster.dir / "operator.kubeconfig"), "POD_NAMESPACE": "finops-system"},
+    )  # fmt: skip
+    balancer = ApiProxy.balancer([first, webhook_port])
+    try:
+        wait_until(lambda: second.check() and ready(metrics_port), "the second replica is ready")
+        balancer.start()
+        point_webhooks(cluster, first, balancer.port)
+        wait_until(lambda: denies_untagged(cluster), "the finops webhooks deny, balanced")
+        rows = measure(
+            cluster, "finops webhooks, 2 replicas", [cluster.pid("operator"), second.process.pid],
+            args,
+        )  # fmt: skip
+        if 0 in balancer.connections:
+            raise RuntimeError(f"a replica got no connection: {balancer.connections}")
+        print(f"  connections per replica: {balancer.connections}", file=sys.stderr)
+        return rows
+    finally:
+        with contextlib.suppress(RuntimeError):
+            point_webhooks(cluster, balancer.port, first)
+        balancer.stop()
+        second.stop()
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -673,17 +787,18 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
     )
     rows: list[Row] = []
     label_namespace(cluster, "off")
-    rows += measure(cluster, "baseline (no policy)", None, args, enforcing=False)
+    rows += measure(cluster, "baseline (no policy)", (), args, enforcing=False)
     label_namespace(cluster, "enforce")
     wait_until(lambda: denies_untagged(cluster), "the finops webhooks deny")
-    rows += measure(cluster, "finops webhooks, 1 replica", cluster.pid("operator"), args)
+    rows += measure(cluster, "finops webhooks, 1 replica", [cluster.pid("operator")], args)
+    rows += measure_two_replicas(cluster, args, work)
     cluster.script("stop-operator")
     cluster.run("delete", "validatingwebhookconfiguration,mutatingwebhookconfiguration",
                 "finops-operator", "--ignore-not-found")  # fmt: skip
     policies = finops_vap(cluster)
     cluster.apply(policies)
     wait_until(lambda: denies_untagged(cluster), "the finops ValidatingAdmissionPolicy denies")
-    rows += measure(cluster, "finops ValidatingAdmissionPolicy", None, args)
+    rows += measure(cluster, "finops ValidatingAdmissionPolicy", (), args)
     for doc in policies:
         cluster.run("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
     started: list[Peer] = []  # stopped here if its start fails half way
@@ -699,7 +814,7 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
             print(f"{name}: could not run: {err}", file=sys.stderr)
             continue
         try:
-            rows += measure(cluster, name, peer.process.pid, args)
+            rows += measure(cluster, name, [peer.process.pid], args)
         finally:
             peer.stop()
             remove_peer_webhooks(cluster)

@@ -93,6 +93,12 @@ def test_the_demo_command_loads_the_development_tools_when_it_runs() -> None:
     assert "finops_devtools.demo" in loaded
 
 
+def test_the_composition_root_stays_small_enough_to_only_compose() -> None:
+    """Issue 20: logic that grows in `operator.py` belongs in a controller with unit tests."""
+    lines = (SRC / "finops_operator" / "operator.py").read_text(encoding="utf-8").splitlines()
+    assert len(lines) < 250, f"operator.py has {len(lines)} lines: move the logic out"
+
+
 @pytest.mark.parametrize("path", list(_python_files(SRC)), ids=lambda p: str(p.relative_to(SRC)))
 def test_every_module_says_why_it_exists(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"))

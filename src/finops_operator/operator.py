@@ -18,7 +18,6 @@ import logging
 import socket
 import uuid
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -26,7 +25,7 @@ from kopf._core.engines.peering import Identity  # kopf.operator's type; kopf ex
 
 from finops_operator.adapters import certificate_reloader as tls
 from finops_operator.adapters import kube_credentials
-from finops_operator.adapters.certificates import self_signed, service_hostnames
+from finops_operator.adapters.certificates import for_service
 from finops_operator.adapters.config_file import parse_config_text
 from finops_operator.adapters.kube_api import KubeApi, user_agent
 from finops_operator.adapters.list_watch import Connection, ListWatch
@@ -36,15 +35,16 @@ from finops_operator.adapters.metrics_auth import MetricsGuard
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.adapters.webhook_server import AdmissionApp, metrics_app, start_site
 from finops_operator.controllers import admission_policy_controller as admission_policy
+from finops_operator.controllers import assembly
 from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
 from finops_operator.controllers.config_watch import ConfigWatch
 from finops_operator.controllers.policy_controller import POLICIES, RULES, event_poster
 from finops_operator.controllers.report_controller import REPORTS
 from finops_operator.controllers.watch_feeds import served_dra_kinds, watch_lean_kinds
-from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
+from finops_operator.controllers.webhook_tls import first_shared_certificate, inject_ca_bundle
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
-from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS, REPORT_LABELS
+from finops_operator.domain.policies.policy_reports import REPORT_LABELS
 from finops_operator.domain.policies.webhook_conditions import desired_conditions
 
 logger = logging.getLogger("finops_operator")
@@ -86,15 +86,12 @@ def build_registry(
         reports.observe(type, body)
 
     if published is not None:
+        api = published.api
 
+        @kopf.on.event(api.group, api.version, api.plural, labels=REPORT_LABELS, registry=registry)
         def index_policy_report(type: str | None, body: kopf.Body, **_: Any) -> None:
             published.observe(type, body)
 
-        for api in PUBLISHED_APIS:
-            if api is published.api:
-                kopf.on.event(
-                    api.group, api.version, api.plural, labels=REPORT_LABELS, registry=registry
-                )(index_policy_report)
     if state.config.admission_policies.enabled:
         ensure = run.admission_policies.ensure
 
@@ -109,24 +106,8 @@ def build_registry(
     return registry
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """How `finops-operator run` serves: its flags (`cli/run.py` documents each)."""
-
-    webhook_host: str
-    webhook_port: int
-    metrics_port: int
-    webhook_cert: str | None = None
-    webhook_key: str | None = None
-    webhook_secret: str | None = None
-    leader_election: bool = True
-    lease_seconds: int = 15
-    cert_reload_seconds: float = 10.0
-    config_map: str | None = None
-
-
 def run_operator(
-    config: Config, namespace: str, options: RunOptions, config_problem: str | None = None
+    config: Config, namespace: str, options: assembly.RunOptions, config_problem: str | None = None
 ) -> int:
     """`config_problem`: why the configuration file was refused when `config` is the safe
     default in its place."""
@@ -137,7 +118,7 @@ def run_operator(
 
 
 async def serve(
-    state: OperatorState, options: RunOptions, stop_flag: asyncio.Event | None = None
+    state: OperatorState, options: assembly.RunOptions, stop_flag: asyncio.Event | None = None
 ) -> None:
     """Run kopf, the admission server, the metrics server and the writers until stopped."""
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
@@ -246,7 +227,7 @@ async def serve(
 
 
 async def _serving_certificate(
-    state: OperatorState, kube: KubeApi, metrics: OperatorMetrics, options: RunOptions
+    state: OperatorState, kube: KubeApi, metrics: OperatorMetrics, options: assembly.RunOptions
 ) -> tuple[tls.ServingCertificate, Coroutine[Any, Any, None] | None]:
     """The certificate to serve (a shared Secret, files or self-signed), and its reload."""
     every, namespace, secret = options.cert_reload_seconds, state.namespace, options.webhook_secret
@@ -257,13 +238,9 @@ async def _serving_certificate(
 
     conditions = desired_conditions(state.config)  # written with the CA, by every replica
 
-    def issue(namespace: str) -> tuple[bytes, bytes]:
-        return self_signed(service_hostnames(namespace))
-
     async def first() -> tls.TlsPair:  # made once by the first replica, then shared
-        pair = tls.TlsPair(*await shared_certificate(kube, namespace, secret, issue))
-        await inject_ca_bundle(kube, pair.ca, conditions)
-        return pair
+        pair = await first_shared_certificate(kube, namespace, secret, for_service, conditions)
+        return tls.TlsPair(*pair)
 
     async def new_ca(changed: tls.TlsPair) -> None:
         await inject_ca_bundle(kube, changed.ca, conditions)

@@ -1,4 +1,5 @@
-"""The pure parts of bench/apiserver_admission.py: /proc parsing, the table, the peers' policies.
+"""The pure parts of bench/apiserver_admission.py: /proc parsing, the table, the peers'
+policies, the webhooks pointed at the replicas' balancer.
 
 The bench itself (a control plane, Kyverno and Gatekeeper) stays out of the suite.
 """
@@ -14,6 +15,8 @@ from bench.apiserver_admission import (
     gatekeeper_objects,
     kyverno_policy,
     proc_cpu_seconds,
+    repoint,
+    schedstat_wait_seconds,
     status_rss_mib,
     table,
     with_added,
@@ -31,6 +34,10 @@ def test_cpu_is_utime_plus_stime_even_when_the_name_holds_spaces_and_parens() ->
 def test_rss_is_read_in_mib_and_is_zero_for_a_zombie() -> None:
     assert status_rss_mib("Name:\tx\nVmRSS:\t  204800 kB\nThreads: 3\n") == 200
     assert status_rss_mib("Name:\tx\nState:\tZ (zombie)\n") == 0
+
+
+def test_run_queue_wait_is_the_second_schedstat_field_in_seconds() -> None:
+    assert schedstat_wait_seconds("951165 2507071000 2\n") == pytest.approx(2.507071)
 
 
 def test_added_latency_is_over_the_baseline_at_the_same_concurrency() -> None:
@@ -62,3 +69,21 @@ def test_peers_ask_for_the_same_five_labels_on_the_same_gpu_resources() -> None:
     parameters = constraint["spec"]["parameters"]
     assert len(parameters["labels"]) == 5 and "nvidia.com/gpu" in parameters["resources"]
     assert parameters["prefixes"] == ["nvidia.com/mig-"]
+
+
+def test_only_the_webhooks_calling_the_old_port_are_pointed_at_the_balancer() -> None:
+    config = {
+        "webhooks": [
+            {"clientConfig": {"url": "https://127.0.0.1:8443/validate"}},
+            {"clientConfig": {"url": "https://127.0.0.1:18443/validate"}},
+            {"clientConfig": {"service": {"name": "finops-operator-webhook"}}},
+            {"clientConfig": {"url": "https://127.0.0.1:8443/mutate"}},
+        ]
+    }
+    assert repoint(config, 8443, 9000) == [
+        {"op": "replace", "path": "/webhooks/0/clientConfig/url",
+         "value": "https://127.0.0.1:9000/validate"},
+        {"op": "replace", "path": "/webhooks/3/clientConfig/url",
+         "value": "https://127.0.0.1:9000/mutate"},
+    ]  # fmt: skip
+    assert repoint({"webhooks": None}, 8443, 9000) == []

@@ -10,7 +10,11 @@ import pytest
 from cryptography import x509
 
 from finops_operator.adapters.certificates import self_signed, service_hostnames
-from finops_operator.controllers.webhook_tls import inject_ca_bundle, shared_certificate
+from finops_operator.controllers.webhook_tls import (
+    first_shared_certificate,
+    inject_ca_bundle,
+    shared_certificate,
+)
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, LabelRule
 from finops_operator.domain.policies.webhook_conditions import (
@@ -244,3 +248,33 @@ async def test_conditions_the_api_server_refuses_are_a_warning_after_the_ca_is_s
     assert "Cannot set the operator's matchConditions on validatingwebhookconfigurations" in (
         caplog.text
     )
+
+
+async def test_at_start_the_shared_certificates_ca_goes_into_the_webhook_configurations() -> None:
+    kube, issue = FakeKube(), Issuer()
+    kube.put_raw(configuration_path("validatingwebhookconfigurations"), with_hooks(None))
+    kube.put_raw(configuration_path("mutatingwebhookconfigurations"), with_hooks(None))
+    cert, key, ca = await first_shared_certificate(kube, "finops-system", SECRET, issue)
+    assert (cert, key, ca) == (b"cert-finops-system", b"key-finops-system", b"cert-finops-system")
+    bundle = base64.b64encode(ca).decode()
+    for plural in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        hooks = kube.by_path[configuration_path(plural)]["webhooks"]
+        assert [h["clientConfig"]["caBundle"] for h in hooks] == [bundle]
+
+
+async def test_at_start_the_operators_match_conditions_follow_the_ca() -> None:
+    kube = FakeKube()
+    for plural, name in (
+        ("validatingwebhookconfigurations", conventions.VALIDATING_WEBHOOK),
+        ("mutatingwebhookconfigurations", conventions.MUTATING_WEBHOOK),
+    ):
+        kube.put_raw(configuration_path(plural), {"webhooks": [{"name": name, "clientConfig": {}}]})
+    conditions = desired_conditions(Config())
+    await first_shared_certificate(kube, "finops-system", SECRET, Issuer(), conditions)
+    for plural, name in (
+        ("validatingwebhookconfigurations", conventions.VALIDATING_WEBHOOK),
+        ("mutatingwebhookconfigurations", conventions.MUTATING_WEBHOOK),
+    ):
+        [hook] = kube.by_path[configuration_path(plural)]["webhooks"]
+        assert hook["clientConfig"]["caBundle"]
+        assert hook["matchConditions"] == conditions[name]

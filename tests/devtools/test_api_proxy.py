@@ -1,8 +1,12 @@
-"""The API proxy of the benchmark and the fault tests: it records, forwards and injects."""
+"""The API proxy of the benchmarks and the fault tests: it records, forwards and injects,
+and as a TCP balancer spreads connections over replicas."""
 
 from __future__ import annotations
 
 import json
+import socket
+import socketserver
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -65,3 +69,71 @@ def test_an_injected_status_never_reaches_the_upstream(
     assert proxy.injected[-1] == (503, "GET", "/api/v1/nodes")
     assert not cluster.requests_to("GET", "/api/v1/nodes")
     assert _get(proxy.url + "/api/v1/nodes")[0] == 200  # once only
+
+
+class _Named(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        self.wfile.write(self.server.name.encode() + b":" + line)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def replicas() -> Iterator[list[socketserver.ThreadingTCPServer]]:
+    servers = []
+    for name in ("a", "b"):
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Named)
+        server.name = name  # type: ignore[attr-defined]
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield servers
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _ask(port: int, line: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(line)
+        sock.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: sock.recv(65536), b""))
+
+
+def _closed_without_answer(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            sock.sendall(b"lost\n")
+            sock.shutdown(socket.SHUT_WR)
+            return sock.recv(65536) == b""
+        except (ConnectionResetError, OSError):  # closed before it read what was sent: a reset
+            return True
+
+
+def test_the_balancer_hands_connections_to_each_upstream_in_turn(
+    replicas: list[socketserver.ThreadingTCPServer],
+) -> None:
+    balancer = ApiProxy.balancer([s.server_address[1] for s in replicas]).start()
+    try:
+        answers = [_ask(balancer.port, b"%d\n" % i) for i in range(4)]
+        assert answers == [b"a:0\n", b"b:1\n", b"a:2\n", b"b:3\n"]
+        assert balancer.connections == [2, 2]
+        big = b"x" * 300_000 + b"\n"  # more than one read: passed through whole
+        assert _ask(balancer.port, big) == b"a:" + big
+    finally:
+        balancer.stop()
+
+
+def test_a_refused_upstream_closes_the_connection_and_the_next_one_serves(
+    replicas: list[socketserver.ThreadingTCPServer],
+) -> None:
+    with socket.socket() as gone:  # bound, not listening: connections to it are refused
+        gone.bind(("127.0.0.1", 0))
+        balancer = ApiProxy.balancer([gone.getsockname()[1], replicas[1].server_address[1]])
+        balancer.start()
+        try:
+            assert _closed_without_answer(balancer.port)
+            assert _ask(balancer.port, b"kept\n") == b"b:kept\n"
+        finally:
+            balancer.stop()
+    with pytest.raises(ValueError, match="at least one"):
+        ApiProxy.balancer([])

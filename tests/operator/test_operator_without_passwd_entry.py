@@ -21,9 +21,10 @@ import kubernetes.config.kube_config
 import pytest
 
 from finops_devtools.devcluster.certificates import write_self_signed
+from finops_operator.controllers.assembly import RunOptions
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
-from finops_operator.operator import OperatorState, RunOptions, serve
+from finops_operator.operator import OperatorState, serve
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.operator_process import free_port
 

@@ -20,6 +20,13 @@ benchmark and the fault tests alike:
 - `cut_watches()`: every open watch stream ends abruptly;
 - `upstream = other_url`: an API restarted empty, behind the same address.
 
+`ApiProxy.balancer(ports)` is the same proxy as a round-robin TCP balancer, the
+Service in front of several replicas that a local process lacks (the admission
+benchmark's two operator replicas behind one webhook URL): each connection goes to
+the next upstream in turn and its bytes pass untouched, TLS included, so the
+replicas' own certificate answers; `connections` counts them per upstream.
+`down()`/`up()` apply; recording and the HTTP faults do not (nothing is parsed).
+
 It runs its own event loop in a thread, so that a synchronous test or benchmark
 drives it.
 """
@@ -33,7 +40,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +135,19 @@ class ApiProxy:
         self._streams: set[asyncio.Task[Any]] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
         self._healed: asyncio.Event | None = None
+        self.balanced: list[int] = []  # upstream ports on 127.0.0.1, when a TCP balancer
+        self.connections: list[int] = []  # connections handed to each of them
+        self._tcp_server: asyncio.Server | None = None
+
+    @classmethod
+    def balancer(cls, ports: Sequence[int], *, port: int | None = None) -> ApiProxy:
+        """A round-robin TCP balancer over these ports of 127.0.0.1 (not yet started)."""
+        if not ports:
+            raise ValueError("a balancer needs at least one upstream port")
+        proxy = cls(f"tcp://127.0.0.1:{ports[0]}", port=port)
+        proxy.balanced = list(ports)
+        proxy.connections = [0] * len(ports)
+        return proxy
 
     # ------------------------------------------------------------ the API, as the operator sees it
 
@@ -216,7 +236,12 @@ class ApiProxy:
             await self._session.close()
 
     async def _listen(self) -> None:
-        if self._runner is not None:
+        if self._runner is not None or self._tcp_server is not None:
+            return
+        if self.balanced:
+            self._tcp_server = await asyncio.start_server(
+                self._pipe, "127.0.0.1", self.port, reuse_address=True
+            )
             return
         app = web.Application(client_max_size=256 * 1024**2)
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -228,10 +253,15 @@ class ApiProxy:
 
     async def _unlisten(self) -> None:
         runner, self._runner = self._runner, None
+        server, self._tcp_server = self._tcp_server, None
+        if server is not None:
+            server.close()
         for task in list(self._handlers):
             task.cancel()
         if runner is not None:
             await runner.cleanup()
+        if server is not None:
+            await server.wait_closed()
 
     async def _set_blackhole(self, on: bool) -> None:
         assert self._healed is not None
@@ -326,3 +356,36 @@ class ApiProxy:
                     await response.write(chunk)
                 await response.write_eof()
             return response
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection of the balancer, to the next upstream in turn, both ways."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        index = sum(self.connections) % len(self.balanced)
+        self.connections[index] += 1
+        streams = [writer]
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.balanced[index])
+            streams.append(up_writer)
+            await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
+        except OSError:
+            pass  # refused upstream, or a side went away: the client sees its connection close
+        except asyncio.CancelledError:
+            # down() or stop(): asyncio's streams would log a cancelled connection task
+            # as an error, so it ends here as a closed connection.
+            pass
+        finally:
+            self._handlers.discard(task)
+            for stream in streams:
+                stream.close()
+
+
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Bytes from one side to the other until it ends, then half-close the other."""
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()

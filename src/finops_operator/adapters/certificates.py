@@ -73,3 +73,8 @@ def service_hostnames(namespace: str, service: str = "finops-operator-webhook") 
         "localhost",
         "127.0.0.1",
     ]
+
+
+def for_service(namespace: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate and key for the webhook Service in `namespace`."""
+    return self_signed(service_hostnames(namespace))

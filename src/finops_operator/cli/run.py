@@ -85,7 +85,8 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from finops_operator.operator import RunOptions, run_operator
+    from finops_operator.controllers.assembly import RunOptions
+    from finops_operator.operator import run_operator
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

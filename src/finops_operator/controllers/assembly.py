@@ -10,6 +10,7 @@ and never the flush, so a failed audit write was never retried.
 
 `OperatorState` is what the controllers and the servers share: the namespace
 index (filled from kopf's watch of Namespaces), the GPU inventory, readiness.
+`RunOptions` are the flags `finops-operator run` serves with.
 """
 
 from __future__ import annotations
@@ -76,6 +77,22 @@ class OperatorState:
         labels of its namespace, so the workloads' watches wait for this."""
         while "Namespace" in self.sync.missing() and not self.sync.synced:
             await asyncio.sleep(check_seconds)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How `finops-operator run` serves: its flags (`cli/run.py` documents each)."""
+
+    webhook_host: str
+    webhook_port: int
+    metrics_port: int
+    webhook_cert: str | None = None
+    webhook_key: str | None = None
+    webhook_secret: str | None = None
+    leader_election: bool = True
+    lease_seconds: int = 15
+    cert_reload_seconds: float = 10.0
+    config_map: str | None = None
 
 
 def elect(

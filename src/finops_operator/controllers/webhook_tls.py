@@ -61,6 +61,20 @@ async def shared_certificate(
     return pair_from_secret(secret)
 
 
+async def first_shared_certificate(
+    kube: KubePort,
+    namespace: str,
+    secret_name: str,
+    issue: CertificateIssuer,
+    conditions: WebhookConditions | None = None,
+) -> tuple[bytes, bytes, bytes]:
+    """The shared certificate, key and CA at start, the CA (and the operator's
+    matchConditions) put into the webhook configurations."""
+    cert, key, ca = await shared_certificate(kube, namespace, secret_name, issue)
+    await inject_ca_bundle(kube, ca, conditions)
+    return cert, key, ca
+
+
 async def inject_ca_bundle(
     kube: KubePort, ca_pem: bytes, conditions: WebhookConditions | None = None
 ) -> None:
