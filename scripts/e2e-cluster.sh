@@ -29,7 +29,8 @@
 #
 # E2E_OPERATOR_AS=pod (root only): the operator runs as the manifests' Deployment
 # instead, on a real node: `up` adds kube-scheduler, containerd and a kubelet
-# (scripts/e2e-node.sh), builds the image (scripts/build-image.sh, or takes
+# (scripts/e2e-node.sh), and kwok with two fake GPU nodes for the GPU pods (tainted:
+# nothing else lands there), builds the image (scripts/build-image.sh, or takes
 # E2E_OPERATOR_IMAGE from podman's storage), loads it into containerd and installs
 # through tests/e2e/overlay-pod: the webhooks call the Service, as shipped. `down`
 # undoes every change to the host. See docs/testing-e2e.md, "The operator as a pod".
@@ -161,7 +162,7 @@ status() {
   bin=$(cat "$state/bin")
   echo "control plane in $dir (the operator as a $operator_as)"
   local names="etcd kube-apiserver kube-controller-manager operator"
-  [ "$operator_as" = pod ] && names="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet"
+  [ "$operator_as" = pod ] && names="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kwok"
   for name in $names; do
     local pid
     if pid=$(alive "$name"); then
@@ -175,6 +176,7 @@ status() {
   if [ "$operator_as" = pod ]; then
     node_ids
     echo "  node             $NODE_NAME: containerd $containerd_sock, pods on $bridge ($pod_subnet_prefix.0/24)"
+    echo "  GPU nodes        $KWOK_NODES (kwok; $KWOK_GPUS nvidia.com/gpu each, pods tolerate $KWOK_LABEL)"
     echo "  operator         Deployment finops-system/finops-operator, webhooks through the Service finops-operator-webhook"
   else
     echo "  operator         webhooks https://127.0.0.1:$webhook_port, /metrics http://127.0.0.1:$metrics_port/metrics"
@@ -452,7 +454,9 @@ EOF
   "state": "$state",
   "operator_as": "$operator_as",
   "node": "$([ "$operator_as" = pod ] && echo "$NODE_NAME")",
-  "containerd_socket": "$([ "$operator_as" = pod ] && echo "$containerd_sock")"
+  "containerd_socket": "$([ "$operator_as" = pod ] && echo "$containerd_sock")",
+  "gpu_nodes": [$([ "$operator_as" = pod ] && printf '"%s",' $KWOK_NODES | sed 's/,$//')],
+  "gpu_node_taint": "$([ "$operator_as" = pod ] && echo "$KWOK_LABEL")"
 }
 EOF
   status

@@ -4,7 +4,8 @@
 # and its variables dir, logs, state, kubectl, apiserver_port), not run alone.
 #
 #   node_up     containerd (own root, state and socket under DIR/node), a CNI bridge,
-#               the sandbox image, kubelet (node "e2e-node") and kube-scheduler
+#               the sandbox image, kubelet (node "e2e-node") and kube-scheduler, and
+#               kwok with its fake GPU nodes (e2e-gpu-1, e2e-gpu-2) beside the real one
 #   node_down   undoes every change to the host, in reverse
 #
 # What it changes on the host, all undone by node_down (docs/testing-e2e.md):
@@ -22,6 +23,14 @@
 # <id> comes from DIR, so clusters in different folders do not meet.
 
 NODE_NAME=e2e-node
+# The fake GPU nodes kwok keeps Ready and whose pods it runs (no kubelet, no
+# containers): the real kube-scheduler places GPU pods there, so the real node
+# only runs the operator. The taint keeps every other pod off them (the tests'
+# GPU pods tolerate it); kwok manages the nodes with the label, as for test_dra.py.
+KWOK_LABEL=e2e.finops.resilio.tech/kwok
+KWOK_NODES="e2e-gpu-1 e2e-gpu-2"
+KWOK_GPU_PRODUCT=NVIDIA-H100-80GB-HBM3
+KWOK_GPUS=4
 CNI_BIN=/usr/lib/cni
 MACHINE_STATE=/run/finops-e2e
 
@@ -370,6 +379,55 @@ node_scheduler_up() {
     --bind-address 127.0.0.1 --secure-port "$(free_port)" --leader-elect=false --profiling=false
 }
 
+# kwok (scripts/build-kwok.sh) against the API server, out of cluster, and its fake
+# GPU nodes with what GPU feature discovery and the device plugin would publish
+# (the product label, nvidia.com/gpu capacity). Their pods get addresses of
+# TEST-NET-1 (192.0.2.0/24, routed nowhere): nothing runs behind them.
+node_kwok_up() {
+  local kwok_bin stage name stages=()
+  kwok_bin=$("$repo/scripts/build-kwok.sh")
+  for stage in "$kwok_bin"/stages/*.yaml; do stages+=(--config "$stage"); done
+  if ! alive kwok >/dev/null; then
+    mkdir -p "$node_dir/kwok-home"
+    (
+      # kwok reads ~/.kwok: a home of its own, not root's.
+      export HOME=$node_dir/kwok-home
+      start kwok "$kwok_bin/kwok" --kubeconfig "$dir/kubeconfig" \
+        --manage-nodes-with-label-selector "$KWOK_LABEL=true" "${stages[@]}" \
+        --node-lease-duration-seconds 40 --node-ip 127.0.0.1 --node-port "$(free_port)" \
+        --server-address "127.0.0.1:$(free_port)" --cidr 192.0.2.0/24
+    )
+  fi
+  local k=("$kubectl" --kubeconfig "$dir/kubeconfig")
+  for name in $KWOK_NODES; do
+    "${k[@]}" apply -f - >>"$logs/install.log" <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $name
+  annotations: {kwok.x-k8s.io/node: fake}
+  labels:
+    $KWOK_LABEL: "true"
+    kubernetes.io/hostname: $name
+    type: kwok
+    nvidia.com/gpu.present: "true"
+    nvidia.com/gpu.product: $KWOK_GPU_PRODUCT
+    nvidia.com/gpu.count: "$KWOK_GPUS"
+spec:
+  taints: [{key: $KWOK_LABEL, value: "true", effect: NoSchedule}]
+status:
+  capacity: {cpu: "64", memory: 512Gi, pods: "110", nvidia.com/gpu: "$KWOK_GPUS"}
+  allocatable: {cpu: "64", memory: 512Gi, pods: "110", nvidia.com/gpu: "$KWOK_GPUS"}
+EOF
+  done
+  for name in $KWOK_NODES; do
+    wait_for 60 "kwok to report $name Ready" "${k[@]}" wait --for condition=Ready --timeout 1s node "$name"
+    # Registered with the not-ready taint, which no controller here removes.
+    "${k[@]}" taint node "$name" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
+  done
+  log "kwok runs the fake GPU nodes $KWOK_NODES ($KWOK_GPUS x $KWOK_GPU_PRODUCT each, tainted $KWOK_LABEL)"
+}
+
 # Host folders the kubelet and the CNI plugins create whatever they are told (the
 # kubelet's device-plugin socket folder is fixed): those missing before `up` are
 # removed by `down` when they are empty again.
@@ -394,6 +452,7 @@ node_up() {
   node_containerd_up
   node_scheduler_up
   node_kubelet_up
+  node_kwok_up
   log "node $NODE_NAME up: containerd $containerd_sock, bridge $bridge ($pod_subnet_prefix.0/24), cgroups /$cgroup_name"
 }
 
@@ -404,6 +463,7 @@ node_down() {
   [ -d "$node_dir" ] || return 0
   local k=("$kubectl" --kubeconfig "$dir/kubeconfig")
   stop kube-scheduler
+  stop kwok
   if alive kubelet >/dev/null && "${k[@]}" get --raw /readyz >/dev/null 2>&1; then
     # Nothing may make new pods meanwhile: the controllers go first.
     stop kube-controller-manager

@@ -121,7 +121,10 @@ CHART_KEYS: dict[str, Any] = {
     "topologySpreadConstraints": key(
         LIST, "The pods' topologySpreadConstraints; the default spreads over nodes and zones."
     ),
-    "terminationGracePeriodSeconds": key({"type": "integer", "minimum": 0}, "Seconds to stop."),
+    "terminationGracePeriodSeconds": key(
+        {"type": "integer", "minimum": 5},
+        "Seconds to stop; at least the 5 s the pod keeps serving before its SIGTERM (preStop).",
+    ),
     "extraEnv": key(LIST, "More environment variables of the operator container."),
     "extraVolumes": key(LIST, "More volumes of the operator's pods."),
     "extraVolumeMounts": key(

@@ -37,7 +37,13 @@ from finops_operator.domain.costs.cost_queries import QueryNames
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.money import display_money
 from tests.cli.test_report import cli, config_file
-from tests.support.prometheus_server import PrometheusServer, needs_prometheus, recent_days
+from tests.support.prometheus_server import (
+    PrometheusServer,
+    fleet_servers,
+    needs_prometheus,
+    recent_days,
+    two_cluster_endpoints,
+)
 
 pytestmark = needs_prometheus
 
@@ -62,10 +68,6 @@ class Fleet:
         return report_period(client, self.pricing, Period(START, END), names=names or QueryNames())
 
 
-def _labels(*pairs: tuple[str, str]) -> ExportOptions:
-    return replace(OPTIONS, external_labels=pairs)
-
-
 def two_clusters() -> tuple[Scenario, Scenario, PricingConfig]:
     """Clusters A and B (B: every other pod of A, same names and nodes, one token
     stream, no spend jump) and their pricing without a platform cost."""
@@ -78,32 +80,17 @@ def two_clusters() -> tuple[Scenario, Scenario, PricingConfig]:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     a, b, pricing = two_clusters()
-    servers: list[PrometheusServer] = []
-
-    def server(*contents: tuple[Scenario, ExportOptions]) -> PrometheusServer:
-        started = PrometheusServer(tmp_path_factory.mktemp("prom"))
-        servers.append(started)
-        for scenario, options in contents:
-            started.backfill(scenario, options, keep_files=False)
-        return started.start()
-
-    try:
+    with fleet_servers(tmp_path_factory) as server:
+        shared, ha = two_cluster_endpoints(server, a, b, OPTIONS)
         yield Fleet(
             a=a,
             b=b,
             pricing=pricing,
             alone_a=server((a, OPTIONS)),
             alone_b=server((b, OPTIONS)),
-            shared=server((a, _labels(("cluster", "a"))), (b, _labels(("cluster", "b")))),
-            ha=server(
-                (a, _labels(("cluster", "a"), ("prometheus_replica", "0"))),
-                (a, _labels(("cluster", "a"), ("prometheus_replica", "1"))),
-                (b, _labels(("cluster", "b"))),
-            ),
+            shared=shared,
+            ha=ha,
         )
-    finally:
-        for started in servers:
-            started.stop()
 
 
 def cents(amount: Decimal) -> str:

@@ -153,7 +153,7 @@ def test_report_json_lists_the_self_hosted_models_beside_their_api_price(
     rows = {row["model"]: row for row in json.loads(result.stdout)["selfHostedModels"]}
     llama, qwen = rows[LLAMA], rows["qwen2.5-7b"]
     assert list(llama) == [
-        "model", "namespace", "gpuHours", "gpuCost", "promptTokens", "generationTokens",
+        "model", "namespace", "cluster", "gpuHours", "gpuCost", "promptTokens", "generationTokens",
         "costPer1MTokens", "comparable",
     ]  # fmt: skip
     truth = cluster.truth.self_hosted[(LLAMA, SERVING_TEAM)]

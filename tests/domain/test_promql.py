@@ -9,9 +9,11 @@ import pytest
 from finops_operator.domain.promql import (
     Duration,
     check_expression,
+    is_label_name,
     matchers,
     number,
     string_literal,
+    without_replicas,
 )
 
 
@@ -87,3 +89,29 @@ def test_the_expression_check_catches_broken_brackets_and_strings(expr: str) -> 
 
 def test_the_expression_check_ignores_brackets_inside_strings() -> None:
     check_expression('label_replace(up, "a", "$1", "b", "(.+)")')
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("team", True),
+        ("_x9", True),
+        ("gen_ai_token_type", True),
+        ("9lives", False),
+        ("a-b", False),
+        ("a.b", False),
+        ("", False),
+        ("a:b", False),
+        ("tëam", False),
+        ("team\n", False),
+    ],
+)
+def test_one_rule_says_what_a_label_name_is(name: str, valid: bool) -> None:
+    assert is_label_name(name) is valid
+
+
+def test_an_ha_pair_counts_once_through_max_without_its_replica_labels() -> None:
+    assert without_replicas("up", ()) == "up"
+    assert without_replicas("up", ("prometheus_replica", "replica")) == (
+        "max without (prometheus_replica, replica) (up)"
+    )

@@ -105,6 +105,22 @@ class KubectlError(AssertionError):
     pass
 
 
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` in a /metrics text whose labels include `labels`
+    (0 when none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        found = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(m.group(4))
+    return total
+
+
 @dataclass
 class Cluster:
     info: dict[str, Any]
@@ -177,19 +193,7 @@ class Cluster:
 
     def metric(self, name: str, port: int | None = None, **labels: str) -> float:
         """The sum of the samples of `name` whose labels include `labels` (0 when none)."""
-        total = 0.0
-        for line in self.metrics(port).splitlines():
-            if line.startswith("#") or not line.startswith(name):
-                continue
-            m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)", line)
-            if not m or m.group(1) != name:
-                continue
-            found = dict(
-                re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or "")
-            )
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(m.group(4))
-        return total
+        return metric_sum(self.metrics(port), name, **labels)
 
     def namespace(self, name: str, labels: dict[str, str] | None = None) -> str:
         self.apply(
@@ -330,6 +334,22 @@ def gpu_workload(
     else:
         raise ValueError(kind)
     return obj
+
+
+def kwok_gpu_pod(cluster: Cluster, name: str, namespace: str, gpus: int) -> dict[str, Any]:
+    """A tagged GPU Pod that tolerates the taint of the kwok GPU nodes of a pod-mode
+    cluster (scripts/e2e-node.sh: nothing else lands there), so it runs on one."""
+    pod = gpu_workload("Pod", name, namespace, dict(COMPLIANT), gpus=gpus)
+    pod["spec"]["tolerations"] = [{"key": cluster.info["gpu_node_taint"], "operator": "Exists"}]
+    pod["spec"]["terminationGracePeriodSeconds"] = 0
+    return pod
+
+
+def service_metrics(cluster: Cluster, namespace: str) -> str:
+    """/metrics of one endpoint of the metrics Service `finops-operator` (plain HTTP), by
+    the API server's Service proxy: without kube-proxy a ClusterIP leads nowhere."""
+    path = f"/api/v1/namespaces/{namespace}/services/http:finops-operator:metrics/proxy/metrics"
+    return cluster.kubectl("get", "--raw", path).stdout
 
 
 def is_ready(pod: dict[str, Any]) -> bool:

@@ -14,7 +14,11 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +42,13 @@ from .conftest import (
 )
 from .test_dra import (
     A100,
+    A100_MODEL,
+    H100_MODEL,
+    HELD,
     allocated_pods,
     gpu_device,
+    held_by_model,
+    holds_exactly,
     scheduler,  # noqa: F401  (the fixture: kube-scheduler, for the DRA test)
 )
 from .test_workloads import make_node, run_on
@@ -219,36 +228,107 @@ def test_reports_are_created_and_filled_through_the_status_subresource(
     assert ("patch", "") not in writes and ("update", "") not in writes, writes
 
 
+def prometheus_vector(work: Path, query: str) -> list[dict[str, Any]]:
+    """An instant query to the reporting operator's Prometheus (its URL in `work`'s config)."""
+    url = yaml.safe_load((work / "config.yaml").read_text())["prometheus"]["url"]
+    address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    with urllib.request.urlopen(address, timeout=10) as answer:
+        result: list[dict[str, Any]] = json.load(answer)["data"]["result"]
+    return result
+
+
+def claims_price_per_gpu_hour(work: Path, namespace: str) -> Decimal:
+    """The GPU cost per GPU hour the claims imply over what Prometheus holds of the pods.
+
+    Every sample of each pod must be the fraction its claim implies (HELD); weighted by
+    its number of samples (the pods did not appear at the same scrape), each pod's GPU
+    model's price (the shipped config's: H100 4.50, A100 3.00).
+    """
+    prices = {H100_MODEL: Decimal("4.50"), A100_MODEL: Decimal("3.00")}
+    series = f'finops_pod_gpu_allocation{{namespace="{namespace}"}}'
+    low = {
+        r["metric"]["pod"]: r["value"][1]
+        for r in prometheus_vector(work, f"min_over_time({series}[1h])")
+    }
+    high = {
+        r["metric"]["pod"]: r["value"][1]
+        for r in prometheus_vector(work, f"max_over_time({series}[1h])")
+    }
+    counts = prometheus_vector(work, f"count_over_time({series}[1h])")
+    assert {r["metric"]["pod"] for r in counts} == set(HELD), counts
+    weighted, held_samples = Decimal(0), Decimal(0)
+    for entry in counts:
+        pod = entry["metric"]["pod"]
+        model, held = HELD[pod]
+        assert entry["metric"]["gpu_model"] == model, entry
+        assert abs(float(low[pod]) - float(held)) < 1e-9 and low[pod] == high[pod], (pod, low, high)
+        gpus = Decimal(held.numerator) / Decimal(held.denominator)
+        samples = Decimal(entry["value"][1])
+        held_samples += gpus * samples
+        weighted += gpus * samples * prices[model]
+    return weighted / held_samples
+
+
+def near(cost: str, hours: float, per_hour: Decimal) -> bool:
+    """`cost` (in cents) is `hours` (rounded to 3 decimals) x `per_hour`, to the rounding."""
+    slack = Decimal("0.011") + Decimal("0.0005") * per_hour
+    return abs(Decimal(cost) - Decimal(str(hours)) * per_hour) <= slack
+
+
 @pytest.mark.usefixtures("scheduler")
 def test_the_gpu_cost_of_dra_pods_lands_on_their_team(
     cluster: Cluster, reporting_operator: int
 ) -> None:
-    """GPUs from ResourceClaims (allocated by kube-scheduler) are priced on the pods' team."""
-    team = "dra-research"
+    """GPUs from ResourceClaims (allocated by kube-scheduler) are priced on the pods' team,
+    exactly as the claims imply: 3 H100s (two whole claims, a shared one split in two
+    halves) and 3/7 of an A100 (a MIG 3g.40gb device)."""
+    team, namespace = "dra-research", "e2e-reports-dra"
+    work = Path(cluster.info["dir"]) / "reports"
     nodes = {
         "e2e-report-dra-1": [gpu_device("gpu-0"), gpu_device("gpu-1"), gpu_device("gpu-2")],
         "e2e-report-dra-2": [gpu_device("gpu-0", A100, mig_profile="3g.40gb")],
     }
-    allocated_pods(cluster, "e2e-reports-dra", {**COMPLIANT, TEAM: team}, nodes)
+    allocated_pods(cluster, namespace, {**COMPLIANT, TEAM: team}, nodes)
     wait_until(
-        lambda: cluster.metric("finops_pod_gpu_allocation", reporting_operator, team=team) > 3.4,
+        lambda: holds_exactly(cluster, {"team": team}, reporting_operator),
         timeout=60,
-        what="the DRA pods' 1 + 1 + 1/2 + 1/2 + 3/7 GPUs on the reporting operator's /metrics",
+        what=f"the DRA pods' {held_by_model()} GPUs on the reporting operator's /metrics",
     )
-    report = wait_until(
-        lambda: team_report(cluster, team),
-        timeout=120,
-        what=f"a CostReport of team {team} with figures",
+    # Some samples of every pod, then none: the figures stop moving.
+    series = f'finops_pod_gpu_allocation{{namespace="{namespace}"}}'
+    wait_until(
+        lambda: len(prometheus_vector(work, f"count_over_time({series}[1h]) >= 5")) == len(HELD),
+        timeout=60,
+        what="five samples of every DRA pod in Prometheus",
     )
-    status = report["status"]
-    assert float(status["gpuHours"]) > 0 and float(status["gpuCost"]) > 0, status
+    cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--grace-period=0", "--force")
+    wait_until(
+        lambda: not prometheus_vector(work, series),
+        timeout=60,
+        what="the deleted DRA pods to leave /metrics and Prometheus",
+    )
+    stopped = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    per_hour = claims_price_per_gpu_hour(work, namespace)
+
+    def refreshed() -> dict[str, Any] | None:
+        report = team_report(cluster, team)
+        if report is None:
+            return None
+        through = datetime.fromisoformat(report["status"]["dataThrough"].replace("Z", "+00:00"))
+        return report if through >= stopped else None
+
+    status = wait_until(refreshed, timeout=60, what=f"{team}'s CostReport after the pods left")[
+        "status"
+    ]
+    assert float(status["gpuHours"]) > 0, status
+    assert near(status["gpuCost"], status["gpuHours"], per_hour), (status, per_hour)
     # `finops-operator report` reads the same series from the same Prometheus.
     printed = subprocess.run(
         [
             str(REPO / ".venv" / "bin" / "finops-operator"),
             "report",
             "--config",
-            str(Path(cluster.info["dir"]) / "reports" / "config.yaml"),
+            str(work / "config.yaml"),
             "--period",
             time.strftime("%Y-%m", time.gmtime()),
             "--team",
@@ -262,4 +342,4 @@ def test_the_gpu_cost_of_dra_pods_lands_on_their_team(
         check=True,
     )
     [row] = [row for row in json.loads(printed.stdout)["teams"] if row["team"] == team]
-    assert float(row["gpuHours"]) > 0 and float(row["gpuCost"]) > 0, row
+    assert float(row["gpuHours"]) > 0 and near(row["gpuCost"], row["gpuHours"], per_hour), row

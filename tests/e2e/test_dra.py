@@ -28,6 +28,17 @@ from .conftest import COMPLIANT, REPO, TEAM, Cluster, stop_process, wait_until
 
 NS = "e2e-dra"
 A100 = "NVIDIA A100-SXM4-80GB"
+H100_MODEL, A100_MODEL = "NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"
+# What the claims of `allocated_pods` imply, pod -> (GPU model, GPUs held): a whole GPU
+# each for the direct and the templated claim, the shared claim's GPU split equally
+# between the two pods reserving it, and a MIG 3g.40gb device, 3 of an A100's 7 slices.
+HELD = {
+    "direct": (H100_MODEL, Fraction(1)),
+    "templated": (H100_MODEL, Fraction(1)),
+    "sharer-a": (H100_MODEL, Fraction(1, 2)),
+    "sharer-b": (H100_MODEL, Fraction(1, 2)),
+    "mig": (A100_MODEL, Fraction(3, 7)),
+}
 NODES = {  # node -> the devices its slice publishes
     "e2e-dra-1": [gpu_device("gpu-0"), gpu_device("gpu-1"), gpu_device("gpu-2")],
     "e2e-dra-2": [gpu_device("gpu-0", A100, mig_profile="3g.40gb")],
@@ -236,16 +247,37 @@ def test_the_scheduler_allocated_the_claims_as_dra_does(
     assert dra_pods["mig"] == "e2e-dra-2"  # the only MIG device is there
 
 
-@pytest.mark.parametrize(
-    ("pod_name", "model", "held"),
-    [
-        ("direct", "NVIDIA-H100-80GB-HBM3", Fraction(1)),
-        ("templated", "NVIDIA-H100-80GB-HBM3", Fraction(1)),
-        ("sharer-a", "NVIDIA-H100-80GB-HBM3", Fraction(1, 2)),
-        ("sharer-b", "NVIDIA-H100-80GB-HBM3", Fraction(1, 2)),
-        ("mig", "NVIDIA-A100-SXM4-80GB", Fraction(3, 7)),
-    ],
-)
+def test_the_team_holds_exactly_what_its_claims_imply(
+    cluster: Cluster, dra_pods: dict[str, str]
+) -> None:
+    """Per GPU model, the team's allocation on /metrics is the claims' sum: no device
+    counted twice (the shared one), none missed, none counted whole (the MIG slice)."""
+    assert set(held_by_model()) == {H100_MODEL, A100_MODEL}
+    wait_until(
+        lambda: holds_exactly(cluster, {"namespace": NS}),
+        timeout=60,
+        what=f"the claims' {held_by_model()} GPUs on /metrics",
+    )
+
+
+def holds_exactly(cluster: Cluster, labels: dict[str, str], port: int | None = None) -> bool:
+    """Whether the allocation with `labels` on /metrics is, per GPU model, the claims'."""
+    return all(
+        abs(cluster.metric("finops_pod_gpu_allocation", port, gpu_model=model, **labels) - held)
+        < 1e-9
+        for model, held in held_by_model().items()
+    )
+
+
+def held_by_model() -> dict[str, Fraction]:
+    """The GPUs the claims imply, by GPU model: 3 H100s and 3/7 of an A100."""
+    by_model: dict[str, Fraction] = {}
+    for model, held in HELD.values():
+        by_model[model] = by_model.get(model, Fraction(0)) + held
+    return by_model
+
+
+@pytest.mark.parametrize(("pod_name", "model", "held"), [(p, *h) for p, h in HELD.items()])
 def test_each_dra_pod_shows_in_metrics_with_its_model_and_fraction_on_its_team(
     cluster: Cluster, dra_pods: dict[str, str], pod_name: str, model: str, held: Fraction
 ) -> None:
@@ -262,12 +294,7 @@ def test_each_dra_pod_shows_in_metrics_with_its_model_and_fraction_on_its_team(
 def test_the_dra_nodes_offer_their_gpus_and_the_shared_claim_names_both_pods(
     cluster: Cluster, dra_pods: dict[str, str]
 ) -> None:
-    assert (
-        cluster.metric(
-            "finops_node_gpu_capacity", node="e2e-dra-1", gpu_model="NVIDIA-H100-80GB-HBM3"
-        )
-        == 3
-    )
+    assert cluster.metric("finops_node_gpu_capacity", node="e2e-dra-1", gpu_model=H100_MODEL) == 3
     for sharer in ("sharer-a", "sharer-b"):
         assert (
             cluster.metric(

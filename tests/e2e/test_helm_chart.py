@@ -11,8 +11,9 @@ CRDs stay: the chart's ServiceMonitor and PrometheusRule need them.
 The chart is installed with the values a real node needs here: the loaded image
 (`pullPolicy: Never`) and `hostAliases` for the API server's names (no cluster DNS:
 the same entries tests/e2e/overlay-pod patches in). Its two replicas run, one holds
-the Lease, its webhooks refuse an untagged GPU pod through the Service; `helm
-upgrade` of the configuration (enforce, and `metrics.secure`: the probes and
+the Lease, its webhooks refuse an untagged GPU pod through the Service, a tagged one
+runs on a kwok GPU node and shows in the release's /metrics (its metrics Service);
+`helm upgrade` of the configuration (enforce, and `metrics.secure`: the probes and
 /metrics over HTTPS) rolls the pods while admission keeps answering;
 `helm uninstall` removes everything but the CRDs, and pods are admitted again
 without the webhooks. Runs second (conftest's module order), before the session's
@@ -38,13 +39,17 @@ from tests.e2e.conftest import (
     COMPLIANT,
     MODE,
     SCRIPT,
+    TEAM,
     AdmissionStream,
     Cluster,
     gpu_workload,
     is_ready,
     kube_chains,
+    kwok_gpu_pod,
+    metric_sum,
     no_other_node,
     pod_of,
+    service_metrics,
     untagged_gpu_pod_refused,
     wait_until,
 )
@@ -56,6 +61,7 @@ NAMESPACE = "finops-helm"
 RELEASE = "finops"
 ENFORCE = "e2e-helm-enforce"
 SELECTOR = "app.kubernetes.io/name=finops-operator"
+POD_GPUS = "finops_pod_gpu_allocation"
 
 # Cluster-wide objects of the chart, by kubectl resource and name.
 CLUSTER_SCOPED = [
@@ -207,6 +213,10 @@ def two_ready(plane: Cluster) -> list[dict[str, Any]]:
     return list(wait_until(check, timeout=240, interval=1, what="two Ready operator pods"))
 
 
+def is_running(pod: dict[str, Any]) -> bool:
+    return bool(pod.get("status", {}).get("phase") == "Running")
+
+
 def pod_scrape_status(pod: dict[str, Any]) -> int:
     """The HTTP status of an unauthenticated HTTPS scrape of the pod's /metrics."""
     context = ssl.create_default_context()
@@ -327,6 +337,28 @@ def test_an_untagged_gpu_pod_is_refused_through_the_service(installed: Cluster) 
     installed.namespace(ENFORCE, {MODE: "enforce"})
     untagged_gpu_pod_refused(installed, ENFORCE, timeout=60)
     installed.apply(gpu_workload("Pod", "tagged", ENFORCE, dict(COMPLIANT)), "--dry-run=server")
+
+
+def test_the_release_counts_a_gpu_pod_running_on_a_kwok_node(installed: Cluster) -> None:
+    """What the chart's RBAC lets it watch (pods, nodes) reaches its metrics Service."""
+    installed.namespace(ENFORCE, {MODE: "enforce"})
+    installed.apply(kwok_gpu_pod(installed, "trainer", ENFORCE, 2))
+    try:
+
+        def running_on() -> str:
+            pod = installed.get("pod", "trainer", ENFORCE)
+            return str(pod["spec"].get("nodeName", "")) if is_running(pod) else ""
+
+        node = wait_until(running_on, timeout=60, what="the GPU pod running on a kwok node")
+        assert node in installed.info["gpu_nodes"], node
+        labels = {"namespace": ENFORCE, "pod": "trainer", "node": node, "team": COMPLIANT[TEAM]}
+        wait_until(
+            lambda: metric_sum(service_metrics(installed, NAMESPACE), POD_GPUS, **labels) == 2,
+            timeout=30,
+            what=f"2 GPUs of the pod on the release's /metrics with {labels}",
+        )
+    finally:
+        installed.kubectl("-n", ENFORCE, "delete", "pod", "trainer", "--ignore-not-found")
 
 
 def test_the_rbac_binds_the_release_service_account(installed: Cluster) -> None:
@@ -462,6 +494,6 @@ def test_uninstall_removes_everything_but_the_crds(helm: str, installed: Cluster
     releases = json.loads(run_helm(helm, installed, "list", "-A", "-o", "json").stdout)
     assert releases == []
     # No webhook is left to fail closed: an untagged GPU pod in the enforce namespace
-    # is stored (it stays Pending: no node has GPUs).
+    # is stored (it stays Pending: it does not tolerate the kwok GPU nodes' taint).
     installed.apply(gpu_workload("Pod", "after-uninstall", ENFORCE))
     assert installed.exists("pod", "after-uninstall", ENFORCE)

@@ -1,8 +1,9 @@
 """The operator as a cluster runs it: the Deployment's two pods on a real node.
 
 A cluster of its own (`E2E_OPERATOR_AS=pod scripts/e2e-cluster.sh up`): kube-scheduler,
-containerd and a kubelet next to the control plane, the image built from the
-Dockerfile loaded into containerd, and manifests/ installed as shipped (through
+containerd and a kubelet next to the control plane, kwok keeping two tainted fake GPU
+nodes Ready for the GPU pods (the real node runs only the operator), the image built
+from the Dockerfile loaded into containerd, and manifests/ installed as shipped (through
 tests/e2e/overlay-pod, which only adds hostAliases: no cluster DNS here). The
 webhooks are called through their Service: kube-apiserver
 (`--enable-aggregator-routing`) sends each admission request to a ready endpoint
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 import urllib.request
@@ -41,8 +41,11 @@ from .conftest import (
     gpu_workload,
     is_ready,
     kube_chains,
+    kwok_gpu_pod,
+    metric_sum,
     no_other_node,
     pod_of,
+    service_metrics,
     untagged_gpu_pod_refused,
     wait_until,
 )
@@ -54,6 +57,8 @@ ENFORCE = "e2e-pod-enforce"
 AUDIT = "e2e-pod-audit"
 LEASE_SECONDS = 15  # the operator's default (`run --lease-seconds`), as the manifests leave it
 RENEW_SECONDS = LEASE_SECONDS / 3
+GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"  # the kwok nodes' (scripts/e2e-node.sh)
+GPUS_PER_NODE = "4"
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +127,6 @@ def pod_metrics(pod: dict[str, Any]) -> str:
     url = f"http://{pod['status']['podIP']}:8080/metrics"
     with urllib.request.urlopen(url, timeout=5) as resp:
         return str(resp.read().decode())
-
-
-def metric(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)", line)
-        if m and m.group(1) == name:
-            total += float(m.group(3))
-    return total
 
 
 def holder(cluster: Cluster) -> str:
@@ -211,11 +207,11 @@ def test_one_replica_leads_and_only_it_writes(pod_cluster: Cluster) -> None:
     identity = holder(c)
     standby = next(p for p in live if p is not leader)
     wait_until(
-        lambda: metric(pod_metrics(leader), "finops_leader") == 1,
+        lambda: metric_sum(pod_metrics(leader), "finops_leader") == 1,
         timeout=30,
         what="finops_leader 1 on the Lease holder",
     )
-    assert metric(pod_metrics(standby), "finops_leader") == 0
+    assert metric_sum(pod_metrics(standby), "finops_leader") == 0
 
     c.namespace(AUDIT, {MODE: "audit"})
     c.apply(gpu_workload("Job", "untagged", AUDIT, {TEAM: "search-platform"}))
@@ -241,20 +237,89 @@ def test_one_replica_leads_and_only_it_writes(pod_cluster: Cluster) -> None:
     )
     agents = {e["userAgent"] for e in found}
     assert all(f"finops-operator/{identity} " in a for a in agents), (identity, agents)
-    assert metric(pod_metrics(standby), "finops_leader") == 0
+    assert metric_sum(pod_metrics(standby), "finops_leader") == 0
 
 
 def test_an_untagged_gpu_pod_is_refused_through_the_service(pod_cluster: Cluster) -> None:
     c = pod_cluster
     live = wait_two_ready(c)
-    before = sum(metric(pod_metrics(p), "finops_admission_requests_total") for p in live)
+    before = sum(metric_sum(pod_metrics(p), "finops_admission_requests_total") for p in live)
     c.namespace(ENFORCE, {MODE: "enforce"})
     untagged_gpu_pod_refused(c, ENFORCE)
     c.apply(compliant_pod("tagged"), "--dry-run=server")
-    after = sum(metric(pod_metrics(p), "finops_admission_requests_total") for p in live)
+    after = sum(metric_sum(pod_metrics(p), "finops_admission_requests_total") for p in live)
     # Answered by the pods behind the Service (the only webhook endpoints there are): the
     # untagged pod's /mutate and /validate (the compliant one is admitted without a call).
     assert after >= before + 2, (before, after)
+
+
+def test_gpu_pods_run_on_the_kwok_nodes_and_show_in_the_allocation(pod_cluster: Cluster) -> None:
+    c = pod_cluster
+    gpu_nodes = set(c.info.get("gpu_nodes") or [])  # none from an `up` older than the kwok nodes
+    assert len(gpu_nodes) == 2, c.info
+    for name in gpu_nodes:  # kept Ready by kwok, offering 4 GPUs, tainted
+        node = c.get("node", name)
+        assert is_ready(node), node["status"].get("conditions")
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == GPUS_PER_NODE
+        taints = {(t["key"], t["effect"]) for t in node["spec"].get("taints") or []}
+        assert taints == {(c.info["gpu_node_taint"], "NoSchedule")}, taints
+    live = wait_two_ready(c)
+    c.namespace(ENFORCE, {MODE: "enforce"})
+    names = ("trainer-a", "trainer-b")
+    try:
+        # Admitted through the Service; 3 + 3 GPUs fit no single node, 5 fit none.
+        c.apply(
+            [kwok_gpu_pod(c, n, ENFORCE, 3) for n in names]
+            + [kwok_gpu_pod(c, "too-big", ENFORCE, 5)]
+        )
+
+        def running() -> dict[str, str] | None:
+            found = {p["metadata"]["name"]: p for p in c.get("pods", None, ENFORCE)["items"]}
+            if all(found.get(n, {}).get("status", {}).get("phase") == "Running" for n in names):
+                return {n: found[n]["spec"]["nodeName"] for n in names}
+            return None
+
+        placed = wait_until(running, timeout=60, what="kube-scheduler and kwok to run the pods")
+        assert set(placed.values()) == gpu_nodes, placed
+
+        def unschedulable() -> str:
+            conditions = c.get("pod", "too-big", ENFORCE)["status"].get("conditions") or []
+            return next(
+                (x.get("message", "") for x in conditions if x.get("reason") == "Unschedulable"),
+                "",
+            )
+
+        message = wait_until(unschedulable, timeout=30, what="the 5-GPU pod unschedulable")
+        assert "Insufficient nvidia.com/gpu" in message, message
+
+        def allocation(text: str, pod: str) -> float:
+            labels = {"namespace": ENFORCE, "pod": pod, "team": COMPLIANT[TEAM]}
+            labels |= {"node": placed.get(pod, ""), "gpu_model": GPU_PRODUCT}
+            return metric_sum(text, "finops_pod_gpu_allocation", **labels)
+
+        # Read through the metrics Service, then on each replica: both watch.
+        wait_until(
+            lambda: all(allocation(service_metrics(c, NAMESPACE), n) == 3 for n in names),
+            timeout=30,
+            what="3 GPUs per trainer on the Service's /metrics",
+        )
+        for pod in live:
+            text = pod_metrics(pod)
+            assert [allocation(text, n) for n in names] == [3, 3], pod["metadata"]["name"]
+            assert metric_sum(text, "finops_pod_gpu_allocation", pod="too-big") == 0
+            for node_name in gpu_nodes:
+                capacity = metric_sum(text, "finops_node_gpu_capacity", node=node_name)
+                assert capacity == int(GPUS_PER_NODE), (node_name, capacity)
+        # A pod that goes (kwok finishes its deletion) leaves the allocation.
+        c.kubectl("-n", ENFORCE, "delete", "pod", names[0], "--wait=true", timeout=60)
+        wait_until(
+            lambda: allocation(service_metrics(c, NAMESPACE), names[0]) == 0,
+            timeout=30,
+            what=f"{names[0]} gone from /metrics",
+        )
+        assert allocation(service_metrics(c, NAMESPACE), names[1]) == 3
+    finally:
+        c.kubectl("-n", ENFORCE, "delete", "pod", *names, "too-big", "--ignore-not-found")
 
 
 def test_a_starting_replica_stays_out_of_the_endpoints_until_ready(pod_cluster: Cluster) -> None:
@@ -289,7 +354,7 @@ def test_a_starting_replica_stays_out_of_the_endpoints_until_ready(pod_cluster: 
                 break
             time.sleep(0.3)
         assert seen_running_unready, "the new container was never seen running but not Ready"
-        assert metric(pod_metrics(c.get("pod", new_name, NAMESPACE)), "finops_leader") == 0
+        assert metric_sum(pod_metrics(c.get("pod", new_name, NAMESPACE)), "finops_leader") == 0
     finally:
         c.kubectl("-n", NAMESPACE, "scale", "deployment/finops-operator", "--replicas=2")
     wait_two_ready(c)
@@ -380,7 +445,7 @@ def test_killing_the_leader_hands_over_within_the_lease(pod_cluster: Cluster) ->
     assert new_pod is not None, new
     new_name = new_pod["metadata"]["name"]
     wait_until(
-        lambda: metric(pod_metrics(c.get("pod", new_name, NAMESPACE)), "finops_leader") == 1,
+        lambda: metric_sum(pod_metrics(c.get("pod", new_name, NAMESPACE)), "finops_leader") == 1,
         timeout=15,
         what="finops_leader 1 on the new holder",
     )

@@ -562,6 +562,11 @@ REFUSED: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["/serviceMonitor/enabled", "boolean"],
     ),
     "pull policy": ({"image": {"pullPolicy": "Sometimes"}}, ["/image/pullPolicy", "IfNotPresent"]),
+    # Shorter than the preStop pause: the API server would refuse every pod.
+    "grace shorter than the preStop pause": (
+        {"terminationGracePeriodSeconds": 4},
+        ["/terminationGracePeriodSeconds", "minimum"],
+    ),
 }
 
 

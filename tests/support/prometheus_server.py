@@ -3,13 +3,17 @@
 Fixtures (import them into a test module: `from tests.support.prometheus_server import
 prometheus_factory`): `prometheus_factory` starts one server per call and stops
 them all at teardown. For a module-wide server, wrap `backfilled_prometheus` in a
-module-scoped fixture of your own (see tests/test_prometheus_harness.py).
+module-scoped fixture of your own (see tests/test_prometheus_harness.py); for
+several module-wide servers each holding several clusters' series (a fleet behind
+one query endpoint), `fleet_servers`.
 `needs_prometheus` marks a test module that needs Prometheus (`needs_tool`, tests/support/tools.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,12 +41,14 @@ __all__ = [
     "PrometheusRunnerError",
     "PrometheusServer",
     "backfilled_prometheus",
+    "fleet_servers",
     "free_port",
     "needs_prometheus",
     "previous_month",
     "prometheus_factory",
     "recent_days",
     "tools_available",
+    "two_cluster_endpoints",
 ]
 
 needs_prometheus = needs_tool("prometheus", "promtool")
@@ -67,3 +73,46 @@ def prometheus_factory(
     finally:
         for server in started:
             server.stop()
+
+
+FleetServer = Callable[..., PrometheusServer]
+
+
+@contextmanager
+def fleet_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
+    """Call with (scenario, options) pairs for a started Prometheus holding them all (each
+    scenario with its options' external labels: a cluster, a replica of an HA pair);
+    every server started is stopped on exit."""
+    started: list[PrometheusServer] = []
+
+    def server(*contents: tuple[Scenario, ExportOptions]) -> PrometheusServer:
+        one = PrometheusServer(tmp_path_factory.mktemp("prom"))
+        started.append(one)
+        for scenario, options in contents:
+            one.backfill(scenario, options, keep_files=False)
+        return one.start()
+
+    try:
+        yield server
+    finally:
+        for one in started:
+            one.stop()
+
+
+def two_cluster_endpoints(
+    server: FleetServer, a: Scenario, b: Scenario, options: ExportOptions
+) -> tuple[PrometheusServer, PrometheusServer]:
+    """Clusters `a` and `b` behind one endpoint, as Thanos Query shows them (`cluster` on
+    every series), and again with `a` an HA pair read without deduplication
+    (`prometheus_replica` 0 and 1)."""
+
+    def labelled(*pairs: tuple[str, str]) -> ExportOptions:
+        return replace(options, external_labels=pairs)
+
+    shared = server((a, labelled(("cluster", "a"))), (b, labelled(("cluster", "b"))))
+    ha = server(
+        (a, labelled(("cluster", "a"), ("prometheus_replica", "0"))),
+        (a, labelled(("cluster", "a"), ("prometheus_replica", "1"))),
+        (b, labelled(("cluster", "b"))),
+    )
+    return shared, ha

@@ -22,6 +22,7 @@ from finops_devtools.simulator.world import (
     A100,
     COST_LABEL_NAMES,
     DAY,
+    DRA_DRIVER,
     H100,
     HOUR,
     MI300X,
@@ -89,6 +90,9 @@ class ScenarioParams:
     gateway: TokenPreset = "litellm"  # how the gateway reports tokens
     # Serve SELF_HOSTED_MODELS with vLLM on a node of their own (team ml-serving).
     self_hosted: bool = False
+    # GPUs through DRA: a node of 4 H100s published by NVIDIA's DRA driver, with DRA_TEAM's
+    # pods holding them through a direct claim, a templated one and one shared by two.
+    dra: bool = False
 
     @classmethod
     def benchmark(cls, start: datetime, end: datetime, seed: int = 7) -> ScenarioParams:
@@ -134,6 +138,9 @@ SELF_HOSTED_MODELS: Final = (
     ("qwen2.5-7b", 1, 2_000_000, 70),
 )
 SERVING_TEAM: Final = "ml-serving"
+DRA_TEAM: Final = "dra-research"
+# Hours between the DRA pods' rollouts (each rollout replaces all four pods).
+DRA_ROLLOUT_HOURS: Final = 30
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,10 @@ def generate_scenario(params: ScenarioParams) -> Scenario:
         )
         nodes.append(node)
         served = _serving_pods(params, builder, node, start, end)
+    if params.dra:
+        node = Node(name="dra-h100-0", gpu_model=H100, resource=DRA_DRIVER, gpus=4, ip="10.0.8.10")
+        nodes.append(node)
+        _dra_pods(params, builder, node, start, end)
     restarts: tuple[int, ...] = ()
     if params.gateway_restart:
         restarts = (start + rng.randrange((end - start) // 3, (end - start) * 2 // 3) // 60 * 60,)
@@ -272,6 +283,52 @@ def _serving_pods(
             )
             t += every * HOUR
     return served
+
+
+def _dra_pods(
+    params: ScenarioParams, builder: _PodBuilder, node: Node, start: int, end: int
+) -> None:
+    """DRA_TEAM's pods on `node` at every rollout: one on a claim of its own (device 0),
+    one on a claim made from a ResourceClaimTemplate (device 1), two sharing one claim
+    (device 2, half each); device 3 stays free (unallocated capacity)."""
+    labels = {
+        "team": DRA_TEAM,
+        "feature": "finetune",
+        "environment": "production",
+        "workload_type": "training",
+        "cost_center": "cc-1950",
+    }
+    t = start - DAY + 900
+    rollout = 0
+    while t < end:
+        rollout += 1
+        suffix = f"{stable_hash(params.seed, rollout, 13) % 16**5:05x}"
+        first = len(builder.pods) + 1
+        pods = (  # name, claim, device, sharers
+            (f"direct-{suffix}", f"direct-{suffix}", 0, ()),
+            (f"templated-{suffix}", f"templated-{suffix}-gpu-{suffix[:3]}", 1, ()),
+            (f"sharer-a-{suffix}", f"shared-{suffix}", 2, (first + 2, first + 3)),
+            (f"sharer-b-{suffix}", f"shared-{suffix}", 2, (first + 2, first + 3)),
+        )
+        for index, (name, claim, device, sharers) in enumerate(pods):
+            builder.add_pod(
+                name=name,
+                namespace=DRA_TEAM,
+                node=node.name,
+                units=1,
+                start=t,
+                end=t + DRA_ROLLOUT_HOURS * HOUR,
+                labels=labels,
+                devices=(device,),
+                slice_id=None,
+                utilization=Utilization(base=60 - 10 * min(index, 2), amplitude=15, noise=5),
+                owner_kind="ReplicaSet",
+                owner_name=f"dra-{index}-rs",
+                restarts=(),
+                claim=claim,
+                sharers=sharers,
+            )
+        t += DRA_ROLLOUT_HOURS * HOUR
 
 
 def _slots(node: Node, rng: random.Random) -> Iterator[tuple[int, tuple[int, ...], int | None]]:

@@ -180,16 +180,19 @@ def ground_truth(
         if not seconds:
             continue
         node = nodes[pod.node]
-        gpus = Fraction(pod.units, node.units_per_gpu)
+        gpus = s.pod_gpus(pod)
         pod_hours = gpus * Fraction(seconds, HOUR)
         pod_price = price(node.gpu_model)
         # Busy time: the sum over windows of overlap x mean utilization of the devices.
         busy = 0
         lo, hi = max(pod.start, a), min(pod.end, b)
+        curve = s.pod(pod.device_holder).utilization if pod.sharers else pod.utilization
         for window in range(lo // step, (hi - 1) // step + 1):
             inside = _overlap(window * step, window * step + step, lo, hi)
+            # The devices' utilization, as dcgm-exporter reports it for their holder
+            # (every pod sharing a DRA claim is as busy as its device).
             level = sum(
-                pod.utilization.value(stable_hash(pod.uid, device, s.seed), window, step)
+                curve.value(stable_hash(pod.device_holder, device, s.seed), window, step)
                 for device in pod.devices
             )
             busy += inside * level
@@ -227,7 +230,7 @@ def ground_truth(
         key = (served.model, pod.namespace)
         node = nodes[pod.node]
         seconds = _overlap(pod.start, pod.end, a, b)
-        pod_hours = Fraction(pod.units, node.units_per_gpu) * Fraction(seconds, HOUR)
+        pod_hours = s.pod_gpus(pod) * Fraction(seconds, HOUR)
         served_hours[key] += pod_hours
         served_cost[key] += pod_hours * price(node.gpu_model)
         lo, hi = max(pod.start, a), min(pod.end, b)

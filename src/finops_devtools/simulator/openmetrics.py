@@ -264,6 +264,8 @@ class _Writer:
                     {"model": model, "direction": direction, **target, **own},
                 )
                 self.constant(prefix, str(price), self.lo, self.hi, offset)
+        if any(pod.claim for pod in s.pods):
+            self.write_claim_pods()
         self.write_dcgm()
         self.write_ksm()
         if s.gateway == "otel-genai":
@@ -272,10 +274,32 @@ class _Writer:
             self.write_tokens()
         self.write_vllm()
 
+    def write_claim_pods(self) -> None:
+        """The operator's claim-to-pod series: 1 per pod reserving a DRA claim."""
+        self.family(conventions.METRIC_DRA_CLAIM_PODS, "gauge", "Pods reserving a DRA claim.")
+        for offset, target, _ in self.replicas():
+            for pod in self.s.pods:
+                if not pod.claim:
+                    continue
+                labels = {
+                    "dra_claim_namespace": pod.namespace,
+                    "dra_claim_name": pod.claim,
+                    "namespace": pod.namespace,
+                    "pod": pod.name,
+                    **target,
+                }
+                prefix = _series(conventions.METRIC_DRA_CLAIM_PODS, labels)
+                self.constant(prefix, "1", pod.start, pod.end, offset)
+
     def write_dcgm(self) -> None:
+        """dcgm-exporter's utilization of each pod's devices. A DRA device carries its
+        claim and device labels and names one pod only: a shared claim's device is
+        written once, for the first of its sharers (`Pod.device_holder`)."""
         s, step = self.s, self.s.utilization_step
         self.family(METRIC_DCGM_UTIL, "gauge", "GPU utilization (in %).")
         for pod in s.pods:
+            if pod.device_holder != pod.uid:
+                continue
             node = self.nodes[pod.node]
             ticks = _ticks(max(pod.start, self.lo), min(pod.end, self.hi), self.o.scrape_interval)
             if not ticks:
@@ -292,6 +316,13 @@ class _Writer:
                 if pod.slice_id is not None:
                     labels |= {"GPU_I_PROFILE": node.resource.split("mig-")[1]}
                     labels |= {"GPU_I_ID": str(pod.slice_id)}
+                if pod.claim:
+                    labels |= {
+                        "dra_claim_name": pod.claim,
+                        "dra_claim_namespace": pod.namespace,
+                        "dra_pool_name": node.name,
+                        "dra_device_name": f"gpu-{device}",
+                    }
                 labels |= {
                     "namespace": pod.namespace,
                     "pod": pod.name,
@@ -313,6 +344,8 @@ class _Writer:
             METRIC_KSM_REQUESTS, "gauge", "The number of requested request resource by a container."
         )
         for pod in s.pods:
+            if pod.claim:
+                continue  # GPUs through DRA are no container resource request
             node = self.nodes[pod.node]
             labels = {
                 "namespace": pod.namespace,

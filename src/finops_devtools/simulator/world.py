@@ -33,6 +33,9 @@ RESOURCE_GPU: Final = "nvidia.com/gpu"
 RESOURCE_SHARED: Final = "nvidia.com/gpu.shared"
 RESOURCE_MIG_1G: Final = "nvidia.com/mig-1g.10gb"
 RESOURCE_AMD: Final = "amd.com/gpu"
+# NVIDIA's DRA driver: a node whose `resource` is this offers its GPUs as ResourceSlice
+# devices, and its pods hold them through ResourceClaims (`Pod.claim`).
+DRA_DRIVER: Final = conventions.DEFAULT_DRA_DRIVERS[0]
 
 HOUR: Final = 3600
 DAY: Final = 86400
@@ -121,9 +124,21 @@ class Pod:
     owner_name: str = ""
     job: str | None = None  # the Job (training run) this pod is an attempt of
     failed: bool = False  # for Job pods: this attempt failed at `end`
+    # DRA: the ResourceClaim (in the pod's namespace) its `units` devices come from, or
+    # "" for an extended resource; `sharers` are the uids of every pod reserving a
+    # shared claim (this one included, all with the same lifetime), empty when only
+    # this pod does. A shared claim's devices are split equally among them.
+    claim: str = ""
+    sharers: tuple[int, ...] = ()
 
     def label(self, name: str) -> str:
         return self.labels.get(name) or UNTAGGED
+
+    @property
+    def device_holder(self) -> int:
+        """The uid of the pod dcgm-exporter names on this pod's devices: itself, or for a
+        shared claim the first of its sharers (dcgm-exporter maps a device to one pod)."""
+        return min(self.sharers) if self.sharers else self.uid
 
 
 @dataclass(frozen=True)
@@ -199,8 +214,10 @@ class Scenario:
         raise KeyError(name)
 
     def pod_gpus(self, pod: Pod) -> Fraction:
-        """GPUs the pod holds: a MIG 1g.10gb slice of a 7-slice device is 1/7."""
-        return Fraction(pod.units, self.node(pod.node).units_per_gpu)
+        """GPUs the pod holds: a MIG 1g.10gb slice of a 7-slice device is 1/7, one of
+        two pods sharing a claim of one GPU holds 1/2."""
+        sharers = max(len(pod.sharers), 1)
+        return Fraction(pod.units, self.node(pod.node).units_per_gpu * sharers)
 
     def tokens_in_hour(self, stream: TokenStream, hour: int) -> int:
         """Tokens of `stream` in the hour [hour*3600, hour*3600 + 3600)."""

@@ -419,7 +419,8 @@ def served_models(
     report: PeriodReport,
     chargeback: Chargeback | None,
 ) -> list[SelfHostedModel]:
-    """The self-hosted models of the report's period (what the chargeback read, if on)."""
+    """The self-hosted models of the report's period (what the chargeback read, if on);
+    the unlabelled cluster named after config `cluster.name`, as `_named_clusters` does."""
     serving = config.self_hosted_models
     if not serving.enabled:
         return []
@@ -429,7 +430,9 @@ def served_models(
         usage = read_serving(
             client, measured, names=names, serving=ServingNames.from_config(serving)
         )
-    return self_hosted(usage, config.pricing, config)
+    models = self_hosted(usage, config.pricing, config)
+    name = config.cluster.name
+    return [replace(m, cluster=m.cluster or name) for m in models] if name else models
 
 
 def _month_before(period: Period) -> Period:

@@ -65,7 +65,8 @@ class ServingUsage:
 
 
 def _serving_gpu(key: tuple[str, ...], hours: Decimal) -> ServingGpu:
-    model, namespace, team, feature, environment, workload_type, cost_center, gpu_model = key
+    cluster, model, namespace, team, feature, environment, workload_type, cost_center = key[:8]
+    gpu_model = key[8]
     return ServingGpu(
         model=model,
         namespace=namespace,
@@ -77,6 +78,7 @@ def _serving_gpu(key: tuple[str, ...], hours: Decimal) -> ServingGpu:
             environment=_tag(environment),
             workload_type=_tag(workload_type),
             cost_center=_tag(cost_center),
+            cluster=cluster,
         ),
     )
 
@@ -97,15 +99,17 @@ def read_serving(
     def self_hosted_gpu_hours(window_ms: int, query_names: QueryNames) -> str:
         return serving_gpu_hours_query(window_ms, query_names, serving)
 
-    def self_hosted_tokens(window_ms: int, _: QueryNames) -> str:
-        return serving_tokens_query(window_ms, serving)
+    def self_hosted_tokens(window_ms: int, query_names: QueryNames) -> str:
+        return serving_tokens_query(window_ms, query_names, serving)
 
-    hours_by_window = _run(client, self_hosted_gpu_hours, plan, names, SERVING_GPU_LABELS)
-    tokens = _total(_run(client, self_hosted_tokens, plan, names, SERVING_TOKEN_LABELS))
+    gpu_labels = names.labels(SERVING_GPU_LABELS)
+    hours_by_window = _run(client, self_hosted_gpu_hours, plan, names, gpu_labels)
+    token_labels = names.labels(SERVING_TOKEN_LABELS)
+    tokens = _total(_run(client, self_hosted_tokens, plan, names, token_labels))
     windows = sum(evaluation.count for evaluation in plan)
-    counts: dict[tuple[str, str], list[Decimal]] = {}
-    for (model, namespace, direction), count in sorted(tokens.items()):
-        slot = counts.setdefault((model, namespace), [Decimal(0), Decimal(0)])
+    counts: dict[tuple[str, str, str], list[Decimal]] = {}
+    for (cluster, model, namespace, direction), count in sorted(tokens.items()):
+        slot = counts.setdefault((cluster, model, namespace), [Decimal(0), Decimal(0)])
         slot[1 if direction == GENERATION else 0] += _whole(count)
     return ServingUsage(
         gpu=[_serving_gpu(key, hours) for key, hours in sorted(_total(hours_by_window).items())],
@@ -114,8 +118,14 @@ def read_serving(
             for i in range(windows)
         ],
         tokens=[
-            ServingTokens(model=model, namespace=namespace, prompt_tokens=p, generation_tokens=g)
-            for (model, namespace), (p, g) in sorted(counts.items())
+            ServingTokens(
+                model=model,
+                namespace=namespace,
+                prompt_tokens=p,
+                generation_tokens=g,
+                cluster=cluster,
+            )
+            for (cluster, model, namespace), (p, g) in sorted(counts.items())
         ],
     )
 

@@ -40,6 +40,7 @@ from pydantic_core import CoreSchema
 from finops_operator.domain import conventions, names
 from finops_operator.domain.conventions import COSTPOLICY_RULE_LABEL, MANAGED_BY_LABEL
 from finops_operator.domain.money import MAX_MONEY
+from finops_operator.domain.promql import is_label_name
 from finops_operator.domain.re2 import re2_problem
 from finops_operator.errors import ConfigError
 
@@ -192,7 +193,6 @@ Scale = Annotated[
 ]
 
 _METRIC_NAME: Final = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_PROM_LABEL: Final = r"[a-zA-Z_][a-zA-Z0-9_]*"
 DEFAULT_RULE_LABELS: Final[Mapping[str, str]] = {"release": "kube-prometheus-stack"}
 # What a ThanosRuler's `ruleSelector` matches: fleet policies' PrometheusRules.
 DEFAULT_FLEET_RULE_LABELS: Final[Mapping[str, str]] = {
@@ -207,7 +207,7 @@ def _metric_name(name: str) -> str:
 
 
 def _label_name(name: str) -> str:
-    if not re.fullmatch(_PROM_LABEL, name):
+    if not is_label_name(name):
         raise ValueError(f"{_shown(name)} is not a Prometheus label name")
     return name
 
@@ -665,9 +665,7 @@ class GpuMetricsConfig(_Model):
     @field_validator("namespace_label", "pod_label")
     @classmethod
     def _label_name(cls, name: str | None) -> str | None:
-        if name is not None and not re.fullmatch(_PROM_LABEL, name):
-            raise ValueError(f"{_shown(name)} is not a Prometheus label name")
-        return name
+        return None if name is None else _label_name(name)
 
     def source(self) -> GpuUtilization:
         """The preset with the explicit keys laid over it."""

@@ -9,7 +9,7 @@ durations are always written the same way (golden files stay stable).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -27,7 +27,14 @@ DURATION_PATTERN = (
     r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
 )
 _DURATION_PART = re.compile(r"([0-9]+)(ms|y|w|d|h|m|s)")
-LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+# Prometheus's label names (the data model): the one definition the config, the
+# CostPolicy checks and the selectors built here all use.
+LABEL_NAME_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_]*"
+
+
+def is_label_name(name: str) -> bool:
+    """Whether `name` is a Prometheus label name: a letter or `_`, then letters, digits, `_`."""
+    return re.fullmatch(LABEL_NAME_PATTERN, name) is not None
 
 
 @dataclass(frozen=True, order=True)
@@ -93,7 +100,7 @@ def matchers(labels: Mapping[str, str]) -> str:
     if not labels:
         return ""
     for name in labels:
-        if not re.fullmatch(LABEL_NAME_PATTERN, name):
+        if not is_label_name(name):
             raise ValueError(f"{name!r} is not a Prometheus label name")
     return "{" + ",".join(f"{name}={string_literal(v)}" for name, v in labels.items()) + "}"
 
@@ -106,6 +113,14 @@ def own_cluster_pattern(name: str) -> str:
     and reading a shared Thanos sees them labelled: both are its own.
     """
     return string_literal(re.sub(r"([.\\^$|?*+()\[\]{}])", r"\\\1", name) + "|")
+
+
+def without_replicas(expr: str, replica_labels: Sequence[str]) -> str:
+    """`expr` with the copies of an HA Prometheus pair read without deduplication
+    counted once: `max without` the replica labels (unchanged when there are none)."""
+    if not replica_labels:
+        return expr
+    return f"max without ({', '.join(replica_labels)}) ({expr})"
 
 
 def number(value: Decimal | int) -> str:

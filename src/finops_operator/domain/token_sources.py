@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from finops_operator.domain.config import LlmGatewayConfig, TokenDirection, TokenPreset
-from finops_operator.domain.promql import string_literal
+from finops_operator.domain.promql import string_literal, without_replicas
 
 # The attributes of gen_ai.client.token.usage as Prometheus names them.
 OTEL_TOKEN_TYPE_LABEL: Final = "gen_ai_token_type"
@@ -109,8 +109,7 @@ def token_series(
     count once (`max without` them, before anything is summed).
     """
     series = f"{function}({source.selector(direction, matchers)}[{window}])"
-    if replica_labels:
-        series = f"max without ({', '.join(replica_labels)}) ({series})"
+    series = without_replicas(series, replica_labels)
     if source.team_label != "team":
         series = (
             f'label_replace({series}, "team", "$1", {string_literal(source.team_label)}, "(.+)")'

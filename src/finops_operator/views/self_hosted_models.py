@@ -1,6 +1,7 @@
 """Self-hosted models in the report: JSON rows, table lines and an HTML section.
 
-One row per served model and namespace (`costs.self_hosted`): GPU hours and cost of
+One row per served model, namespace and cluster (`costs.self_hosted`; the table
+and the page show the cluster when the rows span more than one): GPU hours and cost of
 its pods, its prompt and generation tokens, the cost per million tokens and, when
 `selfHostedModels.comparable` names an API model, what the same tokens cost there.
 Money is a string of cents; a cost per million tokens has four decimals (a cheap
@@ -30,6 +31,7 @@ def to_json_rows(models: Sequence[SelfHostedModel]) -> list[dict[str, Any]]:
         {
             "model": model.model,
             "namespace": model.namespace,
+            "cluster": model.cluster,
             "gpuHours": display_hours(model.gpu_hours),
             "gpuCost": display_money(model.gpu_cost),
             "promptTokens": int(model.prompt_tokens),
@@ -47,7 +49,7 @@ def to_json_rows(models: Sequence[SelfHostedModel]) -> list[dict[str, Any]]:
     ]
 
 
-def _cells(model: SelfHostedModel) -> list[str]:
+def _cells(model: SelfHostedModel, clusters: bool) -> list[str]:
     per_1m = _per_1m(model.cost_per_1m_tokens)
     api = "-"
     if model.comparable_model is not None:
@@ -56,6 +58,7 @@ def _cells(model: SelfHostedModel) -> list[str]:
     return [
         model.model,
         model.namespace,
+        *([model.cluster or "-"] if clusters else []),
         f"{display_hours(model.gpu_hours):,.1f}",
         display_money(model.gpu_cost),
         f"{int(model.prompt_tokens):,}",
@@ -71,19 +74,30 @@ HEADER: Final = (
 )  # fmt: skip
 
 
+def _many_clusters(models: Sequence[SelfHostedModel]) -> bool:
+    return len({model.cluster for model in models}) > 1
+
+
+def _header(clusters: bool) -> list[str]:
+    return [*HEADER[:2], *(["CLUSTER"] if clusters else []), *HEADER[2:]]
+
+
 def table_lines(models: Sequence[SelfHostedModel], currency: str) -> list[str]:
     """The table's section: empty when no model is served."""
     if not models:
         return []
-    rows = [list(HEADER), *(_cells(model) for model in models)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    clusters = _many_clusters(models)
+    header = _header(clusters)
+    rows = [header, *(_cells(model, clusters) for model in models)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    text = 3 if clusters else 2  # left-aligned columns
     lines = [
         f"Self-hosted models ({currency}; cost per 1M tokens = GPU cost of the serving pods / "
         "tokens; API = the configured comparable model, same tokens):"
     ]
     for row in rows:
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])] + [
-            cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)
+        cells = [cell.ljust(width) for cell, width in zip(row[:text], widths, strict=False)] + [
+            cell.rjust(width) for cell, width in zip(row[text:], widths[text:], strict=True)
         ]
         lines.append("  " + "  ".join(cells).rstrip())
     return lines
@@ -93,9 +107,12 @@ def html_section(models: Sequence[SelfHostedModel], currency: str) -> str:
     """The showback page's section: make or buy, per served model."""
     if not models:
         return ""
-    head = "".join(f"<th>{html.escape(name.capitalize())}</th>" for name in HEADER)
+    clusters = _many_clusters(models)
+    head = "".join(f"<th>{html.escape(name.capitalize())}</th>" for name in _header(clusters))
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(model)) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(model, clusters))
+        + "</tr>"
         for model in models
     )
     return (

@@ -4,14 +4,16 @@ anomaly and any scrape interval.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from finops_devtools.simulator.generation import DRA_TEAM, generate_scenario
 from finops_devtools.simulator.ground_truth import ground_truth
 from finops_devtools.simulator.openmetrics import ExportOptions
-from finops_devtools.simulator.world import RESOURCE_MIG_1G, RESOURCE_SHARED, Scenario
-from tests.devtools.simulator.worlds import HOUR, T0, D, openmetrics, pod, samples, tiny
+from finops_devtools.simulator.world import DRA_DRIVER, RESOURCE_MIG_1G, RESOURCE_SHARED, Scenario
+from tests.devtools.simulator.worlds import HOUR, SMALL, T0, D, openmetrics, pod, samples, tiny
 
 
 def test_a_generated_cluster_never_allocates_more_than_a_node_has(small: Scenario) -> None:
@@ -52,3 +54,15 @@ def test_scrape_intervals_from_15_seconds_to_5_minutes_are_accepted(interval: in
     assert len(points) == HOUR // interval
     assert datetime.fromtimestamp(points[0][0], UTC) == datetime(2026, 11, 10, tzinfo=UTC)
     assert timedelta(seconds=points[-1][0] - points[0][0]) == timedelta(seconds=HOUR - interval)
+
+
+def test_dra_pods_hold_three_of_their_nodes_four_gpus_whatever_the_time() -> None:
+    scenario = generate_scenario(replace(SMALL, dra=True))
+    dra = [pod for pod in scenario.pods if pod.claim]
+    assert {pod.namespace for pod in dra} == {DRA_TEAM}
+    for moment in range(scenario.start, scenario.end, 3600):
+        running = [pod for pod in dra if pod.start <= moment < pod.end]
+        assert sum(scenario.pod_gpus(pod) for pod in running) == 3
+        assert sorted(len(pod.sharers) for pod in running) == [0, 0, 2, 2]
+    node = scenario.node("dra-h100-0")
+    assert (node.resource, node.gpus) == (DRA_DRIVER, 4)

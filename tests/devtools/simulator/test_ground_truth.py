@@ -11,6 +11,8 @@ import pytest
 from finops_devtools.simulator.ground_truth import ground_truth
 from finops_devtools.simulator.world import (
     A100,
+    DRA_DRIVER,
+    H100,
     RESOURCE_MIG_1G,
     RESOURCE_SHARED,
     Node,
@@ -66,6 +68,41 @@ def test_a_mig_slice_is_a_seventh_and_a_time_sliced_share_a_quarter_of_a_gpu() -
     assert any('resource="nvidia.com/mig-1g.10gb"' in labels for labels in allocations)
     (dcgm_mig,) = [s for s in samples(text, "DCGM_FI_DEV_GPU_UTIL") if "GPU_I_ID" in s]
     assert 'GPU_I_PROFILE="1g.10gb"' in dcgm_mig and 'GPU_I_ID="3"' in dcgm_mig
+
+
+def test_pods_sharing_a_dra_claim_hold_half_its_gpu_each_and_its_device_is_written_once() -> None:
+    node = (Node("dra-a", H100, DRA_DRIVER, gpus=2),)
+    sharers = (1, 2)
+    common = {"units": 1, "node": "dra-a", "devices": (0,), "claim": "shared", "sharers": sharers}
+    first = pod(T0, T0 + 2 * HOUR, **common)
+    second = pod(T0, T0 + 2 * HOUR, uid=2, name="ranker-1", **common)
+    own = pod(
+        T0, T0 + 2 * HOUR, uid=3, name="ranker-2", units=1, node="dra-a", claim="own", devices=(1,)
+    )
+    scenario = tiny(first, second, own, nodes=node)
+    assert [scenario.pod_gpus(p) for p in (first, second, own)] == [
+        Fraction(1, 2),
+        Fraction(1, 2),
+        Fraction(1),
+    ]
+    truth = ground_truth(scenario)
+    # 1/2 + 1/2 + 1 GPU for 2 hours at 4.00; all at 25 %.
+    assert (truth.teams["search"].gpu_hours, truth.teams["search"].gpu_cost) == (D(4), D(16))
+    assert truth.teams["search"].idle_gpu_hours == D(3)
+    text = openmetrics(scenario)
+    allocations = samples(text, "finops_pod_gpu_allocation")
+    assert all(f'resource="{DRA_DRIVER}"' in labels for labels in allocations)
+    assert sorted(points[0][1] for points in allocations.values()) == ["0.5", "0.5", "1"]
+    claimed = samples(text, "finops_dra_claim_pods")
+    assert len(claimed) == 3
+    assert sum('dra_claim_name="shared"' in labels for labels in claimed) == 2
+    dcgm = samples(text, "DCGM_FI_DEV_GPU_UTIL")
+    # dcgm-exporter maps the shared device to one pod: the first sharer.
+    assert len(dcgm) == 2
+    (shared,) = [labels for labels in dcgm if 'dra_claim_name="shared"' in labels]
+    assert 'pod="ranker-0"' in shared and 'dra_device_name="gpu-0"' in shared
+    assert 'dra_pool_name="dra-a"' in shared and 'dra_claim_namespace="search"' in shared
+    assert samples(text, "kube_pod_container_resource_requests") == {}
 
 
 def test_idle_time_integrates_the_utilization_curve_minute_by_minute() -> None:

@@ -3,6 +3,8 @@ that moves serving GPU hours to the consuming teams without counting a dollar tw
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from finops_operator.domain.costs.period import Period
@@ -165,3 +167,46 @@ def test_charging_consumers_moves_gpu_cost_and_never_adds_a_dollar(llama_price: 
     # The days still add up to the period, team by team.
     for team, row in rows_on.items():
         assert sum(daily.of(team), D(0)) == pytest.approx(row.total_cost, abs=D("0.01"))  # type: ignore[attr-defined]
+
+
+def test_the_same_model_in_two_clusters_is_two_rows_each_with_its_own_tokens() -> None:
+    in_b = replace(SERVING, cluster="b", gpu_hours=D(720))
+    models = self_hosted_models(
+        [
+            ServingGpu(LLAMA, "serving", replace(SERVING, cluster="a")),
+            ServingGpu(LLAMA, "serving", in_b),
+        ],
+        [
+            ServingTokens(LLAMA, "serving", D(4_000_000), D(1_000_000), cluster="a"),
+            ServingTokens(LLAMA, "serving", D(1_000_000), D(0), cluster="b"),
+        ],
+        pricing(),
+    )
+    assert [(m.cluster, m.gpu_cost, m.cost_per_1m_tokens) for m in models] == [
+        ("a", D(5760), D(1152)),
+        ("b", D(2880), D(2880)),
+    ]
+
+
+def test_charged_hours_stay_in_the_cluster_that_used_them() -> None:
+    """Two clusters' serving rows of the same labels: each loses its own share, and the
+    consumers' rows carry the cluster the hours were used in."""
+    a, b = replace(SERVING, cluster="a"), replace(SERVING, cluster="b", gpu_hours=D(720))
+    moved = charge_consumers(
+        [a, b],
+        [TokenUsage("search", LLAMA, D(1000))],
+        [],
+        pricing(),
+        [ServingGpu(LLAMA, "serving", a), ServingGpu(LLAMA, "serving", b)],
+        [],
+        {LLAMA: D(4000)},
+    )
+    hours: dict[tuple[str, str], D] = {}
+    for row in moved.gpu:
+        hours[(row.cluster, row.team)] = hours.get((row.cluster, row.team), D(0)) + row.gpu_hours
+    assert hours == {
+        ("a", "ml-serving"): D(1080),
+        ("a", "search"): D(360),
+        ("b", "ml-serving"): D(540),
+        ("b", "search"): D(180),
+    }

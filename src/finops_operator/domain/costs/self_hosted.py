@@ -53,11 +53,12 @@ class ServingTokens:
     namespace: str
     prompt_tokens: Decimal
     generation_tokens: Decimal
+    cluster: str = ""  # the cluster label's value, "" for none (as `GpuUsage.cluster`)
 
 
 @dataclass(frozen=True)
 class SelfHostedModel:
-    """One served model in one namespace over the period."""
+    """One served model in one namespace of one cluster over the period."""
 
     model: str
     namespace: str
@@ -67,6 +68,7 @@ class SelfHostedModel:
     generation_tokens: Decimal
     comparable_model: str | None = None
     comparable_cost: Decimal | None = None
+    cluster: str = ""
 
     @property
     def tokens(self) -> Decimal:
@@ -96,24 +98,28 @@ def self_hosted_models(
     pricing: PricingConfig,
     comparable: Mapping[str, str] | None = None,
 ) -> list[SelfHostedModel]:
-    """Every served model with GPU hours or tokens, by model and namespace."""
+    """Every served model with GPU hours or tokens, by model, namespace and cluster.
+
+    A model served in two clusters is two rows: each cluster's pods are joined with
+    that cluster's vLLM tokens only (docs/multi-cluster.md).
+    """
     comparable = comparable or {}
-    hours: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    cost: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    prompt: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    generation: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    hours: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    cost: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    prompt: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    generation: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     with localcontext(money_context()):
         for row in gpu:
-            key = (row.model, row.namespace)
+            key = (row.model, row.namespace, row.usage.cluster)
             hours[key] += row.usage.gpu_hours
             cost[key] += row.usage.gpu_hours * pricing.gpu_price(row.usage.gpu_model)
         for count in tokens:
-            key = (count.model, count.namespace)
+            key = (count.model, count.namespace, count.cluster)
             prompt[key] += count.prompt_tokens
             generation[key] += count.generation_tokens
         models = []
         for key in sorted(set(hours) | set(prompt) | set(generation)):
-            model, namespace = key
+            model, namespace, cluster = key
             api = comparable.get(model)
             api_cost = None
             if api is not None:
@@ -131,6 +137,7 @@ def self_hosted_models(
                     generation_tokens=generation[key],
                     comparable_model=api,
                     comparable_cost=api_cost,
+                    cluster=cluster,
                 )
             )
     return models
@@ -176,6 +183,7 @@ def _moved(row: GpuUsage, team: str, share: Decimal) -> GpuUsage:
         gpu_hours=row.gpu_hours * share,
         busy_gpu_hours=busy,
         workload_type="inference",
+        cluster=row.cluster,
     )
 
 
@@ -214,8 +222,12 @@ def _move(
     return out + added
 
 
-GPU_KEY: Final = ("team", "feature", "environment", "workload_type", "cost_center", "gpu_model")
-DAY_KEY: Final = ("team", "gpu_model")
+# What a moved row is taken from: the serving rows of the same labels in the same
+# cluster (the GPU hours stay where they were used; only their team changes).
+GPU_KEY: Final = (
+    "cluster", "team", "feature", "environment", "workload_type", "cost_center", "gpu_model",
+)  # fmt: skip
+DAY_KEY: Final = ("cluster", "team", "gpu_model")
 
 
 def charge_consumers(

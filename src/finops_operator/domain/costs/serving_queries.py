@@ -13,6 +13,12 @@ ServiceMonitor adds them). Two queries per evaluation, built like `cost_queries`
   a serving pod.
 - **Tokens** by served model, namespace and direction (`prompt`, `generation`), with
   `increase` (handles restarts); every replica counts its own requests, so summed.
+
+Both keep the cluster label first and read only `names.cluster_name`'s series when
+it is set, as `cost_queries` does (`QueryNames.labels`, `QueryNames.select`): two
+clusters' serving pods of the same name never join each other's vLLM series, and an
+HA pair read without deduplication counts vLLM's tokens once (`max without` the
+replica labels before the sum, docs/multi-cluster.md).
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from finops_operator.domain.costs.cost_queries import (
     QueryNames,
     by,
     duration_ms,
+    on,
     pod_gpu_hours,
 )
-from finops_operator.domain.promql import check_expression, string_literal
+from finops_operator.domain.promql import check_expression, string_literal, without_replicas
 
 SERVED_MODEL: Final = "served_model"
 SERVING_GPU_LABELS: Final = (SERVED_MODEL, "namespace", *GPU_USAGE_LABELS)
@@ -62,15 +69,19 @@ def _as_served_model(expr: str, serving: ServingNames) -> str:
 def serving_gpu_hours_query(
     window_ms: int, names: QueryNames, serving: ServingNames = ServingNames()
 ) -> str:
-    """GPU hours of the pods serving each model, by model, namespace, GPU model and labels."""
+    """GPU hours of the pods serving each model, by cluster, model, namespace, GPU model
+    and labels."""
     window = duration_ms(window_ms)
-    served = _as_served_model(f"present_over_time({serving.prompt_tokens}[{window}])", serving)
+    served = _as_served_model(
+        f"present_over_time({names.select(serving.prompt_tokens)}[{window}])", serving
+    )
+    pod = names.labels(("namespace", "pod"))
     inner = pod_gpu_hours(window_ms, names).replace("\n", "\n    ")
     expr = (
-        f"sum {by(SERVING_GPU_LABELS)} (\n"
+        f"sum {by(names.labels(SERVING_GPU_LABELS))} (\n"
         f"    {inner}\n"
-        f"  * on (namespace, pod) group_left ({SERVED_MODEL})\n"
-        f"    max by (namespace, pod, {SERVED_MODEL}) (\n"
+        f"  * {on(pod)} group_left ({SERVED_MODEL})\n"
+        f"    max {by((*pod, SERVED_MODEL))} (\n"
         f"      {served}\n"
         f"    )\n"
         f")"
@@ -79,18 +90,24 @@ def serving_gpu_hours_query(
     return expr
 
 
-def serving_tokens_query(window_ms: int, serving: ServingNames = ServingNames()) -> str:
-    """Prompt and generation tokens of each served model, by model and namespace."""
+def serving_tokens_query(
+    window_ms: int, names: QueryNames, serving: ServingNames = ServingNames()
+) -> str:
+    """Prompt and generation tokens of each served model, by cluster, model and namespace."""
     window = duration_ms(window_ms)
-    parts = [
-        f"label_replace({_as_served_model(f'increase({metric}[{window}])', serving)}, "
-        f'"direction", "{direction}", "", "")'
-        for direction, metric in (
-            (PROMPT, serving.prompt_tokens),
-            (GENERATION, serving.generation_tokens),
+    parts = []
+    for direction, metric in (
+        (PROMPT, serving.prompt_tokens),
+        (GENERATION, serving.generation_tokens),
+    ):
+        counted = without_replicas(
+            f"increase({names.select(metric)}[{window}])", names.replica_labels
         )
-    ]
+        parts.append(
+            f"label_replace({_as_served_model(counted, serving)}, "
+            f'"direction", "{direction}", "", "")'
+        )
     joined = "\n  or\n  ".join(parts)
-    expr = f"sum {by(SERVING_TOKEN_LABELS)} (\n  {joined}\n)"
+    expr = f"sum {by(names.labels(SERVING_TOKEN_LABELS))} (\n  {joined}\n)"
     check_expression(expr)
     return expr

@@ -30,6 +30,7 @@ from finops_operator.domain.promql import (
     number,
     own_cluster_pattern,
     string_literal,
+    without_replicas,
 )
 from finops_operator.domain.rules.cost_policy import Anomaly, Budget, CostPolicy, Idle, Retries
 
@@ -103,8 +104,8 @@ def _spend(policy: CostPolicy, series: tuple[str, str], options: AlertOptions) -
     gpu, tokens = (f"{name}{selector if selector != '{}' else ''}" for name in series)
     scope = policy.spec.scope
     inner = gpu if scope == "gpu" else tokens if scope == "tokens" else f"{gpu} or {tokens}"
-    if fleet and options.replica_labels:
-        inner = f"max without ({', '.join(options.replica_labels)}) ({inner})"
+    if fleet:
+        inner = without_replicas(inner, options.replica_labels)
     return f"sum by (team) ({inner})"
 
 

@@ -12,7 +12,6 @@ all say the same thing.
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -35,7 +34,7 @@ from pydantic import (
 from finops_operator.domain import conventions, names
 from finops_operator.domain.config import DEFAULT_LABEL_RULES, LabelRule
 from finops_operator.domain.money import MAX_MONEY
-from finops_operator.domain.promql import LABEL_NAME_PATTERN, Duration
+from finops_operator.domain.promql import Duration, is_label_name
 from finops_operator.errors import CostPolicyError, Problem
 
 # Alert labels the rules set themselves; a policy may not override them.
@@ -247,7 +246,7 @@ class Alerting(_Model):
         for name, value in labels.items():
             if len(name) > 128:
                 raise ValueError(f"{name[:20]!r}... is longer than 128 characters")
-            if not re.fullmatch(LABEL_NAME_PATTERN, name) or name.startswith("__"):
+            if not is_label_name(name) or name.startswith("__"):
                 raise ValueError(
                     f"{name!r} is not a Prometheus label name (letters, digits, _; no leading __)"
                 )
