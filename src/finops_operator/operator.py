@@ -44,7 +44,7 @@ from finops_operator.controllers.watch_feeds import served_dra_kinds, watch_lean
 from finops_operator.controllers.webhook_tls import first_shared_certificate, inject_ca_bundle
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
-from finops_operator.domain.policies.policy_reports import REPORT_LABELS
+from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS, REPORT_LABELS
 from finops_operator.domain.policies.webhook_conditions import desired_conditions
 
 logger = logging.getLogger("finops_operator")
@@ -86,12 +86,15 @@ def build_registry(
         reports.observe(type, body)
 
     if published is not None:
-        api = published.api
 
-        @kopf.on.event(api.group, api.version, api.plural, labels=REPORT_LABELS, registry=registry)
         def index_policy_report(type: str | None, body: kopf.Body, **_: Any) -> None:
             published.observe(type, body)
 
+        for api in PUBLISHED_APIS:  # spelt out: tests derive the RBAC from these calls
+            if api is published.api:
+                kopf.on.event(
+                    api.group, api.version, api.plural, labels=REPORT_LABELS, registry=registry
+                )(index_policy_report)
     if state.config.admission_policies.enabled:
         ensure = run.admission_policies.ensure
 
@@ -109,8 +112,7 @@ def build_registry(
 def run_operator(
     config: Config, namespace: str, options: assembly.RunOptions, config_problem: str | None = None
 ) -> int:
-    """`config_problem`: why the configuration file was refused when `config` is the safe
-    default in its place."""
+    """`config_problem`: why the file was refused, when `config` is the safe default."""
     pace_garbage_collector()
     state = OperatorState(config=config, namespace=namespace, config_problem=config_problem)
     asyncio.run(serve(state, options))
@@ -190,14 +192,11 @@ async def serve(
         background["certificate-reload"] = reload_certificate
     if options.config_map is not None:
         # Every replica reports on its own configuration, leader or not: ungated Events.
+        post, config_agent = event_poster(kube, identity), user_agent(identity, "config")
+        problem = state.config_problem
         watch = ConfigWatch(
-            state.config,
-            parse_config_text,
-            metrics,
-            event_poster(kube, identity),
-            safe_default_problem=state.config_problem,
+            state.config, parse_config_text, metrics, post, safe_default_problem=problem
         )
-        config_agent = user_agent(identity, "config")
         open_watch = functools.partial(ListWatch, Connection.of(credentials, config_agent))
         background["config-watch"] = watch.run(open_watch, state.namespace, options.config_map)
     tasks = [asyncio.create_task(job, name=name) for name, job in background.items()]
