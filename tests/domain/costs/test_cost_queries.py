@@ -255,3 +255,36 @@ def test_one_cluster_is_its_labelled_series_and_the_unlabelled_ones() -> None:
 def test_without_replica_labels_tokens_are_summed_as_they_come() -> None:
     names = QueryNames.from_config(parse_config({"cluster": {"replicaLabels": []}}))
     assert "max without" not in tokens_query(DAY_MS, names)
+
+
+def test_the_config_refuses_as_cluster_or_replica_label_every_label_the_queries_keep() -> None:
+    """config.QUERY_LABELS (what `cluster.label` and `cluster.replicaLabels` may not be)
+    holds every label a query groups, joins or keeps by, so it cannot fall behind them."""
+    from finops_operator.domain.config import QUERY_LABELS
+    from finops_operator.domain.costs.serving_queries import (
+        serving_gpu_hours_query,
+        serving_tokens_query,
+    )
+
+    names = QueryNames(replica_labels=())
+    queries = [
+        build(DAY_MS, names)
+        for build in (
+            gpu_hours_query,
+            idle_gpu_hours_query,
+            capacity_gpu_hours_query,
+            tokens_query,
+            job_gpu_hours_query,
+            serving_gpu_hours_query,
+            serving_tokens_query,
+        )
+    ]
+    kept = {
+        label.strip()
+        for query in queries
+        for group in re.findall(r"\b(?:by|on|group_left) \(([^)]*)\)", query)
+        for label in group.split(",")
+        if label.strip()
+    }
+    assert "namespace" in kept and "served_model" in kept  # the pattern reads the queries
+    assert kept - {names.cluster_label} <= QUERY_LABELS
