@@ -11,7 +11,7 @@ import pytest
 
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import sum_by
-from finops_operator.domain.config import PrometheusConfig, parse_config
+from finops_operator.domain.config import QUERY_LABELS, PrometheusConfig, parse_config
 from finops_operator.domain.costs.cost_queries import (
     DAY_MS,
     HOUR_MS,
@@ -27,6 +27,10 @@ from finops_operator.domain.costs.cost_queries import (
     tokens_query,
 )
 from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.serving_queries import (
+    serving_gpu_hours_query,
+    serving_tokens_query,
+)
 from tests.support.prometheus_server import PrometheusServer
 from tests.support.tools import require_tool
 
@@ -260,12 +264,6 @@ def test_without_replica_labels_tokens_are_summed_as_they_come() -> None:
 def test_the_config_refuses_as_cluster_or_replica_label_every_label_the_queries_keep() -> None:
     """config.QUERY_LABELS (what `cluster.label` and `cluster.replicaLabels` may not be)
     holds every label a query groups, joins or keeps by, so it cannot fall behind them."""
-    from finops_operator.domain.config import QUERY_LABELS
-    from finops_operator.domain.costs.serving_queries import (
-        serving_gpu_hours_query,
-        serving_tokens_query,
-    )
-
     names = QueryNames(replica_labels=())
     queries = [
         build(DAY_MS, names)
