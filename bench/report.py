@@ -38,6 +38,7 @@ from finops_devtools.devcluster.prometheus_runner import PrometheusServer, previ
 from finops_devtools.simulator.generation import ScenarioParams, generate_scenario  # noqa: E402
 from finops_devtools.simulator.ground_truth import ground_truth  # noqa: E402
 from finops_devtools.simulator.openmetrics import ExportOptions, write_openmetrics_chunks  # noqa: E402
+from finops_devtools.simulator.world import Scenario  # noqa: E402
 from finops_operator.adapters.prometheus_api import PrometheusClient  # noqa: E402
 from finops_operator.controllers.usage_reader import PeriodReport, report_period  # noqa: E402
 from finops_operator.domain.config import PrometheusConfig  # noqa: E402
@@ -127,6 +128,35 @@ def worst_errors(report: PeriodReport, truth: Any) -> dict[str, Any]:
     }
 
 
+def import_once(
+    server: PrometheusServer, scenario: Scenario, options: ExportOptions
+) -> dict[str, Any]:
+    """Write the scenario's daily OpenMetrics files and import them into the server's
+    TSDB, unless a previous run did (its `imported.json` beside the data): the figures."""
+    marker = server.workdir / "imported.json"
+    if marker.exists():
+        return dict(json.loads(marker.read_text()))
+    began = time.perf_counter()
+    paths = write_openmetrics_chunks(scenario, server.workdir / "openmetrics", options)
+    write_seconds = time.perf_counter() - began
+    samples = 0
+    for path in paths:
+        with path.open("rb") as file:
+            samples += sum(1 for line in file if not line.startswith(b"#"))
+    began = time.perf_counter()
+    for path in paths:
+        server.backfill_file(path)
+        path.unlink()
+    imported = {
+        "writeSeconds": round(write_seconds, 1),
+        "importSeconds": round(time.perf_counter() - began, 1),
+        "files": len(paths),
+        "samples": samples,
+    }
+    marker.write_text(json.dumps(imported))
+    return imported
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--scrape", type=int, default=300, help="scrape interval, seconds")
@@ -145,32 +175,9 @@ def main() -> int:
     options = ExportOptions(scrape_interval=args.scrape, operator_replicas=args.replicas)
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="finops-bench-report-"))
-    marker = workdir / "imported.json"
     server = PrometheusServer(workdir)
-    imported: dict[str, Any]
     try:
-        if marker.exists():
-            imported = json.loads(marker.read_text())
-        else:
-            began = time.perf_counter()
-            folder = workdir / "openmetrics"
-            paths = write_openmetrics_chunks(scenario, folder, options)
-            write_seconds = time.perf_counter() - began
-            samples = 0
-            for path in paths:
-                with path.open("rb") as file:
-                    samples += sum(1 for line in file if not line.startswith(b"#"))
-            began = time.perf_counter()
-            for path in paths:
-                server.backfill_file(path)
-                path.unlink()
-            imported = {
-                "writeSeconds": round(write_seconds, 1),
-                "importSeconds": round(time.perf_counter() - began, 1),
-                "files": len(paths),
-                "samples": samples,
-            }
-            marker.write_text(json.dumps(imported))
+        imported = import_once(server, scenario, options)
         server.start(timeout=600)
         cold_report, cold = run_report(server.url, scenario.pricing, period)
         _, warm = run_report(server.url, scenario.pricing, period)

@@ -40,8 +40,14 @@ trap 'rm -rf "$tmp"' EXIT
 # (github.com/prometheus/common/version), so `thanos --version` names the release.
 ldflags="-s -w -X github.com/prometheus/common/version.Version=${version#v}"
 ldflags="$ldflags -X github.com/prometheus/common/version.Branch=release"
-nice -n 10 go build -mod=readonly -trimpath -ldflags="$ldflags" -o "$tmp/thanos" \
-  "$module/cmd/thanos" >&2
+# -tags slicelabels, as upstream's .promu.yml builds its releases: Thanos's Store API
+# (pkg/store/labelpb) casts Prometheus's labels.Labels to []ZLabel with unsafe.Pointer,
+# which holds only when labels.Labels is a slice. Without the tag Prometheus v0.309
+# compiles its default `stringlabels` (one string), the cast reads garbage lengths,
+# and the sidecar panics on its first gRPC answer (grpc's buffer pool asked for a
+# negative or petabyte-sized buffer). docs/multi-cluster.md has the story.
+nice -n 10 go build -mod=readonly -trimpath -tags slicelabels -ldflags="$ldflags" \
+  -o "$tmp/thanos" "$module/cmd/thanos" >&2
 mkdir -p "$(dirname "$out")"
 rm -rf "$out"
 mv "$tmp" "$out"

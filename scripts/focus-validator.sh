@@ -8,6 +8,8 @@
 # rewritten to an equivalent 3.11 expression, the dependencies pinned in
 # scripts/focus-validator-requirements.txt (versions it accepts). Nothing else of
 # the validator or its rules (model-1.2.0.1.json) is changed.
+# `--no-binary` names the validator alone: with `:all:` pip also built the sdist's build
+# requirements from source (Cython among them), over ten minutes with a cold pip cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +23,7 @@ PYTHON=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$VENV/bin/pip" download -q --no-deps --no-binary=:all: --ignore-requires-python \
+"$VENV/bin/pip" download -q --no-deps --no-binary=focus-validator --ignore-requires-python \
   "focus-validator==$VERSION" -d "$work"
 echo "$SHA256  $work/focus_validator-$VERSION.tar.gz" | sha256sum -c --quiet
 tar -xzf "$work/focus_validator-$VERSION.tar.gz" -C "$work"

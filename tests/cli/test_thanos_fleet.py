@@ -34,7 +34,6 @@ from finops_operator.controllers.usage_reader import PeriodReport, report_period
 from finops_operator.domain.config import PricingConfig, PrometheusConfig
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.rules.prometheus_rule import rule_groups_file
-from finops_operator.errors import NoUsageDataError
 from tests.cli.test_fleet_report import END, OPTIONS, START, by_cluster, cents, two_clusters
 from tests.golden.regenerate import RULES as GOLDEN_RULES
 from tests.support.prometheus_server import PrometheusServer, needs_prometheus
@@ -107,16 +106,6 @@ def _wait_for_stores(fleet: ThanosFleet) -> None:
             time.sleep(1)
 
 
-# The Thanos built by scripts/build-thanos.sh (v0.42.5; go1.27.3 or go1.26.10) does not
-# serve yet: its sidecar panics on its first unary gRPC call ("index out of range [64]
-# with length 63" in grpc's mem.BinaryTieredBufferPool.poolForGet, from Thanos's
-# extgrpc nonPoolingCodec.Marshal), so Thanos Query sees no store and the report finds
-# no series. Strict: once a build serves, this fails and the mark must go.
-@pytest.mark.xfail(
-    strict=True,
-    raises=NoUsageDataError,
-    reason="thanos sidecar v0.42.5 panics in grpc's buffer pool: docs/multi-cluster.md",
-)
 def test_per_cluster_figures_through_thanos_equal_each_clusters_own_to_the_cent(
     thanos_fleet: ThanosFleet,
 ) -> None:

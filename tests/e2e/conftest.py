@@ -71,6 +71,7 @@ MODULE_ORDER = (
     "test_policy_lanes",
     "test_no_writes",
     "test_cost_reports",
+    "test_fleet",  # a second control plane; both operators replaced while it runs, then restored
     "test_monitoring_stack",
     "test_admission_policies",
     "test_policy_reports",
@@ -255,6 +256,19 @@ def start_second_operator(
     cluster.extra.append(proc)
     (Path(cluster.info["state"]) / f"extra-operator-{name}.pid").write_text(str(proc.pid))
     return proc, metrics_port, webhook_port, log
+
+
+def restore_script_operator(cluster: Cluster, *extra: str) -> None:
+    """Start the script's operator again after a module replaced it, first forgetting the
+    state/extra-NAME.pid files of the processes the module stopped itself."""
+    for name in extra:
+        (Path(cluster.info["state"]) / f"extra-{name}.pid").unlink(missing_ok=True)
+    subprocess.run(
+        ["bash", str(SCRIPT), "operator", str(cluster.dir)],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -450,28 +464,38 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         directory = tmp_path_factory.mktemp("e2e-cluster")
         started_here = True
     if started_here:
-        proc = subprocess.run(
-            ["bash", str(SCRIPT), "up", str(directory)],
-            capture_output=True,
-            text=True,
-            timeout=3000,
-        )
-        if proc.returncode != 0:
-            subprocess.run(["bash", str(SCRIPT), "down", str(directory)], capture_output=True)
-            pytest.fail(
-                f"scripts/e2e-cluster.sh up failed ({proc.returncode}):\n{proc.stdout}\n"
-                f"{proc.stderr[-6000:]}"
-            )
+        cluster_up(directory)
     info = json.loads((directory / "cluster.json").read_text())
     c = Cluster(info=info, dir=directory, started_here=started_here)
     try:
         yield c
     finally:
-        for p in c.extra:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if started_here and not reuse:
-            subprocess.run(
-                ["bash", str(SCRIPT), "down", str(directory)], capture_output=True, timeout=120
-            )
+        cluster_down(c, script=started_here and not reuse)
+
+
+def cluster_up(directory: Path) -> Cluster:
+    """`scripts/e2e-cluster.sh up DIR`; the test fails with the script's output when it does."""
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "up", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
+    if proc.returncode != 0:
+        subprocess.run(["bash", str(SCRIPT), "down", str(directory)], capture_output=True)
+        pytest.fail(
+            f"scripts/e2e-cluster.sh up failed ({proc.returncode}):\n{proc.stdout}\n"
+            f"{proc.stderr[-6000:]}"
+        )
+    info = json.loads((directory / "cluster.json").read_text())
+    return Cluster(info=info, dir=directory, started_here=True)
+
+
+def cluster_down(c: Cluster, script: bool = True) -> None:
+    """Kill the processes the tests added to `c`, then `scripts/e2e-cluster.sh down`."""
+    for p in c.extra:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if script:
+        subprocess.run(["bash", str(SCRIPT), "down", str(c.dir)], capture_output=True, timeout=120)

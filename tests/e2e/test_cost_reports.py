@@ -36,6 +36,7 @@ from .conftest import (
     TEAM,
     Cluster,
     gpu_workload,
+    restore_script_operator,
     start_second_operator,
     stop_process,
     wait_until,
@@ -169,14 +170,7 @@ def reporting_operator(cluster: Cluster) -> Iterator[int]:
     finally:
         for proc in reversed(procs):
             stop_process(proc)
-        for name in ("extra-prometheus.pid", "extra-operator-reports.pid"):
-            (Path(cluster.info["state"]) / name).unlink(missing_ok=True)
-        subprocess.run(
-            ["bash", str(SCRIPT), "operator", str(cluster.dir)],
-            check=True,
-            capture_output=True,
-            timeout=180,
-        )
+        restore_script_operator(cluster, "prometheus", "operator-reports")
 
 
 def team_report(cluster: Cluster, team: str) -> dict[str, Any] | None:

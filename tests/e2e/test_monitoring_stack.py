@@ -67,7 +67,16 @@ from tests.support.upstream_exporters import (
     litellm,
 )
 
-from .conftest import COMPLIANT, REPO, SCRIPT, TEAM, Cluster, stop_process, wait_until
+from .conftest import (
+    COMPLIANT,
+    REPO,
+    SCRIPT,
+    TEAM,
+    Cluster,
+    restore_script_operator,
+    stop_process,
+    wait_until,
+)
 from .test_workloads import make_node, run_on
 
 PROMTOOL = shutil.which("promtool")
@@ -589,12 +598,7 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
             (Path(cluster.info["state"]) / f"extra-{name}.pid").unlink(missing_ok=True)
         remove_leftovers(cluster)
         if stopped_script_operator:
-            subprocess.run(
-                ["bash", str(SCRIPT), "operator", str(cluster.dir)],
-                check=True,
-                capture_output=True,
-                timeout=180,
-            )
+            restore_script_operator(cluster)
 
 
 def remove_leftovers(cluster: Cluster) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from finops_devtools.devcluster.reviews import review, workload
 from finops_operator.domain import conventions
+from finops_operator.domain.policies.webhook_conditions import OWNED
 from finops_operator.domain.webhook_certificate import secret_body
 from tests.support.kube_emulator import KubeEmulator, eventually, store_namespaces
 from tests.support.operator_process import OperatorProcess
@@ -156,6 +157,9 @@ def test_the_operator_managed_secret_is_reread_and_its_ca_set_on_the_webhooks(
                         for hook in cluster.get(k, None, "finops-operator")["webhooks"]
                     )
                 )
+                # The operator's own matchConditions went in with the first CA, last.
+                [hook] = cluster.get(kind, None, "finops-operator")["webhooks"]
+                assert hook["matchConditions"][-1]["name"] in OWNED
         finally:
             process.stop()
     finally:

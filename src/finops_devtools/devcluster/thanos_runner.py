@@ -76,10 +76,11 @@ class ThanosProcess:
         workdir: Path,
         endpoints: Sequence[str],
         replica_labels: Sequence[str] = (),
+        extra_args: Sequence[str] = (),
     ) -> ThanosProcess:
         args = [f"--endpoint={endpoint}" for endpoint in endpoints]
         args += [f"--query.replica-label={label}" for label in replica_labels]
-        return cls(thanos, workdir, "query", args).ready()
+        return cls(thanos, workdir, "query", [*args, *extra_args]).ready()
 
     @classmethod
     def rule(
