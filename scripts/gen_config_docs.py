@@ -67,6 +67,11 @@ validates every edit when it is made:
 
 Restart to apply a valid change:
 `kubectl -n finops-system rollout restart deployment/finops-operator`.
+Each replica, at its start, also writes into the webhook configurations the
+matchConditions that follow from the label rules it serves (the safe default's,
+below, when it serves that), so the API server skips only the calls whose answer
+that configuration would leave unchanged
+([admission.md](admission.md#plainly-compliant-objects-are-not-sent)).
 
 **A start with an invalid configuration serves the safe default.** Exiting would
 leave the webhook, whose `failurePolicy` is `Fail`, refusing every GPU workload of

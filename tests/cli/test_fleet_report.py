@@ -212,6 +212,8 @@ def test_report_names_a_single_prometheus_after_the_configured_cluster(
         (["--by", "cluster", "--format", "csv"], "--by cluster works with --format table or json"),
         (["--by", "cluster,team"], "--by cluster goes alone"),
         (["--cluster", "not a name"], "is not a cluster name"),
+        # A cluster the endpoint does not hold (a typo): the error names the filter.
+        (["--cluster", "eu1"], "for cluster 'eu1' (label cluster)"),
     ],
 )
 def test_bad_cluster_arguments_exit_2(

@@ -201,3 +201,21 @@ def test_charging_the_consumers_moves_serving_cost_and_keeps_the_fleet_total(
     # The days still add up to the period for every team.
     for team, row in after.items():
         assert abs(sum(on.daily.of(team), Decimal(0)) - row.total_cost) < Decimal("0.01"), team
+
+
+@pytest.mark.parametrize(("name", "shown"), [(None, ""), ("eu-1", "eu-1")])
+def test_a_single_prometheus_names_its_served_models_cluster_as_the_config_does(
+    cluster: Cluster, tmp_path: Path, name: str | None, shown: str
+) -> None:
+    """One Prometheus read directly has no cluster label: the rows' `cluster` is
+    config `cluster.name` (as the JSON `clusters` list names it), or "" without one."""
+    path = config_file(tmp_path, cluster.scenario, cluster.prometheus.url)
+    document = json.loads(path.read_text()) | OTEL | {"cluster": {"name": name}}
+    path.write_text(json.dumps(document))
+    period = ["--start", START.isoformat(), "--end", END.isoformat()]
+    result = cli("--config", str(path), *period, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {row["cluster"] for row in report["selfHostedModels"]} == {shown}
+    assert len(report["selfHostedModels"]) == len(cluster.truth.self_hosted)
+    assert [entry["name"] for entry in report["clusters"]] == [shown]

@@ -218,6 +218,26 @@ def test_labels_merge_over_the_defaults(
             "prometheus.headers.X-Scope-OrgID: Input should be a valid string",
             id="a header value that is a number",
         ),
+        pytest.param(
+            {"cluster": {"replicaLabels": ["prometheus_replica", "cluster"]}},
+            "cluster: 'cluster' is both the cluster label and a replica label",
+            id="the cluster label as a replica label (every cluster would merge)",
+        ),
+        pytest.param(
+            {"cluster": {"label": "replica"}},
+            "cluster: 'replica' is both the cluster label and a replica label",
+            id="a default replica label as the cluster label",
+        ),
+        pytest.param(
+            {"cluster": {"label": "namespace"}},
+            "cluster.label: 'namespace' is a label the cost queries group by",
+            id="the cluster label named like a label the queries keep",
+        ),
+        pytest.param(
+            {"cluster": {"replicaLabels": ["instance"]}},
+            "cluster.replicaLabels: 'instance' is a label the cost queries group by",
+            id="a replica label the gateway replicas differ by (their tokens are summed)",
+        ),
     ],
 )
 def test_errors_name_the_bad_key(data: dict[str, Any], named: str) -> None:

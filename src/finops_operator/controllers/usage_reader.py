@@ -440,11 +440,16 @@ def report_period(
             f"operator's series: {'; '.join(warnings)}"
         )
     if usage.empty:
+        check = "this is the right Prometheus (or tenant)"
+        only = ""
+        if names.cluster_name is not None:  # a typo in --cluster or cluster.name looks alike
+            only = f" for cluster {names.cluster_name!r} (label {names.cluster_label})"
+            check += f" and the series' {names.cluster_label} label names the cluster so"
         raise NoUsageDataError(
             f"Prometheus at {client.config.url} has no {names.allocation}, {names.capacity} "
-            f"or {names.tokens} series between {measured.start:%Y-%m-%d %H:%M} and "
+            f"or {names.tokens} series{only} between {measured.start:%Y-%m-%d %H:%M} and "
             f"{measured.end:%Y-%m-%d %H:%M} UTC; check that the operator is scraped and that "
-            "this is the right Prometheus (or tenant)"
+            + check
         )
     if adjust is not None:
         usage, pricing = adjust(usage, measured, pricing)

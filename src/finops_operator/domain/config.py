@@ -40,7 +40,7 @@ from pydantic_core import CoreSchema
 from finops_operator.domain import conventions, names
 from finops_operator.domain.conventions import COSTPOLICY_RULE_LABEL, MANAGED_BY_LABEL
 from finops_operator.domain.money import MAX_MONEY
-from finops_operator.domain.promql import is_label_name
+from finops_operator.domain.promql import LABEL_NAME_PATTERN, is_label_name
 from finops_operator.domain.re2 import re2_problem
 from finops_operator.errors import ConfigError
 
@@ -194,6 +194,16 @@ Scale = Annotated[
 
 _METRIC_NAME: Final = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 DEFAULT_RULE_LABELS: Final[Mapping[str, str]] = {"release": "kube-prometheus-stack"}
+# The labels the cost queries group and join by (cost_queries, serving_queries): a
+# cluster label or a replica label of one of these names would merge what they tell
+# apart (e.g. `max without (instance)` would drop all but one gateway replica's tokens).
+QUERY_LABELS: Final = frozenset(
+    {
+        *conventions.METRIC_LABEL_FOR.values(),
+        *("namespace", "pod", "node", "resource", "gpu_model", "model", "direction"),
+        *("served_model", "owner_name", "job", "instance", "dra_claim_namespace", "dra_claim_name"),
+    }
+)
 # What a ThanosRuler's `ruleSelector` matches: fleet policies' PrometheusRules.
 DEFAULT_FLEET_RULE_LABELS: Final[Mapping[str, str]] = {
     f"{conventions.API_GROUP}/rule-evaluator": "thanos-ruler"
@@ -870,7 +880,7 @@ class ClusterConfig(_Model):
     )
     label: str = Field(
         default="cluster",
-        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        pattern=rf"^{LABEL_NAME_PATTERN}$",
         description="The Prometheus label that names a series' cluster (the external label "
         "kube-prometheus-stack sets as `prometheus.prometheusSpec.externalLabels`). Every "
         "query and rule keeps it in its `by (...)`, so series of two clusters never merge.",
@@ -881,7 +891,9 @@ class ClusterConfig(_Model):
         description="Labels that tell the replicas of an HA Prometheus pair apart, when they "
         "are read without deduplication (Thanos Query without `--query.replica-label`, or "
         "Mimir without HA dedup). Summed figures (tokens) take the maximum over these "
-        "labels first, so a pair never counts twice; `[]` when no replica label exists.",
+        "labels first, so a pair never counts twice; `[]` when no replica label exists. "
+        "Neither these nor `label` may be the cluster label or a label the queries group "
+        "by (`namespace`, `pod`, `instance`, ...): they would merge what those tell apart.",
     )
 
     fleet_rule_labels: dict[str, str] = Field(
@@ -905,13 +917,35 @@ class ClusterConfig(_Model):
             raise ValueError(f"{_shown(name)} is not a cluster name (a Kubernetes label value)")
         return name
 
+    @field_validator("label")
+    @classmethod
+    def _label_is_its_own(cls, label: str) -> str:
+        return _not_a_query_label(label)
+
     @field_validator("replica_labels")
     @classmethod
     def _replica_labels_are_label_names(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
         for label in labels:
-            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label):
-                raise ValueError(f"{_shown(label)} is not a Prometheus label name")
+            _not_a_query_label(_label_name(label))
         return labels
+
+    @model_validator(mode="after")
+    def _cluster_is_not_a_replica(self) -> ClusterConfig:
+        if self.label in self.replica_labels:
+            raise ValueError(
+                f"{_shown(self.label)} is both the cluster label and a replica label "
+                "(`max without` it would merge every cluster)"
+            )
+        return self
+
+
+def _not_a_query_label(label: str) -> str:
+    if label in QUERY_LABELS:
+        raise ValueError(
+            f"{_shown(label)} is a label the cost queries group by "
+            f"({', '.join(sorted(QUERY_LABELS))}); name another"
+        )
+    return label
 
 
 class Config(_Model):

@@ -11,7 +11,7 @@ import pytest
 
 from finops_operator.adapters.prometheus_api import PrometheusClient
 from finops_operator.controllers.usage_reader import sum_by
-from finops_operator.domain.config import PrometheusConfig, parse_config
+from finops_operator.domain.config import QUERY_LABELS, PrometheusConfig, parse_config
 from finops_operator.domain.costs.cost_queries import (
     DAY_MS,
     HOUR_MS,
@@ -27,6 +27,10 @@ from finops_operator.domain.costs.cost_queries import (
     tokens_query,
 )
 from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.serving_queries import (
+    serving_gpu_hours_query,
+    serving_tokens_query,
+)
 from tests.support.prometheus_server import PrometheusServer
 from tests.support.tools import require_tool
 
@@ -255,3 +259,30 @@ def test_one_cluster_is_its_labelled_series_and_the_unlabelled_ones() -> None:
 def test_without_replica_labels_tokens_are_summed_as_they_come() -> None:
     names = QueryNames.from_config(parse_config({"cluster": {"replicaLabels": []}}))
     assert "max without" not in tokens_query(DAY_MS, names)
+
+
+def test_the_config_refuses_as_cluster_or_replica_label_every_label_the_queries_keep() -> None:
+    """config.QUERY_LABELS (what `cluster.label` and `cluster.replicaLabels` may not be)
+    holds every label a query groups, joins or keeps by, so it cannot fall behind them."""
+    names = QueryNames(replica_labels=())
+    queries = [
+        build(DAY_MS, names)
+        for build in (
+            gpu_hours_query,
+            idle_gpu_hours_query,
+            capacity_gpu_hours_query,
+            tokens_query,
+            job_gpu_hours_query,
+            serving_gpu_hours_query,
+            serving_tokens_query,
+        )
+    ]
+    kept = {
+        label.strip()
+        for query in queries
+        for group in re.findall(r"\b(?:by|on|group_left) \(([^)]*)\)", query)
+        for label in group.split(",")
+        if label.strip()
+    }
+    assert "namespace" in kept and "served_model" in kept  # the pattern reads the queries
+    assert kept - {names.cluster_label} <= QUERY_LABELS

@@ -210,3 +210,33 @@ def test_charged_hours_stay_in_the_cluster_that_used_them() -> None:
         ("b", "ml-serving"): D(540),
         ("b", "search"): D(180),
     }
+
+
+def test_a_serving_sum_a_float_ulp_above_its_allocation_row_moves_all_of_it() -> None:
+    """Prometheus sums the serving pods' hours and the team's rows in another order:
+    the serving figure may exceed the row it comes from by a float rounding. That is
+    the whole row, not hours from nowhere (a refused report)."""
+    served = replace(SERVING, gpu_hours=SERVING.gpu_hours + D("2E-13"))
+    moved = charge_consumers(
+        [SERVING],
+        [TokenUsage("search", LLAMA, D(4000))],
+        [],
+        pricing(),
+        [ServingGpu(LLAMA, "serving", served)],
+        [],
+        {LLAMA: D(4000)},
+    )
+    assert {row.team: row.gpu_hours for row in moved.gpu if row.gpu_hours} == {
+        "search": SERVING.gpu_hours
+    }
+    # More than a rounding is still refused: hours that no allocation row holds.
+    with pytest.raises(ValueError, match="beyond their allocation rows"):
+        charge_consumers(
+            [SERVING],
+            [TokenUsage("search", LLAMA, D(4000))],
+            [],
+            pricing(),
+            [ServingGpu(LLAMA, "serving", replace(SERVING, gpu_hours=D("1440.001")))],
+            [],
+            {LLAMA: D(4000)},
+        )

@@ -199,6 +199,7 @@ def _move(
     taken: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
     added: list[GpuUsage] = []
     with localcontext(money_context()):
+        serving = _within_rows(rows, serving, key)
         for model, row in serving:
             for team, share in shares.get(model, {}).items():
                 moved = _moved(row, team, share)
@@ -220,6 +221,35 @@ def _move(
     if left:
         raise ValueError(f"serving GPU hours beyond their allocation rows: {sorted(left)}")
     return out + added
+
+
+# Prometheus sums the serving pods' hours and the allocation rows in different
+# orders: where the serving pods are all of a row's pods, the serving figure may
+# exceed the row by a float rounding (about 1e-16 of it), which is the row itself.
+FLOAT_SLACK: Final = Decimal("1e-12")
+
+
+def _within_rows(
+    rows: Sequence[GpuUsage], serving: Sequence[tuple[str, GpuUsage]], key: tuple[str, ...]
+) -> list[tuple[str, GpuUsage]]:
+    """`serving` with the rows of a label set that exceed its allocation rows by no more
+    than a float rounding (`FLOAT_SLACK`, relative) scaled down to them, exactly."""
+    have: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        have[tuple(getattr(row, name) for name in key)] += max(row.gpu_hours, ZERO)
+    served: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
+    for _, row in serving:
+        served[tuple(getattr(row, name) for name in key)] += row.gpu_hours
+    out = []
+    for model, row in serving:
+        label = tuple(getattr(row, name) for name in key)
+        over = served[label] - have[label]
+        if 0 < over <= FLOAT_SLACK * have[label]:
+            scale = have[label] / served[label]
+            busy = None if row.busy_gpu_hours is None else row.busy_gpu_hours * scale
+            row = replace(row, gpu_hours=row.gpu_hours * scale, busy_gpu_hours=busy)
+        out.append((model, row))
+    return out
 
 
 # What a moved row is taken from: the serving rows of the same labels in the same
