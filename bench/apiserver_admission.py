@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -765,6 +765,27 @@ def measure_two_replicas(cluster: Cluster, args: argparse.Namespace, work: Path)
 # ---------------------------------------------------------------- the run
 
 
+@contextlib.contextmanager
+def profiling(cluster: Cluster, path: Path | None, seconds: int) -> Iterator[None]:
+    """A CPU profile of kube-apiserver (its /debug/pprof, on by default) over the first
+    `seconds` of the block, written to `path`; nothing when `path` is None."""
+    if path is None:
+        yield
+        return
+    with path.open("wb") as out:
+        proc = subprocess.Popen(
+            [cluster.kubectl, "--kubeconfig", str(cluster.dir / "kubeconfig"), "get", "--raw",
+             f"/debug/pprof/profile?seconds={seconds}"],
+            stdout=out,
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            if proc.wait(timeout=seconds + 60) != 0:
+                raise RuntimeError(f"kube-apiserver's CPU profile failed: exit {proc.returncode}")
+    print(f"  kube-apiserver CPU profile: {path}", file=sys.stderr)
+
+
 def remove_peer_webhooks(cluster: Cluster) -> None:
     """What a stopped peer leaves: its webhooks would refuse every pod (failurePolicy Fail)."""
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
@@ -789,22 +810,26 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
     label_namespace(cluster, "off")
     rows += measure(cluster, "baseline (no policy)", (), args, enforcing=False)
     label_namespace(cluster, "enforce")
-    wait_until(lambda: denies_untagged(cluster), "the finops webhooks deny")
-    rows += measure(cluster, "finops webhooks, 1 replica", [cluster.pid("operator")], args)
-    rows += measure_two_replicas(cluster, args, work)
+    if "webhooks" in args.only:
+        wait_until(lambda: denies_untagged(cluster), "the finops webhooks deny")
+        rows += measure(cluster, "finops webhooks, 1 replica", [cluster.pid("operator")], args)
+        rows += measure_two_replicas(cluster, args, work)
     cluster.script("stop-operator")
     cluster.run("delete", "validatingwebhookconfiguration,mutatingwebhookconfiguration",
                 "finops-operator", "--ignore-not-found")  # fmt: skip
-    policies = finops_vap(cluster)
-    cluster.apply(policies)
-    wait_until(lambda: denies_untagged(cluster), "the finops ValidatingAdmissionPolicy denies")
-    rows += measure(cluster, "finops ValidatingAdmissionPolicy", (), args)
-    for doc in policies:
-        cluster.run("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+    if "vap" in args.only:
+        policies = finops_vap(cluster)
+        cluster.apply(policies)
+        wait_until(lambda: denies_untagged(cluster), "the finops ValidatingAdmissionPolicy denies")
+        with profiling(cluster, args.pprof, args.pprof_seconds):
+            rows += measure(cluster, "finops ValidatingAdmissionPolicy", (), args)
+        for doc in policies:
+            cluster.run("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
     started: list[Peer] = []  # stopped here if its start fails half way
     for name, start in (("Kyverno ValidatingPolicy", start_kyverno),
                         ("Gatekeeper ConstraintTemplate", start_gatekeeper)):  # fmt: skip
-        if name.split()[0].lower() in args.skip:
+        peer_name = name.split()[0].lower()
+        if peer_name in args.skip or peer_name not in args.only:
             continue
         try:
             peer = start(cluster, work, started.append)
@@ -821,6 +846,9 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
     return with_added(rows, "baseline (no policy)")
 
 
+ROWS = ("webhooks", "vap", "kyverno", "gatekeeper")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--creates", type=int, default=400, help="pods created per level")
@@ -829,11 +857,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-keepalive", action="store_true", help="a connection per create")
     parser.add_argument("--skip", nargs="*", default=[], choices=["kyverno", "gatekeeper"])
+    parser.add_argument(
+        "--only", nargs="+", default=list(ROWS), choices=ROWS,
+        help="the rows to run besides the baseline (default: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pprof", type=Path, help="write a CPU profile of kube-apiserver during the VAP row here"
+    )
+    parser.add_argument("--pprof-seconds", type=int, default=20, help="the profile's length")
     parser.add_argument("--json", action="store_true", help="rows as JSON instead of a table")
     parser.add_argument("--keep", action="store_true", help="leave the cluster's folder")
     args = parser.parse_args(argv)
-    if args.creates < 1 or any(level < 1 for level in args.levels):
-        parser.error("--creates and every level must be at least 1")
+    if args.creates < 1 or args.pprof_seconds < 1 or any(level < 1 for level in args.levels):
+        parser.error("--creates, --pprof-seconds and every level must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="apiserver-admission-"))
     cluster_dir = work / "cluster"
     subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "up", str(cluster_dir)],
