@@ -13,7 +13,9 @@ no-policy baseline). This bench measures the same way, so the figures compare:
 - in turn, on the same API server: no policy (namespace mode `off`), the finops
   webhooks (mode `enforce`) with one operator replica, then with two (a second
   `finops-operator run` and the webhooks pointed at `ApiProxy.balancer`, a
-  round-robin TCP balancer in front of both, as a Service would be), the finops
+  round-robin TCP balancer in front of both, as a Service would be), with one
+  replica again but without the operator's own matchConditions (every GPU pod
+  sent, compliant or not, as before issue 23 item 4), the finops
   ValidatingAdmissionPolicy alone (operator
   stopped, webhooks removed, policy rendered by `finops-operator render`), Kyverno
   with a ValidatingPolicy and Gatekeeper with a ConstraintTemplate, both asking for
@@ -63,7 +65,12 @@ from finops_devtools.devcluster import free_port  # noqa: E402
 from finops_devtools.devcluster.api_proxy import ApiProxy  # noqa: E402
 from finops_devtools.devcluster.certificates import write_self_signed  # noqa: E402
 from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload  # noqa: E402
-from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES  # noqa: E402
+from finops_operator.domain.conventions import (  # noqa: E402
+    DEFAULT_GPU_RESOURCES,
+    MUTATING_WEBHOOK,
+    VALIDATING_WEBHOOK,
+)
+from finops_operator.domain.policies.webhook_conditions import OWNED, conditions_patch  # noqa: E402
 
 NAMESPACE = "bench"
 NODE = "bench-gpu-node"
@@ -718,6 +725,29 @@ def point_webhooks(cluster: Cluster, old_port: int, new_port: int) -> None:
         cluster.run("patch", kind, "finops-operator", "--type=json", "-p", json.dumps(patch))
 
 
+WEBHOOK_KINDS = ("validatingwebhookconfiguration", "mutatingwebhookconfiguration")
+
+
+def operators_conditions(cluster: Cluster) -> set[str]:
+    """The operator's own matchConditions (webhook_conditions) the configurations carry."""
+    found: set[str] = set()
+    for kind in WEBHOOK_KINDS:
+        config = json.loads(cluster.run("get", kind, "finops-operator", "-o", "json"))
+        for hook in config["webhooks"]:
+            found |= {c["name"] for c in hook.get("matchConditions") or []} & OWNED
+    return found
+
+
+def drop_operators_conditions(cluster: Cluster) -> None:
+    """The configurations without the operator's matchConditions: every GPU pod is sent,
+    as before issue 23 item 4 (until the operator starts again)."""
+    for kind in WEBHOOK_KINDS:
+        config = json.loads(cluster.run("get", kind, "finops-operator", "-o", "json"))
+        patch = conditions_patch(config, {VALIDATING_WEBHOOK: [], MUTATING_WEBHOOK: []})
+        if patch:
+            cluster.run("patch", kind, "finops-operator", "--type=json", "-p", json.dumps(patch))
+
+
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
@@ -812,8 +842,14 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
     label_namespace(cluster, "enforce")
     if "webhooks" in args.only:
         wait_until(lambda: denies_untagged(cluster), "the finops webhooks deny")
+        wait_until(lambda: operators_conditions(cluster) == OWNED, "the operator's matchConditions")
         rows += measure(cluster, "finops webhooks, 1 replica", [cluster.pid("operator")], args)
         rows += measure_two_replicas(cluster, args, work)
+        drop_operators_conditions(cluster)
+        rows += measure(
+            cluster, "finops webhooks, 1 replica, every GPU pod sent", [cluster.pid("operator")],
+            args,
+        )  # fmt: skip
     cluster.script("stop-operator")
     cluster.run("delete", "validatingwebhookconfiguration,mutatingwebhookconfiguration",
                 "finops-operator", "--ignore-not-found")  # fmt: skip

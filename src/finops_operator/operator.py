@@ -45,6 +45,7 @@ from finops_operator.controllers.webhook_tls import first_shared_certificate, in
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.policy_reports import REPORT_LABELS
+from finops_operator.domain.policies.webhook_conditions import desired_conditions
 
 logger = logging.getLogger("finops_operator")
 
@@ -235,11 +236,14 @@ async def _serving_certificate(
         read = tls.file_source(cert, key) if cert is not None and key is not None else None
         return await tls.serving_certificate(metrics.registry, every, read)
 
+    conditions = desired_conditions(state.config)  # written with the CA, by every replica
+
     async def first() -> tls.TlsPair:  # made once by the first replica, then shared
-        return tls.TlsPair(*await first_shared_certificate(kube, namespace, secret, for_service))
+        pair = await first_shared_certificate(kube, namespace, secret, for_service, conditions)
+        return tls.TlsPair(*pair)
 
     async def new_ca(changed: tls.TlsPair) -> None:
-        await inject_ca_bundle(kube, changed.ca)
+        await inject_ca_bundle(kube, changed.ca, conditions)
 
     read_secret = tls.secret_source(kube, namespace, secret)
     return await tls.serving_certificate(metrics.registry, every, read_secret, first, new_ca)

@@ -15,6 +15,13 @@ from finops_operator.controllers.webhook_tls import (
     inject_ca_bundle,
     shared_certificate,
 )
+from finops_operator.domain import conventions
+from finops_operator.domain.config import Config, LabelRule
+from finops_operator.domain.policies.webhook_conditions import (
+    VALIDATING_CONDITION,
+    conditions_patch,
+    desired_conditions,
+)
 from finops_operator.domain.webhook_certificate import (
     ca_bundle_patch,
     pair_from_secret,
@@ -186,6 +193,63 @@ async def test_an_outage_while_setting_the_ca_is_only_a_warning(
     assert caplog.text.count("Cannot set caBundle") == 2
 
 
+async def test_the_operators_match_conditions_go_in_with_the_ca_and_follow_its_configuration() -> (
+    None
+):
+    kube = FakeKube()
+    bundle = base64.b64encode(CA).decode()
+    static = [{"name": "gpu-workload", "expression": "true"}]
+    for plural, name in (
+        ("validatingwebhookconfigurations", conventions.VALIDATING_WEBHOOK),
+        ("mutatingwebhookconfigurations", conventions.MUTATING_WEBHOOK),
+    ):
+        hook = {"name": name, "clientConfig": {"caBundle": bundle}, "matchConditions": static}
+        kube.put_raw(configuration_path(plural), {"webhooks": [hook]})
+    await inject_ca_bundle(kube, CA, desired_conditions(Config()))
+    assert [w.verb for w in kube.writes] == ["raw PATCH", "raw PATCH"]  # the CA is there
+    validating = kube.by_path[configuration_path("validatingwebhookconfigurations")]
+    names = [c["name"] for c in validating["webhooks"][0]["matchConditions"]]
+    assert names == ["gpu-workload", VALIDATING_CONDITION]
+    await inject_ca_bundle(kube, CA, desired_conditions(Config()))
+    assert len(kube.writes) == 2  # in step: nothing more to write
+    stricter = Config(labels={"acme.io/owner": LabelRule()})
+    await inject_ca_bundle(kube, CA, desired_conditions(stricter))
+    validating = kube.by_path[configuration_path("validatingwebhookconfigurations")]
+    [_, ours] = validating["webhooks"][0]["matchConditions"]
+    assert "'acme.io/owner' in labels" in ours["expression"]
+    assert len(kube.writes) == 4
+
+
+async def test_a_configuration_changed_between_read_and_patch_is_not_overwritten() -> None:
+    kube = FakeKube()
+    path = configuration_path("validatingwebhookconfigurations")
+    hook = {"name": conventions.VALIDATING_WEBHOOK, "clientConfig": {"caBundle": "b2xk"}}
+    kube.put_raw(path, {"metadata": {"resourceVersion": "7"}, "webhooks": [hook]})
+    ops = conditions_patch(await kube.raw("GET", path), desired_conditions(Config()))
+    kube.by_path[path]["metadata"]["resourceVersion"] = "8"  # someone else's write
+    with pytest.raises(KubeError) as err:
+        await kube.raw("PATCH", path, ops, "application/json-patch+json")
+    assert err.value.status == 422
+    assert "matchConditions" not in kube.by_path[path]["webhooks"][0]
+
+
+async def test_conditions_the_api_server_refuses_are_a_warning_after_the_ca_is_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = FakeKube()
+    path = configuration_path("validatingwebhookconfigurations")
+    hook = {"name": conventions.VALIDATING_WEBHOOK, "clientConfig": {}}
+    kube.put_raw(path, {"webhooks": [hook]})
+    await inject_ca_bundle(kube, CA)  # the CA alone
+    kube.fail_next(422, on="raw PATCH")  # as the API server refuses an expression
+    await inject_ca_bundle(kube, CA, desired_conditions(Config()))
+    assert "matchConditions" not in kube.by_path[path]["webhooks"][0]
+    assert kube.by_path[path]["webhooks"][0]["clientConfig"]["caBundle"]
+    assert "Cannot set the operator's matchConditions on validatingwebhookconfigurations" in (
+        caplog.text
+    )
+
+
 async def test_at_start_the_shared_certificates_ca_goes_into_the_webhook_configurations() -> None:
     kube, issue = FakeKube(), Issuer()
     kube.put_raw(configuration_path("validatingwebhookconfigurations"), with_hooks(None))
@@ -196,3 +260,21 @@ async def test_at_start_the_shared_certificates_ca_goes_into_the_webhook_configu
     for plural in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
         hooks = kube.by_path[configuration_path(plural)]["webhooks"]
         assert [h["clientConfig"]["caBundle"] for h in hooks] == [bundle]
+
+
+async def test_at_start_the_operators_match_conditions_follow_the_ca() -> None:
+    kube = FakeKube()
+    for plural, name in (
+        ("validatingwebhookconfigurations", conventions.VALIDATING_WEBHOOK),
+        ("mutatingwebhookconfigurations", conventions.MUTATING_WEBHOOK),
+    ):
+        kube.put_raw(configuration_path(plural), {"webhooks": [{"name": name, "clientConfig": {}}]})
+    conditions = desired_conditions(Config())
+    await first_shared_certificate(kube, "finops-system", SECRET, Issuer(), conditions)
+    for plural, name in (
+        ("validatingwebhookconfigurations", conventions.VALIDATING_WEBHOOK),
+        ("mutatingwebhookconfigurations", conventions.MUTATING_WEBHOOK),
+    ):
+        [hook] = kube.by_path[configuration_path(plural)]["webhooks"]
+        assert hook["clientConfig"]["caBundle"]
+        assert hook["matchConditions"] == conditions[name]

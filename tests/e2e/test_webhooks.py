@@ -14,6 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
+from finops_operator.domain.conventions import MUTATING_WEBHOOK, VALIDATING_WEBHOOK
+from finops_operator.domain.policies.webhook_conditions import (
+    MUTATING_CONDITION,
+    VALIDATING_CONDITION,
+)
+
 from .conftest import (
     COMPLIANT,
     COST_CENTER,
@@ -31,6 +37,10 @@ from .conftest import (
 EXAMPLES = REPO / "examples" / "manifests"
 SAMPLES = Path(__file__).parent / "manifests" / "demo-samples.yaml"
 REQUESTS = "finops_admission_requests_total"
+OPERATORS_CONDITION = {
+    VALIDATING_WEBHOOK: VALIDATING_CONDITION,
+    MUTATING_WEBHOOK: MUTATING_CONDITION,
+}
 # Kinds the project's own webhooks watch; anything else in the examples is not ours.
 KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
 
@@ -74,11 +84,11 @@ def test_webhooks_are_registered_with_the_operators_ca(cluster: Cluster) -> None
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
         config = cluster.get(kind, "finops-operator")
         for hook in config["webhooks"]:
-            # The server compiled the CEL matchConditions when it accepted the object.
-            assert [c["name"] for c in hook["matchConditions"]][:2] == [
-                "create-or-update",
-                "gpu-workload",
-            ]
+            # The server compiled the CEL matchConditions when it accepted the object,
+            # the manifests' own and, last, the one the operator wrote at its start.
+            names = [c["name"] for c in hook["matchConditions"]]
+            assert names[:2] == ["create-or-update", "gpu-workload"]
+            assert names[-1] == OPERATORS_CONDITION[hook["name"]]
             assert hook["clientConfig"]["caBundle"] == ca, kind
             # tests/e2e/overlay: the local operator process, on loopback.
             assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
@@ -102,6 +112,51 @@ def test_non_gpu_and_kube_system_workloads_never_reach_the_webhook(cluster: Clus
     # The API server has answered; the operator's counter would have moved synchronously.
     assert admission_calls(cluster) == before, "a non-GPU or kube-system object reached the webhook"
     cluster.kubectl("delete", "pod", "e2e-kube-system-gpu", "-n", "kube-system", "--wait=false")
+
+
+def test_compliant_gpu_workloads_are_admitted_without_calling_the_webhooks(
+    cluster: Cluster,
+) -> None:
+    """Issue 23: the operator's matchConditions let the API server admit what needs no judge.
+
+    Runs before anything else in the module creates GPU workloads, whose controllers
+    would otherwise call /mutate for their pods meanwhile."""
+    enforce = enforce_namespace(cluster, "e2e-skip-enforce")
+    audit = cluster.namespace("e2e-skip-audit", {MODE: "audit"})
+    before = admission_calls(cluster)
+    validated = cluster.metric(REQUESTS, webhook="validate")
+    compliant = [
+        gpu_workload("Pod", "tagged", enforce, COMPLIANT),
+        gpu_workload("Deployment", "tagged", enforce, COMPLIANT),
+        gpu_workload("CronJob", "tagged", enforce, COMPLIANT),
+        gpu_workload("Job", "tagged", audit, COMPLIANT),
+    ]
+    proc = cluster.apply(compliant)
+    assert "Warning" not in proc.stderr, proc.stderr
+    # The Deployment's ReplicaSet and Pod, and the Job's Pod, are compliant too.
+    wait_until(
+        lambda: (
+            len(cluster.get("pods", None, enforce)["items"]) == 2
+            and len(cluster.get("pods", None, audit)["items"]) == 1
+        ),
+        timeout=60,
+        what="the controllers' pods",
+    )
+    assert admission_calls(cluster) == before, "a compliant GPU workload reached a webhook"
+    # Still sent: a violation to explain, in enforce and in audit, and an exemption.
+    untagged = gpu_workload("Pod", "untagged", enforce, {TEAM: "search-platform"})
+    proc = cluster.apply(untagged, check=False)
+    assert proc.returncode != 0 and "denied the request" in proc.stderr, proc.stderr
+    proc = cluster.apply(gpu_workload("Pod", "untagged", audit, {TEAM: "search-platform"}))
+    assert proc.stderr.count("Warning: finops:") == 4, proc.stderr
+    exempt = gpu_workload("Pod", "exempt", audit, COMPLIANT)
+    exempt["metadata"]["annotations"] = {
+        "finops.resilio.tech/exempt": "true",
+        "finops.resilio.tech/exempt-reason": "burn-in",
+    }
+    proc = cluster.apply(exempt)
+    assert "Warning: finops:" in proc.stderr, proc.stderr
+    assert cluster.metric(REQUESTS, webhook="validate") >= validated + 3
 
 
 def test_untagged_gpu_workloads_are_denied_in_enforce_with_the_message(cluster: Cluster) -> None:

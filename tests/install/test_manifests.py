@@ -23,7 +23,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from finops_devtools.devcluster.api_server import apply_json_patch
 from finops_operator.domain import conventions
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies.webhook_conditions import (
+    OWNED,
+    conditions_patch,
+    desired_conditions,
+)
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.crd_schema import UPSTREAM_CRDS, upstream_crd
 from tests.support.paths import ROOT
@@ -267,11 +274,18 @@ def test_every_webhook_sees_ordinary_team_namespaces(
 def test_every_webhook_has_named_match_conditions_within_the_api_limit(
     kind: str, hook: dict[str, Any]
 ) -> None:
-    conditions = hook["matchConditions"]
+    assert hook["name"] in (conventions.VALIDATING_WEBHOOK, conventions.MUTATING_WEBHOOK)
+    assert not {c["name"] for c in hook["matchConditions"]} & OWNED, "the operator writes those"
+    # With the condition the operator appends at its start (webhook_conditions).
+    patched = apply_json_patch(
+        {"webhooks": [hook]}, conditions_patch({"webhooks": [hook]}, desired_conditions(Config()))
+    )
+    conditions = patched["webhooks"][0]["matchConditions"]
     names = [condition["name"] for condition in conditions]
     assert 1 <= len(conditions) <= 64
     assert len(set(names)) == len(names)
     assert "gpu-workload" in names
+    assert names[-1] in OWNED
 
 
 def test_both_webhooks_match_the_same_kinds_namespaces_and_gpu_condition() -> None:

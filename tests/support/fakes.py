@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from finops_devtools.devcluster.api_server import apply_json_patch
+from finops_devtools.errors import JsonPatchError
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PrometheusConfig
 from finops_operator.errors import KubeError, PrometheusError
@@ -51,27 +53,6 @@ def merge_patch(target: Any, patch: Any) -> Any:
             result.pop(key, None)
         else:
             result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def json_patch(target: Any, operations: list[dict[str, Any]]) -> Any:
-    """RFC 6902 `add` and `replace` (all the operator sends), on a copy of `target`."""
-    result = copy.deepcopy(target)
-    for op in operations:
-        if op["op"] not in ("add", "replace"):
-            raise NotImplementedError(f"JSON Patch op {op['op']!r}")
-        *parents, last = op["path"].split("/")[1:]
-        node = result
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        if isinstance(node, list):
-            index = len(node) if last == "-" else int(last)
-            if op["op"] == "add":
-                node.insert(index, op["value"])
-            else:
-                node[index] = op["value"]
-        else:
-            node[last] = op["value"]
     return result
 
 
@@ -290,7 +271,10 @@ class FakeKube:
             # A review (TokenReview, SubjectAccessReview): the path's function answers it.
             return self.by_path[path](copy.deepcopy(body))
         if method == "PATCH" and content_type == "application/json-patch+json":
-            self.by_path[path] = json_patch(self.by_path[path], body)
+            try:
+                self.by_path[path] = apply_json_patch(self.by_path[path], body)
+            except JsonPatchError as err:
+                raise self._refuse(422, f"{method} {path}: {err}") from err
         elif method == "PATCH":
             self.by_path[path] = merge_patch(self.by_path[path], body)
         else:

@@ -24,9 +24,8 @@ from finops_devtools.errors import JsonPatchError
 from finops_operator.domain import conventions
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 
-# The webhook names in manifests/webhooks.yaml; kubectl quotes them in a denial.
-VALIDATING_WEBHOOK: Final = "labels.finops.resilio.tech"
-MUTATING_WEBHOOK: Final = "defaults.finops.resilio.tech"
+VALIDATING_WEBHOOK: Final = conventions.VALIDATING_WEBHOOK
+MUTATING_WEBHOOK: Final = conventions.MUTATING_WEBHOOK
 DEMO_USER: Final = {"username": "alice@example.com", "groups": ["system:authenticated"]}
 
 
@@ -79,7 +78,8 @@ def _step(container: Any, token: str, path: str) -> Any:
 
 
 def apply_json_patch(obj: Mapping[str, Any], operations: Sequence[Mapping[str, Any]]) -> Any:
-    """RFC 6902 `add`, `replace` and `remove` applied to a copy of `obj` (the ops webhooks use)."""
+    """RFC 6902 `add`, `replace`, `remove` and `test` applied to a copy of `obj` (the ops
+    webhooks and the operator's own JSON Patches use); JsonPatchError when one cannot be."""
     document: Any = copy.deepcopy(dict(obj))
     for operation in operations:
         op, path = operation.get("op"), str(operation.get("path", ""))
@@ -111,6 +111,10 @@ def apply_json_patch(obj: Mapping[str, Any], operations: Sequence[Mapping[str, A
                     raise JsonPatchError(f"{path}: index out of range")
             else:
                 raise JsonPatchError(f"{path}: the parent is not an object or an array")
+        elif op == "test":
+            found = _step(parent, last, path)
+            if found != operation.get("value"):
+                raise JsonPatchError(f"{path}: test failed, the value differs")
         elif op == "remove":
             _step(parent, last, path)
             if isinstance(parent, dict):

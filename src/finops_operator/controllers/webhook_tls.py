@@ -7,12 +7,22 @@ a replica that loses that race (409) reads the winner's. So all replicas serve
 one certificate, and one CA goes into the `caBundle` of the Validating and
 Mutating webhook configurations. With cert-manager, pass --webhook-cert and
 --webhook-key instead and let its CA injector fill `caBundle`.
+
+With the CA goes what only the running configuration knows: the matchConditions
+that let the API server admit plainly compliant objects without calling the
+webhooks (`domain/policies/webhook_conditions.py`). Every replica writes both at
+start, so a restart with a new configuration brings them in step.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Final
 
+from finops_operator.domain.policies.webhook_conditions import (
+    WebhookConditions,
+    conditions_patch,
+)
 from finops_operator.domain.webhook_certificate import (
     WEBHOOK_CONFIGURATION_NAME,
     WEBHOOK_CONFIGURATIONS,
@@ -24,6 +34,7 @@ from finops_operator.errors import KubeError
 from finops_operator.ports import CertificateIssuer, KubePort
 
 logger = logging.getLogger(__name__)
+JSON_PATCH: Final = "application/json-patch+json"
 
 
 async def shared_certificate(
@@ -51,28 +62,54 @@ async def shared_certificate(
 
 
 async def first_shared_certificate(
-    kube: KubePort, namespace: str, secret_name: str, issue: CertificateIssuer
+    kube: KubePort,
+    namespace: str,
+    secret_name: str,
+    issue: CertificateIssuer,
+    conditions: WebhookConditions | None = None,
 ) -> tuple[bytes, bytes, bytes]:
-    """The shared certificate, key and CA at start, the CA put into the webhook configurations."""
+    """The shared certificate, key and CA at start, the CA (and the operator's
+    matchConditions) put into the webhook configurations."""
     cert, key, ca = await shared_certificate(kube, namespace, secret_name, issue)
-    await inject_ca_bundle(kube, ca)
+    await inject_ca_bundle(kube, ca, conditions)
     return cert, key, ca
 
 
-async def inject_ca_bundle(kube: KubePort, ca_pem: bytes) -> None:
-    """Put the CA into both webhook configurations, where it is not already."""
+async def inject_ca_bundle(
+    kube: KubePort, ca_pem: bytes, conditions: WebhookConditions | None = None
+) -> None:
+    """Put the CA into both webhook configurations, where it is not already; then, with
+    `conditions` (`webhook_conditions.desired_conditions`), the operator's matchConditions,
+    in a patch of their own: one the API server refuses never keeps the CA out."""
     for plural in WEBHOOK_CONFIGURATIONS:
         path = f"/apis/admissionregistration.k8s.io/v1/{plural}/{WEBHOOK_CONFIGURATION_NAME}"
         try:
             configuration = await kube.raw("GET", path)
             ops = ca_bundle_patch(configuration, ca_pem)
             if ops:
-                await kube.raw("PATCH", path, ops, "application/json-patch+json")
+                configuration = await kube.raw("PATCH", path, ops, JSON_PATCH)
                 logger.info("Set caBundle on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME)
         except KubeError as err:
             logger.warning(
                 "Cannot set caBundle on %s/%s: %s (apply manifests/ with kubectl apply -k; "
                 "the API server cannot call the webhook without it)",
+                plural,
+                WEBHOOK_CONFIGURATION_NAME,
+                err,
+            )
+            continue
+        ops = [] if conditions is None else conditions_patch(configuration, conditions)
+        if not ops:
+            continue
+        try:
+            await kube.raw("PATCH", path, ops, JSON_PATCH)
+            logger.info(
+                "Set the operator's matchConditions on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME
+            )
+        except KubeError as err:
+            logger.warning(
+                "Cannot set the operator's matchConditions on %s/%s: %s (the API server then "
+                "calls the webhook for every GPU workload, compliant or not)",
                 plural,
                 WEBHOOK_CONFIGURATION_NAME,
                 err,

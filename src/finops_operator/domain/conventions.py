@@ -75,6 +75,9 @@ DEFAULT_GPU_RESOURCES: Final = (
 # The paths the admission server answers on; manifests/ registers the same.
 VALIDATE_PATH: Final = "/validate"
 MUTATE_PATH: Final = "/mutate"
+# The webhooks' names in manifests/base/webhooks.yaml (kubectl quotes them in a denial).
+VALIDATING_WEBHOOK: Final = "labels.finops.resilio.tech"
+MUTATING_WEBHOOK: Final = "defaults.finops.resilio.tech"
 
 # Reasons of the Events the operator posts.
 EVENT_REASON_VIOLATION: Final = "MissingCostLabels"
