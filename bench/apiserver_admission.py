@@ -16,8 +16,10 @@ no-policy baseline). This bench measures the same way, so the figures compare:
   round-robin TCP balancer in front of both, as a Service would be), with one
   replica again but without the operator's own matchConditions (every GPU pod
   sent, compliant or not, as before issue 23 item 4), the finops
-  ValidatingAdmissionPolicy alone (operator
-  stopped, webhooks removed, policy rendered by `finops-operator render`), Kyverno
+  ValidatingAdmissionPolicy alone (operator stopped, webhooks removed, policy
+  rendered by `finops-operator render`), first without its matchConditions
+  (every variable evaluated for every GPU pod, as before issue 23 item 5) then as
+  rendered, `--pprof DIR` profiling kube-apiserver during both; Kyverno
   with a ValidatingPolicy and Gatekeeper with a ConstraintTemplate, both asking for
   the same five labels on the same GPU condition, both out of cluster on loopback
   (scripts/build-kyverno.sh, scripts/build-gatekeeper.sh);
@@ -37,6 +39,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -697,6 +700,29 @@ def finops_vap(cluster: Cluster) -> list[dict[str, Any]]:
     ]
 
 
+def without_match_conditions(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The policies as they were before their matchConditions: every variable evaluated
+    for every GPU pod, so that their effect is read against the same API server."""
+    bare = copy.deepcopy(policies)
+    for doc in bare:
+        doc["spec"].pop("matchConditions", None)
+    return bare
+
+
+@contextlib.contextmanager
+def applied_policies(cluster: Cluster, policies: list[dict[str, Any]]) -> Iterator[None]:
+    """`policies` in force for the block (an untagged pod denied), gone after it (admitted
+    again), so that the next variant cannot be timed against this one."""
+    cluster.apply(policies)
+    try:
+        wait_until(lambda: denies_untagged(cluster), "the finops ValidatingAdmissionPolicy denies")
+        yield
+    finally:
+        for doc in policies:
+            cluster.run("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+        wait_until(lambda: not denies_untagged(cluster), "the finops policies are gone")
+
+
 # ---------------------------------------------------------------- two operator replicas
 
 
@@ -797,8 +823,9 @@ def measure_two_replicas(cluster: Cluster, args: argparse.Namespace, work: Path)
 
 @contextlib.contextmanager
 def profiling(cluster: Cluster, path: Path | None, seconds: int) -> Iterator[None]:
-    """A CPU profile of kube-apiserver (its /debug/pprof, on by default) over the first
-    `seconds` of the block, written to `path`; nothing when `path` is None."""
+    """A CPU profile of kube-apiserver (its /debug/pprof: `--pprof` starts the control
+    plane with `--profiling=true`) over the first `seconds` of the block, written to
+    `path`; nothing when `path` is None."""
     if path is None:
         yield
         return
@@ -855,12 +882,13 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
                 "finops-operator", "--ignore-not-found")  # fmt: skip
     if "vap" in args.only:
         policies = finops_vap(cluster)
-        cluster.apply(policies)
-        wait_until(lambda: denies_untagged(cluster), "the finops ValidatingAdmissionPolicy denies")
-        with profiling(cluster, args.pprof, args.pprof_seconds):
-            rows += measure(cluster, "finops ValidatingAdmissionPolicy", (), args)
-        for doc in policies:
-            cluster.run("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+        bare = without_match_conditions(policies)
+        for name, variant in (("finops ValidatingAdmissionPolicy, no matchConditions", bare),
+                              ("finops ValidatingAdmissionPolicy", policies)):  # fmt: skip
+            with applied_policies(cluster, variant):
+                pprof = args.pprof / f"{slug(name)}.pprof" if args.pprof else None
+                with profiling(cluster, pprof, args.pprof_seconds):
+                    rows += measure(cluster, name, (), args)
     started: list[Peer] = []  # stopped here if its start fails half way
     for name, start in (("Kyverno ValidatingPolicy", start_kyverno),
                         ("Gatekeeper ConstraintTemplate", start_gatekeeper)):  # fmt: skip
@@ -898,8 +926,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the rows to run besides the baseline (default: all)",
     )  # fmt: skip
     parser.add_argument(
-        "--pprof", type=Path, help="write a CPU profile of kube-apiserver during the VAP row here"
-    )
+        "--pprof", type=Path, metavar="DIR",
+        help="a CPU profile of kube-apiserver during each VAP row, DIR/<row>.pprof",
+    )  # fmt: skip
     parser.add_argument("--pprof-seconds", type=int, default=20, help="the profile's length")
     parser.add_argument("--json", action="store_true", help="rows as JSON instead of a table")
     parser.add_argument("--keep", action="store_true", help="leave the cluster's folder")
@@ -908,8 +937,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--creates, --pprof-seconds and every level must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="apiserver-admission-"))
     cluster_dir = work / "cluster"
+    env = dict(os.environ)
+    if args.pprof:
+        args.pprof.mkdir(parents=True, exist_ok=True)
+        env["E2E_APISERVER_FLAGS"] = f"{env.get('E2E_APISERVER_FLAGS', '')} --profiling=true"
     subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "up", str(cluster_dir)],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+                   check=True, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
     try:
         rows = run(Cluster(cluster_dir), args, work)
     finally:
