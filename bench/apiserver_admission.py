@@ -888,7 +888,8 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
             with applied_policies(cluster, variant):
                 pprof = args.pprof / f"{slug(name)}.pprof" if args.pprof else None
                 with profiling(cluster, pprof, args.pprof_seconds):
-                    rows += measure(cluster, name, (), args)
+                    # kube-apiserver decides: its CPU, RSS and run-queue wait as the decider's
+                    rows += measure(cluster, name, [cluster.pid("kube-apiserver")], args)
     started: list[Peer] = []  # stopped here if its start fails half way
     for name, start in (("Kyverno ValidatingPolicy", start_kyverno),
                         ("Gatekeeper ConstraintTemplate", start_gatekeeper)):  # fmt: skip
