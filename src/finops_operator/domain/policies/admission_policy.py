@@ -24,6 +24,10 @@ a small function below; docs/admission.md ("Admission policies") explains the
 choices, and tests/domain/policies/test_admission_policy.py evaluates the CEL
 against `judge` object by object.
 
+Each policy carries matchConditions (`skip_conditions`, `fill_conditions`): the
+API server evaluates `judge`'s steps only for a GPU workload they can answer,
+not for a plainly compliant one (issue 23's profile of kube-apiserver).
+
 The configuration is compiled into the expressions (no paramKind): the operator
 rewrites the policies when its configuration changes, as it does its recording
 rules. A label pattern that RE2 cannot run is a configuration error here.
@@ -518,6 +522,12 @@ def _match_constraints(config: Config) -> dict[str, Any]:
     }
 
 
+def _gpu_condition(config: Config) -> dict[str, str]:
+    template = template_of("object", kind="request.kind.kind")
+    gpu = f"[{template}].all(t, {asks_for_gpu('t', config.gpu_resources)})"
+    return {"name": "gpu-workload", "expression": gpu}
+
+
 def skip_conditions(config: Config) -> list[dict[str, str]]:
     """The validating policies' matchConditions: what the API server checks before
     evaluating a single variable, so that an object neither policy can answer
@@ -537,11 +547,21 @@ def skip_conditions(config: Config) -> list[dict[str, str]]:
     # Imported here: webhook_conditions builds on this module's CEL pieces.
     from finops_operator.domain.policies.webhook_conditions import compliant
 
-    template = template_of("object", kind="request.kind.kind")
-    gpu = f"[{template}].all(t, {asks_for_gpu('t', config.gpu_resources)})"
     return [
-        {"name": "gpu-workload", "expression": gpu},
+        _gpu_condition(config),
         {"name": "not-plainly-compliant", "expression": f"!({compliant(config)})"},
+    ]
+
+
+def fill_conditions(config: Config) -> list[dict[str, str]]:
+    """The mutating policy's matchConditions, for the same reason: it patches only a
+    GPU workload (`judged` needs `gpu`) with a required label missing or empty
+    (`fill` holds only those), the mutating webhook's `cost-label-missing`."""
+    from finops_operator.domain.policies.webhook_conditions import nothing_to_fill
+
+    return [
+        _gpu_condition(config),
+        {"name": "cost-label-missing", "expression": f"!({nothing_to_fill(config)})"},
     ]
 
 
@@ -686,6 +706,7 @@ def mutating_policy(
             # IfNeeded: called again when a later mutation changed the object.
             "reinvocationPolicy": "IfNeeded",
             "matchConstraints": _match_constraints(config),
+            "matchConditions": fill_conditions(config),
             "variables": mutating_variables(config),
             "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": inherit_patch()}}],
         },
