@@ -942,9 +942,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pprof:
         args.pprof.mkdir(parents=True, exist_ok=True)
         env["E2E_APISERVER_FLAGS"] = f"{env.get('E2E_APISERVER_FLAGS', '')} --profiling=true"
-    subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "up", str(cluster_dir)],
-                   check=True, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
-    try:
+    try:  # down after an `up` that failed half way too (it left etcd and the API server)
+        subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "up", str(cluster_dir)],
+                       check=True, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
         rows = run(Cluster(cluster_dir), args, work)
     finally:
         subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "down", str(cluster_dir)],
