@@ -16,8 +16,10 @@ no-policy baseline). This bench measures the same way, so the figures compare:
   round-robin TCP balancer in front of both, as a Service would be), with one
   replica again but without the operator's own matchConditions (every GPU pod
   sent, compliant or not, as before issue 23 item 4), the finops
-  ValidatingAdmissionPolicy alone (operator
-  stopped, webhooks removed, policy rendered by `finops-operator render`), Kyverno
+  ValidatingAdmissionPolicy alone (operator stopped, webhooks removed, policy
+  rendered by `finops-operator render`), first without its matchConditions
+  (every variable evaluated for every GPU pod, as before issue 23 item 5) then as
+  rendered, `--pprof DIR` profiling kube-apiserver during both; Kyverno
   with a ValidatingPolicy and Gatekeeper with a ConstraintTemplate, both asking for
   the same five labels on the same GPU condition, both out of cluster on loopback
   (scripts/build-kyverno.sh, scripts/build-gatekeeper.sh);
@@ -37,6 +39,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -48,7 +51,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -697,6 +700,29 @@ def finops_vap(cluster: Cluster) -> list[dict[str, Any]]:
     ]
 
 
+def without_match_conditions(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The policies as they were before their matchConditions: every variable evaluated
+    for every GPU pod, so that their effect is read against the same API server."""
+    bare = copy.deepcopy(policies)
+    for doc in bare:
+        doc["spec"].pop("matchConditions", None)
+    return bare
+
+
+@contextlib.contextmanager
+def applied_policies(cluster: Cluster, policies: list[dict[str, Any]]) -> Iterator[None]:
+    """`policies` in force for the block (an untagged pod denied), gone after it (admitted
+    again), so that the next variant cannot be timed against this one."""
+    cluster.apply(policies)
+    try:
+        wait_until(lambda: denies_untagged(cluster), "the finops ValidatingAdmissionPolicy denies")
+        yield
+    finally:
+        for doc in policies:
+            cluster.run("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+        wait_until(lambda: not denies_untagged(cluster), "the finops policies are gone")
+
+
 # ---------------------------------------------------------------- two operator replicas
 
 
@@ -795,6 +821,28 @@ def measure_two_replicas(cluster: Cluster, args: argparse.Namespace, work: Path)
 # ---------------------------------------------------------------- the run
 
 
+@contextlib.contextmanager
+def profiling(cluster: Cluster, path: Path | None, seconds: int) -> Iterator[None]:
+    """A CPU profile of kube-apiserver (its /debug/pprof: `--pprof` starts the control
+    plane with `--profiling=true`) over the first `seconds` of the block, written to
+    `path`; nothing when `path` is None."""
+    if path is None:
+        yield
+        return
+    with path.open("wb") as out:
+        proc = subprocess.Popen(
+            [cluster.kubectl, "--kubeconfig", str(cluster.dir / "kubeconfig"), "get", "--raw",
+             f"/debug/pprof/profile?seconds={seconds}"],
+            stdout=out,
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            if proc.wait(timeout=seconds + 60) != 0:
+                raise RuntimeError(f"kube-apiserver's CPU profile failed: exit {proc.returncode}")
+    print(f"  kube-apiserver CPU profile: {path}", file=sys.stderr)
+
+
 def remove_peer_webhooks(cluster: Cluster) -> None:
     """What a stopped peer leaves: its webhooks would refuse every pod (failurePolicy Fail)."""
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
@@ -819,27 +867,34 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
     label_namespace(cluster, "off")
     rows += measure(cluster, "baseline (no policy)", (), args, enforcing=False)
     label_namespace(cluster, "enforce")
-    wait_until(lambda: denies_untagged(cluster), "the finops webhooks deny")
-    wait_until(lambda: operators_conditions(cluster) == OWNED, "the operator's matchConditions")
-    rows += measure(cluster, "finops webhooks, 1 replica", [cluster.pid("operator")], args)
-    rows += measure_two_replicas(cluster, args, work)
-    drop_operators_conditions(cluster)
-    rows += measure(
-        cluster, "finops webhooks, 1 replica, every GPU pod sent", [cluster.pid("operator")], args
-    )
+    if "webhooks" in args.only:
+        wait_until(lambda: denies_untagged(cluster), "the finops webhooks deny")
+        wait_until(lambda: operators_conditions(cluster) == OWNED, "the operator's matchConditions")
+        rows += measure(cluster, "finops webhooks, 1 replica", [cluster.pid("operator")], args)
+        rows += measure_two_replicas(cluster, args, work)
+        drop_operators_conditions(cluster)
+        rows += measure(
+            cluster, "finops webhooks, 1 replica, every GPU pod sent", [cluster.pid("operator")],
+            args,
+        )  # fmt: skip
     cluster.script("stop-operator")
     cluster.run("delete", "validatingwebhookconfiguration,mutatingwebhookconfiguration",
                 "finops-operator", "--ignore-not-found")  # fmt: skip
-    policies = finops_vap(cluster)
-    cluster.apply(policies)
-    wait_until(lambda: denies_untagged(cluster), "the finops ValidatingAdmissionPolicy denies")
-    rows += measure(cluster, "finops ValidatingAdmissionPolicy", (), args)
-    for doc in policies:
-        cluster.run("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+    if "vap" in args.only:
+        policies = finops_vap(cluster)
+        bare = without_match_conditions(policies)
+        for name, variant in (("finops ValidatingAdmissionPolicy, no matchConditions", bare),
+                              ("finops ValidatingAdmissionPolicy", policies)):  # fmt: skip
+            with applied_policies(cluster, variant):
+                pprof = args.pprof / f"{slug(name)}.pprof" if args.pprof else None
+                with profiling(cluster, pprof, args.pprof_seconds):
+                    # kube-apiserver decides: its CPU, RSS and run-queue wait as the decider's
+                    rows += measure(cluster, name, [cluster.pid("kube-apiserver")], args)
     started: list[Peer] = []  # stopped here if its start fails half way
     for name, start in (("Kyverno ValidatingPolicy", start_kyverno),
                         ("Gatekeeper ConstraintTemplate", start_gatekeeper)):  # fmt: skip
-        if name.split()[0].lower() in args.skip:
+        peer_name = name.split()[0].lower()
+        if peer_name in args.skip or peer_name not in args.only:
             continue
         try:
             peer = start(cluster, work, started.append)
@@ -856,6 +911,9 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
     return with_added(rows, "baseline (no policy)")
 
 
+ROWS = ("webhooks", "vap", "kyverno", "gatekeeper")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--creates", type=int, default=400, help="pods created per level")
@@ -864,16 +922,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-keepalive", action="store_true", help="a connection per create")
     parser.add_argument("--skip", nargs="*", default=[], choices=["kyverno", "gatekeeper"])
+    parser.add_argument(
+        "--only", nargs="+", default=list(ROWS), choices=ROWS,
+        help="the rows to run besides the baseline (default: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pprof", type=Path, metavar="DIR",
+        help="a CPU profile of kube-apiserver during each VAP row, DIR/<row>.pprof",
+    )  # fmt: skip
+    parser.add_argument("--pprof-seconds", type=int, default=20, help="the profile's length")
     parser.add_argument("--json", action="store_true", help="rows as JSON instead of a table")
     parser.add_argument("--keep", action="store_true", help="leave the cluster's folder")
     args = parser.parse_args(argv)
-    if args.creates < 1 or any(level < 1 for level in args.levels):
-        parser.error("--creates and every level must be at least 1")
+    if args.creates < 1 or args.pprof_seconds < 1 or any(level < 1 for level in args.levels):
+        parser.error("--creates, --pprof-seconds and every level must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="apiserver-admission-"))
     cluster_dir = work / "cluster"
-    subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "up", str(cluster_dir)],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    try:
+    env = dict(os.environ)
+    if args.pprof:
+        args.pprof.mkdir(parents=True, exist_ok=True)
+        env["E2E_APISERVER_FLAGS"] = f"{env.get('E2E_APISERVER_FLAGS', '')} --profiling=true"
+    try:  # down after an `up` that failed half way too (it left etcd and the API server)
+        subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "up", str(cluster_dir)],
+                       check=True, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
         rows = run(Cluster(cluster_dir), args, work)
     finally:
         subprocess.run([str(ROOT / "scripts" / "e2e-cluster.sh"), "down", str(cluster_dir)],

@@ -1,5 +1,5 @@
 """The pure parts of bench/apiserver_admission.py: /proc parsing, the table, the peers'
-policies, the webhooks pointed at the replicas' balancer.
+policies, the webhooks pointed at the replicas' balancer, the VAP without its conditions.
 
 The bench itself (a control plane, Kyverno and Gatekeeper) stays out of the suite.
 """
@@ -20,7 +20,10 @@ from bench.apiserver_admission import (
     status_rss_mib,
     table,
     with_added,
+    without_match_conditions,
 )
+from finops_operator.domain.config import Config
+from finops_operator.domain.policies.admission_policy import deny_policy, validating_binding
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -87,3 +90,15 @@ def test_only_the_webhooks_calling_the_old_port_are_pointed_at_the_balancer() ->
          "value": "https://127.0.0.1:9000/mutate"},
     ]  # fmt: skip
     assert repoint({"webhooks": None}, 8443, 9000) == []
+
+
+def test_the_bare_vap_variant_drops_only_the_match_conditions_and_leaves_the_rendered_ones() -> (
+    None
+):
+    config = Config()
+    rendered = [deny_policy(config), validating_binding(config, "b", "p", ["Deny"], frozenset())]
+    bare = without_match_conditions(rendered)
+    assert "matchConditions" in rendered[0]["spec"]
+    assert "matchConditions" not in bare[0]["spec"]
+    bare[0]["spec"]["matchConditions"] = rendered[0]["spec"]["matchConditions"]
+    assert bare == rendered

@@ -105,7 +105,8 @@ def evaluate(
     operation: str = "CREATE",
     user: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """The messages of the validations that fail, as the API server would evaluate them."""
+    """The messages of the validations that fail, as the API server would evaluate them:
+    none when a matchCondition is false."""
     meta = obj["metadata"]
     request = {
         "kind": {"group": "", "version": "v1", "kind": obj["kind"]},
@@ -122,6 +123,9 @@ def evaluate(
             {"metadata": {"name": meta["namespace"], "labels": dict(namespace_labels)}}
         ),
     }
+    conditions = policy["spec"]["matchConditions"]
+    if not all(_program(c["expression"]).evaluate(bound) for c in conditions):
+        return []
     variables: dict[celtypes.StringType, Any] = {}
     for variable in policy["spec"]["variables"]:
         bound["variables"] = celtypes.MapType(variables)

@@ -24,6 +24,10 @@ a small function below; docs/admission.md ("Admission policies") explains the
 choices, and tests/domain/policies/test_admission_policy.py evaluates the CEL
 against `judge` object by object.
 
+Each policy carries matchConditions (`skip_conditions`, `fill_conditions`): the
+API server evaluates `judge`'s steps only for a GPU workload they can answer,
+not for a plainly compliant one (issue 23's profile of kube-apiserver).
+
 The configuration is compiled into the expressions (no paramKind): the operator
 rewrites the policies when its configuration changes, as it does its recording
 rules. A label pattern that RE2 cannot run is a configuration error here.
@@ -518,6 +522,49 @@ def _match_constraints(config: Config) -> dict[str, Any]:
     }
 
 
+def _gpu_condition(config: Config) -> dict[str, str]:
+    template = template_of("object", kind="request.kind.kind")
+    gpu = f"[{template}].all(t, {asks_for_gpu('t', config.gpu_resources)})"
+    return {"name": "gpu-workload", "expression": gpu}
+
+
+def skip_conditions(config: Config) -> list[dict[str, str]]:
+    """The validating policies' matchConditions: what the API server checks before
+    evaluating a single variable, so that an object neither policy can answer
+    (denial or warning) costs it two short expressions instead of `judge`'s steps.
+
+    - `gpu-workload`: the pod (template) asks for a GPU. Every validation of both
+      policies needs `variables.gpu` (through `judged` or directly), so an object
+      that asks for none can only pass.
+    - `not-plainly-compliant`: the webhooks' own predicate (`webhook_conditions`):
+      every label set and accepted, no exempt annotation. Then `checks` are all '',
+      `problems` and `reasons` empty, and no validation of either policy fails,
+      in every mode, for a create or an update.
+
+    docs/benchmarks.md ("Why the ValidatingAdmissionPolicy costs CPU") has the profile
+    that asked for them.
+    """
+    # Imported here: webhook_conditions builds on this module's CEL pieces.
+    from finops_operator.domain.policies.webhook_conditions import compliant
+
+    return [
+        _gpu_condition(config),
+        {"name": "not-plainly-compliant", "expression": f"!({compliant(config)})"},
+    ]
+
+
+def fill_conditions(config: Config) -> list[dict[str, str]]:
+    """The mutating policy's matchConditions, for the same reason: it patches only a
+    GPU workload (`judged` needs `gpu`) with a required label missing or empty
+    (`fill` holds only those), the mutating webhook's `cost-label-missing`."""
+    from finops_operator.domain.policies.webhook_conditions import nothing_to_fill
+
+    return [
+        _gpu_condition(config),
+        {"name": "cost-label-missing", "expression": f"!({nothing_to_fill(config)})"},
+    ]
+
+
 def deny_policy(config: Config, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VALIDATING_VERSION}",
@@ -527,6 +574,7 @@ def deny_policy(config: Config, owner: Mapping[str, Any] | None = None) -> dict[
             # Fail: an expression that cannot be evaluated denies, as the webhook's Fail.
             "failurePolicy": "Fail",
             "matchConstraints": _match_constraints(config),
+            "matchConditions": skip_conditions(config),
             "variables": [
                 *validating_variables(config),
                 _variable("labelsPath", labels_path()),
@@ -551,6 +599,7 @@ def warn_policy(config: Config, owner: Mapping[str, Any] | None = None) -> dict[
             # Ignore: a warning that cannot be computed must never refuse a request.
             "failurePolicy": "Ignore",
             "matchConstraints": _match_constraints(config),
+            "matchConditions": skip_conditions(config),
             "variables": validating_variables(config),
             "validations": warn_validations(config),
         },
@@ -657,6 +706,7 @@ def mutating_policy(
             # IfNeeded: called again when a later mutation changed the object.
             "reinvocationPolicy": "IfNeeded",
             "matchConstraints": _match_constraints(config),
+            "matchConditions": fill_conditions(config),
             "variables": mutating_variables(config),
             "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": inherit_patch()}}],
         },
