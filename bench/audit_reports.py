@@ -230,21 +230,28 @@ class Row:
         return sum(self.writes.values())
 
 
+COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
+    ("side", lambda r: r.side),
+    ("pods (untagged)", lambda r: f"{r.pods:,} ({r.untagged:,})"),
+    ("all violations s", lambda r: f"{r.violations_s:,.0f}"),
+    ("all results s", lambda r: f"{r.results_s:,.0f}"),
+    ("calm s", lambda r: f"{r.calm_s:,.0f}"),
+    ("CPU s", lambda r: f"{r.cpu_s:.1f}"),
+    ("RSS MiB (peak)", lambda r: f"{r.rss_mib:.0f} ({r.peak_rss_mib:.0f})"),
+    ("API writes", lambda r: f"{r.write_total:,}"),
+    ("reports", lambda r: f"{r.reports:,}"),
+    ("report bytes in etcd", lambda r: f"{r.report_bytes:,}"),
+    ("etcd db growth MiB", lambda r: f"{r.etcd_growth_bytes / 2**20:.1f}"),
+    ("apiserver CPU s", lambda r: f"{r.apiserver_cpu_s:.1f}"),
+    ("etcd CPU s", lambda r: f"{r.etcd_cpu_s:.1f}"),
+)
+
+
 def table(rows: Sequence[Row]) -> str:
-    head = (
-        "| side | pods (untagged) | all violations s | all results s | calm s | CPU s"
-        " | RSS MiB (peak) | API writes | reports | report bytes in etcd | etcd db growth MiB"
-        " | apiserver CPU s | etcd CPU s |"
-    )
-    lines = [head, "|" + " --- |" * 13]
-    for r in rows:
-        lines.append(
-            f"| {r.side} | {r.pods:,} ({r.untagged:,}) | {r.violations_s:.0f} | {r.results_s:.0f}"
-            f" | {r.calm_s:.0f} | {r.cpu_s:.1f} | {r.rss_mib:.0f} ({r.peak_rss_mib:.0f})"
-            f" | {r.write_total:,} | {r.reports:,} | {r.report_bytes:,}"
-            f" | {r.etcd_growth_bytes / 2**20:.1f} | {r.apiserver_cpu_s:.1f} | {r.etcd_cpu_s:.1f} |"
-        )
-    return "\n".join(lines)
+    """The rows as a Markdown table, one column per entry of COLUMNS."""
+    grid = [[name for name, _ in COLUMNS], ["---"] * len(COLUMNS)]
+    grid += [[cell(r) for _, cell in COLUMNS] for r in rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in grid)
 
 
 # ---------------------------------------------------------------- the control plane
@@ -469,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pods", type=lambda s: [int(x) for x in s.split(",")],
                         default=[10_000], help="fleet sizes, comma-separated")  # fmt: skip
     parser.add_argument("--sides", nargs="*", default=list(SIDES), choices=SIDES)
-    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per side")
+    parser.add_argument("--timeout", type=float, default=2400.0, help="seconds per side")
     parser.add_argument("--json", action="store_true", help="rows as JSON instead of a table")
     args = parser.parse_args(argv)
     if any(p < UNTAGGED_EVERY for p in args.pods):
