@@ -556,19 +556,29 @@ class Peer:
                 self.process.wait()
 
 
+def kyverno_namespace() -> list[dict[str, Any]]:
+    """Kyverno's namespace and its configuration as the Helm chart names it (empty: defaults)."""
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kyverno"}}] + [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n, "namespace": "kyverno"}}
+        for n in ("kyverno", "kyverno-metrics")
+    ]
+
+
+def kyverno_env(deployment: str) -> dict[str, str]:
+    """What a Kyverno Deployment sets for its container; its commands exit without any of it."""
+    return {
+        "KYVERNO_NAMESPACE": "kyverno",
+        "KYVERNO_SERVICEACCOUNT_NAME": deployment,
+        "KYVERNO_DEPLOYMENT": deployment,
+        "KYVERNO_POD_NAME": f"{deployment}-bench",
+        "INIT_CONFIG": "kyverno",
+        "METRICS_CONFIG": "kyverno-metrics",
+    }
+
+
 def start_kyverno(cluster: Cluster, work: Path, started: Callable[[Peer], None]) -> Peer:
     out = build("build-kyverno.sh")
-    cluster.apply(
-        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kyverno"}}]
-        + [
-            {  # its configuration as the Helm chart names it; empty: Kyverno's defaults
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": "kyverno"},
-            }
-            for name in ("kyverno", "kyverno-metrics")
-        ]
-    )
+    cluster.apply(kyverno_namespace())
     cluster.install_crds(out / "crds")
     port = free_port()
     peer = Peer(
@@ -586,14 +596,7 @@ def start_kyverno(cluster: Cluster, work: Path, started: Callable[[Peer], None])
             "--admissionReports=false",
         ],
         work / "kyverno.log",
-        {  # what its Deployment sets; it exits without any of them
-            "KYVERNO_NAMESPACE": "kyverno",
-            "KYVERNO_SERVICEACCOUNT_NAME": "kyverno-admission-controller",
-            "KYVERNO_DEPLOYMENT": "kyverno-admission-controller",
-            "KYVERNO_POD_NAME": "kyverno-bench",
-            "INIT_CONFIG": "kyverno",
-            "METRICS_CONFIG": "kyverno-metrics",
-        },
+        kyverno_env("kyverno-admission-controller"),
     )
     started(peer)
     wait_until(lambda: peer.check() and cluster.applied([kyverno_policy()]), "Kyverno's policy")

@@ -404,7 +404,9 @@ def controlplane_target(
     script = ROOT / "scripts" / "e2e-cluster.sh"
     cluster = workdir / "cluster"
     env = {**os.environ, "E2E_NO_OPERATOR": "1"}
-    subprocess.run([str(script), "up", str(cluster)], env=env, check=True, timeout=1800)
+    # Its status to stderr: stdout is the report (--json), here and in bench/audit_reports.py.
+    subprocess.run([str(script), "up", str(cluster)], env=env, check=True, timeout=1800,
+                   stdout=sys.stderr)  # fmt: skip
     try:
         kcm = cluster / "state" / "kube-controller-manager.pid"
         if kcm.exists():  # started by the script above, for this bench: stop it by its pid
@@ -434,7 +436,9 @@ def controlplane_target(
         ).stdout.strip()  # fmt: skip
         yield server, context, token
     finally:
-        subprocess.run([str(script), "down", str(cluster)], check=False, timeout=120)
+        subprocess.run(
+            [str(script), "down", str(cluster)], check=False, timeout=120, stdout=sys.stderr
+        )
 
 
 _PLURAL = {
