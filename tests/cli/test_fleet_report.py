@@ -62,6 +62,9 @@ class Fleet:
     alone_b: PrometheusServer
     shared: PrometheusServer  # both clusters, `cluster` label on every series
     ha: PrometheusServer  # the same, cluster A twice (`prometheus_replica` 0, 1)
+    # One cluster's series, some unlabelled and some `cluster="a"`, as when the label
+    # is added part way through a period: B's usage without it, A's with it.
+    relabelled: PrometheusServer
 
     def report(self, server: PrometheusServer, names: QueryNames | None = None) -> PeriodReport:
         client = PrometheusClient(PrometheusConfig(url=server.url))
@@ -90,6 +93,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             alone_b=server((b, OPTIONS)),
             shared=shared,
             ha=ha,
+            relabelled=server(
+                (b, OPTIONS), (a, replace(OPTIONS, external_labels=(("cluster", "a"),)))
+            ),
         )
 
 
@@ -204,6 +210,26 @@ def test_report_names_a_single_prometheus_after_the_configured_cluster(
     document = json.loads(done.stdout)
     assert [entry["name"] for entry in document["clusters"]] == ["training"]
     assert document["clusters"][0]["totalCost"] == document["cluster"]["totalCost"]
+
+
+def test_unlabelled_series_and_those_of_the_configured_cluster_are_one_row(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A read meeting both unlabelled and `cluster="a"` series with `cluster.name: a`
+    shows one cluster `a`, its figures both parts' to the cent, in the JSON and in
+    `--by cluster`."""
+    whole = fleet.report(fleet.alone_a).costs.cluster.total_cost
+    whole += fleet.report(fleet.alone_b).costs.cluster.total_cost
+    config = _config(tmp_path, fleet, fleet.relabelled.url, name="a")
+    done = cli("--config", str(config), *_period(), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert [entry["name"] for entry in document["clusters"]] == ["a"]
+    assert document["clusters"][0]["totalCost"] == document["cluster"]["totalCost"] == cents(whole)
+    table = cli("--config", str(config), *_period(), "--by", "cluster")
+    assert table.returncode == 0, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines() if line]
+    assert [row[-1] for row in rows if row[0] == "a"] == [cents(whole)]
 
 
 @pytest.mark.parametrize(

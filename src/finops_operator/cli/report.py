@@ -373,7 +373,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: PARTIAL report for {label}: {partial}", file=sys.stderr)
         if args.format == "table":
             sys.stdout.write(f"PARTIAL: figures may be too low ({partial})\n\n")
-    report = _named_clusters(report, config.cluster.name)
     known = {row.team for row in report.costs.teams} | {conventions.UNTAGGED}
     if args.team is not None and args.team not in known:
         print(f"note: team {args.team!r} has no usage in {label}", file=sys.stderr)
@@ -403,15 +402,6 @@ def _focus_account(report: PeriodReport) -> FocusAccount | None:
     return FocusAccount(account_id=name, account_name=f"GPU cluster {name}")
 
 
-def _named_clusters(report: PeriodReport, name: str | None) -> PeriodReport:
-    """`report` with its unlabelled cluster ("") named after config `cluster.name`:
-    one Prometheus read directly shows no cluster label, and it is that cluster."""
-    if name is None:
-        return report
-    clusters = tuple(replace(c, name=c.name or name) for c in report.clusters)
-    return replace(report, clusters=clusters)
-
-
 def served_models(
     client: PrometheusClient,
     config: Config,
@@ -419,8 +409,7 @@ def served_models(
     report: PeriodReport,
     chargeback: Chargeback | None,
 ) -> list[SelfHostedModel]:
-    """The self-hosted models of the report's period (what the chargeback read, if on);
-    the unlabelled cluster named after config `cluster.name`, as `_named_clusters` does."""
+    """The self-hosted models of the report's period (what the chargeback read, if on)."""
     serving = config.self_hosted_models
     if not serving.enabled:
         return []
@@ -430,9 +419,7 @@ def served_models(
         usage = read_serving(
             client, measured, names=names, serving=ServingNames.from_config(serving)
         )
-    models = self_hosted(usage, config.pricing, config)
-    name = config.cluster.name
-    return [replace(m, cluster=m.cluster or name) for m in models] if name else models
+    return self_hosted(usage, config.pricing, config)
 
 
 def _month_before(period: Period) -> Period:

@@ -229,7 +229,8 @@ def _run(
     labels: Sequence[str],
 ) -> dict[int, dict[Key, Decimal]]:
     """One query per evaluation of the plan, summed by `labels` in each window of the
-    plan (windows numbered from 0 across the evaluations, in time order).
+    plan (windows numbered from 0 across the evaluations, in time order); a series
+    without the cluster label counts as `names.unlabelled_cluster`'s.
 
     Raises UnusableAnswerError when an answer holds a sample that is not a finite number.
     """
@@ -247,7 +248,7 @@ def _run(
                 evaluation.window_ms / 1000,
             )
         try:
-            windows.update(sum_by_window(result, labels, _locator(evaluation, first)))
+            sums = sum_by_window(result, labels, _locator(evaluation, first))
         except BadSampleError as err:
             what = getattr(build, "__name__", "query").removesuffix("_query").replace("_", " ")
             raise UnusableAnswerError(
@@ -255,8 +256,21 @@ def _run(
                 "no cost is computed from such an answer (check the exporters and the "
                 "recording rules feeding it)"
             ) from None
+        if names.unlabelled_cluster and tuple(labels[:1]) == (names.cluster_label,):
+            sums = {w: _named(values, names.unlabelled_cluster) for w, values in sums.items()}
+        windows.update(sums)
         first += evaluation.count
     return windows
+
+
+def _named(sums: Mapping[Key, Decimal], cluster: str) -> dict[Key, Decimal]:
+    """`sums` (keyed by cluster first) with the unlabelled cluster's keys named
+    `cluster`, added to that cluster's own: one cluster, one key, every hour once."""
+    named: dict[Key, Decimal] = defaultdict(Decimal)
+    with localcontext(money_context()):
+        for key, value in sums.items():
+            named[(key[0] or cluster, *key[1:])] += value
+    return dict(named)
 
 
 def _total(windows: Mapping[int, Mapping[Key, Decimal]]) -> dict[Key, Decimal]:

@@ -875,8 +875,9 @@ class ClusterConfig(_Model):
         description="This cluster's name: the value of the `label` external label its "
         "Prometheus sets. When given, the operator reads and alerts on this cluster's "
         "series only (those with `<label>=<name>`, and those without the label, as its own "
-        "Prometheus shows them), so it can read a shared Thanos Query or Mimir. `report` "
-        "names unlabelled series after it. `null`: one cluster, nothing filtered.",
+        "Prometheus shows them), so it can read a shared Thanos Query or Mimir. Unlabelled "
+        "series are read as this cluster's (a read holding both adds them up). `null`: one "
+        "cluster, nothing filtered.",
     )
     label: str = Field(
         default="cluster",

@@ -93,6 +93,10 @@ class QueryNames:
     cluster_label: str = "cluster"
     # Only this cluster's series (and unlabelled ones), or every cluster when None.
     cluster_name: str | None = None
+    # The cluster a series without the cluster label belongs to (config `cluster.name`):
+    # one Prometheus read directly shows its own series unlabelled, and a read that
+    # meets both (the label added part way through a period) adds them up as one.
+    unlabelled_cluster: str = ""
     replica_labels: tuple[str, ...] = ("prometheus_replica", "replica")
 
     @classmethod
@@ -103,6 +107,7 @@ class QueryNames:
             utilization=config.gpu_metrics.source(),
             token_source=TokenSource.of(gateway),
             cluster_label=config.cluster.label,
+            unlabelled_cluster=config.cluster.name or "",
             replica_labels=config.cluster.replica_labels,
         )
 
