@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from finops_operator.controllers.serving_reader import read_serving
 from finops_operator.controllers.usage_reader import read_usage, report_period
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.costs.cost_queries import (
     DAY_MS,
+    QueryNames,
     capacity_gpu_hours_query,
     gpu_hours_query,
     idle_gpu_hours_query,
@@ -19,6 +21,11 @@ from finops_operator.domain.costs.cost_queries import (
     tokens_query,
 )
 from finops_operator.domain.costs.period import Period
+from finops_operator.domain.costs.serving_queries import (
+    ServingNames,
+    serving_gpu_hours_query,
+    serving_tokens_query,
+)
 from finops_operator.errors import NoUsageDataError, PrometheusError
 from finops_operator.ports import PrometheusPort
 from tests.support.fakes import FakePrometheus
@@ -252,3 +259,50 @@ def test_the_platform_cost_is_prorated_from_the_first_day_with_figures_when_aske
     data = PricingConfig.model_validate(monthly | {"sharedProration": "data"})
     late = report_period(FakePrometheus(answers=answers), data, TWO_DAYS)
     assert whole.costs.cluster.platform_cost == 2 * late.costs.cluster.platform_cost > 0
+
+
+def _both(metric: dict[str, str], unlabelled: str, labelled: str) -> list[dict[str, Any]]:
+    """`metric` once without the cluster label and once with `cluster="a"`."""
+    return [series(metric, unlabelled), series({**metric, "cluster": "a"}, labelled)]
+
+
+def test_unlabelled_series_are_the_configured_clusters_and_add_up_with_its_own() -> None:
+    """The cluster label added part way through a period: one read holds both kinds.
+    With `cluster.name: a` they are one cluster, each figure summed before pricing."""
+    answers = {
+        gpu_hours_query(DAY_MS): _both(ML, "24", "20"),
+        idle_gpu_hours_query(DAY_MS): _both(ML, "6", "4"),
+        capacity_gpu_hours_query(DAY_MS): _both({"gpu_model": "a100"}, "40", "56"),
+        tokens_query(DAY_MS): _both({"team": "ml", "model": "llama"}, "100.4", "200.4"),
+    }
+    names = QueryNames(unlabelled_cluster="a")
+    report = report_period(FakePrometheus(answers=answers), PricingConfig(), TWO_DAYS, names=names)
+    usage = report.usage
+    assert [(g.cluster, g.gpu_hours, g.busy_gpu_hours) for g in usage.gpu] == [
+        ("a", Decimal(44), Decimal(34))
+    ]
+    assert [(c.cluster, c.gpu_hours) for c in usage.capacity] == [("a", Decimal(96))]
+    assert [(t.cluster, t.tokens) for t in usage.tokens] == [("a", Decimal(301))]  # rounded once
+    assert [{g.cluster for g in day.gpu} for day in usage.days] == [{"a"}, set()]
+    [cluster] = report.clusters
+    assert cluster.name == "a"
+    assert cluster.costs.total_cost == report.costs.cluster.total_cost
+    assert cluster.costs.capacity_gpu_hours == Decimal(96)
+    unnamed = report_period(FakePrometheus(answers=answers), PricingConfig(), TWO_DAYS)
+    assert [c.name for c in unnamed.clusters] == ["", "a"]
+
+
+def test_unlabelled_serving_series_are_the_configured_clusters_too() -> None:
+    names, serving = QueryNames(unlabelled_cluster="a"), ServingNames()
+    served = {"served_model": "llama", "namespace": "serving", "team": "serving"}
+    answers = {
+        serving_gpu_hours_query(DAY_MS, names, serving): _both(
+            {**served, "gpu_model": "h100"}, "10", "14"
+        ),
+        serving_tokens_query(DAY_MS, names, serving): _both(
+            {**served, "direction": "generation"}, "1000", "3000"
+        ),
+    }
+    usage = read_serving(FakePrometheus(answers=answers), TWO_DAYS, names=names, serving=serving)
+    assert [(g.usage.cluster, g.usage.gpu_hours) for g in usage.gpu] == [("a", Decimal(24))]
+    assert [(t.cluster, t.generation_tokens) for t in usage.tokens] == [("a", Decimal(4000))]
