@@ -430,6 +430,10 @@ def test_token_prices_take_one_amount_or_input_and_output() -> None:
         ),
         ({"gpuMetrics": {"utilizationMetric": "dcgm util"}}, "is not a Prometheus metric name"),
         (
+            {"gpuMetrics": {"migUtilizationMetric": "1mig"}},
+            "gpuMetrics.migUtilizationMetric: '1mig' is not a Prometheus metric name",
+        ),
+        (
             {"llmGateway": {"teamLabel": "team_id"}},
             "llmGateway.teamLabel: 'team_id' is not a LiteLLM team label",
         ),

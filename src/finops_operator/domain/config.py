@@ -668,9 +668,7 @@ class GpuMetricsConfig(_Model):
         allow_empty = info.field_name == "mig_utilization_metric"
         if name is None or (allow_empty and name == ""):
             return name
-        if not re.fullmatch(_METRIC_NAME, name):
-            raise ValueError(f"{_shown(name)} is not a Prometheus metric name")
-        return name
+        return _metric_name(name)
 
     @field_validator("namespace_label", "pod_label")
     @classmethod
