@@ -70,11 +70,12 @@ WebhookConditions = Mapping[str, list[dict[str, str]]]
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    """What the operator writes into its webhooks from its configuration."""
+    """What the operator writes into its webhooks from its configuration; None leaves
+    that part as it is."""
 
     conditions: WebhookConditions  # appended to each named webhook's own
-    gpu_condition: dict[str, str]  # replaces each named webhook's `gpu-workload`
-    exempt_namespaces: tuple[str, ...]  # the namespaceSelector's name NotIn list
+    gpu_condition: dict[str, str] | None = None  # replaces each one's `gpu-workload`
+    exempt_namespaces: tuple[str, ...] | None = None  # the namespaceSelector's name NotIn
 
 
 def _with_labels(predicate: str) -> str:
@@ -161,15 +162,15 @@ def _selector(current: Mapping[str, Any] | None, exempt: tuple[str, ...]) -> dic
 
 
 def _conditions(
-    current: list[dict[str, Any]], gpu: dict[str, str], ours: list[dict[str, str]]
+    current: list[dict[str, Any]], gpu: dict[str, str] | None, ours: list[dict[str, str]]
 ) -> list[dict[str, Any]]:
     """`current` with `gpu` in place of its `gpu-workload` (first where there is none), the
     operator's old conditions removed and `ours` appended."""
     kept = [c for c in current if c.get("name") not in OWNED]
     names = [c.get("name") for c in kept]
-    if GPU_CONDITION in names:
+    if gpu is not None and GPU_CONDITION in names:
         kept[names.index(GPU_CONDITION)] = gpu
-    else:
+    elif gpu is not None:
         kept.insert(0, gpu)
     return [*kept, *ours]
 
@@ -197,6 +198,8 @@ def conditions_patch(
         wanted = _conditions(current, desired.gpu_condition, desired.conditions[name])
         if wanted != current:
             ops.append({"op": "add", "path": f"/webhooks/{index}/matchConditions", "value": wanted})
+        if desired.exempt_namespaces is None:
+            continue
         selector = _selector(hook.get("namespaceSelector"), desired.exempt_namespaces)
         if selector != hook.get("namespaceSelector"):
             path = f"/webhooks/{index}/namespaceSelector"
