@@ -73,7 +73,11 @@ from finops_operator.domain.conventions import (  # noqa: E402
     MUTATING_WEBHOOK,
     VALIDATING_WEBHOOK,
 )
-from finops_operator.domain.policies.webhook_conditions import OWNED, conditions_patch  # noqa: E402
+from finops_operator.domain.policies.webhook_conditions import (  # noqa: E402
+    OWNED,
+    WebhookSettings,
+    conditions_patch,
+)
 
 NAMESPACE = "bench"
 NODE = "bench-gpu-node"
@@ -772,7 +776,8 @@ def drop_operators_conditions(cluster: Cluster) -> None:
     as before issue 23 item 4 (until the operator starts again)."""
     for kind in WEBHOOK_KINDS:
         config = json.loads(cluster.run("get", kind, "finops-operator", "-o", "json"))
-        patch = conditions_patch(config, {VALIDATING_WEBHOOK: [], MUTATING_WEBHOOK: []})
+        ours = WebhookSettings({VALIDATING_WEBHOOK: [], MUTATING_WEBHOOK: []})
+        patch = conditions_patch(config, ours)
         if patch:
             cluster.run("patch", kind, "finops-operator", "--type=json", "-p", json.dumps(patch))
 

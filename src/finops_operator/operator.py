@@ -45,7 +45,7 @@ from finops_operator.controllers.webhook_tls import first_shared_certificate, in
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.policy_reports import PUBLISHED_APIS, REPORT_LABELS
-from finops_operator.domain.policies.webhook_conditions import desired_conditions
+from finops_operator.domain.policies.webhook_conditions import webhook_settings
 
 logger = logging.getLogger("finops_operator")
 
@@ -235,7 +235,7 @@ async def _serving_certificate(
         read = tls.file_source(cert, key) if cert is not None and key is not None else None
         return await tls.serving_certificate(metrics.registry, every, read)
 
-    conditions = desired_conditions(state.config)  # written with the CA, by every replica
+    conditions = webhook_settings(state.config, namespace)  # with the CA, by every replica
 
     async def first() -> tls.TlsPair:  # made once by the first replica, then shared
         pair = await first_shared_certificate(kube, namespace, secret, for_service, conditions)

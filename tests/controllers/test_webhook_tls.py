@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from finops_devtools.devcluster.reviews import workload
 from finops_operator.adapters.certificates import self_signed, service_hostnames
 from finops_operator.controllers.webhook_tls import (
     first_shared_certificate,
@@ -18,9 +19,11 @@ from finops_operator.controllers.webhook_tls import (
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, LabelRule
 from finops_operator.domain.policies.webhook_conditions import (
+    GPU_CONDITION,
+    NAME_LABEL,
     VALIDATING_CONDITION,
     conditions_patch,
-    desired_conditions,
+    webhook_settings,
 )
 from finops_operator.domain.webhook_certificate import (
     ca_bundle_patch,
@@ -28,7 +31,10 @@ from finops_operator.domain.webhook_certificate import (
     secret_body,
 )
 from finops_operator.errors import KubeError
+from tests.domain.policies.test_webhook_conditions import condition_true
 from tests.support.fakes import FakeKube
+
+DEFAULTS = webhook_settings(Config(), "finops-system")
 
 
 def test_a_secret_round_trips_the_certificate_key_and_ca() -> None:
@@ -205,15 +211,15 @@ async def test_the_operators_match_conditions_go_in_with_the_ca_and_follow_its_c
     ):
         hook = {"name": name, "clientConfig": {"caBundle": bundle}, "matchConditions": static}
         kube.put_raw(configuration_path(plural), {"webhooks": [hook]})
-    await inject_ca_bundle(kube, CA, desired_conditions(Config()))
+    await inject_ca_bundle(kube, CA, DEFAULTS)
     assert [w.verb for w in kube.writes] == ["raw PATCH", "raw PATCH"]  # the CA is there
     validating = kube.by_path[configuration_path("validatingwebhookconfigurations")]
     names = [c["name"] for c in validating["webhooks"][0]["matchConditions"]]
     assert names == ["gpu-workload", VALIDATING_CONDITION]
-    await inject_ca_bundle(kube, CA, desired_conditions(Config()))
+    await inject_ca_bundle(kube, CA, DEFAULTS)
     assert len(kube.writes) == 2  # in step: nothing more to write
     stricter = Config(labels={"acme.io/owner": LabelRule()})
-    await inject_ca_bundle(kube, CA, desired_conditions(stricter))
+    await inject_ca_bundle(kube, CA, webhook_settings(stricter, "finops-system"))
     validating = kube.by_path[configuration_path("validatingwebhookconfigurations")]
     [_, ours] = validating["webhooks"][0]["matchConditions"]
     assert "'acme.io/owner' in labels" in ours["expression"]
@@ -225,7 +231,7 @@ async def test_a_configuration_changed_between_read_and_patch_is_not_overwritten
     path = configuration_path("validatingwebhookconfigurations")
     hook = {"name": conventions.VALIDATING_WEBHOOK, "clientConfig": {"caBundle": "b2xk"}}
     kube.put_raw(path, {"metadata": {"resourceVersion": "7"}, "webhooks": [hook]})
-    ops = conditions_patch(await kube.raw("GET", path), desired_conditions(Config()))
+    ops = conditions_patch(await kube.raw("GET", path), DEFAULTS)
     kube.by_path[path]["metadata"]["resourceVersion"] = "8"  # someone else's write
     with pytest.raises(KubeError) as err:
         await kube.raw("PATCH", path, ops, "application/json-patch+json")
@@ -242,11 +248,12 @@ async def test_conditions_the_api_server_refuses_are_a_warning_after_the_ca_is_s
     kube.put_raw(path, {"webhooks": [hook]})
     await inject_ca_bundle(kube, CA)  # the CA alone
     kube.fail_next(422, on="raw PATCH")  # as the API server refuses an expression
-    await inject_ca_bundle(kube, CA, desired_conditions(Config()))
+    await inject_ca_bundle(kube, CA, DEFAULTS)
     assert "matchConditions" not in kube.by_path[path]["webhooks"][0]
     assert kube.by_path[path]["webhooks"][0]["clientConfig"]["caBundle"]
-    assert "Cannot set the operator's matchConditions on validatingwebhookconfigurations" in (
-        caplog.text
+    assert (
+        "Cannot set the operator's matchConditions and namespaceSelector on validatingwebhook"
+        in (caplog.text)
     )
 
 
@@ -269,12 +276,42 @@ async def test_at_start_the_operators_match_conditions_follow_the_ca() -> None:
         ("mutatingwebhookconfigurations", conventions.MUTATING_WEBHOOK),
     ):
         kube.put_raw(configuration_path(plural), {"webhooks": [{"name": name, "clientConfig": {}}]})
-    conditions = desired_conditions(Config())
-    await first_shared_certificate(kube, "finops-system", SECRET, Issuer(), conditions)
+    await first_shared_certificate(kube, "finops-system", SECRET, Issuer(), DEFAULTS)
     for plural, name in (
         ("validatingwebhookconfigurations", conventions.VALIDATING_WEBHOOK),
         ("mutatingwebhookconfigurations", conventions.MUTATING_WEBHOOK),
     ):
         [hook] = kube.by_path[configuration_path(plural)]["webhooks"]
         assert hook["clientConfig"]["caBundle"]
-        assert hook["matchConditions"] == conditions[name]
+        assert hook["matchConditions"] == [DEFAULTS.gpu_condition, *DEFAULTS.conditions[name]]
+
+
+async def test_a_custom_gpu_resource_and_exempt_namespace_are_written_into_both_webhooks() -> None:
+    kube = FakeKube()
+    manifest_gpu = {"name": GPU_CONDITION, "expression": "the manifest's default resources"}
+    selector = {"matchExpressions": [{"key": NAME_LABEL, "operator": "NotIn", "values": ["x"]}]}
+    for plural, name in (
+        ("validatingwebhookconfigurations", conventions.VALIDATING_WEBHOOK),
+        ("mutatingwebhookconfigurations", conventions.MUTATING_WEBHOOK),
+    ):
+        hook = {
+            "name": name,
+            "clientConfig": {},
+            "matchConditions": [manifest_gpu],
+            "namespaceSelector": selector,
+        }
+        kube.put_raw(configuration_path(plural), {"webhooks": [hook], "metadata": {}})
+    config = Config(
+        gpu_resources=("nvidia.com/gpu", "example.com/gpu"), exempt_namespaces=("gpu-infra",)
+    )
+    await inject_ca_bundle(kube, CA, webhook_settings(config, "finops"))
+    for plural in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        [hook] = kube.by_path[configuration_path(plural)]["webhooks"]
+        [gpu, _] = hook["matchConditions"]
+        assert gpu["name"] == GPU_CONDITION
+        assert condition_true(gpu, workload("Pod", resource="example.com/gpu"), None, "CREATE")
+        assert condition_true(gpu, workload("Job", resource="nvidia.com/gpu"), None, "CREATE")
+        assert not condition_true(gpu, workload("Pod", gpus=None), None, "CREATE")
+        assert not condition_true(gpu, workload("Pod", resource="amd.com/gpu"), None, "CREATE")
+        [names] = hook["namespaceSelector"]["matchExpressions"]
+        assert names["values"] == ["gpu-infra", "finops"]

@@ -14,10 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
+from finops_operator.adapters.config_file import load_config
 from finops_operator.domain.conventions import MUTATING_WEBHOOK, VALIDATING_WEBHOOK
 from finops_operator.domain.policies.webhook_conditions import (
+    GPU_CONDITION,
     MUTATING_CONDITION,
+    NAME_LABEL,
     VALIDATING_CONDITION,
+    conditions_patch,
+    webhook_settings,
 )
 
 from .conftest import (
@@ -31,6 +36,8 @@ from .conftest import (
     WORKLOAD_TYPE,
     Cluster,
     gpu_workload,
+    start_second_operator,
+    stop_process,
     wait_until,
 )
 
@@ -339,3 +346,69 @@ def test_every_gpu_resource_reaches_the_webhook(cluster: Cluster, resource: str)
     name = "res-" + resource.replace("/", "-").replace(".", "-")
     proc = cluster.apply(gpu_workload("Pod", name, ns, resource=resource), check=False)
     assert proc.returncode != 0 and "denied the request" in proc.stderr, proc.stderr
+
+
+WEBHOOK_CONFIGURATIONS = ("validatingwebhookconfiguration", "mutatingwebhookconfiguration")
+
+
+def written_for(cluster: Cluster, resource: str, namespace: str) -> bool:
+    """Both webhooks carry a gpu-workload naming `resource` and exempt `namespace`."""
+    for kind in WEBHOOK_CONFIGURATIONS:
+        for hook in cluster.get(kind, "finops-operator")["webhooks"]:
+            gpu = {c["name"]: c["expression"] for c in hook["matchConditions"]}[GPU_CONDITION]
+            [names] = [
+                e
+                for e in hook["namespaceSelector"]["matchExpressions"]
+                if e["key"] == NAME_LABEL and e["operator"] == "NotIn"
+            ]
+            if f"'{resource}'" not in gpu or namespace not in names["values"]:
+                return False
+    return True
+
+
+def test_a_replica_writes_its_gpu_resources_and_exempt_namespaces_into_the_webhooks(
+    cluster: Cluster,
+) -> None:
+    """A GPU resource only the configuration names reaches the webhook once a replica
+    with that configuration started (before, it was admitted without a call)."""
+    ns = enforce_namespace(cluster, "e2e-custom-gpu")
+    pod = gpu_workload("Pod", "custom-gpu", ns, resource="example.com/gpu")
+    before = admission_calls(cluster)
+    cluster.apply(pod, "--dry-run=server")
+    assert admission_calls(cluster) == before, "the manifests' condition names no example.com/gpu"
+    config = yaml.safe_load(Path(cluster.info["config"]).read_text(encoding="utf-8"))
+    config["gpuResources"] = ["nvidia.com/gpu", "example.com/gpu"]
+    config["exemptNamespaces"] = ["kube-system", "e2e-gpu-infra"]
+    path = cluster.dir / "config-custom-gpu.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    proc, *_, log = start_second_operator(cluster, path, name="custom-gpu")
+    try:
+        # The API server compiled (and cost-checked) the written CEL when it accepted it.
+        wait_until(
+            lambda: written_for(cluster, "example.com/gpu", "e2e-gpu-infra"),
+            timeout=60,
+            what=f"the replica's gpu-workload and exempt namespaces (log {log})",
+        )
+        for kind in WEBHOOK_CONFIGURATIONS:
+            for hook in cluster.get(kind, "finops-operator")["webhooks"]:
+                [names] = [
+                    e["values"]
+                    for e in hook["namespaceSelector"]["matchExpressions"]
+                    if e["key"] == NAME_LABEL
+                ]
+                assert names == ["kube-system", "e2e-gpu-infra", "finops-system"]
+        # Sent now; the script's operator (the one the webhooks call) judges it with its
+        # own configuration, where example.com/gpu is no GPU.
+        cluster.apply(pod, "--dry-run=server")
+        assert admission_calls(cluster) > before
+    finally:
+        stop_process(proc)
+        (Path(cluster.info["state"]) / "extra-operator-custom-gpu.pid").unlink(missing_ok=True)
+        settings = webhook_settings(load_config(cluster.info["config"]), "finops-system")
+        for kind in WEBHOOK_CONFIGURATIONS:
+            ops = conditions_patch(cluster.get(kind, "finops-operator"), settings)
+            if ops:
+                cluster.kubectl(
+                    "patch", kind, "finops-operator", "--type=json", "-p", json.dumps(ops)
+                )
+    assert not written_for(cluster, "example.com/gpu", "e2e-gpu-infra")

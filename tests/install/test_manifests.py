@@ -29,11 +29,13 @@ from finops_operator.domain.config import Config
 from finops_operator.domain.policies.webhook_conditions import (
     OWNED,
     conditions_patch,
-    desired_conditions,
+    webhook_settings,
 )
 from finops_operator.domain.workloads import WORKLOAD_KINDS
 from tests.support.crd_schema import UPSTREAM_CRDS, upstream_crd
 from tests.support.paths import ROOT
+
+DEFAULTS = webhook_settings(Config(), conventions.OPERATOR_NAMESPACE)
 
 WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
 CRD_FOLDERS = (ROOT / "crds", UPSTREAM_CRDS)
@@ -276,16 +278,30 @@ def test_every_webhook_has_named_match_conditions_within_the_api_limit(
 ) -> None:
     assert hook["name"] in (conventions.VALIDATING_WEBHOOK, conventions.MUTATING_WEBHOOK)
     assert not {c["name"] for c in hook["matchConditions"]} & OWNED, "the operator writes those"
-    # With the condition the operator appends at its start (webhook_conditions).
+    # With what the operator writes at its start (webhook_conditions).
     patched = apply_json_patch(
-        {"webhooks": [hook]}, conditions_patch({"webhooks": [hook]}, desired_conditions(Config()))
+        {"webhooks": [hook]}, conditions_patch({"webhooks": [hook]}, DEFAULTS)
     )
     conditions = patched["webhooks"][0]["matchConditions"]
     names = [condition["name"] for condition in conditions]
     assert 1 <= len(conditions) <= 64
-    assert len(set(names)) == len(names)
+    assert names == [*(c["name"] for c in hook["matchConditions"]), *names[-1:]]
     assert "gpu-workload" in names
     assert names[-1] in OWNED
+
+
+@EACH_WEBHOOK
+def test_the_manifests_exempt_namespaces_are_what_the_operator_writes_by_default(
+    kind: str, hook: dict[str, Any]
+) -> None:
+    ops = conditions_patch({"webhooks": [hook]}, DEFAULTS)
+    assert [op["path"] for op in ops] == ["/webhooks/0/matchConditions"]
+    [names] = [
+        e
+        for e in hook["namespaceSelector"]["matchExpressions"]
+        if e["operator"] == "NotIn" and e["key"] == "kubernetes.io/metadata.name"
+    ]
+    assert tuple(names["values"]) == DEFAULTS.exempt_namespaces
 
 
 def test_both_webhooks_match_the_same_kinds_namespaces_and_gpu_condition() -> None:

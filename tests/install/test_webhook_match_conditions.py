@@ -28,10 +28,12 @@ import yaml
 from celpy import celtypes
 
 from finops_devtools.devcluster.reviews import CONTROLLER_PAIRS
+from finops_operator.domain.config import Config
 from finops_operator.domain.conventions import DEFAULT_GPU_RESOURCES
 from finops_operator.domain.policies.admission import created_by_controller
 from finops_operator.domain.policies.label_check import Requester
 from finops_operator.domain.policies.owners import CONTROLLER_USERS, written_by_controller
+from finops_operator.domain.policies.webhook_conditions import gpu_condition
 from finops_operator.domain.workloads import GpuMatcher, is_gpu_workload
 from tests.support.paths import ROOT
 
@@ -476,6 +478,88 @@ def test_a_pod_spec_at_another_kinds_path_is_a_known_disagreement_no_api_server_
     obj["spec"] = {"jobTemplate": {"spec": {"template": {"spec": GPU_SPECS["amd.com/gpu"]}}}}
     assert not domain_decision(obj)
     assert sent_to_both(admission_request("CREATE", obj))
+
+
+# --- the gpu-workload condition the operator writes from its configuration ------------
+
+CUSTOM_GPUS = Config(gpu_resources=("nvidia.com/gpu", "example.com/gpu", "acme.io/tpu-v?"))
+
+
+@functools.cache
+def _compiled(expression: str) -> celpy.Runner:
+    env = celpy.Environment()
+    return env.program(env.compile(expression))
+
+
+def written_sends(config: Config, request: Mapping[str, Any]) -> bool:
+    """Whether the `gpu-workload` the operator writes for `config` sends `request`."""
+    program = _compiled(gpu_condition(config)["expression"])
+    return _evaluate("gpu-workload", program, _activation(request))
+
+
+def manifest_sends(request: Mapping[str, Any]) -> bool:
+    programs = {name: dict(_conditions(name))["gpu-workload"] for name in CONFIGURATIONS}
+    validating, mutating = (
+        _evaluate("gpu-workload", program, _activation(request)) for program in programs.values()
+    )
+    assert validating == mutating
+    return validating
+
+
+def _requests(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """CREATE, and UPDATEs to, from and within GPU use, of `obj`."""
+    cpu_only = workload(obj["kind"], NON_GPU_SPECS["CPU and memory only"])
+    yield admission_request("CREATE", obj)
+    yield admission_request("UPDATE", obj, cpu_only)
+    yield admission_request("UPDATE", cpu_only, obj)
+    yield admission_request("UPDATE", obj, obj)
+
+
+@pytest.mark.parametrize("where", EVERY_OBJECT)
+def test_the_default_configuration_writes_a_gpu_condition_deciding_as_the_manifests(
+    where: str,
+) -> None:
+    # The manifests ship the default configuration's condition, so a webhook works
+    # before the operator first starts; the operator then writes its own.
+    for request in _requests(EVERY_OBJECT[where]):
+        assert written_sends(Config(), request) == manifest_sends(request)
+
+
+def _custom_objects() -> Iterator[tuple[str, dict[str, Any]]]:
+    yield from EVERY_OBJECT.items()
+    for kind in KINDS:
+        for resource in ("example.com/gpu", "acme.io/tpu-v4", "acme.io/tpu-v40", "amd.com/gpu"):
+            for quantity in ("1", "0"):
+                spec = pod_spec(container(limits={**CPU, resource: quantity}))
+                yield f"{kind} with {resource}: {quantity}", workload(kind, spec)
+
+
+CUSTOM_OBJECTS = dict(_custom_objects())
+
+
+@pytest.mark.parametrize("where", CUSTOM_OBJECTS)
+def test_a_custom_gpu_resources_condition_decides_as_the_operator_with_that_configuration(
+    where: str,
+) -> None:
+    obj = CUSTOM_OBJECTS[where]
+    expected = is_gpu_workload(obj, GpuMatcher(CUSTOM_GPUS.gpu_resources))
+    assert written_sends(CUSTOM_GPUS, admission_request("CREATE", obj)) == expected
+    cpu_only = workload(obj["kind"], NON_GPU_SPECS["CPU and memory only"])
+    assert written_sends(CUSTOM_GPUS, admission_request("UPDATE", cpu_only, obj)) == expected
+
+
+def test_a_custom_gpu_resource_is_sent_only_once_the_operator_wrote_its_condition() -> None:
+    # Issue: a GPU resource the manifest does not name was admitted without a call.
+    obj = workload("Pod", pod_spec(container(limits={"example.com/gpu": "1"})))
+    assert not manifest_sends(admission_request("CREATE", obj))
+    assert written_sends(CUSTOM_GPUS, admission_request("CREATE", obj))
+    assert not written_sends(CUSTOM_GPUS, admission_request("CREATE", None))
+
+
+def test_the_written_condition_looks_only_at_the_kinds_own_pod_spec_as_the_operator() -> None:
+    obj = workload("Deployment", None)
+    obj["spec"] = {"jobTemplate": {"spec": {"template": {"spec": GPU_SPECS["amd.com/gpu"]}}}}
+    assert not written_sends(Config(), admission_request("CREATE", obj))
 
 
 # --- objects made by a controller --------------------------------------------------

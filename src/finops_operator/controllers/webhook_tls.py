@@ -10,7 +10,8 @@ Mutating webhook configurations. With cert-manager, pass --webhook-cert and
 
 With the CA goes what only the running configuration knows: the matchConditions
 that let the API server admit plainly compliant objects without calling the
-webhooks (`domain/policies/webhook_conditions.py`). Every replica writes both at
+webhooks, the `gpu-workload` condition from `gpuResources` and the exempt
+namespaces (`domain/policies/webhook_conditions.py`). Every replica writes both at
 start, so a restart with a new configuration brings them in step.
 """
 
@@ -19,10 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from finops_operator.domain.policies.webhook_conditions import (
-    WebhookConditions,
-    conditions_patch,
-)
+from finops_operator.domain.policies.webhook_conditions import WebhookSettings, conditions_patch
 from finops_operator.domain.webhook_certificate import (
     WEBHOOK_CONFIGURATION_NAME,
     WEBHOOK_CONFIGURATIONS,
@@ -66,7 +64,7 @@ async def first_shared_certificate(
     namespace: str,
     secret_name: str,
     issue: CertificateIssuer,
-    conditions: WebhookConditions | None = None,
+    conditions: WebhookSettings | None = None,
 ) -> tuple[bytes, bytes, bytes]:
     """The shared certificate, key and CA at start, the CA (and the operator's
     matchConditions) put into the webhook configurations."""
@@ -76,11 +74,12 @@ async def first_shared_certificate(
 
 
 async def inject_ca_bundle(
-    kube: KubePort, ca_pem: bytes, conditions: WebhookConditions | None = None
+    kube: KubePort, ca_pem: bytes, conditions: WebhookSettings | None = None
 ) -> None:
     """Put the CA into both webhook configurations, where it is not already; then, with
-    `conditions` (`webhook_conditions.desired_conditions`), the operator's matchConditions,
-    in a patch of their own: one the API server refuses never keeps the CA out."""
+    `conditions` (`webhook_conditions.webhook_settings`), the operator's matchConditions
+    and namespaceSelector, in a patch of their own: one the API server refuses never keeps
+    the CA out."""
     for plural in WEBHOOK_CONFIGURATIONS:
         path = f"/apis/admissionregistration.k8s.io/v1/{plural}/{WEBHOOK_CONFIGURATION_NAME}"
         try:
@@ -104,12 +103,15 @@ async def inject_ca_bundle(
         try:
             await kube.raw("PATCH", path, ops, JSON_PATCH)
             logger.info(
-                "Set the operator's matchConditions on %s/%s", plural, WEBHOOK_CONFIGURATION_NAME
+                "Set the operator's matchConditions and namespaceSelector on %s/%s",
+                plural,
+                WEBHOOK_CONFIGURATION_NAME,
             )
         except KubeError as err:
             logger.warning(
-                "Cannot set the operator's matchConditions on %s/%s: %s (the API server then "
-                "calls the webhook for every GPU workload, compliant or not)",
+                "Cannot set the operator's matchConditions and namespaceSelector on %s/%s: %s "
+                "(the API server then calls the webhook for every GPU workload, compliant or "
+                "not, and only for the GPU resources and exempt namespaces the manifest names)",
                 plural,
                 WEBHOOK_CONFIGURATION_NAME,
                 err,

@@ -28,13 +28,23 @@ from finops_operator.domain.config import Config, LabelRule, Mode, parse_config
 from finops_operator.domain.policies.admission import Decision, mutate, validate
 from finops_operator.domain.policies.label_check import LabelPolicy
 from finops_operator.domain.policies.webhook_conditions import (
+    GPU_CONDITION,
     MUTATING_CONDITION,
+    NAME_LABEL,
     OWNED,
     VALIDATING_CONDITION,
+    WebhookSettings,
     conditions_patch,
     desired_conditions,
+    gpu_condition,
+    webhook_settings,
 )
-from finops_operator.domain.workloads import WorkloadKind, pod_template
+from finops_operator.domain.workloads import (
+    GpuMatcher,
+    WorkloadKind,
+    is_gpu_workload,
+    pod_template,
+)
 from tests.domain.policies.test_admission_policy import CASES, _program, _request, _sendable
 from tests.domain.policies.workload_corpus import USERS, Case
 
@@ -223,45 +233,174 @@ def test_a_pattern_re2_cannot_run_writes_no_condition_so_everything_is_sent() ->
     }
 
 
+# --- the gpu-workload condition, from gpuResources ----------------------------------------
+
+GPU_CONFIGS = {
+    "default": Config(),
+    "custom gpuResources": Config(
+        gpu_resources=("nvidia.com/gpu", "example.com/gpu", "acme.io/tpu-v?", "vendor.io/accel-*")
+    ),
+}
+
+
+def gpu_sent(config: str, obj: Mapping[str, Any] | None, old: Any, operation: str) -> bool:
+    """The operator's `gpu-workload` for a configuration of GPU_CONFIGS."""
+    return condition_true(gpu_condition(GPU_CONFIGS[config]), obj, old, operation)
+
+
+def condition_true(
+    condition: Mapping[str, str], obj: Mapping[str, Any] | None, old: Any, operation: str
+) -> bool:
+    """A webhook's matchCondition as the API server evaluates it; an error fails."""
+    kind = (obj or old)["kind"]
+    request = {"kind": {"group": "", "version": "v1", "kind": kind}, "operation": operation}
+    bound = {
+        "object": celpy.json_to_cel(None if obj is None else dict(obj)),
+        "oldObject": celpy.json_to_cel(None if old is None else dict(old)),
+        "request": celpy.json_to_cel(request),
+    }
+    try:
+        result = _program(condition["expression"]).evaluate(bound)
+    except celpy.CELEvalError as err:
+        pytest.fail(f"the {condition['name']} condition failed to evaluate: {err}")
+    assert isinstance(result, celpy.celtypes.BoolType), result
+    return bool(result)
+
+
+@pytest.mark.parametrize("resource", ["example.com/gpu", "acme.io/tpu-v4", "vendor.io/accel-x1"])
+@pytest.mark.parametrize("kind", [k.value for k in WorkloadKind])
+def test_a_configured_gpu_resource_is_sent_and_a_cpu_workload_is_not(
+    resource: str, kind: str
+) -> None:
+    obj = workload(kind, resource=resource)
+    assert gpu_sent("custom gpuResources", obj, None, "CREATE")
+    assert not gpu_sent("default", obj, None, "CREATE")  # what the manifest alone would do
+    cpu = workload(kind, gpus=None)
+    assert not gpu_sent("custom gpuResources", cpu, None, "CREATE")
+    assert gpu_sent("custom gpuResources", cpu, obj, "UPDATE")  # its GPU removed: still sent
+
+
+def test_a_resource_left_out_of_gpuresources_is_not_sent_and_a_dra_claim_still_is() -> None:
+    assert not gpu_sent("custom gpuResources", workload("Pod", resource="amd.com/gpu"), None, "")
+    assert not gpu_sent(
+        "custom gpuResources", workload("Pod", resource="acme.io/tpu-v10"), None, ""
+    )
+    claimed = workload("Pod", gpus=None)
+    claimed["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]
+    assert gpu_sent("custom gpuResources", claimed, None, "CREATE")
+
+
+@pytest.mark.parametrize("config", GPU_CONFIGS)
+def test_the_gpu_condition_decides_as_is_gpu_workload_over_the_corpus(config: str) -> None:
+    matcher = GpuMatcher(GPU_CONFIGS[config].gpu_resources)
+    decided = set()
+    for case in SENDABLE:
+        obj, old = _sendable(case) or ({}, {})
+        expected = is_gpu_workload(obj, matcher)
+        assert gpu_sent(config, obj, None, "CREATE") == expected, obj
+        previous = is_gpu_workload(old, matcher)
+        assert gpu_sent(config, obj, old, "UPDATE") == (expected or previous), (obj, old)
+        decided.add(expected)
+    assert decided == {True, False}
+
+
 # --- the JSON Patch ----------------------------------------------------------------------
 
-STATIC = [
-    {"name": "create-or-update", "expression": "true"},
-    {"name": "gpu-workload", "expression": "true"},
-]
+GPU = {"name": "gpu-workload", "expression": "gpu"}
+STATIC = [{"name": "create-or-update", "expression": "true"}, GPU]
+MODE_OFF = {"key": conventions.MODE_NAMESPACE_LABEL, "operator": "NotIn", "values": ["off"]}
+EXEMPT = {"key": NAME_LABEL, "operator": "NotIn", "values": ["kube-system", "finops-system"]}
+SELECTOR = {"matchExpressions": [EXEMPT, MODE_OFF]}
 
 
-def _configuration(validating: list[dict[str, str]] | None) -> dict[str, Any]:
+def _configuration(
+    validating: list[dict[str, str]] | None, selector: dict[str, Any] | None = SELECTOR
+) -> dict[str, Any]:
     hook: dict[str, Any] = {"name": conventions.VALIDATING_WEBHOOK}
     if validating is not None:
         hook["matchConditions"] = validating
+    if selector is not None:
+        hook["namespaceSelector"] = selector
     webhooks = [{"name": "someone-elses.example.com"}, hook]
     return {"metadata": {"resourceVersion": "42"}, "webhooks": webhooks}
 
 
-OURS = {conventions.VALIDATING_WEBHOOK: [{"name": VALIDATING_CONDITION, "expression": "a && b"}]}
+def _settings(
+    ours: list[dict[str, str]], gpu: dict[str, str] = GPU, exempt: tuple[str, ...] | None = None
+) -> WebhookSettings:
+    names = tuple(EXEMPT["values"]) if exempt is None else exempt
+    return WebhookSettings({conventions.VALIDATING_WEBHOOK: ours}, gpu, names)
+
+
+OURS = [{"name": VALIDATING_CONDITION, "expression": "a && b"}]
 TESTED = {"op": "test", "path": "/metadata/resourceVersion", "value": "42"}
 
 
 def test_the_conditions_go_after_the_manifests_own_at_the_version_read() -> None:
-    assert conditions_patch(_configuration(STATIC), OURS) == [
+    assert conditions_patch(_configuration(STATIC), _settings(OURS)) == [
         TESTED,
-        {
-            "op": "add",
-            "path": "/webhooks/1/matchConditions",
-            "value": [*STATIC, *OURS[conventions.VALIDATING_WEBHOOK]],
-        },
+        {"op": "add", "path": "/webhooks/1/matchConditions", "value": [*STATIC, *OURS]},
     ]
-    [_, add] = conditions_patch(_configuration(None), OURS)
-    assert add["value"] == OURS[conventions.VALIDATING_WEBHOOK]
+    [_, add] = conditions_patch(_configuration(None), _settings(OURS))
+    assert add["value"] == [GPU, *OURS]
 
 
 def test_conditions_in_step_write_nothing_and_stale_ones_are_replaced_or_removed() -> None:
-    current = [*STATIC, *OURS[conventions.VALIDATING_WEBHOOK]]
-    assert conditions_patch(_configuration(current), OURS) == []
+    current = [*STATIC, *OURS]
+    assert conditions_patch(_configuration(current), _settings(OURS)) == []
     stale = [{"name": VALIDATING_CONDITION, "expression": "old"}, *STATIC]
-    [_, replace] = conditions_patch(_configuration(stale), OURS)
+    [_, replace] = conditions_patch(_configuration(stale), _settings(OURS))
     assert replace["value"] == current
-    [_, remove] = conditions_patch(_configuration(stale), {conventions.VALIDATING_WEBHOOK: []})
+    [_, remove] = conditions_patch(_configuration(stale), _settings([]))
     assert remove["value"] == STATIC
     assert not {c["name"] for c in STATIC} & OWNED
+
+
+def test_the_gpu_condition_is_replaced_in_place_and_the_others_are_kept_in_order() -> None:
+    manifest = [
+        {"name": "create-or-update", "expression": "true"},
+        {"name": GPU_CONDITION, "expression": "the manifest's default"},
+        {"name": "not-created-by-a-controller", "expression": "true"},
+    ]
+    [_, replace] = conditions_patch(_configuration(manifest), _settings(OURS))
+    assert replace["value"] == [manifest[0], GPU, manifest[2], *OURS]
+
+
+def test_the_exempt_namespaces_replace_the_name_list_and_keep_the_mode_expression() -> None:
+    settings = _settings(OURS, exempt=("kube-system", "gpu-infra", "finops"))
+    [_, selector] = conditions_patch(_configuration([*STATIC, *OURS]), settings)
+    assert selector == {
+        "op": "add",
+        "path": "/webhooks/1/namespaceSelector",
+        "value": {
+            "matchExpressions": [{**EXEMPT, "values": list(settings.exempt_namespaces)}, MODE_OFF]
+        },
+    }
+    [_, added] = conditions_patch(_configuration([*STATIC, *OURS], {}), settings)
+    assert added["value"]["matchExpressions"] == [
+        {"key": NAME_LABEL, "operator": "NotIn", "values": list(settings.exempt_namespaces)}
+    ]
+
+
+def test_settings_without_a_gpu_condition_or_exempt_namespaces_leave_those_alone() -> None:
+    manifest = [{"name": GPU_CONDITION, "expression": "the manifest's"}, *OURS]
+    configuration = _configuration(manifest, {"matchExpressions": [MODE_OFF]})
+    ours_only = WebhookSettings({conventions.VALIDATING_WEBHOOK: []})
+    assert conditions_patch(configuration, ours_only) == [
+        TESTED,
+        {"op": "add", "path": "/webhooks/1/matchConditions", "value": manifest[:1]},
+    ]
+
+
+def test_the_operator_always_exempts_its_own_namespace_once() -> None:
+    assert webhook_settings(Config(), "finops-system").exempt_namespaces == (
+        "kube-system",
+        "finops-system",
+    )
+    custom = Config(exempt_namespaces=("kube-system", "gpu-infra"))
+    assert webhook_settings(custom, "finops").exempt_namespaces == (
+        "kube-system",
+        "gpu-infra",
+        "finops",
+    )
+    assert webhook_settings(Config(exempt_namespaces=()), "ops").exempt_namespaces == ("ops",)

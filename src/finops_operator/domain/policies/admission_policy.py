@@ -522,10 +522,14 @@ def _match_constraints(config: Config) -> dict[str, Any]:
     }
 
 
+def is_gpu_workload(obj: str, gpu_resources: tuple[str, ...]) -> str:
+    """CEL for `workloads.is_gpu_workload` on the request's object `obj` (a map)."""
+    template = template_of(obj, kind="request.kind.kind")
+    return f"[{template}].all(t, {asks_for_gpu('t', gpu_resources)})"
+
+
 def _gpu_condition(config: Config) -> dict[str, str]:
-    template = template_of("object", kind="request.kind.kind")
-    gpu = f"[{template}].all(t, {asks_for_gpu('t', config.gpu_resources)})"
-    return {"name": "gpu-workload", "expression": gpu}
+    return {"name": "gpu-workload", "expression": is_gpu_workload("object", config.gpu_resources)}
 
 
 def skip_conditions(config: Config) -> list[dict[str, str]]:

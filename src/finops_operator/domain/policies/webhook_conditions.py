@@ -26,18 +26,28 @@ whose CEL pieces these reuse), so the operator writes these two conditions from
 its own configuration into the webhook configurations (`controllers/webhook_tls`)
 and the manifests ship without them: a manifest written for another
 configuration could otherwise skip an object the operator would refuse.
+
+Two parts of the manifests depend on the configuration too, and the operator
+rewrites them in the same patch: the `gpu-workload` condition, which names the
+GPU resources (a resource added to `gpuResources` but not to it would never be
+sent: an untagged GPU admitted without a trace), and the namespaceSelector's
+`kubernetes.io/metadata.name NotIn` list (`exemptNamespaces` and the operator's
+own namespace). The manifests keep the values of the default configuration, so
+an install works before the operator first starts.
 `conditions_patch` is the JSON Patch that brings a stored configuration to them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.admission_policy import (
     accepts,
+    is_gpu_workload,
     pattern_problems,
     pod_labels,
     template_of,
@@ -46,14 +56,26 @@ from finops_operator.domain.policies.cel import cel_list, cel_string
 
 VALIDATING_CONDITION: Final = "not-plainly-compliant"
 MUTATING_CONDITION: Final = "cost-label-missing"
-# The conditions the operator owns; the manifests' own (create-or-update,
-# gpu-workload, not-created-by-a-controller) are left as they are.
+# The conditions the operator appends; of the manifests' own (create-or-update,
+# gpu-workload, not-created-by-a-controller) it rewrites gpu-workload in place.
 OWNED: Final = frozenset({VALIDATING_CONDITION, MUTATING_CONDITION})
+GPU_CONDITION: Final = "gpu-workload"
+NAME_LABEL: Final = "kubernetes.io/metadata.name"
 
 _EXEMPT_KEY: Final = cel_string(conventions.EXEMPT_ANNOTATION)
 
 # Webhook name -> the operator's matchConditions for it, in order.
 WebhookConditions = Mapping[str, list[dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """What the operator writes into its webhooks from its configuration; None leaves
+    that part as it is."""
+
+    conditions: WebhookConditions  # appended to each named webhook's own
+    gpu_condition: dict[str, str] | None = None  # replaces each one's `gpu-workload`
+    exempt_namespaces: tuple[str, ...] | None = None  # the namespaceSelector's name NotIn
 
 
 def _with_labels(predicate: str) -> str:
@@ -107,12 +129,59 @@ def desired_conditions(config: Config) -> WebhookConditions:
     }
 
 
+def gpu_condition(config: Config) -> dict[str, str]:
+    """The webhooks' `gpu-workload`: the new or (on UPDATE) the old object is a GPU workload.
+
+    `type(o) == map` skips a null object (oldObject on CREATE) without an
+    evaluation error, which failurePolicy Fail would turn into a refusal.
+    """
+    gpu = is_gpu_workload("o", config.gpu_resources)
+    return {
+        "name": GPU_CONDITION,
+        "expression": f"[object, oldObject].exists(o, type(o) == map && {gpu})",
+    }
+
+
+def webhook_settings(config: Config, namespace: str) -> WebhookSettings:
+    """Everything the operator running in `namespace` writes into its webhooks."""
+    exempt = tuple(dict.fromkeys([*config.exempt_namespaces, namespace]))
+    return WebhookSettings(desired_conditions(config), gpu_condition(config), exempt)
+
+
+def _selector(current: Mapping[str, Any] | None, exempt: tuple[str, ...]) -> dict[str, Any]:
+    """`current` with its name NotIn list set to `exempt` (added first where there is none)."""
+    expressions = [dict(e) for e in (current or {}).get("matchExpressions") or []]
+    names = {"key": NAME_LABEL, "operator": "NotIn", "values": list(exempt)}
+    for expression in expressions:
+        if (expression.get("key"), expression.get("operator")) == (NAME_LABEL, "NotIn"):
+            expression["values"] = names["values"]
+            break
+    else:
+        expressions.insert(0, names)
+    return {**(current or {}), "matchExpressions": expressions}
+
+
+def _conditions(
+    current: list[dict[str, Any]], gpu: dict[str, str] | None, ours: list[dict[str, str]]
+) -> list[dict[str, Any]]:
+    """`current` with `gpu` in place of its `gpu-workload` (first where there is none), the
+    operator's old conditions removed and `ours` appended."""
+    kept = [c for c in current if c.get("name") not in OWNED]
+    names = [c.get("name") for c in kept]
+    if gpu is not None and GPU_CONDITION in names:
+        kept[names.index(GPU_CONDITION)] = gpu
+    elif gpu is not None:
+        kept.insert(0, gpu)
+    return [*kept, *ours]
+
+
 def conditions_patch(
-    configuration: Mapping[str, Any], desired: WebhookConditions
+    configuration: Mapping[str, Any], desired: WebhookSettings
 ) -> list[dict[str, Any]]:
     """JSON Patch operations giving each named webhook exactly the `desired` conditions
-    of the operator's own (`OWNED`), after its others, kept in their order; [] when
-    they are there.
+    of the operator's own (`OWNED`), after its others, kept in their order, with the
+    desired `gpu-workload` in place of its own and the desired exempt namespaces in its
+    namespaceSelector; [] when they are there.
 
     The lists are replaced whole, after a `test` that the configuration is still at
     the resourceVersion read, so a patch written against a configuration someone
@@ -123,12 +192,18 @@ def conditions_patch(
     ops: list[dict[str, Any]] = []
     for index, hook in enumerate(configuration.get("webhooks") or []):
         name = hook.get("name")
-        if name not in desired:
+        if name not in desired.conditions:
             continue
         current = hook.get("matchConditions") or []
-        wanted = [*(c for c in current if c.get("name") not in OWNED), *desired[name]]
+        wanted = _conditions(current, desired.gpu_condition, desired.conditions[name])
         if wanted != current:
             ops.append({"op": "add", "path": f"/webhooks/{index}/matchConditions", "value": wanted})
+        if desired.exempt_namespaces is None:
+            continue
+        selector = _selector(hook.get("namespaceSelector"), desired.exempt_namespaces)
+        if selector != hook.get("namespaceSelector"):
+            path = f"/webhooks/{index}/namespaceSelector"
+            ops.append({"op": "add", "path": path, "value": selector})
     version = (configuration.get("metadata") or {}).get("resourceVersion")
     if ops and version is not None:
         ops.insert(0, {"op": "test", "path": "/metadata/resourceVersion", "value": version})
