@@ -143,9 +143,16 @@ def gpu_condition(config: Config) -> dict[str, str]:
 
 
 def webhook_settings(config: Config, namespace: str) -> WebhookSettings:
-    """Everything the operator running in `namespace` writes into its webhooks."""
+    """Everything the operator running in `namespace` writes into its webhooks.
+
+    The `gpu-workload` condition is rewritten only when `gpuResources` is not the
+    default the manifests and the chart carry: a field the operator changes becomes
+    its own, and Helm 4's server-side apply then refuses the next `helm upgrade`
+    (a conflict on `matchConditions[name="gpu-workload"].expression`)."""
     exempt = tuple(dict.fromkeys([*config.exempt_namespaces, namespace]))
-    return WebhookSettings(desired_conditions(config), gpu_condition(config), exempt)
+    default = config.gpu_resources == Config.model_fields["gpu_resources"].default
+    gpu = None if default else gpu_condition(config)
+    return WebhookSettings(desired_conditions(config), gpu, exempt)
 
 
 def _selector(current: Mapping[str, Any] | None, exempt: tuple[str, ...]) -> dict[str, Any]:
