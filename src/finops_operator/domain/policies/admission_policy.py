@@ -532,6 +532,40 @@ def _gpu_condition(config: Config) -> dict[str, str]:
     return {"name": "gpu-workload", "expression": is_gpu_workload("object", config.gpu_resources)}
 
 
+def _with_labels(predicate: str) -> str:
+    """`predicate` over `t` (the pod template) and `labels` (its labels), each bound once.
+
+    A one-element list and `all` bind a name in standard CEL, so the template path
+    is walked once however many labels the predicate reads.
+    """
+    template = template_of("object", kind="request.kind.kind")
+    return (
+        f"type(object) == map && has(object.metadata) && [{template}].all(t, "
+        f"[{pod_labels('t')}].all(labels, {predicate}))"
+    )
+
+
+def compliant(config: Config) -> str:
+    """CEL true when `/validate` would answer a bare allowed: every label set and accepted,
+    and no exempt annotation on the object or its template."""
+    checks = [
+        f"({cel_string(key)} in labels && labels[{cel_string(key)}] != '' && "
+        f"{accepts(rule, f'labels[{cel_string(key)}]')})"
+        for key, rule in config.labels.items()
+    ]
+    unannotated = (
+        "[object.metadata, has(t.metadata) ? t.metadata : {}].all(m, "
+        f"!has(m.annotations) || !({_EXEMPT_KEY} in m.annotations))"
+    )
+    return _with_labels(" && ".join([*checks, unannotated]))
+
+
+def nothing_to_fill(config: Config) -> str:
+    """CEL true when `/mutate` would answer no patch: every required label set, non-empty."""
+    keys = cel_list(config.labels)
+    return _with_labels(f"{keys}.all(k, k in labels && labels[k] != '')")
+
+
 def skip_conditions(config: Config) -> list[dict[str, str]]:
     """The validating policies' matchConditions: what the API server checks before
     evaluating a single variable, so that an object neither policy can answer
@@ -540,7 +574,8 @@ def skip_conditions(config: Config) -> list[dict[str, str]]:
     - `gpu-workload`: the pod (template) asks for a GPU. Every validation of both
       policies needs `variables.gpu` (through `judged` or directly), so an object
       that asks for none can only pass.
-    - `not-plainly-compliant`: the webhooks' own predicate (`webhook_conditions`):
+    - `not-plainly-compliant`: the webhooks' own predicate (`compliant`, which
+      `webhook_conditions` writes into them):
       every label set and accepted, no exempt annotation. Then `checks` are all '',
       `problems` and `reasons` empty, and no validation of either policy fails,
       in every mode, for a create or an update.
@@ -548,9 +583,6 @@ def skip_conditions(config: Config) -> list[dict[str, str]]:
     docs/benchmarks.md ("Why the ValidatingAdmissionPolicy costs CPU") has the profile
     that asked for them.
     """
-    # Imported here: webhook_conditions builds on this module's CEL pieces.
-    from finops_operator.domain.policies.webhook_conditions import compliant
-
     return [
         _gpu_condition(config),
         {"name": "not-plainly-compliant", "expression": f"!({compliant(config)})"},
@@ -561,8 +593,6 @@ def fill_conditions(config: Config) -> list[dict[str, str]]:
     """The mutating policy's matchConditions, for the same reason: it patches only a
     GPU workload (`judged` needs `gpu`) with a required label missing or empty
     (`fill` holds only those), the mutating webhook's `cost-label-missing`."""
-    from finops_operator.domain.policies.webhook_conditions import nothing_to_fill
-
     return [
         _gpu_condition(config),
         {"name": "cost-label-missing", "expression": f"!({nothing_to_fill(config)})"},

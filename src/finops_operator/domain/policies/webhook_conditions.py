@@ -46,13 +46,11 @@ from typing import Any, Final
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.admission_policy import (
-    accepts,
+    compliant,
     is_gpu_workload,
+    nothing_to_fill,
     pattern_problems,
-    pod_labels,
-    template_of,
 )
-from finops_operator.domain.policies.cel import cel_list, cel_string
 
 VALIDATING_CONDITION: Final = "not-plainly-compliant"
 MUTATING_CONDITION: Final = "cost-label-missing"
@@ -61,8 +59,6 @@ MUTATING_CONDITION: Final = "cost-label-missing"
 OWNED: Final = frozenset({VALIDATING_CONDITION, MUTATING_CONDITION})
 GPU_CONDITION: Final = "gpu-workload"
 NAME_LABEL: Final = "kubernetes.io/metadata.name"
-
-_EXEMPT_KEY: Final = cel_string(conventions.EXEMPT_ANNOTATION)
 
 # Webhook name -> the operator's matchConditions for it, in order.
 WebhookConditions = Mapping[str, list[dict[str, str]]]
@@ -76,40 +72,6 @@ class WebhookSettings:
     conditions: WebhookConditions  # appended to each named webhook's own
     gpu_condition: dict[str, str] | None = None  # replaces each one's `gpu-workload`
     exempt_namespaces: tuple[str, ...] | None = None  # the namespaceSelector's name NotIn
-
-
-def _with_labels(predicate: str) -> str:
-    """`predicate` over `t` (the pod template) and `labels` (its labels), each bound once.
-
-    A one-element list and `all` bind a name in standard CEL, so the template path
-    is walked once however many labels the predicate reads.
-    """
-    template = template_of("object", kind="request.kind.kind")
-    return (
-        f"type(object) == map && has(object.metadata) && [{template}].all(t, "
-        f"[{pod_labels('t')}].all(labels, {predicate}))"
-    )
-
-
-def compliant(config: Config) -> str:
-    """CEL true when `/validate` would answer a bare allowed: every label set and accepted,
-    and no exempt annotation on the object or its template."""
-    checks = [
-        f"({cel_string(key)} in labels && labels[{cel_string(key)}] != '' && "
-        f"{accepts(rule, f'labels[{cel_string(key)}]')})"
-        for key, rule in config.labels.items()
-    ]
-    unannotated = (
-        "[object.metadata, has(t.metadata) ? t.metadata : {}].all(m, "
-        f"!has(m.annotations) || !({_EXEMPT_KEY} in m.annotations))"
-    )
-    return _with_labels(" && ".join([*checks, unannotated]))
-
-
-def nothing_to_fill(config: Config) -> str:
-    """CEL true when `/mutate` would answer no patch: every required label set, non-empty."""
-    keys = cel_list(config.labels)
-    return _with_labels(f"{keys}.all(k, k in labels && labels[k] != '')")
 
 
 def desired_conditions(config: Config) -> WebhookConditions:
