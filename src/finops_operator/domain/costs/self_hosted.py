@@ -187,6 +187,11 @@ def _moved(row: GpuUsage, team: str, share: Decimal) -> GpuUsage:
     )
 
 
+def _labels(row: GpuUsage, key: tuple[str, ...]) -> tuple[str, ...]:
+    """`row`'s values of the fields named in `key`: what moved hours are matched by."""
+    return tuple(getattr(row, name) for name in key)
+
+
 def _move(
     rows: Sequence[GpuUsage],
     serving: Sequence[tuple[str, GpuUsage]],
@@ -204,10 +209,10 @@ def _move(
             for team, share in shares.get(model, {}).items():
                 moved = _moved(row, team, share)
                 added.append(moved)
-                taken[tuple(getattr(row, name) for name in key)] += moved.gpu_hours
+                taken[_labels(row, key)] += moved.gpu_hours
         out = []
         for row in rows:
-            label = tuple(getattr(row, name) for name in key)
+            label = _labels(row, key)
             take = min(taken.get(label, ZERO), max(row.gpu_hours, ZERO))
             if not take:
                 out.append(row)
@@ -236,13 +241,13 @@ def _within_rows(
     than a float rounding (`FLOAT_SLACK`, relative) scaled down to them, exactly."""
     have: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
     for row in rows:
-        have[tuple(getattr(row, name) for name in key)] += max(row.gpu_hours, ZERO)
+        have[_labels(row, key)] += max(row.gpu_hours, ZERO)
     served: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
     for _, row in serving:
-        served[tuple(getattr(row, name) for name in key)] += row.gpu_hours
+        served[_labels(row, key)] += row.gpu_hours
     out = []
     for model, row in serving:
-        label = tuple(getattr(row, name) for name in key)
+        label = _labels(row, key)
         over = served[label] - have[label]
         if 0 < over <= FLOAT_SLACK * have[label]:
             scale = have[label] / served[label]
