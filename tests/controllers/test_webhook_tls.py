@@ -18,10 +18,9 @@ from finops_operator.controllers.webhook_tls import (
 )
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, LabelRule
+from finops_operator.domain.policies.admission_policy import GPU_CONDITION, VALIDATING_CONDITION
 from finops_operator.domain.policies.webhook_conditions import (
-    GPU_CONDITION,
     NAME_LABEL,
-    VALIDATING_CONDITION,
     conditions_patch,
     webhook_settings,
 )

@@ -16,11 +16,13 @@ import yaml
 
 from finops_operator.adapters.config_file import load_config
 from finops_operator.domain.conventions import MUTATING_WEBHOOK, VALIDATING_WEBHOOK
-from finops_operator.domain.policies.webhook_conditions import (
+from finops_operator.domain.policies.admission_policy import (
     GPU_CONDITION,
     MUTATING_CONDITION,
-    NAME_LABEL,
     VALIDATING_CONDITION,
+)
+from finops_operator.domain.policies.webhook_conditions import (
+    NAME_LABEL,
     conditions_patch,
     webhook_settings,
 )

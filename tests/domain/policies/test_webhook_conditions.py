@@ -26,13 +26,15 @@ from finops_devtools.devcluster.reviews import COMPLETE_LABELS, workload
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config, LabelRule, Mode, parse_config
 from finops_operator.domain.policies.admission import Decision, mutate, validate
-from finops_operator.domain.policies.label_check import LabelPolicy
-from finops_operator.domain.policies.webhook_conditions import (
+from finops_operator.domain.policies.admission_policy import (
     GPU_CONDITION,
     MUTATING_CONDITION,
+    VALIDATING_CONDITION,
+)
+from finops_operator.domain.policies.label_check import LabelPolicy
+from finops_operator.domain.policies.webhook_conditions import (
     NAME_LABEL,
     OWNED,
-    VALIDATING_CONDITION,
     WebhookSettings,
     conditions_patch,
     desired_conditions,

@@ -522,6 +522,12 @@ def _match_constraints(config: Config) -> dict[str, Any]:
     }
 
 
+# The matchConditions' names, shared by the admission policies and the webhooks.
+GPU_CONDITION: Final = "gpu-workload"
+VALIDATING_CONDITION: Final = "not-plainly-compliant"
+MUTATING_CONDITION: Final = "cost-label-missing"
+
+
 def is_gpu_workload(obj: str, gpu_resources: tuple[str, ...]) -> str:
     """CEL for `workloads.is_gpu_workload` on the request's object `obj` (a map)."""
     template = template_of(obj, kind="request.kind.kind")
@@ -529,7 +535,7 @@ def is_gpu_workload(obj: str, gpu_resources: tuple[str, ...]) -> str:
 
 
 def _gpu_condition(config: Config) -> dict[str, str]:
-    return {"name": "gpu-workload", "expression": is_gpu_workload("object", config.gpu_resources)}
+    return {"name": GPU_CONDITION, "expression": is_gpu_workload("object", config.gpu_resources)}
 
 
 def _with_labels(predicate: str) -> str:
@@ -585,7 +591,7 @@ def skip_conditions(config: Config) -> list[dict[str, str]]:
     """
     return [
         _gpu_condition(config),
-        {"name": "not-plainly-compliant", "expression": f"!({compliant(config)})"},
+        {"name": VALIDATING_CONDITION, "expression": f"!({compliant(config)})"},
     ]
 
 
@@ -595,7 +601,7 @@ def fill_conditions(config: Config) -> list[dict[str, str]]:
     (`fill` holds only those), the mutating webhook's `cost-label-missing`."""
     return [
         _gpu_condition(config),
-        {"name": "cost-label-missing", "expression": f"!({nothing_to_fill(config)})"},
+        {"name": MUTATING_CONDITION, "expression": f"!({nothing_to_fill(config)})"},
     ]
 
 

@@ -46,18 +46,18 @@ from typing import Any, Final
 from finops_operator.domain import conventions
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.admission_policy import (
+    GPU_CONDITION,
+    MUTATING_CONDITION,
+    VALIDATING_CONDITION,
     compliant,
     is_gpu_workload,
     nothing_to_fill,
     pattern_problems,
 )
 
-VALIDATING_CONDITION: Final = "not-plainly-compliant"
-MUTATING_CONDITION: Final = "cost-label-missing"
 # The conditions the operator appends; of the manifests' own (create-or-update,
 # gpu-workload, not-created-by-a-controller) it rewrites gpu-workload in place.
 OWNED: Final = frozenset({VALIDATING_CONDITION, MUTATING_CONDITION})
-GPU_CONDITION: Final = "gpu-workload"
 NAME_LABEL: Final = "kubernetes.io/metadata.name"
 
 # Webhook name -> the operator's matchConditions for it, in order.
