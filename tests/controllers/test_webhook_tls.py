@@ -282,8 +282,7 @@ async def test_at_start_the_operators_match_conditions_follow_the_ca() -> None:
     ):
         [hook] = kube.by_path[configuration_path(plural)]["webhooks"]
         assert hook["clientConfig"]["caBundle"]
-        # the default gpuResources leave the manifest's gpu-workload (none here) alone
-        assert hook["matchConditions"] == DEFAULTS.conditions[name]
+        assert hook["matchConditions"] == [DEFAULTS.gpu_condition, *DEFAULTS.conditions[name]]
 
 
 async def test_a_custom_gpu_resource_and_exempt_namespace_are_written_into_both_webhooks() -> None:

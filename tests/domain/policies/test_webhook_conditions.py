@@ -406,12 +406,3 @@ def test_the_operator_always_exempts_its_own_namespace_once() -> None:
         "finops",
     )
     assert webhook_settings(Config(exempt_namespaces=()), "ops").exempt_namespaces == ("ops",)
-
-
-def test_the_default_gpu_resources_leave_the_manifests_gpu_condition_alone() -> None:
-    """Rewritten, the field would be the operator's, and `helm upgrade` (server-side
-    apply) would fail on a conflict over it."""
-    assert webhook_settings(Config(), "finops-system").gpu_condition is None
-    custom = Config(gpu_resources=("example.com/gpu",))
-    written = webhook_settings(custom, "finops-system").gpu_condition
-    assert written is not None and "example.com/gpu" in written["expression"]

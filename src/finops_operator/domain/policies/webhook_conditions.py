@@ -105,16 +105,9 @@ def gpu_condition(config: Config) -> dict[str, str]:
 
 
 def webhook_settings(config: Config, namespace: str) -> WebhookSettings:
-    """Everything the operator running in `namespace` writes into its webhooks.
-
-    The `gpu-workload` condition is rewritten only when `gpuResources` is not the
-    default the manifests and the chart carry: a field the operator changes becomes
-    its own, and Helm 4's server-side apply then refuses the next `helm upgrade`
-    (a conflict on `matchConditions[name="gpu-workload"].expression`)."""
+    """Everything the operator running in `namespace` writes into its webhooks."""
     exempt = tuple(dict.fromkeys([*config.exempt_namespaces, namespace]))
-    default = config.gpu_resources == Config.model_fields["gpu_resources"].default
-    gpu = None if default else gpu_condition(config)
-    return WebhookSettings(desired_conditions(config), gpu, exempt)
+    return WebhookSettings(desired_conditions(config), gpu_condition(config), exempt)
 
 
 def _selector(current: Mapping[str, Any] | None, exempt: tuple[str, ...]) -> dict[str, Any]:
