@@ -410,6 +410,9 @@ def test_an_upgrade_rolls_the_pods_while_admission_keeps_answering(
             str(CHART),
             "--namespace",
             NAMESPACE,
+            # The operator writes the gpu-workload condition from its configuration
+            # (docs/admission.md): Helm's server-side apply must take the field back.
+            "--force-conflicts",
             "--reuse-values",
             "--values",
             values_file(
