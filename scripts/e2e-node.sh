@@ -281,7 +281,11 @@ EOF
 # then ctr import), unless containerd has it already.
 node_load_image() {
   local image=$1
-  if ctr --address "$containerd_sock" -n k8s.io images ls -q | grep -qxF "$image"; then
+  # The list is read whole before grep: `ctr ... | grep -q` under pipefail fails when
+  # grep stops at its match and ctr then dies of SIGPIPE.
+  local listed
+  listed=$(ctr --address "$containerd_sock" -n k8s.io images ls -q)
+  if grep -qxF "$image" <<<"$listed"; then
     return 0
   fi
   local tar=$node_dir/image.tar
@@ -290,8 +294,9 @@ node_load_image() {
   ctr --address "$containerd_sock" -n k8s.io images import "$tar" >>"$logs/containerd-import.log" 2>&1 ||
     die "ctr images import $image failed: $(tail -5 "$logs/containerd-import.log")"
   rm -f "$tar"
-  ctr --address "$containerd_sock" -n k8s.io images ls -q | grep -qxF "$image" ||
-    die "containerd does not list $image after the import: $(ctr --address "$containerd_sock" -n k8s.io images ls -q | tr '\n' ' ')"
+  listed=$(ctr --address "$containerd_sock" -n k8s.io images ls -q)
+  grep -qxF "$image" <<<"$listed" ||
+    die "containerd does not list $image after the import: $(tr '\n' ' ' <<<"$listed")"
 }
 
 node_cgroups_up() {
