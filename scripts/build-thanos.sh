@@ -6,8 +6,9 @@
 # and prints that folder. One binary serves every role the test runs: `thanos sidecar`,
 # `thanos query` and `thanos rule`.
 # Builds only when that folder is missing; Go's module cache (~/go/pkg/mod) and build
-# cache (~/.cache/go-build) make a rebuild quick (Thanos shares Prometheus's packages
-# with e2e/prometheus).
+# cache (~/.cache/go-build) make a rebuild quick. A cold build takes 20 to 37 minutes
+# on 2 cores, so scripts/test.sh runs this in the background, at the lowest CPU
+# priority, while the rest of the suite runs (docs/multi-cluster.md).
 #
 # Thanos v0.42 needs a newer Go than Debian's: GOTOOLCHAIN below makes `go` fetch that
 # toolchain from the Go module proxy (once, into the module cache). It is set here, not
@@ -20,6 +21,12 @@ src=$repo/e2e/thanos
 cd "$src"
 hash=$(cat go.mod go.sum "$repo/scripts/build-thanos.sh" | sha256sum | cut -c1-16)
 out=$repo/.cache/thanos/$hash
+# One build at a time: scripts/test.sh starts this script in the background while the
+# tests run, and the fleet tests call it again to wait for that build (flock blocks
+# until the first holder is done, then the cached binary answers).
+mkdir -p "$repo/.cache"
+exec 9>"$repo/.cache/thanos.lock"
+flock 9
 if [ -x "$out/thanos" ]; then
   echo "$out"
   exit 0
@@ -33,7 +40,6 @@ version=$(awk -v m="$module" '$1 == m && $2 ~ /^v/ {print $2; exit}' go.mod)
 [ -n "$version" ] || { echo "build-thanos: no $module line in go.mod" >&2; exit 1; }
 echo "build-thanos: building $module@$version into $out" >&2
 start=$(date +%s)
-mkdir -p "$repo/.cache"
 tmp=$(mktemp -d "$repo/.cache/thanos.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 # -mod=readonly: go.mod/go.sum are the pin. The version stamp upstream's Makefile sets

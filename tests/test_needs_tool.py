@@ -37,13 +37,52 @@ def test_a_missing_tool_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
         tools.require_tool("chromium")
 
 
-def test_a_tool_built_outside_ci_is_a_skip_even_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tool_built_in_the_background_is_a_skip_under_a_bare_pytest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _missing(monkeypatch, "thanos")
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.skip.Exception, match=r"needs thanos .*built outside .ci/run"):
+    monkeypatch.delenv("FINOPS_THANOS_BUILD_LOG", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"needs thanos .*scripts/test.sh builds"):
         tools.require_tool("thanos")
-    _missing(monkeypatch, "promtool")  # with another missing tool, CI still fails
-    with pytest.raises(pytest.fail.Exception, match=r"CI=true: .*promtool"):
+
+
+def _background_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: str) -> Path:
+    built = tmp_path / "thanos"
+    builder = tmp_path / "build.sh"
+    builder.write_text(f"#!/bin/sh\n{script}\n")
+    builder.chmod(0o755)
+    log = tmp_path / "build.log"
+    log.write_text(
+        "go: downloading github.com/thanos-io/thanos v0.42.5\nthe last line of the log\n"
+    )
+    monkeypatch.setitem(tools.TOOLS, "thanos", (lambda: tools._existing(built), "a fake build"))
+    monkeypatch.setitem(
+        tools.BUILT_IN_BACKGROUND, "thanos", (str(builder), "FINOPS_THANOS_BUILD_LOG")
+    )
+    monkeypatch.setenv("FINOPS_THANOS_BUILD_LOG", str(log))
+    monkeypatch.setenv("CI", "true")
+    return built
+
+
+def test_under_the_test_command_a_tool_built_in_the_background_is_waited_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    built = _background_build(monkeypatch, tmp_path, f"sleep 0.2; touch {tmp_path / 'thanos'}")
+    tools.require_tool("thanos")  # neither a skip nor a failure: the script's build is there
+    assert built.exists()
+
+
+def test_a_failed_background_build_fails_under_ci_with_its_log(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _background_build(monkeypatch, tmp_path, "echo 'go: module lookup disabled' >&2; exit 1")
+    with pytest.raises(
+        pytest.fail.Exception, match=r"(?s)module lookup disabled.*the last line of the log"
+    ):
+        tools.require_tool("thanos")
+    _missing(monkeypatch, "promtool")  # with another missing tool, CI still names it
+    with pytest.raises(pytest.fail.Exception, match=r"CI=true: .*thanos"):
         tools.require_tool("thanos", "promtool")
 
 

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from finops_devtools.devcluster import free_port
+from tests.support.tools import BUILT_IN_BACKGROUND
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "e2e-cluster.sh"
@@ -71,7 +72,6 @@ MODULE_ORDER = (
     "test_policy_lanes",
     "test_no_writes",
     "test_cost_reports",
-    "test_fleet",  # a second control plane; both operators replaced while it runs, then restored
     "test_monitoring_stack",
     "test_admission_policies",
     "test_policy_reports",
@@ -83,6 +83,9 @@ MODULE_ORDER = (
     "test_owner_claims",
     "test_fake_kube_contract",
     "test_rbac",
+    # A second control plane; both operators replaced while it runs, then restored. Late,
+    # because it waits for scripts/test.sh's background Thanos build (tests/support/tools.py).
+    "test_fleet",
     "test_api_outage",
 )
 
@@ -92,6 +95,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> int:
         path = Path(str(item.fspath))
+        tools = {tool for marker in item.iter_markers("needs_tool") for tool in marker.args}
+        if tools & BUILT_IN_BACKGROUND.keys():
+            return MODULE_ORDER.index("test_fleet")
         if here not in path.parents:
             return -1
         return MODULE_ORDER.index(path.stem) if path.stem in MODULE_ORDER else len(MODULE_ORDER)
