@@ -15,9 +15,11 @@ series (as test_cost_reports does), for pods with the same names in both cluster
 so the ground truth is known: GPUs x 3 h x 4.5 USD. And the live GPU pods of each
 cluster reach Thanos Query through its operator's /metrics, once per cluster.
 
-Thanos is built by hand, outside `.ci/run` (scripts/build-thanos.sh: a cold build
-does not fit CI's budget, docs/multi-cluster.md): without it this module skips,
-under CI=true too (tests/support/tools.py OUTSIDE_CI).
+Thanos is built by scripts/build-thanos.sh, which scripts/test.sh (the README's test
+command, `.ci/run`) starts in the background while the suite runs: a cold build takes
+20 minutes or more (docs/multi-cluster.md). This module runs late and waits for that
+build (tests/support/tools.py BUILT_IN_BACKGROUND); under a bare pytest without a built
+Thanos it skips.
 """
 
 from __future__ import annotations
