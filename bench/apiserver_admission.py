@@ -8,8 +8,9 @@ no-policy baseline). This bench measures the same way, so the figures compare:
   creates a fake Node through the API and a namespace `bench`;
 - it creates GPU Pods (`spec.nodeName` set to that Node: no scheduler, no kubelet)
   through kube-apiserver with aiohttp clients at each `--levels` concurrency, a fixed
-  `--creates` per level, three compliant to one untagged; `--no-keepalive` opens a
-  connection per request; the pods are deleted (untimed) between levels;
+  `--creates` per level, three compliant to one untagged (`--untagged-every N`: one
+  in N; 0: compliant only); `--no-keepalive` opens a connection per request; the pods
+  are deleted (untimed) between levels;
 - in turn, on the same API server: no policy (namespace mode `off`), the finops
   webhooks (mode `enforce`) with one operator replica, then with two (a second
   `finops-operator run` and the webhooks pointed at `ApiProxy.balancer`, a
@@ -21,8 +22,12 @@ no-policy baseline). This bench measures the same way, so the figures compare:
   (every variable evaluated for every GPU pod, as before issue 23 item 5) then as
   rendered, `--pprof DIR` profiling kube-apiserver during both; Kyverno
   with a ValidatingPolicy and Gatekeeper with a ConstraintTemplate, both asking for
-  the same five labels on the same GPU condition, both out of cluster on loopback
-  (scripts/build-kyverno.sh, scripts/build-gatekeeper.sh);
+  the same five labels on the same GPU condition, both out of cluster
+  (scripts/build-kyverno.sh, scripts/build-gatekeeper.sh), called at `--peer-address`:
+  by default this machine's first non-loopback address, so that kube-apiserver
+  speaks HTTP/1.1 to them, as it does to every webhook behind a Service (it allows
+  HTTP/2 only to a loopback URL: k8s.io/apiserver pkg/util/webhook/client.go; our
+  webhook server speaks HTTP/1.1 only, wherever it is);
 - every answer is checked: a compliant pod admitted (201), an untagged one denied
   (4xx) by every decider and admitted by the baseline; anything else is an error;
 - the CPU (/proc/PID/stat) and RSS of each decider and of kube-apiserver.
@@ -44,6 +49,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import statistics
 import subprocess
@@ -86,6 +92,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------- pure parts (tested)
+
+
+def is_compliant(i: int, untagged_every: int) -> bool:
+    """Whether the `i`th pod of a level carries its cost labels: one in `untagged_every`
+    does not (the last of each group), none with 0."""
+    return untagged_every == 0 or i % untagged_every != untagged_every - 1
 
 
 def proc_cpu_seconds(stat: str) -> float:
@@ -402,14 +414,16 @@ async def create_level(
     creates: int,
     enforcing: bool,
     keepalive: bool,
+    untagged_every: int,
 ) -> tuple[Outcome, float]:
     """`creates` pods by `clients` concurrent clients; the outcome and the wall time."""
     context = ssl.create_default_context(cadata=cluster.ca.decode())
     headers = {"Authorization": f"Bearer {cluster.token}", "Content-Type": "application/json"}
     url = f"{cluster.server}/api/v1/namespaces/{NAMESPACE}/pods"
+    mix = [is_compliant(i, untagged_every) for i in range(creates)]
     bodies = [
-        (i % 4 != 3, json.dumps(gpu_pod(f"{tag}-{clients}-{i}", i % 4 != 3)))
-        for i in range(creates)
+        (compliant, json.dumps(gpu_pod(f"{tag}-{clients}-{i}", compliant)))
+        for i, compliant in enumerate(mix)
     ]
     outcome = Outcome()
     queue: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
@@ -494,7 +508,13 @@ def measure(
         wait0 = sum(p.waited() for p in own)
         outcome, seconds = asyncio.run(
             create_level(
-                cluster, slug(decider), clients, args.creates, enforcing, not args.no_keepalive
+                cluster,
+                slug(decider),
+                clients,
+                args.creates,
+                enforcing,
+                not args.no_keepalive,
+                args.untagged_every,
             )
         )
         row = Row(
@@ -580,7 +600,9 @@ def kyverno_env(deployment: str) -> dict[str, str]:
     }
 
 
-def start_kyverno(cluster: Cluster, work: Path, started: Callable[[Peer], None]) -> Peer:
+def start_kyverno(
+    cluster: Cluster, work: Path, started: Callable[[Peer], None], address: str
+) -> Peer:
     out = build("build-kyverno.sh")
     cluster.apply(kyverno_namespace())
     cluster.install_crds(out / "crds")
@@ -589,8 +611,8 @@ def start_kyverno(cluster: Cluster, work: Path, started: Callable[[Peer], None])
         [
             str(out / "kyverno"),
             f"--kubeconfig={cluster.dir / 'kubeconfig'}",
-            f"--serverIP=127.0.0.1:{port}",
-            "--webhookServerHost=127.0.0.1",
+            f"--serverIP={address}:{port}",  # its webhooks' URL and its certificate's IP
+            f"--webhookServerHost={address}",
             f"--webhookServerPort={port}",
             "--caSecretName=kyverno-svc.kyverno.svc.kyverno-tls-ca",
             "--tlsSecretName=kyverno-svc.kyverno.svc.kyverno-tls-pair",
@@ -608,7 +630,9 @@ def start_kyverno(cluster: Cluster, work: Path, started: Callable[[Peer], None])
     return peer
 
 
-def start_gatekeeper(cluster: Cluster, work: Path, started: Callable[[Peer], None]) -> Peer:
+def start_gatekeeper(
+    cluster: Cluster, work: Path, started: Callable[[Peer], None], address: str
+) -> Peer:
     out = build("build-gatekeeper.sh")
     cluster.apply(
         [
@@ -627,7 +651,7 @@ def start_gatekeeper(cluster: Cluster, work: Path, started: Callable[[Peer], Non
     cluster.install_crds(out / "crds")
     certs = work / "gatekeeper-certs"
     certs.mkdir(exist_ok=True)
-    cert, _ = write_self_signed(certs, ("localhost", "127.0.0.1"))  # Gatekeeper reads tls.*
+    cert, _ = write_self_signed(certs, ("localhost", address))  # Gatekeeper reads tls.*
     port = free_port()
     peer = Peer(
         [
@@ -635,7 +659,7 @@ def start_gatekeeper(cluster: Cluster, work: Path, started: Callable[[Peer], Non
             "--operation=webhook",
             "--operation=generate",  # the template's constraint CRD (the chart sets both)
             f"--port={port}",
-            "--host=127.0.0.1",
+            f"--host={address}",
             f"--cert-dir={certs}",
             "--disable-cert-rotation",
             f"--health-addr=127.0.0.1:{free_port()}",
@@ -672,7 +696,7 @@ def start_gatekeeper(cluster: Cluster, work: Path, started: Callable[[Peer], Non
                         "failurePolicy": "Ignore",
                         "timeoutSeconds": 3,
                         "clientConfig": {
-                            "url": f"https://127.0.0.1:{port}/v1/admit",
+                            "url": f"https://{address}:{port}/v1/admit",
                             "caBundle": base64.b64encode(cert.read_bytes()).decode(),
                         },
                         "namespaceSelector": {"matchLabels": {MODE_LABEL: "enforce"}},
@@ -905,7 +929,7 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
         if peer_name in args.skip or peer_name not in args.only:
             continue
         try:
-            peer = start(cluster, work, started.append)
+            peer = start(cluster, work, started.append, args.peer_address)
         except (RuntimeError, subprocess.CalledProcessError) as err:
             for process in started:
                 process.stop()
@@ -922,6 +946,20 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
 ROWS = ("webhooks", "vap", "kyverno", "gatekeeper")
 
 
+def non_loopback_address() -> str:
+    """This machine's address on its default route (no packet is sent): a webhook URL
+    there gets HTTP/1.1 from kube-apiserver, as a Service's would."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError as err:
+            raise SystemExit(f"no non-loopback address ({err}): pass --peer-address") from err
+        address: str = probe.getsockname()[0]
+    if address.startswith("127."):
+        raise SystemExit("no non-loopback address: pass --peer-address")
+    return address
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--creates", type=int, default=400, help="pods created per level")
@@ -929,6 +967,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--levels", type=lambda s: [int(x) for x in s.split(",")], default=[10, 50, 200]
     )
     parser.add_argument("--no-keepalive", action="store_true", help="a connection per create")
+    parser.add_argument(
+        "--untagged-every", type=int, default=4, metavar="N",
+        help="one pod in N lacks its cost labels (default 4); 0: every pod compliant",
+    )  # fmt: skip
+    parser.add_argument(
+        "--peer-address", metavar="IP",
+        help="where Kyverno and Gatekeeper listen and are called (default: this machine's "
+        "non-loopback address, HTTP/1.1 as behind a Service; 127.0.0.1 lets kube-apiserver "
+        "use HTTP/2 with them)",
+    )  # fmt: skip
     parser.add_argument("--skip", nargs="*", default=[], choices=["kyverno", "gatekeeper"])
     parser.add_argument(
         "--only", nargs="+", default=list(ROWS), choices=ROWS,
@@ -944,6 +992,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.creates < 1 or args.pprof_seconds < 1 or any(level < 1 for level in args.levels):
         parser.error("--creates, --pprof-seconds and every level must be at least 1")
+    if args.untagged_every < 0 or args.untagged_every == 1:
+        parser.error("--untagged-every must be 0 (all compliant) or at least 2")
+    if args.peer_address is None and ({"kyverno", "gatekeeper"} & set(args.only)) - set(args.skip):
+        args.peer_address = non_loopback_address()
+    print(f"Kyverno and Gatekeeper at {args.peer_address}", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="apiserver-admission-"))
     cluster_dir = work / "cluster"
     env = dict(os.environ)

@@ -6,10 +6,12 @@ The bench itself (a control plane, Kyverno and Gatekeeper) stays out of the suit
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 import pytest
 
+import bench.apiserver_admission as bench
 from bench.apiserver_admission import (
     Row,
     gatekeeper_objects,
@@ -102,3 +104,28 @@ def test_the_bare_vap_variant_drops_only_the_match_conditions_and_leaves_the_ren
     assert "matchConditions" not in bare[0]["spec"]
     bare[0]["spec"]["matchConditions"] = rendered[0]["spec"]["matchConditions"]
     assert bare == rendered
+
+
+def test_one_pod_in_n_is_untagged_and_none_with_zero() -> None:
+    assert [bench.is_compliant(i, 4) for i in range(8)] == [True, True, True, False] * 2
+    assert all(bench.is_compliant(i, 0) for i in range(100))
+    assert sum(not bench.is_compliant(i, 3) for i in range(300)) == 100
+
+
+@pytest.mark.parametrize("value", ["1", "-2"])
+def test_an_untagged_share_that_means_nothing_is_refused(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--untagged-every", value, "--only", "vap"])
+    assert exited.value.code == 2
+    assert "--untagged-every must be 0 (all compliant) or at least 2" in capsys.readouterr().err
+
+
+def test_the_peers_default_to_an_address_kube_apiserver_calls_over_http_1_1() -> None:
+    try:
+        address = bench.non_loopback_address()
+    except SystemExit as said:  # a machine without a default route: the option is named
+        assert "--peer-address" in str(said)
+    else:
+        assert not ipaddress.ip_address(address).is_loopback
