@@ -410,9 +410,9 @@ def test_an_upgrade_rolls_the_pods_while_admission_keeps_answering(
             str(CHART),
             "--namespace",
             NAMESPACE,
-            # The operator writes the gpu-workload condition from its configuration
-            # (docs/admission.md): Helm's server-side apply must take the field back.
-            "--force-conflicts",
+            # No --force-conflicts: on the default gpuResources the operator finds its
+            # gpu-workload condition already in the chart's webhooks and leaves the field
+            # Helm's (scripts/gen_webhook_gpu_condition.py, docs/admission.md).
             "--reuse-values",
             "--values",
             values_file(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -36,6 +37,17 @@ from finops_operator.domain.policies.owners import CONTROLLER_USERS, written_by_
 from finops_operator.domain.policies.webhook_conditions import gpu_condition
 from finops_operator.domain.workloads import GpuMatcher, is_gpu_workload
 from tests.support.paths import ROOT
+
+
+def _script(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_webhook_gpu_condition = _script("gen_webhook_gpu_condition")
 
 WEBHOOKS_FILE = ROOT / "manifests" / "base" / "webhooks.yaml"
 EXAMPLES = ROOT / "examples" / "manifests"
@@ -468,16 +480,13 @@ def test_an_unparseable_quantity_is_the_one_known_disagreement_and_never_reaches
     assert not sent_to_both(admission_request("CREATE", obj))
 
 
-def test_a_pod_spec_at_another_kinds_path_is_a_known_disagreement_no_api_server_sends() -> None:
-    # The CEL expression looks for a pod spec at all three places (Pod,
-    # controllers, CronJob) whatever the kind; the operator looks only at the
-    # kind's own. The API server decodes every object into its typed struct and
-    # drops fields the kind does not have, so a Deployment never carries a
-    # `spec.jobTemplate`: the disagreement never shows. Pinned so that it is seen.
+def test_the_manifests_look_only_at_the_kinds_own_pod_spec_as_the_operator() -> None:
+    # The shipped condition is the generated one: it reads the pod spec where the
+    # request's kind keeps it, so a Deployment with a CronJob's path agrees too.
     obj = workload("Deployment", None)
     obj["spec"] = {"jobTemplate": {"spec": {"template": {"spec": GPU_SPECS["amd.com/gpu"]}}}}
     assert not domain_decision(obj)
-    assert sent_to_both(admission_request("CREATE", obj))
+    assert not sent_to_both(admission_request("CREATE", obj))
 
 
 # --- the gpu-workload condition the operator writes from its configuration ------------
@@ -523,6 +532,28 @@ def test_the_default_configuration_writes_a_gpu_condition_deciding_as_the_manife
     # before the operator first starts; the operator then writes its own.
     for request in _requests(EVERY_OBJECT[where]):
         assert written_sends(Config(), request) == manifest_sends(request)
+
+
+def test_the_manifests_ship_the_default_condition_byte_for_byte() -> None:
+    # What the operator writes for the default configuration is already there: it
+    # changes nothing, the field stays Helm's, and `helm upgrade` meets no conflict.
+    expected = gpu_condition(Config())["expression"]
+    for target in gen_webhook_gpu_condition.TARGETS:
+        shipped = gen_webhook_gpu_condition.shipped_expressions(target.read_text())
+        assert shipped == [expected, expected], target
+
+
+def test_the_generated_condition_files_are_up_to_date() -> None:
+    assert gen_webhook_gpu_condition.main(["--check"]) == 0
+
+
+def test_the_folded_scalar_reads_back_as_the_one_line_it_was_given() -> None:
+    expression = gpu_condition(CUSTOM_GPUS)["expression"]
+    text = gen_webhook_gpu_condition.folded(expression, "  ")
+    assert len(text.splitlines()) > 3
+    assert yaml.safe_load(text) == [{"name": "gpu-workload", "expression": expression}]
+    with pytest.raises(ValueError, match="single inner spaces"):
+        gen_webhook_gpu_condition.folded("a  b", "")
 
 
 def _custom_objects() -> Iterator[tuple[str, dict[str, Any]]]:
