@@ -45,6 +45,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import ipaddress
 import json
 import os
 import shutil
@@ -882,6 +883,9 @@ def remove_peer_webhooks(cluster: Cluster) -> None:
         doomed = [n for n in names if "kyverno" in n or "gatekeeper" in n]
         if doomed:
             cluster.run("delete", *doomed, "--ignore-not-found")
+    # Kyverno's certificate names the address it was started with: the next start
+    # (another --peer-address) makes a new one.
+    cluster.run("delete", "secret", "-n", "kyverno", "--all", "--ignore-not-found")
 
 
 def label_namespace(cluster: Cluster, mode: str) -> None:
@@ -923,27 +927,47 @@ def run(cluster: Cluster, args: argparse.Namespace, work: Path) -> list[Row]:
                     # kube-apiserver decides: its CPU, RSS and run-queue wait as the decider's
                     rows += measure(cluster, name, [cluster.pid("kube-apiserver")], args)
     started: list[Peer] = []  # stopped here if its start fails half way
-    for name, start in (("Kyverno ValidatingPolicy", start_kyverno),
-                        ("Gatekeeper ConstraintTemplate", start_gatekeeper)):  # fmt: skip
-        peer_name = name.split()[0].lower()
-        if peer_name in args.skip or peer_name not in args.only:
-            continue
-        try:
-            peer = start(cluster, work, started.append, args.peer_address)
-        except (RuntimeError, subprocess.CalledProcessError) as err:
-            for process in started:
-                process.stop()
-            print(f"{name}: could not run: {err}", file=sys.stderr)
-            continue
-        try:
-            rows += measure(cluster, name, [peer.process.pid], args)
-        finally:
-            peer.stop()
-            remove_peer_webhooks(cluster)
+    peers = (("Kyverno ValidatingPolicy", start_kyverno),
+             ("Gatekeeper ConstraintTemplate", start_gatekeeper))  # fmt: skip
+    for address in args.peer_address:
+        for name, start in peers:
+            peer_name = name.split()[0].lower()
+            if peer_name in args.skip or peer_name not in args.only:
+                continue
+            decider = peer_row(name, address, len(args.peer_address) > 1)
+            try:
+                peer = start(cluster, work, started.append, address)
+            except (RuntimeError, subprocess.CalledProcessError) as err:
+                for process in started:
+                    process.stop()
+                print(f"{decider}: could not run: {err}", file=sys.stderr)
+                continue
+            try:
+                rows += measure(cluster, decider, [peer.process.pid], args)
+            finally:
+                peer.stop()
+                remove_peer_webhooks(cluster)
     return with_added(rows, "baseline (no policy)")
 
 
+def peer_row(name: str, address: str, several: bool) -> str:
+    """The row of a peer called at `address`; the protocol is named when the run has
+    several addresses (kube-apiserver speaks HTTP/2 only to a loopback URL)."""
+    if not several:
+        return name
+    loopback = ipaddress.ip_address(address).is_loopback
+    return f"{name}, {'HTTP/2 (loopback URL)' if loopback else 'HTTP/1.1'}"
+
+
 ROWS = ("webhooks", "vap", "kyverno", "gatekeeper")
+
+
+def peer_address(text: str) -> str:
+    """An IPv4 address for --peer-address (the peers' certificates name it)."""
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
 
 
 def non_loopback_address() -> str:
@@ -972,10 +996,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="one pod in N lacks its cost labels (default 4); 0: every pod compliant",
     )  # fmt: skip
     parser.add_argument(
-        "--peer-address", metavar="IP",
-        help="where Kyverno and Gatekeeper listen and are called (default: this machine's "
-        "non-loopback address, HTTP/1.1 as behind a Service; 127.0.0.1 lets kube-apiserver "
-        "use HTTP/2 with them)",
+        "--peer-address", metavar="IP", nargs="+", type=peer_address,
+        help="where Kyverno and Gatekeeper listen and are called, each in turn (default: this "
+        "machine's non-loopback address, HTTP/1.1 as behind a Service; 127.0.0.1 lets "
+        "kube-apiserver use HTTP/2 with them)",
     )  # fmt: skip
     parser.add_argument("--skip", nargs="*", default=[], choices=["kyverno", "gatekeeper"])
     parser.add_argument(
@@ -995,8 +1019,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.untagged_every < 0 or args.untagged_every == 1:
         parser.error("--untagged-every must be 0 (all compliant) or at least 2")
     if args.peer_address is None and ({"kyverno", "gatekeeper"} & set(args.only)) - set(args.skip):
-        args.peer_address = non_loopback_address()
-    print(f"Kyverno and Gatekeeper at {args.peer_address}", file=sys.stderr)
+        args.peer_address = [non_loopback_address()]
+    args.peer_address = args.peer_address or []
+    print(f"Kyverno and Gatekeeper at {' then '.join(args.peer_address)}", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="apiserver-admission-"))
     cluster_dir = work / "cluster"
     env = dict(os.environ)

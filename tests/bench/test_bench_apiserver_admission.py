@@ -129,3 +129,20 @@ def test_the_peers_default_to_an_address_kube_apiserver_calls_over_http_1_1() ->
         assert "--peer-address" in str(said)
     else:
         assert not ipaddress.ip_address(address).is_loopback
+
+
+def test_a_peer_row_names_the_protocol_only_when_the_run_compares_them() -> None:
+    assert bench.peer_row("Kyverno ValidatingPolicy", "192.0.2.2", False) == (
+        "Kyverno ValidatingPolicy"
+    )
+    assert bench.peer_row("Kyverno ValidatingPolicy", "192.0.2.2", True).endswith(", HTTP/1.1")
+    assert bench.peer_row("Gatekeeper", "127.0.0.1", True).endswith("HTTP/2 (loopback URL)")
+
+
+def test_a_peer_address_that_is_not_an_ipv4_address_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--peer-address", "kyverno.local", "--only", "kyverno"])
+    assert exited.value.code == 2
+    assert "not an IPv4 address: 'kyverno.local'" in capsys.readouterr().err
