@@ -155,3 +155,12 @@ def test_no_test_skips_by_hand_for_a_tool() -> None:
             if TOOL_WORDS.search(call):
                 found.append(f"{path.relative_to(TESTS)}: {call.splitlines()[0]}")
     assert not found, "use @pytest.mark.needs_tool / require_tool instead:\n" + "\n".join(found)
+
+
+def test_a_background_build_that_hangs_fails_the_waiting_test_in_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _background_build(monkeypatch, tmp_path, "sleep 30 & sleep 30")  # a child holds the pipes
+    monkeypatch.setattr(tools, "BACKGROUND_BUILD_TIMEOUT", 0.5)
+    with pytest.raises(pytest.fail.Exception, match=r"still building after 0.5 s"):
+        tools.require_tool("thanos")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -78,6 +79,7 @@ def _missing(said: str) -> NoReturn:
 # cold build takes 20 to 37 minutes here (docs/multi-cluster.md): under that command a
 # test that needs one waits for its build (`FINOPS_THANOS_BUILD_LOG` names the build's
 # log); under a bare `pytest` a missing one is a skip, even with CI=true.
+BACKGROUND_BUILD_TIMEOUT: Final = 3600  # seconds a test waits: a build that long has hung
 BUILT_IN_BACKGROUND: Final = {"thanos": ("scripts/build-thanos.sh", "FINOPS_THANOS_BUILD_LOG")}
 
 
@@ -88,11 +90,22 @@ def _wait_for_background_build(name: str) -> None:
         pytest.skip(f"needs {name} ({script}), which scripts/test.sh builds in the background")
     # The script takes the build's lock, so this waits for scripts/test.sh's build and
     # then answers from the cache (or builds, if that build failed).
-    built = subprocess.run([str(ROOT / script)], capture_output=True, text=True, check=False)
-    if built.returncode != 0 or tool_path(name) is None:
+    # A session of its own, so that a timeout stops the script and whatever it waits in
+    # (its flock, its go build) together.
+    waiting = subprocess.Popen(
+        [str(ROOT / script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _, stderr = waiting.communicate(timeout=BACKGROUND_BUILD_TIMEOUT)
+        said, failed = stderr.strip()[-2000:], waiting.returncode != 0
+    except subprocess.TimeoutExpired:
+        os.killpg(waiting.pid, signal.SIGKILL)
+        waiting.communicate()
+        said, failed = f"still building after {BACKGROUND_BUILD_TIMEOUT} s", True
+    if failed or tool_path(name) is None:
         lines = Path(log).read_text(errors="replace").splitlines() if Path(log).is_file() else []
         tail = "\n".join(lines[-20:])
-        said = built.stderr.strip()[-2000:]
         _missing(f"{name}: {script} failed ({said}); the background build's log {log}:\n{tail}")
 
 
