@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -330,9 +331,46 @@ def test_gpu_pods_run_on_the_kwok_nodes_and_show_in_the_allocation(pod_cluster: 
         c.kubectl("-n", ENFORCE, "delete", "pod", *names, "too-big", "--ignore-not-found")
 
 
+class PodStates:
+    """Every state of the operator's pods the API server reported, from a watch: polling
+    can miss a state the kubelet reports for less than one round of kubectl calls."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.seen: dict[str, set[tuple[bool, bool]]] = {}  # name -> {(running, ready)}
+        command = [cluster.info["kubectl"], "get", "pods", "-n", NAMESPACE, "-l", SELECTOR,
+                   "--watch", "--output-watch-events", "-o", "json"]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=cluster.env()
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        decoder, buffer = json.JSONDecoder(), ""
+        for line in self.process.stdout:
+            buffer += line
+            try:
+                event, end = decoder.raw_decode(buffer.lstrip())
+            except json.JSONDecodeError:
+                continue  # the object is not whole yet
+            buffer = buffer.lstrip()[end:]
+            pod = event.get("object") or {}
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            running = any("running" in s.get("state", {}) for s in statuses)
+            name = (pod.get("metadata") or {}).get("name", "")
+            self.seen.setdefault(name, set()).add((running, is_ready(pod)))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.reader.join(timeout=10)
+
+
 def test_a_starting_replica_stays_out_of_the_endpoints_until_ready(pod_cluster: Cluster) -> None:
     c = pod_cluster
     old = {p["metadata"]["name"] for p in wait_two_ready(c)}
+    states = PodStates(c)
     c.kubectl("-n", NAMESPACE, "scale", "deployment/finops-operator", "--replicas=3")
     try:
         new_name = wait_until(
@@ -361,9 +399,14 @@ def test_a_starting_replica_stays_out_of_the_endpoints_until_ready(pod_cluster: 
             elif in_endpoints:
                 break
             time.sleep(0.3)
-        assert seen_running_unready, "the new container was never seen running but not Ready"
+        seen_running_unready |= (True, False) in states.seen.get(new_name, set())
+        assert seen_running_unready, (
+            "the new container was never seen running but not Ready",
+            states.seen.get(new_name),
+        )
         assert metric_sum(pod_metrics(c.get("pod", new_name, NAMESPACE)), "finops_leader") == 0
     finally:
+        states.stop()
         c.kubectl("-n", NAMESPACE, "scale", "deployment/finops-operator", "--replicas=2")
     wait_two_ready(c)
 
