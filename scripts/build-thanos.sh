@@ -6,9 +6,9 @@
 # and prints that folder. One binary serves every role the test runs: `thanos sidecar`,
 # `thanos query` and `thanos rule`.
 # Builds only when that folder is missing; Go's module cache (~/go/pkg/mod) and build
-# cache (~/.cache/go-build) make a rebuild quick. A cold build takes 20 to 37 minutes
-# on 2 cores, so scripts/test.sh runs this in the background, at the lowest CPU
-# priority, while the rest of the suite runs (docs/multi-cluster.md).
+# cache (~/.cache/go-build) make a rebuild quick. A cold build took 6 minutes on 2
+# quiet cores and 20 to 37 on a loaded machine, so scripts/test.sh runs this in the
+# background, at the lowest CPU priority, while the rest runs (docs/multi-cluster.md).
 #
 # Thanos v0.42 needs a newer Go than Debian's: GOTOOLCHAIN below makes `go` fetch that
 # toolchain from the Go module proxy (once, into the module cache). It is set here, not

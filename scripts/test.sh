@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 # Thanos, for the fleet tests (tests/e2e/test_fleet.py, tests/cli/test_thanos_fleet.py):
-# its cold build takes 20 to 37 minutes on 2 cores, so it runs in the background at the
-# lowest CPU priority while everything below runs, on the CPU the rest leaves idle
-# (pytest runs on one core). The fleet tests come last and wait for it
+# its cold build takes minutes (6 on 2 quiet cores, 20 to 37 on a loaded machine), so it
+# runs in the background at the lowest CPU priority while everything below runs, on
+# the CPU the rest leaves idle (pytest runs on one core). The fleet tests come last and wait for it
 # (tests/support/tools.py); it is stopped if the tests end first.
 mkdir -p .cache
 FINOPS_THANOS_BUILD_LOG=$PWD/.cache/thanos-build.log

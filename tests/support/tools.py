@@ -76,7 +76,7 @@ def _missing(said: str) -> NoReturn:
 
 
 # Built in the background by scripts/test.sh (the README's test command, `.ci/run`), whose
-# cold build takes 20 to 37 minutes here (docs/multi-cluster.md): under that command a
+# cold build takes 6 to 37 minutes here (docs/multi-cluster.md): under that command a
 # test that needs one waits for its build (`FINOPS_THANOS_BUILD_LOG` names the build's
 # log); under a bare `pytest` a missing one is a skip, even with CI=true.
 BACKGROUND_BUILD_TIMEOUT: Final = 3600  # seconds a test waits: a build that long has hung
