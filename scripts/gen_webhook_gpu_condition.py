@@ -22,8 +22,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import yaml
-
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies.admission_policy import GPU_CONDITION
 from finops_operator.domain.policies.webhook_conditions import gpu_condition
@@ -56,18 +54,6 @@ def rewritten(text: str) -> str:
     if count == 0:
         raise ValueError(f"no `- name: {GPU_CONDITION}` condition found")
     return new
-
-
-def shipped_expressions(text: str) -> list[str]:
-    """Every `gpu-workload` expression of the webhook configurations in `text`."""
-    return [
-        condition["expression"]
-        for document in yaml.safe_load_all(text)
-        if document
-        for hook in document.get("webhooks") or []
-        for condition in hook.get("matchConditions") or []
-        if condition.get("name") == GPU_CONDITION
-    ]
 
 
 def main(argv: list[str] | None = None) -> int:

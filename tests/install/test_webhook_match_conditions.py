@@ -77,15 +77,20 @@ LABELS = {
 # --- the conditions, compiled once -------------------------------------------------
 
 
-@functools.cache
-def _conditions(configuration: str) -> tuple[tuple[str, celpy.Runner], ...]:
+def _shipped(configuration: str) -> list[dict[str, str]]:
+    """The matchConditions of the manifests' webhook configuration of that kind."""
     docs = yaml.safe_load_all(WEBHOOKS_FILE.read_text(encoding="utf-8"))
     [config] = [doc for doc in docs if doc and doc.get("kind") == configuration]
     [hook] = config["webhooks"]
+    return list(hook["matchConditions"])
+
+
+@functools.cache
+def _conditions(configuration: str) -> tuple[tuple[str, celpy.Runner], ...]:
     env = celpy.Environment()
     return tuple(
         (condition["name"], env.program(env.compile(condition["expression"])))
-        for condition in hook["matchConditions"]
+        for condition in _shipped(configuration)
     )
 
 
@@ -537,10 +542,10 @@ def test_the_default_configuration_writes_a_gpu_condition_deciding_as_the_manife
 def test_the_manifests_ship_the_default_condition_byte_for_byte() -> None:
     # What the operator writes for the default configuration is already there: it
     # changes nothing, the field stays Helm's, and `helm upgrade` meets no conflict.
-    expected = gpu_condition(Config())["expression"]
-    for target in gen_webhook_gpu_condition.TARGETS:
-        shipped = gen_webhook_gpu_condition.shipped_expressions(target.read_text())
-        assert shipped == [expected, expected], target
+    # (The chart's copy is the same file: tests/install/test_helm_chart.py.)
+    for configuration in CONFIGURATIONS:
+        shipped = {c["name"]: c["expression"] for c in _shipped(configuration)}
+        assert shipped["gpu-workload"] == gpu_condition(Config())["expression"], configuration
 
 
 def test_the_generated_condition_files_are_up_to_date() -> None:
