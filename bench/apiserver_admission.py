@@ -980,7 +980,7 @@ def non_loopback_address() -> str:
         except OSError as err:
             raise SystemExit(f"no non-loopback address ({err}): pass --peer-address") from err
         address: str = probe.getsockname()[0]
-    if address.startswith("127."):
+    if ipaddress.ip_address(address).is_loopback:
         raise SystemExit("no non-loopback address: pass --peer-address")
     return address
 
