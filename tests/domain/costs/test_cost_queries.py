@@ -64,7 +64,7 @@ def test_allocation_is_integrated_per_target_then_deduplicated_by_the_pods_label
 
 def test_the_sample_rate_is_measured_on_the_price_series_not_assumed() -> None:
     rate = samples_per_hour(DAY_MS)
-    assert "count_over_time(finops_gpu_hourly_price[59m59s999ms])[1d:1h]" in rate
+    assert "count_over_time(finops_gpu_hourly_price[59m59s999ms])[1d:1h] offset -1ms" in rate
     assert rate.startswith("max by (cluster, job, instance) (")
     # A window shorter than an hour still holds one whole hour to count in.
     assert "[1h:1h]" in samples_per_hour(10 * 60_000)
@@ -216,6 +216,57 @@ def test_prometheus_parses_the_queries_with_other_metric_names(
     client = PrometheusClient(PrometheusConfig(url=empty_prometheus.url))
     for build in QUERIES:
         assert client.evaluate(build(DAY_MS, names), 1_700_000_000.5) == []
+
+
+def _backfilled(
+    tmp_path_factory: pytest.TempPathFactory, stamps: list[float], gpus: int
+) -> PrometheusServer:
+    """A Prometheus holding one operator target's price series and one pod's `gpus`
+    allocation, sampled at `stamps` (seconds)."""
+    require_tool("prometheus", "promtool")
+    target = 'job="finops-operator",instance="10.0.0.7:8080"'
+    pod = (
+        'namespace="ml",pod="train-0",node="n1",resource="nvidia.com/gpu",gpu_model="h100",'
+        'team="ml",feature="chat",environment="prod",workload_type="training",cost_center="cc"'
+    )
+    lines = ["# TYPE finops_gpu_hourly_price gauge"]
+    lines += [f'finops_gpu_hourly_price{{{target},gpu_model="h100"}} 4.5 {t:.3f}' for t in stamps]
+    lines.append("# TYPE finops_pod_gpu_allocation gauge")
+    lines += [f"finops_pod_gpu_allocation{{{target},{pod}}} {gpus} {t:.3f}" for t in stamps]
+    folder = tmp_path_factory.mktemp("prom-last-hour")
+    data = folder / "series.om"
+    data.write_text("\n".join([*lines, "# EOF", ""]))
+    server = PrometheusServer(folder / "prometheus")
+    server.backfill_file(data)
+    return server.start()
+
+
+def test_a_target_seen_only_in_the_last_hour_of_a_window_counts_its_hours_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Windows are evaluated at their end - 1 ms; the hour ending at the end must still be
+    counted for the sample rate. An operator that started at 23:00 (a new pod, a new
+    `instance`), scraped every minute 7.5 s past it, holds 2 GPUs until 01:00: one hour
+    on each day. Read without that hour, the first day had no rate (its hour lost) or one
+    sample an hour (60 times the hours)."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = midnight.timestamp() - 2 * 86_400  # two days ago: whole days, inside retention
+    stamps = [end - 3600 + 7.5 + 60 * i for i in range(120)]
+    server = _backfilled(tmp_path_factory, stamps, gpus=2)
+    try:
+        client = PrometheusClient(PrometheusConfig(url=server.url))
+        query = gpu_hours_query(DAY_MS)
+        answer = client.evaluate_range(query, end - 0.001, end + 86_400 - 0.001, 86_400)
+        assert [[Decimal(v) for _, v in row["values"]] for row in answer] == [
+            [Decimal(2), Decimal(2)]
+        ]
+        # The rest of a day, evaluated off the hour, sees the same first hour.
+        assert [
+            Decimal(row["value"][1])
+            for row in client.evaluate(gpu_hours_query(90 * 60_000), end + 1800 - 0.001)
+        ] == [Decimal(3)]
+    finally:
+        server.stop()
 
 
 # ---------------------------------------------------------------- clusters (issue 22)

@@ -167,14 +167,19 @@ def samples_per_hour(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
 
     The most samples any whole hour of the window holds: robust to a replica that
     starts or stops inside the window. The inner range is 1h - 1ms so that samples
-    on an exact grid are not counted at both ends of the hour.
+    on an exact grid are not counted at both ends of the hour. The subquery is read
+    1 ms later than the window (`offset -1ms`): windows are evaluated at their end
+    - 1 ms, and without it the hour ending at the window's end, often the last whole
+    hour, would never be counted, so a target seen only in that hour would be read
+    at one sample an hour (sixty times its GPU hours at a 1-minute scrape) or not
+    at all.
     """
     reach = max(window_ms, HOUR_MS)
     return (
         f"max {by(names.labels(TARGET_LABELS))} (\n"
         f"  max_over_time(count_over_time({names.select(names.price)}"
         f"[{duration_ms(HOUR_MS - 1)}])"
-        f"[{duration_ms(reach)}:1h])\n"
+        f"[{duration_ms(reach)}:1h] offset -1ms)\n"
         f")"
     )
 
