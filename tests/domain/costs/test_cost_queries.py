@@ -52,20 +52,33 @@ def test_ranges_are_written_as_prometheus_durations_to_the_millisecond() -> None
         duration_ms(0)
 
 
-def test_allocation_is_integrated_per_target_then_deduplicated_by_the_pods_labels() -> None:
+def test_allocation_is_integrated_per_hour_then_deduplicated_by_the_pods_labels() -> None:
     query = gpu_hours_query(DAY_MS)
-    assert "sum_over_time(finops_pod_gpu_allocation[1d])" in query
-    assert "/ on (cluster, job, instance) group_left ()" in query
+    # Each hour of the day once: the fullest replica of each scrape job, then the hours added.
+    assert "sum_over_time(finops_pod_gpu_allocation[1h] offset 1ms)" in query
+    assert "[1d:1h] offset -2ms" in query
+    assert f"max by (cluster, job, {', '.join(POD_ALLOCATION_LABELS)})" in query
+    assert "/ on (cluster, job) group_left ()" in query
     assert f"max by (cluster, {', '.join(POD_ALLOCATION_LABELS)})" in query
     assert query.startswith(
         "sum by (cluster, team, feature, environment, workload_type, cost_center, gpu_model) ("
     )
 
 
-def test_the_sample_rate_is_measured_on_the_price_series_not_assumed() -> None:
+def test_a_window_off_the_hour_has_hour_cells_ending_at_its_end_and_a_shorter_first_one() -> None:
+    """7 h 20 min ending at 10:20:30: seven hours ending at 10:20:30, then [3:00:30, 3:20:30)."""
+    phase = 20 * 60_000 + 30_000
+    query = gpu_hours_query(7 * HOUR_MS + 20 * 60_000, end_phase_ms=phase)
+    assert "sum_over_time(finops_pod_gpu_allocation[1h] offset -20m29s999ms)" in query
+    assert "[7h:1h] offset 20m29s998ms" in query
+    assert "sum_over_time(finops_pod_gpu_allocation[20m] offset 7h)" in query
+    assert query.count('"finops_cell"') == 2
+
+
+def test_the_sample_rate_is_measured_per_scrape_job_on_the_price_series_not_assumed() -> None:
     rate = samples_per_hour(DAY_MS)
     assert "count_over_time(finops_gpu_hourly_price[59m59s999ms])[1d:1h] offset -1ms" in rate
-    assert rate.startswith("max by (cluster, job, instance) (")
+    assert rate.startswith("max by (cluster, job) (")
     # A window shorter than an hour still holds one whole hour to count in.
     assert "[1h:1h]" in samples_per_hour(10 * 60_000)
     for query in (gpu_hours_query(DAY_MS), capacity_gpu_hours_query(DAY_MS)):
@@ -122,7 +135,7 @@ def test_capacity_is_deduplicated_by_node_model_and_resource() -> None:
     assert query.startswith(
         "sum by (cluster, gpu_model) (\n  max by (cluster, node, gpu_model, resource) ("
     )
-    assert "sum_over_time(finops_node_gpu_capacity[1d])" in query
+    assert "sum_over_time(finops_node_gpu_capacity[1h] offset 1ms)" in query
 
 
 def test_job_hours_join_pods_to_the_job_that_owns_them_at_any_time_in_the_window() -> None:
@@ -265,6 +278,90 @@ def test_a_target_seen_only_in_the_last_hour_of_a_window_counts_its_hours_once(
             Decimal(row["value"][1])
             for row in client.evaluate(gpu_hours_query(90 * 60_000), end + 1800 - 0.001)
         ] == [Decimal(3)]
+    finally:
+        server.stop()
+
+
+def _targets_backfilled(
+    tmp_path_factory: pytest.TempPathFactory, lives: list[tuple[str, float, float]]
+) -> PrometheusServer:
+    """A Prometheus holding operator targets (instance, first, end) scraped every minute
+    7.5 s past it, each exporting its price series and one pod holding 1 GPU."""
+    require_tool("prometheus", "promtool")
+    pod = (
+        'namespace="ml",pod="train-0",node="n1",resource="nvidia.com/gpu",gpu_model="h100",'
+        'team="ml",feature="chat",environment="prod",workload_type="training",cost_center="cc"'
+    )
+    price, allocation = ["# TYPE finops_gpu_hourly_price gauge"], []
+    for instance, first, end in lives:
+        target = f'job="finops-operator",instance="{instance}"'
+        stamps = [first + 7.5 + 60 * i for i in range(int((end - first) // 60))]
+        price += [
+            f'finops_gpu_hourly_price{{{target},gpu_model="h100"}} 4.5 {t:.3f}' for t in stamps
+        ]
+        allocation += [f"finops_pod_gpu_allocation{{{target},{pod}}} 1 {t:.3f}" for t in stamps]
+    lines = [*price, "# TYPE finops_pod_gpu_allocation gauge", *allocation, "# EOF", ""]
+    folder = tmp_path_factory.mktemp("prom-targets")
+    data = folder / "series.om"
+    data.write_text("\n".join(lines))
+    server = PrometheusServer(folder / "prometheus")
+    server.backfill_file(data)
+    return server.start()
+
+
+def test_replicas_that_follow_one_another_all_count_and_side_by_side_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two replicas run side by side; a rollout replaces both with new pods (new
+    `instance`s), the second a minute after the first (`maxSurge: 1`). The pod held its
+    GPU all day: 24 GPU hours. Deduplicated over the whole day (the greatest replica),
+    the day gave the new replicas' share only (14 h for a rollout at 10:00). Hour by
+    hour, only the hour of the rollout is short: its fullest replica's 40 minutes when
+    the rollout comes at 10:20."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    day -= 3 * 86_400
+    for rollout_minute, hours in ((0, Decimal(24)), (20, Decimal(23) + Decimal(40) / 60)):
+        rollout = day + 10 * 3600 + rollout_minute * 60
+        server = _targets_backfilled(
+            tmp_path_factory,
+            [
+                ("10.0.0.1:8080", day - 3600, rollout),
+                ("10.0.0.2:8080", day - 3600, rollout + 60),
+                ("10.0.0.3:8080", rollout, day + 86_400 + 3600),
+                ("10.0.0.4:8080", rollout + 60, day + 86_400 + 3600),
+            ],
+        )
+        try:
+            client = PrometheusClient(PrometheusConfig(url=server.url))
+            answer = client.evaluate(gpu_hours_query(DAY_MS), day + 86_400 - 0.001)
+            found = [Decimal(row["value"][1]).quantize(Decimal("0.0001")) for row in answer]
+            assert found == [hours.quantize(Decimal("0.0001"))], rollout_minute
+        finally:
+            server.stop()
+
+
+def test_a_window_off_the_hour_counts_each_sample_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """One replica all along: windows ending off the hour, cut into hours ending at their
+    end and a shorter first cell, hold their minutes exactly, and two adjacent windows
+    add up to the window they cover."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    day -= 3 * 86_400
+    server = _targets_backfilled(tmp_path_factory, [("10.0.0.1:8080", day, day + 86_400)])
+    try:
+        client = PrometheusClient(PrometheusConfig(url=server.url))
+
+        def minutes(start: float, end: float) -> Decimal:
+            window = round((end - start) * 1000)
+            query = gpu_hours_query(window, end_phase_ms=round(end * 1000) % HOUR_MS)
+            hours = Decimal(client.evaluate(query, end - 0.001)[0]["value"][1])
+            return (hours * 60).quantize(Decimal("0.000001"))
+
+        start, middle, end = day + 9 * 3600 + 17 * 60, day + 11 * 3600 + 43 * 60, day + 18 * 3600
+        assert minutes(start, middle) == 146
+        assert minutes(middle, end) == 377
+        assert minutes(start, end) == 146 + 377
     finally:
         server.stop()
 
