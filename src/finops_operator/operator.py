@@ -33,7 +33,7 @@ from finops_operator.adapters.memory import pace_garbage_collector, release_afte
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.metrics_auth import MetricsGuard
 from finops_operator.adapters.prometheus_api import PrometheusClient
-from finops_operator.adapters.webhook_server import AdmissionApp, metrics_app, start_site
+from finops_operator.adapters.webhook_server import AdmissionApp, metrics_app, start_site, stop_site
 from finops_operator.controllers import admission_policy_controller as admission_policy
 from finops_operator.controllers import assembly
 from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
@@ -216,9 +216,8 @@ async def serve(
     finally:
         for task in tasks:
             task.cancel()
-        for runner in runners:
-            await runner.cleanup()
-        await asyncio.to_thread(stop_leading)
+        await asyncio.to_thread(stop_leading)  # first: a draining replica renews no Lease
+        await asyncio.gather(*(stop_site(runner, options.drain_seconds) for runner in runners))
         kube.close()
         lease_kube.close()
         if reviewer is not None:
