@@ -238,7 +238,7 @@ start_operator() {
     --config-map finops-operator-config --invalid-config safe-default \
     --webhook-secret finops-operator-webhook-tls \
     --webhook-host 127.0.0.1 --webhook-port "$webhook_port" --metrics-port "$metrics_port" \
-    --namespace finops-system
+    --webhook-drain-seconds 0.2 --namespace finops-system
   )
   log "operator started (pid $(cat "$state/operator.pid")), waiting for its webhooks"
   wait_webhooks

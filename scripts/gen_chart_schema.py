@@ -123,7 +123,8 @@ CHART_KEYS: dict[str, Any] = {
     ),
     "terminationGracePeriodSeconds": key(
         {"type": "integer", "minimum": 5},
-        "Seconds to stop; at least the 5 s the pod keeps serving before its SIGTERM (preStop).",
+        "Seconds to stop; at least the 5 s the pod keeps serving before its SIGTERM (preStop), "
+        "and 10 or more leave time for the 5 s drain after it (docs/install.md).",
     ),
     "extraEnv": key(LIST, "More environment variables of the operator container."),
     "extraVolumes": key(LIST, "More volumes of the operator's pods."),

@@ -33,7 +33,7 @@ from finops_operator.adapters.memory import pace_garbage_collector, release_afte
 from finops_operator.adapters.metrics import InventoryExposition, OperatorMetrics
 from finops_operator.adapters.metrics_auth import MetricsGuard
 from finops_operator.adapters.prometheus_api import PrometheusClient
-from finops_operator.adapters.webhook_server import AdmissionApp, metrics_app, start_site
+from finops_operator.adapters.webhook_server import AdmissionApp, Servers, metrics_app
 from finops_operator.controllers import admission_policy_controller as admission_policy
 from finops_operator.controllers import assembly
 from finops_operator.controllers.assembly import Controllers, OperatorState, assemble, elect
@@ -166,11 +166,9 @@ async def serve(
     )
     guard = MetricsGuard(reviewer, metrics.registry) if reviewer is not None else None
     scrape = metrics_app(metrics, state.sync.not_ready, exposition, guard)
-    host = options.webhook_host
-    runners = [
-        await start_site(admission, host, options.webhook_port, serving.context),
-        await start_site(scrape, host, options.metrics_port, serving.context if secure else None),
-    ]
+    host, servers = options.webhook_host, Servers(options.drain_seconds)
+    await servers.start(admission, host, options.webhook_port, serving.context)
+    await servers.start(scrape, host, options.metrics_port, serving.context if secure else None)
     logger.info(
         "Admission on https://%s:%d%s and %s, metrics on %s://:%d/metrics%s, mode %s",
         *(host, options.webhook_port, conventions.VALIDATE_PATH, conventions.MUTATE_PATH),
@@ -204,8 +202,11 @@ async def serve(
     metrics.leader.set_function(lambda: 1.0 if leadership.is_leader else 0.0)
     stop_leading = leadership.start_in_thread(asyncio.get_running_loop())
     try:
+        registry = build_registry(state, run, credentials)
+        # Drained and closed as kopf stops, before it cancels the tasks of their connections.
+        kopf.on.cleanup(registry=registry)(servers.stop)
         await kopf.operator(
-            registry=build_registry(state, run, credentials),
+            registry=registry,
             clusterwide=True,
             standalone=True,
             stop_flag=stop_flag,
@@ -216,8 +217,7 @@ async def serve(
     finally:
         for task in tasks:
             task.cancel()
-        for runner in runners:
-            await runner.cleanup()
+        await servers.stop()  # when kopf did not get to its cleanup
         await asyncio.to_thread(stop_leading)
         kube.close()
         lease_kube.close()

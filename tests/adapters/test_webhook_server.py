@@ -1,17 +1,26 @@
-"""The admission HTTP adapter: hostile bodies get a clear 4xx, never a 5xx or a traceback."""
+"""The admission HTTP adapter: hostile bodies get a clear 4xx, never a 5xx or a traceback;
+at shutdown, a drain that ends each pooled keep-alive connection after an answer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from finops_devtools.devcluster.reviews import review, workload
 from finops_operator.adapters.metrics import OperatorMetrics
-from finops_operator.adapters.webhook_server import MAX_BODY_BYTES, AdmissionApp
+from finops_operator.adapters.webhook_server import (
+    MAX_BODY_BYTES,
+    AdmissionApp,
+    start_site,
+    stop_site,
+)
 from finops_operator.domain.config import Config
 from finops_operator.domain.policies import admission
 from finops_operator.domain.policies.label_check import LabelPolicy
@@ -155,3 +164,134 @@ async def test_until_the_namespace_index_is_loaded_a_review_gets_a_503_never_all
         if path == "/validate":
             decided = (await answer.json())["response"]
             assert decided["allowed"] is False  # the namespace's enforce mode now applies
+
+
+# The drain at shutdown (`stop_site`), seen as kube-apiserver sees it: a client that keeps
+# its HTTP/1.1 connection open between reviews (Go's http.Transport pools them under the
+# Service's host name). Without the drain, a review written on such a connection as the
+# server closes got EOF, and a POST is not retried: "failed to call webhook: ... EOF".
+
+DRAIN = 0.6  # seconds: long enough to write a review in it, short for the suite
+
+
+class KeepAliveClient:
+    """One raw HTTP/1.1 connection, kept open between requests."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> KeepAliveClient:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def review(self) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """POST a review to /validate: the status, the headers (lower-case) and the answer."""
+        body = json.dumps(review(workload("Deployment"))).encode()
+        head = (
+            "POST /validate?timeout=3s HTTP/1.1\r\nHost: finops-operator-webhook\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        await self.writer.drain()
+        status_line, *lines = (await self.reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in lines if line)
+        }
+        answer = json.loads(await self.reader.readexactly(int(headers["content-length"])))
+        return int(status_line.split()[1]), headers, answer
+
+    async def closed_by_server(self, within: float) -> bool:
+        """Whether the server closes the connection (EOF) within `within` seconds."""
+        try:
+            return await asyncio.wait_for(self.reader.read(1), within) == b""
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def serving() -> tuple[web.AppRunner, int]:
+    runner = await start_site(make_app().app(), "127.0.0.1", 0)
+    return runner, runner.addresses[0][1]
+
+
+def assert_answered(status: int, answer: dict[str, Any]) -> None:
+    assert status == 200
+    assert answer["kind"] == "AdmissionReview" and answer["response"]["uid"]
+    assert answer["response"]["allowed"] is False  # the untagged Deployment of `workload`
+
+
+async def test_while_serving_a_connection_is_kept_alive_and_reused() -> None:
+    runner, port = await serving()
+    client = await KeepAliveClient.open(port)
+    try:
+        for _ in range(3):  # the same connection each time
+            status, headers, answer = await client.review()
+            assert_answered(status, answer)
+            assert "connection" not in headers  # HTTP/1.1: keep-alive by default
+        assert not await client.closed_by_server(within=0.2)
+    finally:
+        client.close()
+        await stop_site(runner, 0)
+
+
+async def test_a_review_on_a_pooled_connection_in_the_drain_is_answered_then_closed() -> None:
+    """Fails without the drain: the review gets EOF, as in the rolling update's e2e test."""
+    runner, port = await serving()
+    pooled = await KeepAliveClient.open(port)
+    try:
+        status, _, answer = await pooled.review()  # the connection is now in the pool
+        assert_answered(status, answer)
+        started = time.monotonic()
+        stopping = asyncio.create_task(stop_site(runner, DRAIN))
+        await asyncio.sleep(0.05)  # shutdown has begun
+
+        status, headers, answer = await pooled.review()
+        assert_answered(status, answer)
+        assert headers.get("connection") == "close"  # the client will not reuse it
+        assert await pooled.closed_by_server(within=DRAIN / 3)  # right after the answer
+        assert time.monotonic() - started < DRAIN  # still draining: the server closed it
+
+        fresh = await KeepAliveClient.open(port)  # the listener still answers meanwhile
+        status, headers, answer = await fresh.review()
+        assert_answered(status, answer)
+        assert headers.get("connection") == "close"
+        fresh.close()
+        await stopping
+    finally:
+        pooled.close()
+        await runner.cleanup()  # a no-op once stopped
+
+
+async def test_after_the_drain_the_port_and_the_idle_connections_are_closed() -> None:
+    runner, port = await serving()
+    idle = await KeepAliveClient.open(port)
+    try:
+        status, _, answer = await idle.review()
+        assert_answered(status, answer)
+        started = time.monotonic()
+        await stop_site(runner, DRAIN)
+        assert time.monotonic() - started >= DRAIN
+        assert await idle.closed_by_server(within=1.0)
+        with pytest.raises(OSError):  # ConnectionRefusedError
+            await KeepAliveClient.open(port)
+    finally:
+        idle.close()
+
+
+async def test_a_drain_of_0_closes_at_once() -> None:
+    runner, port = await serving()
+    idle = await KeepAliveClient.open(port)
+    try:
+        status, _, answer = await idle.review()
+        assert_answered(status, answer)
+        started = time.monotonic()
+        await stop_site(runner, 0)
+        assert time.monotonic() - started < DRAIN / 2
+        assert await idle.closed_by_server(within=1.0)
+        with pytest.raises(OSError):
+            await KeepAliveClient.open(port)
+    finally:
+        idle.close()

@@ -69,6 +69,7 @@ from tests.support.upstream_exporters import (
 
 from .conftest import (
     COMPLIANT,
+    DRAIN_SECONDS,
     REPO,
     SCRIPT,
     TEAM,
@@ -511,6 +512,8 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
                 str(cluster.info["webhook_port"]),
                 "--metrics-port",
                 str(metrics_port),
+                "--webhook-drain-seconds",
+                DRAIN_SECONDS,
                 "--namespace",
                 "finops-system",
             ],

@@ -905,6 +905,17 @@ def test_the_deployment_arguments_are_ones_the_command_line_accepts(install: str
     build_parser().parse_args(args)
 
 
+@EACH_INSTALL
+def test_the_pause_and_the_drain_leave_half_the_grace_period_to_stop(install: str) -> None:
+    """A deleted replica serves through the preStop pause, then drains at its SIGTERM
+    (`run --webhook-drain-seconds`, docs/install.md); kubelet's SIGKILL must not cut it."""
+    container = _operator_container(install)
+    pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = build_parser().parse_args(container["args"]).webhook_drain_seconds
+    assert drain > 0  # the Deployment keeps the default drain
+    assert pause + drain <= _pod_spec(install)["terminationGracePeriodSeconds"] / 2
+
+
 def test_the_base_install_serves_the_operator_managed_certificate() -> None:
     options = _run_options("base")
     assert options["--webhook-secret"] == WEBHOOK_SECRET

@@ -22,7 +22,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,6 +44,7 @@ MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server's own request size limit
 MAX_NESTING = 100
 # Why the process cannot serve yet, or None once it can (`/readyz`).
 NotReady = Callable[[], str | None]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Decide = Callable[[admission.Request, LabelPolicy, admission.NamespaceLabels], admission.Decision]
 
 
@@ -254,10 +255,82 @@ def metrics_app(
     return app
 
 
+class Draining:
+    """Whether a server is draining: once it is, every response closes its connection.
+
+    The API server pools HTTP/1.1 connections to a webhook under the Service's host
+    name and resolves the endpoint only when it dials, so it keeps writing reviews on
+    the connections it holds to a replica that is stopping. Closing those connections
+    at once fails the review written in that moment with EOF (a POST is not retried).
+    While draining, the server keeps answering, each answer with `Connection: close`,
+    so each pooled connection is closed by the server right after an answer the
+    client has read, and the client dials again (a replica still serving).
+    """
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    def begin(self) -> None:
+        self.draining = True
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Before the response is prepared: its Connection header is written then.
+        try:
+            response = await handler(request)
+        except web.HTTPException as answer:  # a 404, a 405: a response raised
+            if self.draining:
+                answer.force_close()
+            raise
+        if self.draining:
+            response.force_close()
+        return response
+
+
+DRAINING = web.AppKey("draining", Draining)
+
+
 async def start_site(
     app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
 ) -> web.AppRunner:
+    """Serve `app` until `stop_site`; it answers with `Connection: close` once draining."""
+    app[DRAINING] = draining = Draining()
+    app.middlewares.insert(0, draining.middleware)  # the outermost: every answer passes it
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     return runner
+
+
+async def stop_site(runner: web.AppRunner, drain_seconds: float) -> None:
+    """Drain for `drain_seconds` (answering, each answer closing its connection), then
+    close the listener and the connections left, all idle but for answers in progress."""
+    if drain_seconds > 0:
+        runner.app[DRAINING].begin()
+        await asyncio.sleep(drain_seconds)
+    await runner.cleanup()
+
+
+class Servers:
+    """The process's servers (admission, metrics), drained together then closed by `stop`.
+
+    The operator has kopf call `stop` as a cleanup handler, when it stops: after that,
+    kopf cancels every task started while it ran, each connection's among them, which
+    leaves the connection open with nobody to answer (a review written on it hangs
+    until the API server's timeout) until the server is closed. Stopped before that,
+    the connections end cleanly.
+    """
+
+    def __init__(self, drain_seconds: float) -> None:
+        self.drain_seconds = drain_seconds
+        self.runners: list[web.AppRunner] = []
+
+    async def start(
+        self, app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        self.runners.append(await start_site(app, host, port, ssl_context))
+
+    async def stop(self, **_: Any) -> None:
+        """Drain and close every server; again, a no-op (`**_`: kopf's arguments)."""
+        runners, self.runners = self.runners, []
+        await asyncio.gather(*(stop_site(runner, self.drain_seconds) for runner in runners))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 
 from finops_operator.adapters.config_file import load_config
@@ -51,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "is served to new connections without a restart",
     )
     parser.add_argument(
+        "--webhook-drain-seconds",
+        type=float,
+        default=5.0,
+        help="at SIGTERM, how long the servers keep answering, each answer closing its "
+        "connection, before they close: the API server's pooled connections end cleanly "
+        '(docs/install.md, "Two replicas, one writer"); 0 closes at once',
+    )
+    parser.add_argument(
         "--metrics-port", type=int, default=8080, help="port of /metrics and /healthz"
     )
     parser.add_argument(
@@ -78,6 +87,8 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--webhook-cert and --webhook-key go together")
     if args.webhook_cert_reload_seconds <= 0:
         parser.error("--webhook-cert-reload-seconds must be positive")
+    if not 0 <= args.webhook_drain_seconds < math.inf:  # nan fails both
+        parser.error("--webhook-drain-seconds must be 0 or more, and finite")
     if args.webhook_cert and args.webhook_secret:
         parser.error(
             "--webhook-secret replaces --webhook-cert/--webhook-key; give one or the other"
@@ -108,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         lease_seconds=args.lease_seconds,
         cert_reload_seconds=args.webhook_cert_reload_seconds,
         config_map=args.config_map,
+        drain_seconds=args.webhook_drain_seconds,
     )
     config, problem = choose_configuration(args.config, args.invalid_config == "safe-default")
     return run_operator(config, namespace, options, config_problem=problem)

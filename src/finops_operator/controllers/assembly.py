@@ -93,6 +93,7 @@ class RunOptions:
     lease_seconds: int = 15
     cert_reload_seconds: float = 10.0
     config_map: str | None = None
+    drain_seconds: float = 5.0
 
 
 def elect(
