@@ -23,7 +23,6 @@ from finops_operator.domain.costs.cost_queries import (
     idle_gpu_hours_query,
     job_gpu_hours_query,
     plan_windows,
-    samples_per_hour,
     tokens_query,
 )
 from finops_operator.domain.costs.period import Period
@@ -52,13 +51,14 @@ def test_ranges_are_written_as_prometheus_durations_to_the_millisecond() -> None
         duration_ms(0)
 
 
-def test_allocation_is_integrated_per_hour_then_deduplicated_by_the_pods_labels() -> None:
+def test_allocation_is_read_per_hour_then_deduplicated_by_the_pods_labels() -> None:
     query = gpu_hours_query(DAY_MS)
-    # Each hour of the day once: the fullest replica of each scrape job, then the hours added.
+    # Each hour of the day once: each target's samples over its own price samples in
+    # that hour, the fullest replica's, then the hours added.
     assert "sum_over_time(finops_pod_gpu_allocation[1h] offset 1ms)" in query
+    assert "count_over_time(finops_gpu_hourly_price[1h] offset 1ms)" in query
+    assert "/ on (cluster, job, instance) group_left ()" in query
     assert "[1d:1h] offset -2ms" in query
-    assert f"max by (cluster, job, {', '.join(POD_ALLOCATION_LABELS)})" in query
-    assert "/ on (cluster, job) group_left ()" in query
     assert f"max by (cluster, {', '.join(POD_ALLOCATION_LABELS)})" in query
     assert query.startswith(
         "sum by (cluster, team, feature, environment, workload_type, cost_center, gpu_model) ("
@@ -70,17 +70,15 @@ def test_a_window_off_the_hour_has_hour_cells_ending_at_its_end_and_a_shorter_fi
     phase = 20 * 60_000 + 30_000
     query = gpu_hours_query(7 * HOUR_MS + 20 * 60_000, end_phase_ms=phase)
     assert "sum_over_time(finops_pod_gpu_allocation[1h] offset -20m29s999ms)" in query
+    assert "count_over_time(finops_gpu_hourly_price[1h] offset -20m29s999ms)" in query
     assert "[7h:1h] offset 20m29s998ms" in query
     assert "sum_over_time(finops_pod_gpu_allocation[20m] offset 7h)" in query
+    assert "count_over_time(finops_gpu_hourly_price[20m] offset 7h)" in query
+    assert ") * 1200000 / 3600000" in query
     assert query.count('"finops_cell"') == 2
 
 
-def test_the_sample_rate_is_measured_per_scrape_job_on_the_price_series_not_assumed() -> None:
-    rate = samples_per_hour(DAY_MS)
-    assert "count_over_time(finops_gpu_hourly_price[59m59s999ms])[1d:1h] offset -1ms" in rate
-    assert rate.startswith("max by (cluster, job) (")
-    # A window shorter than an hour still holds one whole hour to count in.
-    assert "[1h:1h]" in samples_per_hour(10 * 60_000)
+def test_no_scrape_interval_is_assumed() -> None:
     for query in (gpu_hours_query(DAY_MS), capacity_gpu_hours_query(DAY_MS)):
         assert not re.search(r"\b(15|30|60|300)\b", query), "no scrape interval is hard-coded"
 
@@ -132,9 +130,8 @@ def test_tokens_are_summed_by_team_alias_model_and_direction_with_increase() -> 
 
 def test_capacity_is_deduplicated_by_node_model_and_resource() -> None:
     query = capacity_gpu_hours_query(DAY_MS)
-    assert query.startswith(
-        "sum by (cluster, gpu_model) (\n  max by (cluster, node, gpu_model, resource) ("
-    )
+    assert query.startswith("sum by (cluster, gpu_model) (\n  sum_over_time(")
+    assert "max by (cluster, node, gpu_model, resource) (" in query
     assert "sum_over_time(finops_node_gpu_capacity[1h] offset 1ms)" in query
 
 
@@ -283,19 +280,22 @@ def test_a_target_seen_only_in_the_last_hour_of_a_window_counts_its_hours_once(
 
 
 def _targets_backfilled(
-    tmp_path_factory: pytest.TempPathFactory, lives: list[tuple[str, float, float]]
+    tmp_path_factory: pytest.TempPathFactory,
+    lives: list[tuple[str, float, float, int]],
+    past: float = 7.5,
 ) -> PrometheusServer:
-    """A Prometheus holding operator targets (instance, first, end) scraped every minute
-    7.5 s past it, each exporting its price series and one pod holding 1 GPU."""
+    """A Prometheus holding operator targets (instance, first, end, scrape interval in
+    seconds) scraped `past` seconds past the interval, each exporting its price series
+    and one pod holding 1 GPU."""
     require_tool("prometheus", "promtool")
     pod = (
         'namespace="ml",pod="train-0",node="n1",resource="nvidia.com/gpu",gpu_model="h100",'
         'team="ml",feature="chat",environment="prod",workload_type="training",cost_center="cc"'
     )
     price, allocation = ["# TYPE finops_gpu_hourly_price gauge"], []
-    for instance, first, end in lives:
+    for instance, first, end, every in lives:
         target = f'job="finops-operator",instance="{instance}"'
-        stamps = [first + 7.5 + 60 * i for i in range(int((end - first) // 60))]
+        stamps = [first + past + every * i for i in range(int((end - first) // every))]
         price += [
             f'finops_gpu_hourly_price{{{target},gpu_model="h100"}} 4.5 {t:.3f}' for t in stamps
         ]
@@ -314,30 +314,77 @@ def test_replicas_that_follow_one_another_all_count_and_side_by_side_once(
 ) -> None:
     """Two replicas run side by side; a rollout replaces both with new pods (new
     `instance`s), the second a minute after the first (`maxSurge: 1`). The pod held its
-    GPU all day: 24 GPU hours. Deduplicated over the whole day (the greatest replica),
-    the day gave the new replicas' share only (14 h for a rollout at 10:00). Hour by
-    hour, only the hour of the rollout is short: its fullest replica's 40 minutes when
-    the rollout comes at 10:20."""
+    GPU all day: 24 GPU hours, wherever the rollout falls. Deduplicated over the whole
+    day (the greatest replica), the day gave the new replicas' share only (14 h for a
+    rollout at 10:00)."""
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     day -= 3 * 86_400
-    for rollout_minute, hours in ((0, Decimal(24)), (20, Decimal(23) + Decimal(40) / 60)):
+    for rollout_minute in (0, 20):
         rollout = day + 10 * 3600 + rollout_minute * 60
         server = _targets_backfilled(
             tmp_path_factory,
             [
-                ("10.0.0.1:8080", day - 3600, rollout),
-                ("10.0.0.2:8080", day - 3600, rollout + 60),
-                ("10.0.0.3:8080", rollout, day + 86_400 + 3600),
-                ("10.0.0.4:8080", rollout + 60, day + 86_400 + 3600),
+                ("10.0.0.1:8080", day - 3600, rollout, 60),
+                ("10.0.0.2:8080", day - 3600, rollout + 60, 60),
+                ("10.0.0.3:8080", rollout, day + 86_400 + 3600, 60),
+                ("10.0.0.4:8080", rollout + 60, day + 86_400 + 3600, 60),
             ],
         )
         try:
             client = PrometheusClient(PrometheusConfig(url=server.url))
             answer = client.evaluate(gpu_hours_query(DAY_MS), day + 86_400 - 0.001)
-            found = [Decimal(row["value"][1]).quantize(Decimal("0.0001")) for row in answer]
-            assert found == [hours.quantize(Decimal("0.0001"))], rollout_minute
+            assert [_hours(row["value"][1]) for row in answer] == [24], rollout_minute
         finally:
             server.stop()
+
+
+def test_each_target_is_read_at_its_own_scrape_interval(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A Helm upgrade that changes the ServiceMonitor's interval rolls the pods: the old
+    target was scraped every 15 s until noon, the new one every minute since. Read at
+    one rate for the job, the morning counted a quarter (15 of 24 hours)."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    day -= 3 * 86_400
+    server = _targets_backfilled(
+        tmp_path_factory,
+        [
+            ("10.0.0.1:8080", day - 3600, day + 12 * 3600, 15),
+            ("10.0.0.2:8080", day + 12 * 3600, day + 86_400 + 3600, 60),
+        ],
+    )
+    try:
+        client = PrometheusClient(PrometheusConfig(url=server.url))
+        answer = client.evaluate(gpu_hours_query(DAY_MS), day + 86_400 - 0.001)
+        assert [_hours(row["value"][1]) for row in answer] == [24]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("past", [0.0, 0.001, 59.999])
+def test_samples_on_the_edge_of_a_cell_count_once(
+    tmp_path_factory: pytest.TempPathFactory, past: float
+) -> None:
+    """Scrapes on the minute, 1 ms after it and 1 ms before the next: Prometheus 2 reads
+    ranges closed and 3 left-open, so a sample on a cell's edge may fall in two cells or
+    none; the allocation and the price series are read over the same range, so either
+    way the pod's hours are whole."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    day -= 3 * 86_400
+    server = _targets_backfilled(
+        tmp_path_factory, [("10.0.0.1:8080", day - 3600, day + 86_400 + 3600, 60)], past
+    )
+    try:
+        client = PrometheusClient(PrometheusConfig(url=server.url))
+        answer = client.evaluate(gpu_hours_query(DAY_MS), day + 86_400 - 0.001)
+        assert [_hours(row["value"][1]) for row in answer] == [24]
+    finally:
+        server.stop()
+
+
+def _hours(value: str) -> Decimal:
+    """A figure Prometheus gives as a float, to the millionth of an hour."""
+    return Decimal(value).quantize(Decimal("0.000001"))
 
 
 def test_a_window_off_the_hour_counts_each_sample_once(
@@ -348,7 +395,7 @@ def test_a_window_off_the_hour_counts_each_sample_once(
     add up to the window they cover."""
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     day -= 3 * 86_400
-    server = _targets_backfilled(tmp_path_factory, [("10.0.0.1:8080", day, day + 86_400)])
+    server = _targets_backfilled(tmp_path_factory, [("10.0.0.1:8080", day, day + 86_400, 60)])
     try:
         client = PrometheusClient(PrometheusConfig(url=server.url))
 

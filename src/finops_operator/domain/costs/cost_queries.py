@@ -3,21 +3,20 @@
 Pure text builders (no HTTP): `usage_reader` runs them and hands the results to
 the cost model. docs/report.md explains each query; the short version:
 
-- **Integration without a hard-coded scrape interval.** A pod's GPU hours in a
-  window are `sum_over_time(allocation[W])` (GPUs x samples) divided by the
-  number of samples its exporter takes per hour. That rate is measured on the
-  scrape job's `finops_gpu_hourly_price` series, which every operator replica
-  exports at every scrape: the most samples any whole hour of the window holds
-  (`max_over_time(count_over_time(price[1h - 1ms])[W:1h])`). 15 s gives 240, 5 min
-  gives 12; nothing assumes either. Counting samples is also why the missing
-  staleness markers of backfilled data do not matter: no instant lookback is used.
-- **Replicas, side by side and one after another.** The window is cut into cells
-  of an hour ending at its end; in each cell the fullest replica counts (`max by`
-  the job and the labels that identify the subject: pod, node, GPU model, which
-  drops the target labels), and the cells are added up. So replicas running side
-  by side count once, and replicas that follow one another (a rollout gives every
-  new pod a new `instance`) all count. Token counters are summed (every gateway
-  replica counts its own requests), never deduplicated.
+- **Integration without a hard-coded scrape interval.** The window is cut into
+  hours ending at its end (and a shorter first cell). In each, a pod's mean GPUs
+  are `sum_over_time(allocation[1h])` (GPUs x samples) divided by the samples the
+  same target took there, counted on its `finops_gpu_hourly_price` series, which
+  every operator replica exports at every scrape; the hours are added up. 15 s or
+  5 min, one target or another: nothing assumes an interval. Counting samples is
+  also why the missing staleness markers of backfilled data do not matter: no
+  instant lookback is used.
+- **Replicas, side by side and one after another.** In each hour the fullest
+  target counts (`max by` the labels that identify the subject: pod, node, GPU
+  model, which drops the target labels and scrape jobs). So replicas running
+  side by side count once, and replicas that follow one another (a rollout gives
+  every new pod a new `instance`) all count. Token counters are summed (every
+  gateway replica counts its own requests), never deduplicated.
 - **Clusters.** Every `by`, `on` and `group_left` keeps the cluster label (config
   `cluster.label`, `cluster` by default), so series of two clusters that differ only
   by it (the same pod names behind one Thanos Query) never merge; a series without
@@ -68,8 +67,8 @@ GPU_USAGE_LABELS: Final = (*COST_LABELS, "gpu_model")
 POD_ALLOCATION_LABELS: Final = ("namespace", "pod", "node", "resource", "gpu_model", *COST_LABELS)
 # What identifies a node's offer of one GPU resource.
 NODE_CAPACITY_LABELS: Final = ("node", "gpu_model", "resource")
-# What a sample rate is measured for: every target (replica) of a scrape job shares it.
-RATE_LABELS: Final = ("job",)
+# The target labels that tell one scrape target (one operator replica) from another.
+TARGET_LABELS: Final = ("job", "instance")
 # The label telling a window's cells of an hour from its shorter first cell, while added up.
 CELL_LABEL: Final = "finops_cell"
 TOKEN_LABELS: Final = ("team", "model", "direction")
@@ -77,7 +76,7 @@ JOB_LABELS: Final = ("namespace", "owner_name", "team", "gpu_model")
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 86_400_000
-# Replicas are told apart hour by hour: the cells a window is cut into.
+# Replicas are told apart hour by hour: the cells a window is cut into (docs/report.md).
 CELL_MS: Final = HOUR_MS
 
 
@@ -168,29 +167,6 @@ def _checked(expr: str) -> str:
 # ---------------------------------------------------------------- building blocks
 
 
-def samples_per_hour(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
-    """Samples each operator job takes per hour, measured on its price series.
-
-    The most samples any whole hour of the window holds on one target of the job:
-    robust to a replica that starts or stops inside the window, and to one that
-    lived less than an hour (a rollout's new pod borrows its job's rate). The
-    inner range is 1h - 1ms so that samples on an exact grid are not counted at
-    both ends of the hour. The subquery is read 1 ms later than the window
-    (`offset -1ms`): windows are evaluated at their end - 1 ms, and without it the
-    hour ending at the window's end, often the last whole hour, would never be
-    counted, so a job seen only in that hour would be read at one sample an hour
-    (sixty times its GPU hours at a 1-minute scrape) or not at all.
-    """
-    reach = max(window_ms, HOUR_MS)
-    return (
-        f"max {by(names.labels(RATE_LABELS))} (\n"
-        f"  max_over_time(count_over_time({names.select(names.price)}"
-        f"[{duration_ms(HOUR_MS - 1)}])"
-        f"[{duration_ms(reach)}:1h] offset -1ms)\n"
-        f")"
-    )
-
-
 def _offset(ms: int) -> str:
     """` offset D` reading `ms` earlier (later when negative), or nothing for 0."""
     if ms == 0:
@@ -198,63 +174,72 @@ def _offset(ms: int) -> str:
     return f" offset {'-' if ms < 0 else ''}{duration_ms(abs(ms))}"
 
 
-def _cell_sums(
+def _cell_mean(metric: str, subject: Sequence[str], names: QueryNames, selection: str) -> str:
+    """Each subject's mean `metric` over one cell (`selection`: its range and offset),
+    the fullest replica's.
+
+    Per target, the series' samples in the cell divided by the samples the same
+    target's price series holds there (every replica exports it at every scrape):
+    the value times the share of the target's scrapes in which the series was
+    there, whatever the scrape interval, and read over the same range on both
+    sides, so a sample on a cell's edge counts on both or on neither. Then `max`
+    over the targets and scrape jobs: replicas side by side export the same series,
+    and one that was up for part of the cell (a rollout's old or new pod) says
+    what it saw while it was.
+    """
+    target = names.labels(TARGET_LABELS)
+    return (
+        f"max {by(names.labels(subject))} (\n"
+        f"    sum_over_time({names.select(metric)}{selection})\n"
+        f"  / {on(target)} group_left ()\n"
+        f"    max {by(target)} (count_over_time({names.select(names.price)}{selection}))\n"
+        f")"
+    )
+
+
+def _integrated(
     metric: str, subject: Sequence[str], window_ms: int, names: QueryNames, end_phase_ms: int
 ) -> str:
-    """`metric`'s samples summed over the window by job and subject, each replica once.
+    """Each subject's `metric` integrated over the window, in value x hours, once
+    whatever the replicas, side by side or one after another.
 
-    The window is cut into cells of an hour ending at its end (`end_phase_ms` is the
-    end's offset past the whole hour) and a shorter first cell. In each cell the
-    replica with the most samples counts (`max`: replicas running side by side
-    export the same series), and the cells are added up, so replicas that follow
-    one another (a rollout gives the new pod a new `instance`) all count.
+    The window is cut into cells of an hour ending at its end (`end_phase_ms` is
+    the end's offset past the whole hour) and a shorter first cell when it is not a
+    whole number of hours. Each cell gives its mean (`_cell_mean`) times its length;
+    the cells are added up. A rollout gives every new pod a new `instance`; each
+    side of it counts in its own cells, and in the cell of the rollout both sides
+    saw the pod all the time they were up.
 
-    The subquery's steps fall on whole hours; step `s` sums the cell
+    The subquery's steps fall on whole hours; step `s` reads the cell
     [s + phase - 1h, s + phase) (the inner offset). The subquery is read 1 ms past
     the last step (its offset): Prometheus includes a step that falls exactly on
     either end of a subquery's range, so a range ending on a step would also take
     the step before the first cell.
     """
-    group = by(names.labels(("job", *subject)))
-    series = names.select(metric)
     whole, first = divmod(window_ms, CELL_MS)
     parts = []
     if whole:
+        hour = _cell_mean(metric, subject, names, f"[1h]{_offset(1 - end_phase_ms)}")
         parts.append(
             f"sum_over_time(\n"
-            f"  (max {group} (sum_over_time({series}[1h]{_offset(1 - end_phase_ms)})))"
-            f"[{duration_ms(whole * CELL_MS)}:1h]{_offset(end_phase_ms - 2)}\n"
+            f"  (\n"
+            f"    {_indent(hour, '    ')}\n"
+            f"  )[{duration_ms(whole * CELL_MS)}:1h]{_offset(end_phase_ms - 2)}\n"
             f")"
         )
     if first:
-        parts.append(
-            f"max {group} (sum_over_time({series}[{duration_ms(first)}]{_offset(whole * CELL_MS)}))"
+        rest = _cell_mean(
+            metric, subject, names, f"[{duration_ms(first)}]{_offset(whole * CELL_MS)}"
         )
+        parts.append(f"(\n  {_indent(rest, '  ')}\n) * {first} / {CELL_MS}")
     if len(parts) == 1:
         return parts[0]
     tagged = [
-        f'label_replace({part}, "{CELL_LABEL}", "{i}", "", "")' for i, part in enumerate(parts)
+        f'label_replace(\n  {_indent(part, "  ")},\n  "{CELL_LABEL}", "{i}", "", ""\n)'
+        for i, part in enumerate(parts)
     ]
-    return f"sum {group} (\n  " + "\n  or\n  ".join(_indent(t, "  ") for t in tagged) + "\n)"
-
-
-def _integrated(
-    metric: str,
-    subject: Sequence[str],
-    window_ms: int,
-    names: QueryNames,
-    end_phase_ms: int,
-) -> str:
-    """Each subject's `metric` integrated over the window, in value x hours, once
-    whatever the replicas and scrape jobs."""
-    cells = _cell_sums(metric, subject, window_ms, names, end_phase_ms)
-    return (
-        f"max {by(names.labels(subject))} (\n"
-        f"    {_indent(cells, '    ')}\n"
-        f"  / {on(names.labels(RATE_LABELS))} group_left ()\n"
-        f"    {_indent(samples_per_hour(window_ms, names), '    ')}\n"
-        f")"
-    )
+    joined = "\nor\n".join(tagged)
+    return f"sum {by(names.labels(subject))} (\n  {_indent(joined, '  ')}\n)"
 
 
 def pod_gpu_hours(window_ms: int, names: QueryNames = DEFAULT_NAMES, end_phase_ms: int = 0) -> str:
