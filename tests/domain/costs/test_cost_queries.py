@@ -255,10 +255,11 @@ def test_a_target_seen_only_in_the_last_hour_of_a_window_counts_its_hours_once(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Windows are evaluated at their end - 1 ms; the hour ending at the end must still be
-    counted for the sample rate. An operator that started at 23:00 (a new pod, a new
-    `instance`), scraped every minute 7.5 s past it, holds 2 GPUs until 01:00: one hour
-    on each day. Read without that hour, the first day had no rate (its hour lost) or one
-    sample an hour (60 times the hours)."""
+    read. An operator that started at 23:00 (a new pod, a new `instance`), scraped every
+    minute 7.5 s past it, reports 2 GPUs until 01:00: one hour on each day. When the
+    sample rate was counted on whole clock hours before the evaluation, the first day
+    had no rate (its hour lost) or, on an exact grid, one sample an hour (60 times the
+    hours: the CI failure of stop 28)."""
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     end = midnight.timestamp() - 2 * 86_400  # two days ago: whole days, inside retention
     stamps = [end - 3600 + 7.5 + 60 * i for i in range(120)]
