@@ -228,24 +228,34 @@ def test_prometheus_parses_the_queries_with_other_metric_names(
         assert client.evaluate(build(DAY_MS, names), 1_700_000_000.5) == []
 
 
-def _backfilled(
-    tmp_path_factory: pytest.TempPathFactory, stamps: list[float], gpus: int
+def _targets_backfilled(
+    tmp_path_factory: pytest.TempPathFactory,
+    lives: list[tuple[str, float, float, int]],
+    past: float = 7.5,
+    gpus: int = 1,
 ) -> PrometheusServer:
-    """A Prometheus holding one operator target's price series and one pod's `gpus`
-    allocation, sampled at `stamps` (seconds)."""
+    """A Prometheus holding operator targets (instance, first, end, scrape interval in
+    seconds) scraped `past` seconds past the interval, each exporting its price series
+    and one pod holding `gpus` GPUs."""
     require_tool("prometheus", "promtool")
-    target = 'job="finops-operator",instance="10.0.0.7:8080"'
     pod = (
         'namespace="ml",pod="train-0",node="n1",resource="nvidia.com/gpu",gpu_model="h100",'
         'team="ml",feature="chat",environment="prod",workload_type="training",cost_center="cc"'
     )
-    lines = ["# TYPE finops_gpu_hourly_price gauge"]
-    lines += [f'finops_gpu_hourly_price{{{target},gpu_model="h100"}} 4.5 {t:.3f}' for t in stamps]
-    lines.append("# TYPE finops_pod_gpu_allocation gauge")
-    lines += [f"finops_pod_gpu_allocation{{{target},{pod}}} {gpus} {t:.3f}" for t in stamps]
-    folder = tmp_path_factory.mktemp("prom-last-hour")
+    price, allocation = ["# TYPE finops_gpu_hourly_price gauge"], []
+    for instance, first, end, every in lives:
+        target = f'job="finops-operator",instance="{instance}"'
+        stamps = [first + past + every * i for i in range(int((end - first) // every))]
+        price += [
+            f'finops_gpu_hourly_price{{{target},gpu_model="h100"}} 4.5 {t:.3f}' for t in stamps
+        ]
+        allocation += [
+            f"finops_pod_gpu_allocation{{{target},{pod}}} {gpus} {t:.3f}" for t in stamps
+        ]
+    lines = [*price, "# TYPE finops_pod_gpu_allocation gauge", *allocation, "# EOF", ""]
+    folder = tmp_path_factory.mktemp("prom-targets")
     data = folder / "series.om"
-    data.write_text("\n".join([*lines, "# EOF", ""]))
+    data.write_text("\n".join(lines))
     server = PrometheusServer(folder / "prometheus")
     server.backfill_file(data)
     return server.start()
@@ -262,8 +272,9 @@ def test_a_target_seen_only_in_the_last_hour_of_a_window_counts_its_hours_once(
     hours: the CI failure of stop 28)."""
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     end = midnight.timestamp() - 2 * 86_400  # two days ago: whole days, inside retention
-    stamps = [end - 3600 + 7.5 + 60 * i for i in range(120)]
-    server = _backfilled(tmp_path_factory, stamps, gpus=2)
+    server = _targets_backfilled(
+        tmp_path_factory, [("10.0.0.7:8080", end - 3600, end + 3600, 60)], gpus=2
+    )
     try:
         client = PrometheusClient(PrometheusConfig(url=server.url))
         query = gpu_hours_query(DAY_MS)
@@ -278,36 +289,6 @@ def test_a_target_seen_only_in_the_last_hour_of_a_window_counts_its_hours_once(
         ] == [Decimal(3)]
     finally:
         server.stop()
-
-
-def _targets_backfilled(
-    tmp_path_factory: pytest.TempPathFactory,
-    lives: list[tuple[str, float, float, int]],
-    past: float = 7.5,
-) -> PrometheusServer:
-    """A Prometheus holding operator targets (instance, first, end, scrape interval in
-    seconds) scraped `past` seconds past the interval, each exporting its price series
-    and one pod holding 1 GPU."""
-    require_tool("prometheus", "promtool")
-    pod = (
-        'namespace="ml",pod="train-0",node="n1",resource="nvidia.com/gpu",gpu_model="h100",'
-        'team="ml",feature="chat",environment="prod",workload_type="training",cost_center="cc"'
-    )
-    price, allocation = ["# TYPE finops_gpu_hourly_price gauge"], []
-    for instance, first, end, every in lives:
-        target = f'job="finops-operator",instance="{instance}"'
-        stamps = [first + past + every * i for i in range(int((end - first) // every))]
-        price += [
-            f'finops_gpu_hourly_price{{{target},gpu_model="h100"}} 4.5 {t:.3f}' for t in stamps
-        ]
-        allocation += [f"finops_pod_gpu_allocation{{{target},{pod}}} 1 {t:.3f}" for t in stamps]
-    lines = [*price, "# TYPE finops_pod_gpu_allocation gauge", *allocation, "# EOF", ""]
-    folder = tmp_path_factory.mktemp("prom-targets")
-    data = folder / "series.om"
-    data.write_text("\n".join(lines))
-    server = PrometheusServer(folder / "prometheus")
-    server.backfill_file(data)
-    return server.start()
 
 
 def test_replicas_that_follow_one_another_all_count_and_side_by_side_once(
@@ -331,12 +312,7 @@ def test_replicas_that_follow_one_another_all_count_and_side_by_side_once(
                 ("10.0.0.4:8080", rollout + 60, day + 86_400 + 3600, 60),
             ],
         )
-        try:
-            client = PrometheusClient(PrometheusConfig(url=server.url))
-            answer = client.evaluate(gpu_hours_query(DAY_MS), day + 86_400 - 0.001)
-            assert [_hours(row["value"][1]) for row in answer] == [24], rollout_minute
-        finally:
-            server.stop()
+        assert _pod_hours_of_the_day(server, day) == [24], rollout_minute
 
 
 def test_each_target_is_read_at_its_own_scrape_interval(
@@ -354,12 +330,7 @@ def test_each_target_is_read_at_its_own_scrape_interval(
             ("10.0.0.2:8080", day + 12 * 3600, day + 86_400 + 3600, 60),
         ],
     )
-    try:
-        client = PrometheusClient(PrometheusConfig(url=server.url))
-        answer = client.evaluate(gpu_hours_query(DAY_MS), day + 86_400 - 0.001)
-        assert [_hours(row["value"][1]) for row in answer] == [24]
-    finally:
-        server.stop()
+    assert _pod_hours_of_the_day(server, day) == [24]
 
 
 @pytest.mark.parametrize("past", [0.0, 0.001, 59.999])
@@ -375,17 +346,18 @@ def test_samples_on_the_edge_of_a_cell_count_once(
     server = _targets_backfilled(
         tmp_path_factory, [("10.0.0.1:8080", day - 3600, day + 86_400 + 3600, 60)], past
     )
+    assert _pod_hours_of_the_day(server, day) == [24]
+
+
+def _pod_hours_of_the_day(server: PrometheusServer, day: float) -> list[Decimal]:
+    """The GPU hours `server` gives for the day starting at `day`, to the millionth of an
+    hour (Prometheus answers floats); stops the server."""
     try:
         client = PrometheusClient(PrometheusConfig(url=server.url))
         answer = client.evaluate(gpu_hours_query(DAY_MS), day + 86_400 - 0.001)
-        assert [_hours(row["value"][1]) for row in answer] == [24]
+        return [Decimal(row["value"][1]).quantize(Decimal("0.000001")) for row in answer]
     finally:
         server.stop()
-
-
-def _hours(value: str) -> Decimal:
-    """A figure Prometheus gives as a float, to the millionth of an hour."""
-    return Decimal(value).quantize(Decimal("0.000001"))
 
 
 def test_a_window_off_the_hour_counts_each_sample_once(
