@@ -99,24 +99,6 @@ def test_a_period_that_is_not_whole_days_adds_one_instant_query_per_measure() ->
     assert len(prometheus.log) == 10
 
 
-def test_windows_ending_off_the_hour_are_read_in_hour_cells_ending_at_their_end() -> None:
-    """The day windows of a period starting at 00:20:30 end 20 min 30 s past the hour, and
-    so does its rest; the builders are told, so that the cells end where the windows do."""
-    prometheus = FakePrometheus()
-    start = TWO_DAYS.start + datetime.timedelta(minutes=20, seconds=30)
-    read_usage(prometheus, Period(start, TWO_DAYS.end + datetime.timedelta(hours=5)))
-    phase = (20 * 60 + 30) * 1000
-    sent = [q.expr for q in prometheus.log]
-    assert gpu_hours_query(DAY_MS, end_phase_ms=phase) in sent
-    rest = (4 * 60 + 39) * 60_000 + 30_000
-    assert gpu_hours_query(rest, end_phase_ms=0) in sent
-
-
-def test_windows_that_are_not_whole_hours_are_refused() -> None:
-    with pytest.raises(ValueError, match="whole hours"):
-        read_usage(FakePrometheus(), TWO_DAYS, chunk=datetime.timedelta(minutes=90))
-
-
 def test_a_report_counts_its_queries_and_prices_the_usage() -> None:
     prometheus: PrometheusPort = FakePrometheus(answers=usage_answers())
     report = report_period(prometheus, PricingConfig(), TWO_DAYS)

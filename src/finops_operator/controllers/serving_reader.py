@@ -23,10 +23,9 @@ from finops_operator.controllers.usage_reader import (
     _to_ms,
     _total,
     _whole,
-    chunk_ms,
 )
 from finops_operator.domain.config import Config, PricingConfig
-from finops_operator.domain.costs.cost_queries import QueryNames, plan_windows
+from finops_operator.domain.costs.cost_queries import DAY_MS, QueryNames, plan_windows
 from finops_operator.domain.costs.period import Period
 from finops_operator.domain.costs.self_hosted import (
     SelfHostedModel,
@@ -93,12 +92,14 @@ def read_serving(
     chunk: timedelta = timedelta(days=1),
 ) -> ServingUsage:
     """Serving GPU hours and tokens in [period.start, period.end). Raises PrometheusError."""
-    plan = plan_windows(_to_ms(period.start), _to_ms(period.end), chunk_ms(chunk))
+    plan = plan_windows(
+        _to_ms(period.start), _to_ms(period.end), int(chunk.total_seconds() * 1000) or DAY_MS
+    )
 
-    def self_hosted_gpu_hours(window_ms: int, query_names: QueryNames, end_phase_ms: int) -> str:
-        return serving_gpu_hours_query(window_ms, query_names, serving, end_phase_ms)
+    def self_hosted_gpu_hours(window_ms: int, query_names: QueryNames) -> str:
+        return serving_gpu_hours_query(window_ms, query_names, serving)
 
-    def self_hosted_tokens(window_ms: int, query_names: QueryNames, _: int) -> str:
+    def self_hosted_tokens(window_ms: int, query_names: QueryNames) -> str:
         return serving_tokens_query(window_ms, query_names, serving)
 
     gpu_labels = names.labels(SERVING_GPU_LABELS)

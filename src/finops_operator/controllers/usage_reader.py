@@ -40,7 +40,6 @@ from typing import Any, Final
 from finops_operator.domain import conventions
 from finops_operator.domain.config import PricingConfig
 from finops_operator.domain.costs.cost_queries import (
-    CELL_MS,
     DAY_MS,
     DEFAULT_NAMES,
     GPU_USAGE_LABELS,
@@ -224,7 +223,7 @@ def _locator(evaluation: Evaluation, first: int) -> Callable[[Any], int]:
 
 def _run(
     client: PrometheusPort,
-    build: Callable[[int, QueryNames, int], str],
+    build: Callable[[int, QueryNames], str],
     plan: Sequence[Evaluation],
     names: QueryNames,
     labels: Sequence[str],
@@ -238,8 +237,7 @@ def _run(
     windows: dict[int, dict[Key, Decimal]] = {}
     first = 0
     for evaluation in plan:
-        # Every window of a range query ends as far past a whole hour as the first.
-        expr = build(evaluation.window_ms, names, evaluation.first_end_ms % CELL_MS)
+        expr = build(evaluation.window_ms, names)
         if evaluation.count == 1:
             result = client.evaluate(expr, evaluation.first_eval_ms / 1000)
         else:
@@ -312,15 +310,6 @@ def _to_ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
-def chunk_ms(chunk: timedelta) -> int:
-    """The length of the windows a period is read in, in ms: whole hours, so that the
-    windows of one range query share their cells (`cost_queries.CELL_MS`)."""
-    ms = int(chunk.total_seconds() * 1000) or DAY_MS
-    if ms % CELL_MS:
-        raise ValueError(f"the windows of a reading are whole hours, not {chunk}")
-    return ms
-
-
 def read_usage(
     client: PrometheusPort,
     period: Period,
@@ -334,7 +323,9 @@ def read_usage(
     The period is cut into windows of `chunk` (one range query per measure) and a
     shorter remainder (one instant query per measure). Raises PrometheusError.
     """
-    plan = plan_windows(_to_ms(period.start), _to_ms(period.end), chunk_ms(chunk))
+    plan = plan_windows(
+        _to_ms(period.start), _to_ms(period.end), int(chunk.total_seconds() * 1000) or DAY_MS
+    )
     gpu_labels = names.labels(GPU_USAGE_LABELS)
     hours_by_window = _run(client, gpu_hours_query, plan, names, gpu_labels)
     hours = _total(hours_by_window)

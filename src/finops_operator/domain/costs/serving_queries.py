@@ -67,10 +67,7 @@ def _as_served_model(expr: str, serving: ServingNames) -> str:
 
 
 def serving_gpu_hours_query(
-    window_ms: int,
-    names: QueryNames,
-    serving: ServingNames = ServingNames(),
-    end_phase_ms: int = 0,
+    window_ms: int, names: QueryNames, serving: ServingNames = ServingNames()
 ) -> str:
     """GPU hours of the pods serving each model, by cluster, model, namespace, GPU model
     and labels."""
@@ -79,7 +76,7 @@ def serving_gpu_hours_query(
         f"present_over_time({names.select(serving.prompt_tokens)}[{window}])", serving
     )
     pod = names.labels(("namespace", "pod"))
-    inner = pod_gpu_hours(window_ms, names, end_phase_ms).replace("\n", "\n    ")
+    inner = pod_gpu_hours(window_ms, names).replace("\n", "\n    ")
     expr = (
         f"sum {by(names.labels(SERVING_GPU_LABELS))} (\n"
         f"    {inner}\n"
