@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from finops_devtools.devcluster import free_port
+from finops_devtools.devcluster.operator_runner import DRAIN_SECONDS
 from tests.support.tools import BUILT_IN_BACKGROUND
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,9 +43,6 @@ COST_CENTER = "resilio.tech/cost-center"
 MODE = "finops.resilio.tech/mode"
 VIOLATIONS_ANNOTATION = "finops.resilio.tech/violations"
 OPERATOR_USER = "system:serviceaccount:finops-system:finops-operator"
-# `run --webhook-drain-seconds` of the operators run on the host (as scripts/e2e-cluster.sh
-# does): their stops need not wait the default 5 s. The pods keep the manifests' default.
-DRAIN_SECONDS = "0.2"
 
 COMPLIANT = {
     TEAM: "search-platform",
